@@ -1,0 +1,236 @@
+"""The typed configuration model.
+
+A YAML file is loaded into these pydantic models by `config.loader`. Every field has a type and,
+where it has one, a range; an unknown key is an error, so that a typo is refused rather than
+silently ignored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from enum import Enum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+NATIVE_HASH = re.compile(r"^\*[0-9A-Fa-f]{40}$")
+SHA2_HASH = re.compile(r"^sha2:[0-9A-Fa-f]{64}$")
+
+
+class Strict(BaseModel):
+    """Base for every config section: unknown keys are errors, values are not coerced loosely."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Endpoint(Strict):
+    """A TCP address DAL listens on."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(ge=1, le=65535)
+
+
+class Instance(Strict):
+    """One backend MariaDB/MySQL server."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(ge=1, le=65535)
+    user: str
+    password: str
+    # Only for instances that `dal localdb` manages: where its data lives and its binlog server id.
+    datadir: str | None = None
+    server_id: int = Field(default=1, ge=1, le=4294967295)
+
+
+class PoolConfig(Strict):
+    """Backend pool sizing and timeouts, per instance."""
+
+    max_size: int = Field(default=16, ge=1, le=10000)
+    min_idle: int = Field(default=0, ge=0)
+    acquire_timeout: float = Field(default=5.0, gt=0)
+    connect_timeout: float = Field(default=5.0, gt=0)
+    max_lifetime: float = Field(default=3600.0, gt=0)
+    idle_timeout: float = Field(default=600.0, gt=0)
+
+
+class Placement(Strict):
+    """A range of shard numbers held on one instance, e.g. ``shards: 0-59, instance: a``."""
+
+    shards: str
+    instance: str
+
+    @field_validator("shards")
+    @classmethod
+    def _range(cls, value: str) -> str:
+        if not re.fullmatch(r"\d+-\d+|\d+", value):
+            raise ValueError("expected a shard range such as '0-59' or a single shard such as '7'")
+        low, _, high = value.partition("-")
+        if high and int(high) < int(low):
+            raise ValueError(f"range {value!r} ends before it starts")
+        return value
+
+    def numbers(self) -> range:
+        """The shard numbers this placement covers."""
+        low, _, high = self.shards.partition("-")
+        return range(int(low), int(high or low) + 1)
+
+
+class Dimension(Strict):
+    """One sharding dimension: ``shard = key % shards``, held in database ``prefix + NNN``."""
+
+    key: str
+    shards: int = Field(default=120, ge=1, le=4096)
+    prefix: str
+    placement: list[Placement]
+
+    def database(self, shard: int) -> str:
+        """The physical database name of a shard, e.g. ``user_017``."""
+        return f"{self.prefix}{shard:03d}"
+
+
+class TableKind(str, Enum):
+    SHARDED = "sharded"
+    BOUND = "bound"
+    BROADCAST = "broadcast"
+    UNSHARDED = "unsharded"
+
+
+class Table(Strict):
+    """A table the sharding config names. Tables it does not name are unsharded."""
+
+    kind: TableKind
+    bound_to: str | None = None
+
+    @model_validator(mode="after")
+    def _bound(self) -> Table:
+        if (self.kind is TableKind.BOUND) != (self.bound_to is not None):
+            raise ValueError("'bound_to' is required for kind 'bound' and allowed only there")
+        return self
+
+
+class LogicalDatabase(Strict):
+    """A database as clients see it, with the shards behind it."""
+
+    default_instance: str
+    default_database: str
+    dimensions: dict[str, Dimension]
+    authoritative: str = "user"
+    tables: dict[str, Table] = {}
+
+    @model_validator(mode="after")
+    def _consistent(self) -> LogicalDatabase:
+        if self.authoritative not in self.dimensions:
+            raise ValueError(f"authoritative dimension {self.authoritative!r} is not among dimensions")
+        for name, table in self.tables.items():
+            if table.bound_to is not None and table.bound_to not in self.tables:
+                raise ValueError(f"table {name!r} is bound to unknown table {table.bound_to!r}")
+        return self
+
+
+class Role(str, Enum):
+    APP = "app"
+    ADMIN = "admin"
+
+
+class User(Strict):
+    """A DAL user. Give ``password`` (local use) or ``password_hash`` (production).
+
+    ``password_hash`` is either MySQL's native form ``*<40 hex>`` (SHA1(SHA1(pw))), or
+    ``sha2:<64 hex>`` (SHA256(SHA256(pw)), what caching_sha2_password fast auth checks).
+    """
+
+    password: str | None = None
+    password_hash: str | None = None
+    role: Role = Role.APP
+    databases: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _one_secret(self) -> User:
+        if (self.password is None) == (self.password_hash is None):
+            raise ValueError("give exactly one of 'password' or 'password_hash'")
+        if self.password_hash is not None and not (
+            NATIVE_HASH.match(self.password_hash) or SHA2_HASH.match(self.password_hash)
+        ):
+            raise ValueError("password_hash must be '*' + 40 hex digits or 'sha2:' + 64 hex digits")
+        return self
+
+    def native_hash(self) -> bytes | None:
+        """SHA1(SHA1(password)), the stored form mysql_native_password checks against."""
+        if self.password is not None:
+            return hashlib.sha1(hashlib.sha1(self.password.encode()).digest()).digest()
+        if self.password_hash and self.password_hash.startswith("*"):
+            return bytes.fromhex(self.password_hash[1:])
+        return None
+
+    def sha2_hash(self) -> bytes | None:
+        """SHA256(SHA256(password)), the stored form caching_sha2_password fast auth checks."""
+        if self.password is not None:
+            return hashlib.sha256(hashlib.sha256(self.password.encode()).digest()).digest()
+        if self.password_hash and self.password_hash.startswith("sha2:"):
+            return bytes.fromhex(self.password_hash[5:])
+        return None
+
+
+class Server(Strict):
+    """The proxy process itself."""
+
+    listen: Endpoint = Endpoint(port=3307)
+    metrics: Endpoint = Endpoint(port=9104)
+    worker_id: int = Field(default=0, ge=0, le=1023)
+    max_packet: int = Field(default=64 * 1024 * 1024, ge=1024)
+    max_clients: int = Field(default=10000, ge=1)
+    server_version: str = "5.5.5-10.11.0-MariaDB-dal"
+
+
+class Config(Strict):
+    """The whole configuration of one DAL process."""
+
+    server: Server = Server()
+    instances: dict[str, Instance]
+    pool: PoolConfig = PoolConfig()
+    databases: dict[str, LogicalDatabase]
+    users: dict[str, User]
+    version: Literal[1] = 1
+
+    @model_validator(mode="after")
+    def _references(self) -> Config:
+        for db_name, db in self.databases.items():
+            if db.default_instance not in self.instances:
+                raise ValueError(
+                    f"databases.{db_name}.default_instance: unknown instance {db.default_instance!r}"
+                )
+            for dim_name, dim in db.dimensions.items():
+                seen: dict[int, str] = {}
+                for place in dim.placement:
+                    if place.instance not in self.instances:
+                        raise ValueError(
+                            f"databases.{db_name}.dimensions.{dim_name}.placement: "
+                            f"unknown instance {place.instance!r}"
+                        )
+                    for shard in place.numbers():
+                        if shard in seen:
+                            raise ValueError(
+                                f"databases.{db_name}.dimensions.{dim_name}.placement: "
+                                f"shard {shard} placed twice"
+                            )
+                        seen[shard] = place.instance
+                missing = sorted(set(range(dim.shards)) - set(seen))
+                extra = sorted(set(seen) - set(range(dim.shards)))
+                if missing or extra:
+                    raise ValueError(
+                        f"databases.{db_name}.dimensions.{dim_name}.placement: shards "
+                        f"{missing[:5] or extra[:5]} {'not placed' if missing else 'out of range'}"
+                    )
+        for user_name, user in self.users.items():
+            for db_name in user.databases or []:
+                if db_name not in self.databases:
+                    raise ValueError(f"users.{user_name}.databases: unknown database {db_name!r}")
+        return self
+
+    def shard_instance(self, db: str, dimension: str, shard: int) -> str:
+        """The instance name that holds one shard."""
+        for place in self.databases[db].dimensions[dimension].placement:
+            if shard in place.numbers():
+                return place.instance
+        raise KeyError(f"{db}.{dimension} shard {shard} has no placement")
