@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from enum import Enum
+from enum import StrEnum
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -89,7 +89,7 @@ class Dimension(Strict):
         return f"{self.prefix}{shard:03d}"
 
 
-class TableKind(str, Enum):
+class TableKind(StrEnum):
     SHARDED = "sharded"
     BOUND = "bound"
     BROADCAST = "broadcast"
@@ -128,7 +128,7 @@ class LogicalDatabase(Strict):
         return self
 
 
-class Role(str, Enum):
+class Role(StrEnum):
     APP = "app"
     ADMIN = "admin"
 
@@ -180,7 +180,13 @@ class Server(Strict):
     worker_id: int = Field(default=0, ge=0, le=1023)
     max_packet: int = Field(default=64 * 1024 * 1024, ge=1024)
     max_clients: int = Field(default=10000, ge=1)
-    server_version: str = "5.5.5-10.11.0-MariaDB-dal"
+    # Seconds a client may take to log in, and to finish a packet it has started sending.
+    login_timeout: float = Field(default=10.0, gt=0)
+    read_timeout: float = Field(default=30.0, gt=0)
+    # Seconds SIGTERM waits for statements in flight before closing clients.
+    drain_timeout: float = Field(default=10.0, ge=0)
+    # The version clients see; by default the default backend's, with "-dal" appended.
+    server_version: str | None = None
 
 
 class Config(Strict):

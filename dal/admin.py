@@ -1,0 +1,81 @@
+"""Admin statements (``SHOW DAL ...``), for admin users only, answered by DAL itself.
+
+A dispatch table maps each statement to a handler that returns rows; unknown ones get 1235.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from dal import errors
+from dal.login import err_packet
+from dal.wire.constants import ColumnType
+from dal.wire.messages import ERR
+from dal.wire.results import encode_result_set, text_column
+
+if TYPE_CHECKING:
+    from dal.server import Server
+
+Rows = tuple[list[str], list[list[object]]]
+
+
+def _pools(server: Server) -> Rows:
+    header = ["instance", "address", "max", "in_use", "idle", "connecting", "waiting", "opened",
+              "closed"]
+    rows: list[list[object]] = []
+    for name, pool in server.pools.items():
+        s = pool.stats()
+        address = f"{pool.instance.host}:{pool.instance.port}"
+        rows.append([name, address, s.max_size, s.in_use, s.idle, s.connecting, s.waiting,
+                     s.opened, s.closed])
+    return header, rows
+
+
+def _shards(server: Server) -> Rows:
+    header = ["database", "dimension", "shards", "instance", "first", "last"]
+    rows: list[list[object]] = []
+    for db_name, db in server.config.databases.items():
+        for dim_name, dim in db.dimensions.items():
+            for place in dim.placement:
+                numbers = place.numbers()
+                rows.append([db_name, dim_name, place.shards, place.instance,
+                             dim.database(numbers[0]), dim.database(numbers[-1])])
+    return header, rows
+
+
+def _statements(server: Server) -> Rows:
+    header = ["counter", "label", "value"]
+    rows: list[list[object]] = [[k[0], k[1], v] for k, v in sorted(server.counters.items())]
+    cache = server.router.cache
+    rows += [["plan_cache", "hits", cache.hits], ["plan_cache", "misses", cache.misses],
+             ["plan_cache", "size", len(cache)], ["sessions", "connected", len(server.sessions)]]
+    return header, rows
+
+
+COMMANDS: dict[str, Callable[[Server], Rows]] = {
+    "POOLS": _pools,
+    "SHARDS": _shards,
+    "STATEMENTS": _statements,
+}
+
+_SHOW = re.compile(r"(?is)\s*SHOW\s+DAL\s+(\w+)\s*;?\s*$")
+
+
+def execute(server: Server, sql: str, *, seq: int, status: int) -> bytes:
+    """Run one admin statement and return the framed response."""
+    match = _SHOW.match(sql)
+    handler = COMMANDS.get(match.group(1).upper()) if match else None
+    if handler is None:
+        known = ", ".join(f"SHOW DAL {name}" for name in COMMANDS)
+        return err_packet(ERR(errors.NOT_SUPPORTED[0], f"Unknown DAL admin statement; this "
+                              f"build knows: {known}", errors.NOT_SUPPORTED[1]), seq)
+    header, rows = handler(server)
+    columns = []
+    for i, name in enumerate(header):
+        numeric = bool(rows) and all(isinstance(r[i], int) for r in rows)
+        columns.append(text_column(name, type_=ColumnType.LONGLONG if numeric else 253,
+                                   length=20 if numeric else 256, charset=63 if numeric else 45))
+    encoded = [[None if v is None else str(v).encode() for v in row] for row in rows]
+    return encode_result_set(columns, encoded, deprecate_eof=False, status=status, seq=seq)

@@ -1,0 +1,66 @@
+"""The `dal` command line: one command, one subcommand per job.
+
+Each subcommand lives in its own module, which exposes ``add_arguments(parser)`` and
+``run(args) -> int``. Modules are imported only when their subcommand runs, so that
+``dal --help`` is fast and a tool's dependencies do not burden the proxy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from config.loader import DEFAULT_CONFIG
+
+# name -> (module, one-line help)
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "serve": ("dal.serve", "run the proxy in the foreground (Ctrl-C or SIGTERM stops it)"),
+    "localdb": ("tools.localdb", "start, stop or inspect the local MariaDB instances (up|down|status)"),
+    "schema": ("tools.schema", "create the shard databases and apply the schema to every shard"),
+    "bench": ("tools.bench", "benchmark DAL against a direct connection, side by side in one run"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every subcommand registered."""
+    parser = argparse.ArgumentParser(
+        prog="dal",
+        description="DAL: a MySQL-protocol sharding proxy. Applications connect to it as to one "
+        "MySQL server; it routes each statement to the shards and merges the results.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (module_name, help_text) in SUBCOMMANDS.items():
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            # A subcommand whose module is not written yet must not break the others.
+            sub.add_parser(name, help=f"{help_text} (not available yet)")
+            continue
+        doc = (module.__doc__ or help_text).strip()
+        child = sub.add_parser(
+            name, help=help_text, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+        )
+        child.add_argument(
+            "--config",
+            default=str(DEFAULT_CONFIG),
+            help="the YAML config file (default: %(default)s)",
+        )
+        module.add_arguments(child)
+        child.set_defaults(_module=module)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `dal` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args._module.run(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,48 @@
+"""Statements DAL answers itself: the logical view of databases and tables."""
+
+from __future__ import annotations
+
+import re
+
+from dal.wire.results import encode_result_set, text_column
+
+
+def like_matcher(pattern: str | None) -> re.Pattern[str] | None:
+    """A regex for a SQL LIKE pattern (``%``, ``_``, backslash escapes), case-insensitive."""
+    if pattern is None:
+        return None
+    out = []
+    i = 0
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "\\" and i + 1 < len(pattern):
+            out.append(re.escape(pattern[i + 1]))
+            i += 2
+            continue
+        out.append(".*" if c == "%" else "." if c == "_" else re.escape(c))
+        i += 1
+    return re.compile("".join(out) + r"\Z", re.S | re.I)
+
+
+def show_databases(names: list[str], like: str | None, *, seq: int, status: int) -> bytes:
+    """``SHOW DATABASES``: information_schema and the logical databases, never shard databases."""
+    matcher = like_matcher(like)
+    rows = [[n.encode()] for n in sorted(names) if matcher is None or matcher.match(n)]
+    header = "Database" + (f" ({like})" if like is not None else "")
+    return encode_result_set([text_column(header, length=256)], rows, deprecate_eof=False,
+                             status=status, seq=seq)
+
+
+def show_tables(db: str, tables: dict[str, str], full: bool, like: str | None, *, seq: int,
+                status: int) -> bytes:
+    """``SHOW [FULL] TABLES``: ``tables`` maps each logical table name to its type."""
+    matcher = like_matcher(like)
+    header = f"Tables_in_{db}" + (f" ({like})" if like is not None else "")
+    columns = [text_column(header, length=256)]
+    if full:
+        columns.append(text_column("Table_type", length=64))
+    rows = []
+    for name in sorted(tables):
+        if matcher is None or matcher.match(name):
+            rows.append([name.encode(), tables[name].encode()] if full else [name.encode()])
+    return encode_result_set(columns, rows, deprecate_eof=False, status=status, seq=seq)

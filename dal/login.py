@@ -1,0 +1,145 @@
+"""The server side of the connection phase: greeting, authentication, default database.
+
+Runs once per client as a coroutine (the slow path). Supports mysql_native_password and
+caching_sha2_password, including the full-auth path over plain TCP (RSA public key exchange)
+that MySQL 8 clients take when DAL cannot verify a fast-auth scramble.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from config.model import User
+from dal import errors
+from dal.wire import auth
+from dal.wire.constants import Capability, Status
+from dal.wire.errors import ProtocolError
+from dal.wire.framing import frame
+from dal.wire.messages import ERR, OK, Handshake, HandshakeResponse
+
+SERVER_CAPABILITIES = (
+    Capability.LONG_PASSWORD | Capability.FOUND_ROWS | Capability.LONG_FLAG
+    | Capability.CONNECT_WITH_DB | Capability.NO_SCHEMA | Capability.IGNORE_SPACE
+    | Capability.PROTOCOL_41 | Capability.INTERACTIVE | Capability.IGNORE_SIGPIPE
+    | Capability.TRANSACTIONS | Capability.SECURE_CONNECTION | Capability.MULTI_RESULTS
+    | Capability.PS_MULTI_RESULTS | Capability.PLUGIN_AUTH | Capability.CONNECT_ATTRS
+    | Capability.PLUGIN_AUTH_LENENC_CLIENT_DATA
+)
+
+
+class LoginFailed(Exception):
+    """Login refused; ``err`` is what the client is told before the connection closes."""
+
+    def __init__(self, err: ERR) -> None:
+        super().__init__(err.message)
+        self.err = err
+
+
+@dataclass(slots=True)
+class LoginResult:
+    user: str
+    user_config: User
+    capabilities: int
+    collation: int
+    database: str | None
+    attributes: dict[bytes, bytes]
+    next_seq: int
+
+
+ReadPacket = Callable[[], Awaitable[tuple[int, bytes]]]
+Write = Callable[[bytes], None]
+
+
+class Authenticator:
+    """Checks logins against the configured users."""
+
+    def __init__(self, users: dict[str, User], rsa: auth.RSAKeys) -> None:
+        self.users = users
+        self.rsa = rsa
+
+    async def login(self, read: ReadPacket, write: Write, server_version: bytes,
+                    connection_id: int, peer: str) -> LoginResult:
+        """Run the connection phase; raises `LoginFailed` or `ProtocolError`."""
+        scramble = auth.new_scramble()
+        hello = Handshake(server_version, connection_id, scramble, int(SERVER_CAPABILITIES),
+                          status=Status.AUTOCOMMIT, auth_plugin=auth.NATIVE)
+        write(frame(hello.encode(), 0))
+        seq, payload = await read()
+        if len(payload) == 32 and int.from_bytes(payload[:4], "little") & Capability.SSL:
+            raise LoginFailed(ERR(*_code(errors.BAD_HANDSHAKE, "DAL does not offer TLS yet; "
+                                         "connect without SSL (ssl-mode=DISABLED)")))
+        response = HandshakeResponse.decode(payload)
+        caps = response.capabilities & int(SERVER_CAPABILITIES)
+        name = response.user.decode("utf-8", "replace")
+        user = self.users.get(name)
+        plugin = response.auth_plugin or auth.NATIVE
+        data = response.auth_response
+        ok = False
+        if user is not None:
+            ok, seq = await self._verify(user, plugin, data, scramble, seq, read, write)
+        if not ok:
+            using = "YES" if data else "NO"
+            raise LoginFailed(ERR(*_code(
+                errors.ACCESS_DENIED,
+                f"Access denied for user '{name}'@'{peer}' (using password: {using})")))
+        assert user is not None
+        database = response.database.decode("utf-8", "replace") if response.database else None
+        return LoginResult(name, user, caps, response.collation, database,
+                           response.attributes, seq + 1)
+
+    async def _verify(self, user: User, plugin: bytes, data: bytes, scramble: bytes, seq: int,
+                      read: ReadPacket, write: Write) -> tuple[bool, int]:
+        native, sha2 = user.native_hash(), user.sha2_hash()
+        if plugin not in (auth.NATIVE, auth.CACHING_SHA2) or (plugin == auth.NATIVE
+                                                                and native is None):
+            plugin = auth.NATIVE if native is not None else auth.CACHING_SHA2
+            scramble = auth.new_scramble()
+            write(frame(b"\xfe" + plugin + b"\x00" + scramble + b"\x00", seq + 1))
+            seq, data = await read()
+        if plugin == auth.NATIVE:
+            assert native is not None
+            return auth.native_check(data, scramble, native), seq
+        # caching_sha2_password
+        if not data:
+            return False, seq
+        if sha2 is not None:
+            if auth.sha2_check(data, scramble, sha2):
+                write(frame(auth.SHA2_FAST_OK, seq + 1))
+                return True, seq + 1
+            return False, seq
+        # Only the native hash is stored: the fast-auth scramble cannot be checked, so ask
+        # for the password itself, RSA-encrypted, as MySQL does on a cache miss.
+        write(frame(auth.SHA2_FULL_AUTH, seq + 1))
+        seq, data = await read()
+        if data == auth.SHA2_REQUEST_PUBLIC_KEY:
+            write(frame(b"\x01" + self.rsa.public_pem(), seq + 1))
+            seq, data = await read()
+        if len(data) < 64:
+            raise LoginFailed(ERR(*_code(
+                errors.ACCESS_DENIED, "caching_sha2_password full authentication over an "
+                "unencrypted connection needs the RSA exchange; the client sent a cleartext "
+                "password, which DAL refuses")))
+        try:
+            password = self.rsa.decrypt_password(data, scramble)
+        except ValueError:
+            return False, seq
+        return auth.password_matches(password, native, sha2), seq
+
+
+def ok_packet(seq: int, status: int = Status.AUTOCOMMIT) -> bytes:
+    """A framed OK packet."""
+    return frame(OK(status=status).encode(), seq)
+
+
+def err_packet(err: ERR, seq: int) -> bytes:
+    """A framed ERR packet."""
+    return frame(err.encode(), seq)
+
+
+def _code(pair: tuple[int, str], message: str) -> tuple[int, str, str]:
+    return pair[0], message, pair[1]
+
+
+__all__ = ["Authenticator", "LoginFailed", "LoginResult", "ProtocolError", "err_packet",
+           "ok_packet"]

@@ -1,0 +1,65 @@
+"""Prometheus metrics on their own HTTP port: pool gauges and the server's counters."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from prometheus_client import start_http_server
+from prometheus_client.core import REGISTRY, CounterMetricFamily, GaugeMetricFamily
+
+if TYPE_CHECKING:
+    from dal.server import Server
+
+
+class ServerCollector:
+    """Reads the server's pools and counters at scrape time; nothing is kept twice."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+
+    def collect(self):  # noqa: ANN201 (prometheus_client's interface)
+        server = self.server
+        gauges = {
+            "max": GaugeMetricFamily("dal_pool_max", "Pool size limit", labels=["instance"]),
+            "in_use": GaugeMetricFamily("dal_pool_in_use", "Connections lent out",
+                                        labels=["instance"]),
+            "idle": GaugeMetricFamily("dal_pool_idle", "Idle connections", labels=["instance"]),
+            "waiting": GaugeMetricFamily("dal_pool_waiting", "Acquirers waiting",
+                                         labels=["instance"]),
+        }
+        for name, pool in server.pools.items():
+            stats = pool.stats()
+            gauges["max"].add_metric([name], stats.max_size)
+            gauges["in_use"].add_metric([name], stats.in_use)
+            gauges["idle"].add_metric([name], stats.idle)
+            gauges["waiting"].add_metric([name], stats.waiting)
+        yield from gauges.values()
+        clients = GaugeMetricFamily("dal_client_connections", "Connected clients")
+        clients.add_metric([], len(server.sessions))
+        yield clients
+        families = {
+            "statements": CounterMetricFamily("dal_statements", "Statements by plan kind and "
+                                              "result", labels=["kind", "result"]),
+            "errors": CounterMetricFamily("dal_errors", "Errors sent to clients, by code",
+                                          labels=["code"]),
+            "pins": CounterMetricFamily("dal_pins", "Backend connections pinned to a session, "
+                                        "by reason", labels=["reason"]),
+            "logins": CounterMetricFamily("dal_logins", "Client logins by result",
+                                          labels=["result"]),
+        }
+        for (family, label), value in server.counters.items():
+            labels = label.split(":") if family == "statements" else [label]
+            families[family].add_metric(labels, value)
+        yield from families.values()
+        cache = server.router.cache
+        hits = CounterMetricFamily("dal_plan_cache", "Plan cache lookups", labels=["result"])
+        hits.add_metric(["hit"], cache.hits)
+        hits.add_metric(["miss"], cache.misses)
+        yield hits
+
+
+def start_metrics(server: Server) -> None:
+    """Register the collector and serve /metrics on the configured address."""
+    REGISTRY.register(ServerCollector(server))
+    endpoint = server.config.server.metrics
+    start_http_server(endpoint.port, addr=endpoint.host)

@@ -1,0 +1,169 @@
+"""The proxy process: listening socket, backend pools, router and counters, shared by sessions."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+from collections import Counter
+
+from config.model import Config
+from dal.login import Authenticator
+from dal.session import ClientSession
+from dal.wire import auth
+from dal.wire.framing import frame
+from pool.connection import BackendConnection, BackendError
+from pool.pool import Pool
+from router.planner import Router
+
+log = logging.getLogger("dal.server")
+
+FALLBACK_VERSION = "5.5.5-10.11.0-MariaDB-dal"
+# Collations a client may announce that the backend may lack (MySQL 8's default is 255).
+COLLATION_FALLBACK = {255: ("utf8mb4", "utf8mb4_general_ci")}
+
+
+class Server:
+    """Everything sessions share. Sessions hold a reference; they own nothing global."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.router = Router(config)
+        self.authenticator = Authenticator(config.users, auth.RSAKeys())
+        defaults = {db.default_instance: db.default_database for db in config.databases.values()}
+        self.pools = {name: Pool(name, inst, config.pool, defaults.get(name))
+                      for name, inst in config.instances.items()}
+        first = next(iter(config.databases.values()))
+        self.default_instance = first.default_instance
+        self.version = (config.server.server_version or FALLBACK_VERSION).encode()
+        self.collations: dict[int, tuple[str, str]] = {}
+        self.sessions: set[ClientSession] = set()
+        self.counters: Counter[tuple[str, str]] = Counter()
+        self._ids = itertools.count(1)
+        self._listener: asyncio.AbstractServer | None = None
+        self._sweeper: asyncio.Task | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Learn the backend's version and collations, then listen."""
+        await self._probe_backend()
+        listen = self.config.server.listen
+        loop = asyncio.get_running_loop()
+        self._listener = await loop.create_server(
+            lambda: ClientSession(self), listen.host, listen.port, backlog=2048,
+            reuse_address=True)
+        self._sweeper = asyncio.ensure_future(self._sweep_forever())
+        log.info("DAL listening on %s:%d", listen.host, listen.port)
+
+    async def _probe_backend(self) -> None:
+        pool = self.pools[self.default_instance]
+        try:
+            conn = await pool.acquire()
+        except BackendError as exc:
+            log.warning("default backend unavailable at start (%s); serving anyway", exc.message)
+            return
+        try:
+            version = (await conn.query("SELECT @@version")).rows[0][0] or b""
+            if self.config.server.server_version is None:
+                prefix = b"5.5.5-" if b"MariaDB" in version else b""
+                self.version = prefix + version.split(b"-log")[0] + b"-dal"
+            rows = (await conn.query(
+                "SELECT ID, CHARACTER_SET_NAME, COLLATION_NAME FROM information_schema.COLLATIONS"
+            )).rows
+            self.collations = {int(r[0] or 0): ((r[1] or b"").decode(), (r[2] or b"").decode())
+                               for r in rows}
+        except BackendError as exc:
+            log.warning("could not read backend version/collations: %s", exc.message)
+        finally:
+            pool.release(conn)
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(5)
+            for pool in self.pools.values():
+                pool.sweep()
+
+    async def stop(self) -> None:
+        """Graceful drain: stop accepting, let statements in flight finish, close everything."""
+        if self._listener is not None:
+            self._listener.close()
+        deadline = asyncio.get_running_loop().time() + self.config.server.drain_timeout
+        while any(s.busy for s in self.sessions) and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
+        for session in list(self.sessions):
+            session.shutdown()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        await asyncio.sleep(0.05)
+        for pool in self.pools.values():
+            await pool.close()
+
+    # -- services for sessions ---------------------------------------------------------------
+
+    def next_connection_id(self) -> int:
+        return next(self._ids)
+
+    def names_for_collation(self, collation: int) -> str | None:
+        """The SET NAMES fragment for a handshake collation, or None for the pool default."""
+        if collation == 45:  # utf8mb4_general_ci: what backend connections already use
+            return None
+        found = self.collations.get(collation) or COLLATION_FALLBACK.get(collation)
+        if found is None:
+            return None
+        charset, name = found
+        if collation in COLLATION_FALLBACK and collation not in self.collations:
+            return f"NAMES {charset}"
+        return f"NAMES {charset} COLLATE {name}"
+
+    async def logical_tables(self, db: str) -> dict[str, str]:
+        """Tables of a logical database: the unsharded ones that exist in its default database,
+        and every table the sharding config names."""
+        cfg = self.config.databases[db]
+        pool = self.pools[cfg.default_instance]
+        conn = await pool.acquire()
+        try:
+            result = await conn.query(f"SHOW FULL TABLES FROM `{cfg.default_database}`")
+        finally:
+            pool.release(conn)
+        tables = {(r[0] or b"").decode(): (r[1] or b"").decode() for r in result.rows}
+        tables.update(self.router.logical_tables(db))
+        return tables
+
+    async def reset_and_release(self, conn: BackendConnection, close: bool = False) -> None:
+        """Clean a connection a session held (rollback, variables, temporary tables) and give it
+        back; close it instead if the reset fails or ``close`` is set."""
+        pool = self.pools[conn.instance]
+        if close or conn.closed:
+            pool.release(conn, reusable=False)
+            return
+        try:
+            await asyncio.wait_for(conn.command(frame(b"\x1f", 0)), 5)
+            conn.variables = {}
+            conn.status = 0
+        except (BackendError, asyncio.TimeoutError):
+            conn.abort()
+        pool.release(conn)
+
+    # -- counters (exported by dal.metrics) --------------------------------------------------
+
+    def count_statement(self, kind: str, failed: bool) -> None:
+        self.counters[("statements", f"{kind}:{'error' if failed else 'ok'}")] += 1
+
+    def count_refusal(self, code: int) -> None:
+        self.counters[("errors", str(code))] += 1
+
+    def count_pin(self, reason: str) -> None:
+        self.counters[("pins", reason)] += 1
+
+    def count_login(self, ok: bool) -> None:
+        self.counters[("logins", "ok" if ok else "failed")] += 1
+
+
+async def serve_forever(server: Server, stop: asyncio.Event) -> None:
+    """Run until ``stop`` is set, then drain."""
+    await server.start()
+    with contextlib.suppress(asyncio.CancelledError):
+        await stop.wait()
+    await server.stop()

@@ -1,0 +1,536 @@
+"""One client connection: login, then commands, each planned by the router and executed.
+
+The command phase runs in `asyncio.Protocol` callbacks: a repeated statement routed to one
+backend goes fingerprint -> plan cache -> idle pooled connection -> relay, with no coroutine,
+no sqlglot and no row decoding. Everything else (login, state replay, waiting for a pooled
+connection, statements DAL answers itself) runs in a coroutine, the slow path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from typing import TYPE_CHECKING
+
+from dal import errors, local
+from dal.login import LoginFailed, err_packet, ok_packet
+from dal.wire.buffer import u16
+from dal.wire.constants import Capability, Command, Status
+from dal.wire.errors import ProtocolError
+from dal.wire.framing import PacketBuffer, frame, packet_count
+from dal.wire.messages import ERR, ColumnDefinition
+from dal.wire.results import FIELD_LIST, ONE_PACKET, RESULT, ResponseScanner
+from pool.connection import BackendConnection, BackendError, decode_packets
+from pool.state import apply_state
+from router.fingerprint import fingerprint
+from router.plan import LOCAL, REFUSE, ROUTE, SET, Plan
+
+if TYPE_CHECKING:
+    from dal.server import Server
+
+log = logging.getLogger("dal.session")
+
+_ADMIN = re.compile(rb"(?i)\s*(SHOW|SET|RELOAD|EXPLAIN)\s+DAL\b")
+_SESSION_STATUS = Status.IN_TRANS | Status.AUTOCOMMIT | Status.IN_TRANS_READONLY
+
+LOGIN, COMMAND, CLOSED = "login", "command", "closed"
+
+
+class ClientSession(asyncio.Protocol):
+    """The server-role protocol for one client connection."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.id = server.next_connection_id()
+        self.transport: asyncio.Transport | None = None
+        self.peer = "unknown"
+        self.phase = LOGIN
+        self.buffer = PacketBuffer(server.config.server.max_packet)
+        self.busy = False
+        self.user = ""
+        self.admin = False
+        self.capabilities = 0
+        self.found_rows = False
+        self.schema: str | None = None
+        self.state: dict[str, str] = {}
+        self.pinned: BackendConnection | None = None
+        self.pin_reason: str | None = None
+        self.status = Status.AUTOCOMMIT
+        self._login_waiter: asyncio.Future[None] | None = None
+        self._read_timer: asyncio.TimerHandle | None = None
+        self._task: asyncio.Task | None = None
+        self._plan: Plan | None = None
+        self._seq = 0
+
+    # -- asyncio.Protocol --------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        peer = transport.get_extra_info("peername")
+        self.peer = peer[0] if peer else "unknown"
+        server = self.server
+        if len(server.sessions) >= server.config.server.max_clients:
+            self._fail(ERR(errors.TOO_MANY_CONNECTIONS[0], "Too many connections: DAL serves at "
+                           f"most {server.config.server.max_clients} clients",
+                           errors.TOO_MANY_CONNECTIONS[1]), 0)
+            return
+        server.sessions.add(self)
+        self._task = asyncio.ensure_future(self._login())
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer.feed(data)
+        if self.phase == LOGIN:
+            waiter = self._login_waiter
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
+        elif not self.busy:
+            self._drain()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.phase = CLOSED
+        if not self.busy:  # else the command in flight gives the backend back when it ends
+            self._close_backend()
+        self.server.sessions.discard(self)
+        if self._read_timer is not None:
+            self._read_timer.cancel()
+        waiter = self._login_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(ConnectionResetError("client went away"))
+
+    # -- login (slow path) -------------------------------------------------------------------
+
+    async def _read_login_packet(self) -> tuple[int, bytes]:
+        while True:
+            packet = self.buffer.next_packet()
+            if packet is not None:
+                return packet[1], packet[2]
+            self._login_waiter = asyncio.get_running_loop().create_future()
+            await asyncio.wait_for(self._login_waiter, self.server.config.server.login_timeout)
+
+    async def _login(self) -> None:
+        try:
+            result = await self.server.authenticator.login(
+                self._read_login_packet, self._write, self.server.version,
+                self.id, self.peer)
+        except LoginFailed as exc:
+            self._fail(exc.err, 2)
+            self.server.count_login(False)
+            return
+        except ProtocolError as exc:
+            self._fail(ERR(exc.code, f"Bad handshake: {exc}", exc.sqlstate), 2)
+            return
+        except (ConnectionResetError, asyncio.TimeoutError, asyncio.CancelledError):
+            self._abort()
+            return
+        self.user = result.user
+        self.admin = result.user_config.role.value == "admin"
+        self.capabilities = result.capabilities
+        self.found_rows = bool(result.capabilities & Capability.FOUND_ROWS)
+        names = self.server.names_for_collation(result.collation)
+        if names is not None:
+            self.state["names"] = names
+        if result.database is not None:
+            problem = self._check_database(result.database)
+            if problem is not None:
+                self._fail(problem, result.next_seq)
+                return
+            self.schema = result.database
+        self.server.count_login(True)
+        self.phase = COMMAND
+        self._write(ok_packet(result.next_seq, self.status))
+        self._drain()
+
+    def _check_database(self, name: str) -> ERR | None:
+        if name.lower() == "information_schema":
+            return None
+        if name not in self.server.config.databases:
+            return ERR(errors.BAD_DB[0], f"Unknown database '{name}'", errors.BAD_DB[1])
+        allowed = self.server.config.users[self.user].databases
+        if allowed is not None and name not in allowed:
+            return ERR(errors.DB_ACCESS_DENIED[0], f"Access denied for user '{self.user}'@"
+                       f"'{self.peer}' to database '{name}'", errors.DB_ACCESS_DENIED[1])
+        return None
+
+    # -- command phase -----------------------------------------------------------------------
+
+    def _drain(self) -> None:
+        """Run buffered commands until one has to wait for a backend."""
+        while not self.busy and self.phase == COMMAND:
+            try:
+                packet = self.buffer.next_packet()
+            except ProtocolError as exc:
+                self._fail(ERR(exc.code, str(exc), exc.sqlstate), 1)
+                return
+            if packet is None:
+                self._watch_partial_packet()
+                return
+            first_seq, last_seq, payload = packet
+            if first_seq != 0:
+                self._fail(ERR(errors.OUT_OF_ORDER[0], "Got packets out of order: a command "
+                               f"must start at sequence id 0, got {first_seq}",
+                               errors.OUT_OF_ORDER[1]), (last_seq + 1) & 0xFF)
+                return
+            self._seq = (last_seq + 1) & 0xFF
+            try:
+                self._dispatch(payload, last_seq)
+            except Exception:  # a bug must cost one statement, never the process
+                log.exception("session %d: command failed", self.id)
+                self.busy = False
+                self._error(errors.UNKNOWN_ERROR, "DAL internal error; see the DAL log")
+
+    def _watch_partial_packet(self) -> None:
+        if self._read_timer is not None:
+            self._read_timer.cancel()
+            self._read_timer = None
+        if self.buffer.pending():
+            self._read_timer = asyncio.get_running_loop().call_later(
+                self.server.config.server.read_timeout, self._partial_packet_timeout)
+
+    def _partial_packet_timeout(self) -> None:
+        self._read_timer = None
+        if self.buffer.pending() and not self.busy and self.phase == COMMAND:
+            self._fail(ERR(errors.READ_TIMEOUT[0], "Got timeout reading communication packets: "
+                           f"{self.buffer.pending()} bytes of an incomplete packet, then nothing "
+                           f"for {self.server.config.server.read_timeout:g} s",
+                           errors.READ_TIMEOUT[1]), 1)
+
+    def _dispatch(self, payload: bytes, last_seq: int) -> None:
+        if not payload:
+            self._error(errors.UNKNOWN_COMMAND, "Unknown command: empty packet")
+            return
+        command = payload[0]
+        if command == Command.QUERY:
+            self._query(payload, last_seq)
+        elif command == Command.PING:
+            self._write(ok_packet(self._seq, self.status))
+        elif command == Command.QUIT:
+            self._close_backend()
+            self._close()
+        elif command == Command.INIT_DB:
+            self._use(payload[1:].decode("utf-8", "replace"))
+        elif command == Command.FIELD_LIST:
+            self._spawn(self._field_list(payload))
+        elif command == Command.STATISTICS:
+            plan = self.server.router.default_plan(self.schema)
+            self._route(plan, payload, last_seq, shape=ONE_PACKET)
+        elif command == Command.RESET_CONNECTION:
+            self._spawn(self._reset_connection())
+        elif command == Command.SET_OPTION:
+            if len(payload) < 3 or payload[1] > 1:
+                self._error(errors.UNKNOWN_COMMAND, "COM_SET_OPTION: bad option")
+            elif payload[1] == 0:
+                self._error(errors.NOT_SUPPORTED, "DAL does not support multi-statements yet")
+            else:
+                self._write(frame(b"\xfe\x00\x00" + u16(self.status), self._seq))
+        else:
+            name = Command(command).name if command in Command._value2member_map_ else "?"
+            self._error(errors.UNKNOWN_COMMAND,
+                        f"Unknown command 0x{command:02x} (COM_{name}): DAL does not support it")
+
+    def _query(self, payload: bytes, last_seq: int) -> None:
+        sql = payload[1:]
+        if sql[:1] in b"sSrReE \t\n" and _ADMIN.match(sql):
+            self._spawn(self._admin(sql))
+            return
+        server = self.server
+        plan = server.router.plan(sql, fingerprint(sql), self.schema, self.admin)
+        kind = plan.kind
+        if kind == ROUTE:
+            self._route(plan, payload, last_seq)
+        elif kind == REFUSE:
+            code, state, message = plan.error  # type: ignore[misc]
+            server.count_refusal(code)
+            self._write(err_packet(ERR(code, message, state), self._seq))
+        elif kind == SET:
+            self._spawn(self._set(plan))
+        elif kind == LOCAL:
+            self._spawn(self._local(plan))
+
+    # -- routing: the hot path ---------------------------------------------------------------
+
+    def _route(self, plan: Plan, payload: bytes, last_seq: int, shape: int = RESULT) -> None:
+        pool = self.server.pools[plan.instance]  # type: ignore[index]
+        conn = self.pinned
+        if conn is not None and conn.instance != plan.instance:
+            self._error(errors.NOT_SUPPORTED, f"this session is pinned to backend "
+                        f"{conn.instance} ({self.pin_reason or 'open transaction'}); the "
+                        f"statement needs backend {plan.instance}. Finish the transaction "
+                        "(COMMIT or ROLLBACK) first")
+            return
+        if conn is None:
+            conn = pool.try_acquire(self.found_rows)
+        ready = (conn is not None and plan.sql is None
+                 and (plan.schema is None or conn.schema == plan.schema)
+                 and conn.variables == self.state)
+        if ready:
+            self.busy = True
+            self._plan = plan
+            conn.relay(frame(payload, 0), self.transport.write,  # type: ignore[union-attr]
+                       self._relay_done, shape)
+            return
+        self._spawn(self._route_slow(plan, payload, last_seq, conn, shape))
+
+    def _relay_done(self, conn: BackendConnection, scanner: ResponseScanner | None) -> None:
+        plan = self._plan
+        self._plan = None
+        self.busy = False
+        if scanner is None:
+            self._backend_lost(conn)
+            return
+        self._after_statement(conn, scanner.status, scanner.warnings, plan)
+        self.server.count_statement(plan.statement if plan else "other", scanner.error)
+        if self.phase == COMMAND:
+            self._drain()
+        elif self.phase == CLOSED:
+            self._close_backend()
+
+    def _after_statement(self, conn: BackendConnection, status: int, warnings: int,
+                         plan: Plan | None) -> None:
+        """Keep the connection pinned to this session, or give it back to its pool."""
+        self.status = status & _SESSION_STATUS
+        if plan is not None and plan.pin is not None and self.pin_reason is None:
+            self.pin_reason = plan.pin
+            self.server.count_pin(plan.pin)
+        if status & Status.IN_TRANS or self.pin_reason is not None or warnings:
+            self.pinned = conn  # warnings pin for the next statement, so SHOW WARNINGS works
+            return
+        self.pinned = None
+        self.server.pools[conn.instance].release(conn)
+
+    def _backend_lost(self, conn: BackendConnection) -> None:
+        relayed = conn.packets_relayed
+        self.pinned = None
+        self.pin_reason = None
+        self.server.pools[conn.instance].release(conn, reusable=False)
+        if relayed:  # part of a result already went out: the client must see a broken link
+            self._abort()
+            return
+        self._error(errors.UNKNOWN_ERROR, f"Lost connection to backend {conn.instance} during "
+                    "query; the statement may or may not have been applied")
+        if self.phase == COMMAND:
+            self._drain()
+
+    # -- the slow paths ----------------------------------------------------------------------
+
+    def _spawn(self, coro) -> None:  # noqa: ANN001
+        self.busy = True
+        task = asyncio.ensure_future(coro)
+        self._task = task
+        task.add_done_callback(self._slow_done)
+
+    def _slow_done(self, task: asyncio.Task) -> None:
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            log.error("session %d: slow path failed", self.id, exc_info=exc)
+            self.busy = False
+            self._error(errors.UNKNOWN_ERROR, "DAL internal error; see the DAL log")
+        if self.busy:
+            return
+        if self.phase == COMMAND:
+            self._drain()
+        elif self.phase == CLOSED:
+            self._close_backend()
+
+    async def _connection_for(self, instance: str) -> BackendConnection:
+        if self.pinned is not None:
+            if self.pinned.instance != instance:
+                raise BackendError(errors.NOT_SUPPORTED[0], "this session is pinned to backend "
+                                   f"{self.pinned.instance}; the statement needs backend "
+                                   f"{instance}", errors.NOT_SUPPORTED[1])
+            return self.pinned
+        return await self.server.pools[instance].acquire(self.found_rows)
+
+    def _give_back(self, conn: BackendConnection, status: int, plan: Plan | None) -> None:
+        if conn.closed:
+            self.pinned = None
+            self.pin_reason = None
+            self.server.pools[conn.instance].release(conn, reusable=False)
+            return
+        self._after_statement(conn, status, 0, plan)
+
+    async def _route_slow(self, plan: Plan, payload: bytes, last_seq: int,
+                          conn: BackendConnection | None, shape: int) -> None:
+        try:
+            if conn is None:
+                conn = await self._connection_for(plan.instance)  # type: ignore[arg-type]
+            await apply_state(conn, plan.schema, self.state)
+        except BackendError as exc:
+            if conn is not None:
+                self._give_back(conn, conn.status, None)
+            self._send_error(exc.to_err())
+            self.busy = False
+            return
+        if plan.sql is not None:
+            payload = bytes((Command.QUERY,)) + plan.sql
+            if packet_count(len(payload)) != last_seq + 1:  # sequence ids would not line up
+                await self._collect_and_send(conn, frame(payload, 0), plan, shape)
+                return
+        self._plan = plan
+        conn.relay(frame(payload, 0), self.transport.write,  # type: ignore[union-attr]
+                   self._relay_done, shape)
+
+    async def _collect_and_send(self, conn: BackendConnection, packets: bytes, plan: Plan | None,
+                                shape: int,
+                                rewrite: bytes | None = None) -> None:
+        """Run a command, then send its response with sequence ids (and schema) rewritten."""
+        try:
+            raw = await conn.command(packets, shape)
+        except BackendError:
+            self.busy = False
+            self._backend_lost(conn)
+            return
+        payloads = decode_packets(raw)
+        seq = self._seq
+        out = []
+        for body in payloads:
+            if rewrite is not None and body[:1] not in (b"\xfe", b"\xff"):
+                col = ColumnDefinition.decode(body)
+                col.schema = rewrite
+                body = col.encode()
+            out.append(frame(body, seq))
+            seq += packet_count(len(body))
+        self._write(b"".join(out))
+        self._give_back(conn, conn.status, plan)
+        self.busy = False
+
+    async def _field_list(self, payload: bytes) -> None:
+        table, _, _ = payload[1:].partition(b"\x00")
+        if self.schema is None:
+            self._error(errors.NO_DATABASE, "No database selected")
+            self.busy = False
+            return
+        target = self.server.router.field_list_target(self.schema, table.decode("utf-8", "replace"))
+        try:
+            conn = await self._connection_for(target.instance)  # type: ignore[arg-type]
+            await apply_state(conn, target.schema, self.state)
+        except BackendError as exc:
+            self._send_error(exc.to_err())
+            self.busy = False
+            return
+        rename = self.schema.encode() if target.schema != self.schema else None
+        await self._collect_and_send(conn, frame(payload, 0), None, FIELD_LIST, rename)
+
+    async def _set(self, plan: Plan) -> None:
+        wanted = {**self.state, **dict(plan.assignments)}
+        instance = self.pinned.instance if self.pinned else self.server.default_instance
+        conn: BackendConnection | None = None
+        try:
+            conn = await self._connection_for(instance)
+            await apply_state(conn, None, wanted)
+        except BackendError as exc:
+            if conn is not None:
+                self._give_back(conn, conn.status, None)
+            self._send_error(exc.to_err())
+            self.busy = False
+            return
+        self.state = wanted
+        self._give_back(conn, conn.status, plan)
+        self._write(ok_packet(self._seq, self.status))
+        self.busy = False
+
+    async def _local(self, plan: Plan) -> None:
+        server = self.server
+        if plan.handler == "use":
+            self._use(plan.args[0])
+        elif plan.handler == "show_databases":
+            names = ["information_schema", *self._visible_databases()]
+            self._write(local.show_databases(names, plan.args[0], seq=self._seq,
+                                             status=self.status))
+        elif plan.handler == "show_tables":
+            db, full, like = plan.args
+            try:
+                tables = await server.logical_tables(db)
+            except BackendError as exc:
+                self._send_error(exc.to_err())
+            else:
+                self._write(local.show_tables(db, tables, full, like, seq=self._seq,
+                                              status=self.status))
+        self.busy = False
+
+    def _visible_databases(self) -> list[str]:
+        allowed = self.server.config.users[self.user].databases
+        return [d for d in self.server.config.databases if allowed is None or d in allowed]
+
+    def _use(self, name: str) -> None:
+        problem = self._check_database(name)
+        if problem is not None:
+            self._send_error(problem)
+            return
+        self.schema = name
+        self._write(ok_packet(self._seq, self.status))
+
+    async def _reset_connection(self) -> None:
+        conn, reason = self.pinned, self.pin_reason
+        self.pinned = None
+        self.pin_reason = None
+        if conn is not None:
+            await self.server.reset_and_release(conn, close=reason == "get_lock")
+        self.state = {k: v for k, v in self.state.items() if k == "names"}
+        self.status = Status.AUTOCOMMIT
+        self._write(ok_packet(self._seq, self.status))
+        self.busy = False
+
+    async def _admin(self, sql: bytes) -> None:
+        from dal import admin
+
+        if not self.admin:
+            self._error(errors.SPECIFIC_ACCESS_DENIED, "Access denied; you need (at least one "
+                        "of) the DAL admin privilege(s) for this operation")
+        else:
+            response = admin.execute(self.server, sql.decode("utf-8", "replace"),
+                                     seq=self._seq, status=self.status)
+            self._write(response)
+        self.busy = False
+
+    # -- output and teardown -----------------------------------------------------------------
+
+    def _write(self, data: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+
+    def _error(self, pair: tuple[int, str], message: str) -> None:
+        self._send_error(ERR(pair[0], message, pair[1]))
+
+    def _send_error(self, err: ERR) -> None:
+        self.server.count_refusal(err.code)
+        self._write(err_packet(err, self._seq))
+
+    def _fail(self, err: ERR, seq: int) -> None:
+        """Send a last ERR and close the connection."""
+        self._write(err_packet(err, seq))
+        self._close()
+
+    def _close(self) -> None:
+        self.phase = CLOSED
+        if self.transport is not None:
+            self.transport.close()
+
+    def shutdown(self) -> None:
+        """Server shutdown: tell an idle client why, then close."""
+        if self.phase == COMMAND and not self.busy:
+            self._error(errors.SHUTTING_DOWN, "Server shutdown in progress")
+        self._close()
+        if not self.busy:
+            self._close_backend()
+
+    def _abort(self) -> None:
+        self.phase = CLOSED
+        if self.transport is not None:
+            self.transport.abort()
+
+    def _close_backend(self) -> None:
+        """Give back whatever this session holds; a pinned connection is reset first."""
+        conn, reason = self.pinned, self.pin_reason
+        self.pinned = None
+        self.pin_reason = None
+        if conn is None:
+            return
+        if conn.busy or reason == "get_lock":  # a lock held by name dies only with the session
+            conn.abort()
+            self.server.pools[conn.instance].release(conn, reusable=False)
+        else:
+            asyncio.ensure_future(self.server.reset_and_release(conn))
+

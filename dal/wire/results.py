@@ -1,0 +1,240 @@
+"""Command responses: a scanner that finds where a relayed response ends, and an encoder for
+result sets that DAL builds itself.
+
+`ResponseScanner` reads a backend's response as raw stream chunks and reports when it is
+complete, without copying or decoding rows: it only looks at each packet's header, its first
+byte, and the status flags of terminators. This is what lets a single-target result be relayed
+to the client as it arrives.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from dal.wire.buffer import lenenc_int
+from dal.wire.constants import MAX_PAYLOAD, Status
+from dal.wire.errors import ProtocolError
+from dal.wire.framing import frame
+from dal.wire.messages import EOF, OK, ColumnDefinition, encode_text_row
+
+# Scanner states.
+FIRST, COLUMNS, COLUMNS_EOF, ROWS, FIELDS, SINGLE, DONE = range(7)
+
+# Response shapes, chosen by the command that was sent.
+RESULT = FIRST      # COM_QUERY and friends: OK, ERR or a result set (possibly several)
+FIELD_LIST = FIELDS  # COM_FIELD_LIST: column definitions up to an EOF, or ERR
+ONE_PACKET = SINGLE  # COM_STATISTICS: one packet, whatever it holds
+
+
+class ResponseScanner:
+    """Tracks one command response packet by packet, across arbitrary chunk boundaries."""
+
+    __slots__ = ("_carry", "_columns", "_deprecate_eof", "_skip", "error", "last_seq", "packets",
+                 "state", "status", "warnings")
+
+    def __init__(self, deprecate_eof: bool, shape: int = RESULT) -> None:
+        self._deprecate_eof = deprecate_eof
+        self.state = shape
+        self._columns = 0
+        self._skip = 0
+        self._carry = b""
+        self.status = 0
+        self.warnings = 0
+        self.error = False
+        self.last_seq = 0
+        self.packets = 0
+
+    def reset(self, shape: int = RESULT) -> None:
+        """Prepare for the next response on the same connection."""
+        self.state = shape
+        self._columns = 0
+        self._skip = 0
+        self._carry = b""
+        self.error = False
+        self.packets = 0
+
+    @property
+    def done(self) -> bool:
+        return self.state == DONE
+
+    def feed(self, data: bytes) -> int:
+        """Scan a chunk. Returns the number of bytes of it that belong to this response.
+
+        When the response ends inside the chunk, the rest does not belong to it (the peer sent
+        something unexpected); the caller decides what to do with it.
+        """
+        if self.state == DONE:
+            return 0
+        start_len = len(data)
+        base = 0
+        if self._carry:
+            base = len(self._carry)
+            data = self._carry + data
+            self._carry = b""
+        pos = self._skip
+        end = len(data)
+        if pos >= end:
+            self._skip = pos - end
+            return start_len
+        self._skip = 0
+        while pos < end:
+            if end - pos < 5:
+                self._carry = data[pos:]
+                return start_len
+            length = data[pos] | data[pos + 1] << 8 | data[pos + 2] << 16
+            if length >= MAX_PAYLOAD:
+                raise ProtocolError("split packets inside a relayed response are not supported")
+            body = pos + 4
+            after = body + length
+            if not length and self.state != ROWS:
+                raise ProtocolError("empty packet in a response")
+            first = data[body] if length else -1
+            if after > end and self._needs_whole(first, length):
+                self._carry = data[pos:]
+                return start_len
+            self.last_seq = data[pos + 3]
+            self.packets += 1
+            self._step(first, data, body, length)
+            if self.state == DONE:
+                used = min(after, end) - base
+                if after > end:
+                    self._skip = after - end
+                return max(used, 0)
+            if after > end:
+                self._skip = after - end
+                return start_len
+            pos = after
+        return start_len
+
+    def _needs_whole(self, first: int, length: int) -> bool:
+        state = self.state
+        if state == COLUMNS or (state == FIELDS and first not in (0xFE, 0xFF)):
+            return False
+        if state == ROWS:
+            return first in (0xFE, 0xFF) and length < 0xFFFFFF
+        return True
+
+    def _step(self, first: int, data: bytes, body: int, length: int) -> None:
+        state = self.state
+        if state == ROWS:
+            if first == 0xFE and (length < 9 if not self._deprecate_eof else length < MAX_PAYLOAD):
+                self._end_result(data, body, length)
+            elif first == 0xFF:
+                self._fail()
+            return
+        if state == COLUMNS:
+            self._columns -= 1
+            if self._columns == 0:
+                self.state = ROWS if self._deprecate_eof else COLUMNS_EOF
+            return
+        if state == FIRST:
+            if first == 0x00:
+                self._end_result(data, body, length)
+            elif first == 0xFF:
+                self._fail()
+            elif first == 0xFB:
+                raise ProtocolError("backend asked for LOCAL INFILE, which DAL does not support")
+            else:
+                count = _lenenc_at(data, body)
+                if count <= 0:
+                    raise ProtocolError("result set with no columns")
+                self._columns = count
+                self.state = COLUMNS
+            return
+        if state == COLUMNS_EOF:
+            if first == 0xFE and length < 9:
+                self.state = ROWS
+            elif first == 0xFF:
+                self._fail()
+            else:
+                raise ProtocolError("missing EOF after column definitions")
+            return
+        if state == FIELDS:
+            if first == 0xFE and length < 9:
+                self.status = _u16_at(data, body + 3) if length >= 5 else self.status
+                self.state = DONE
+            elif first == 0xFF:
+                self._fail()
+            return
+        if state == SINGLE:
+            if first == 0xFF:
+                self.error = True
+            self.state = DONE
+
+    def _fail(self) -> None:
+        self.error = True
+        self.state = DONE
+
+    def _end_result(self, data: bytes, body: int, length: int) -> None:
+        if data[body] == 0xFE and length < 9:  # classic EOF: warnings, status
+            self.warnings = _u16_at(data, body + 1) if length >= 3 else 0
+            self.status = _u16_at(data, body + 3) if length >= 5 else 0
+        else:  # OK: header, affected rows, insert id, status, warnings
+            p = body + 1
+            p += _lenenc_size(data[p])
+            p += _lenenc_size(data[p])
+            self.status = _u16_at(data, p)
+            self.warnings = _u16_at(data, p + 2)
+        if self.status & Status.MORE_RESULTS_EXISTS:
+            self.state = FIRST
+        else:
+            self.state = DONE
+
+
+def _lenenc_size(first: int) -> int:
+    return 1 if first < 0xFB else {0xFC: 3, 0xFD: 4, 0xFE: 9}.get(first, 1)
+
+
+def _lenenc_at(data: bytes, pos: int) -> int:
+    first = data[pos]
+    if first < 0xFB:
+        return first
+    if first == 0xFC:
+        return data[pos + 1] | data[pos + 2] << 8
+    if first == 0xFD:
+        return data[pos + 1] | data[pos + 2] << 8 | data[pos + 3] << 16
+    return -1
+
+
+def _u16_at(data: bytes, pos: int) -> int:
+    if pos + 1 >= len(data):
+        raise ProtocolError("truncated terminator packet")
+    return data[pos] | data[pos + 1] << 8
+
+
+def encode_result_set(
+    columns: Sequence[ColumnDefinition],
+    rows: Iterable[Sequence[bytes | None]],
+    *,
+    deprecate_eof: bool,
+    status: int = Status.AUTOCOMMIT,
+    warnings: int = 0,
+    seq: int = 1,
+) -> bytes:
+    """A whole text result set, framed, starting at sequence id ``seq``."""
+    out = [frame(lenenc_int(len(columns)), seq)]
+    seq += 1
+    for col in columns:
+        out.append(frame(col.encode(), seq))
+        seq += 1
+    if not deprecate_eof:
+        out.append(frame(EOF(warnings, status).encode(), seq))
+        seq += 1
+    for row in rows:
+        payload = encode_text_row(list(row))
+        out.append(frame(payload, seq))
+        seq += 1 + len(payload) // MAX_PAYLOAD
+    if deprecate_eof:
+        out.append(frame(OK(status=status, warnings=warnings, header=0xFE).encode(), seq))
+    else:
+        out.append(frame(EOF(warnings, status).encode(), seq))
+    return b"".join(out)
+
+
+def text_column(name: str, *, type_: int = 253, schema: str = "", table: str = "",
+                length: int = 1024, charset: int = 45, flags: int = 0) -> ColumnDefinition:
+    """A column definition for a result DAL builds itself (VAR_STRING unless told)."""
+    raw = name.encode()
+    return ColumnDefinition(name=raw, org_name=raw, type=type_, schema=schema.encode(),
+                            table=table.encode(), org_table=table.encode(), length=length,
+                            charset=charset, flags=flags)

@@ -1,0 +1,391 @@
+"""One backend connection: an `asyncio.Protocol` feeding the client-role wire codec.
+
+Two ways to run a command:
+- `relay()`: the hot path. Response chunks go straight to a sink (the client's transport) as
+  they arrive, a `ResponseScanner` finds the end, and a callback fires. No rows are decoded.
+- `query()` / `command()`: the slow path, a coroutine that collects the whole response and
+  decodes it (state replay, metadata, tools).
+
+One command is in flight at a time; starting a second one is an error, not a queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from dal.wire import auth
+from dal.wire.constants import Capability, Command
+from dal.wire.errors import ProtocolError
+from dal.wire.framing import PacketBuffer, frame
+from dal.wire.messages import (
+    ERR,
+    OK,
+    ColumnDefinition,
+    Handshake,
+    HandshakeResponse,
+    decode_text_row,
+    is_eof,
+    is_err,
+)
+from dal.wire.results import RESULT, ResponseScanner
+
+BACKEND_CAPABILITIES = (
+    Capability.LONG_PASSWORD | Capability.LONG_FLAG | Capability.PROTOCOL_41
+    | Capability.TRANSACTIONS | Capability.SECURE_CONNECTION | Capability.MULTI_RESULTS
+    | Capability.PS_MULTI_RESULTS | Capability.PLUGIN_AUTH
+    | Capability.PLUGIN_AUTH_LENENC_CLIENT_DATA | Capability.CONNECT_ATTRS
+)
+
+_ids = itertools.count(1)
+
+
+class BackendError(Exception):
+    """The backend answered with an ERR packet, or the connection failed."""
+
+    def __init__(self, code: int, message: str, sqlstate: str = "HY000") -> None:
+        super().__init__(f"({code}) {message}")
+        self.code = code
+        self.message = message
+        self.sqlstate = sqlstate
+
+    def to_err(self) -> ERR:
+        return ERR(self.code, self.message, self.sqlstate)
+
+
+class ConnectionLost(BackendError):
+    """The backend connection closed or failed mid-command."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(1105, message, "HY000")
+
+
+@dataclass(slots=True)
+class Result:
+    """A decoded response: OK fields, or columns and text rows."""
+
+    columns: list[ColumnDefinition] = field(default_factory=list)
+    rows: list[list[bytes | None]] = field(default_factory=list)
+    ok: OK | None = None
+    status: int = 0
+
+
+class BackendConnection(asyncio.Protocol):
+    """A client-role MySQL connection to one backend instance."""
+
+    def __init__(self, instance: str, found_rows: bool = False) -> None:
+        self.id = next(_ids)
+        self.instance = instance
+        self.found_rows = found_rows
+        self.transport: asyncio.Transport | None = None
+        self.server_version = b""
+        self.thread_id = 0
+        self.schema: str | None = None
+        self.charset: str | None = None
+        self.variables: dict[str, str] = {}
+        self.created = time.monotonic()
+        self.last_used = self.created
+        self.closed = False
+        self.busy = False
+        self.status = 0
+        self._buffer = PacketBuffer()
+        self._waiter: asyncio.Future | None = None
+        self._scanner = ResponseScanner(deprecate_eof=False)
+        self._sink: Callable[[bytes], None] | None = None
+        self._done: Callable[[BackendConnection, ResponseScanner | None], None] | None = None
+        self._collect: bytearray | None = None
+
+    @property
+    def packets_relayed(self) -> int:
+        """Packets of the current response seen so far (relayed to the sink, if any)."""
+        return self._scanner.packets
+
+    # -- connecting --------------------------------------------------------------------------
+
+    @classmethod
+    async def open(cls, instance: str, host: str, port: int, user: str, password: str,
+                   schema: str | None = None, *, found_rows: bool = False,
+                   timeout: float = 5.0) -> BackendConnection:
+        """Connect and authenticate; raises `BackendError` on failure."""
+        loop = asyncio.get_running_loop()
+        try:
+            _, conn = await asyncio.wait_for(
+                loop.create_connection(lambda: cls(instance, found_rows), host, port), timeout)
+            await asyncio.wait_for(conn._login(user, password.encode(), schema), timeout)
+        except (OSError, asyncio.TimeoutError) as exc:
+            raise ConnectionLost(
+                f"cannot connect to backend {instance} at {host}:{port}: {exc or 'timed out'}"
+            ) from None
+        return conn
+
+    async def _login(self, user: str, password: bytes, schema: str | None) -> None:
+        seq, payload = await self._read_packet()
+        if is_err(payload):
+            err = ERR.decode(payload)
+            raise BackendError(err.code, err.message, err.sqlstate)
+        hello = Handshake.decode(payload)
+        self.server_version = hello.server_version
+        self.thread_id = hello.connection_id
+        caps = BACKEND_CAPABILITIES | (Capability.FOUND_ROWS if self.found_rows else 0)
+        if schema:
+            caps |= Capability.CONNECT_WITH_DB
+        plugin = hello.auth_plugin or auth.NATIVE
+        scramble = hello.scramble
+        response = _auth_response(plugin, password, scramble)
+        login = HandshakeResponse(
+            capabilities=int(caps), max_packet=1 << 30, collation=45, user=user.encode(),
+            auth_response=response, database=schema.encode() if schema else None,
+            auth_plugin=plugin, attributes={b"program_name": b"dal"},
+        )
+        self._write(frame(login.encode(), seq + 1))
+        while True:
+            seq, payload = await self._read_packet()
+            head = payload[:1]
+            if head == b"\x00":
+                self.status = OK.decode(payload).status
+                self.schema = schema
+                return
+            if head == b"\xff":
+                err = ERR.decode(payload)
+                raise BackendError(err.code, err.message, err.sqlstate)
+            if head == b"\xfe":  # auth switch
+                plugin, _, data = payload[1:].partition(b"\x00")
+                scramble = data.rstrip(b"\x00") or scramble
+                self._write(frame(_auth_response(plugin, password, scramble), seq + 1))
+            elif head == b"\x01" and payload[1:2] == b"\x03":
+                continue  # sha2 fast auth succeeded; OK follows
+            elif head == b"\x01" and payload[1:2] == b"\x04":
+                self._write(frame(auth.SHA2_REQUEST_PUBLIC_KEY, seq + 1))
+            elif head == b"\x01":
+                self._write(frame(_rsa_encrypt(payload[1:], password, scramble), seq + 1))
+            else:
+                raise ProtocolError(f"unexpected packet during login: {payload[:16]!r}")
+
+    async def _read_packet(self) -> tuple[int, bytes]:
+        while True:
+            packet = self._buffer.next_packet()
+            if packet is not None:
+                return packet[0], packet[2]
+            if self.closed:
+                raise ConnectionLost(f"backend {self.instance} closed the connection")
+            self._waiter = asyncio.get_running_loop().create_future()
+            await self._waiter
+
+    # -- asyncio.Protocol --------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            import socket
+
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
+
+    def data_received(self, data: bytes) -> None:
+        sink = self._sink
+        if sink is not None:  # hot path: relay while scanning
+            scanner = self._scanner
+            try:
+                used = scanner.feed(data)
+            except ProtocolError as exc:
+                self._fail(str(exc))
+                return
+            sink(data if used == len(data) else data[:used])
+            if scanner.state == 6:  # DONE
+                self._finish(scanner)
+            return
+        collect = self._collect
+        if collect is not None:
+            collect += data
+            try:
+                self._scanner.feed(data)
+            except ProtocolError as exc:
+                self._fail(str(exc))
+                return
+            if self._scanner.state == 6:
+                self._finish(self._scanner)
+            return
+        self._buffer.feed(data)
+        self._wake()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self._fail(f"lost connection to backend {self.instance}")
+
+    # -- commands ----------------------------------------------------------------------------
+
+    def relay(self, packets: bytes, sink: Callable[[bytes], None],
+              done: Callable[[BackendConnection, ResponseScanner | None], None],
+              shape: int = RESULT) -> None:
+        """Send framed command packets; stream the response to ``sink``; call ``done`` at its end.
+
+        ``done(conn, scanner)`` gets None for the scanner if the connection failed mid-way.
+        """
+        if self.busy:
+            raise RuntimeError("backend connection already has a command in flight")
+        self.busy = True
+        self._scanner.reset(shape)
+        self._sink = sink
+        self._done = done
+        self._write(packets)
+
+    async def command(self, packets: bytes, shape: int = RESULT) -> bytes:
+        """Send framed command packets and return the whole raw response."""
+        if self.busy:
+            raise RuntimeError("backend connection already has a command in flight")
+        self.busy = True
+        loop = asyncio.get_running_loop()
+        waiter = loop.create_future()
+        self._collect = bytearray()
+
+        def done(conn: BackendConnection, scanner: ResponseScanner | None) -> None:
+            if waiter.done():
+                return
+            if scanner is None:
+                waiter.set_exception(ConnectionLost(f"lost connection to backend {self.instance}"))
+            else:
+                waiter.set_result(bytes(self._collect or b""))
+
+        self._scanner.reset(shape)
+        self._done = done
+        self._write(packets)
+        try:
+            return await waiter
+        finally:
+            self._collect = None
+
+    async def query(self, sql: str | bytes) -> Result:
+        """Run one statement and decode its result; raises `BackendError` on ERR."""
+        raw = sql.encode() if isinstance(sql, str) else sql
+        response = await self.command(frame(bytes((Command.QUERY,)) + raw, 0))
+        return decode_response(response)
+
+    async def init_db(self, schema: str) -> None:
+        """COM_INIT_DB; remembers the schema on success."""
+        response = await self.command(frame(bytes((Command.INIT_DB,)) + schema.encode(), 0))
+        decode_response(response)
+        self.schema = schema
+
+    def close(self) -> None:
+        """Send COM_QUIT and close; safe to call twice."""
+        if self.transport is not None and not self.closed:
+            self.closed = True
+            try:
+                self.transport.write(b"\x01\x00\x00\x00\x01")
+            except Exception:
+                pass
+            self.transport.close()
+
+    def abort(self) -> None:
+        """Drop the connection at once (after a protocol error or a timeout)."""
+        self.closed = True
+        if self.transport is not None:
+            self.transport.abort()
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _write(self, data: bytes) -> None:
+        if self.closed or self.transport is None:
+            raise ConnectionLost(f"backend {self.instance} connection is closed")
+        self.transport.write(data)
+
+    def _finish(self, scanner: ResponseScanner) -> None:
+        done = self._done
+        self._sink = None
+        self._done = None
+        self.busy = False
+        self.status = scanner.status
+        self.last_used = time.monotonic()
+        if done is not None:
+            done(self, scanner)
+
+    def _fail(self, reason: str) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.abort()
+        done = self._done
+        self._sink = None
+        self._done = None
+        self._collect = None
+        self.busy = False
+        if done is not None:
+            done(self, None)
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            self._waiter = None
+            waiter.set_result(None)
+
+
+def _auth_response(plugin: bytes, password: bytes, scramble: bytes) -> bytes:
+    if plugin == auth.CACHING_SHA2:
+        return auth.sha2_response(password, scramble)
+    if plugin == auth.NATIVE:
+        return auth.native_response(password, scramble)
+    raise BackendError(1251, f"backend asks for unsupported auth plugin {plugin.decode()!r}",
+                       "08004")
+
+
+def _rsa_encrypt(pem: bytes, password: bytes, scramble: bytes) -> bytes:
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import padding
+
+    key = serialization.load_pem_public_key(pem)
+    clear = password + b"\x00"
+    nonce = scramble[:20]
+    xored = bytes(b ^ nonce[i % len(nonce)] for i, b in enumerate(clear))
+    return key.encrypt(xored, padding.OAEP(mgf=padding.MGF1(hashes.SHA1()),  # type: ignore[union-attr]
+                                           algorithm=hashes.SHA1(), label=None))
+
+
+def decode_response(response: bytes) -> Result:
+    """Decode a whole collected response (the last result set if there are several)."""
+    result = Result()
+    packets = decode_packets(response)
+    if not packets:
+        raise ProtocolError("empty response")
+    first = packets[0]
+    if is_err(first):
+        err = ERR.decode(first)
+        raise BackendError(err.code, err.message, err.sqlstate)
+    if first[0] == 0x00:
+        result.ok = OK.decode(first)
+        result.status = result.ok.status
+        return result
+    from dal.wire.buffer import Reader
+
+    ncols = Reader(first).lenenc_int() or 0
+    i = 1
+    for _ in range(ncols):
+        result.columns.append(ColumnDefinition.decode(packets[i]))
+        i += 1
+    if i < len(packets) and is_eof(packets[i]):
+        i += 1
+    for payload in packets[i:]:
+        if is_err(payload):
+            err = ERR.decode(payload)
+            raise BackendError(err.code, err.message, err.sqlstate)
+        if is_eof(payload) or (payload[0] == 0xFE and len(payload) < 0xFFFFFF and ncols and
+                               payload is packets[-1]):
+            result.status = int.from_bytes(payload[3:5], "little") if len(payload) >= 5 else 0
+            break
+        result.rows.append(decode_text_row(payload, ncols))
+    return result
+
+
+def decode_packets(response: bytes) -> list[bytes]:
+    """Split a collected response into packet payloads."""
+    buf = PacketBuffer()
+    buf.feed(response)
+    payloads = []
+    while (packet := buf.next_packet()) is not None:
+        payloads.append(packet[2])
+    return payloads

@@ -1,0 +1,45 @@
+"""Plans: what the executor does with one statement.
+
+A plan is chosen once per (fingerprint, schema) and cached; it never holds literal values, so
+one plan serves every statement of the same shape. The kinds used so far:
+
+- ``route``: send to one backend instance, relay the result raw. ``sql`` is None when the
+  client's bytes go unchanged (the hot path), else the rewritten statement.
+- ``local``: answered by DAL itself (``handler`` names the function in `dal.local`).
+- ``set``: session variables to record and replay on whatever connection serves the session.
+- ``refuse``: an ERR with a documented code and a message that says what to change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+ROUTE = "route"
+LOCAL = "local"
+SET = "set"
+REFUSE = "refuse"
+
+
+@dataclass(slots=True, frozen=True)
+class Plan:
+    kind: str
+    instance: str | None = None
+    schema: str | None = None
+    sql: bytes | None = None
+    handler: str | None = None
+    args: tuple = ()
+    assignments: tuple[tuple[str, str], ...] = ()
+    error: tuple[int, str, str] | None = None
+    pin: str | None = None
+    statement: str = "other"
+    tables: tuple[str, ...] = field(default=())
+
+    @property
+    def passthrough(self) -> bool:
+        """True when the client's packet is forwarded byte for byte."""
+        return self.kind == ROUTE and self.sql is None
+
+
+def refuse(code: int, sqlstate: str, message: str) -> Plan:
+    """A plan that answers with an ERR."""
+    return Plan(REFUSE, error=(code, sqlstate, message))

@@ -1,0 +1,314 @@
+"""Statement to plan: the plan cache in front, sqlglot analysis behind it on a miss.
+
+The hot path of a repeated statement shape is `Router.plan` -> `PlanCache.get`: no sqlglot.
+"""
+
+from __future__ import annotations
+
+import re
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.errors import ParseError, TokenError
+
+from config.model import Config, TableKind
+from router import errors
+from router.fingerprint import Fingerprint
+from router.plan import LOCAL, ROUTE, SET, Plan, refuse
+from router.plan_cache import PlanCache
+
+SYSTEM_SCHEMAS = frozenset({"information_schema", "mysql", "performance_schema", "sys"})
+DDL = (exp.Create, exp.Drop, exp.Alter, exp.TruncateTable)
+WRITES = (exp.Insert, exp.Update, exp.Delete)
+
+# Statements that leave state on the backend connection which DAL cannot replay yet.
+_PIN_PATTERNS = [
+    (re.compile(r"(?i)\bGET_LOCK\s*\("), "get_lock"),
+    (re.compile(r"(?i)^\s*LOCK\s+TABLES?\b"), "lock_tables"),
+    (re.compile(r"(?i)^\s*FLUSH\s+TABLES\s+WITH\s+READ\s+LOCK"), "lock_tables"),
+    (re.compile(r"(?i)\bCREATE\s+TEMPORARY\s+TABLE\b"), "temporary_table"),
+    (re.compile(r"(?i)\bSQL_CALC_FOUND_ROWS\b|\bFOUND_ROWS\s*\("), "found_rows"),
+    (re.compile(r"(?i)@\w+\s*:=|\bINTO\s+@"), "user_variable"),
+    (re.compile(r"(?i)^\s*(PREPARE|EXECUTE|DEALLOCATE)\b"), "text_prepare"),
+    (re.compile(r"(?i)^\s*CALL\b"), "call"),
+]
+_RENAMED_VARIABLES = {"transaction_isolation": "tx_isolation",
+                      "transaction_read_only": "tx_read_only"}
+_DEFAULT_CHARSET = "utf8mb4"
+
+
+class Router:
+    """Plans statements for one config generation."""
+
+    def __init__(self, config: Config, capacity: int = 5000) -> None:
+        self.config = config
+        self.cache: PlanCache[Plan] = PlanCache(capacity)
+        self.parses = 0  # sqlglot calls, counted so that tests can assert the hot path skips it
+        self._names = {
+            db: {name: table.kind for name, table in cfg.tables.items()}
+            for db, cfg in config.databases.items()
+        }
+        self._sharded_words = re.compile(
+            r"(?i)\b(" + "|".join(
+                re.escape(name) for cfg in config.databases.values()
+                for name, table in cfg.tables.items() if table.kind is not TableKind.UNSHARDED
+            ) + r")\b") if any(self._names.values()) else None
+
+    def plan(self, sql: bytes, fp: Fingerprint, schema: str | None, admin: bool) -> Plan:
+        """The plan for a statement, from the cache when its shape was seen before."""
+        key = (fp.key, schema, admin)
+        plan = self.cache.get(key)
+        if plan is None:
+            plan = self.analyse(sql, schema, admin)
+            if plan.passthrough or not fp.literals:
+                self.cache.put(key, plan)
+        return plan
+
+    def default_plan(self, schema: str | None) -> Plan:
+        """A route to the backend that holds the session's default (unsharded) database."""
+        return self._default_route(schema)
+
+    def field_list_target(self, schema: str, table: str) -> Plan:
+        """Where COM_FIELD_LIST for ``table`` is answered: the default database, or the first
+        shard of the authoritative dimension for a sharded table."""
+        cfg = self.config.databases.get(schema)
+        kind = self._names.get(schema, {}).get(table)
+        if cfg is None or kind not in (TableKind.SHARDED, TableKind.BOUND):
+            return self._default_route(schema)
+        shard_db = cfg.dimensions[cfg.authoritative].database(0)
+        return Plan(ROUTE, instance=self.config.shard_instance(schema, cfg.authoritative, 0),
+                    schema=shard_db)
+
+    def logical_tables(self, db: str) -> dict[str, str]:
+        """The tables the config names for ``db`` (sharded, bound, broadcast), as BASE TABLEs."""
+        return {name: "BASE TABLE" for name, kind in self._names.get(db, {}).items()
+                if kind is not TableKind.UNSHARDED}
+
+    # -- analysis (cache misses only) --------------------------------------------------------
+
+    def analyse(self, sql: bytes, schema: str | None, admin: bool) -> Plan:
+        """Plan one statement with sqlglot. Never raises: a failure is a refusal plan."""
+        text = sql.decode("utf-8", "surrogateescape")
+        self.parses += 1
+        try:
+            trees = [t for t in sqlglot.parse(text, dialect="mysql") if t is not None]
+        except (ParseError, TokenError) as exc:
+            return self._unparsed(text, schema, str(exc).splitlines()[0])
+        except Exception as exc:  # sqlglot bugs must not crash a session
+            return self._unparsed(text, schema, f"{type(exc).__name__}: {exc}")
+        if len(trees) != 1:
+            return self._unparsed(text, schema, "more than one statement")
+        tree = trees[0]
+        pin = next((reason for pattern, reason in _PIN_PATTERNS if pattern.search(text)), None)
+        if isinstance(tree, exp.Command):
+            return self._unparsed(text, schema, None, pin)
+        plan = self._analyse_tree(tree, text, schema, admin)
+        if pin and plan.kind == ROUTE:
+            plan = _with(plan, pin=pin)
+        return plan
+
+    def _analyse_tree(self, tree: exp.Expression, text: str, schema: str | None,
+                      admin: bool) -> Plan:
+        if isinstance(tree, exp.Use):
+            return Plan(LOCAL, handler="use", args=(tree.this.name,), statement="use")
+        if isinstance(tree, exp.Set):
+            return self._set(tree, text, schema)
+        if isinstance(tree, exp.Show):
+            return self._show(tree, text, schema)
+        if isinstance(tree, exp.Describe):
+            table = tree.this if isinstance(tree.this, exp.Table) else tree.find(exp.Table)
+            if table is not None:
+                return self._metadata_for_table(tree, table, schema, "describe")
+        if isinstance(tree, exp.Transaction | exp.Commit | exp.Rollback):
+            return self._default_route(schema, statement="transaction")
+        if isinstance(tree, DDL):
+            return self._ddl(tree, schema, admin)
+        return self._dml(tree, schema)
+
+    def _dml(self, tree: exp.Expression, schema: str | None) -> Plan:
+        ctes = {cte.alias_or_name for cte in tree.find_all(exp.CTE)}
+        statement = tree.key if isinstance(tree, (*WRITES, exp.Select)) else "other"
+        write = isinstance(tree, WRITES)
+        tables = []
+        for table in tree.find_all(exp.Table):
+            name = table.name
+            if not name or (not table.db and (name in ctes or name.upper() == "DUAL")):
+                continue
+            resolved = self._resolve(table.db or None, name, schema)
+            if isinstance(resolved, Plan):
+                return resolved
+            db, kind = resolved
+            if kind in (TableKind.SHARDED, TableKind.BOUND):
+                return refuse(*errors.NOT_YET_SHARDED, f"DAL does not route statements on "
+                              f"sharded table '{name}' yet; this build serves unsharded and "
+                              "broadcast reads only")
+            if kind is TableKind.BROADCAST and write:
+                return refuse(*errors.NOT_YET_SHARDED, f"DAL does not write broadcast table "
+                              f"'{name}' yet")
+            tables.append(name)
+        rewritten = _rewrite_session_functions(tree, schema)
+        plan = self._default_route(schema, statement=statement)
+        return _with(plan, sql=rewritten.encode("utf-8", "surrogateescape") if rewritten else None,
+                     tables=tuple(tables))
+
+    def _resolve(self, db: str | None, name: str,
+                 schema: str | None) -> tuple[str, TableKind] | Plan:
+        if db is None:
+            if schema is None:
+                return refuse(*errors.NO_DATABASE, "No database selected")
+            db = schema
+        if db.lower() in SYSTEM_SCHEMAS:
+            return db, TableKind.UNSHARDED
+        if db not in self.config.databases:
+            return refuse(*errors.BAD_DB, f"Unknown database '{db}'")
+        return db, self._names[db].get(name, TableKind.UNSHARDED)
+
+    def _default_route(self, schema: str | None, statement: str = "other") -> Plan:
+        if schema is not None and schema in self.config.databases:
+            db = self.config.databases[schema]
+            return Plan(ROUTE, instance=db.default_instance, schema=db.default_database,
+                        statement=statement)
+        first = next(iter(self.config.databases.values()))
+        return Plan(ROUTE, instance=first.default_instance,
+                    schema=schema if schema else first.default_database, statement=statement)
+
+    def _unparsed(self, text: str, schema: str | None, reason: str | None,
+                  pin: str | None = None) -> Plan:
+        if self._sharded_words is not None and (match := self._sharded_words.search(text)):
+            why = f": {reason}" if reason else ""
+            return refuse(*errors.NOT_SUPPORTED, f"DAL cannot route this statement: it names "
+                          f"sharded or broadcast table '{match.group(1)}' and DAL cannot "
+                          f"analyse it{why}")
+        return _with(self._default_route(schema), pin=pin)
+
+    def _set(self, tree: exp.Set, text: str, schema: str | None) -> Plan:
+        assignments: list[tuple[str, str]] = []
+        for item in tree.expressions:
+            kind = (item.text("kind") or "").upper()
+            if kind == "NAMES" or kind == "CHARACTER SET":
+                charset = item.this.name if item.this is not None else _DEFAULT_CHARSET
+                if charset.upper() == "DEFAULT":
+                    charset = _DEFAULT_CHARSET
+                collate = item.args.get("collate")
+                value = f"NAMES {charset}" + (f" COLLATE {collate.name}" if collate else "")
+                assignments.append(("names", value))
+                continue
+            target = item.this
+            if not isinstance(target, exp.EQ) or kind:
+                return _with(self._default_route(schema, "set"), pin="set_other")
+            var, value = target.this, target.expression
+            if isinstance(var, exp.Parameter) or not isinstance(value, exp.Literal | exp.Null
+                                                                 | exp.Boolean | exp.Var):
+                return _with(self._default_route(schema, "set"), pin="set_expression")
+            if isinstance(var, exp.SessionParameter):
+                if (var.text("kind") or "session").lower() != "session":
+                    return _with(self._default_route(schema, "set"), pin="set_global")
+                name = var.name
+            elif isinstance(var, exp.Column) and not var.table:
+                name = var.name
+            else:
+                return _with(self._default_route(schema, "set"), pin="set_other")
+            name = _RENAMED_VARIABLES.get(name.lower(), name.lower())
+            assignments.append((name, f"@@session.{name}={value.sql(dialect='mysql')}"))
+        return Plan(SET, assignments=tuple(assignments), statement="set")
+
+    def _show(self, tree: exp.Show, text: str, schema: str | None) -> Plan:
+        what = (tree.name or "").upper()
+        like = tree.args.get("like")
+        like_value = like.name if isinstance(like, exp.Literal) else None
+        if what in ("DATABASES", "SCHEMAS"):
+            return Plan(LOCAL, handler="show_databases", args=(like_value,), statement="show")
+        if what == "TABLES":
+            db = tree.text("db") or schema
+            if db is None:
+                return refuse(*errors.NO_DATABASE, "No database selected")
+            if db not in self.config.databases:
+                if db.lower() in SYSTEM_SCHEMAS:
+                    return self._default_route(schema, "show")
+                return refuse(*errors.BAD_DB, f"Unknown database '{db}'")
+            if tree.args.get("where") is not None:
+                return refuse(*errors.NOT_SUPPORTED, "SHOW TABLES ... WHERE is not supported "
+                              "by DAL; use LIKE")
+            return Plan(LOCAL, handler="show_tables",
+                        args=(db, bool(tree.args.get("full")), like_value), statement="show")
+        target = tree.args.get("target")
+        if what in ("CREATE TABLE", "COLUMNS", "FIELDS", "INDEX", "INDEXES", "KEYS") and target:
+            table = exp.Table(this=exp.to_identifier(target.name),
+                              db=exp.to_identifier(tree.text("db")) if tree.text("db") else None)
+            return self._metadata_for_table(tree, table, schema, "show")
+        return self._default_route(schema, "show")
+
+    def _metadata_for_table(self, tree: exp.Expression, table: exp.Table, schema: str | None,
+                            statement: str) -> Plan:
+        resolved = self._resolve(table.db or None, table.name, schema)
+        if isinstance(resolved, Plan):
+            return resolved
+        db, kind = resolved
+        if kind not in (TableKind.SHARDED, TableKind.BOUND):
+            return self._default_route(schema, statement)
+        cfg = self.config.databases[db]
+        dim = cfg.dimensions[cfg.authoritative]
+        shard_db = dim.database(0)
+        instance = self.config.shard_instance(db, cfg.authoritative, 0)
+        rewritten = tree.copy()
+        if isinstance(rewritten, exp.Show):
+            rewritten.set("db", exp.to_identifier(shard_db))
+        else:
+            for node in rewritten.find_all(exp.Table):
+                node.set("db", exp.to_identifier(shard_db))
+        return Plan(ROUTE, instance=instance, schema=None,
+                    sql=rewritten.sql(dialect="mysql").encode(), statement=statement)
+
+    def _ddl(self, tree: exp.Expression, schema: str | None, admin: bool) -> Plan:
+        if not admin:
+            return refuse(*errors.ACCESS_DENIED, "Access denied; you need (at least one of) the "
+                          "DAL admin privilege(s) for this operation (DDL is for admin users)")
+        for table in tree.find_all(exp.Table):
+            resolved = self._resolve(table.db or None, table.name, schema)
+            if isinstance(resolved, Plan):
+                return resolved
+            if resolved[1] is not TableKind.UNSHARDED:
+                return refuse(*errors.NOT_SUPPORTED, f"DDL on {resolved[1].value} table "
+                              f"'{table.name}' must go through `dal schema apply`, which "
+                              "reaches every shard")
+        return self._default_route(schema, "ddl")
+
+
+def _with(plan: Plan, **changes: object) -> Plan:
+    from dataclasses import replace
+
+    return replace(plan, **changes)
+
+
+def _rewrite_session_functions(tree: exp.Expression, schema: str | None) -> str | None:
+    """Answer DATABASE()/SCHEMA() with the logical schema, and map MySQL 8 variable names
+    that MariaDB 10.11 lacks. Returns the new SQL, or None when nothing changed."""
+    changed = False
+
+    def visit(node: exp.Expression) -> exp.Expression:
+        nonlocal changed
+        if isinstance(node, exp.CurrentSchema) or (
+            isinstance(node, exp.Anonymous) and node.name.upper() in ("DATABASE", "SCHEMA")
+            and not node.expressions
+        ):
+            changed = True
+            value = exp.Literal.string(schema) if schema is not None else exp.Null()
+            return _alias_if_top(node, value, "DATABASE()")
+        if isinstance(node, exp.SessionParameter) and node.name.lower() in _RENAMED_VARIABLES:
+            changed = True
+            kind = node.text("kind")
+            shown = f"@@{kind + '.' if kind else ''}{node.name}"
+            new = exp.SessionParameter(this=exp.var(_RENAMED_VARIABLES[node.name.lower()]),
+                                       kind=node.args.get("kind"))
+            return _alias_if_top(node, new, shown)
+        return node
+
+    result = tree.transform(visit)
+    return result.sql(dialect="mysql") if changed else None
+
+
+def _alias_if_top(node: exp.Expression, value: exp.Expression, name: str) -> exp.Expression:
+    parent = node.parent
+    if isinstance(parent, exp.Select) and node.arg_key == "expressions":
+        return exp.alias_(value, name, quoted=True)
+    return value

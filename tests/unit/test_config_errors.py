@@ -1,0 +1,77 @@
+"""A bad config file is refused with the file, the key path and what was expected."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from config.loader import ConfigError, load_config
+from dal.cli import main
+
+TEST_CONFIG = Path(__file__).resolve().parents[2] / "config" / "test.yaml"
+
+
+def write(tmp_path: Path, change: Any) -> Path:
+    """The test config with one change applied, written to a temporary file."""
+    raw = yaml.safe_load(TEST_CONFIG.read_text())
+    change(raw)
+    file = tmp_path / "bad.yaml"
+    file.write_text(yaml.safe_dump(raw))
+    return file
+
+
+def refusal(file: Path) -> str:
+    with pytest.raises(ConfigError) as exc:
+        load_config(file)
+    return str(exc.value)
+
+
+def test_the_shipped_configs_load() -> None:
+    assert load_config(TEST_CONFIG).instances["a"].port == 33161
+    assert load_config().instances["a"].port == 33061
+
+
+def test_port_that_is_not_a_number(tmp_path: Path) -> None:
+    file = write(tmp_path, lambda raw: raw["instances"]["a"].update(port="abc"))
+    message = refusal(file)
+    assert message.startswith(f"{file}: ")
+    assert "instances.a.port" in message
+    assert "valid integer" in message
+    assert "'abc'" in message
+
+
+def test_unknown_key(tmp_path: Path) -> None:
+    file = write(tmp_path, lambda raw: raw["instances"]["b"].update(colour="blue"))
+    message = refusal(file)
+    assert message.startswith(f"{file}: ")
+    assert "instances.b.colour: Extra inputs are not permitted" in message
+
+
+def test_shard_placed_twice(tmp_path: Path) -> None:
+    def overlap(raw: dict[str, Any]) -> None:
+        raw["databases"]["trade"]["dimensions"]["user"]["placement"][1]["shards"] = "59-119"
+
+    message = refusal(write(tmp_path, overlap))
+    assert "databases.trade.dimensions.user.placement: shard 59 placed twice" in message
+
+
+def test_invalid_yaml_names_the_line(tmp_path: Path) -> None:
+    file = tmp_path / "broken.yaml"
+    file.write_text("version: 1\ninstances: {a: [\n")
+    message = refusal(file)
+    assert message.startswith(f"{file}: line ")
+    assert "not valid YAML" in message
+
+
+@pytest.mark.parametrize("command", [["localdb", "status"], ["schema", "check"]])
+def test_tools_refuse_a_bad_config_with_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: list[str]
+) -> None:
+    file = write(tmp_path, lambda raw: raw["instances"]["a"].update(port="abc"))
+    assert main([*command, "--config", str(file)]) == 2
+    err = capsys.readouterr().err
+    assert str(file) in err
+    assert "instances.a.port" in err

@@ -1,0 +1,547 @@
+"""Create the shard databases, apply the schema to every shard, and find drift.
+
+  dal schema apply             create what is missing, then compare every table with the file
+  dal schema apply --dry-run   report what apply would create; create nothing
+  dal schema check             compare only; a missing table or database counts as a problem
+
+For each logical database of the config: its default database on its default instance, and
+every shard database of every dimension (user_000..user_119, merchant_000..merchant_119) on
+the instance its placement names. The schema file holds CREATE TABLE statements only; each
+table goes where its kind in the config says:
+
+  sharded, bound   every shard database of every dimension
+  broadcast        every shard database and the default database
+  unsharded        the default database only, as is any table the config does not name
+
+A table that already exists is left as it is, so a second apply changes nothing. Drift: every
+table's SHOW CREATE TABLE (AUTO_INCREMENT=N removed) is compared with a reference built from the
+file in a scratch database `_dal_schema_ref` on each instance (not binlogged, dropped at the
+end), and each difference is reported as `database.table: reason`.
+
+Exit status: 0 all good, 1 a database error, 2 a bad config or schema file, 4 drift (or, for
+check, missing tables).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from itertools import zip_longest
+from pathlib import Path
+
+import pymysql
+from dbutils.pooled_db import PooledDB
+
+from config.loader import DEFAULT_CONFIG, ConfigError, load_config
+from config.model import Config, Instance, TableKind
+
+DEFAULT_SCHEMA = DEFAULT_CONFIG.parent / "schema" / "trade.sql"
+REF_DATABASE = "_dal_schema_ref"
+WORKERS = 8
+DRIFT_EXIT = 4
+DEFAULT_KINDS = (TableKind.BROADCAST, TableKind.UNSHARDED)  # kinds held in the default database
+SHOWN_MAX = 30  # problems listed one per line before "... and N more"
+
+
+class SchemaError(Exception):
+    """The schema file cannot be used. The message names the file, the line and the problem."""
+
+
+class SchemaDbError(Exception):
+    """A database statement failed. The message names the instance and database."""
+
+
+@dataclass(frozen=True)
+class TableDef:
+    """One CREATE TABLE statement of the schema file."""
+
+    name: str
+    sql: str
+    line: int
+
+
+@dataclass(frozen=True)
+class Target:
+    """One physical database and the tables it must hold, in file order."""
+
+    instance: str
+    database: str
+    tables: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Drift:
+    """A table that is missing or differs from the schema file."""
+
+    database: str
+    table: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.database}.{self.table}: {self.reason}"
+
+
+@dataclass
+class Report:
+    """What apply or check found and did. In dry-run and check, `created` means missing."""
+
+    mode: str
+    databases: int = 0
+    databases_created: list[str] = field(default_factory=list)
+    tables_created: list[str] = field(default_factory=list)
+    tables_present: int = 0
+    drift: list[Drift] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """No drift, and for check nothing missing."""
+        return not self.drift and not (self.mode == "check" and self.tables_created)
+
+    def summary(self) -> str:
+        """The one-line result."""
+        made = len(self.tables_created)
+        dbs = f"{self.databases} databases"
+        if self.mode == "apply":
+            return (
+                f"schema apply: {dbs} ({len(self.databases_created)} created), {made} tables "
+                f"created, {self.tables_present} already present, {len(self.drift)} drifted"
+            )
+        if self.mode == "dry-run":
+            return (
+                f"schema apply --dry-run: {dbs}, would create {len(self.databases_created)} "
+                f"databases and {made} tables, {self.tables_present} already present, "
+                f"{len(self.drift)} drifted"
+            )
+        return (
+            f"schema check: {dbs} ({len(self.databases_created)} missing), {made} tables "
+            f"missing, {self.tables_present} present, {len(self.drift)} drifted"
+        )
+
+
+# ---- the schema file ------------------------------------------------------------------------
+
+_CREATE = re.compile(
+    r"CREATE\s+(?P<replace>OR\s+REPLACE\s+)?(?P<temp>TEMPORARY\s+)?TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?"
+    r"(?P<first>`(?:[^`]|``)+`|[\w$]+)(?:\s*\.\s*(?P<second>`(?:[^`]|``)+`|[\w$]+))?",
+    re.IGNORECASE,
+)
+
+
+def split_statements(text: str) -> list[tuple[int, str]]:
+    """Split SQL on `;` outside quotes and comments; return (first line, statement) pairs.
+
+    Comments are dropped, except MariaDB's executable `/*! ... */` ones, which are kept.
+    """
+    out: list[tuple[int, str]] = []
+    buf: list[str] = []
+    start_line = line = 1
+    i, n = 0, len(text)
+    while i < n:
+        ch = text[i]
+        if not buf and not ch.isspace() and ch != ";":
+            start_line = line
+        if ch in "'\"`":
+            end = i + 1
+            while end < n and text[end] != ch:
+                end += 2 if text[end] == "\\" and ch != "`" else 1
+            buf.append(text[i : end + 1])
+            line += text.count("\n", i, end + 1)
+            i = end + 1
+        elif ch == "#" or (text.startswith("--", i) and (i + 2 == n or text[i + 2].isspace())):
+            end = text.find("\n", i)
+            i = n if end < 0 else end
+        elif text.startswith("/*", i) and not text.startswith("/*!", i):
+            end = text.find("*/", i + 2)
+            end = n if end < 0 else end + 2
+            line += text.count("\n", i, end)
+            if buf:
+                buf.append(" ")
+            i = end
+        elif ch == ";":
+            _flush(buf, start_line, out)
+            i += 1
+        else:
+            line += ch == "\n"
+            if buf or not ch.isspace():
+                buf.append(ch)
+            i += 1
+    _flush(buf, start_line, out)
+    return out
+
+
+def _flush(buf: list[str], line: int, out: list[tuple[int, str]]) -> None:
+    stmt = "".join(buf).strip()
+    if stmt:
+        out.append((line, stmt))
+    buf.clear()
+
+
+def _unquote(name: str) -> str:
+    return name[1:-1].replace("``", "`") if name.startswith("`") else name
+
+
+def parse_schema(path: str | Path) -> list[TableDef]:
+    """The CREATE TABLE statements of a schema file; anything else is refused."""
+    file = Path(path)
+    try:
+        text = file.read_text()
+    except OSError as exc:
+        raise SchemaError(f"{file}: cannot read: {exc.strerror}") from None
+    tables: list[TableDef] = []
+    for line, stmt in split_statements(text):
+        where = f"{file}:{line}"
+        match = _CREATE.match(stmt)
+        if match is None:
+            words = " ".join(stmt.split()[:3])
+            raise SchemaError(f"{where}: expected a CREATE TABLE statement, got {words!r} ...")
+        if match["replace"] or match["temp"]:
+            raise SchemaError(f"{where}: CREATE OR REPLACE / TEMPORARY tables are not allowed")
+        if match["second"]:
+            raise SchemaError(
+                f"{where}: table {match[0].split()[-1]} names a database; the schema is applied "
+                "to every shard database, so give the bare table name"
+            )
+        name = _unquote(match["first"])
+        if any(t.name == name for t in tables):
+            raise SchemaError(f"{where}: table {name!r} is defined twice")
+        tables.append(TableDef(name=name, sql=stmt, line=line))
+    if not tables:
+        raise SchemaError(f"{file}: no CREATE TABLE statement found")
+    return tables
+
+
+# ---- where each table goes ------------------------------------------------------------------
+
+
+def plan(config: Config, tables: list[TableDef]) -> list[Target]:
+    """Every physical database the config implies, with the tables each must hold."""
+    wanted: dict[tuple[str, str], list[str]] = {}
+
+    def add(instance: str, database: str, names: list[str]) -> None:
+        have = wanted.setdefault((instance, database), [])
+        have.extend(name for name in names if name not in have)
+
+    for db_name, db in config.databases.items():
+        kinds = {
+            t.name: db.tables[t.name].kind if t.name in db.tables else TableKind.UNSHARDED
+            for t in tables
+        }
+        in_shards = [n for n, k in kinds.items() if k is not TableKind.UNSHARDED]
+        in_default = [n for n, k in kinds.items() if k in DEFAULT_KINDS]
+        add(db.default_instance, db.default_database, in_default)
+        for dim_name, dim in db.dimensions.items():
+            for shard in range(dim.shards):
+                add(config.shard_instance(db_name, dim_name, shard), dim.database(shard), in_shards)
+    return [Target(inst, name, tuple(names)) for (inst, name), names in wanted.items()]
+
+
+def plan_warnings(config: Config, tables: list[TableDef]) -> list[str]:
+    """Tables the config names that the schema file does not define."""
+    defined = {t.name for t in tables}
+    return [
+        f"{db_name}: table {name!r} is in the config but not in the schema file"
+        for db_name, db in config.databases.items()
+        for name in db.tables
+        if name not in defined
+    ]
+
+
+# ---- comparing definitions ------------------------------------------------------------------
+
+_AUTO_INC = re.compile(r" AUTO_INCREMENT=\d+")
+_INDEX = re.compile(
+    r"(?P<kind>PRIMARY KEY|UNIQUE KEY|FULLTEXT KEY|SPATIAL KEY|KEY|CONSTRAINT|PERIOD FOR)"
+    r"\s*(?:`(?P<name>(?:[^`]|``)+)`)?"
+)
+
+
+def normalise(create: str) -> str:
+    """SHOW CREATE TABLE output without what legitimately varies (AUTO_INCREMENT=N)."""
+    return _AUTO_INC.sub("", create).strip()
+
+
+def _parts(create: str) -> dict[str, str]:
+    """The lines of a SHOW CREATE TABLE body keyed by what they define, in order."""
+    lines = create.splitlines()
+    parts: dict[str, str] = {}
+    for raw in lines[1:-1]:
+        text = raw.strip().rstrip(",")
+        if text.startswith("`"):
+            name = re.match(r"`((?:[^`]|``)+)`", text)
+            key = f"column {_unquote(name[0]) if name else text}"
+        elif m := _INDEX.match(text):
+            label = {"KEY": "index", "PRIMARY KEY": "primary key"}.get(m["kind"], m["kind"].lower())
+            key = f"{label} {_unquote('`' + m['name'] + '`')}" if m["name"] else label
+        else:
+            key = text
+        parts[key] = text
+    if lines:
+        parts["table options"] = lines[-1].strip()
+    return parts
+
+
+def describe_drift(want: str, got: str) -> str:
+    """A short reason why two normalised definitions differ, e.g. ``column note differs``."""
+    w, g = _parts(want), _parts(got)
+    reasons = [f"{key} is missing" for key in w if key not in g]
+    reasons += [f"{key} is extra" for key in g if key not in w]
+    reasons += [
+        f"table options differ ({g[key].lstrip(') ')})"
+        if key == "table options"
+        else f"{key} differs"
+        for key in w
+        if key in g and w[key] != g[key]
+    ]
+    if not reasons and list(w) != list(g):
+        columns = [[key for key in parts if key.startswith("column ")] for parts in (w, g)]
+        reasons.append(
+            "column order differs" if columns[0] != columns[1] else "index order differs"
+        )
+    return "; ".join(reasons) or "definition differs"
+
+
+# ---- database work --------------------------------------------------------------------------
+
+
+def _q(name: str) -> str:
+    return "`" + name.replace("`", "``") + "`"
+
+
+def _pool(inst: Instance, size: int) -> PooledDB:
+    return PooledDB(
+        creator=pymysql,
+        maxconnections=size,
+        blocking=True,
+        host=inst.host,
+        port=inst.port,
+        user=inst.user,
+        password=inst.password,
+        autocommit=True,
+        charset="utf8mb4",
+        connect_timeout=5,
+    )
+
+
+@contextmanager
+def _cursor(pool: PooledDB, instance: str, what: str) -> Iterator[pymysql.cursors.Cursor]:
+    """A cursor on a pooled connection; database errors name the instance and what was done."""
+    conn = None
+    try:
+        conn = pool.connection()
+        cur = conn.cursor()
+        yield cur
+        cur.close()
+    except pymysql.err.MySQLError as exc:
+        raise SchemaDbError(f"instance {instance}, {what}: {exc}") from None
+    finally:
+        if conn is not None:
+            conn.close()
+
+
+def _show_create(cur: pymysql.cursors.Cursor, database: str, table: str) -> str:
+    cur.execute(f"SHOW CREATE TABLE {_q(database)}.{_q(table)}")
+    return normalise(cur.fetchone()[1])
+
+
+def reference(pool: PooledDB, instance: str, tables: list[TableDef]) -> dict[str, str]:
+    """Apply the file to a scratch database and return each table's normalised definition."""
+    with _cursor(pool, instance, f"building {REF_DATABASE}") as cur:
+        unlogged = True
+        try:
+            cur.execute("SET SESSION sql_log_bin = 0")
+        except pymysql.err.MySQLError:
+            unlogged = False  # without the privilege the scratch database is binlogged; harmless
+        cur.execute(f"DROP DATABASE IF EXISTS {_q(REF_DATABASE)}")
+        cur.execute(f"CREATE DATABASE {_q(REF_DATABASE)}")
+        try:
+            cur.execute(f"USE {_q(REF_DATABASE)}")
+            refs = {}
+            for table in tables:
+                try:
+                    cur.execute(table.sql)
+                except pymysql.err.MySQLError as exc:
+                    raise SchemaError(
+                        f"schema line {table.line} (table {table.name}) refused by "
+                        f"instance {instance}: {exc}"
+                    ) from None
+                refs[table.name] = _show_create(cur, REF_DATABASE, table.name)
+            return refs
+        finally:
+            cur.execute(f"DROP DATABASE IF EXISTS {_q(REF_DATABASE)}")
+            if unlogged:
+                cur.execute("SET SESSION sql_log_bin = 1")
+
+
+@dataclass
+class _Result:
+    database_created: bool = False
+    created: list[str] = field(default_factory=list)
+    present: int = 0
+    drift: list[Drift] = field(default_factory=list)
+
+
+def sync_database(
+    pool: PooledDB, target: Target, defs: dict[str, TableDef], refs: dict[str, str], create: bool
+) -> _Result:
+    """Create the database and its missing tables (if `create`), then compare every table."""
+    db = target.database
+    result = _Result()
+    with _cursor(pool, target.instance, f"database {db}") as cur:
+        exists = cur.execute(
+            "SELECT 1 FROM information_schema.schemata WHERE schema_name = %s", (db,)
+        )
+        cur.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = %s", (db,)
+        )
+        present = {row[0] for row in cur.fetchall()}
+        if not exists:
+            result.database_created = True
+            if create:
+                cur.execute(f"CREATE DATABASE IF NOT EXISTS {_q(db)}")
+        if create and not present.issuperset(target.tables):
+            cur.execute(f"USE {_q(db)}")
+        for name in target.tables:
+            if name in present:
+                result.present += 1
+            else:
+                result.created.append(f"{db}.{name}")
+                if not create:
+                    continue
+                cur.execute(defs[name].sql)
+            got = _show_create(cur, db, name)
+            if got != refs[name]:
+                result.drift.append(Drift(db, name, describe_drift(refs[name], got)))
+    return result
+
+
+def _interleave(targets: list[Target]) -> list[Target]:
+    """Alternate instances so that the workers keep every instance busy."""
+    by_instance: dict[str, list[Target]] = {}
+    for target in targets:
+        by_instance.setdefault(target.instance, []).append(target)
+    return [t for group in zip_longest(*by_instance.values()) for t in group if t is not None]
+
+
+def run_targets(
+    config: Config,
+    tables: list[TableDef],
+    mode: str,
+    advance: Callable[[], None] = lambda: None,
+) -> Report:
+    """Apply (mode "apply") or only compare ("dry-run", "check") every planned database."""
+    targets = _interleave(plan(config, tables))
+    report = Report(mode=mode, databases=len(targets), warnings=plan_warnings(config, tables))
+    defs = {t.name: t for t in tables}
+    instances = sorted({t.instance for t in targets})
+    pools = {name: _pool(config.instances[name], WORKERS) for name in instances}
+    try:
+        refs = {name: reference(pools[name], name, tables) for name in instances}
+
+        def work(target: Target) -> _Result:
+            try:
+                return sync_database(
+                    pools[target.instance], target, defs, refs[target.instance], mode == "apply"
+                )
+            finally:
+                advance()
+
+        with ThreadPoolExecutor(max_workers=WORKERS) as executor:
+            results = list(executor.map(work, targets))
+    finally:
+        for pool in pools.values():
+            pool.close()
+    for target, result in zip(targets, results, strict=True):
+        if result.database_created:
+            report.databases_created.append(target.database)
+        report.tables_created += result.created
+        report.tables_present += result.present
+        report.drift += result.drift
+    report.drift.sort(key=lambda d: (d.database, d.table))
+    return report
+
+
+def _execute(config: Config, schema_path: str | Path, mode: str, progress: bool) -> Report:
+    tables = parse_schema(schema_path)
+    if not (progress and sys.stdout.isatty()):
+        return run_targets(config, tables, mode)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    ) as bar:
+        task = bar.add_task(f"schema {mode}: databases", total=len(plan(config, tables)))
+        return run_targets(config, tables, mode, lambda: bar.advance(task))
+
+
+def apply(
+    config: Config,
+    schema_path: str | Path = DEFAULT_SCHEMA,
+    progress: bool = True,
+    dry_run: bool = False,
+) -> Report:
+    """Create every missing database and table, then report drift. Idempotent."""
+    return _execute(config, schema_path, "dry-run" if dry_run else "apply", progress)
+
+
+def check(
+    config: Config, schema_path: str | Path = DEFAULT_SCHEMA, progress: bool = True
+) -> Report:
+    """Compare every database with the schema file; create nothing."""
+    return _execute(config, schema_path, "check", progress)
+
+
+# ---- command line ---------------------------------------------------------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Register `dal schema` arguments."""
+    parser.add_argument("action", choices=["apply", "check"], help="apply, or only compare")
+    parser.add_argument(
+        "--schema",
+        default=str(DEFAULT_SCHEMA),
+        help="the file of CREATE TABLE statements (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="with apply: say what it would create, create nothing",
+    )
+
+
+def _print_list(label: str, items: list[str]) -> None:
+    for item in items[:SHOWN_MAX]:
+        print(f"{label}: {item}")
+    if len(items) > SHOWN_MAX:
+        print(f"{label}: ... and {len(items) - SHOWN_MAX} more")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run `dal schema`; see the module docstring for the exit status."""
+    try:
+        config = load_config(args.config)
+        if args.action == "check":
+            report = check(config, args.schema)
+        else:
+            report = apply(config, args.schema, dry_run=args.dry_run)
+    except (ConfigError, SchemaError) as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    except SchemaDbError as exc:
+        print(f"dal schema {args.action}: {exc}", file=sys.stderr)
+        return 1
+    for warning in report.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    if report.mode != "apply":
+        _print_list("missing", report.tables_created)
+    _print_list("drift", [str(d) for d in report.drift])
+    print(report.summary())
+    return 0 if report.ok else DRIFT_EXIT
