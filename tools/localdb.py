@@ -55,6 +55,7 @@ SERVER_OPTIONS = (
     "--binlog-row-metadata=FULL",
     "--skip-name-resolve",
     "--max-connections=2000",
+    "--max-allowed-packet=64M",
     "--innodb-buffer-pool-size=256M",
     "--innodb-flush-log-at-trx-commit=2",
     "--innodb-log-file-size=64M",

@@ -1,0 +1,86 @@
+"""Start and stop a real `dal serve` process for tests, with a config derived from test.yaml."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+TEST_CONFIG = ROOT / "config" / "test.yaml"
+
+# Users only the tests know: `legacy`/`legacy` stored as a native hash only (caching_sha2
+# clients then take the full-auth RSA path), `modern`/`modern` stored as a sha2 hash only.
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def write_config(path: Path, **server_overrides: object) -> dict:
+    """A copy of test.yaml with test-only users and server settings; returns the raw dict."""
+    import hashlib
+
+    raw = yaml.safe_load(TEST_CONFIG.read_text())
+    native = hashlib.sha1(hashlib.sha1(b"legacy").digest()).hexdigest().upper()
+    sha2 = hashlib.sha256(hashlib.sha256(b"modern").digest()).hexdigest()
+    raw["users"]["legacy"] = {"password_hash": f"*{native}", "role": "app"}
+    raw["users"]["modern"] = {"password_hash": f"sha2:{sha2}", "role": "app"}
+    raw["server"].update(server_overrides)
+    path.write_text(yaml.safe_dump(raw))
+    return raw
+
+
+def wait_port(host: str, port: int, timeout: float, proc: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"dal serve exited with {proc.returncode}")
+        with contextlib.suppress(OSError), socket.create_connection((host, port), 0.5):
+            return
+        time.sleep(0.1)
+    raise TimeoutError(f"nothing listens on {host}:{port} after {timeout} s")
+
+
+class DalProcess:
+    """A `dal serve` subprocess; ``stop()`` sends SIGTERM and waits for the drain."""
+
+    def __init__(self, config_path: Path, port: int, log_path: Path) -> None:
+        self.config_path = config_path
+        self.port = port
+        self.log_path = log_path
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, metrics: bool = True) -> DalProcess:
+        args = [sys.executable, "-m", "dal.cli", "serve", "--config", str(self.config_path),
+                "--port", str(self.port)]
+        if not metrics:
+            args.append("--no-metrics")
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(args, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                     env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        wait_port("127.0.0.1", self.port, 20, self.proc)
+        return self
+
+    def stop(self, timeout: float = 20) -> int:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else 0
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
