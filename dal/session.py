@@ -35,6 +35,7 @@ _ADMIN = re.compile(rb"(?i)\s*(SHOW|SET|RELOAD|EXPLAIN)\s+DAL\b")
 _SESSION_STATUS = Status.IN_TRANS | Status.AUTOCOMMIT | Status.IN_TRANS_READONLY
 
 LOGIN, COMMAND, CLOSED = "login", "command", "closed"
+LINGER_SECONDS = 2.0
 
 
 class ClientSession(asyncio.Protocol):
@@ -79,6 +80,8 @@ class ClientSession(asyncio.Protocol):
         self._task = asyncio.ensure_future(self._login())
 
     def data_received(self, data: bytes) -> None:
+        if self.phase == CLOSED:
+            return
         self.buffer.feed(data)
         if self.phase == LOGIN:
             waiter = self._login_waiter
@@ -499,9 +502,18 @@ class ClientSession(asyncio.Protocol):
         self._write(err_packet(err, self._seq))
 
     def _fail(self, err: ERR, seq: int) -> None:
-        """Send a last ERR and close the connection."""
+        """Send a last ERR and close. Bytes the client is still sending are read and dropped
+        for a moment first: closing with unread data would reset the connection, and the
+        client could lose the ERR that says why."""
         self._write(err_packet(err, seq))
-        self._close()
+        self.phase = CLOSED
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        self.buffer = PacketBuffer(1 << 62)  # what still arrives is discarded
+        if transport.can_write_eof():
+            transport.write_eof()
+        asyncio.get_running_loop().call_later(LINGER_SECONDS, transport.close)
 
     def _close(self) -> None:
         self.phase = CLOSED

@@ -10,7 +10,7 @@ from pathlib import Path
 import pymysql
 import pytest
 
-from tests.dal_process import ROOT, DalProcess, write_config
+from tests.dal_process import ROOT, DalProcess, free_port, write_config
 
 HOST = "127.0.0.1"
 
@@ -18,13 +18,16 @@ HOST = "127.0.0.1"
 @pytest.fixture(scope="session")
 def dal_config(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     path = tmp_path_factory.mktemp("dal") / "dal.yaml"
-    raw = write_config(path, read_timeout=2.0, login_timeout=3.0)
+    # Free ports, so that concurrent test runs (and a running `make run`) never collide.
+    raw = write_config(path, read_timeout=2.0, login_timeout=3.0,
+                       listen={"host": HOST, "port": free_port()},
+                       metrics={"host": HOST, "port": free_port()})
     return path, raw
 
 
 @pytest.fixture(scope="session")
 def dal(dal_config: tuple[Path, dict]) -> Iterator[DalProcess]:
-    """The DAL process under test, on the port of config/test.yaml."""
+    """The DAL process under test, with the backends of config/test.yaml."""
     path, raw = dal_config
     port = raw["server"]["listen"]["port"]
     proc = DalProcess(path, port, ROOT / "var" / "test" / "dal.log").start()
