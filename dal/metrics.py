@@ -17,7 +17,7 @@ class ServerCollector:
     def __init__(self, server: Server) -> None:
         self.server = server
 
-    def collect(self):  # noqa: ANN201 (prometheus_client's interface)
+    def collect(self):
         server = self.server
         gauges = {
             "max": GaugeMetricFamily("dal_pool_max", "Pool size limit", labels=["instance"]),

@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     return asyncio.run(_main(config, not args.no_metrics))
 
 
-async def _main(config, metrics: bool) -> int:  # noqa: ANN001
+async def _main(config, metrics: bool) -> int:
     from dal.server import Server, serve_forever
 
     server = Server(config)

@@ -24,6 +24,15 @@ FALLBACK_VERSION = "5.5.5-10.11.0-MariaDB-dal"
 COLLATION_FALLBACK = {255: ("utf8mb4", "utf8mb4_general_ci")}
 
 
+_STATEMENT_KEYS: dict[tuple[str, bool], tuple[str, str]] = {}
+
+
+def _statement_key(kind: str, failed: bool) -> tuple[str, str]:
+    key = ("statements", f"{kind}:{'error' if failed else 'ok'}")
+    _STATEMENT_KEYS[(kind, failed)] = key
+    return key
+
+
 class Server:
     """Everything sessions share. Sessions hold a reference; they own nothing global."""
 
@@ -142,14 +151,14 @@ class Server:
             await asyncio.wait_for(conn.command(frame(b"\x1f", 0)), 5)
             conn.variables = {}
             conn.status = 0
-        except (BackendError, asyncio.TimeoutError):
+        except (TimeoutError, BackendError):
             conn.abort()
         pool.release(conn)
 
     # -- counters (exported by dal.metrics) --------------------------------------------------
 
     def count_statement(self, kind: str, failed: bool) -> None:
-        self.counters[("statements", f"{kind}:{'error' if failed else 'ok'}")] += 1
+        self.counters[_STATEMENT_KEYS.get((kind, failed)) or _statement_key(kind, failed)] += 1
 
     def count_refusal(self, code: int) -> None:
         self.counters[("errors", str(code))] += 1

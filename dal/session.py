@@ -32,7 +32,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("dal.session")
 
 _ADMIN = re.compile(rb"(?i)\s*(SHOW|SET|RELOAD|EXPLAIN)\s+DAL\b")
-_SESSION_STATUS = Status.IN_TRANS | Status.AUTOCOMMIT | Status.IN_TRANS_READONLY
+# Plain ints: IntFlag arithmetic is slow Python code, and this runs per statement.
+_SESSION_STATUS = int(Status.IN_TRANS | Status.AUTOCOMMIT | Status.IN_TRANS_READONLY)
+_IN_TRANS = int(Status.IN_TRANS)
 
 LOGIN, COMMAND, CLOSED = "login", "command", "closed"
 LINGER_SECONDS = 2.0
@@ -57,11 +59,12 @@ class ClientSession(asyncio.Protocol):
         self.state: dict[str, str] = {}
         self.pinned: BackendConnection | None = None
         self.pin_reason: str | None = None
-        self.status = Status.AUTOCOMMIT
+        self.status = int(Status.AUTOCOMMIT)
         self._login_waiter: asyncio.Future[None] | None = None
         self._read_timer: asyncio.TimerHandle | None = None
         self._task: asyncio.Task | None = None
         self._plan: Plan | None = None
+        self._pending: tuple | None = None
         self._seq = 0
 
     # -- asyncio.Protocol --------------------------------------------------------------------
@@ -80,7 +83,25 @@ class ClientSession(asyncio.Protocol):
         self._task = asyncio.ensure_future(self._login())
 
     def data_received(self, data: bytes) -> None:
-        if self.phase == CLOSED:
+        phase = self.phase
+        if phase == COMMAND and not self.busy and not self.buffer.pending():
+            # The common case: the chunk is exactly one whole command packet with sequence id
+            # 0. It is dispatched without copying it through the packet buffer.
+            n = len(data) - 4
+            if (n > 0 and data[3] == 0 and data[0] | data[1] << 8 | data[2] << 16 == n
+                    and n <= self.buffer.max_payload and n < 0xFFFFFF):
+                if self._read_timer is not None:
+                    self._read_timer.cancel()
+                    self._read_timer = None
+                self._seq = 1
+                try:
+                    self._dispatch(data[4:], 0, data)
+                except Exception:
+                    log.exception("session %d: command failed", self.id)
+                    self.busy = False
+                    self._error(errors.UNKNOWN_ERROR, "DAL internal error; see the DAL log")
+                return
+        if phase == CLOSED:
             return
         self.buffer.feed(data)
         if self.phase == LOGIN:
@@ -123,7 +144,7 @@ class ClientSession(asyncio.Protocol):
         except ProtocolError as exc:
             self._fail(ERR(exc.code, f"Bad handshake: {exc}", exc.sqlstate), 2)
             return
-        except (ConnectionResetError, asyncio.TimeoutError, asyncio.CancelledError):
+        except (TimeoutError, ConnectionResetError, asyncio.CancelledError):
             self._abort()
             return
         self.user = result.user
@@ -198,13 +219,14 @@ class ClientSession(asyncio.Protocol):
                            f"for {self.server.config.server.read_timeout:g} s",
                            errors.READ_TIMEOUT[1]), 1)
 
-    def _dispatch(self, payload: bytes, last_seq: int) -> None:
+    def _dispatch(self, payload: bytes, last_seq: int, raw: bytes | None = None) -> None:
+        """Run one command. ``raw`` is the framed packet when the client sent exactly that."""
         if not payload:
             self._error(errors.UNKNOWN_COMMAND, "Unknown command: empty packet")
             return
         command = payload[0]
-        if command == Command.QUERY:
-            self._query(payload, last_seq)
+        if command == 3:  # COM_QUERY
+            self._query(payload, last_seq, raw)
         elif command == Command.PING:
             self._write(ok_packet(self._seq, self.status))
         elif command == Command.QUIT:
@@ -231,7 +253,7 @@ class ClientSession(asyncio.Protocol):
             self._error(errors.UNKNOWN_COMMAND,
                         f"Unknown command 0x{command:02x} (COM_{name}): DAL does not support it")
 
-    def _query(self, payload: bytes, last_seq: int) -> None:
+    def _query(self, payload: bytes, last_seq: int, raw: bytes | None) -> None:
         sql = payload[1:]
         if sql[:1] in b"sSrReE \t\n" and _ADMIN.match(sql):
             self._spawn(self._admin(sql))
@@ -240,7 +262,7 @@ class ClientSession(asyncio.Protocol):
         plan = server.router.plan(sql, fingerprint(sql), self.schema, self.admin)
         kind = plan.kind
         if kind == ROUTE:
-            self._route(plan, payload, last_seq)
+            self._route(plan, payload, last_seq, RESULT, raw)
         elif kind == REFUSE:
             code, state, message = plan.error  # type: ignore[misc]
             server.count_refusal(code)
@@ -252,24 +274,54 @@ class ClientSession(asyncio.Protocol):
 
     # -- routing: the hot path ---------------------------------------------------------------
 
-    def _route(self, plan: Plan, payload: bytes, last_seq: int, shape: int = RESULT) -> None:
-        pool = self.server.pools[plan.instance]  # type: ignore[index]
+    def _route(self, plan: Plan, payload: bytes, last_seq: int, shape: int = RESULT,
+               raw: bytes | None = None) -> None:
         conn = self.pinned
-        if conn is not None and conn.instance != plan.instance:
-            self._error(errors.NOT_SUPPORTED, f"this session is pinned to backend "
-                        f"{conn.instance} ({self.pin_reason or 'open transaction'}); the "
-                        f"statement needs backend {plan.instance}. Finish the transaction "
-                        "(COMMIT or ROLLBACK) first")
+        if conn is not None:
+            if conn.instance != plan.instance:
+                self._error(errors.NOT_SUPPORTED, f"this session is pinned to backend "
+                            f"{conn.instance} ({self.pin_reason or 'open transaction'}); the "
+                            f"statement needs backend {plan.instance}. Finish the transaction "
+                            "(COMMIT or ROLLBACK) first")
+                return
+        else:
+            try:
+                conn = self.server.pools[plan.instance].request(  # type: ignore[index]
+                    self.found_rows, self._connection_ready)
+            except BackendError as exc:
+                self._send_error(exc.to_err())
+                return
+            if conn is None:  # queued: `_connection_ready` continues
+                self.busy = True
+                self._pending = (plan, payload, last_seq, shape, raw)
+                return
+        self._run_on(conn, plan, payload, last_seq, shape, raw)
+
+    def _connection_ready(self, conn: BackendConnection | None,
+                          error: BackendError | None) -> None:
+        """Pool callback: the connection this session queued for, or why there is none."""
+        pending = self._pending
+        self._pending = None
+        if conn is None or pending is None:
+            self.busy = False
+            if error is not None:
+                self._send_error(error.to_err())
+            if self.phase == COMMAND:
+                self._drain()
             return
-        if conn is None:
-            conn = pool.try_acquire(self.found_rows)
-        ready = (conn is not None and plan.sql is None
-                 and (plan.schema is None or conn.schema == plan.schema)
-                 and conn.variables == self.state)
-        if ready:
+        if self.phase == CLOSED:
+            self.busy = False
+            self.server.pools[conn.instance].release(conn)
+            return
+        self._run_on(conn, *pending)
+
+    def _run_on(self, conn: BackendConnection, plan: Plan, payload: bytes, last_seq: int,
+                shape: int, raw: bytes | None) -> None:
+        if (plan.sql is None and (plan.schema is None or conn.schema == plan.schema)
+                and conn.variables == self.state):
             self.busy = True
             self._plan = plan
-            conn.relay(frame(payload, 0), self.transport.write,  # type: ignore[union-attr]
+            conn.relay(raw or frame(payload, 0), self.transport.write,  # type: ignore[union-attr]
                        self._relay_done, shape)
             return
         self._spawn(self._route_slow(plan, payload, last_seq, conn, shape))
@@ -295,7 +347,7 @@ class ClientSession(asyncio.Protocol):
         if plan is not None and plan.pin is not None and self.pin_reason is None:
             self.pin_reason = plan.pin
             self.server.count_pin(plan.pin)
-        if status & Status.IN_TRANS or self.pin_reason is not None or warnings:
+        if status & _IN_TRANS or self.pin_reason is not None or warnings:
             self.pinned = conn  # warnings pin for the next statement, so SHOW WARNINGS works
             return
         self.pinned = None
@@ -316,7 +368,7 @@ class ClientSession(asyncio.Protocol):
 
     # -- the slow paths ----------------------------------------------------------------------
 
-    def _spawn(self, coro) -> None:  # noqa: ANN001
+    def _spawn(self, coro) -> None:
         self.busy = True
         task = asyncio.ensure_future(coro)
         self._task = task

@@ -115,7 +115,7 @@ class BackendConnection(asyncio.Protocol):
             _, conn = await asyncio.wait_for(
                 loop.create_connection(lambda: cls(instance, found_rows), host, port), timeout)
             await asyncio.wait_for(conn._login(user, password.encode(), schema), timeout)
-        except (OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, OSError) as exc:
             raise ConnectionLost(
                 f"cannot connect to backend {instance} at {host}:{port}: {exc or 'timed out'}"
             ) from None

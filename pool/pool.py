@@ -8,9 +8,9 @@ acquirers wait in a FIFO queue with a timeout; a full queue is refused at once.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from config.model import Instance, PoolConfig
@@ -24,6 +24,18 @@ class PoolExhausted(BackendError):
 
     def __init__(self, message: str) -> None:
         super().__init__(POOL_TIMEOUT, message, "HY000")
+
+
+Callback = Callable[[BackendConnection | None, BackendError | None], None]
+
+
+@dataclass(slots=True)
+class Waiter:
+    """An acquirer in the FIFO queue."""
+
+    deadline: float
+    found_rows: bool
+    callback: Callback
 
 
 @dataclass(slots=True)
@@ -53,7 +65,9 @@ class Pool:
         self.idle: list[BackendConnection] = []
         self.in_use: set[BackendConnection] = set()
         self.connecting = 0
-        self.waiters: deque[asyncio.Future[BackendConnection | None]] = deque()
+        self.waiters: deque[Waiter] = deque()
+        self._expiry: asyncio.TimerHandle | None = None
+        self.failed_opens = 0
         self.opened = 0
         self.closed_count = 0
         self.closing = False
@@ -79,64 +93,99 @@ class Pool:
                     return conn
         return None
 
-    async def acquire(self, found_rows: bool = False) -> BackendConnection:
-        """A connection for exclusive use until `release`; raises `BackendError` on failure."""
+    def request(self, found_rows: bool, callback: Callback) -> BackendConnection | None:
+        """An idle connection now, or None and ``callback(conn, error)`` later.
+
+        No coroutine and no future on this path: a waiter is a callback in a FIFO queue, served
+        by `release()` or failed by the expiry timer. Raises `PoolExhausted` at once when the
+        wait queue is full, and `ConnectionLost` when the pool is closing.
+        """
         if self.closing:
             raise ConnectionLost(f"pool {self.name} is shutting down")
         conn = self.try_acquire(found_rows)
         if conn is not None:
             return conn
         if self.size < self.config.max_size:
-            return await self._open_for_caller(found_rows)
+            self._open_for(found_rows, callback)
+            return None
         if self.idle:  # only connections of the other flavour are idle: replace one
             self._discard(self.idle.pop(0))
-            return await self._open_for_caller(found_rows)
-        return await self._wait(found_rows)
-
-    async def _wait(self, found_rows: bool) -> BackendConnection:
+            self._open_for(found_rows, callback)
+            return None
         if len(self.waiters) >= self.max_waiting:
             raise PoolExhausted(
                 f"DAL: backend pool {self.name} is full ({self.config.max_size} in use) and "
                 f"its wait queue is full ({self.max_waiting} waiting); retry later")
-        waiter: asyncio.Future[BackendConnection | None] = (
-            asyncio.get_running_loop().create_future())
-        self.waiters.append(waiter)
-        started = time.monotonic()
-        try:
-            conn = await asyncio.wait_for(waiter, self.config.acquire_timeout)
-        except asyncio.TimeoutError:
-            raise PoolExhausted(
-                f"DAL: no backend connection to instance {self.name} became free within "
-                f"{self.config.acquire_timeout:g} s (pool max {self.config.max_size}, "
-                f"{len(self.waiters)} waiting)") from None
-        finally:
-            with contextlib.suppress(ValueError):
-                self.waiters.remove(waiter)
-        if conn is None:  # a slot was freed: open a new connection in it
-            remaining = self.config.acquire_timeout - (time.monotonic() - started)
-            return await self._open_for_caller(found_rows, max(remaining, 0.5))
-        if conn.found_rows != found_rows:
-            self.in_use.discard(conn)
-            self._discard(conn)
-            return await self._open_for_caller(found_rows)
-        return conn
+        deadline = time.monotonic() + self.config.acquire_timeout
+        self.waiters.append(Waiter(deadline, found_rows, callback))
+        if self._expiry is None:
+            self._expiry = asyncio.get_running_loop().call_later(
+                self.config.acquire_timeout, self._expire)
+        return None
 
-    async def _open_for_caller(self, found_rows: bool,
-                               timeout: float | None = None) -> BackendConnection:
+    async def acquire(self, found_rows: bool = False) -> BackendConnection:
+        """A connection for exclusive use until `release`; raises `BackendError` on failure."""
+        future: asyncio.Future[BackendConnection] = asyncio.get_running_loop().create_future()
+
+        def deliver(conn: BackendConnection | None, error: BackendError | None) -> None:
+            if future.done():  # the caller gave up: hand the connection straight back
+                if conn is not None:
+                    self.release(conn)
+                return
+            if conn is not None:
+                future.set_result(conn)
+            else:
+                future.set_exception(error or ConnectionLost("no connection"))
+
+        conn = self.request(found_rows, deliver)
+        if conn is not None:
+            return conn
+        return await future
+
+    def _open_for(self, found_rows: bool, callback: Callback) -> None:
         self.connecting += 1
+        asyncio.ensure_future(self._open(found_rows, callback))
+
+    async def _open(self, found_rows: bool, callback: Callback) -> None:
         try:
             conn = await BackendConnection.open(
                 self.name, self.instance.host, self.instance.port, self.instance.user,
                 self.instance.password, self.schema, found_rows=found_rows,
-                timeout=timeout or self.config.connect_timeout)
-        except BaseException:
+                timeout=self.config.connect_timeout)
+        except BackendError as exc:
             self.connecting -= 1
+            self.failed_opens += 1
+            callback(None, exc)
             self._hand_slot_to_waiter()
-            raise
+            return
+        except Exception as exc:  # never leave a caller waiting
+            self.connecting -= 1
+            callback(None, ConnectionLost(f"cannot connect to backend {self.name}: {exc}"))
+            self._hand_slot_to_waiter()
+            return
         self.connecting -= 1
         self.opened += 1
+        if self.closing:
+            conn.close()
+            callback(None, ConnectionLost(f"pool {self.name} is shutting down"))
+            return
         self.in_use.add(conn)
-        return conn
+        callback(conn, None)
+
+    def _expire(self) -> None:
+        """Fail waiters whose acquire timeout has passed (the queue is in deadline order)."""
+        self._expiry = None
+        now = time.monotonic()
+        waiters = self.waiters
+        while waiters and waiters[0].deadline <= now:
+            waiter = waiters.popleft()
+            waiter.callback(None, PoolExhausted(
+                f"DAL: no backend connection to instance {self.name} became free within "
+                f"{self.config.acquire_timeout:g} s (pool max {self.config.max_size}, "
+                f"{len(waiters)} still waiting)"))
+        if waiters:
+            self._expiry = asyncio.get_running_loop().call_later(
+                max(waiters[0].deadline - now, 0.001), self._expire)
 
     def release(self, conn: BackendConnection, reusable: bool = True) -> None:
         """Give a connection back. A broken, busy or unwanted one is closed instead."""
@@ -150,20 +199,22 @@ class Pool:
             self._hand_slot_to_waiter()
             return
         conn.last_used = now
-        while self.waiters:
+        if self.waiters:
             waiter = self.waiters.popleft()
-            if not waiter.done():
+            if waiter.found_rows == conn.found_rows:
                 self.in_use.add(conn)
-                waiter.set_result(conn)
-                return
+                waiter.callback(conn, None)
+            else:
+                self._discard(conn)
+                self._open_for(waiter.found_rows, waiter.callback)
+            return
         self.idle.append(conn)
 
     def _hand_slot_to_waiter(self) -> None:
-        while self.waiters and self.size < self.config.max_size:
+        """A connection was closed: open a new one for the first waiter, if any."""
+        if self.waiters and self.size < self.config.max_size and not self.closing:
             waiter = self.waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-                return
+            self._open_for(waiter.found_rows, waiter.callback)
 
     def _discard(self, conn: BackendConnection) -> None:
         self.closed_count += 1
@@ -192,7 +243,9 @@ class Pool:
         for conn in self.idle:
             self._discard(conn)
         self.idle.clear()
-        for waiter in self.waiters:
-            if not waiter.done():
-                waiter.set_exception(ConnectionLost(f"pool {self.name} is shutting down"))
-        self.waiters.clear()
+        waiters, self.waiters = self.waiters, deque()
+        for waiter in waiters:
+            waiter.callback(None, ConnectionLost(f"pool {self.name} is shutting down"))
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None

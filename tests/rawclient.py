@@ -81,7 +81,7 @@ class RawClient:
         try:
             while self.sock.recv(65536):
                 pass
-        except (TimeoutError, socket.timeout):
+        except TimeoutError:
             return False
         except ConnectionResetError:
             return True

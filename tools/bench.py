@@ -173,9 +173,13 @@ def run(args: argparse.Namespace) -> int:
         return 1
     direct, dal = targets(config, args)
     try:
-        with _sigterm_as_exit(), dal_running(args.config, dal) as started:
-            result = benchmark(args, direct, dal)
-            result["dal_started"] = started
+        with _sigterm_as_exit():
+            setup_table(direct, args.table_size)
+            probe(direct)
+            with dal_running(args.config, dal) as started:
+                probe(dal)
+                result = benchmark(args, direct, dal)
+                result["dal_started"] = started
     except BenchError as exc:
         print(f"dal bench: {exc}", file=sys.stderr)
         return 1
@@ -387,10 +391,7 @@ def _describe(exc: BaseException) -> str:
 
 
 def benchmark(args: argparse.Namespace, direct: Target, dal: Target) -> dict[str, Any]:
-    """Set up, probe both targets, run the alternated rounds; the figures as a JSON-ready dict."""
-    setup_table(direct, args.table_size)
-    probe(direct)
-    probe(dal)
+    """Run the alternated rounds against both targets; the figures as a JSON-ready dict."""
     order = [direct, dal] * args.rounds
     rounds: dict[str, list[Round]] = {"direct": [], "dal": []}
     latencies: dict[str, list[array[float]]] = {"direct": [], "dal": []}
@@ -443,9 +444,9 @@ def summarize(target: Target, rounds: list[Round], latencies: list[array[float]]
         p50 = _percentile(merged, 50)
         p99 = _percentile(merged, 99)
     else:
-        timed = [r for r in rounds if r.avg_ms is not None]
-        weight = sum(r.queries for r in timed)
-        avg = sum(r.avg_ms * r.queries for r in timed) / weight if weight else None  # type: ignore[operator]
+        timed = [(r.avg_ms, r.queries) for r in rounds if r.avg_ms is not None]
+        weight = sum(n for _, n in timed)
+        avg = sum(ms * n for ms, n in timed) / weight if weight else None
         p50 = None
         p99s = [r.p99_ms for r in rounds if r.p99_ms is not None]
         p99 = statistics.median(p99s) if p99s else None

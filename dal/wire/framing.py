@@ -74,8 +74,8 @@ class PacketBuffer:
         length = buf[pos] | buf[pos + 1] << 8 | buf[pos + 2] << 16
         first_seq = buf[pos + 3]
         if length < MAX_PAYLOAD:
+            self._check_size(length)
             if end - pos - 4 < length:
-                self._check_size(length)
                 self._compact()
                 return None
             payload = bytes(buf[pos + 4:pos + 4 + length])

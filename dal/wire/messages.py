@@ -163,7 +163,7 @@ class OK:
     def encode(self) -> bytes:
         parts = [bytes((self.header,)), lenenc_int(self.affected_rows),
                  lenenc_int(self.last_insert_id), u16(self.status), u16(self.warnings)]
-        if self.info or self.session_state:
+        if self.info or self.session_state or self.status & Status.SESSION_STATE_CHANGED:
             parts.append(lenenc_bytes(self.info))
         if self.status & Status.SESSION_STATE_CHANGED:
             parts.append(lenenc_bytes(self.session_state))

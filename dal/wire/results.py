@@ -17,6 +17,8 @@ from dal.wire.errors import ProtocolError
 from dal.wire.framing import frame
 from dal.wire.messages import EOF, OK, ColumnDefinition, encode_text_row
 
+_MORE_RESULTS = int(Status.MORE_RESULTS_EXISTS)  # a plain int: IntFlag ops are slow
+
 # Scanner states.
 FIRST, COLUMNS, COLUMNS_EOF, ROWS, FIELDS, SINGLE, DONE = range(7)
 
@@ -175,7 +177,7 @@ class ResponseScanner:
             p += _lenenc_size(data[p])
             self.status = _u16_at(data, p)
             self.warnings = _u16_at(data, p + 2)
-        if self.status & Status.MORE_RESULTS_EXISTS:
+        if self.status & _MORE_RESULTS:
             self.state = FIRST
         else:
             self.state = DONE

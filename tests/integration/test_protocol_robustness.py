@@ -13,14 +13,14 @@ from tests.rawclient import RawClient, error_of
 pytestmark = pytest.mark.usefixtures("connect")
 
 
-def healthy(connect) -> None:  # noqa: ANN001
+def healthy(connect) -> None:
     """Another client is still served correctly."""
     with connect().cursor() as cur:
         cur.execute("SELECT 40 + 2")
         assert cur.fetchone() == (42,)
 
 
-def test_wrong_password_gets_1045_and_nothing_else(dal, connect) -> None:  # noqa: ANN001
+def test_wrong_password_gets_1045_and_nothing_else(dal, connect) -> None:
     client = RawClient(dal.port)
     payload = client.login(password="wrong")
     err = error_of(payload)
@@ -34,7 +34,7 @@ def test_wrong_password_gets_1045_and_nothing_else(dal, connect) -> None:  # noq
     healthy(connect)
 
 
-def test_unknown_command_gets_1047_and_session_goes_on(dal, connect) -> None:  # noqa: ANN001
+def test_unknown_command_gets_1047_and_session_goes_on(dal, connect) -> None:
     client = RawClient(dal.port)
     assert client.login()[:1] == b"\x00"
     client.send(b"\x01\x00\x00\x00\x99")
@@ -45,7 +45,7 @@ def test_unknown_command_gets_1047_and_session_goes_on(dal, connect) -> None:  #
     healthy(connect)
 
 
-def test_garbage_instead_of_login_is_refused(dal, connect) -> None:  # noqa: ANN001
+def test_garbage_instead_of_login_is_refused(dal, connect) -> None:
     client = RawClient(dal.port)
     client.greeting()
     client.send(os.urandom(3) + b"\x01" + os.urandom(200))
@@ -58,7 +58,7 @@ def test_garbage_instead_of_login_is_refused(dal, connect) -> None:  # noqa: ANN
     healthy(connect)
 
 
-def test_random_bytes_after_login_never_break_other_clients(dal, connect) -> None:  # noqa: ANN001
+def test_random_bytes_after_login_never_break_other_clients(dal, connect) -> None:
     for _ in range(20):
         client = RawClient(dal.port)
         assert client.login()[:1] == b"\x00"
@@ -67,7 +67,7 @@ def test_random_bytes_after_login_never_break_other_clients(dal, connect) -> Non
     healthy(connect)
 
 
-def test_out_of_order_sequence_id_gets_1156_and_close(dal, connect) -> None:  # noqa: ANN001
+def test_out_of_order_sequence_id_gets_1156_and_close(dal, connect) -> None:
     client = RawClient(dal.port)
     client.login()
     client.send(b"\x09\x00\x00\x05\x03SELECT 1")
@@ -77,7 +77,7 @@ def test_out_of_order_sequence_id_gets_1156_and_close(dal, connect) -> None:  # 
     healthy(connect)
 
 
-def test_truncated_packet_times_out_with_1159(dal, connect) -> None:  # noqa: ANN001
+def test_truncated_packet_times_out_with_1159(dal, connect) -> None:
     client = RawClient(dal.port)
     client.login()
     client.send(b"\x64\x00\x00\x00\x03SELECT")  # announces 100 bytes, sends 7
@@ -91,7 +91,7 @@ def test_truncated_packet_times_out_with_1159(dal, connect) -> None:  # noqa: AN
     assert client.closed_by_server()
 
 
-def test_truncated_packet_then_disconnect_is_harmless(dal, connect) -> None:  # noqa: ANN001
+def test_truncated_packet_then_disconnect_is_harmless(dal, connect) -> None:
     client = RawClient(dal.port)
     client.login()
     client.send(b"\xff\xff\x00\x00\x03SELECT")
@@ -99,7 +99,7 @@ def test_truncated_packet_then_disconnect_is_harmless(dal, connect) -> None:  # 
     healthy(connect)
 
 
-def test_20_mib_statement_is_served(connect) -> None:  # noqa: ANN001
+def test_20_mib_statement_is_served(connect) -> None:
     size = 20 * 1024 * 1024
     conn = connect(max_allowed_packet=128 * 1024 * 1024)
     with conn.cursor() as cur:
@@ -109,7 +109,7 @@ def test_20_mib_statement_is_served(connect) -> None:  # noqa: ANN001
         assert cur.fetchone() == (1,)
 
 
-def test_statement_over_max_packet_gets_1153(dal, connect) -> None:  # noqa: ANN001
+def test_statement_over_max_packet_gets_1153(dal, connect) -> None:
     client = RawClient(dal.port)
     client.login()
     # 65 MiB announced in split packets: refused as soon as the size passes 64 MiB.

@@ -1,0 +1,116 @@
+"""`dal bench` end to end: short bounded runs against the test instances and a DAL it starts.
+
+`make test` starts the instances of config/test.yaml before pytest; without them these tests are
+skipped. Each run starts its own DAL on a free port, so it never meets another test's DAL.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pymysql
+import pytest
+
+from config.loader import load_config
+from config.model import Config
+from tools import localdb
+
+ROOT = Path(__file__).resolve().parents[2]
+TEST_CONFIG = ROOT / "config" / "test.yaml"
+SHORT = ["--duration", "2", "--rounds", "1"]
+
+
+def _connect(cfg: Config) -> pymysql.connections.Connection:
+    db = next(iter(cfg.databases.values()))
+    inst = cfg.instances[db.default_instance]
+    return pymysql.connect(host=inst.host, port=inst.port, user=inst.user,
+                           password=inst.password, database=db.default_database, autocommit=True)
+
+
+@pytest.fixture(scope="module")
+def config() -> Iterator[Config]:
+    """The test config; drops trade.sbtest1 afterwards if the bench created it."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(ROOT)
+        cfg = load_config(TEST_CONFIG)
+        if not all(item.running for item in localdb.status(cfg)):
+            pytest.skip("test instances not running: `dal localdb up --config config/test.yaml`")
+    conn = _connect(cfg)
+    try:
+        with conn.cursor() as cur:
+            existed = bool(cur.execute("SHOW TABLES LIKE 'sbtest1'"))
+    finally:
+        conn.close()
+    yield cfg
+    if not existed:
+        conn = _connect(cfg)
+        try:
+            conn.cursor().execute("DROP TABLE IF EXISTS sbtest1")
+        finally:
+            conn.close()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def bench(tmp_path: Path, *extra: str) -> dict[str, Any]:
+    """Run `dal bench` in a subprocess with its own DAL; the JSON figures it wrote."""
+    out = tmp_path / "bench.json"
+    cmd = [sys.executable, "-m", "dal.cli", "bench", "--config", str(TEST_CONFIG),
+           "--port", str(free_port()), "--json", str(out), *SHORT, *extra]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr}"
+    assert "round 2/2: dal" in proc.stderr
+    assert "ratio dal/direct" in proc.stdout
+    return json.loads(out.read_text())
+
+
+def check(result: dict[str, Any]) -> None:
+    targets = result["targets"]
+    assert set(targets) == {"direct", "dal"}
+    for figures in targets.values():
+        assert figures["qps"] > 0, figures
+        assert figures["queries"] > 0, figures
+        assert figures["errors"] == 0, figures
+        assert figures["p99_ms"] is not None and figures["p99_ms"] > 0, figures
+    assert result["dal_started"] is True
+    assert 0 < result["ratio"] < 2
+
+
+def test_builtin_generator(config: Config, tmp_path: Path) -> None:
+    result = bench(tmp_path, "--clients", "4", "--procs", "1")
+    assert result["mode"] == "builtin"
+    check(result)
+    assert all(t["p50_ms"] <= t["p99_ms"] for t in result["targets"].values())
+
+
+@pytest.mark.skipif(shutil.which("sysbench") is None, reason="sysbench is not installed")
+def test_sysbench(config: Config, tmp_path: Path) -> None:
+    result = bench(tmp_path, "--sysbench", "--threads", "4")
+    assert result["mode"] == "sysbench"
+    check(result)
+
+
+def test_unreachable_dal_is_a_clear_error(config: Config, tmp_path: Path) -> None:
+    # Something that accepts TCP but never speaks MySQL: the bench must not hang or succeed.
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        proc = subprocess.run(
+            [sys.executable, "-m", "dal.cli", "bench", "--config", str(TEST_CONFIG),
+             "--port", str(port), *SHORT],
+            cwd=ROOT, capture_output=True, text=True, timeout=60,
+        )
+    assert proc.returncode == 1
+    assert f"cannot reach dal at 127.0.0.1:{port}" in proc.stderr
