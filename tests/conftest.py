@@ -51,9 +51,9 @@ class Connections:
 
     def __call__(self, user: str = "app", password: str = "app", database: str | None = "trade",
                  **kwargs: object) -> pymysql.connections.Connection:
+        options: dict = {"autocommit": True, "connect_timeout": 10, "read_timeout": 30, **kwargs}
         conn = pymysql.connect(host=HOST, port=self.port, user=user, password=password,
-                               database=database, autocommit=True, connect_timeout=10,
-                               read_timeout=30, **kwargs)
+                               database=database, **options)
         self.opened.append(conn)
         return conn
 
