@@ -28,7 +28,8 @@ def load_config(path: str | Path | None = None) -> Config:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(f"{file}:{where} not valid YAML: {getattr(exc, 'problem', exc)}") from None
+        problem = getattr(exc, "problem", exc)
+        raise ConfigError(f"{file}:{where} not valid YAML: {problem}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{file}: expected a mapping at the top level, got {type(raw).__name__}")
     try:

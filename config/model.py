@@ -121,7 +121,8 @@ class LogicalDatabase(Strict):
     @model_validator(mode="after")
     def _consistent(self) -> LogicalDatabase:
         if self.authoritative not in self.dimensions:
-            raise ValueError(f"authoritative dimension {self.authoritative!r} is not among dimensions")
+            raise ValueError(
+                f"authoritative dimension {self.authoritative!r} is not among dimensions")
         for name, table in self.tables.items():
             if table.bound_to is not None and table.bound_to not in self.tables:
                 raise ValueError(f"table {name!r} is bound to unknown table {table.bound_to!r}")
@@ -204,7 +205,8 @@ class Config(Strict):
         for db_name, db in self.databases.items():
             if db.default_instance not in self.instances:
                 raise ValueError(
-                    f"databases.{db_name}.default_instance: unknown instance {db.default_instance!r}"
+                    f"databases.{db_name}.default_instance: "
+                    f"unknown instance {db.default_instance!r}"
                 )
             for dim_name, dim in db.dimensions.items():
                 seen: dict[int, str] = {}

@@ -16,7 +16,8 @@ from config.loader import DEFAULT_CONFIG
 # name -> (module, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("dal.serve", "run the proxy in the foreground (Ctrl-C or SIGTERM stops it)"),
-    "localdb": ("tools.localdb", "start, stop or inspect the local MariaDB instances (up|down|status)"),
+    "localdb": ("tools.localdb",
+                "start, stop or inspect the local MariaDB instances (up|down|status)"),
     "schema": ("tools.schema", "create the shard databases and apply the schema to every shard"),
     "bench": ("tools.bench", "benchmark DAL against a direct connection, side by side in one run"),
 }
@@ -41,7 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
             continue
         doc = (module.__doc__ or help_text).strip()
         child = sub.add_parser(
-            name, help=help_text, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+            name, help=help_text, description=doc,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         child.add_argument(
             "--config",

@@ -7,6 +7,7 @@ import contextlib
 import itertools
 import logging
 from collections import Counter
+from collections.abc import Coroutine
 
 from config.model import Config
 from dal.login import Authenticator
@@ -52,6 +53,7 @@ class Server:
         self._ids = itertools.count(1)
         self._listener: asyncio.AbstractServer | None = None
         self._sweeper: asyncio.Task | None = None
+        self._tasks: set[asyncio.Task] = set()
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -110,6 +112,12 @@ class Server:
             await pool.close()
 
     # -- services for sessions ---------------------------------------------------------------
+
+    def background(self, coro: Coroutine) -> None:
+        """Run a coroutine that no session waits for, keeping a reference until it ends."""
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def next_connection_id(self) -> int:
         return next(self._ids)

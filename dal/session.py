@@ -596,5 +596,5 @@ class ClientSession(asyncio.Protocol):
             conn.abort()
             self.server.pools[conn.instance].release(conn, reusable=False)
         else:
-            asyncio.ensure_future(self.server.reset_and_release(conn))
+            self.server.background(self.server.reset_and_release(conn))
 

@@ -12,7 +12,9 @@ One command is in flight at a time; starting a second one is an error, not a que
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -180,12 +182,8 @@ class BackendConnection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
         sock = transport.get_extra_info("socket")
         if sock is not None:
-            import socket
-
-            try:
+            with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            except OSError:
-                pass
 
     def data_received(self, data: bytes) -> None:
         sink = self._sink
@@ -276,10 +274,8 @@ class BackendConnection(asyncio.Protocol):
         """Send COM_QUIT and close; safe to call twice."""
         if self.transport is not None and not self.closed:
             self.closed = True
-            try:
+            with contextlib.suppress(Exception):
                 self.transport.write(b"\x01\x00\x00\x00\x01")
-            except Exception:
-                pass
             self.transport.close()
 
     def abort(self) -> None:

@@ -67,6 +67,7 @@ class Pool:
         self.connecting = 0
         self.waiters: deque[Waiter] = deque()
         self._expiry: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Task] = set()
         self.failed_opens = 0
         self.opened = 0
         self.closed_count = 0
@@ -144,7 +145,9 @@ class Pool:
 
     def _open_for(self, found_rows: bool, callback: Callback) -> None:
         self.connecting += 1
-        asyncio.ensure_future(self._open(found_rows, callback))
+        task = asyncio.ensure_future(self._open(found_rows, callback))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _open(self, found_rows: bool, callback: Callback) -> None:
         try:

@@ -20,7 +20,7 @@ _TOKEN = re.compile(
     rb"""|\d+(?:\.\d*)?(?:[eE][+-]?\d+)?|\.\d+(?:[eE][+-]?\d+)?)(?![\w$]))""",  # 4 number/hex
     re.S,
 )
-_IN_LIST = re.compile(rb"(?i)(\bin\s*\()\s*\?(?:\s*,\s*\?)+\s*\)")
+_IN_LIST = re.compile(rb"(?i)(\bin\s*\()\s*\?(?:\s*,\s*\?)*\s*\)")
 
 
 @dataclass(slots=True, frozen=True)
@@ -51,13 +51,14 @@ def fingerprint(sql: bytes) -> Fingerprint:
         return Fingerprint(sql, ())
     parts.append(sql[last:])
     key = b"".join(parts)
-    if b"," in key:
+    if b"?)" in key:
         key = _IN_LIST.sub(rb"\1?,...)", key)
     return Fingerprint(key, tuple(spans))
 
 
 def unquote_string(literal: bytes) -> bytes:
-    """The value of a quoted string literal as MySQL reads it (backslash escapes, doubled quotes)."""
+    """The value of a quoted string literal as MySQL reads it (backslash escapes, doubled
+    quotes)."""
     quote = literal[:1]
     body = literal[1:-1]
     if b"\\" not in body and quote * 2 not in body:

@@ -137,7 +137,7 @@ class Router:
             resolved = self._resolve(table.db or None, name, schema)
             if isinstance(resolved, Plan):
                 return resolved
-            db, kind = resolved
+            kind = resolved[1]
             if kind in (TableKind.SHARDED, TableKind.BOUND):
                 return refuse(*errors.NOT_YET_SHARDED, f"DAL does not route statements on "
                               f"sharded table '{name}' yet; this build serves unsharded and "

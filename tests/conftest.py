@@ -3,6 +3,7 @@ that every test leaves every backend connection back in its pool."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -63,10 +64,8 @@ class Connections:
 
     def close_all(self) -> None:
         for conn in self.opened:
-            try:
+            with contextlib.suppress(Exception):
                 conn.close()  # type: ignore[attr-defined]
-            except Exception:
-                pass
         self.opened.clear()
 
 

@@ -124,7 +124,8 @@ class PacketBuffer:
     def _check_size(self, size: int) -> None:
         if size > self.max_payload:
             raise ProtocolError(
-                f"Got a packet bigger than 'max_allowed_packet' bytes ({size} > {self.max_payload})",
+                f"Got a packet bigger than 'max_allowed_packet' bytes "
+                f"({size} > {self.max_payload})",
                 code=1153, sqlstate="08S01",
             )
 

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.usefixtures("connect")
 
 
 @pytest.fixture
-def client(dal):  # noqa: ANN001, ANN201
+def client(dal):
     raw = RawClient(dal.port)
     assert raw.login()[:1] == b"\x00"
     yield raw
@@ -78,7 +78,7 @@ def test_quit_closes(client: RawClient) -> None:
     assert client.closed_by_server()
 
 
-def test_reset_connection_drops_session_state_and_rolls_back(connect, direct) -> None:  # noqa: ANN001
+def test_reset_connection_drops_session_state_and_rolls_back(connect, direct) -> None:
     name = f"reset-{uuid.uuid4()}"
     conn = connect(autocommit=False)
     with conn.cursor() as cur:
@@ -93,7 +93,7 @@ def test_reset_connection_drops_session_state_and_rolls_back(connect, direct) ->
         assert cur.fetchone() == (0,), "an uncommitted insert survived COM_RESET_CONNECTION"
 
 
-def test_transaction_commit_and_rollback(connect, direct) -> None:  # noqa: ANN001
+def test_transaction_commit_and_rollback(connect, direct) -> None:
     kept, dropped = f"kept-{uuid.uuid4()}", f"dropped-{uuid.uuid4()}"
     conn = connect(autocommit=False)
     with conn.cursor() as cur:
@@ -110,7 +110,7 @@ def test_transaction_commit_and_rollback(connect, direct) -> None:  # noqa: ANN0
         cur.execute("DELETE FROM merchants WHERE name=%s", (kept,))
 
 
-def test_disconnect_mid_transaction_rolls_back(connect, direct) -> None:  # noqa: ANN001
+def test_disconnect_mid_transaction_rolls_back(connect, direct) -> None:
     name = f"orphan-{uuid.uuid4()}"
     conn = connect(autocommit=False)
     with conn.cursor() as cur:
@@ -122,7 +122,7 @@ def test_disconnect_mid_transaction_rolls_back(connect, direct) -> None:  # noqa
         assert cur.fetchone() == (0,)
 
 
-def test_session_variables_follow_the_session_not_the_connection(connect) -> None:  # noqa: ANN001
+def test_session_variables_follow_the_session_not_the_connection(connect) -> None:
     strict, loose = connect(), connect()
     with strict.cursor() as a, loose.cursor() as b:
         a.execute("SET sql_mode = 'STRICT_ALL_TABLES'")
@@ -134,7 +134,7 @@ def test_session_variables_follow_the_session_not_the_connection(connect) -> Non
             assert b.fetchone() == ("",)
 
 
-def test_show_warnings_sees_the_previous_statements_warning(connect) -> None:  # noqa: ANN001
+def test_show_warnings_sees_the_previous_statements_warning(connect) -> None:
     with connect().cursor() as cur:
         cur.execute("SELECT CAST('x1' AS SIGNED)")
         cur.execute("SHOW WARNINGS")
@@ -142,19 +142,19 @@ def test_show_warnings_sees_the_previous_statements_warning(connect) -> None:  #
         assert rows and rows[0][1] == 1292
 
 
-def test_app_user_cannot_run_admin_statements(connect) -> None:  # noqa: ANN001
+def test_app_user_cannot_run_admin_statements(connect) -> None:
     with connect().cursor() as cur, pytest.raises(pymysql.err.OperationalError) as info:
         cur.execute("SHOW DAL POOLS")
     assert info.value.args[0] == 1227
 
 
-def test_app_user_cannot_run_ddl(connect) -> None:  # noqa: ANN001
+def test_app_user_cannot_run_ddl(connect) -> None:
     with connect().cursor() as cur, pytest.raises(pymysql.err.OperationalError) as info:
         cur.execute("CREATE TABLE app_made (a INT)")
     assert info.value.args[0] == 1227
 
 
-def test_admin_ddl_on_unsharded_table_passes_through(connect, direct) -> None:  # noqa: ANN001
+def test_admin_ddl_on_unsharded_table_passes_through(connect, direct) -> None:
     table = f"scratch_{uuid.uuid4().hex[:8]}"
     with connect("admin", "admin").cursor() as cur:
         cur.execute(f"CREATE TABLE {table} (a INT PRIMARY KEY)")
@@ -169,7 +169,7 @@ def test_admin_ddl_on_unsharded_table_passes_through(connect, direct) -> None:  
             cur.execute(f"DROP TABLE {table}")
 
 
-def test_metrics_endpoint_reports_pools(dal_config, connect) -> None:  # noqa: ANN001
+def test_metrics_endpoint_reports_pools(dal_config, connect) -> None:
     with connect().cursor() as cur:
         cur.execute("SELECT 1")
     port = dal_config[1]["server"]["metrics"]["port"]
