@@ -194,7 +194,10 @@ class BackendConnection(asyncio.Protocol):
             except ProtocolError as exc:
                 self._fail(str(exc))
                 return
-            sink(data if used == len(data) else data[:used])
+            try:
+                sink(data if used == len(data) else data[:used])
+            except Exception:  # the client went away: finish reading, drop the rest
+                self._sink = _discard
             if scanner.state == 6:  # DONE
                 self._finish(scanner)
             return
@@ -319,6 +322,10 @@ class BackendConnection(asyncio.Protocol):
         if waiter is not None and not waiter.done():
             self._waiter = None
             waiter.set_result(None)
+
+
+def _discard(data: bytes) -> None:
+    """The sink of a response whose client is gone: the connection still reads it to the end."""
 
 
 def _auth_response(plugin: bytes, password: bytes, scramble: bytes) -> bytes:

@@ -121,3 +121,13 @@ def test_statement_over_max_packet_gets_1153(dal, connect) -> None:
     assert err.code == 1153
     assert client.closed_by_server()
     healthy(connect)
+
+
+def test_client_gone_mid_statement_gives_the_connection_back(dal, connect) -> None:  # noqa: ANN001
+    for sql in (b"SELECT SLEEP(0.5)", b"SELECT REPEAT('x', 5000000)"):
+        client = RawClient(dal.port)
+        client.login()
+        client.send(bytes((len(sql) + 1, 0, 0, 0, 3)) + sql)
+        client.close()  # gone before the answer: the relay drops it and finishes reading
+    time.sleep(0.7)
+    healthy(connect)  # and the fixture asserts every backend connection is back in its pool
