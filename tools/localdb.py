@@ -195,8 +195,17 @@ def server_args(m: Managed) -> list[str]:
         f"--socket={m.socket}",
         f"--pid-file={m.pid_file}",
         f"--server-id={m.instance.server_id}",
+        f"--tmpdir={tmpdir(m)}",
         *SERVER_OPTIONS,
     ]
+
+
+def tmpdir(m: Managed) -> Path:
+    """A temporary directory of the instance's own: two servers bootstrapping at once in /tmp
+    collide on their temporary table names (mariadb-install-db then fails)."""
+    path = m.datadir.with_name(m.datadir.name + ".tmp")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def _log_tail(m: Managed, lines: int = 15) -> str:
@@ -300,6 +309,7 @@ def _initialise(m: Managed, say: Say) -> None:
                 "--auth-root-authentication-method=normal",
                 "--skip-test-db",
                 "--skip-name-resolve",
+                f"--tmpdir={tmpdir(m)}",
             ],
             stdin=subprocess.DEVNULL,
             stdout=log,

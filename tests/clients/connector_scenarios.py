@@ -173,7 +173,7 @@ def child_main(problem: str | None) -> None:
 
         if not mysql.connector.HAVE_CEXT:
             try:
-                import mysql.connector.connection_cext  # noqa: F401  (for the reason)
+                import mysql.connector.connection_cext  # for the reason
             except ImportError as exc:
                 problem = f"mysql.connector.HAVE_CEXT is False: {exc}"
             else:
