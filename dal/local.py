@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from dal.wire.constants import ColumnFlag, ColumnType
 from dal.wire.results import encode_result_set, text_column
 
 
@@ -46,3 +47,20 @@ def show_tables(db: str, tables: dict[str, str], full: bool, like: str | None, *
         if matcher is None or matcher.match(name):
             rows.append([name.encode(), tables[name].encode()] if full else [name.encode()])
     return encode_result_set(columns, rows, deprecate_eof=False, status=status, seq=seq)
+
+
+def empty_warnings(*, seq: int, status: int) -> bytes:
+    """``SHOW WARNINGS`` when the session's last statement left none."""
+    columns = [text_column("Level", length=28), text_column("Code", type_=ColumnType.LONG,
+                                                            length=4, charset=63),
+               text_column("Message", length=2048)]
+    return encode_result_set(columns, [], deprecate_eof=False, status=status, seq=seq)
+
+
+def session_values(values: list[tuple[str, int]], *, seq: int, status: int) -> bytes:
+    """One row of unsigned integers, e.g. ``SELECT LAST_INSERT_ID(), CONNECTION_ID()``."""
+    flags = ColumnFlag.UNSIGNED | ColumnFlag.NOT_NULL | ColumnFlag.BINARY | ColumnFlag.NUM
+    columns = [text_column(name, type_=ColumnType.LONGLONG, length=21, charset=63,
+                           flags=int(flags)) for name, _ in values]
+    row = [str(value).encode() for _, value in values]
+    return encode_result_set(columns, [row], deprecate_eof=False, status=status, seq=seq)

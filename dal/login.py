@@ -7,6 +7,7 @@ that MySQL 8 clients take when DAL cannot verify a fast-auth scramble.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -31,9 +32,10 @@ SERVER_CAPABILITIES = (
 class LoginFailed(Exception):
     """Login refused; ``err`` is what the client is told before the connection closes."""
 
-    def __init__(self, err: ERR) -> None:
+    def __init__(self, err: ERR, seq: int) -> None:
         super().__init__(err.message)
         self.err = err
+        self.seq = seq  # the sequence id the client expects the ERR at
 
 
 @dataclass(slots=True)
@@ -68,7 +70,7 @@ class Authenticator:
         seq, payload = await read()
         if len(payload) == 32 and int.from_bytes(payload[:4], "little") & Capability.SSL:
             raise LoginFailed(ERR(*_code(errors.BAD_HANDSHAKE, "DAL does not offer TLS yet; "
-                                         "connect without SSL (ssl-mode=DISABLED)")))
+                                         "connect without SSL (ssl-mode=DISABLED)")), seq + 1)
         response = HandshakeResponse.decode(payload)
         caps = response.capabilities & int(SERVER_CAPABILITIES)
         name = response.user.decode("utf-8", "replace")
@@ -77,37 +79,44 @@ class Authenticator:
         data = response.auth_response
         ok = False
         if user is not None:
-            ok, seq = await self._verify(user, plugin, data, scramble, seq, read, write)
+            ok, seq, data = await self._verify(user, plugin, data, scramble, seq, read, write)
         if not ok:
             using = "YES" if data else "NO"
             raise LoginFailed(ERR(*_code(
                 errors.ACCESS_DENIED,
-                f"Access denied for user '{name}'@'{peer}' (using password: {using})")))
+                f"Access denied for user '{name}'@'{peer}' (using password: {using})")), seq + 1)
         assert user is not None
         database = response.database.decode("utf-8", "replace") if response.database else None
         return LoginResult(name, user, caps, response.collation, database,
                            response.attributes, seq + 1)
 
     async def _verify(self, user: User, plugin: bytes, data: bytes, scramble: bytes, seq: int,
-                      read: ReadPacket, write: Write) -> tuple[bool, int]:
+                      read: ReadPacket, write: Write) -> tuple[bool, int, bytes]:
+        """Check the password; returns (accepted, last sequence id, the client's last answer)."""
         native, sha2 = user.native_hash(), user.sha2_hash()
-        if plugin not in (auth.NATIVE, auth.CACHING_SHA2) or (plugin == auth.NATIVE
-                                                                and native is None):
+        # Switch plugins when the client's cannot be checked, or when it sent no answer to the
+        # greeting's challenge (libmariadb does that when its default plugin differs from the
+        # one announced, and expects a switch).
+        if (plugin not in (auth.NATIVE, auth.CACHING_SHA2) or (plugin == auth.NATIVE
+                                                                 and native is None)
+                or (not data and not _empty_password(native, sha2))):
             plugin = auth.NATIVE if native is not None else auth.CACHING_SHA2
             scramble = auth.new_scramble()
             write(frame(b"\xfe" + plugin + b"\x00" + scramble + b"\x00", seq + 1))
             seq, data = await read()
+        if not data:
+            return _empty_password(native, sha2), seq, data
         if plugin == auth.NATIVE:
             assert native is not None
-            return auth.native_check(data, scramble, native), seq
+            return auth.native_check(data, scramble, native), seq, data
         # caching_sha2_password
         if not data:
-            return False, seq
+            return False, seq, data
         if sha2 is not None:
             if auth.sha2_check(data, scramble, sha2):
                 write(frame(auth.SHA2_FAST_OK, seq + 1))
-                return True, seq + 1
-            return False, seq
+                return True, seq + 1, data
+            return False, seq, data
         # Only the native hash is stored: the fast-auth scramble cannot be checked, so ask
         # for the password itself, RSA-encrypted, as MySQL does on a cache miss.
         write(frame(auth.SHA2_FULL_AUTH, seq + 1))
@@ -119,12 +128,18 @@ class Authenticator:
             raise LoginFailed(ERR(*_code(
                 errors.ACCESS_DENIED, "caching_sha2_password full authentication over an "
                 "unencrypted connection needs the RSA exchange; the client sent a cleartext "
-                "password, which DAL refuses")))
+                "password, which DAL refuses")), seq + 1)
         try:
             password = self.rsa.decrypt_password(data, scramble)
         except ValueError:
-            return False, seq
-        return auth.password_matches(password, native, sha2), seq
+            return False, seq, data
+        return auth.password_matches(password, native, sha2), seq, data
+
+
+def _empty_password(native: bytes | None, sha2: bytes | None) -> bool:
+    if sha2 is not None:
+        return sha2 == hashlib.sha256(hashlib.sha256(b"").digest()).digest()
+    return native == hashlib.sha1(hashlib.sha1(b"").digest()).digest()
 
 
 def ok_packet(seq: int, status: int = Status.AUTOCOMMIT) -> bytes:

@@ -59,6 +59,7 @@ class ClientSession(asyncio.Protocol):
         self.state: dict[str, str] = {}
         self.pinned: BackendConnection | None = None
         self.pin_reason: str | None = None
+        self.last_insert_id = 0
         self.status = int(Status.AUTOCOMMIT)
         self._login_waiter: asyncio.Future[None] | None = None
         self._read_timer: asyncio.TimerHandle | None = None
@@ -138,7 +139,7 @@ class ClientSession(asyncio.Protocol):
                 self._read_login_packet, self._write, self.server.version,
                 self.id, self.peer)
         except LoginFailed as exc:
-            self._fail(exc.err, 2)
+            self._fail(exc.err, exc.seq)
             self.server.count_login(False)
             return
         except ProtocolError as exc:
@@ -277,6 +278,15 @@ class ClientSession(asyncio.Protocol):
     def _route(self, plan: Plan, payload: bytes, last_seq: int, shape: int = RESULT,
                raw: bytes | None = None) -> None:
         conn = self.pinned
+        if plan.diagnostics and conn is None:
+            # The previous statement left no warnings on any connection of this session; a
+            # pooled connection's diagnostics belong to whoever used it before.
+            if plan.args[0] == "list":
+                self._write(local.empty_warnings(seq=self._seq, status=self.status))
+            else:
+                self._write(local.session_values([(plan.args[0], 0)], seq=self._seq,
+                                                 status=self.status))
+            return
         if conn is not None:
             if conn.instance != plan.instance:
                 self._error(errors.NOT_SUPPORTED, f"this session is pinned to backend "
@@ -333,22 +343,31 @@ class ClientSession(asyncio.Protocol):
         if scanner is None:
             self._backend_lost(conn)
             return
-        self._after_statement(conn, scanner.status, scanner.warnings, plan)
+        if scanner.insert_id:
+            self.last_insert_id = scanner.insert_id
+        # Warnings or an error stay readable for one more statement; SHOW WARNINGS itself
+        # clears nothing, so they stay readable after it too.
+        self._after_statement(conn, scanner.status, scanner.warnings > 0 or scanner.error
+                              or (plan is not None and plan.diagnostics), plan)
         self.server.count_statement(plan.statement if plan else "other", scanner.error)
         if self.phase == COMMAND:
             self._drain()
         elif self.phase == CLOSED:
             self._close_backend()
 
-    def _after_statement(self, conn: BackendConnection, status: int, warnings: int,
+    def _after_statement(self, conn: BackendConnection, status: int, diagnostics: bool,
                          plan: Plan | None) -> None:
-        """Keep the connection pinned to this session, or give it back to its pool."""
+        """Keep the connection pinned to this session, or give it back to its pool.
+
+        ``diagnostics``: the statement left warnings or an error, which only this connection
+        can show; it stays with the session for one more statement, for SHOW WARNINGS.
+        """
         self.status = status & _SESSION_STATUS
         if plan is not None and plan.pin is not None and self.pin_reason is None:
             self.pin_reason = plan.pin
             self.server.count_pin(plan.pin)
-        if status & _IN_TRANS or self.pin_reason is not None or warnings:
-            self.pinned = conn  # warnings pin for the next statement, so SHOW WARNINGS works
+        if status & _IN_TRANS or self.pin_reason is not None or diagnostics:
+            self.pinned = conn
             return
         self.pinned = None
         self.server.pools[conn.instance].release(conn)
@@ -404,7 +423,7 @@ class ClientSession(asyncio.Protocol):
             self.pin_reason = None
             self.server.pools[conn.instance].release(conn, reusable=False)
             return
-        self._after_statement(conn, status, 0, plan)
+        self._after_statement(conn, status, False, plan)
 
     async def _route_slow(self, plan: Plan, payload: bytes, last_seq: int,
                           conn: BackendConnection | None, shape: int) -> None:
@@ -490,6 +509,11 @@ class ClientSession(asyncio.Protocol):
         server = self.server
         if plan.handler == "use":
             self._use(plan.args[0])
+        elif plan.handler == "session_functions":
+            values = {"last_insert_id": self.last_insert_id, "connection_id": self.id}
+            self._write(local.session_values([(name, values[function])
+                                              for name, function in plan.args],
+                                             seq=self._seq, status=self.status))
         elif plan.handler == "show_databases":
             names = ["information_schema", *self._visible_databases()]
             self._write(local.show_databases(names, plan.args[0], seq=self._seq,

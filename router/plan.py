@@ -33,6 +33,8 @@ class Plan:
     pin: str | None = None
     statement: str = "other"
     tables: tuple[str, ...] = field(default=())
+    # SHOW WARNINGS/ERRORS: only meaningful on the connection that ran the previous statement.
+    diagnostics: bool = False
 
     @property
     def passthrough(self) -> bool:

@@ -32,9 +32,14 @@ _PIN_PATTERNS = [
     (re.compile(r"(?i)^\s*(PREPARE|EXECUTE|DEALLOCATE)\b"), "text_prepare"),
     (re.compile(r"(?i)^\s*CALL\b"), "call"),
 ]
+_COUNT_DIAGNOSTICS = re.compile(r"(?i)\s*SHOW\s+COUNT\s*\(\s*\*\s*\)\s+(WARNINGS|ERRORS)\s*;?\s*$")
 _RENAMED_VARIABLES = {"transaction_isolation": "tx_isolation",
                       "transaction_read_only": "tx_read_only"}
 _DEFAULT_CHARSET = "utf8mb4"
+# Functions whose value belongs to the client's session, not to whichever backend connection
+# served it: answered by DAL from its own records.
+_SESSION_FUNCTIONS = {"LAST_INSERT_ID": "last_insert_id", "CONNECTION_ID": "connection_id"}
+_SESSION_VARIABLES = {"identity": "last_insert_id", "last_insert_id": "last_insert_id"}
 
 
 class Router:
@@ -99,6 +104,9 @@ class Router:
         if len(trees) != 1:
             return self._unparsed(text, schema, "more than one statement")
         tree = trees[0]
+        if count := _COUNT_DIAGNOSTICS.match(text):
+            return _with(self._default_route(schema, "show"), diagnostics=True,
+                         args=(f"@@session.{count.group(1).lower()[:-1]}_count",))
         pin = next((reason for pattern, reason in _PIN_PATTERNS if pattern.search(text)), None)
         if isinstance(tree, exp.Command):
             return self._unparsed(text, schema, None, pin)
@@ -123,6 +131,8 @@ class Router:
             return self._default_route(schema, statement="transaction")
         if isinstance(tree, DDL):
             return self._ddl(tree, schema, admin)
+        if isinstance(tree, exp.Select) and (local := _session_functions(tree)) is not None:
+            return local
         return self._dml(tree, schema)
 
     def _dml(self, tree: exp.Expression, schema: str | None) -> Plan:
@@ -216,6 +226,8 @@ class Router:
         what = (tree.name or "").upper()
         like = tree.args.get("like")
         like_value = like.name if isinstance(like, exp.Literal) else None
+        if what in ("WARNINGS", "ERRORS"):
+            return _with(self._default_route(schema, "show"), diagnostics=True, args=("list",))
         if what in ("DATABASES", "SCHEMAS"):
             return Plan(LOCAL, handler="show_databases", args=(like_value,), statement="show")
         if what == "TABLES":
@@ -272,6 +284,26 @@ class Router:
                               f"'{table.name}' must go through `dal schema apply`, which "
                               "reaches every shard")
         return self._default_route(schema, "ddl")
+
+
+def _session_functions(tree: exp.Select) -> Plan | None:
+    """``SELECT LAST_INSERT_ID(), CONNECTION_ID(), @@identity`` (nothing else: no FROM, no
+    WHERE) as a local plan whose args are (column name, function) pairs."""
+    if any(value for key, value in tree.args.items() if key != "expressions"):
+        return None
+    columns = []
+    for item in tree.expressions:
+        node = item.this if isinstance(item, exp.Alias) else item
+        function = None
+        if isinstance(node, exp.Anonymous) and not node.expressions:
+            function = _SESSION_FUNCTIONS.get(node.name.upper())
+        elif isinstance(node, exp.SessionParameter):
+            function = _SESSION_VARIABLES.get(node.name.lower())
+        if function is None:
+            return None
+        name = item.alias if isinstance(item, exp.Alias) else node.sql(dialect="mysql")
+        columns.append((name, function))
+    return Plan(LOCAL, handler="session_functions", args=tuple(columns), statement="select")
 
 
 def _with(plan: Plan, **changes: object) -> Plan:

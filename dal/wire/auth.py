@@ -24,7 +24,8 @@ def new_scramble() -> bytes:
     """20 random bytes with no NUL and no '$' that clients could mistake for a terminator."""
     raw = bytearray(os.urandom(20))
     for i, b in enumerate(raw):
-        raw[i] = (b % 94) + 33
+        c = (b % 93) + 33  # 33..125, then skip '$' (36): printable 33..126 without '$'
+        raw[i] = c + (c >= 36)
     return bytes(raw)
 
 

@@ -31,8 +31,9 @@ ONE_PACKET = SINGLE  # COM_STATISTICS: one packet, whatever it holds
 class ResponseScanner:
     """Tracks one command response packet by packet, across arbitrary chunk boundaries."""
 
-    __slots__ = ("_carry", "_columns", "_deprecate_eof", "_skip", "error", "last_seq", "packets",
-                 "state", "status", "warnings")
+    __slots__ = ("_carry", "_columns", "_deprecate_eof", "_skip", "_split", "error", "insert_id",
+                 "last_seq",
+                 "packets", "state", "status", "warnings")
 
     def __init__(self, deprecate_eof: bool, shape: int = RESULT) -> None:
         self._deprecate_eof = deprecate_eof
@@ -40,9 +41,11 @@ class ResponseScanner:
         self._columns = 0
         self._skip = 0
         self._carry = b""
+        self._split = False
         self.status = 0
         self.warnings = 0
         self.error = False
+        self.insert_id = 0
         self.last_seq = 0
         self.packets = 0
 
@@ -52,7 +55,9 @@ class ResponseScanner:
         self._columns = 0
         self._skip = 0
         self._carry = b""
+        self._split = False
         self.error = False
+        self.insert_id = 0
         self.packets = 0
 
     @property
@@ -84,10 +89,21 @@ class ResponseScanner:
                 self._carry = data[pos:]
                 return start_len
             length = data[pos] | data[pos + 1] << 8 | data[pos + 2] << 16
-            if length >= MAX_PAYLOAD:
-                raise ProtocolError("split packets inside a relayed response are not supported")
             body = pos + 4
             after = body + length
+            if self._split or length >= MAX_PAYLOAD:
+                # A row of 16 MiB or more, split into packets: the ones after the first are its
+                # continuation, whatever their first byte, and the last is shorter than 0xFFFFFF.
+                if self.state != ROWS:
+                    raise ProtocolError("split packet outside the rows of a result set")
+                self._split = length >= MAX_PAYLOAD
+                self.last_seq = data[pos + 3]
+                self.packets += 1
+                if after > end:
+                    self._skip = after - end
+                    return start_len
+                pos = after
+                continue
             if not length and self.state != ROWS:
                 raise ProtocolError("empty packet in a response")
             first = data[body] if length else -1
@@ -137,6 +153,8 @@ class ResponseScanner:
             elif first == 0xFB:
                 raise ProtocolError("backend asked for LOCAL INFILE, which DAL does not support")
             else:
+                if _lenenc_size(first) > length:
+                    raise ProtocolError("truncated column count")
                 count = _lenenc_at(data, body)
                 if count <= 0:
                     raise ProtocolError("result set with no columns")
@@ -153,6 +171,7 @@ class ResponseScanner:
             return
         if state == FIELDS:
             if first == 0xFE and length < 9:
+                self.warnings = _u16_at(data, body + 1) if length >= 3 else 0
                 self.status = _u16_at(data, body + 3) if length >= 5 else self.status
                 self.state = DONE
             elif first == 0xFF:
@@ -168,13 +187,20 @@ class ResponseScanner:
         self.state = DONE
 
     def _end_result(self, data: bytes, body: int, length: int) -> None:
-        if data[body] == 0xFE and length < 9:  # classic EOF: warnings, status
+        if data[body] == 0xFE and length < 9 and not self._deprecate_eof:  # classic EOF
             self.warnings = _u16_at(data, body + 1) if length >= 3 else 0
             self.status = _u16_at(data, body + 3) if length >= 5 else 0
         else:  # OK: header, affected rows, insert id, status, warnings
+            stop = body + length
             p = body + 1
-            p += _lenenc_size(data[p])
-            p += _lenenc_size(data[p])
+            for field in range(2):
+                if p >= stop:
+                    raise ProtocolError("truncated OK packet")
+                if field == 1 and data[p]:
+                    self.insert_id = _lenenc_at(data, p)
+                p += _lenenc_size(data[p])
+            if p + 4 > stop:
+                raise ProtocolError("truncated OK packet")
             self.status = _u16_at(data, p)
             self.warnings = _u16_at(data, p + 2)
         if self.status & _MORE_RESULTS:
@@ -195,6 +221,8 @@ def _lenenc_at(data: bytes, pos: int) -> int:
         return data[pos + 1] | data[pos + 2] << 8
     if first == 0xFD:
         return data[pos + 1] | data[pos + 2] << 8 | data[pos + 3] << 16
+    if first == 0xFE and pos + 9 <= len(data):
+        return int.from_bytes(data[pos + 1:pos + 9], "little")
     return -1
 
 

@@ -156,11 +156,6 @@ def test_native_plugin_then_switch_to_caching_sha2(scenario, use_pure, dal, back
     assert result.get("database") == "trade", result
 
 
-SEQ_BUG_CEXT = pytest.mark.xfail(strict=True, reason=(
-    "DAL sends the login ERR with sequence id 2 after an auth switch (the client expects 4); "
-    "libmysqlclient reports 2013 'Lost connection to MySQL server during query' instead of "
-    "1045"))
-
 
 @pytest.mark.parametrize(("user", "use_pure"), [
     pytest.param("app", True, id="pure-app"),
@@ -169,7 +164,7 @@ SEQ_BUG_CEXT = pytest.mark.xfail(strict=True, reason=(
     pytest.param("nobody", True, id="pure-unknown-user"),
     pytest.param("app", False, id="cext-app"),
     pytest.param("legacy", False, id="cext-legacy"),
-    pytest.param("modern", False, id="cext-modern-after-switch", marks=SEQ_BUG_CEXT),
+    pytest.param("modern", False, id="cext-modern-after-switch"),
     pytest.param("nobody", False, id="cext-unknown-user"),
 ])
 def test_wrong_password_is_refused_with_1045(scenario, dal, user):

@@ -171,3 +171,26 @@ def test_interactive_start_reads_table_information(dal, cli_env, connect, direct
     with connect().cursor() as cur:
         assert cur.execute("DELETE FROM merchants WHERE id = %s", (merchant_id,)) == 1
     assert count_direct(backend, merchant_id) == 0
+
+
+@pytest.mark.parametrize("user", ["app", "legacy", "modern"])
+@pytest.mark.parametrize("default_auth", [None, "caching_sha2_password"])
+def test_batch_login_as_each_user(dal, cli_env, connect, user, default_auth):
+    """libmariadb's own auth plugins: `legacy` (native hash only) logs in with
+    mysql_native_password; `modern` (sha2 hash only) is switched to caching_sha2_password.
+    With --default-auth=caching_sha2_password libmariadb answers the greeting with no data and
+    waits for a switch. A wrong password is refused with 1045."""
+    args = [MARIADB, "--no-defaults", "-h127.0.0.1", f"-P{dal.port}", f"-u{user}",
+            "--connect-timeout=10", "trade", "--batch", "--skip-column-names"]
+    if default_auth:
+        args.append(f"--default-auth={default_auth}")
+    ok = subprocess.run([*args, f"-p{user}", "-e", "SELECT DATABASE(), COUNT(*) >= 0 FROM "
+                         "merchants"], capture_output=True, text=True, timeout=60,
+                        env=cli_env, check=False)
+    assert (ok.returncode, ok.stdout, ok.stderr) == (0, "trade\t1\n", "")
+    bad = subprocess.run([*args, "-pwrong", "-e", "SELECT 1"], capture_output=True, text=True,
+                         timeout=60, env=cli_env, check=False)
+    assert bad.returncode == 1
+    assert bad.stderr.startswith(f"ERROR 1045 (28000): Access denied for user '{user}'@")
+    assert "(using password: YES)" in bad.stderr
+    assert bad.stdout == ""

@@ -173,10 +173,6 @@ def test_last_insert_id_inside_a_transaction(tx, prefix):
     tx.commit()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "DAL runs SELECT LAST_INSERT_ID() on whichever pooled backend connection is idle instead "
-    "of answering it from the session's last OK packet (REFERENCE.md 1, 'Answer locally'): "
-    "after another client's INSERT it returns that client's id"))
 def test_last_insert_id_in_autocommit_is_the_sessions_own(connect, prefix):
     mine, theirs = connect(), connect()
     with mine.cursor() as cur:
@@ -360,10 +356,6 @@ def test_version_and_connect_time_metadata(connect, direct):
     assert fetch(conn, "SELECT 1") == ((1,),)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "DAL relays SELECT CONNECTION_ID() to a pooled backend connection, so it returns the "
-    "backend's thread id, not the id DAL announced in the handshake (REFERENCE.md 1, "
-    "'Answer locally')"))
 def test_connection_id_is_the_handshake_thread_id(connect):
     conn = connect()
     assert fetch(conn, "SELECT CONNECTION_ID()") == ((conn.thread_id(),),)
@@ -391,10 +383,6 @@ def test_show_warnings_after_a_warning(connect, autocommit):
         conn.rollback()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "an ERR reply does not pin the backend connection (only a warning_count > 0 does): the "
-    "connection goes back to the pool with the error in its diagnostics area, and the next "
-    "client that takes it sees another session's error in SHOW WARNINGS"))
 def test_show_warnings_shows_only_the_sessions_own_error(connect):
     failing, bystander = connect(), connect()
     with pytest.raises(pymysql.err.ProgrammingError) as excinfo:
@@ -525,10 +513,10 @@ SEQ_BUG = pytest.mark.xfail(strict=True, reason=(
     pytest.param("legacy", "wrong", False, id="legacy-native"),
     pytest.param("legacy", "", False, id="legacy-empty-password"),
     pytest.param("nobody", "wrong", False, id="unknown-user"),
-    pytest.param("modern", "wrong", False, id="modern-after-auth-switch", marks=SEQ_BUG),
+    pytest.param("modern", "wrong", False, id="modern-after-auth-switch"),
     pytest.param("app", "wrong", True, id="app-sha2-fast"),
     pytest.param("modern", "wrong", True, id="modern-sha2-fast"),
-    pytest.param("legacy", "wrong", True, id="legacy-sha2-full-auth", marks=SEQ_BUG),
+    pytest.param("legacy", "wrong", True, id="legacy-sha2-full-auth"),
 ])
 def test_wrong_password_is_refused_with_1045(connect, dal, user, password, sha2_first):
     with pytest.raises(pymysql.err.OperationalError) as excinfo:

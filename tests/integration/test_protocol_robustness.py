@@ -123,7 +123,7 @@ def test_statement_over_max_packet_gets_1153(dal, connect) -> None:
     healthy(connect)
 
 
-def test_client_gone_mid_statement_gives_the_connection_back(dal, connect) -> None:  # noqa: ANN001
+def test_client_gone_mid_statement_gives_the_connection_back(dal, connect) -> None:
     for sql in (b"SELECT SLEEP(0.5)", b"SELECT REPEAT('x', 5000000)"):
         client = RawClient(dal.port)
         client.login()

@@ -104,6 +104,7 @@ def test_empty_payload() -> None:
     assert frame(b"", 4) == b"\x00\x00\x00\x04"
     packets, rest = receive_all_ways(frame(b"", 4) + frame(b"", 5))
     assert packets == [(4, 4, b""), (5, 5, b"")]
+    assert rest == b""
 
 
 @pytest.mark.parametrize(("n", "count"), [(0, 1), (MAX_PAYLOAD - 1, 1), (MAX_PAYLOAD, 2),
