@@ -55,6 +55,7 @@ def test_lenenc_int_out_of_range_refused(value: int) -> None:
         lenenc_int(value)
 
 
+@settings(max_examples=40)
 @given(u64s)
 def test_lenenc_int_round_trip(value: int) -> None:
     encoded = lenenc_int(value)
@@ -65,6 +66,7 @@ def test_lenenc_int_round_trip(value: int) -> None:
     assert r.remaining() == 0
 
 
+@settings(max_examples=40)
 @given(st.lists(u64s, max_size=20))
 def test_lenenc_int_sequence_round_trip(values: list[int]) -> None:
     r = Reader(b"".join(lenenc_int(v) for v in values))
@@ -72,6 +74,7 @@ def test_lenenc_int_sequence_round_trip(values: list[int]) -> None:
     assert r.remaining() == 0
 
 
+@settings(max_examples=40)
 @given(u64s)
 def test_truncated_lenenc_int_raises_protocol_error(value: int) -> None:
     encoded = lenenc_int(value)
@@ -80,6 +83,7 @@ def test_truncated_lenenc_int_raises_protocol_error(value: int) -> None:
             Reader(encoded[:cut]).lenenc_int()
 
 
+@settings(max_examples=40)
 @given(st.lists(st.one_of(st.none(), st.binary(max_size=300)), max_size=10))
 def test_lenenc_bytes_round_trip_with_null(values: list[bytes | None]) -> None:
     encoded = b"".join(lenenc_bytes(v) for v in values)
@@ -114,6 +118,7 @@ def test_lenenc_bytes_of_16_mib() -> None:
     assert Reader(encoded).lenenc_str() == value
 
 
+@settings(max_examples=40)
 @given(st.integers(0, 0xFFFF), st.integers(0, 0xFFFFFFFF), st.integers(0, 0xFFFFFF),
        st.integers(0, 2**64 - 1))
 def test_fixed_width_ints_round_trip(a: int, b: int, c: int, d: int) -> None:
@@ -162,7 +167,7 @@ def test_each_read_on_arbitrary_bytes_raises_only_protocol_error(
 
 @given(data=st.binary(max_size=64), pos=st.integers(0, 80),
        calls=st.lists(st.tuples(st.sampled_from(READS), st.integers(-3, 40)), max_size=30))
-@settings(max_examples=300)
+@settings(max_examples=150)
 def test_read_sequences_on_arbitrary_bytes_raise_only_protocol_error(
         data: bytes, pos: int, calls: list[tuple[str, int]]) -> None:
     r = Reader(data, pos)
@@ -175,6 +180,7 @@ def test_read_sequences_on_arbitrary_bytes_raise_only_protocol_error(
         assert before <= r.pos <= max(len(data), before)
 
 
+@settings(max_examples=40)
 @given(st.binary(max_size=64))
 def test_reader_accepts_bytearray_and_memoryview(data: bytes) -> None:
     for source in (bytearray(data), memoryview(data)):

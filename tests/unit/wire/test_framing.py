@@ -38,6 +38,7 @@ def headers(stream: bytes) -> list[tuple[int, int]]:
 
 # -- small payloads ------------------------------------------------------------------------------
 
+@settings(max_examples=40)
 @given(payloads, seqs, chunk_sizes)
 def test_frame_round_trip(payload: bytes, seq: int, sizes: list[int]) -> None:
     stream = frame(payload, seq)
@@ -47,6 +48,7 @@ def test_frame_round_trip(payload: bytes, seq: int, sizes: list[int]) -> None:
     assert rest == b""
 
 
+@settings(max_examples=40)
 @given(st.lists(payloads, max_size=12), seqs, chunk_sizes)
 def test_stream_of_packets_whole_bytewise_and_chunked_agree(
         items: list[bytes], seq: int, sizes: list[int]) -> None:
@@ -58,6 +60,7 @@ def test_stream_of_packets_whole_bytewise_and_chunked_agree(
     assert rest == b""
 
 
+@settings(max_examples=40)
 @given(st.binary(max_size=40), st.sampled_from([bytes, bytearray, memoryview]))
 def test_frame_accepts_any_buffer(payload: bytes, kind: type) -> None:
     assert frame(kind(payload), 3) == frame(payload, 3)
@@ -73,6 +76,7 @@ def test_sequence_ids_wrap_across_a_stream() -> None:
     assert [p[0] for p in packets] == [(250 + i) % 256 for i in range(300)]
 
 
+@settings(max_examples=40)
 @given(st.lists(payloads, min_size=1, max_size=5), st.binary(min_size=1, max_size=30), seqs,
        chunk_sizes)
 def test_trailing_partial_data_stays_pending(
@@ -126,8 +130,8 @@ LARGE = [
 
 
 @pytest.mark.parametrize("n", LARGE)
-@pytest.mark.parametrize("seq", [0, 254])
-def test_large_payload_framing(n: int, seq: int) -> None:
+def test_large_payload_framing(n: int) -> None:
+    seq = 254  # so that the sequence ids of the continuation packets wrap
     stream = frame(pattern(n), seq)
     found = headers(stream)
     lengths = [length for length, _ in found]
@@ -153,8 +157,8 @@ def test_large_payload_round_trip_whole(n: int) -> None:
     assert rest == b""
 
 
-@pytest.mark.parametrize("n", [MAX_PAYLOAD, 2 * MAX_PAYLOAD, 2 * MAX_PAYLOAD + 12345])
-@pytest.mark.parametrize("step", [1 << 20, 3_000_001])
+@pytest.mark.parametrize(("n", "step"), [(MAX_PAYLOAD, 1 << 20), (2 * MAX_PAYLOAD, 3_000_001),
+                                         (2 * MAX_PAYLOAD + 12345, 1 << 20)])
 def test_large_payload_round_trip_in_chunks(n: int, step: int) -> None:
     """Fed in chunks, the split payload appears only once its last packet has arrived."""
     payload = pattern(n)
@@ -215,6 +219,7 @@ def test_out_of_order_sequence_id_in_empty_trailing_packet() -> None:
 
 # -- the size cap --------------------------------------------------------------------------------
 
+@settings(max_examples=40)
 @given(st.integers(0, 1000), st.integers(1, 500), st.integers(0, 4))
 def test_oversized_payload_refused_on_its_header(limit: int, over: int, body: int) -> None:
     """1153 as soon as the header is seen: with no body, or with some of it."""
@@ -227,6 +232,7 @@ def test_oversized_payload_refused_on_its_header(limit: int, over: int, body: in
     assert exc.value.sqlstate == "08S01"
 
 
+@settings(max_examples=40)
 @given(st.integers(0, 1000), st.integers(1, 500))
 def test_oversized_payload_refused_when_fed_whole(limit: int, over: int) -> None:
     buf = PacketBuffer(max_payload=limit)

@@ -239,6 +239,7 @@ def test_err_without_sqlstate() -> None:
     assert ERR.decode(b"\xff\x15\x04Access denied") == ERR(1045, "Access denied", "HY000")
 
 
+@settings(max_examples=40)
 @given(u16s, u16s, chunk_sizes)
 def test_eof_round_trip(warnings: int, status: int, sizes: list[int]) -> None:
     eof = EOF(warnings, status)
@@ -341,6 +342,7 @@ def test_decode_arbitrary_bytes_raises_only_protocol_error(name: str, payload: b
 
 # -- classification ------------------------------------------------------------------------------
 
+@settings(max_examples=40)
 @given(st.binary(max_size=20))
 def test_classification_rules(payload: bytes) -> None:
     first = payload[0] if payload else None
@@ -360,6 +362,7 @@ def test_classification_of_encoded_messages() -> None:
     assert not (is_eof(b"") or is_ok(b"") or is_err(b""))
 
 
+@settings(max_examples=40)
 @given(st.binary(min_size=8, max_size=64))
 def test_text_row_starting_with_fe_is_not_eof(rest: bytes) -> None:
     """A row whose first value is a lenenc string of 2^24 bytes or more starts with 0xFE and is
