@@ -58,6 +58,7 @@ class ResponseScanner:
         self._split = False
         self.error = False
         self.insert_id = 0
+        self.warnings = 0  # status is kept: an ERR reply does not carry one
         self.packets = 0
 
     @property

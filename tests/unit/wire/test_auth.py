@@ -41,7 +41,7 @@ def keys() -> RSAKeys:
 
 # -- mysql_native_password -----------------------------------------------------------------------
 
-@settings(max_examples=40)
+@settings(max_examples=30)
 @given(passwords, scrambles)
 def test_native_response_and_check_agree(password: bytes, scramble: bytes) -> None:
     response = native_response(password, scramble)
@@ -49,28 +49,28 @@ def test_native_response_and_check_agree(password: bytes, scramble: bytes) -> No
     assert native_check(response, scramble, native_hash(password))
 
 
-@settings(max_examples=40)
+@settings(max_examples=30)
 @given(passwords, passwords, scrambles)
 def test_native_check_rejects_wrong_password(right: bytes, wrong: bytes, scramble: bytes) -> None:
     assume(right != wrong)
     assert not native_check(native_response(wrong, scramble), scramble, native_hash(right))
 
 
-@settings(max_examples=40)
+@settings(max_examples=30)
 @given(passwords, scrambles, scrambles)
 def test_native_check_rejects_other_scramble(password: bytes, a: bytes, b: bytes) -> None:
     assume(a != b)
     assert not native_check(native_response(password, a), b, native_hash(password))
 
 
-@settings(max_examples=40)
+@settings(max_examples=30)
 @given(st.binary(max_size=64), scrambles)
 def test_native_response_matches_pymysql(password: bytes, scramble: bytes) -> None:
     assert native_response(password, scramble) == pymysql_auth.scramble_native_password(
         password, scramble)
 
 
-@settings(max_examples=40)
+@settings(max_examples=30)
 @given(passwords, scrambles, st.binary(max_size=40))
 def test_native_check_refuses_bad_lengths(password: bytes, scramble: bytes, junk: bytes) -> None:
     assume(len(junk) != 20)
@@ -84,7 +84,7 @@ def test_native_empty_password() -> None:
 
 # -- caching_sha2_password -----------------------------------------------------------------------
 
-@settings(max_examples=40)
+@settings(max_examples=30)
 @given(passwords, scrambles)
 def test_sha2_response_and_check_agree(password: bytes, scramble: bytes) -> None:
     response = sha2_response(password, scramble)
@@ -92,28 +92,28 @@ def test_sha2_response_and_check_agree(password: bytes, scramble: bytes) -> None
     assert sha2_check(response, scramble, sha2_hash(password))
 
 
-@settings(max_examples=40)
+@settings(max_examples=30)
 @given(passwords, passwords, scrambles)
 def test_sha2_check_rejects_wrong_password(right: bytes, wrong: bytes, scramble: bytes) -> None:
     assume(right != wrong)
     assert not sha2_check(sha2_response(wrong, scramble), scramble, sha2_hash(right))
 
 
-@settings(max_examples=40)
+@settings(max_examples=30)
 @given(passwords, scrambles, scrambles)
 def test_sha2_check_rejects_other_scramble(password: bytes, a: bytes, b: bytes) -> None:
     assume(a != b)
     assert not sha2_check(sha2_response(password, a), b, sha2_hash(password))
 
 
-@settings(max_examples=40)
+@settings(max_examples=30)
 @given(st.binary(max_size=64), scrambles)
 def test_sha2_response_matches_pymysql(password: bytes, scramble: bytes) -> None:
     assert sha2_response(password, scramble) == pymysql_auth.scramble_caching_sha2(
         password, scramble)
 
 
-@settings(max_examples=40)
+@settings(max_examples=30)
 @given(passwords, scrambles, st.binary(max_size=40))
 def test_sha2_check_refuses_bad_lengths(password: bytes, scramble: bytes, junk: bytes) -> None:
     assume(len(junk) != 32)
@@ -181,7 +181,7 @@ def test_rsa_wrong_scramble_does_not_give_the_password(keys: RSAKeys) -> None:
 
 # -- password_matches ----------------------------------------------------------------------------
 
-@settings(max_examples=40)
+@settings(max_examples=30)
 @given(passwords, passwords)
 def test_password_matches(password: bytes, other: bytes) -> None:
     assume(password != other)

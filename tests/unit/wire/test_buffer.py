@@ -55,7 +55,7 @@ def test_lenenc_int_out_of_range_refused(value: int) -> None:
         lenenc_int(value)
 
 
-@settings(max_examples=40)
+@settings(max_examples=30)
 @given(u64s)
 def test_lenenc_int_round_trip(value: int) -> None:
     encoded = lenenc_int(value)
@@ -66,7 +66,7 @@ def test_lenenc_int_round_trip(value: int) -> None:
     assert r.remaining() == 0
 
 
-@settings(max_examples=40)
+@settings(max_examples=30)
 @given(st.lists(u64s, max_size=20))
 def test_lenenc_int_sequence_round_trip(values: list[int]) -> None:
     r = Reader(b"".join(lenenc_int(v) for v in values))
@@ -74,7 +74,7 @@ def test_lenenc_int_sequence_round_trip(values: list[int]) -> None:
     assert r.remaining() == 0
 
 
-@settings(max_examples=40)
+@settings(max_examples=30)
 @given(u64s)
 def test_truncated_lenenc_int_raises_protocol_error(value: int) -> None:
     encoded = lenenc_int(value)
@@ -83,7 +83,7 @@ def test_truncated_lenenc_int_raises_protocol_error(value: int) -> None:
             Reader(encoded[:cut]).lenenc_int()
 
 
-@settings(max_examples=40)
+@settings(max_examples=30)
 @given(st.lists(st.one_of(st.none(), st.binary(max_size=300)), max_size=10))
 def test_lenenc_bytes_round_trip_with_null(values: list[bytes | None]) -> None:
     encoded = b"".join(lenenc_bytes(v) for v in values)
@@ -118,7 +118,7 @@ def test_lenenc_bytes_of_16_mib() -> None:
     assert Reader(encoded).lenenc_str() == value
 
 
-@settings(max_examples=40)
+@settings(max_examples=30)
 @given(st.integers(0, 0xFFFF), st.integers(0, 0xFFFFFFFF), st.integers(0, 0xFFFFFF),
        st.integers(0, 2**64 - 1))
 def test_fixed_width_ints_round_trip(a: int, b: int, c: int, d: int) -> None:
@@ -180,7 +180,7 @@ def test_read_sequences_on_arbitrary_bytes_raise_only_protocol_error(
         assert before <= r.pos <= max(len(data), before)
 
 
-@settings(max_examples=40)
+@settings(max_examples=30)
 @given(st.binary(max_size=64))
 def test_reader_accepts_bytearray_and_memoryview(data: bytes) -> None:
     for source in (bytearray(data), memoryview(data)):

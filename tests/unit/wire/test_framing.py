@@ -38,7 +38,7 @@ def headers(stream: bytes) -> list[tuple[int, int]]:
 
 # -- small payloads ------------------------------------------------------------------------------
 
-@settings(max_examples=40)
+@settings(max_examples=30)
 @given(payloads, seqs, chunk_sizes)
 def test_frame_round_trip(payload: bytes, seq: int, sizes: list[int]) -> None:
     stream = frame(payload, seq)
@@ -48,7 +48,7 @@ def test_frame_round_trip(payload: bytes, seq: int, sizes: list[int]) -> None:
     assert rest == b""
 
 
-@settings(max_examples=40)
+@settings(max_examples=30)
 @given(st.lists(payloads, max_size=12), seqs, chunk_sizes)
 def test_stream_of_packets_whole_bytewise_and_chunked_agree(
         items: list[bytes], seq: int, sizes: list[int]) -> None:
@@ -60,7 +60,7 @@ def test_stream_of_packets_whole_bytewise_and_chunked_agree(
     assert rest == b""
 
 
-@settings(max_examples=40)
+@settings(max_examples=30)
 @given(st.binary(max_size=40), st.sampled_from([bytes, bytearray, memoryview]))
 def test_frame_accepts_any_buffer(payload: bytes, kind: type) -> None:
     assert frame(kind(payload), 3) == frame(payload, 3)
@@ -76,7 +76,7 @@ def test_sequence_ids_wrap_across_a_stream() -> None:
     assert [p[0] for p in packets] == [(250 + i) % 256 for i in range(300)]
 
 
-@settings(max_examples=40)
+@settings(max_examples=30)
 @given(st.lists(payloads, min_size=1, max_size=5), st.binary(min_size=1, max_size=30), seqs,
        chunk_sizes)
 def test_trailing_partial_data_stays_pending(
@@ -219,7 +219,7 @@ def test_out_of_order_sequence_id_in_empty_trailing_packet() -> None:
 
 # -- the size cap --------------------------------------------------------------------------------
 
-@settings(max_examples=40)
+@settings(max_examples=30)
 @given(st.integers(0, 1000), st.integers(1, 500), st.integers(0, 4))
 def test_oversized_payload_refused_on_its_header(limit: int, over: int, body: int) -> None:
     """1153 as soon as the header is seen: with no body, or with some of it."""
@@ -232,7 +232,7 @@ def test_oversized_payload_refused_on_its_header(limit: int, over: int, body: in
     assert exc.value.sqlstate == "08S01"
 
 
-@settings(max_examples=40)
+@settings(max_examples=30)
 @given(st.integers(0, 1000), st.integers(1, 500))
 def test_oversized_payload_refused_when_fed_whole(limit: int, over: int) -> None:
     buf = PacketBuffer(max_payload=limit)
@@ -280,7 +280,7 @@ def test_split_payload_at_the_cap_accepted() -> None:
 # -- arbitrary streams ---------------------------------------------------------------------------
 
 @given(st.binary(max_size=300), chunk_sizes, st.integers(0, 300))
-@settings(max_examples=200)
+@settings(max_examples=120)
 def test_arbitrary_stream_raises_only_protocol_error(
         stream: bytes, sizes: list[int], limit: int) -> None:
     try:

@@ -239,7 +239,7 @@ def test_err_without_sqlstate() -> None:
     assert ERR.decode(b"\xff\x15\x04Access denied") == ERR(1045, "Access denied", "HY000")
 
 
-@settings(max_examples=40)
+@settings(max_examples=30)
 @given(u16s, u16s, chunk_sizes)
 def test_eof_round_trip(warnings: int, status: int, sizes: list[int]) -> None:
     eof = EOF(warnings, status)
@@ -262,7 +262,7 @@ def column_definitions(draw: st.DrawFn) -> ColumnDefinition:
 
 
 @given(st.lists(column_definitions(), min_size=1, max_size=5), chunk_sizes)
-@settings(max_examples=40)
+@settings(max_examples=30)
 def test_column_definition_round_trip(cols: list[ColumnDefinition], sizes: list[int]) -> None:
     assert exchange(cols, ColumnDefinition.decode, seq=2, sizes=sizes) == cols
 
@@ -334,7 +334,7 @@ def mutated(draw: st.DrawFn) -> bytes:
 
 @pytest.mark.parametrize("name", DECODERS)
 @given(payload=st.one_of(st.binary(max_size=120), mutated()))
-@settings(max_examples=120)
+@settings(max_examples=80)
 def test_decode_arbitrary_bytes_raises_only_protocol_error(name: str, payload: bytes) -> None:
     with contextlib.suppress(ProtocolError):
         DECODERS[name](payload)
@@ -342,7 +342,7 @@ def test_decode_arbitrary_bytes_raises_only_protocol_error(name: str, payload: b
 
 # -- classification ------------------------------------------------------------------------------
 
-@settings(max_examples=40)
+@settings(max_examples=30)
 @given(st.binary(max_size=20))
 def test_classification_rules(payload: bytes) -> None:
     first = payload[0] if payload else None
@@ -362,7 +362,7 @@ def test_classification_of_encoded_messages() -> None:
     assert not (is_eof(b"") or is_ok(b"") or is_err(b""))
 
 
-@settings(max_examples=40)
+@settings(max_examples=30)
 @given(st.binary(min_size=8, max_size=64))
 def test_text_row_starting_with_fe_is_not_eof(rest: bytes) -> None:
     """A row whose first value is a lenenc string of 2^24 bytes or more starts with 0xFE and is

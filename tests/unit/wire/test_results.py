@@ -180,7 +180,7 @@ garbage = st.one_of(st.just(b""), st.binary(min_size=1, max_size=30),
 
 @pytest.mark.parametrize("deprecate_eof", [False, True], ids=["classic", "deprecate_eof"])
 @given(data=st.data())
-@settings(max_examples=50, deadline=None)
+@settings(max_examples=40, deadline=None)
 def test_result_responses_whole_bytewise_chunked(deprecate_eof: bool, data: st.DataObject) -> None:
     resp = data.draw(responses(deprecate_eof), label="response")
     sizes = data.draw(chunk_sizes, label="sizes")
@@ -192,7 +192,7 @@ def test_result_responses_whole_bytewise_chunked(deprecate_eof: bool, data: st.D
 
 @pytest.mark.parametrize("deprecate_eof", [False, True], ids=["classic", "deprecate_eof"])
 @given(data=st.data())
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=10, deadline=None)
 def test_one_scanner_reused_for_many_responses(deprecate_eof: bool, data: st.DataObject) -> None:
     scanner = ResponseScanner(deprecate_eof)
     for _ in range(3):
@@ -274,6 +274,27 @@ def test_local_infile_request_refused() -> None:
         ResponseScanner(False).feed(frame(b"\xfbfile.csv", 1))
 
 
+@pytest.mark.parametrize("payload", [
+    b"\x00", b"\x00\x00", b"\x00\x00\x00", b"\x00\x00\x00\x02\x00\x00",  # OK cut short
+    b"\x00\xfc\x01", b"\x00\x00\xfe\x01",  # OK whose lenenc runs past its end
+    b"\xfc\x01", b"\xfd\x01\x00", b"\xfe\x01\x02",  # column count cut short
+])
+@pytest.mark.parametrize("after", [b"", frame(b"\x00\x00\x00\x02\x00\x00\x00", 2)],
+                         ids=["at_end", "followed"])
+def test_truncated_first_packet_refused(payload: bytes, after: bytes) -> None:
+    """A too-short OK or column count raises, and is not read past its own end (into the next
+    packet, or off the end of the data)."""
+    with pytest.raises(ProtocolError):
+        ResponseScanner(False).feed(frame(payload, 1) + after)
+
+
+@pytest.mark.parametrize("payload", [b"\xfe", b"\xfe\x00\x00", b"\xfe\x00\x00\x02\x00\x00"])
+def test_truncated_fe_ok_refused_under_deprecate_eof(payload: bytes) -> None:
+    head = frame(b"\x01", 1) + frame(text_column("a").encode(), 2)
+    with pytest.raises(ProtocolError):
+        ResponseScanner(True).feed(head + frame(payload, 3))
+
+
 def test_missing_eof_after_columns_refused() -> None:
     stream = frame(b"\x01", 1) + frame(text_column("a").encode(), 2) + frame(b"\x01x", 3)
     with pytest.raises(ProtocolError):
@@ -333,7 +354,7 @@ def test_row_starting_with_fe_under_deprecate_eof_is_not_the_terminator() -> Non
 
 @pytest.mark.parametrize("deprecate_eof", [False, True], ids=["classic", "deprecate_eof"])
 @given(data=st.data())
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=10, deadline=None)
 def test_large_rows_split_across_chunks(deprecate_eof: bool, data: st.DataObject) -> None:
     """Rows of tens of kilobytes whose packets are cut anywhere by the chunking."""
     big = st.builds(lambda n, b: bytes((b,)) * n, st.integers(65530, 70010), st.integers(0, 255))
@@ -380,7 +401,7 @@ def test_field_list_warnings_not_stale() -> None:
           FIELD_LIST, None, scanner=scanner)
 
 
-@settings(max_examples=40)
+@settings(max_examples=30)
 @given(st.binary(min_size=1, max_size=300), chunk_sizes, garbage)
 def test_one_packet_response(payload: bytes, sizes: list[int], extra: bytes) -> None:
     resp = Response(stream=frame(payload, 1), error=payload[0] == 0xFF)
@@ -452,7 +473,7 @@ def small_packets(draw: st.DrawFn) -> bytes:
 @pytest.mark.parametrize("deprecate_eof", [False, True], ids=["classic", "deprecate_eof"])
 @given(stream=st.one_of(st.binary(max_size=200), small_packets(), valid_or_mutated()),
        sizes=chunk_sizes)
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=40, deadline=None)
 def test_arbitrary_bytes_raise_only_protocol_error(
         shape: str, deprecate_eof: bool, stream: bytes, sizes: list[int]) -> None:
     scanner = ResponseScanner(deprecate_eof, SHAPES[shape])
