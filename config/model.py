@@ -97,10 +97,19 @@ class TableKind(StrEnum):
 
 
 class Table(Strict):
-    """A table the sharding config names. Tables it does not name are unsharded."""
+    """A table the sharding config names. Tables it does not name are unsharded.
+
+    A sharded table is split over every dimension by that dimension's key column (override
+    per table with ``keys: {user: some_column}``; a table listed under ``keys`` lives only in
+    the dimensions listed). ``genes`` are columns holding order-ID genes, which route in any
+    dimension; ``generated`` is the column DAL fills with a new gene ID when an INSERT omits it.
+    """
 
     kind: TableKind
     bound_to: str | None = None
+    keys: dict[str, str] | None = None
+    genes: list[str] = []
+    generated: str | None = None
 
     @model_validator(mode="after")
     def _bound(self) -> Table:
@@ -181,6 +190,8 @@ class Server(Strict):
     worker_id: int = Field(default=0, ge=0, le=1023)
     max_packet: int = Field(default=64 * 1024 * 1024, ge=1024)
     max_clients: int = Field(default=10000, ge=1)
+    # Rows a multi-shard merge may hold in memory before the statement is refused.
+    max_merge_rows: int = Field(default=100000, ge=1)
     # Seconds a client may take to log in, and to finish a packet it has started sending.
     login_timeout: float = Field(default=10.0, gt=0)
     read_timeout: float = Field(default=30.0, gt=0)

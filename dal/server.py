@@ -16,6 +16,7 @@ from dal.wire import auth
 from dal.wire.framing import frame
 from pool.connection import BackendConnection, BackendError
 from pool.pool import Pool
+from router.genes import GeneGenerator
 from router.planner import Router
 
 log = logging.getLogger("dal.server")
@@ -40,6 +41,7 @@ class Server:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.router = Router(config)
+        self.genes = GeneGenerator(config.server.worker_id)
         self.authenticator = Authenticator(config.users, auth.RSAKeys())
         defaults = {db.default_instance: db.default_database for db in config.databases.values()}
         self.pools = {name: Pool(name, inst, config.pool, defaults.get(name))

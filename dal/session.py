@@ -13,7 +13,7 @@ import logging
 import re
 from typing import TYPE_CHECKING
 
-from dal import errors, local
+from dal import errors, executor, local
 from dal.login import LoginFailed, err_packet, ok_packet
 from dal.wire.buffer import u16
 from dal.wire.constants import Capability, Command, Status
@@ -21,10 +21,16 @@ from dal.wire.errors import ProtocolError
 from dal.wire.framing import PacketBuffer, frame, packet_count
 from dal.wire.messages import ERR, ColumnDefinition
 from dal.wire.results import FIELD_LIST, ONE_PACKET, RESULT, ResponseScanner
-from pool.connection import BackendConnection, BackendError, decode_packets
+from pool.connection import (
+    BackendConnection,
+    BackendError,
+    Result,
+    decode_packets,
+    decode_response,
+)
 from pool.state import apply_state
 from router.fingerprint import fingerprint
-from router.plan import LOCAL, REFUSE, ROUTE, SET, Plan
+from router.plan import LOCAL, REFUSE, ROUTE, SET, SHARDED, Plan
 
 if TYPE_CHECKING:
     from dal.server import Server
@@ -60,6 +66,7 @@ class ClientSession(asyncio.Protocol):
         self.pinned: BackendConnection | None = None
         self.pin_reason: str | None = None
         self.last_insert_id = 0
+        self.txn_pending: str | None = None  # BEGIN asked for, not yet sent to a backend
         self.status = int(Status.AUTOCOMMIT)
         self._login_waiter: asyncio.Future[None] | None = None
         self._read_timer: asyncio.TimerHandle | None = None
@@ -260,10 +267,18 @@ class ClientSession(asyncio.Protocol):
             self._spawn(self._admin(sql))
             return
         server = self.server
-        plan = server.router.plan(sql, fingerprint(sql), self.schema, self.admin)
+        fp = fingerprint(sql)
+        plan = server.router.plan(sql, fp, self.schema, self.admin)
         kind = plan.kind
         if kind == ROUTE:
+            if plan.handler == "end" and self.pinned is None:  # COMMIT/ROLLBACK, nothing open
+                self.txn_pending = None
+                self.status &= ~_IN_TRANS
+                self._write(ok_packet(self._seq, self.status))
+                return
             self._route(plan, payload, last_seq, RESULT, raw)
+        elif kind == SHARDED:
+            self._sharded(plan, fp.slots(sql))
         elif kind == REFUSE:
             code, state, message = plan.error  # type: ignore[misc]
             server.count_refusal(code)
@@ -276,7 +291,7 @@ class ClientSession(asyncio.Protocol):
     # -- routing: the hot path ---------------------------------------------------------------
 
     def _route(self, plan: Plan, payload: bytes, last_seq: int, shape: int = RESULT,
-               raw: bytes | None = None) -> None:
+               raw: bytes | None = None, rename: bytes | None = None) -> None:
         conn = self.pinned
         if plan.diagnostics and conn is None:
             # The previous statement left no warnings on any connection of this session; a
@@ -303,9 +318,9 @@ class ClientSession(asyncio.Protocol):
                 return
             if conn is None:  # queued: `_connection_ready` continues
                 self.busy = True
-                self._pending = (plan, payload, last_seq, shape, raw)
+                self._pending = (plan, payload, last_seq, shape, raw, rename)
                 return
-        self._run_on(conn, plan, payload, last_seq, shape, raw)
+        self._run_on(conn, plan, payload, last_seq, shape, raw, rename)
 
     def _connection_ready(self, conn: BackendConnection | None,
                           error: BackendError | None) -> None:
@@ -326,15 +341,15 @@ class ClientSession(asyncio.Protocol):
         self._run_on(conn, *pending)
 
     def _run_on(self, conn: BackendConnection, plan: Plan, payload: bytes, last_seq: int,
-                shape: int, raw: bytes | None) -> None:
+                shape: int, raw: bytes | None, rename: bytes | None = None) -> None:
         if (plan.sql is None and (plan.schema is None or conn.schema == plan.schema)
-                and conn.variables == self.state):
+                and conn.variables == self.state and self.txn_pending is None):
             self.busy = True
             self._plan = plan
             conn.relay(raw or frame(payload, 0), self.transport.write,  # type: ignore[union-attr]
-                       self._relay_done, shape)
+                       self._relay_done, shape, rename)
             return
-        self._spawn(self._route_slow(plan, payload, last_seq, conn, shape))
+        self._spawn(self._route_slow(plan, payload, last_seq, conn, shape, rename))
 
     def _relay_done(self, conn: BackendConnection, scanner: ResponseScanner | None) -> None:
         plan = self._plan
@@ -408,6 +423,79 @@ class ClientSession(asyncio.Protocol):
         elif self.phase == CLOSED:
             self._close_backend()
 
+    async def _begin_if_pending(self, conn: BackendConnection) -> None:
+        """Open the transaction the client asked for on the connection its first statement
+        uses (BEGIN is deferred until DAL knows which backend the transaction lives on)."""
+        statement = self.txn_pending
+        if statement is not None:
+            self.txn_pending = None
+            await conn.query(statement)
+
+    # -- sharded plans -----------------------------------------------------------------------
+
+    def _sharded(self, plan: Plan, slots: list[list[bytes]]) -> None:
+        sharded = plan.sharded
+        if sharded.insert is not None:  # type: ignore[union-attr]
+            self._spawn(self._insert(plan, slots))
+            return
+        try:
+            shards = executor.targets(self.server.config, sharded, slots)  # type: ignore[arg-type]
+        except executor.Refusal as exc:
+            self._send_error(ERR(exc.code, str(exc), exc.sqlstate))
+            return
+        if len(shards) == 1:
+            target = shards[0]
+            sql = sharded.template.render(slots, target.database, target.only)  # type: ignore[union-attr]
+            route = Plan(ROUTE, instance=target.instance, statement=plan.statement)
+            rename = None if sharded.write else sharded.db.encode()  # type: ignore[union-attr]
+            self._route(route, b"\x03" + sql, 0, RESULT, None, rename)
+            return
+        self._spawn(self._scatter(plan, slots, shards))
+
+    async def _scatter(self, plan: Plan, slots: list[list[bytes]], shards: list) -> None:
+        try:
+            self._write(await executor.scatter(self, plan.sharded, slots, shards,  # type: ignore[arg-type]
+                                               self.server.config.server.max_merge_rows))
+        except executor.Refusal as exc:
+            self._send_error(ERR(exc.code, str(exc), exc.sqlstate))
+        except BackendError as exc:
+            self._send_error(exc.to_err())
+        self.server.count_statement(plan.statement, False)
+        self.busy = False
+
+    async def _insert(self, plan: Plan, slots: list[list[bytes]]) -> None:
+        try:
+            response, first_id = await executor.insert(self, plan.sharded, slots)  # type: ignore[arg-type]
+        except executor.Refusal as exc:
+            self._send_error(ERR(exc.code, str(exc), exc.sqlstate))
+        except BackendError as exc:
+            self._send_error(exc.to_err())
+        else:
+            if first_id:
+                self.last_insert_id = first_id
+            self._write(response)
+        self.busy = False
+
+    async def run_in_session(self, instance: str, sql: bytes) -> Result:
+        """Run one statement on ``instance`` as part of this session: on its pinned connection
+        (or a pooled one, with the session's state), opening a pending transaction, and keeping
+        the connection pinned if the reply says a transaction is open."""
+        conn = await self._connection_for(instance)
+        try:
+            await apply_state(conn, None, self.state)
+            await self._begin_if_pending(conn)
+            result = decode_response(await conn.command(frame(b"\x03" + sql, 0)))
+        except BackendError:
+            self._give_back(conn, conn.status, None)
+            raise
+        self._give_back(conn, result.status, None)
+        return result
+
+    @property
+    def reply_seq(self) -> int:
+        """The sequence id of the reply to the current command."""
+        return self._seq
+
     async def _connection_for(self, instance: str) -> BackendConnection:
         if self.pinned is not None:
             if self.pinned.instance != instance:
@@ -426,11 +514,13 @@ class ClientSession(asyncio.Protocol):
         self._after_statement(conn, status, False, plan)
 
     async def _route_slow(self, plan: Plan, payload: bytes, last_seq: int,
-                          conn: BackendConnection | None, shape: int) -> None:
+                          conn: BackendConnection | None, shape: int,
+                          rename: bytes | None = None) -> None:
         try:
             if conn is None:
                 conn = await self._connection_for(plan.instance)  # type: ignore[arg-type]
             await apply_state(conn, plan.schema, self.state)
+            await self._begin_if_pending(conn)
         except BackendError as exc:
             if conn is not None:
                 self._give_back(conn, conn.status, None)
@@ -444,7 +534,7 @@ class ClientSession(asyncio.Protocol):
                 return
         self._plan = plan
         conn.relay(frame(payload, 0), self.transport.write,  # type: ignore[union-attr]
-                   self._relay_done, shape)
+                   self._relay_done, shape, rename)
 
     async def _collect_and_send(self, conn: BackendConnection, packets: bytes, plan: Plan | None,
                                 shape: int,
@@ -507,7 +597,16 @@ class ClientSession(asyncio.Protocol):
 
     async def _local(self, plan: Plan) -> None:
         server = self.server
-        if plan.handler == "use":
+        if plan.handler == "begin":
+            if self.pinned is not None:  # BEGIN inside a transaction commits it first
+                self.busy = False
+                self._route(Plan(ROUTE, instance=self.pinned.instance, statement="transaction"),
+                            b"\x03" + plan.args[0].encode(), 0)
+                return
+            self.txn_pending = plan.args[0]
+            self.status |= _IN_TRANS
+            self._write(ok_packet(self._seq, self.status))
+        elif plan.handler == "use":
             self._use(plan.args[0])
         elif plan.handler == "session_functions":
             values = {"last_insert_id": self.last_insert_id, "connection_id": self.id}

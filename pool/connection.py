@@ -223,15 +223,20 @@ class BackendConnection(asyncio.Protocol):
 
     def relay(self, packets: bytes, sink: Callable[[bytes], None],
               done: Callable[[BackendConnection, ResponseScanner | None], None],
-              shape: int = RESULT) -> None:
+              shape: int = RESULT, rename: bytes | None = None) -> None:
         """Send framed command packets; stream the response to ``sink``; call ``done`` at its end.
 
         ``done(conn, scanner)`` gets None for the scanner if the connection failed mid-way.
+        ``rename``: the logical schema to put in the result's column definitions.
         """
         if self.busy:
             raise RuntimeError("backend connection already has a command in flight")
         self.busy = True
         self._scanner.reset(shape)
+        if rename is not None:
+            from pool.rename import RenamingSink
+
+            sink = RenamingSink(sink, self._scanner, rename)
         self._sink = sink
         self._done = done
         self._write(packets)

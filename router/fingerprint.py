@@ -9,6 +9,7 @@ entries, which costs memory, never correctness.
 
 from __future__ import annotations
 
+import bisect
 import re
 from dataclasses import dataclass
 
@@ -27,14 +28,34 @@ _IN_LIST = re.compile(rb"(?i)(\bin\s*\()\s*\?(?:\s*,\s*\?)*\s*\)")
 
 @dataclass(slots=True, frozen=True)
 class Fingerprint:
-    """A statement's shape (``key``) and where its literals are in the original text."""
+    """A statement's shape (``key``) and where its literals are in the original text.
+
+    Each ``?`` of the key is a *slot*: one literal, or a whole IN list of literals (``groups``
+    holds (first literal index, count) for each list), so that a plan built from the key serves
+    every statement of that shape, whatever its IN lists' lengths.
+    """
 
     key: bytes
     literals: tuple[tuple[int, int], ...]
+    groups: tuple[tuple[int, int], ...] = ()
 
     def values(self, sql: bytes) -> list[bytes]:
         """The literal texts, in order, as written in ``sql``."""
         return [sql[a:b] for a, b in self.literals]
+
+    def slots(self, sql: bytes) -> list[list[bytes]]:
+        """The literal texts grouped by slot: one list per ``?`` of the key."""
+        values = [sql[a:b] for a, b in self.literals]
+        if not self.groups:
+            return [[v] for v in values]
+        out: list[list[bytes]] = []
+        i = 0
+        for first, count in self.groups:
+            out.extend([v] for v in values[i:first])
+            out.append(values[first:first + count])
+            i = first + count
+        out.extend([v] for v in values[i:])
+        return out
 
 
 def fingerprint(sql: bytes) -> Fingerprint:
@@ -53,9 +74,36 @@ def fingerprint(sql: bytes) -> Fingerprint:
         return Fingerprint(sql, ())
     parts.append(sql[last:])
     key = b"".join(parts)
-    if b"?)" in key:
-        key = _IN_LIST.sub(rb"\1?,...)", key)
-    return Fingerprint(key, tuple(spans))
+    if b"?)" not in key:
+        return Fingerprint(key, tuple(spans))
+    return _collapse_in_lists(key, parts, tuple(spans))
+
+
+def _collapse_in_lists(key: bytes, parts: list[bytes],
+                       spans: tuple[tuple[int, int], ...]) -> Fingerprint:
+    """Rewrite each ``IN (?, ?, ...)`` of the key as ``IN (?)``, remembering the list."""
+    marks = []  # key offset of each literal's ?
+    offset = 0
+    for i in range(0, len(parts) - 1, 2):
+        offset += len(parts[i])
+        marks.append(offset)
+        offset += 1
+    groups = []
+    out = []
+    last = 0
+    for match in _IN_LIST.finditer(key):
+        first = bisect.bisect_left(marks, match.start())
+        count = bisect.bisect_left(marks, match.end()) - first
+        if count != match.group(0).count(b"?"):
+            continue  # a ? inside a comment: leave this list alone
+        groups.append((first, count))
+        out.append(key[last:match.start()])
+        out.append(match.group(1) + b"?)")
+        last = match.end()
+    if not groups:
+        return Fingerprint(key, spans)
+    out.append(key[last:])
+    return Fingerprint(b"".join(out), spans, tuple(groups))
 
 
 def unquote_string(literal: bytes) -> bytes:

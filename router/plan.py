@@ -18,6 +18,7 @@ ROUTE = "route"
 LOCAL = "local"
 SET = "set"
 REFUSE = "refuse"
+SHARDED = "sharded"
 
 
 @dataclass(slots=True, frozen=True)
@@ -35,6 +36,7 @@ class Plan:
     tables: tuple[str, ...] = field(default=())
     # SHOW WARNINGS/ERRORS: only meaningful on the connection that ran the previous statement.
     diagnostics: bool = False
+    sharded: object | None = None  # router.sharded.ShardedPlan
 
     @property
     def passthrough(self) -> bool:

@@ -14,8 +14,9 @@ from sqlglot.errors import ParseError, TokenError
 from config.model import Config, TableKind
 from router import errors
 from router.fingerprint import Fingerprint
-from router.plan import LOCAL, ROUTE, SET, Plan, refuse
+from router.plan import LOCAL, ROUTE, SET, SHARDED, Plan, refuse
 from router.plan_cache import PlanCache
+from router.sharded import plan_sharded
 
 SYSTEM_SCHEMAS = frozenset({"information_schema", "mysql", "performance_schema", "sys"})
 DDL = (exp.Create, exp.Drop, exp.Alter, exp.TruncateTable)
@@ -48,6 +49,7 @@ class Router:
     def __init__(self, config: Config, capacity: int = 5000) -> None:
         self.config = config
         self.cache: PlanCache[Plan] = PlanCache(capacity)
+        self._key = b""
         self.parses = 0  # sqlglot calls, counted so that tests can assert the hot path skips it
         self._names = {
             db: {name: table.kind for name, table in cfg.tables.items()}
@@ -64,8 +66,8 @@ class Router:
         key = (fp.key, schema, admin)
         plan = self.cache.get(key)
         if plan is None:
-            plan = self.analyse(sql, schema, admin)
-            if plan.passthrough or not fp.literals:
+            plan = self.analyse(sql, schema, admin, fp.key)
+            if plan.passthrough or not fp.literals or plan.kind == SHARDED:
                 self.cache.put(key, plan)
         return plan
 
@@ -91,8 +93,13 @@ class Router:
 
     # -- analysis (cache misses only) --------------------------------------------------------
 
-    def analyse(self, sql: bytes, schema: str | None, admin: bool) -> Plan:
-        """Plan one statement with sqlglot. Never raises: a failure is a refusal plan."""
+    def analyse(self, sql: bytes, schema: str | None, admin: bool,
+                key: bytes | None = None) -> Plan:
+        """Plan one statement with sqlglot. Never raises: a failure is a refusal plan.
+
+        Statements on sharded tables are planned from the fingerprint ``key`` (literals as
+        slots), so that the plan serves every statement of that shape."""
+        self._key = key if key is not None else sql
         text = sql.decode("utf-8", "surrogateescape")
         self.parses += 1
         try:
@@ -127,8 +134,11 @@ class Router:
             table = tree.this if isinstance(tree.this, exp.Table) else tree.find(exp.Table)
             if table is not None:
                 return self._metadata_for_table(tree, table, schema, "describe")
-        if isinstance(tree, exp.Transaction | exp.Commit | exp.Rollback):
-            return self._default_route(schema, statement="transaction")
+        if isinstance(tree, exp.Transaction):
+            return Plan(LOCAL, handler="begin", args=(text.strip().rstrip(";"),),
+                        statement="transaction")
+        if isinstance(tree, exp.Commit | exp.Rollback) and not tree.args.get("savepoint"):
+            return _with(self._default_route(schema, statement="transaction"), handler="end")
         if isinstance(tree, DDL):
             return self._ddl(tree, schema, admin)
         if isinstance(tree, exp.Select) and (local := _session_functions(tree)) is not None:
@@ -147,11 +157,9 @@ class Router:
             resolved = self._resolve(table.db or None, name, schema)
             if isinstance(resolved, Plan):
                 return resolved
-            kind = resolved[1]
+            db, kind = resolved
             if kind in (TableKind.SHARDED, TableKind.BOUND):
-                return refuse(*errors.NOT_YET_SHARDED, f"DAL does not route statements on "
-                              f"sharded table '{name}' yet; this build serves unsharded and "
-                              "broadcast reads only")
+                return plan_sharded(self.config, db, self._key, statement)
             if kind is TableKind.BROADCAST and write:
                 return refuse(*errors.NOT_YET_SHARDED, f"DAL does not write broadcast table "
                               f"'{name}' yet")

@@ -1,0 +1,224 @@
+"""Execution of sharded plans: find the target shards from the slot values, then run the
+statement on one shard (relayed raw by the session) or on several (collected and merged here).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from config.model import Config
+from dal.wire.constants import Command, Status
+from dal.wire.framing import frame
+from dal.wire.messages import OK, ColumnDefinition
+from dal.wire.results import encode_result_set
+from pool.connection import BackendError, Result, decode_response
+from pool.rename import rename_column
+from pool.state import apply_state
+from router.fingerprint import unquote_string
+from router.genes import merchant_shard_of_gene, user_shard_of_gene
+from router.sharded import ShardedPlan
+
+if TYPE_CHECKING:
+    from dal.session import ClientSession
+
+NOT_SUPPORTED = (1235, "42000")
+AUTOCOMMIT_OFF = "@@session.autocommit=0"
+BAD_VALUE = (1105, "HY000")
+TOO_LARGE = (1105, "HY000")
+
+
+class Refusal(Exception):
+    """A statement DAL refuses at execution; ``code``, ``sqlstate`` and the message."""
+
+    def __init__(self, pair: tuple[int, str], message: str) -> None:
+        super().__init__(message)
+        self.code, self.sqlstate = pair
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    shard: int
+    instance: str
+    database: bytes
+    only: dict[int, list[bytes]] | None  # slot -> this shard's values of an IN list
+
+
+def key_value(literal: bytes) -> int:
+    """A shard-key literal as an integer (numbers, or strings holding a number)."""
+    text = unquote_string(literal) if literal[:1] in (b"'", b'"') else literal
+    try:
+        value = int(text)
+    except ValueError:
+        raise Refusal(BAD_VALUE, f"shard key value {literal.decode(errors='replace')} is not "
+                      "an integer") from None
+    if value < 0:
+        raise Refusal(BAD_VALUE, f"shard key value {value} is negative")
+    return value
+
+
+def targets(config: Config, plan: ShardedPlan, slots: list[list[bytes]]) -> list[Target]:
+    """The shards a statement reaches, each with its own share of IN-list values."""
+    cfg = config.databases[plan.db]
+    routing = plan.routing
+    dim = cfg.dimensions[routing.dimension]
+    if not routing.slots:
+        return [_target(config, plan.db, routing.dimension, n, None) for n in range(dim.shards)]
+    by_shard: dict[int, dict[int, list[bytes]]] = {}
+    for slot in routing.slots:
+        for literal in slots[slot]:
+            value = key_value(literal)
+            if routing.gene:
+                shard = (user_shard_of_gene(value, dim.shards) if routing.dimension ==
+                         cfg.authoritative else merchant_shard_of_gene(value, dim.shards))
+            else:
+                shard = value % dim.shards
+            by_shard.setdefault(shard, {}).setdefault(slot, []).append(literal)
+    out = []
+    for shard, values in by_shard.items():
+        only = {slot: values.get(slot) or [b"NULL"] for slot in routing.slots}
+        out.append(_target(config, plan.db, routing.dimension, shard, only))
+    return out
+
+
+def _target(config: Config, db: str, dimension: str, shard: int,
+            only: dict[int, list[bytes]] | None) -> Target:
+    dim = config.databases[db].dimensions[dimension]
+    return Target(shard, config.shard_instance(db, dimension, shard),
+                  dim.database(shard).encode(), only)
+
+
+async def run_on_shard(session: ClientSession, target: Target, sql: bytes,
+                       state: dict[str, str]) -> Result:
+    """Run one statement on one shard through the pool, with the given session state."""
+    pool = session.server.pools[target.instance]
+    conn = await pool.acquire(session.found_rows)
+    reusable = True
+    try:
+        await apply_state(conn, None, state)
+        raw = await conn.command(frame(bytes((Command.QUERY,)) + sql, 0))
+        return decode_response(raw)
+    except BackendError:
+        reusable = not conn.closed
+        raise
+    finally:
+        pool.release(conn, reusable=reusable and not conn.closed)
+
+
+async def scatter(session: ClientSession, plan: ShardedPlan, slots: list[list[bytes]],
+                  shards: list[Target], max_rows: int) -> bytes:
+    """Run a read or write on several shards concurrently; the framed response."""
+    write = plan.write
+    if session.pinned is not None or session.txn_pending is not None or (
+            write and session.state.get("autocommit") == AUTOCOMMIT_OFF):
+        raise Refusal(NOT_SUPPORTED, "a statement reaching several shards inside a transaction "
+                      "is refused (transaction mode 'single'); keep a transaction on one user")
+    # Outside a transaction a read is its own snapshot on each shard: with autocommit off it
+    # would leave a transaction open on every pooled connection it used.
+    state = session.state if write else {k: v for k, v in session.state.items()
+                                         if k != "autocommit"}
+    template = plan.template
+    merge_plan = plan.scatter
+    if not write and plan.scatter_template is not None:
+        template = plan.scatter_template
+    elif not write and isinstance(merge_plan, Exception):
+        raise Refusal(NOT_SUPPORTED, f"DAL cannot merge this statement across shards: "
+                      f"{merge_plan}")
+    jobs = [run_on_shard(session, t, template.render(slots, t.database, t.only), state)
+            for t in shards]
+    outcomes = await asyncio.gather(*jobs, return_exceptions=True)
+    errors = [o for o in outcomes if isinstance(o, BaseException)]
+    if errors:
+        first = errors[0]
+        if isinstance(first, BackendError):
+            applied = len(shards) - len(errors)
+            if write and applied:
+                raise BackendError(first.code, f"{first.message} (on {len(errors)} of "
+                                   f"{len(shards)} shards; the other {applied} applied it)",
+                                   first.sqlstate)
+            raise first
+        raise first
+    results: list[Result] = outcomes  # type: ignore[assignment]
+    seq = session.reply_seq
+    status = session.status
+    if write:
+        affected = sum(r.ok.affected_rows for r in results if r.ok is not None)
+        return frame(OK(affected_rows=affected, status=status).encode(), seq)
+    logical = plan.db.encode()
+    if merge_plan is None:
+        columns = results[0].columns
+        rows = [row for r in results for row in r.rows]
+        if len(rows) > max_rows:
+            raise Refusal(TOO_LARGE, f"the scatter result holds more than {max_rows} rows "
+                          "(server.max_merge_rows); add a shard key or a LIMIT")
+    else:
+        from router.merge import MergeTooLarge, merge
+
+        try:
+            columns, rows = merge(merge_plan.spec, results[0].columns,  # type: ignore[union-attr]
+                                  [r.rows for r in results], max_rows)
+        except MergeTooLarge as exc:
+            raise Refusal(TOO_LARGE, str(exc)) from None
+    renamed = [ColumnDefinition.decode(rename_column(c.encode(), logical)) if c.schema else c
+               for c in columns]
+    return encode_result_set(renamed, rows, deprecate_eof=False,
+                             status=status & ~Status.MORE_RESULTS_EXISTS, seq=seq)
+
+
+async def insert(session: ClientSession, plan: ShardedPlan,
+                 slots: list[list[bytes]]) -> tuple[bytes, int]:
+    """Split an INSERT's rows by user shard, generate gene IDs, run each shard's part.
+
+    Returns the framed OK (affected rows summed, last insert id = the first generated id) and
+    that id."""
+    ins = plan.insert
+    assert ins is not None
+    config = session.server.config
+    cfg = config.databases[plan.db]
+    dim = cfg.dimensions[plan.routing.dimension]
+    genes = session.server.genes
+    rows_by_shard: dict[int, list[bytes]] = {}
+    first_id = 0
+    for row in ins.rows:
+        cells = [cell.render(slots, b"") for cell in row]
+        user = key_value(cells[ins.user_index])
+        shard = user % dim.shards
+        merchant = key_value(cells[ins.merchant_index]) if ins.merchant_index is not None else None
+        for index in ins.gene_indexes:
+            gene = key_value(cells[index])
+            if user_shard_of_gene(gene, dim.shards) != shard or (
+                    merchant is not None
+                    and merchant_shard_of_gene(gene, dim.shards) != merchant % dim.shards):
+                raise Refusal(BAD_VALUE, f"id {gene} contradicts its keys: an order id must "
+                              f"satisfy id % {dim.shards} = user_id % {dim.shards} and "
+                              f"(id // {dim.shards}) % {dim.shards} = merchant_id % {dim.shards}"
+                              "; omit the id and DAL generates one")
+        if ins.generated:
+            new_id = genes.next_id(user, merchant or 0)
+            cells.append(str(new_id).encode())
+            first_id = first_id or new_id
+        rows_by_shard.setdefault(shard, []).append(b"(" + b", ".join(cells) + b")")
+    shards = sorted(rows_by_shard)
+    if len(shards) > 1 and (session.pinned is not None or session.txn_pending is not None):
+        raise Refusal(NOT_SUPPORTED, "an INSERT whose rows belong to several user shards is "
+                      "refused inside a transaction (transaction mode 'single')")
+    tail = ins.tail.render(slots, b"")
+    affected = 0
+    done: list[int] = []
+    for shard in shards:
+        target = _target(config, plan.db, plan.routing.dimension, shard, None)
+        sql = ins.head.render(slots, target.database) + b", ".join(rows_by_shard[shard]) + tail
+        try:
+            result = await session.run_in_session(target.instance, sql)
+        except BackendError as exc:
+            if done:
+                raise BackendError(exc.code, f"{exc.message} (shard {shard}; shards {done} "
+                                   "already applied their rows)", exc.sqlstate) from None
+            raise
+        done.append(shard)
+        affected += result.ok.affected_rows if result.ok else 0
+        if not first_id and result.ok and result.ok.last_insert_id:
+            first_id = result.ok.last_insert_id
+    ok = OK(affected_rows=affected, last_insert_id=first_id, status=session.status)
+    return frame(ok.encode(), session.reply_seq), first_id

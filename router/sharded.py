@@ -1,0 +1,358 @@
+"""Plans for statements on sharded tables, built from the fingerprint key on a cache miss.
+
+The key (literals already replaced by slots) is parsed with sqlglot, the shard-key predicates
+are found, and a `ShardedPlan` records which slot routes the statement and a template per
+target kind. Execution never parses: it reads the slot's values, computes shards, and renders.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sqlglot
+from sqlglot import exp
+
+from config.model import Config, LogicalDatabase, Table, TableKind
+from router import errors
+from router.plan import Plan, refuse
+from router.template import Template, analysis_text, build_template
+
+SHARD_MARK = "__dal_shard__"
+ROWS_MARK = "__dal_rows__"
+
+
+@dataclass(frozen=True, slots=True)
+class Routing:
+    """How to find the target shards: the values of ``slots`` are keys of ``dimension``
+    (or gene IDs if ``gene``). No slots: every shard of the dimension."""
+
+    dimension: str
+    slots: tuple[int, ...] = ()
+    gene: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class InsertPlan:
+    """INSERT/REPLACE rows, split by user shard, gene IDs generated where the column is left out."""
+
+    head: Template        # "INSERT INTO <shard>.t (cols) VALUES " (+ generated column)
+    tail: Template        # " ON DUPLICATE KEY UPDATE ..." or b""
+    rows: tuple[tuple[Template, ...], ...]
+    user_index: int       # position of the user key in each row
+    merchant_index: int | None
+    generated: bool       # DAL appends a generated gene id to each row
+    gene_indexes: tuple[int, ...]  # explicit gene columns to check against the keys
+
+
+@dataclass(frozen=True, slots=True)
+class ShardedPlan:
+    db: str
+    routing: Routing
+    template: Template           # the statement for one shard
+    write: bool
+    scatter: object | None = None        # router.rewrite.ScatterPlan for multi-shard reads
+    scatter_template: Template | None = None
+    insert: InsertPlan | None = None
+
+
+class Unroutable(Exception):
+    """A statement on sharded tables that DAL refuses; the message says what to change."""
+
+
+def plan_sharded(config: Config, db: str, key: bytes, statement: str) -> Plan:
+    """A plan for a statement on sharded tables of logical database ``db``."""
+    from router.plan import SHARDED
+
+    try:
+        sharded = _analyse(config, db, key)
+    except Unroutable as exc:
+        return refuse(*errors.NOT_SUPPORTED, str(exc))
+    return Plan(SHARDED, sharded=sharded, statement=statement,
+                instance=None, schema=None)
+
+
+def _analyse(config: Config, db: str, key: bytes) -> ShardedPlan:
+    prepared = analysis_text(key)
+    if prepared is None:
+        raise Unroutable("DAL cannot analyse this statement: a '?' inside a comment")
+    text, _ = prepared
+    try:
+        tree = sqlglot.parse_one(text, dialect="mysql")
+    except Exception as exc:
+        raise Unroutable(f"DAL cannot parse this statement on a sharded table: "
+                         f"{str(exc).splitlines()[0]}") from None
+    cfg = config.databases[db]
+    tables = _tables(tree, cfg, db)
+    if isinstance(tree, exp.Insert):
+        return _insert(config, cfg, db, tree, text, tables)
+    write = isinstance(tree, exp.Update | exp.Delete)
+    if not isinstance(tree, exp.Select | exp.Update | exp.Delete | exp.Union):
+        raise Unroutable(f"DAL does not route {tree.key.upper()} statements on sharded tables")
+    _check_colocated(tree, cfg, tables)
+    routing = _routing(tree, cfg, tables, write)
+    if write:
+        _check_key_unchanged(tree, cfg, tables)
+    template = build_template(text, _qualify_spans(tree, tables))
+    plan = ShardedPlan(db, routing, template, write)
+    if not write:
+        plan = _with_scatter(plan, tree, cfg, tables)
+    return plan
+
+
+# -- tables ------------------------------------------------------------------------------------
+
+def _tables(tree: exp.Expression, cfg: LogicalDatabase, db: str) -> dict[str, tuple[str, Table]]:
+    """alias-or-name -> (table name, config) for every sharded, bound or broadcast table."""
+    found: dict[str, tuple[str, Table]] = {}
+    ctes = {cte.alias_or_name for cte in tree.find_all(exp.CTE)}
+    for table in tree.find_all(exp.Table):
+        if table.name in ctes and not table.db:
+            continue
+        if table.db and table.db != db:
+            raise Unroutable(f"DAL cannot join tables of database '{table.db}' with sharded "
+                             f"tables of '{db}'")
+        conf = cfg.tables.get(table.name)
+        if conf is None or conf.kind is TableKind.UNSHARDED:
+            raise Unroutable(f"unsharded table '{table.name}' cannot be joined with sharded "
+                             "tables: it lives in the default database, not in the shards")
+        found[table.alias_or_name] = (table.name, conf)
+    return found
+
+
+def _root(name: str, conf: Table) -> str:
+    return conf.bound_to or name
+
+
+def _check_colocated(tree: exp.Expression, cfg: LogicalDatabase,
+                     tables: dict[str, tuple[str, Table]]) -> None:
+    sharded = {a: v for a, v in tables.items() if v[1].kind is not TableKind.BROADCAST}
+    roots = {_root(n, c) for n, c in sharded.values()}
+    if len(roots) > 1:
+        raise Unroutable(f"tables {sorted(n for n, _ in sharded.values())} are sharded "
+                         "independently; DAL joins only tables bound to each other")
+    if len(sharded) < 2:
+        return
+    linked = set()
+    for eq in tree.find_all(exp.EQ):
+        left, right = eq.this, eq.expression
+        if isinstance(left, exp.Column) and isinstance(right, exp.Column):
+            a, b = _column_kind(left, cfg, sharded), _column_kind(right, cfg, sharded)
+            if a and b and a[1] == b[1] and a[0] != b[0]:
+                linked |= {a[0], b[0]}
+    if linked != set(sharded):
+        raise Unroutable("a join of sharded tables must equate their shard keys (user_id = "
+                         "user_id, or order_id = id); otherwise rows on different shards "
+                         "would be missed")
+
+
+def _column_kind(col: exp.Column, cfg: LogicalDatabase,
+                 tables: dict[str, tuple[str, Table]]) -> tuple[str, str] | None:
+    """(table alias, kind) where kind is 'key:<dimension>' or 'gene', for a routing column."""
+    candidates = [col.table] if col.table else list(tables)
+    for alias in candidates:
+        if alias not in tables:
+            continue
+        conf = tables[alias][1]
+        for dim_name, dim in cfg.dimensions.items():
+            keys = conf.keys if conf.keys is not None else {d: x.key
+                                                             for d, x in cfg.dimensions.items()}
+            if keys.get(dim_name) == col.name:
+                return alias, f"key:{dim_name}"
+            _ = dim
+        if col.name in conf.genes:
+            return alias, "gene"
+    return None
+
+
+# -- routing -----------------------------------------------------------------------------------
+
+def _conjuncts(where: exp.Expression | None) -> list[exp.Expression]:
+    if where is None:
+        return []
+    node = where.this if isinstance(where, exp.Where) else where
+    out = []
+    stack = [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, exp.And):
+            stack += [item.this, item.expression]
+        elif isinstance(item, exp.Paren):
+            stack.append(item.this)
+        else:
+            out.append(item)
+    return out
+
+
+def _slot(node: exp.Expression) -> int | None:
+    if isinstance(node, exp.Placeholder) and node.name.startswith("_"):
+        return int(node.name[1:])
+    return None
+
+
+def _predicate(item: exp.Expression, cfg: LogicalDatabase,
+               tables: dict[str, tuple[str, Table]]) -> tuple[str, tuple[int, ...]] | None:
+    """(column kind, slots) for ``col = ?``, ``? = col``, ``col IN (?)`` and ORs of those on
+    one column kind."""
+    if isinstance(item, exp.EQ):
+        for col, other in ((item.this, item.expression), (item.expression, item.this)):
+            if isinstance(col, exp.Column) and (slot := _slot(other)) is not None:
+                kind = _column_kind(col, cfg, tables)
+                if kind:
+                    return kind[1], (slot,)
+        return None
+    if isinstance(item, exp.In) and isinstance(item.this, exp.Column) and item.expressions:
+        slots = [_slot(e) for e in item.expressions]
+        kind = _column_kind(item.this, cfg, tables)
+        if kind and all(s is not None for s in slots):
+            return kind[1], tuple(s for s in slots if s is not None)
+        return None
+    if isinstance(item, exp.Or):
+        left = _predicate(_unparen(item.this), cfg, tables)
+        right = _predicate(_unparen(item.expression), cfg, tables)
+        if left and right and left[0] == right[0]:
+            return left[0], left[1] + right[1]
+    return None
+
+
+def _unparen(node: exp.Expression) -> exp.Expression:
+    while isinstance(node, exp.Paren):
+        node = node.this
+    return node
+
+
+def _routing(tree: exp.Expression, cfg: LogicalDatabase,
+             tables: dict[str, tuple[str, Table]], write: bool) -> Routing:
+    sharded = {a: v for a, v in tables.items() if v[1].kind is not TableKind.BROADCAST}
+    found: dict[str, tuple[int, ...]] = {}
+    where = tree.args.get("where")
+    for item in _conjuncts(where):
+        pred = _predicate(item, cfg, sharded)
+        if pred and pred[0] not in found:
+            found[pred[0]] = pred[1]
+    authoritative = cfg.authoritative
+    if f"key:{authoritative}" in found:
+        return Routing(authoritative, found[f"key:{authoritative}"])
+    if "gene" in found:
+        return Routing(authoritative, found["gene"], gene=True)
+    for dim in cfg.dimensions:
+        if f"key:{dim}" in found:
+            if write:
+                raise Unroutable(f"a write routed only by the {dim} key "
+                                 f"({cfg.dimensions[dim].key}) is refused: the {dim} shards are "
+                                 f"a read copy. Add the {authoritative} key "
+                                 f"({cfg.dimensions[authoritative].key}) or the order id")
+            return Routing(dim, found[f"key:{dim}"])
+    if write:
+        raise Unroutable("UPDATE/DELETE on a sharded table without its shard key would write "
+                         f"every shard (a scatter write), which is not allowed; add "
+                         f"{cfg.dimensions[authoritative].key} = ... or the order id to WHERE")
+    return Routing(authoritative)
+
+
+def _check_key_unchanged(tree: exp.Expression, cfg: LogicalDatabase,
+                         tables: dict[str, tuple[str, Table]]) -> None:
+    if not isinstance(tree, exp.Update):
+        return
+    for assignment in tree.expressions:
+        col = assignment.this
+        if isinstance(col, exp.Column) and _column_kind(col, cfg, tables):
+            raise Unroutable(f"changing shard-key column '{col.name}' would move the row to "
+                             "another shard; DAL refuses it. Insert a new row and delete the "
+                             "old one instead")
+
+
+def _qualify_spans(tree: exp.Expression,
+                   tables: dict[str, tuple[str, Table]]) -> list[tuple[int, int]]:
+    spans = []
+    for table in tree.find_all(exp.Table):
+        if table.alias_or_name not in tables and table.name not in {n for n, _ in tables.values()}:
+            continue
+        meta = table.this.meta
+        if "start" not in meta:
+            raise Unroutable("DAL cannot locate a table name in this statement")
+        if table.args.get("db") is not None:
+            db_meta = table.args["db"].meta
+            spans.append((db_meta["start"], meta["start"]))
+        else:
+            spans.append((meta["start"], meta["start"]))
+    return spans
+
+
+def _with_scatter(plan: ShardedPlan, tree: exp.Expression, cfg: LogicalDatabase,
+                  tables: dict[str, tuple[str, Table]]) -> ShardedPlan:
+    """Attach the merge plan a multi-shard execution of this read needs."""
+    from dataclasses import replace
+
+    try:
+        from router.rewrite import ScatterUnsupported, plan_scatter
+    except ImportError:  # pragma: no cover - during development
+        return plan
+    try:
+        scatter = plan_scatter(tree.copy())
+    except ScatterUnsupported as exc:
+        if not plan.routing.slots:
+            raise Unroutable(f"DAL cannot merge this statement across shards: {exc}") from None
+        return replace(plan, scatter=exc)  # a multi-shard execution will be refused then
+    shard_tree = sqlglot.parse_one(scatter.shard_sql, dialect="mysql")
+    template = build_template(scatter.shard_sql, _qualify_spans(shard_tree, tables))
+    return replace(plan, scatter=scatter, scatter_template=template)
+
+
+# -- INSERT ------------------------------------------------------------------------------------
+
+def _insert(config: Config, cfg: LogicalDatabase, db: str, tree: exp.Insert, text: str,
+            tables: dict[str, tuple[str, Table]]) -> ShardedPlan:
+    schema = tree.this
+    if not isinstance(schema, exp.Schema) or not schema.expressions:
+        raise Unroutable("INSERT on a sharded table must list its columns")
+    target = schema.this
+    name, conf = tables[target.alias_or_name]
+    values = tree.expression
+    if not isinstance(values, exp.Values):
+        raise Unroutable("INSERT ... SELECT on a sharded table is not supported")
+    columns = [c.name for c in schema.expressions]
+    if conf.kind is TableKind.BROADCAST:
+        raise Unroutable(f"writes to broadcast table '{name}' are not supported yet")
+    auth = cfg.authoritative
+    keys = conf.keys if conf.keys is not None else {d: x.key for d, x in cfg.dimensions.items()}
+    user_col = keys.get(auth)
+    if user_col not in columns:
+        raise Unroutable(f"INSERT into '{name}' must give {user_col}: it decides the shard")
+    merchant_dims = [d for d in keys if d != auth]
+    merchant_col = keys[merchant_dims[0]] if merchant_dims else None
+    generated = conf.generated is not None and conf.generated not in columns
+    if generated and merchant_col is not None and merchant_col not in columns:
+        raise Unroutable(f"INSERT into '{name}' must give {merchant_col}: the generated id "
+                         "carries its shard")
+    rows = []
+    for row in values.expressions:
+        cells = row.expressions if isinstance(row, exp.Tuple) else [row]
+        if len(cells) != len(columns):
+            raise Unroutable("INSERT row has a different number of values than columns")
+        rows.append(tuple(build_template(cell.sql(dialect="mysql"), []) for cell in cells))
+    for row in rows:
+        for index in (columns.index(user_col),
+                      columns.index(merchant_col) if merchant_col in columns else None):
+            if index is not None and not (len(row[index].parts) == 1
+                                          and isinstance(row[index].parts[0], int)):
+                raise Unroutable(f"the value of {columns[index]} must be a literal number")
+    head_tree = tree.copy()
+    head_schema = head_tree.this
+    head_schema.this.set("db", exp.to_identifier(SHARD_MARK))
+    if generated:
+        head_schema.append("expressions", exp.to_identifier(conf.generated))
+    head_tree.set("expression", exp.Values(expressions=[exp.Tuple(
+        expressions=[exp.column(ROWS_MARK)])]))
+    conflict = head_tree.args.get("conflict")
+    head_tree.set("conflict", None)
+    head_sql = head_tree.sql(dialect="mysql")
+    head_text = head_sql.split(f"({ROWS_MARK})")[0]
+    mark = head_text.index(SHARD_MARK)
+    head_text = head_text[:mark] + head_text[mark + len(SHARD_MARK) + 1:]
+    head = build_template(head_text, [(mark, mark)])
+    tail = build_template(" " + conflict.sql(dialect="mysql") if conflict is not None else "", [])
+    gene_indexes = tuple(columns.index(g) for g in conf.genes if g in columns)
+    insert = InsertPlan(head, tail, tuple(rows), columns.index(user_col),
+                        columns.index(merchant_col) if merchant_col in columns else None,
+                        generated, gene_indexes)
+    return ShardedPlan(db, Routing(auth), head, True, insert=insert)
