@@ -61,6 +61,22 @@ COMMANDS: dict[str, Callable[[Server], Rows]] = {
 }
 
 _SHOW = re.compile(r"(?is)\s*SHOW\s+DAL\s+(\w+)\s*;?\s*$")
+_EXPLAIN = re.compile(rb"(?is)\s*EXPLAIN\s+DAL\s+")
+
+
+def explain(server: Server, sql: bytes, schema: str | None, admin: bool, *, seq: int,
+            status: int) -> bytes:
+    """``EXPLAIN DAL <statement>``: its plan, one row per target."""
+    from router.explain import HEADER
+    from router.explain import explain as explain_plan
+
+    match = _EXPLAIN.match(sql)
+    statement = sql[match.end():].rstrip(b"; \t\n") if match else b""
+    if not statement:
+        return err_packet(ERR(errors.NOT_SUPPORTED[0], "EXPLAIN DAL needs a statement",
+                              errors.NOT_SUPPORTED[1]), seq)
+    rows = explain_plan(server.router, server.config, statement, schema, admin)
+    return _result(HEADER, rows, seq=seq, status=status)
 
 
 def execute(server: Server, sql: str, *, seq: int, status: int) -> bytes:
@@ -72,6 +88,10 @@ def execute(server: Server, sql: str, *, seq: int, status: int) -> bytes:
         return err_packet(ERR(errors.NOT_SUPPORTED[0], f"Unknown DAL admin statement; this "
                               f"build knows: {known}", errors.NOT_SUPPORTED[1]), seq)
     header, rows = handler(server)
+    return _result(header, rows, seq=seq, status=status)
+
+
+def _result(header: list[str], rows: list[list[object]], *, seq: int, status: int) -> bytes:
     columns = []
     for i, name in enumerate(header):
         numeric = bool(rows) and all(isinstance(r[i], int) for r in rows)

@@ -5,10 +5,8 @@ statement on one shard (relayed raw by the session) or on several (collected and
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from config.model import Config
 from dal.wire.constants import Command, Status
 from dal.wire.framing import frame
 from dal.wire.messages import OK, ColumnDefinition
@@ -16,77 +14,24 @@ from dal.wire.results import encode_result_set
 from pool.connection import BackendError, Result, decode_response
 from pool.rename import rename_column
 from pool.state import apply_state
-from router.fingerprint import unquote_string
 from router.genes import merchant_shard_of_gene, user_shard_of_gene
 from router.sharded import ShardedPlan
+from router.targets import (
+    AUTOCOMMIT_OFF,
+    BAD_VALUE,
+    NOT_SUPPORTED,
+    TOO_LARGE,
+    Refusal,
+    Target,
+    key_value,
+    target_of,
+    targets,
+)
 
 if TYPE_CHECKING:
     from dal.session import ClientSession
 
-NOT_SUPPORTED = (1235, "42000")
-AUTOCOMMIT_OFF = "@@session.autocommit=0"
-BAD_VALUE = (1105, "HY000")
-TOO_LARGE = (1105, "HY000")
-
-
-class Refusal(Exception):
-    """A statement DAL refuses at execution; ``code``, ``sqlstate`` and the message."""
-
-    def __init__(self, pair: tuple[int, str], message: str) -> None:
-        super().__init__(message)
-        self.code, self.sqlstate = pair
-
-
-@dataclass(frozen=True, slots=True)
-class Target:
-    shard: int
-    instance: str
-    database: bytes
-    only: dict[int, list[bytes]] | None  # slot -> this shard's values of an IN list
-
-
-def key_value(literal: bytes) -> int:
-    """A shard-key literal as an integer (numbers, or strings holding a number)."""
-    text = unquote_string(literal) if literal[:1] in (b"'", b'"') else literal
-    try:
-        value = int(text)
-    except ValueError:
-        raise Refusal(BAD_VALUE, f"shard key value {literal.decode(errors='replace')} is not "
-                      "an integer") from None
-    if value < 0:
-        raise Refusal(BAD_VALUE, f"shard key value {value} is negative")
-    return value
-
-
-def targets(config: Config, plan: ShardedPlan, slots: list[list[bytes]]) -> list[Target]:
-    """The shards a statement reaches, each with its own share of IN-list values."""
-    cfg = config.databases[plan.db]
-    routing = plan.routing
-    dim = cfg.dimensions[routing.dimension]
-    if not routing.slots:
-        return [_target(config, plan.db, routing.dimension, n, None) for n in range(dim.shards)]
-    by_shard: dict[int, dict[int, list[bytes]]] = {}
-    for slot in routing.slots:
-        for literal in slots[slot]:
-            value = key_value(literal)
-            if routing.gene:
-                shard = (user_shard_of_gene(value, dim.shards) if routing.dimension ==
-                         cfg.authoritative else merchant_shard_of_gene(value, dim.shards))
-            else:
-                shard = value % dim.shards
-            by_shard.setdefault(shard, {}).setdefault(slot, []).append(literal)
-    out = []
-    for shard, values in by_shard.items():
-        only = {slot: values.get(slot) or [b"NULL"] for slot in routing.slots}
-        out.append(_target(config, plan.db, routing.dimension, shard, only))
-    return out
-
-
-def _target(config: Config, db: str, dimension: str, shard: int,
-            only: dict[int, list[bytes]] | None) -> Target:
-    dim = config.databases[db].dimensions[dimension]
-    return Target(shard, config.shard_instance(db, dimension, shard),
-                  dim.database(shard).encode(), only)
+__all__ = ["Refusal", "Target", "insert", "key_value", "scatter", "targets"]
 
 
 async def run_on_shard(session: ClientSession, target: Target, sql: bytes,
@@ -207,7 +152,7 @@ async def insert(session: ClientSession, plan: ShardedPlan,
     affected = 0
     done: list[int] = []
     for shard in shards:
-        target = _target(config, plan.db, plan.routing.dimension, shard, None)
+        target = target_of(config, plan.db, plan.routing.dimension, shard, None)
         sql = ins.head.render(slots, target.database) + b", ".join(rows_by_shard[shard]) + tail
         try:
             result = await session.run_in_session(target.instance, sql)

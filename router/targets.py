@@ -1,0 +1,77 @@
+"""Target shards of a sharded plan, from the values in its routing slots."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from config.model import Config
+from router.fingerprint import unquote_string
+from router.genes import merchant_shard_of_gene, user_shard_of_gene
+from router.sharded import ShardedPlan
+
+NOT_SUPPORTED = (1235, "42000")
+BAD_VALUE = (1105, "HY000")
+TOO_LARGE = (1105, "HY000")
+AUTOCOMMIT_OFF = "@@session.autocommit=0"
+
+
+class Refusal(Exception):
+    """A statement DAL refuses at execution; ``code``, ``sqlstate`` and the message."""
+
+    def __init__(self, pair: tuple[int, str], message: str) -> None:
+        super().__init__(message)
+        self.code, self.sqlstate = pair
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    shard: int
+    instance: str
+    database: bytes
+    only: dict[int, list[bytes]] | None  # slot -> this shard's values of an IN list
+
+
+def key_value(literal: bytes) -> int:
+    """A shard-key literal as an integer (numbers, or strings holding a number)."""
+    text = unquote_string(literal) if literal[:1] in (b"'", b'"') else literal
+    try:
+        value = int(text)
+    except ValueError:
+        raise Refusal(BAD_VALUE, f"shard key value {literal.decode(errors='replace')} is not "
+                      "an integer") from None
+    if value < 0:
+        raise Refusal(BAD_VALUE, f"shard key value {value} is negative")
+    return value
+
+
+def targets(config: Config, plan: ShardedPlan, slots: list[list[bytes]]) -> list[Target]:
+    """The shards a statement reaches, each with its own share of IN-list values."""
+    cfg = config.databases[plan.db]
+    routing = plan.routing
+    dim = cfg.dimensions[routing.dimension]
+    if not routing.slots:
+        return [target_of(config, plan.db, routing.dimension, n, None) for n in range(dim.shards)]
+    by_shard: dict[int, dict[int, list[bytes]]] = {}
+    for slot in routing.slots:
+        for literal in slots[slot]:
+            value = key_value(literal)
+            if routing.gene:
+                shard = (user_shard_of_gene(value, dim.shards) if routing.dimension ==
+                         cfg.authoritative else merchant_shard_of_gene(value, dim.shards))
+            else:
+                shard = value % dim.shards
+            by_shard.setdefault(shard, {}).setdefault(slot, []).append(literal)
+    out = []
+    for shard, values in by_shard.items():
+        only = {slot: values.get(slot) or [b"NULL"] for slot in routing.slots}
+        out.append(target_of(config, plan.db, routing.dimension, shard, only))
+    return out
+
+
+def target_of(config: Config, db: str, dimension: str, shard: int,
+            only: dict[int, list[bytes]] | None) -> Target:
+    dim = config.databases[db].dimensions[dimension]
+    return Target(shard, config.shard_instance(db, dimension, shard),
+                  dim.database(shard).encode(), only)
+
+
