@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import replace
 import re
 from typing import TYPE_CHECKING
 
@@ -303,7 +304,9 @@ class ClientSession(asyncio.Protocol):
                                                  status=self.status))
             return
         if conn is not None:
-            if conn.instance != plan.instance:
+            if conn.instance != plan.instance and plan.anywhere:
+                plan = replace(plan, instance=conn.instance, schema=None)
+            elif conn.instance != plan.instance:
                 self._error(errors.NOT_SUPPORTED, f"this session is pinned to backend "
                             f"{conn.instance} ({self.pin_reason or 'open transaction'}); the "
                             f"statement needs backend {plan.instance}. Finish the transaction "

@@ -37,6 +37,9 @@ class Plan:
     # SHOW WARNINGS/ERRORS: only meaningful on the connection that ran the previous statement.
     diagnostics: bool = False
     sharded: object | None = None  # router.sharded.ShardedPlan
+    # Touches no table (COMMIT, SAVEPOINT, SELECT @@x): inside a transaction it goes to the
+    # transaction's connection, whichever backend that is.
+    anywhere: bool = False
 
     @property
     def passthrough(self) -> bool:

@@ -34,6 +34,7 @@ _PIN_PATTERNS = [
     (re.compile(r"(?i)^\s*CALL\b"), "call"),
 ]
 _COUNT_DIAGNOSTICS = re.compile(r"(?i)\s*SHOW\s+COUNT\s*\(\s*\*\s*\)\s+(WARNINGS|ERRORS)\s*;?\s*$")
+_TRANSACTION_ONLY = re.compile(r"(?i)\s*(SAVEPOINT|RELEASE\s+SAVEPOINT|ROLLBACK\s+(WORK\s+)?TO)\b")
 _RENAMED_VARIABLES = {"transaction_isolation": "tx_isolation",
                       "transaction_read_only": "tx_read_only"}
 _DEFAULT_CHARSET = "utf8mb4"
@@ -112,11 +113,14 @@ class Router:
             return self._unparsed(text, schema, "more than one statement")
         tree = trees[0]
         if count := _COUNT_DIAGNOSTICS.match(text):
-            return _with(self._default_route(schema, "show"), diagnostics=True,
+            return _with(self._default_route(schema, "show"), diagnostics=True, anywhere=True,
                          args=(f"@@session.{count.group(1).lower()[:-1]}_count",))
         pin = next((reason for pattern, reason in _PIN_PATTERNS if pattern.search(text)), None)
         if isinstance(tree, exp.Command):
-            return self._unparsed(text, schema, None, pin)
+            plan = self._unparsed(text, schema, None, pin)
+            if _TRANSACTION_ONLY.match(text):
+                plan = _with(plan, anywhere=True)
+            return plan
         plan = self._analyse_tree(tree, text, schema, admin)
         if pin and plan.kind == ROUTE:
             plan = _with(plan, pin=pin)
@@ -138,7 +142,8 @@ class Router:
             return Plan(LOCAL, handler="begin", args=(text.strip().rstrip(";"),),
                         statement="transaction")
         if isinstance(tree, exp.Commit | exp.Rollback) and not tree.args.get("savepoint"):
-            return _with(self._default_route(schema, statement="transaction"), handler="end")
+            return _with(self._default_route(schema, statement="transaction"), handler="end",
+                         anywhere=True)
         if isinstance(tree, DDL):
             return self._ddl(tree, schema, admin)
         if isinstance(tree, exp.Select) and (local := _session_functions(tree)) is not None:
@@ -167,7 +172,7 @@ class Router:
         rewritten = _rewrite_session_functions(tree, schema)
         plan = self._default_route(schema, statement=statement)
         return _with(plan, sql=rewritten.encode("utf-8", "surrogateescape") if rewritten else None,
-                     tables=tuple(tables))
+                     tables=tuple(tables), anywhere=not tables)
 
     def _resolve(self, db: str | None, name: str,
                  schema: str | None) -> tuple[str, TableKind] | Plan:
@@ -235,7 +240,8 @@ class Router:
         like = tree.args.get("like")
         like_value = like.name if isinstance(like, exp.Literal) else None
         if what in ("WARNINGS", "ERRORS"):
-            return _with(self._default_route(schema, "show"), diagnostics=True, args=("list",))
+            return _with(self._default_route(schema, "show"), diagnostics=True, args=("list",),
+                         anywhere=True)
         if what in ("DATABASES", "SCHEMAS"):
             return Plan(LOCAL, handler="show_databases", args=(like_value,), statement="show")
         if what == "TABLES":

@@ -1,0 +1,1 @@
+"""Plan primitives: the pure pieces of a scatter merge (values, sort, aggregate, having)."""

@@ -1,0 +1,145 @@
+"""Writes through DAL land in exactly the shard their keys name; refusals apply nothing."""
+
+from __future__ import annotations
+
+import random
+
+import pymysql
+import pytest
+
+from router.genes import merchant_shard_of_gene, user_shard_of_gene
+
+USERS = [900_001 + i * 7919 for i in range(12)]  # spread over shards on both instances
+INSERT = ("INSERT INTO orders (user_id, merchant_id, status, total, note, created_at, "
+          "updated_at) VALUES (%s, %s, %s, %s, %s, '2026-11-22 12:00:00.123456', "
+          "'2026-11-22 12:00:00.123456')")
+
+
+def instance_of(shard: int) -> str:
+    return "a" if shard < 60 else "b"
+
+
+@pytest.fixture
+def clean(connect):  # noqa: ANN001, ANN201
+    def wipe() -> None:
+        with connect().cursor() as cur:
+            cur.execute("DELETE FROM order_items WHERE user_id IN %s", (USERS,))
+            cur.execute("DELETE FROM orders WHERE user_id IN %s", (USERS,))
+    wipe()
+    yield
+    wipe()
+
+
+def shard_rows(direct, shard: int, table: str = "orders") -> set[tuple]:  # noqa: ANN001
+    with direct(instance_of(shard)).cursor() as cur:
+        cur.execute(f"SELECT id, user_id FROM user_{shard:03d}.{table} WHERE user_id IN %s",
+                    (USERS,))
+        return set(cur.fetchall())
+
+
+def test_inserts_land_in_their_user_shard_only(connect, direct, clean) -> None:  # noqa: ANN001
+    rng = random.Random(7)
+    made = {}
+    with connect().cursor() as cur:
+        for user in USERS:
+            merchant = rng.randrange(1, 10**6)
+            cur.execute(INSERT, (user, merchant, 1, "12.50", "x"))
+            made[cur.lastrowid] = (user, merchant)
+        cur.execute("INSERT INTO orders (user_id, merchant_id, status, total, created_at, "
+                    "updated_at) VALUES (%s, 3, 0, 1, NOW(), NOW()), (%s, 4, 0, 2, NOW(), "
+                    "NOW())", (USERS[0], USERS[5]))
+        assert cur.rowcount == 2
+    for order_id, (user, merchant) in made.items():
+        assert user_shard_of_gene(order_id) == user % 120
+        assert merchant_shard_of_gene(order_id) == merchant % 120
+    for shard in range(120):
+        rows = shard_rows(direct, shard)
+        assert all(user % 120 == shard for _, user in rows), f"stray row in user_{shard:03d}"
+        expected = {(i, u) for i, (u, _) in made.items() if u % 120 == shard}
+        assert expected <= rows
+
+
+def test_reads_updates_deletes_by_key_and_by_order_id(connect, direct, clean) -> None:  # noqa: ANN001
+    conn = connect()
+    with conn.cursor() as cur:
+        cur.execute(INSERT, (USERS[1], 77, 0, "5.00", None))
+        first = cur.lastrowid
+        cur.execute(INSERT, (USERS[2], 78, 0, "6.00", None))
+        second = cur.lastrowid
+        cur.execute("SELECT id, user_id, merchant_id, total FROM orders WHERE id = %s", (first,))
+        assert cur.fetchall()[0][:3] == (first, USERS[1], 77)
+        cur.execute("SELECT user_id FROM orders WHERE user_id = %s OR user_id = %s "
+                    "ORDER BY user_id", (USERS[1], USERS[2]))
+        assert [r[0] for r in cur.fetchall()] == sorted([USERS[1], USERS[2]])
+        assert cur.execute("UPDATE orders SET status = 3 WHERE id = %s", (second,)) == 1
+        assert cur.execute("DELETE FROM orders WHERE user_id = %s AND id = %s",
+                           (USERS[1], first)) == 1
+        assert cur.description is None
+    assert shard_rows(direct, USERS[1] % 120) & {(first, USERS[1])} == set()
+    with direct(instance_of(USERS[2] % 120)).cursor() as cur:
+        cur.execute(f"SELECT status FROM user_{USERS[2] % 120:03d}.orders WHERE id = %s",
+                    (second,))
+        assert cur.fetchall() == ((3,),)
+
+
+def test_columns_name_the_logical_database(connect, clean) -> None:  # noqa: ANN001
+    conn = connect()
+    with conn.cursor() as cur:
+        cur.execute(INSERT, (USERS[3], 1, 0, "1.00", None))
+        cur.execute("SELECT id FROM orders WHERE user_id = %s", (USERS[3],))
+        cur.fetchall()
+        assert conn._result.fields[0].db == b"trade"
+
+
+@pytest.mark.parametrize(("sql", "fragment"), [
+    ("UPDATE orders SET user_id = 5 WHERE user_id = {u}", "shard-key column 'user_id'"),
+    ("UPDATE orders SET status = 1 WHERE status = 0", "scatter write"),
+    ("DELETE FROM orders WHERE merchant_id = 5", "read copy"),
+    ("INSERT INTO orders (id, user_id, merchant_id, status, total, created_at, updated_at) "
+     "VALUES (5, {u}, 1, 0, 1, NOW(), NOW())", "contradicts"),
+    ("SELECT * FROM orders o JOIN merchants m ON m.id = o.merchant_id WHERE o.user_id = {u}",
+     "unsharded table 'merchants'"),
+])
+def test_refusals_name_the_cause_and_apply_nothing(connect, direct, clean, sql: str,  # noqa: ANN001
+                                                   fragment: str) -> None:
+    with connect().cursor() as cur:
+        cur.execute(INSERT, (USERS[4], 1, 0, "1.00", None))
+        order_id = cur.lastrowid
+        with pytest.raises(pymysql.MySQLError) as info:
+            cur.execute(sql.format(u=USERS[4]))
+        assert info.value.args[0] in (1235, 1105)
+        assert fragment in info.value.args[1]
+    assert shard_rows(direct, USERS[4] % 120) == {(order_id, USERS[4])}
+    with direct(instance_of(USERS[4] % 120)).cursor() as cur:
+        cur.execute(f"SELECT status FROM user_{USERS[4] % 120:03d}.orders WHERE id = %s",
+                    (order_id,))
+        assert cur.fetchall() == ((0,),)
+
+
+def test_transaction_lives_on_the_shards_backend(connect, direct, clean) -> None:  # noqa: ANN001
+    user = next(u for u in USERS if u % 120 >= 60)  # a shard on instance b
+    conn = connect(autocommit=False)
+    with conn.cursor() as cur:
+        cur.execute("BEGIN")
+        cur.execute(INSERT, (user, 1, 0, "1.00", None))
+        kept = cur.lastrowid
+        conn.commit()
+        cur.execute("BEGIN")
+        cur.execute(INSERT, (user, 1, 0, "2.00", None))
+        dropped = cur.lastrowid
+        cur.execute("SELECT COUNT(*) FROM orders WHERE user_id = %s", (user,))
+        assert cur.fetchone() == (2,)
+        conn.rollback()
+    rows = shard_rows(direct, user % 120)
+    assert (kept, user) in rows
+    assert (dropped, user) not in rows
+
+
+def test_explain_dal_shows_each_shard_and_its_values(connect) -> None:  # noqa: ANN001
+    with connect().cursor() as cur:
+        cur.execute("EXPLAIN DAL SELECT * FROM orders WHERE user_id IN (1, 2, 121)")
+        rows = cur.fetchall()
+    assert [(r[2], r[3], r[4]) for r in rows] == [
+        ("1", "a", "SELECT * FROM user_001.orders WHERE user_id IN (1, 121)"),
+        ("2", "a", "SELECT * FROM user_002.orders WHERE user_id IN (2)"),
+    ]
