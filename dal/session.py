@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import replace
 import re
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from dal import errors, executor, local

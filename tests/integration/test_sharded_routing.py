@@ -20,7 +20,7 @@ def instance_of(shard: int) -> str:
 
 
 @pytest.fixture
-def clean(connect):  # noqa: ANN001, ANN201
+def clean(connect):
     def wipe() -> None:
         with connect().cursor() as cur:
             cur.execute("DELETE FROM order_items WHERE user_id IN %s", (USERS,))
@@ -30,14 +30,14 @@ def clean(connect):  # noqa: ANN001, ANN201
     wipe()
 
 
-def shard_rows(direct, shard: int, table: str = "orders") -> set[tuple]:  # noqa: ANN001
+def shard_rows(direct, shard: int, table: str = "orders") -> set[tuple]:
     with direct(instance_of(shard)).cursor() as cur:
         cur.execute(f"SELECT id, user_id FROM user_{shard:03d}.{table} WHERE user_id IN %s",
                     (USERS,))
         return set(cur.fetchall())
 
 
-def test_inserts_land_in_their_user_shard_only(connect, direct, clean) -> None:  # noqa: ANN001
+def test_inserts_land_in_their_user_shard_only(connect, direct, clean) -> None:
     rng = random.Random(7)
     made = {}
     with connect().cursor() as cur:
@@ -59,7 +59,7 @@ def test_inserts_land_in_their_user_shard_only(connect, direct, clean) -> None: 
         assert expected <= rows
 
 
-def test_reads_updates_deletes_by_key_and_by_order_id(connect, direct, clean) -> None:  # noqa: ANN001
+def test_reads_updates_deletes_by_key_and_by_order_id(connect, direct, clean) -> None:
     conn = connect()
     with conn.cursor() as cur:
         cur.execute(INSERT, (USERS[1], 77, 0, "5.00", None))
@@ -82,7 +82,7 @@ def test_reads_updates_deletes_by_key_and_by_order_id(connect, direct, clean) ->
         assert cur.fetchall() == ((3,),)
 
 
-def test_columns_name_the_logical_database(connect, clean) -> None:  # noqa: ANN001
+def test_columns_name_the_logical_database(connect, clean) -> None:
     conn = connect()
     with conn.cursor() as cur:
         cur.execute(INSERT, (USERS[3], 1, 0, "1.00", None))
@@ -100,7 +100,7 @@ def test_columns_name_the_logical_database(connect, clean) -> None:  # noqa: ANN
     ("SELECT * FROM orders o JOIN merchants m ON m.id = o.merchant_id WHERE o.user_id = {u}",
      "unsharded table 'merchants'"),
 ])
-def test_refusals_name_the_cause_and_apply_nothing(connect, direct, clean, sql: str,  # noqa: ANN001
+def test_refusals_name_the_cause_and_apply_nothing(connect, direct, clean, sql: str,
                                                    fragment: str) -> None:
     with connect().cursor() as cur:
         cur.execute(INSERT, (USERS[4], 1, 0, "1.00", None))
@@ -116,7 +116,7 @@ def test_refusals_name_the_cause_and_apply_nothing(connect, direct, clean, sql: 
         assert cur.fetchall() == ((0,),)
 
 
-def test_transaction_lives_on_the_shards_backend(connect, direct, clean) -> None:  # noqa: ANN001
+def test_transaction_lives_on_the_shards_backend(connect, direct, clean) -> None:
     user = next(u for u in USERS if u % 120 >= 60)  # a shard on instance b
     conn = connect(autocommit=False)
     with conn.cursor() as cur:
@@ -135,7 +135,7 @@ def test_transaction_lives_on_the_shards_backend(connect, direct, clean) -> None
     assert (dropped, user) not in rows
 
 
-def test_explain_dal_shows_each_shard_and_its_values(connect) -> None:  # noqa: ANN001
+def test_explain_dal_shows_each_shard_and_its_values(connect) -> None:
     with connect().cursor() as cur:
         cur.execute("EXPLAIN DAL SELECT * FROM orders WHERE user_id IN (1, 2, 121)")
         rows = cur.fetchall()

@@ -47,7 +47,7 @@ def test_a_burst_borrows_the_next_second_and_stays_unique() -> None:
     assert not set(made) & {other.next_id(7, 9) for _ in range(5000)}
 
 
-def plan_for(sql: bytes):  # noqa: ANN201
+def plan_for(sql: bytes):
     router = Router(CONFIG)
     fp = fingerprint(sql)
     return router.plan(sql, fp, "trade", admin=False), fp.slots(sql)
