@@ -73,20 +73,24 @@ async def scatter(session: ClientSession, plan: ShardedPlan, slots: list[list[by
     jobs = [run_on_shard(session, t, template.render(slots, t.database, t.only), state)
             for t in shards]
     outcomes = await asyncio.gather(*jobs, return_exceptions=True)
-    errors = [o for o in outcomes if isinstance(o, BaseException)]
-    if errors:
-        first = errors[0]
-        if isinstance(first, BackendError):
-            applied = len(shards) - len(errors)
-            if write and applied:
-                raise BackendError(first.code, f"{first.message} (on {len(errors)} of "
-                                   f"{len(shards)} shards; the other {applied} applied it)",
-                                   first.sqlstate)
-            raise first
+    failed = [(t, o) for t, o in zip(shards, outcomes, strict=True)
+               if isinstance(o, BaseException)]
+    if failed:
+        first = failed[0][1]
+        if isinstance(first, BackendError) and write and len(failed) < len(shards):
+            names = ", ".join(t.database.decode() for t, _ in failed[:5])
+            more = f" and {len(failed) - 5} more" if len(failed) > 5 else ""
+            raise BackendError(first.code, f"{first.message} (failed on {names}{more}; the "
+                               f"other {len(shards) - len(failed)} of {len(shards)} databases "
+                               "applied it)", first.sqlstate)
         raise first
     results: list[Result] = outcomes  # type: ignore[assignment]
     seq = session.reply_seq
     status = session.status
+    if write and plan.routing.broadcast:  # every copy changes alike: report one copy's count
+        first_ok = results[0].ok
+        return frame(OK(affected_rows=first_ok.affected_rows if first_ok else 0,
+                        status=status).encode(), seq)
     if write:
         affected = sum(r.ok.affected_rows for r in results if r.ok is not None)
         return frame(OK(affected_rows=affected, status=status).encode(), seq)

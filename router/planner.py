@@ -166,8 +166,7 @@ class Router:
             if kind in (TableKind.SHARDED, TableKind.BOUND):
                 return plan_sharded(self.config, db, self._key, statement)
             if kind is TableKind.BROADCAST and write:
-                return refuse(*errors.NOT_YET_SHARDED, f"DAL does not write broadcast table "
-                              f"'{name}' yet")
+                return plan_sharded(self.config, db, self._key, statement)
             tables.append(name)
         rewritten = _rewrite_session_functions(tree, schema)
         plan = self._default_route(schema, statement=statement)

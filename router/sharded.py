@@ -29,6 +29,7 @@ class Routing:
     dimension: str
     slots: tuple[int, ...] = ()
     gene: bool = False
+    broadcast: bool = False  # a write to broadcast tables: the default database and every shard
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +84,8 @@ def _analyse(config: Config, db: str, key: bytes) -> ShardedPlan:
                          f"{str(exc).splitlines()[0]}") from None
     cfg = config.databases[db]
     tables = _tables(tree, cfg, db)
+    if all(conf.kind is TableKind.BROADCAST for _, conf in tables.values()):
+        return _broadcast_write(tree, text, db, tables)
     if isinstance(tree, exp.Insert):
         return _insert(config, cfg, db, tree, text, tables)
     write = isinstance(tree, exp.Update | exp.Delete)
@@ -296,6 +299,16 @@ def _with_scatter(plan: ShardedPlan, tree: exp.Expression, cfg: LogicalDatabase,
     shard_tree = sqlglot.parse_one(scatter.shard_sql, dialect="mysql")
     template = build_template(scatter.shard_sql, _qualify_spans(shard_tree, tables))
     return replace(plan, scatter=scatter, scatter_template=template)
+
+
+def _broadcast_write(tree: exp.Expression, text: str, db: str,
+                     tables: dict[str, tuple[str, Table]]) -> ShardedPlan:
+    if not isinstance(tree, exp.Insert | exp.Update | exp.Delete):
+        raise Unroutable(f"DAL does not run {tree.key.upper()} on broadcast tables")
+    if isinstance(tree, exp.Insert) and not isinstance(tree.expression, exp.Values):
+        raise Unroutable("INSERT ... SELECT into a broadcast table is not supported")
+    spans = _qualify_spans(tree, tables)
+    return ShardedPlan(db, Routing("", broadcast=True), build_template(text, spans), True)
 
 
 # -- INSERT ------------------------------------------------------------------------------------

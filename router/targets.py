@@ -48,6 +48,12 @@ def targets(config: Config, plan: ShardedPlan, slots: list[list[bytes]]) -> list
     """The shards a statement reaches, each with its own share of IN-list values."""
     cfg = config.databases[plan.db]
     routing = plan.routing
+    if routing.broadcast:
+        everywhere = [Target(-1, cfg.default_instance, cfg.default_database.encode(), None)]
+        for dim_name, dim in cfg.dimensions.items():
+            everywhere += [target_of(config, plan.db, dim_name, n, None)
+                           for n in range(dim.shards)]
+        return everywhere
     dim = cfg.dimensions[routing.dimension]
     if not routing.slots:
         return [target_of(config, plan.db, routing.dimension, n, None) for n in range(dim.shards)]

@@ -143,3 +143,36 @@ def test_explain_dal_shows_each_shard_and_its_values(connect) -> None:
         ("1", "a", "SELECT * FROM user_001.orders WHERE user_id IN (1, 121)"),
         ("2", "a", "SELECT * FROM user_002.orders WHERE user_id IN (2)"),
     ]
+
+
+def copies_of_region(direct, region_id: int) -> list:  # noqa: ANN001
+    found = []
+    for instance in ("a", "b"):
+        with direct(instance).cursor() as cur:
+            cur.execute("SELECT TABLE_SCHEMA FROM information_schema.TABLES "
+                        "WHERE TABLE_NAME = 'regions'")
+            for (schema,) in cur.fetchall():
+                cur.execute(f"SELECT name FROM `{schema}`.regions WHERE id = %s", (region_id,))
+                found += [(schema, row[0]) for row in cur.fetchall()]
+    return found
+
+
+def test_broadcast_writes_reach_every_copy(connect, direct) -> None:  # noqa: ANN001
+    region = 91_001
+    with connect().cursor() as cur:
+        cur.execute("DELETE FROM regions WHERE id = %s", (region,))
+        cur.execute("INSERT INTO regions (id, name) VALUES (%s, 'Lujiazui')", (region,))
+        assert cur.rowcount == 1
+        assert cur.execute("UPDATE regions SET name = 'Pudong' WHERE id = %s", (region,)) == 1
+        cur.execute("SELECT name FROM regions WHERE id = %s", (region,))
+        assert cur.fetchall() == (("Pudong",),)
+    copies = copies_of_region(direct, region)
+    assert len(copies) == 241  # trade + 120 user shards + 120 merchant shards
+    assert {name for _, name in copies} == {"Pudong"}
+    with connect().cursor() as cur:
+        cur.execute("INSERT INTO regions (id, name) VALUES (%s, 'again')", (region + 1,))
+        with pytest.raises(pymysql.err.IntegrityError) as info:  # duplicate everywhere
+            cur.execute("INSERT INTO regions (id, name) VALUES (%s, 'dup')", (region + 1,))
+        assert info.value.args[0] == 1062
+        cur.execute("DELETE FROM regions WHERE id IN (%s, %s)", (region, region + 1))
+    assert copies_of_region(direct, region) == []
