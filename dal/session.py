@@ -32,6 +32,18 @@ from pool.connection import (
 from pool.state import apply_state
 from router.fingerprint import fingerprint
 from router.plan import LOCAL, REFUSE, ROUTE, SET, SHARDED, Plan
+from router.targets import single_target
+
+_route_plans: dict[tuple[str, str], Plan] = {}
+
+
+def _route_plan(instance: str, statement: str) -> Plan:
+    """A cached one-backend plan for a sharded statement's single target."""
+    plan = _route_plans.get((instance, statement))
+    if plan is None:
+        plan = _route_plans[(instance, statement)] = Plan(ROUTE, instance=instance,
+                                                          statement=statement)
+    return plan
 
 if TYPE_CHECKING:
     from dal.server import Server
@@ -441,16 +453,19 @@ class ClientSession(asyncio.Protocol):
         if sharded.insert is not None:  # type: ignore[union-attr]
             self._spawn(self._insert(plan, slots))
             return
+        config = self.server.config
         try:
-            shards = executor.targets(self.server.config, sharded, slots)  # type: ignore[arg-type]
+            target = single_target(config, sharded, slots)  # type: ignore[arg-type]
+            shards = [target] if target is not None else executor.targets(
+                config, sharded, slots)  # type: ignore[arg-type]
         except executor.Refusal as exc:
             self._send_error(ERR(exc.code, str(exc), exc.sqlstate))
             return
         if len(shards) == 1:
             target = shards[0]
             sql = sharded.template.render(slots, target.database, target.only)  # type: ignore[union-attr]
-            route = Plan(ROUTE, instance=target.instance, statement=plan.statement)
-            rename = None if sharded.write else sharded.db.encode()  # type: ignore[union-attr]
+            route = _route_plan(target.instance, plan.statement)
+            rename = None if sharded.write else sharded.logical  # type: ignore[union-attr]
             self._route(route, b"\x03" + sql, 0, RESULT, None, rename)
             return
         self._spawn(self._scatter(plan, slots, shards))

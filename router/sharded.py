@@ -55,6 +55,11 @@ class ShardedPlan:
     scatter_template: Template | None = None
     insert: InsertPlan | None = None
 
+    @property
+    def logical(self) -> bytes:
+        """The logical database name, as column definitions must show it."""
+        return self.db.encode()
+
 
 class Unroutable(Exception):
     """A statement on sharded tables that DAL refuses; the message says what to change."""

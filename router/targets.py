@@ -44,6 +44,33 @@ def key_value(literal: bytes) -> int:
     return value
 
 
+_placed: dict[tuple[int, str, str, int], Target] = {}
+
+
+def single_target(config: Config, plan: ShardedPlan, slots: list[list[bytes]]) -> Target | None:
+    """The hot path: a key given as one value routes to one shard, from a cache of targets."""
+    routing = plan.routing
+    if len(routing.slots) != 1 or routing.broadcast:
+        return None
+    values = slots[routing.slots[0]]
+    if len(values) != 1:
+        return None
+    value = values[0]
+    number = int(value) if value.isdigit() else key_value(value)
+    cfg = config.databases[plan.db]
+    shards = cfg.dimensions[routing.dimension].shards
+    if routing.gene:
+        shard = (user_shard_of_gene(number, shards) if routing.dimension == cfg.authoritative
+                 else merchant_shard_of_gene(number, shards))
+    else:
+        shard = number % shards
+    key = (id(config), plan.db, routing.dimension, shard)
+    found = _placed.get(key)
+    if found is None:
+        found = _placed[key] = target_of(config, plan.db, routing.dimension, shard, None)
+    return found
+
+
 def targets(config: Config, plan: ShardedPlan, slots: list[list[bytes]]) -> list[Target]:
     """The shards a statement reaches, each with its own share of IN-list values."""
     cfg = config.databases[plan.db]
