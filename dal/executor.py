@@ -70,7 +70,10 @@ async def scatter(session: ClientSession, plan: ShardedPlan, slots: list[list[by
     elif not write and isinstance(merge_plan, Exception):
         raise Refusal(NOT_SUPPORTED, f"DAL cannot merge this statement across shards: "
                       f"{merge_plan}")
-    jobs = [run_on_shard(session, t, template.render(slots, t.database, t.only), state)
+    shard_slots = slots
+    if not write and merge_plan is not None and not isinstance(merge_plan, Exception):
+        shard_slots = merge_plan.shard_slots(slots)  # e.g. LIMIT m, n becomes LIMIT m+n
+    jobs = [run_on_shard(session, t, template.render(shard_slots, t.database, t.only), state)
             for t in shards]
     outcomes = await asyncio.gather(*jobs, return_exceptions=True)
     failed = [(t, o) for t, o in zip(shards, outcomes, strict=True)
@@ -102,13 +105,16 @@ async def scatter(session: ClientSession, plan: ShardedPlan, slots: list[list[by
             raise Refusal(TOO_LARGE, f"the scatter result holds more than {max_rows} rows "
                           "(server.max_merge_rows); add a shard key or a LIMIT")
     else:
-        from router.merge import MergeTooLarge, merge
+        from router.merge import MergeTooLarge, ScatterUnsupported, merge
 
         try:
             columns, rows = merge(merge_plan.spec, results[0].columns,  # type: ignore[union-attr]
-                                  [r.rows for r in results], max_rows)
+                                  [r.rows for r in results], max_rows, slots=slots)
         except MergeTooLarge as exc:
             raise Refusal(TOO_LARGE, str(exc)) from None
+        except ScatterUnsupported as exc:
+            raise Refusal(NOT_SUPPORTED, f"DAL cannot merge this statement across shards: "
+                          f"{exc}") from None
     renamed = [ColumnDefinition.decode(rename_column(c.encode(), logical)) if c.schema else c
                for c in columns]
     return encode_result_set(renamed, rows, deprecate_eof=False,

@@ -50,6 +50,7 @@ def _sharded_rows(plan: Plan, config: Config, slots: list[list[bytes]],
         kind = "scatter-write" if sharded.write else "scatter"  # type: ignore[union-attr]
         if not sharded.write and sharded.scatter_template is not None:  # type: ignore[union-attr]
             template = sharded.scatter_template  # type: ignore[union-attr]
+            slots = sharded.scatter.shard_slots(slots)  # type: ignore[union-attr]
     return [[kind, sharded.routing.dimension, str(t.shard), t.instance,  # type: ignore[union-attr]
              template.render(slots, t.database, t.only).decode("utf-8", "replace")]
             for t in sorted(found, key=lambda t: t.shard)]

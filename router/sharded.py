@@ -103,7 +103,7 @@ def _analyse(config: Config, db: str, key: bytes) -> ShardedPlan:
     template = build_template(text, _qualify_spans(tree, tables))
     plan = ShardedPlan(db, routing, template, write)
     if not write:
-        plan = _with_scatter(plan, tree, cfg, tables)
+        plan = _with_scatter(plan, tree, text, tables)
     return plan
 
 
@@ -286,7 +286,7 @@ def _qualify_spans(tree: exp.Expression,
     return spans
 
 
-def _with_scatter(plan: ShardedPlan, tree: exp.Expression, cfg: LogicalDatabase,
+def _with_scatter(plan: ShardedPlan, tree: exp.Expression, text: str,
                   tables: dict[str, tuple[str, Table]]) -> ShardedPlan:
     """Attach the merge plan a multi-shard execution of this read needs."""
     from dataclasses import replace
@@ -296,7 +296,7 @@ def _with_scatter(plan: ShardedPlan, tree: exp.Expression, cfg: LogicalDatabase,
     except ImportError:  # pragma: no cover - during development
         return plan
     try:
-        scatter = plan_scatter(tree.copy())
+        scatter = plan_scatter(tree.copy(), text)
     except ScatterUnsupported as exc:
         if not plan.routing.slots:
             raise Unroutable(f"DAL cannot merge this statement across shards: {exc}") from None

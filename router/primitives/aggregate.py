@@ -66,22 +66,41 @@ class Count(Accumulator):
 
 
 class Sum(Accumulator):
-    __slots__ = ("decode", "index", "target", "total")
+    """SUM of partial sums. DECIMAL partials, printed with exactly their column's scale, are
+    added as scaled ints (a Decimal only if a value breaks that shape)."""
+
+    __slots__ = ("decode", "index", "scale", "target", "total")
 
     def __init__(self, index: int, partial: ColumnDefinition, target: ColumnDefinition) -> None:
         self.index = index
         self.decode = number(partial)
+        self.scale: int | None = partial.decimals if partial.type in DECIMAL_TYPES else None
         self.target = target
         self.total: Number | None = None
 
     def add(self, row: Row) -> int:
         raw = row[self.index]
-        if raw is not None:
-            self.total = add_numbers(self.total, self.decode(raw))
+        if raw is None:
+            return 0
+        if self.scale is not None:
+            whole, _, fraction = raw.partition(b".")
+            if len(fraction) == self.scale:
+                self.total = int(whole + fraction) + (self.total or 0)  # type: ignore[operator]
+                return 0
+            self.total = self.value()
+            self.scale = None
+        self.total = add_numbers(self.total, self.decode(raw))
         return 0
 
+    def value(self) -> Number | None:
+        """The sum so far (a Decimal for DECIMAL partials)."""
+        if self.scale is None or self.total is None:
+            return self.total
+        return Decimal(self.total).scaleb(-self.scale)
+
     def result(self) -> bytes | None:
-        return None if self.total is None else format_number(self.total, self.target)
+        total = self.value()
+        return None if total is None else format_number(total, self.target)
 
 
 class Extreme(Accumulator):
@@ -125,9 +144,10 @@ class Average(Accumulator):
         return 0
 
     def result(self) -> bytes | None:
-        if self.sum.total is None or not self.count.total:
+        total = self.sum.value()
+        if total is None or not self.count.total:
             return None
-        return average(self.sum.total, self.count.total, self.target)
+        return average(total, self.count.total, self.target)
 
 
 class DistinctValues(Accumulator):
@@ -212,23 +232,30 @@ class Grouper:
         self.fill = fill
         self.max_rows = max_rows
         self.held = 0
-        self.groups: dict[tuple, tuple[Row, list[Accumulator]]] = {}
+        self.groups: dict[object, tuple[Row, list[Accumulator]]] = {}
+
+    def key(self, row: Row) -> object:
+        """The group of ``row``: its GROUP BY values' comparison keys."""
+        if len(self.keys) == 1:
+            i, k = self.keys[0]
+            raw = row[i]
+            return None if raw is None else k(raw)
+        return tuple([None if row[i] is None else k(row[i]) for i, k in self.keys])  # type: ignore[arg-type]
 
     def add(self, row: Row) -> None:
-        key = tuple(None if row[i] is None else k(row[i]) for i, k in self.keys)  # type: ignore[arg-type]
+        key = self.key(row)
         group = self.groups.get(key)
         if group is None:
             group = (list(row), [make() for make in self.factories])
             self.groups[key] = group
             self._hold(1)
-        else:
+        elif self.fill:
             first = group[0]
             for i in self.fill:
                 if first[i] is None:
                     first[i] = row[i]
         for acc in group[1]:
-            held = acc.add(row)
-            if held:
+            if held := acc.add(row):
                 self._hold(held)
 
     def _hold(self, n: int) -> None:
