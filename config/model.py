@@ -126,6 +126,18 @@ class LogicalDatabase(Strict):
     dimensions: dict[str, Dimension]
     authoritative: str = "user"
     tables: dict[str, Table] = {}
+    # Config key `schema`: the file of CREATE TABLE statements `dal schema apply` uses for this
+    # logical database, relative to the `config/` package directory (an absolute path is used
+    # as is). Default: ``schema/<logical database name>.sql``, e.g. config/schema/trade.sql for
+    # `trade`. (Named schema_file in Python: `schema` is taken by pydantic's BaseModel.)
+    schema_file: str | None = Field(default=None, alias="schema")
+
+    @field_validator("schema_file")
+    @classmethod
+    def _schema_file(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("expected a file name, e.g. 'schema/trade.sql', or leave it out")
+        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> LogicalDatabase:

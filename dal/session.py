@@ -438,6 +438,26 @@ class ClientSession(asyncio.Protocol):
         elif self.phase == CLOSED:
             self._close_backend()
 
+    async def _ready_connection(self, instance: str, schema: str | None,
+                                state: dict[str, str], conn: BackendConnection | None = None,
+                                begin: bool = True) -> BackendConnection | None:
+        """A connection for this session's next statement, with schema and variables replayed
+        (and a deferred BEGIN sent if ``begin``). On failure the ERR is sent, the connection
+        given back, and None returned."""
+        try:
+            if conn is None:
+                conn = await self._connection_for(instance)
+            await apply_state(conn, schema, state)
+            if begin:
+                await self._begin_if_pending(conn)
+        except BackendError as exc:
+            if conn is not None:
+                self._give_back(conn, conn.status, None)
+            self._send_error(exc.to_err())
+            self.busy = False
+            return None
+        return conn
+
     async def _begin_if_pending(self, conn: BackendConnection) -> None:
         """Open the transaction the client asked for on the connection its first statement
         uses (BEGIN is deferred until DAL knows which backend the transaction lives on)."""
@@ -534,16 +554,9 @@ class ClientSession(asyncio.Protocol):
     async def _route_slow(self, plan: Plan, payload: bytes, last_seq: int,
                           conn: BackendConnection | None, shape: int,
                           rename: bytes | None = None) -> None:
-        try:
-            if conn is None:
-                conn = await self._connection_for(plan.instance)  # type: ignore[arg-type]
-            await apply_state(conn, plan.schema, self.state)
-            await self._begin_if_pending(conn)
-        except BackendError as exc:
-            if conn is not None:
-                self._give_back(conn, conn.status, None)
-            self._send_error(exc.to_err())
-            self.busy = False
+        conn = await self._ready_connection(plan.instance, plan.schema,  # type: ignore[arg-type]
+                                            self.state, conn)
+        if conn is None:
             return
         if plan.sql is not None:
             payload = bytes((Command.QUERY,)) + plan.sql
@@ -585,12 +598,9 @@ class ClientSession(asyncio.Protocol):
             self.busy = False
             return
         target = self.server.router.field_list_target(self.schema, table.decode("utf-8", "replace"))
-        try:
-            conn = await self._connection_for(target.instance)  # type: ignore[arg-type]
-            await apply_state(conn, target.schema, self.state)
-        except BackendError as exc:
-            self._send_error(exc.to_err())
-            self.busy = False
+        conn = await self._ready_connection(target.instance, target.schema,  # type: ignore[arg-type]
+                                            self.state, begin=False)
+        if conn is None:
             return
         rename = self.schema.encode() if target.schema != self.schema else None
         await self._collect_and_send(conn, frame(payload, 0), None, FIELD_LIST, rename)
@@ -598,15 +608,8 @@ class ClientSession(asyncio.Protocol):
     async def _set(self, plan: Plan) -> None:
         wanted = {**self.state, **dict(plan.assignments)}
         instance = self.pinned.instance if self.pinned else self.server.default_instance
-        conn: BackendConnection | None = None
-        try:
-            conn = await self._connection_for(instance)
-            await apply_state(conn, None, wanted)
-        except BackendError as exc:
-            if conn is not None:
-                self._give_back(conn, conn.status, None)
-            self._send_error(exc.to_err())
-            self.busy = False
+        conn = await self._ready_connection(instance, None, wanted, begin=False)
+        if conn is None:
             return
         self.state = wanted
         self._give_back(conn, conn.status, plan)

@@ -1,16 +1,34 @@
 """Benchmark DAL against a direct connection to its default backend, side by side in one run.
 
-What it measures: point selects `SELECT c FROM sbtest1 WHERE id=?` (random ids, text protocol)
-on the unsharded table `trade.sbtest1`, which DAL relays to the default instance of the first
-logical database. The same query runs on two targets:
+What it measures: point selects `SELECT c FROM sbtest1 WHERE id=?` (random ids, 1..--table-size,
+text protocol). The baseline database is the config's first logical database other than
+`sbtest` (`trade` in the shipped configs). The same query runs on two targets:
 
-  direct  the default backend instance itself (config `instances`, its default database)
-  dal     DAL's listen address (config `server.listen`, or --port), user app/app, database trade
+  direct  the baseline's default instance itself, its default database (trade.sbtest1: all rows
+          in one table, the single-database baseline)
+  dal     DAL's listen address (config `server.listen`, or --port), user app/app, and
+            unsharded (default)  database trade: sbtest1 is a table the config does not name,
+                                 so DAL relays every query to trade.sbtest1 on the default instance
+            --sharded            database sbtest: sbtest1 sharded by `id`, so DAL routes each
+                                 query to shard id % 120 (sbtest_NNN, on the instance its
+                                 placement names)
+
+--sharded needs a config with the logical database `sbtest` (sbtest1 of kind sharded, every
+dimension keyed by `id`): config/bench.yaml defines it, on the `make run` instances. The config is
+the --config you pass, as always; without `sbtest` the bench exits with status 2. Example:
+
+  dal localdb up --config config/bench.yaml
+  dal bench --config config/bench.yaml --sysbench --sharded
 
 Rounds alternate direct, dal, direct, dal ... (--rounds per target), so that drift of the
-machine (caches, other load) hits both targets alike. The table is created through the direct
-connection if missing and refilled to --table-size rows when its row count differs. If nothing
-listens on DAL's address, `dal serve --no-metrics` is started for the run and stopped after it.
+machine (caches, other load) hits both targets alike. trade.sbtest1 is created through the direct
+connection if missing and refilled to --table-size rows when its row count differs. With
+--sharded, `dal schema apply` is run for the logical database `sbtest` first (its schema file,
+config/schema/sbtest.sql: creates the sbtest_NNN databases and their sbtest1 where missing), then
+every shard whose rows differ from ids 1..--table-size with id % shards == shard is refilled
+directly on its instance, with the same k/c/pad values as trade.sbtest1. If nothing listens on
+DAL's address, `dal serve --no-metrics --config <the same config>` is started for the run and
+stopped after it.
 
 Load generators:
   (default)   a built-in generator: --clients pymysql connections over --procs processes.
@@ -27,7 +45,7 @@ In sysbench mode the p99 of a target is the median of its rounds' p99s.
 
 Progress goes to stderr, one line per round; the report to stdout (a table on a terminal, plain
 aligned text otherwise); --json FILE writes the figures. Exit status: 0 done, 1 a target is
-unreachable or a round failed, 2 bad config or arguments.
+unreachable or a round failed, 2 bad config or arguments (--sharded without `sbtest`).
 """
 
 from __future__ import annotations
@@ -58,9 +76,13 @@ from typing import Any
 import pymysql
 
 from config.loader import ConfigError, load_config
-from config.model import Config
+from config.model import Config, Dimension, TableKind
+from tools import schema as schema_tool
 
 TABLE = "sbtest1"
+SHARDED_DB = "sbtest"  # the logical database --sharded measures (config/bench.yaml)
+SHARD_KEY = "id"
+FILL_WORKERS = 4  # connections filling the shards
 QUERY = "SELECT c FROM sbtest1 WHERE id=%d"
 DAL_START_TIMEOUT = 20.0
 CONNECT_TIMEOUT = 5.0
@@ -73,6 +95,10 @@ MAX_ERROR_SAMPLES = 5
 
 class BenchError(Exception):
     """A target is unreachable, a round failed or the setup did not work. The message says why."""
+
+
+class BenchConfigError(Exception):
+    """The config cannot be used for the run asked for (exit status 2)."""
 
 
 @dataclass(frozen=True)
@@ -149,6 +175,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "(default: %(default)s)")
     parser.add_argument("--sysbench", action="store_true",
                         help="run sysbench oltp_point_select instead of the built-in generator")
+    parser.add_argument("--sharded", action="store_true",
+                        help="DAL target: database sbtest, sbtest1 sharded by id (the config "
+                        "must define the logical database sbtest, as config/bench.yaml does); "
+                        "direct stays trade.sbtest1")
     parser.add_argument("--threads", type=int, default=32,
                         help="sysbench threads (default: %(default)s)")
     parser.add_argument("--ps-mode", choices=["disable", "auto"], default="disable",
@@ -171,15 +201,32 @@ def run(args: argparse.Namespace) -> int:
               "(apt-get install sysbench), or leave out --sysbench for the built-in generator",
               file=sys.stderr)
         return 1
-    direct, dal = targets(config, args)
+    try:
+        shards = sharded_layout(config) if args.sharded else []
+        direct, dal = targets(config, args)
+    except BenchConfigError as exc:
+        print(f"dal bench: {exc}", file=sys.stderr)
+        return 2
+    layout = describe_layout(args, direct, dal, shards)
+    print(f"dal bench: {layout}", file=sys.stderr)
     try:
         with _sigterm_as_exit():
             setup_table(direct, args.table_size)
+            if args.sharded:
+                setup_sharded(config, shards, args.table_size)
             probe(direct)
             with dal_running(args.config, dal) as started:
-                probe(dal)
+                probe(dal, hint="" if started or not args.sharded else (
+                    f" (the DAL already listening there may run a config without the logical "
+                    f"database {SHARDED_DB!r}; stop it, or give --port for a DAL of its own)"))
                 result = benchmark(args, direct, dal)
                 result["dal_started"] = started
+                result["layout"] = "sharded" if args.sharded else "unsharded"
+                result["layout_text"] = layout
+                result["shards"] = len(shards[0][1]) if shards else None
+    except BenchConfigError as exc:
+        print(f"dal bench: {exc}", file=sys.stderr)
+        return 2
     except BenchError as exc:
         print(f"dal bench: {exc}", file=sys.stderr)
         return 1
@@ -204,13 +251,28 @@ def _check_args(args: argparse.Namespace) -> str | None:
 
 
 def targets(config: Config, args: argparse.Namespace) -> tuple[Target, Target]:
-    """The direct target (first logical database's default instance) and the DAL target."""
-    db_name, db = next(iter(config.databases.items()))
+    """The direct target (the baseline logical database's default instance and database) and
+    the DAL target (the baseline logical database, or with --sharded `sbtest`)."""
+    names = [name for name in config.databases if name != SHARDED_DB] or list(config.databases)
+    db_name = names[0]
+    db = config.databases[db_name]
     inst = config.instances[db.default_instance]
     direct = Target("direct", inst.host, inst.port, inst.user, inst.password, db.default_database)
     listen = config.server.listen
-    dal = Target("dal", listen.host, args.port or listen.port, args.user, args.password, db_name)
+    dal = Target("dal", listen.host, args.port or listen.port, args.user, args.password,
+                 SHARDED_DB if args.sharded else db_name)
     return direct, dal
+
+
+def describe_layout(args: argparse.Namespace, direct: Target, dal: Target,
+                    shards: list[tuple[str, list[ShardTable]]]) -> str:
+    """One line saying what each target serves the query from."""
+    base = f"direct {direct.database}.{TABLE} on {direct.address()}"
+    if not args.sharded:
+        return f"unsharded: dal {dal.database}.{TABLE} (relayed to the default instance), {base}"
+    dims = ", ".join(f"{dim}: {len(tables)} shards {tables[0].database}..{tables[-1].database}"
+                     for dim, tables in shards)
+    return f"sharded: dal {dal.database}.{TABLE} by {SHARD_KEY} ({dims}), {base}"
 
 
 # --- DAL process -------------------------------------------------------------------------------
@@ -307,22 +369,25 @@ def _sigterm_as_exit() -> Iterator[None]:
 # --- set-up ------------------------------------------------------------------------------------
 
 
-def probe(target: Target) -> None:
+def probe(target: Target, hint: str = "") -> None:
     """Log in and run the benchmark query once; BenchError if the target cannot."""
     try:
         conn = target.connect(read_timeout=QUERY_TIMEOUT)
     except pymysql.err.Error as exc:
         raise BenchError(f"cannot reach {target.name} at {target.address()} as {target.user!r}, "
-                         f"database {target.database!r}: {_describe(exc)}") from None
+                         f"database {target.database!r}: {_describe(exc)}{hint}") from None
     try:
         with conn.cursor() as cur:
             cur.execute(QUERY % 1)
-            cur.fetchall()
+            rows = cur.fetchall()
     except pymysql.err.Error as exc:
         raise BenchError(f"{target.name} at {target.address()} refuses the benchmark query "
-                         f"{QUERY % 1!r}: {_describe(exc)}") from None
+                         f"{QUERY % 1!r}: {_describe(exc)}{hint}") from None
     finally:
         conn.close()
+    if len(rows) != 1:
+        raise BenchError(f"{target.name} at {target.address()} returns {len(rows)} rows for "
+                         f"{QUERY % 1!r}, expected 1{hint}")
 
 
 def setup_table(direct: Target, size: int) -> None:
@@ -361,19 +426,221 @@ def setup_table(direct: Target, size: int) -> None:
             print(f"dal bench: filling {direct.database}.{TABLE} with {size} rows "
                   f"(it has {count})", file=sys.stderr)
             cur.execute(f"TRUNCATE TABLE {db}.{TABLE}")
-            rnd = random.Random(1)
-            for start in range(1, size + 1, INSERT_BATCH):
-                stop = min(start + INSERT_BATCH, size + 1)
-                rows = [(i, rnd.randint(1, size), _digits(rnd, 10), _digits(rnd, 5))
-                        for i in range(start, stop)]
-                cur.execute(f"INSERT INTO {db}.{TABLE} (id, k, c, pad) VALUES "
-                            + ",".join(["(%s,%s,%s,%s)"] * len(rows)),
-                            [value for row in rows for value in row])
+            batch: list[tuple[int, int, str, str]] = []
+            for row in table_rows(size):
+                batch.append(row)
+                if len(batch) == INSERT_BATCH:
+                    _insert(cur, f"{db}.{TABLE}", batch)
+                    batch = []
+            if batch:
+                _insert(cur, f"{db}.{TABLE}", batch)
     except pymysql.err.Error as exc:
         raise BenchError(f"cannot set up {direct.database}.{TABLE} on {direct.address()}: "
                          f"{_describe(exc)}") from None
     finally:
         conn.close()
+
+
+def table_rows(size: int) -> Iterator[tuple[int, int, str, str]]:
+    """The rows (id, k, c, pad) of sbtest1 for ids 1..size; the same values on every call."""
+    rnd = random.Random(1)
+    for i in range(1, size + 1):
+        yield i, rnd.randint(1, size), _digits(rnd, 10), _digits(rnd, 5)
+
+
+def _insert(cur: pymysql.cursors.Cursor, table: str, rows: list[tuple[int, int, str, str]]) -> None:
+    cur.execute(f"INSERT INTO {table} (id, k, c, pad) VALUES "
+                + ",".join(["(%s,%s,%s,%s)"] * len(rows)),
+                [value for row in rows for value in row])
+
+
+# --- the sharded table (--sharded) --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ShardTable:
+    """One physical copy of sbtest1: shard `shard` of `shards`, in `database` on `instance`."""
+
+    instance: str
+    database: str
+    shard: int
+    shards: int
+
+    def expected(self, size: int) -> tuple[int, int, int]:
+        """(count, min id, max id) of the rows with id in 1..size and id % shards == shard."""
+        first = self.shard or self.shards
+        if first > size:
+            return 0, 0, 0
+        count = (size - first) // self.shards + 1
+        return count, first, first + (count - 1) * self.shards
+
+
+def sharded_layout(config: Config) -> list[tuple[str, list[ShardTable]]]:
+    """Per dimension that holds sbtest1 in the logical database `sbtest`: its shard tables.
+
+    BenchConfigError if the config lacks `sbtest`, or sbtest1 is not sharded by `id`.
+    """
+    db = config.databases.get(SHARDED_DB)
+    if db is None:
+        raise BenchConfigError(
+            f"--sharded measures the logical database {SHARDED_DB!r} (sbtest1 sharded by "
+            f"{SHARD_KEY}), which this config does not define (it has "
+            f"{', '.join(config.databases)}); use --config config/bench.yaml, which defines it, "
+            "or add it to your config as config/bench.yaml does")
+    table = db.tables.get(TABLE)
+    if table is None or table.kind is not TableKind.SHARDED:
+        raise BenchConfigError(
+            f"--sharded needs databases.{SHARDED_DB}.tables.{TABLE} of kind sharded in the "
+            f"config (got {table.kind.value if table else 'no entry'})")
+    keys = table.keys if table.keys is not None else {
+        name: dim.key for name, dim in db.dimensions.items()}
+    out: list[tuple[str, list[ShardTable]]] = []
+    for dim_name, column in keys.items():
+        dim: Dimension | None = db.dimensions.get(dim_name)
+        if dim is None or column != SHARD_KEY:
+            raise BenchConfigError(
+                f"--sharded needs {SHARDED_DB}.{TABLE} sharded by {SHARD_KEY!r} in every "
+                f"dimension it lives in; dimension {dim_name!r} "
+                + ("is not defined" if dim is None else f"keys it by {column!r}"))
+        out.append((dim_name, [
+            ShardTable(config.shard_instance(SHARDED_DB, dim_name, n), dim.database(n), n,
+                       dim.shards)
+            for n in range(dim.shards)
+        ]))
+    if not out:
+        raise BenchConfigError(f"{SHARDED_DB}.{TABLE} lives in no dimension of the config")
+    return out
+
+
+def setup_sharded(config: Config, layout: list[tuple[str, list[ShardTable]]], size: int) -> None:
+    """Create the shard databases and tables (`dal schema apply` for `sbtest`), then refill the
+    shards whose rows differ from ids 1..size, directly on their instances."""
+    only = config.model_copy(update={"databases": {SHARDED_DB: config.databases[SHARDED_DB]}})
+    try:
+        report = schema_tool.apply(only, progress=False)
+    except schema_tool.SchemaError as exc:
+        raise BenchConfigError(f"schema apply for {SHARDED_DB}: {exc}") from None
+    except schema_tool.SchemaDbError as exc:
+        raise BenchError(f"schema apply for {SHARDED_DB}: {exc}") from None
+    if report.databases_created or report.tables_created or report.drift:
+        print(f"dal bench: {report.summary()} (logical database {SHARDED_DB})", file=sys.stderr)
+    for drift in report.drift[:MAX_ERROR_SAMPLES]:
+        print(f"dal bench: warning: drift: {drift}", file=sys.stderr)
+    tables = [t for _, shard_tables in layout for t in shard_tables]
+    with _Connections(config) as conns:
+        stale: list[ShardTable] = []
+        held = 0
+        for t in tables:
+            cur = conns.cursor(t.instance)
+            try:
+                cur.execute(f"SELECT COUNT(*), COALESCE(MIN(id), 0), COALESCE(MAX(id), 0) "
+                            f"FROM `{t.database}`.{TABLE}")
+                got = tuple(cur.fetchone())
+            except pymysql.err.Error as exc:
+                raise BenchError(f"cannot count {t.database}.{TABLE} on instance {t.instance}: "
+                                 f"{_describe(exc)}") from None
+            held += got[0]
+            if got != t.expected(size):
+                stale.append(t)
+        if not stale:
+            return
+        print(f"dal bench: filling {SHARDED_DB}.{TABLE} with {size} rows over {len(tables)} "
+              f"shard tables ({len(stale)} differ; all together they hold {held} rows)",
+              file=sys.stderr, flush=True)
+        for t in stale:
+            try:
+                conns.cursor(t.instance).execute(f"TRUNCATE TABLE `{t.database}`.{TABLE}")
+            except pymysql.err.Error as exc:
+                raise BenchError(f"cannot empty {t.database}.{TABLE} on instance {t.instance}: "
+                                 f"{_describe(exc)}") from None
+    started = time.monotonic()
+    fill_shards(config, layout, {(t.database, t.instance) for t in stale}, size)
+    print(f"dal bench: filled {len(stale)} shard tables in {time.monotonic() - started:.1f} s",
+          file=sys.stderr)
+
+
+class _Connections:
+    """One autocommit connection per instance, opened on first use, closed on exit."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.conns: dict[str, pymysql.connections.Connection] = {}
+
+    def cursor(self, instance: str) -> pymysql.cursors.Cursor:
+        conn = self.conns.get(instance)
+        if conn is None:
+            inst = self.config.instances[instance]
+            try:
+                conn = pymysql.connect(host=inst.host, port=inst.port, user=inst.user,
+                                       password=inst.password, autocommit=True,
+                                       connect_timeout=CONNECT_TIMEOUT)
+            except pymysql.err.Error as exc:
+                raise BenchError(f"cannot reach instance {instance} at {inst.host}:{inst.port}: "
+                                 f"{_describe(exc)}") from None
+            self.conns[instance] = conn
+        return conn.cursor()
+
+    def __enter__(self) -> _Connections:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for conn in self.conns.values():
+            with contextlib.suppress(Exception):
+                conn.close()
+
+
+def fill_shards(config: Config, layout: list[tuple[str, list[ShardTable]]],
+                stale: set[tuple[str, str]], size: int) -> None:
+    """Insert rows 1..size into the (database, instance) shard tables in `stale`: multi-row
+    INSERTs of up to INSERT_BATCH rows, over FILL_WORKERS connections per instance."""
+    work: queue.Queue[tuple[ShardTable, list[tuple[int, int, str, str]]] | None] = queue.Queue(
+        maxsize=FILL_WORKERS * 4)
+    failed: list[str] = []
+
+    def worker() -> None:
+        with _Connections(config) as conns:
+            while (item := work.get()) is not None:
+                if failed:
+                    continue  # drain, so that the producer never blocks
+                t, rows = item
+                try:
+                    _insert(conns.cursor(t.instance), f"`{t.database}`.{TABLE}", rows)
+                except pymysql.err.Error as exc:
+                    failed.append(f"cannot fill {t.database}.{TABLE} on instance {t.instance}: "
+                                  f"{_describe(exc)}")
+                except BenchError as exc:
+                    failed.append(str(exc))
+
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(FILL_WORKERS)]
+    for thread in threads:
+        thread.start()
+    # Per dimension, the shard tables to fill by shard number; a row goes to id % shards.
+    fills = [[t if (t.database, t.instance) in stale else None for t in tables]
+             for _, tables in layout]
+    buffers: dict[ShardTable, list[tuple[int, int, str, str]]] = {}
+    try:
+        for row in table_rows(size):
+            if failed:
+                break
+            for by_shard in fills:
+                t = by_shard[row[0] % len(by_shard)]
+                if t is None:
+                    continue
+                buf = buffers.setdefault(t, [])
+                buf.append(row)
+                if len(buf) == INSERT_BATCH:
+                    work.put((t, buf))
+                    buffers[t] = []
+        for t, buf in buffers.items():
+            if buf and not failed:
+                work.put((t, buf))
+    finally:
+        for _ in threads:
+            work.put(None)
+        for thread in threads:
+            thread.join()
+    if failed:
+        raise BenchError(failed[0])
 
 
 def _digits(rnd: random.Random, groups: int) -> str:
@@ -413,6 +680,8 @@ def benchmark(args: argparse.Namespace, direct: Target, dal: Target) -> dict[str
     d, x = summaries["direct"], summaries["dal"]
     return {
         "mode": "sysbench" if args.sysbench else "builtin",
+        "dal_database": dal.database,
+        "direct_database": direct.database,
         "query": QUERY.replace("%d", "?"),
         "params": {
             "duration": args.duration, "rounds": args.rounds, "table_size": args.table_size,
@@ -719,7 +988,7 @@ def report(result: dict[str, Any]) -> None:
             f"{params['ps_mode']}" if result["mode"] == "sysbench"
             else f"built-in, {params['clients']} clients over {params['procs']} process(es)")
     title = (f"{result['query']}  ({load}; {params['rounds']} x {params['duration']:g} s "
-             f"per target, {params['table_size']} rows)")
+             f"per target, {params['table_size']} rows)\n{result.get('layout_text', '')}")
     rows = _rows(result)
     errors = [f"{s['target']}: {m}" for s in result["targets"].values() for m in s["error_samples"]]
     if sys.stdout.isatty():

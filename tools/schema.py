@@ -6,17 +6,22 @@
 
 For each logical database of the config: its default database on its default instance, and
 every shard database of every dimension (user_000..user_119, merchant_000..merchant_119) on
-the instance its placement names. The schema file holds CREATE TABLE statements only; each
-table goes where its kind in the config says:
+the instance its placement names. Each logical database has its own schema file: `schema:` in
+its config section, relative to the config/ package directory, by default
+config/schema/<logical database name>.sql (config/schema/trade.sql for `trade`); a logical
+database whose file does not exist is an error. `--schema FILE` applies one file to every
+logical database instead. A schema file holds CREATE TABLE statements only; each table goes
+where its kind in that logical database's config says:
 
   sharded, bound   every shard database of every dimension
   broadcast        every shard database and the default database
   unsharded        the default database only, as is any table the config does not name
 
 A table that already exists is left as it is, so a second apply changes nothing. Drift: every
-table's SHOW CREATE TABLE (AUTO_INCREMENT=N removed) is compared with a reference built from the
+table's SHOW CREATE TABLE (AUTO_INCREMENT=N removed) is compared with a reference built from its
 file in a scratch database `_dal_schema_ref` on each instance (not binlogged, dropped at the
-end), and each difference is reported as `database.table: reason`.
+end), and each difference is reported as `database.table: reason`. Two logical databases that
+put a table of the same name, defined differently, into the same physical database are an error.
 
 Exit status: 0 all good, 1 a database error, 2 a bad config or schema file, 4 drift (or, for
 check, missing tables).
@@ -27,7 +32,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -38,9 +43,10 @@ import pymysql
 from dbutils.pooled_db import PooledDB
 
 from config.loader import DEFAULT_CONFIG, ConfigError, load_config
-from config.model import Config, Instance, TableKind
+from config.model import Config, Instance, LogicalDatabase, TableKind
 
-DEFAULT_SCHEMA = DEFAULT_CONFIG.parent / "schema" / "trade.sql"
+SCHEMA_DIR = DEFAULT_CONFIG.parent  # `schema:` paths in the config are relative to config/
+DEFAULT_SCHEMA = SCHEMA_DIR / "schema" / "trade.sql"  # the schema file of `trade`
 REF_DATABASE = "_dal_schema_ref"
 WORKERS = 8
 DRIFT_EXIT = 4
@@ -58,20 +64,25 @@ class SchemaDbError(Exception):
 
 @dataclass(frozen=True)
 class TableDef:
-    """One CREATE TABLE statement of the schema file."""
+    """One CREATE TABLE statement of a schema file."""
 
     name: str
     sql: str
     line: int
+    file: str = ""
+
+    def where(self) -> str:
+        return f"{self.file}:{self.line}"
 
 
 @dataclass(frozen=True)
 class Target:
-    """One physical database and the tables it must hold, in file order."""
+    """One physical database and the tables it must hold (names and definitions), in file order."""
 
     instance: str
     database: str
     tables: tuple[str, ...]
+    defs: tuple[TableDef, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -210,45 +221,101 @@ def parse_schema(path: str | Path) -> list[TableDef]:
         name = _unquote(match["first"])
         if any(t.name == name for t in tables):
             raise SchemaError(f"{where}: table {name!r} is defined twice")
-        tables.append(TableDef(name=name, sql=stmt, line=line))
+        tables.append(TableDef(name=name, sql=stmt, line=line, file=str(file)))
     if not tables:
         raise SchemaError(f"{file}: no CREATE TABLE statement found")
     return tables
 
 
-# ---- where each table goes ------------------------------------------------------------------
+# ---- which file, and where each table goes ---------------------------------------------------
+
+# The tables of every logical database: one list for all (an explicit --schema file), or a
+# mapping from logical database name to the tables of its own schema file.
+Schemas = list[TableDef] | Mapping[str, list[TableDef]]
 
 
-def plan(config: Config, tables: list[TableDef]) -> list[Target]:
-    """Every physical database the config implies, with the tables each must hold."""
-    wanted: dict[tuple[str, str], list[str]] = {}
+def schema_path(db_name: str, db: LogicalDatabase) -> Path:
+    """The schema file of one logical database: its `schema:` (relative to config/), by default
+    config/schema/<name>.sql."""
+    return SCHEMA_DIR / (db.schema_file or f"schema/{db_name}.sql")
 
-    def add(instance: str, database: str, names: list[str]) -> None:
-        have = wanted.setdefault((instance, database), [])
-        have.extend(name for name in names if name not in have)
+
+def load_schemas(
+    config: Config, override: str | Path | None = None
+) -> dict[str, list[TableDef]]:
+    """Each logical database's tables: from `override` for all of them if given, else from each
+    one's own schema file, which must exist. Each file is read once."""
+    if override is not None:
+        tables = parse_schema(override)
+        return {db_name: tables for db_name in config.databases}
+    parsed: dict[Path, list[TableDef]] = {}
+    out: dict[str, list[TableDef]] = {}
+    for db_name, db in config.databases.items():
+        path = schema_path(db_name, db)
+        if path not in parsed:
+            if not path.is_file():
+                how = (f"the `schema:` of databases.{db_name}" if db.schema_file
+                       else f"the default for a logical database named {db_name!r}")
+                raise SchemaError(
+                    f"{path}: the schema file of logical database {db_name!r} ({how}) does not "
+                    "exist; create it, or set `schema:` for this database in the config"
+                )
+            parsed[path] = parse_schema(path)
+        out[db_name] = parsed[path]
+    return out
+
+
+def _per_database(config: Config, tables: Schemas) -> Mapping[str, list[TableDef]]:
+    if isinstance(tables, list):
+        return {db_name: tables for db_name in config.databases}
+    return tables
+
+
+def plan(config: Config, tables: Schemas) -> list[Target]:
+    """Every physical database the config implies, with the tables each must hold.
+
+    `tables`: one list applied to every logical database, or each logical database's own list.
+    """
+    per_db = _per_database(config, tables)
+    wanted: dict[tuple[str, str], dict[str, TableDef]] = {}
+
+    def add(instance: str, database: str, defs: list[TableDef]) -> None:
+        have = wanted.setdefault((instance, database), {})
+        for table in defs:
+            other = have.setdefault(table.name, table)
+            if other.sql != table.sql:
+                raise SchemaError(
+                    f"database {database} on instance {instance} would hold table "
+                    f"{table.name!r} as defined at {other.where()} and, differently, at "
+                    f"{table.where()}; give the logical databases distinct databases or tables"
+                )
 
     for db_name, db in config.databases.items():
+        defs = per_db[db_name]
         kinds = {
             t.name: db.tables[t.name].kind if t.name in db.tables else TableKind.UNSHARDED
-            for t in tables
+            for t in defs
         }
-        in_shards = [n for n, k in kinds.items() if k is not TableKind.UNSHARDED]
-        in_default = [n for n, k in kinds.items() if k in DEFAULT_KINDS]
+        in_shards = [t for t in defs if kinds[t.name] is not TableKind.UNSHARDED]
+        in_default = [t for t in defs if kinds[t.name] in DEFAULT_KINDS]
         add(db.default_instance, db.default_database, in_default)
         for dim_name, dim in db.dimensions.items():
             for shard in range(dim.shards):
                 add(config.shard_instance(db_name, dim_name, shard), dim.database(shard), in_shards)
-    return [Target(inst, name, tuple(names)) for (inst, name), names in wanted.items()]
+    return [
+        Target(inst, name, tuple(defs), tuple(defs.values()))
+        for (inst, name), defs in wanted.items()
+    ]
 
 
-def plan_warnings(config: Config, tables: list[TableDef]) -> list[str]:
-    """Tables the config names that the schema file does not define."""
-    defined = {t.name for t in tables}
+def plan_warnings(config: Config, tables: Schemas) -> list[str]:
+    """Tables the config names that the logical database's schema file does not define."""
+    per_db = _per_database(config, tables)
     return [
         f"{db_name}: table {name!r} is in the config but not in the schema file"
         for db_name, db in config.databases.items()
         for name in db.tables
-        if name not in defined
+        if name not in {t.name for t in per_db[db_name]}
     ]
 
 
@@ -349,8 +416,11 @@ def _show_create(cur: pymysql.cursors.Cursor, database: str, table: str) -> str:
     return normalise(cur.fetchone()[1])
 
 
-def reference(pool: PooledDB, instance: str, tables: list[TableDef]) -> dict[str, str]:
-    """Apply the file to a scratch database and return each table's normalised definition."""
+def reference(
+    pool: PooledDB, instance: str, tables: list[TableDef]
+) -> dict[tuple[str, str], str]:
+    """Apply one file's tables to a scratch database; each table's normalised definition,
+    keyed by (file, table name)."""
     with _cursor(pool, instance, f"building {REF_DATABASE}") as cur:
         unlogged = True
         try:
@@ -370,7 +440,7 @@ def reference(pool: PooledDB, instance: str, tables: list[TableDef]) -> dict[str
                         f"schema line {table.line} (table {table.name}) refused by "
                         f"instance {instance}: {exc}"
                     ) from None
-                refs[table.name] = _show_create(cur, REF_DATABASE, table.name)
+                refs[table.file, table.name] = _show_create(cur, REF_DATABASE, table.name)
             return refs
         finally:
             cur.execute(f"DROP DATABASE IF EXISTS {_q(REF_DATABASE)}")
@@ -387,7 +457,7 @@ class _Result:
 
 
 def sync_database(
-    pool: PooledDB, target: Target, defs: dict[str, TableDef], refs: dict[str, str], create: bool
+    pool: PooledDB, target: Target, refs: dict[tuple[str, str], str], create: bool
 ) -> _Result:
     """Create the database and its missing tables (if `create`), then compare every table."""
     db = target.database
@@ -406,17 +476,19 @@ def sync_database(
                 cur.execute(f"CREATE DATABASE IF NOT EXISTS {_q(db)}")
         if create and not present.issuperset(target.tables):
             cur.execute(f"USE {_q(db)}")
-        for name in target.tables:
+        for table in target.defs:
+            name = table.name
             if name in present:
                 result.present += 1
             else:
                 result.created.append(f"{db}.{name}")
                 if not create:
                     continue
-                cur.execute(defs[name].sql)
+                cur.execute(table.sql)
             got = _show_create(cur, db, name)
-            if got != refs[name]:
-                result.drift.append(Drift(db, name, describe_drift(refs[name], got)))
+            want = refs[table.file, name]
+            if got != want:
+                result.drift.append(Drift(db, name, describe_drift(want, got)))
     return result
 
 
@@ -430,23 +502,33 @@ def _interleave(targets: list[Target]) -> list[Target]:
 
 def run_targets(
     config: Config,
-    tables: list[TableDef],
+    tables: Schemas,
     mode: str,
     advance: Callable[[], None] = lambda: None,
 ) -> Report:
     """Apply (mode "apply") or only compare ("dry-run", "check") every planned database."""
     targets = _interleave(plan(config, tables))
     report = Report(mode=mode, databases=len(targets), warnings=plan_warnings(config, tables))
-    defs = {t.name: t for t in tables}
+    files: dict[str, list[TableDef]] = {}  # each schema file's full table list, for references
+    for defs in _per_database(config, tables).values():
+        for table in defs:
+            files.setdefault(table.file, defs)
+    needed: dict[str, set[str]] = {}  # instance -> the schema files its targets use
+    for target in targets:
+        needed.setdefault(target.instance, set()).update(t.file for t in target.defs)
     instances = sorted({t.instance for t in targets})
     pools = {name: _pool(config.instances[name], WORKERS) for name in instances}
     try:
-        refs = {name: reference(pools[name], name, tables) for name in instances}
+        refs: dict[str, dict[tuple[str, str], str]] = {}
+        for name in instances:
+            refs[name] = {}
+            for file in sorted(needed[name]):
+                refs[name].update(reference(pools[name], name, files[file]))
 
         def work(target: Target) -> _Result:
             try:
                 return sync_database(
-                    pools[target.instance], target, defs, refs[target.instance], mode == "apply"
+                    pools[target.instance], target, refs[target.instance], mode == "apply"
                 )
             finally:
                 advance()
@@ -466,8 +548,10 @@ def run_targets(
     return report
 
 
-def _execute(config: Config, schema_path: str | Path, mode: str, progress: bool) -> Report:
-    tables = parse_schema(schema_path)
+def _execute(
+    config: Config, schema_file: str | Path | None, mode: str, progress: bool
+) -> Report:
+    tables = load_schemas(config, schema_file)
     if not (progress and sys.stdout.isatty()):
         return run_targets(config, tables, mode)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
@@ -484,19 +568,22 @@ def _execute(config: Config, schema_path: str | Path, mode: str, progress: bool)
 
 def apply(
     config: Config,
-    schema_path: str | Path = DEFAULT_SCHEMA,
+    schema_file: str | Path | None = None,
     progress: bool = True,
     dry_run: bool = False,
 ) -> Report:
-    """Create every missing database and table, then report drift. Idempotent."""
-    return _execute(config, schema_path, "dry-run" if dry_run else "apply", progress)
+    """Create every missing database and table, then report drift. Idempotent.
+
+    `schema_file`: one file for every logical database; by default each one's own file.
+    """
+    return _execute(config, schema_file, "dry-run" if dry_run else "apply", progress)
 
 
 def check(
-    config: Config, schema_path: str | Path = DEFAULT_SCHEMA, progress: bool = True
+    config: Config, schema_file: str | Path | None = None, progress: bool = True
 ) -> Report:
-    """Compare every database with the schema file; create nothing."""
-    return _execute(config, schema_path, "check", progress)
+    """Compare every database with its schema file; create nothing."""
+    return _execute(config, schema_file, "check", progress)
 
 
 # ---- command line ---------------------------------------------------------------------------
@@ -507,8 +594,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("action", choices=["apply", "check"], help="apply, or only compare")
     parser.add_argument(
         "--schema",
-        default=str(DEFAULT_SCHEMA),
-        help="the file of CREATE TABLE statements (default: %(default)s)",
+        metavar="FILE",
+        help="apply this one file of CREATE TABLE statements to every logical database "
+        "(default: each logical database's own file: `schema:` in its config section, relative "
+        "to config/, else config/schema/<logical database name>.sql)",
     )
     parser.add_argument(
         "--dry-run",

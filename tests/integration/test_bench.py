@@ -17,6 +17,7 @@ from typing import Any
 
 import pymysql
 import pytest
+import yaml
 
 from config.loader import load_config
 from config.model import Config
@@ -63,10 +64,10 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def bench(tmp_path: Path, *extra: str) -> dict[str, Any]:
+def bench(tmp_path: Path, *extra: str, config_path: Path = TEST_CONFIG) -> dict[str, Any]:
     """Run `dal bench` in a subprocess with its own DAL; the JSON figures it wrote."""
     out = tmp_path / "bench.json"
-    cmd = [sys.executable, "-m", "dal.cli", "bench", "--config", str(TEST_CONFIG),
+    cmd = [sys.executable, "-m", "dal.cli", "bench", "--config", str(config_path),
            "--port", str(free_port()), "--json", str(out), *SHORT, *extra]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr}"
@@ -99,6 +100,81 @@ def test_sysbench(config: Config, tmp_path: Path) -> None:
     result = bench(tmp_path, "--sysbench", "--threads", "4")
     assert result["mode"] == "sysbench"
     check(result)
+
+
+SBTEST = {
+    "default_instance": "a",
+    "default_database": "sbtest",
+    "dimensions": {"user": {"key": "id", "shards": 120, "prefix": "sbtest_", "placement": [
+        {"shards": "0-59", "instance": "a"}, {"shards": "60-119", "instance": "b"}]}},
+    "tables": {"sbtest1": {"kind": "sharded"}},
+}
+
+
+def _sbtest_databases(cfg: Config) -> dict[str, set[str]]:
+    """Per instance, the databases named sbtest or sbtest_NNN."""
+    found = {}
+    for name, inst in cfg.instances.items():
+        conn = pymysql.connect(host=inst.host, port=inst.port, user=inst.user,
+                               password=inst.password, autocommit=True)
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT schema_name FROM information_schema.schemata "
+                            "WHERE schema_name REGEXP '^sbtest(_[0-9]{3})?$'")
+                found[name] = {row[0] for row in cur.fetchall()}
+        finally:
+            conn.close()
+    return found
+
+
+@pytest.fixture
+def sharded_config(config: Config, tmp_path: Path) -> Iterator[Path]:
+    """config/test.yaml plus the logical database sbtest (as in config/bench.yaml), in tmp.
+
+    Drops the sbtest and sbtest_NNN databases the bench creates, so that other tests' views of
+    the instances (SHOW DATABASES, schema apply counts) are unaffected.
+    """
+    raw = yaml.safe_load(TEST_CONFIG.read_text())
+    raw["databases"]["sbtest"] = SBTEST
+    path = tmp_path / "sharded.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    before = _sbtest_databases(config)
+    yield path
+    for name, created in _sbtest_databases(config).items():
+        inst = config.instances[name]
+        conn = pymysql.connect(host=inst.host, port=inst.port, user=inst.user,
+                               password=inst.password, autocommit=True)
+        try:
+            with conn.cursor() as cur:
+                for db in sorted(created - before[name]):
+                    cur.execute(f"DROP DATABASE IF EXISTS `{db}`")
+        finally:
+            conn.close()
+    assert _sbtest_databases(config) == before
+
+
+def test_sharded_builtin_generator(config: Config, sharded_config: Path, tmp_path: Path) -> None:
+    result = bench(tmp_path, "--sharded", "--clients", "4", "--procs", "1",
+                   config_path=sharded_config)
+    assert result["mode"] == "builtin"
+    assert result["layout"] == "sharded"
+    assert result["shards"] == 120
+    assert result["dal_database"] == "sbtest"
+    assert result["direct_database"] == "trade"
+    check(result)
+    found = _sbtest_databases(config)
+    assert {f"sbtest_{n:03d}" for n in range(60)} <= found["a"]
+    assert {f"sbtest_{n:03d}" for n in range(60, 120)} <= found["b"]
+
+
+def test_sharded_without_sbtest_is_refused(config: Config) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "dal.cli", "bench", "--config", str(TEST_CONFIG), "--sharded",
+         *SHORT],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 2
+    assert "does not define" in proc.stderr and "config/bench.yaml" in proc.stderr
 
 
 def test_unreachable_dal_is_a_clear_error(config: Config, tmp_path: Path) -> None:

@@ -1,24 +1,47 @@
-"""`dal schema` without a database: parsing the schema file, placing tables, describing drift."""
+"""`dal schema` without a database: parsing the schema files, placing tables, describing drift."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 from config.loader import load_config
+from config.model import Config
 from tools.schema import (
     DEFAULT_SCHEMA,
+    SCHEMA_DIR,
     SchemaError,
     describe_drift,
+    load_schemas,
     normalise,
     parse_schema,
     plan,
     plan_warnings,
+    schema_path,
     split_statements,
 )
 
-TEST_CONFIG = Path(__file__).resolve().parents[2] / "config" / "test.yaml"
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
+TEST_CONFIG = CONFIG_DIR / "test.yaml"
+BENCH_CONFIG = CONFIG_DIR / "bench.yaml"
+SBTEST_SCHEMA = CONFIG_DIR / "schema" / "sbtest.sql"
+
+
+def with_databases(**extra: dict[str, Any]) -> Config:
+    """config/test.yaml plus more logical databases, each one dimension `user` over 120 shards."""
+    raw = yaml.safe_load(TEST_CONFIG.read_text())
+    for name, db in extra.items():
+        raw["databases"][name] = {
+            "default_instance": "a",
+            "default_database": name,
+            "dimensions": {"user": {"key": "id", "prefix": f"{name}_", "placement": [
+                {"shards": "0-59", "instance": "a"}, {"shards": "60-119", "instance": "b"}]}},
+            **db,
+        }
+    return Config.model_validate(raw)
 
 ORDERS = """CREATE TABLE `orders` (
   `id` bigint(20) unsigned NOT NULL,
@@ -78,6 +101,80 @@ def test_plan_places_each_table_by_its_kind() -> None:
             target = targets[f"{prefix}{shard:03d}"]
             assert target.tables == ("orders", "order_items", "regions")
             assert target.instance == ("a" if shard < 60 else "b")
+
+
+def test_each_logical_database_gets_only_its_own_schema_file() -> None:
+    config = load_config(BENCH_CONFIG)
+    assert schema_path("trade", config.databases["trade"]) == DEFAULT_SCHEMA
+    assert schema_path("sbtest", config.databases["sbtest"]) == SBTEST_SCHEMA
+    schemas = load_schemas(config)
+    assert [t.name for t in schemas["trade"]] == ["orders", "order_items", "merchants", "regions"]
+    assert [t.name for t in schemas["sbtest"]] == ["sbtest1"]
+    assert schemas["sbtest"][0].file == str(SBTEST_SCHEMA)
+    targets = {t.database: t for t in plan(config, schemas)}
+    assert len(targets) == 241 + 121
+    assert targets["trade"].tables == ("merchants", "regions")
+    assert targets["user_007"].tables == ("orders", "order_items", "regions")
+    assert targets["sbtest"].tables == ()  # the default database: sbtest1 is sharded
+    for shard in range(120):
+        target = targets[f"sbtest_{shard:03d}"]
+        assert target.tables == ("sbtest1",)
+        assert [d.file for d in target.defs] == [str(SBTEST_SCHEMA)]
+        assert target.instance == ("a" if shard < 60 else "b")
+    assert plan_warnings(config, schemas) == []
+
+
+def test_an_explicit_schema_file_applies_to_every_logical_database() -> None:
+    config = load_config(BENCH_CONFIG)
+    schemas = load_schemas(config, DEFAULT_SCHEMA)
+    assert schemas["sbtest"] == schemas["trade"] == parse_schema(DEFAULT_SCHEMA)
+    targets = {t.database: t for t in plan(config, schemas)}
+    assert targets["sbtest_003"].tables == ()  # trade's tables are not named by sbtest's config
+    assert targets["sbtest"].tables == ("orders", "order_items", "merchants", "regions")
+    assert "sbtest: table 'sbtest1' is in the config but not in the schema file" in (
+        plan_warnings(config, schemas))
+
+
+def test_the_schema_key_names_a_file_relative_to_the_config_directory(tmp_path: Path) -> None:
+    mine = tmp_path / "mine.sql"
+    mine.write_text("CREATE TABLE t (id INT);")
+    config = with_databases(
+        other={"schema": "schema/sbtest.sql", "tables": {"sbtest1": {"kind": "sharded"}}},
+        third={"schema": str(mine)},
+    )
+    assert schema_path("other", config.databases["other"]) == SCHEMA_DIR / "schema/sbtest.sql"
+    schemas = load_schemas(config)
+    assert [t.name for t in schemas["other"]] == ["sbtest1"]
+    assert schemas["third"][0].file == str(mine)
+    targets = {t.database: t for t in plan(config, schemas)}
+    assert targets["other_119"].tables == ("sbtest1",)
+    assert targets["third"].tables == ("t",)
+    assert targets["third_000"].tables == ()
+
+
+def test_a_missing_schema_file_is_an_error_naming_it() -> None:
+    config = with_databases(nosuch={})
+    with pytest.raises(SchemaError) as exc:
+        load_schemas(config)
+    message = str(exc.value)
+    assert message.startswith(str(SCHEMA_DIR / "schema" / "nosuch.sql"))
+    assert "logical database 'nosuch'" in message and "does not exist" in message
+    config = with_databases(other={"schema": "schema/gone.sql"})
+    with pytest.raises(SchemaError, match=r"gone\.sql: .*databases\.other"):
+        load_schemas(config)
+
+
+def test_one_database_defined_differently_by_two_files_is_an_error(tmp_path: Path) -> None:
+    one, two = tmp_path / "one.sql", tmp_path / "two.sql"
+    one.write_text("CREATE TABLE t (id INT);")
+    two.write_text("CREATE TABLE t (id BIGINT);")
+    same = {"default_database": "shared"}
+    config = with_databases(x={"schema": str(one), **same}, y={"schema": str(two), **same})
+    with pytest.raises(SchemaError, match=r"database shared on instance a would hold table 't'"):
+        plan(config, load_schemas(config))
+    two.write_text("CREATE TABLE t (id INT);")  # the same definition twice is fine
+    targets = {t.database: t for t in plan(config, load_schemas(config))}
+    assert targets["shared"].tables == ("t",)
 
 
 def test_a_table_the_config_does_not_name_is_unsharded(tmp_path: Path) -> None:
