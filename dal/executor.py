@@ -55,6 +55,7 @@ async def scatter(session: ClientSession, plan: ShardedPlan, slots: list[list[by
                   shards: list[Target], max_rows: int) -> bytes:
     """Run a read or write on several shards concurrently; the framed response."""
     write = plan.write
+    session.drop_soft_pin()
     if session.pinned is not None or session.txn_pending is not None or (
             write and session.state.get("autocommit") == AUTOCOMMIT_OFF):
         raise Refusal(NOT_SUPPORTED, "a statement reaching several shards inside a transaction "
@@ -155,6 +156,8 @@ async def insert(session: ClientSession, plan: ShardedPlan,
             first_id = first_id or new_id
         rows_by_shard.setdefault(shard, []).append(b"(" + b", ".join(cells) + b")")
     shards = sorted(rows_by_shard)
+    if len(shards) > 1:
+        session.drop_soft_pin()
     if len(shards) > 1 and (session.pinned is not None or session.txn_pending is not None):
         raise Refusal(NOT_SUPPORTED, "an INSERT whose rows belong to several user shards is "
                       "refused inside a transaction (transaction mode 'single')")

@@ -77,6 +77,7 @@ class ClientSession(asyncio.Protocol):
         self.schema: str | None = None
         self.state: dict[str, str] = {}
         self.pinned: BackendConnection | None = None
+        self.soft_pin = False  # pinned only to keep the last statement's diagnostics
         self.pin_reason: str | None = None
         self.last_insert_id = 0
         self.txn_pending: str | None = None  # BEGIN asked for, not yet sent to a backend
@@ -306,6 +307,8 @@ class ClientSession(asyncio.Protocol):
     def _route(self, plan: Plan, payload: bytes, last_seq: int, shape: int = RESULT,
                raw: bytes | None = None, rename: bytes | None = None) -> None:
         conn = self.pinned
+        if conn is not None and conn.instance != plan.instance and not plan.anywhere:
+            conn = self.drop_soft_pin()
         if plan.diagnostics and conn is None:
             # The previous statement left no warnings on any connection of this session; a
             # pooled connection's diagnostics belong to whoever used it before.
@@ -398,6 +401,7 @@ class ClientSession(asyncio.Protocol):
             self.server.count_pin(plan.pin)
         if status & _IN_TRANS or self.pin_reason is not None or diagnostics:
             self.pinned = conn
+            self.soft_pin = not (status & _IN_TRANS or self.pin_reason is not None)
             return
         self.pinned = None
         self.server.pools[conn.instance].release(conn)
@@ -534,7 +538,20 @@ class ClientSession(asyncio.Protocol):
         """The sequence id of the reply to the current command."""
         return self._seq
 
+    def drop_soft_pin(self) -> BackendConnection | None:
+        """A connection kept only so that SHOW WARNINGS can read the last statement's
+        diagnostics goes back to its pool when the next statement needs another backend or
+        several shards; a transaction or a real pin stays. Returns what remains pinned."""
+        conn = self.pinned
+        if conn is not None and self.soft_pin:
+            self.pinned = None
+            self.server.pools[conn.instance].release(conn)
+            return None
+        return conn
+
     async def _connection_for(self, instance: str) -> BackendConnection:
+        if self.pinned is not None and self.pinned.instance != instance:
+            self.drop_soft_pin()
         if self.pinned is not None:
             if self.pinned.instance != instance:
                 raise BackendError(errors.NOT_SUPPORTED[0], "this session is pinned to backend "

@@ -1,0 +1,1 @@
+"""Differential testing of DAL against an unsharded reference database."""
