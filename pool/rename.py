@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from dal.wire.buffer import Reader, lenenc_bytes
-from dal.wire.results import COLUMNS, DONE, FIRST, ResponseScanner
+from dal.wire.results import DONE, ResponseScanner
 
 _cache: dict[tuple[bytes, bytes], bytes] = {}
 MAX_CACHED = 20000
@@ -32,10 +32,51 @@ def rename_column(payload: bytes, new_schema: bytes) -> bytes:
     return renamed
 
 
+_headers: dict[bytes, dict[bytes, bytes]] = {}
+
+
+def header_end(data: bytes | bytearray) -> int | None:
+    """Where the column definitions at the head of a response end: 0 for an OK/ERR reply,
+    None while the header has not fully arrived."""
+    if len(data) < 5:
+        return None
+    if data[4] in (0x00, 0xFF, 0xFB):
+        return 0
+    first = data[4]
+    if first > 0xFA or data[0] != 1 or data[1] or data[2]:  # odd header: decode it slowly
+        return -1
+    pos = 5
+    for _ in range(first):
+        if pos + 4 > len(data):
+            return None
+        pos += 4 + (data[pos] | data[pos + 1] << 8 | data[pos + 2] << 16)
+    return pos if pos <= len(data) else None
+
+
 def rename_result(data: bytes, new_schema: bytes) -> bytes:
-    """Rewrite the column definitions of the result set at the head of ``data``."""
-    if len(data) < 5 or data[4] in (0x00, 0xFF, 0xFB):
+    """Rewrite the column definitions of the result set at the head of ``data`` (which holds
+    the whole header).
+
+    The header (column count and definitions, with their sequence ids) of a statement shape is
+    the same on every execution, so the rewritten header is cached by its raw bytes."""
+    pos = header_end(data)
+    if not pos:
         return data
+    if pos < 0:
+        return _rename_slow(data, new_schema)
+    cache = _headers.get(new_schema)
+    if cache is None:
+        cache = _headers[new_schema] = {}
+    head = data[:pos]
+    renamed = cache.get(head)
+    if renamed is None:
+        if len(cache) >= MAX_CACHED:
+            cache.clear()
+        renamed = cache[head] = _rename_slow(head, new_schema)
+    return renamed + data[pos:]
+
+
+def _rename_slow(data: bytes, new_schema: bytes) -> bytes:
     out = []
     pos = 0
     length = data[0] | data[1] << 8 | data[2] << 16
@@ -70,8 +111,12 @@ class RenamingSink:
         if pending is None:
             self.sink(data)
             return
+        if not pending and header_end(data) is not None:  # usual: the header in one chunk
+            self._pending = None
+            self.sink(rename_result(data, self.new_schema))
+            return
         pending += data
-        if self.scanner.state in (FIRST, COLUMNS) and self.scanner.state != DONE:
+        if header_end(pending) is None and self.scanner.state != DONE:
             return
         self._pending = None
         self.sink(rename_result(bytes(pending), self.new_schema))

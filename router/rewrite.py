@@ -1,5 +1,6 @@
-"""Scatter rewrites: a SELECT over one sharded table becomes the SQL every shard runs plus the
-`MergeSpec` that turns the shards' results into one server's answer.
+"""Scatter rewrites: a SELECT over one sharded table, or over a join of co-located tables,
+becomes the SQL every shard runs plus the `MergeSpec` that turns the shards' results into one
+server's answer.
 
 In the style of the Vitess planner, each rewrite is one small function over a shared
 `_Builder` (the shard statement being transformed, and the merge plan being gathered);
@@ -15,6 +16,16 @@ In the style of the Vitess planner, each rewrite is one small function over a sh
   keys that are not selected; LIMIT n OFFSET m becomes LIMIT m+n on the shards;
 - DISTINCT is pushed for plain queries and re-applied by the merge.
 
+Joins (inner, LEFT/RIGHT, CROSS, STRAIGHT_JOIN, comma joins) are one unit: the planner lets
+through only tables stored together on every shard (bound to one root table, or broadcast),
+so each shard runs the join itself and the shards' join results are disjoint parts of the
+whole. Every result row must then hold a row of a sharded table: a row made of broadcast
+tables alone (a broadcast table preserved by an outer join, its sharded side NULL) would come
+from every shard, so with ``broadcast`` given such joins are refused. In a join, column
+qualifiers count (``o.id`` is not ``i.id``); an unqualified ORDER BY/GROUP BY name matches the
+one select-list column of that name, as MariaDB resolves it; anything else is computed by the
+shards, which report ambiguous names as MariaDB would.
+
 Literals may be fingerprint slots (``:_N``); a slot in LIMIT, in an ORDER BY/GROUP BY
 position or in HAVING is read at execution (`MergeSpec.bind`, `ScatterPlan.shard_slots`).
 """
@@ -22,7 +33,7 @@ position or in HAVING is read at execution (`MergeSpec.bind`, `ScatterPlan.shard
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
 from sqlglot import exp
@@ -80,13 +91,17 @@ class ScatterPlan:
         return [*slots, *padding, [str((count or 0) + (offset or 0)).encode("ascii")]]
 
 
-def plan_scatter(select: exp.Expression, text: str | None = None) -> ScatterPlan:
-    """The shard SQL and merge spec for ``select`` (a parsed MySQL SELECT on one table).
+def plan_scatter(select: exp.Expression, text: str | None = None, *,
+                 broadcast: Collection[str] | None = None) -> ScatterPlan:
+    """The shard SQL and merge spec for ``select`` (a parsed MySQL SELECT on one table, or on
+    a join of tables the caller has checked are co-located on every shard).
 
     ``text`` is the SQL the tree was parsed from; with it, unaliased expressions keep the
-    column names the client wrote. Raises `ScatterUnsupported` naming what cannot be merged
-    exactly."""
-    _check_statement(select)
+    column names the client wrote. ``broadcast`` names (alias, else table name) the tables
+    that are full copies on every shard; given, joins where a result row could hold no row of
+    a sharded table are refused (unknown, the caller vouches for the join). Raises
+    `ScatterUnsupported` naming what cannot be merged exactly."""
+    _check_statement(select, broadcast)
     assert isinstance(select, exp.Select)
     builder = _Builder(select.copy(), text)
     for rewrite in _REWRITES:
@@ -132,15 +147,19 @@ class _Builder:
     names: list[tuple[int, tuple[str | int, ...]]] = field(default_factory=list)
     slotted: bool = False
     columns: frozenset[str] = frozenset()  # names known to be table columns
+    joined: bool = False                   # a join: column qualifiers tell columns apart
 
     def __post_init__(self) -> None:
         self.items = list(self.tree.expressions)
-        self.exprs = [_norm(item.unalias()) for item in self.items]
+        joins = self.tree.args.get("joins") or []
+        self.joined = bool(joins)
+        self.exprs = [self.key(item.unalias()) for item in self.items]
         self.aliases = [item.alias.lower() if isinstance(item, exp.Alias) else None
                         for item in self.items]
         where = self.tree.args.get("where")
-        self.columns = frozenset(  # select items and WHERE cannot name aliases
-            c.name.lower() for node in (*self.items, where) if node is not None
+        ons = [j.args.get("on") for j in joins]
+        self.columns = frozenset(  # select items, WHERE and ON cannot name aliases
+            c.name.lower() for node in (*self.items, where, *ons) if node is not None
             for c in node.find_all(exp.Column) if not isinstance(c.this, exp.Star))
         stars = [i for i, item in enumerate(self.items) if _is_star(item)]
         self.star = stars[0] if stars else None
@@ -150,6 +169,9 @@ class _Builder:
 
     # references ---------------------------------------------------------------------------
 
+    def key(self, node: exp.Expression) -> str:
+        return _norm(node, qualified=self.joined)
+
     def visible(self, index: int) -> _BRef:
         """Select item ``index``, hidden again when a ``*`` before it hides its position."""
         if self.star is not None and self.star < index:
@@ -157,8 +179,18 @@ class _Builder:
         return index
 
     def item_by_expr(self, node: exp.Expression) -> int | None:
-        key = _norm(node)
-        return next((i for i, e in enumerate(self.exprs) if e == key), None)
+        key = self.key(node)
+        index = next((i for i, e in enumerate(self.exprs) if e == key), None)
+        if index is None and self.joined and _is_bare_column(node):
+            # An unqualified name matches the select list's one column of that name (o.id),
+            # as MariaDB resolves ORDER BY/GROUP BY names; several: left to the shards.
+            name = _unparen(node).name.lower()
+            found = [i for i, item in enumerate(self.items) if not isinstance(item, exp.Alias)
+                     and isinstance(_unparen(item), exp.Column)
+                     and not isinstance(_unparen(item).this, exp.Star)
+                     and _unparen(item).name.lower() == name]
+            index = found[0] if len(found) == 1 else None
+        return index
 
     def item_by_alias(self, name: str) -> int | None:
         return next((i for i, a in enumerate(self.aliases) if a == name.lower()), None)
@@ -170,7 +202,7 @@ class _Builder:
 
     def hide(self, node: exp.Expression) -> _Hidden:
         """A hidden trailing column computing ``node`` on the shards."""
-        key = _norm(node)
+        key = self.key(node)
         if key not in self.hidden_keys:
             self.hidden_keys[key] = len(self.hidden)
             self.hidden.append(node.copy())
@@ -206,7 +238,7 @@ class _Builder:
 
     def add_aggregate(self, node: exp.Expression) -> _BRef:
         """The column that will hold the merged value of aggregate ``node``."""
-        key = _norm(node)
+        key = self.key(node)
         if key in self.aggregate_keys:
             return self.aggregate_keys[key]
         kind = _AGGREGATES[type(node)]
@@ -233,7 +265,7 @@ class _Builder:
     def group_arg(self, node: exp.Expression) -> _BRef:
         """A hidden column the shards also GROUP BY (the argument of a DISTINCT aggregate)."""
         ref = self.hide(node)
-        key = _norm(node)
+        key = self.key(node)
         if key not in self.extra_group_keys:
             self.extra_group_keys.add(key)
             by = node.copy() if isinstance(node, exp.Column) else exp.column(
@@ -290,17 +322,19 @@ def _resolve_predicate(node: tuple, column: Callable[[_BRef], int]) -> tuple:
 
 # -- checks ------------------------------------------------------------------------------------
 
-def _check_statement(tree: exp.Expression) -> None:
+def _check_statement(tree: exp.Expression, broadcast: Collection[str] | None = None) -> None:
     """Refuse statement shapes the merge cannot reproduce exactly."""
     if not isinstance(tree, exp.Select):
         raise ScatterUnsupported(f"{_kind(tree)} across shards")
     if tree.args.get("with_") or tree.args.get("with"):
         raise ScatterUnsupported("WITH (common table expressions) across shards")
-    if tree.args.get("joins") or tree.args.get("laterals"):
-        raise ScatterUnsupported("JOIN across shards")
+    if tree.args.get("laterals"):
+        raise ScatterUnsupported("LATERAL across shards")
     source = tree.args.get("from_") or tree.args.get("from")
-    if source is None or not isinstance(source.this, exp.Table):
-        raise ScatterUnsupported("a derived table (subquery in FROM) or no table")
+    if source is None or not _is_base_table(source.this):
+        raise ScatterUnsupported("a derived table (subquery or parenthesised join in FROM) "
+                                 "or no table")
+    _check_joins(tree, source.this, broadcast)
     if tree.args.get("into"):
         raise ScatterUnsupported("SELECT ... INTO across shards")
     modifiers = {m.name.upper() for m in tree.args.get("operation_modifiers") or []}
@@ -316,6 +350,47 @@ def _check_statement(tree: exp.Expression) -> None:
     for node in group.expressions if group is not None else ():
         if _has_aggregate(node):
             raise ScatterUnsupported("an aggregate in GROUP BY")
+
+
+_JOIN_KINDS = frozenset({"", "INNER", "CROSS", "OUTER", "STRAIGHT_JOIN"})
+
+
+def _check_joins(tree: exp.Select, first: exp.Table,
+                 broadcast: Collection[str] | None) -> None:
+    """Joins of base tables, inner or outer (not FULL), with conditions free of subqueries;
+    with ``broadcast`` known, every result row must hold a row of a sharded table (one that
+    every row keeps: the FROM table or an inner-joined one, or the preserved side of a RIGHT
+    JOIN)."""
+    kept = {first.alias_or_name}
+    for join in tree.args.get("joins") or []:
+        target = join.this
+        if not _is_base_table(target):
+            raise ScatterUnsupported("a derived table (subquery or parenthesised join) in "
+                                     "JOIN across shards")
+        kind = (join.args.get("kind") or "").upper()
+        side = (join.args.get("side") or "").upper()
+        if kind not in _JOIN_KINDS or side not in ("", "LEFT", "RIGHT"):
+            raise ScatterUnsupported(f"{' '.join(filter(None, (side, kind)))} JOIN across "
+                                     "shards")
+        if side == "RIGHT":
+            kept = {target.alias_or_name}
+        elif side != "LEFT":
+            kept.add(target.alias_or_name)
+        on = join.args.get("on")
+        if on is not None:
+            if on.find(exp.Subquery, exp.Select, exp.Exists):
+                raise ScatterUnsupported("a subquery in a JOIN condition across shards")
+            if _has_aggregate(on) or on.find(exp.Window):
+                raise ScatterUnsupported("an aggregate or window function in a JOIN condition")
+    if broadcast is not None and kept <= set(broadcast):
+        raise ScatterUnsupported("an outer join that keeps rows of broadcast tables alone "
+                                 "(every shard would return them); join a sharded table "
+                                 "with an inner join, or put it on the preserved side")
+
+
+def _is_base_table(node: exp.Expression) -> bool:
+    return (isinstance(node, exp.Table) and isinstance(node.this, exp.Identifier)
+            and not node.args.get("joins"))
 
 
 def _clauses(tree: exp.Select) -> list[tuple[str, list[exp.Expression]]]:
@@ -597,19 +672,35 @@ _REWRITES: Sequence[Callable[[_Builder], None]] = (
 
 # -- helpers -----------------------------------------------------------------------------------
 
-def _norm(node: exp.Expression) -> str:
+def _norm(node: exp.Expression, qualified: bool = False) -> str:
     """A matching key: MySQL column names and aliases are case-insensitive, and a single
-    table's qualifier adds nothing."""
-    while isinstance(node, exp.Paren):
-        node = node.this
+    table's qualifier adds nothing. With ``qualified`` (a join) qualifiers are kept, and
+    table aliases stay case-sensitive as MariaDB's are."""
+    node = _unparen(node)
     copy = node.copy()
     for column in list(copy.find_all(exp.Column)):
-        column.set("table", None)
-        column.set("db", None)
+        if not qualified:
+            column.set("table", None)
+            column.set("db", None)
     for ident in copy.find_all(exp.Identifier):
-        ident.set("this", ident.name.lower())
+        qualifier = (qualified and isinstance(ident.parent, exp.Column)
+                     and ident.arg_key in ("table", "db", "catalog"))
+        ident.set("this", ident.name if qualifier else ident.name.lower())
         ident.set("quoted", False)
     return copy.sql(dialect="mysql")
+
+
+def _unparen(node: exp.Expression) -> exp.Expression:
+    while isinstance(node, exp.Paren):
+        node = node.this
+    return node
+
+
+def _is_bare_column(node: exp.Expression) -> bool:
+    """An unqualified column name (not ``*``)."""
+    node = _unparen(node)
+    return isinstance(node, exp.Column) and not node.table and not isinstance(
+        node.this, exp.Star)
 
 
 def _is_star(item: exp.Expression) -> bool:

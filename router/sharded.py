@@ -296,7 +296,9 @@ def _with_scatter(plan: ShardedPlan, tree: exp.Expression, text: str,
     except ImportError:  # pragma: no cover - during development
         return plan
     try:
-        scatter = plan_scatter(tree.copy(), text)
+        broadcast = {alias for alias, (_, conf) in tables.items()
+                     if conf.kind is TableKind.BROADCAST}
+        scatter = plan_scatter(tree.copy(), text, broadcast=broadcast)
     except ScatterUnsupported as exc:
         if not plan.routing.slots:
             raise Unroutable(f"DAL cannot merge this statement across shards: {exc}") from None

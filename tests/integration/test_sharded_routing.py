@@ -145,7 +145,7 @@ def test_explain_dal_shows_each_shard_and_its_values(connect) -> None:
     ]
 
 
-def copies_of_region(direct, region_id: int) -> list:  # noqa: ANN001
+def copies_of_region(direct, region_id: int) -> list:
     found = []
     for instance in ("a", "b"):
         with direct(instance).cursor() as cur:
@@ -157,7 +157,7 @@ def copies_of_region(direct, region_id: int) -> list:  # noqa: ANN001
     return found
 
 
-def test_broadcast_writes_reach_every_copy(connect, direct) -> None:  # noqa: ANN001
+def test_broadcast_writes_reach_every_copy(connect, direct) -> None:
     region = 91_001
     with connect().cursor() as cur:
         cur.execute("DELETE FROM regions WHERE id = %s", (region,))

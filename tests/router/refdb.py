@@ -1,7 +1,9 @@
 """A reference MariaDB and eight "shards" of it, for differential tests of the scatter merge.
 
 Instance a of config/test.yaml (127.0.0.1:33161, dal/dal) holds ``dal_merge_ref`` with every
-row and ``dal_merge_s0`` .. ``dal_merge_s7`` with the rows split by ``id % 8``. Queries run
+row and ``dal_merge_s0`` .. ``dal_merge_s7`` with the rows of ``t`` split by ``id % 8``, the rows of
+``items`` stored with their ``t`` row (split by ``t_id % 8``, as a table bound to ``t``), and
+``cat`` copied whole into every shard (a broadcast table). Queries run
 through `tests.rawclient.RawClient`, so the merge sees the exact column definitions and text
 rows MariaDB sends.
 """
@@ -26,10 +28,17 @@ SHARD_DBS = [f"dal_merge_s{i}" for i in range(SHARDS)]
 TABLE = ("CREATE TABLE t (id INT PRIMARY KEY, k INT NULL, g VARCHAR(10) NULL, "
          "price DECIMAL(12,2) NULL, f DOUBLE NULL, ts DATETIME(6) NULL) "
          "DEFAULT CHARSET utf8mb4 COLLATE utf8mb4_general_ci")
+ITEMS = ("CREATE TABLE items (id INT PRIMARY KEY, t_id INT NOT NULL, qty INT NULL, "
+         "price DECIMAL(12,2) NULL, sku VARCHAR(16) NULL) "
+         "DEFAULT CHARSET utf8mb4 COLLATE utf8mb4_general_ci")
+CAT = ("CREATE TABLE cat (id INT PRIMARY KEY, name VARCHAR(10) NOT NULL) "
+       "DEFAULT CHARSET utf8mb4 COLLATE utf8mb4_general_ci")
+CATS = [(i, name) for i, name in enumerate(["zero", "One", "one", "two", "Three", "four", "é"])]
 STRINGS = ["abc", "ABC", "Abc", "abd", "b", "B", "é", "e", "E", "ê", "x", "x ", "zz", "",
            "Zebra", "zebra", "ß", "s"]
 
 Row = tuple[int, int | None, str | None, Decimal | None, float | None, dt.datetime | None]
+Item = tuple[int, int, int | None, Decimal | None, str | None]
 Result = tuple[list[ColumnDefinition], list[list[bytes | None]]]
 
 
@@ -66,6 +75,21 @@ def random_rows(seed: int, count: int = 300) -> list[Row]:
     return rows
 
 
+def random_items(seed: int, parents: int, count: int = 400) -> list[Item]:
+    """Seeded items of ``t`` rows 1..``parents`` (some rows get none, some several; a few
+    point past the last row), with NULLs and duplicate SKUs."""
+    rnd = random.Random(seed)
+    items: list[Item] = []
+    for i in range(1, count + 1):
+        t_id = rnd.randint(1, parents + 5) if parents else rnd.randint(1, 5)
+        if t_id % 7 == 3:
+            continue  # these rows of t have no items (LEFT JOIN gives NULLs)
+        items.append((i, t_id, None if rnd.random() < 0.1 else rnd.randint(0, 9),
+                      None if rnd.random() < 0.1 else Decimal(rnd.randint(1, 99999)) / 100,
+                      None if rnd.random() < 0.1 else rnd.choice(STRINGS[:8])))
+    return items
+
+
 class RefDB:
     """The reference database, the shards, and raw connections to each."""
 
@@ -77,7 +101,9 @@ class RefDB:
                 cur.execute(f"DROP DATABASE IF EXISTS {db}")
                 cur.execute(f"CREATE DATABASE {db} DEFAULT CHARSET utf8mb4 "
                             "COLLATE utf8mb4_general_ci")
-                cur.execute(f"CREATE TABLE {db}.{TABLE[len('CREATE TABLE '):]}")
+                for table in (TABLE, ITEMS, CAT):
+                    cur.execute(f"CREATE TABLE {db}.{table[len('CREATE TABLE '):]}")
+                cur.executemany(f"INSERT INTO {db}.cat VALUES (%s, %s)", CATS)
         self.ref = self._client(REF)
         self.shards = [self._client(db) for db in SHARD_DBS]
 
@@ -88,14 +114,19 @@ class RefDB:
         assert reply[:1] == b"\x00", f"login to {db} failed: {reply!r}"
         return client
 
-    def load(self, rows: Sequence[Row]) -> None:
-        """Replace the table's rows: all in the reference, ``id % 8`` in each shard."""
+    def load(self, rows: Sequence[Row], items: Sequence[Item] = ()) -> None:
+        """Replace the rows of t (``id % 8`` in each shard) and of items (``t_id % 8``)."""
         with self.admin.cursor() as cur:
             for n, db in enumerate((REF, *SHARD_DBS)):
                 cur.execute(f"DELETE FROM {db}.t")
+                cur.execute(f"DELETE FROM {db}.items")
                 part = rows if n == 0 else [r for r in rows if r[0] % SHARDS == n - 1]
                 if part:
                     cur.executemany(f"INSERT INTO {db}.t VALUES (%s, %s, %s, %s, %s, %s)", part)
+                bound = items if n == 0 else [r for r in items if r[1] % SHARDS == n - 1]
+                if bound:
+                    cur.executemany(f"INSERT INTO {db}.items VALUES (%s, %s, %s, %s, %s)",
+                                    bound)
 
     def close(self) -> None:
         for client in (self.ref, *self.shards):

@@ -113,13 +113,61 @@ CASES: list[tuple[str, object, tuple[int, ...]]] = [
     ("SELECT DISTINCT k, g FROM t ORDER BY k DESC, g LIMIT 10", EXACT, (1,)),
     ("SELECT DISTINCT COUNT(*) FROM t GROUP BY k", SET, ()),
     ("SELECT DISTINCT g FROM t WHERE g LIKE 'a%'", SET, (0,)),
+    # joins of co-located tables (items bound to t) and of a broadcast table (cat)
+    ("SELECT t.k, i.qty FROM t JOIN items i ON i.t_id = t.id ORDER BY t.id, i.id LIMIT 5 OFFSET 2",
+     EXACT, ()),
+    ("SELECT t.g, COUNT(*), SUM(i.qty), AVG(i.price) FROM t JOIN items i ON i.t_id = t.id "
+     "GROUP BY t.g HAVING COUNT(*) > 1 ORDER BY t.g", EXACT, (0,)),
+    ("SELECT t.k, t.id, i.id, i.sku, i.qty FROM t JOIN items i ON i.t_id = t.id "
+     "WHERE t.id IN (17, 42, 99, 130) ORDER BY t.k, t.id, i.id", EXACT, ()),
+    ("SELECT t.g, COUNT(*), SUM(i.qty) FROM t JOIN items i ON i.t_id = t.id "
+     "WHERE t.id BETWEEN 10 AND 200 GROUP BY t.g ORDER BY t.g", EXACT, (0,)),
+    ("SELECT t.id, i.id, i.sku FROM t LEFT JOIN items i ON i.t_id = t.id WHERE t.id < 60 "
+     "ORDER BY t.id, i.id", EXACT, ()),
+    ("SELECT t.id, COUNT(i.id), SUM(i.qty), AVG(i.price) FROM t LEFT OUTER JOIN items i "
+     "ON i.t_id = t.id GROUP BY t.id HAVING COUNT(i.id) = 0 OR SUM(i.qty) IS NULL "
+     "ORDER BY t.id DESC LIMIT 12", EXACT, ()),
+    ("SELECT i.id, t.id, t.k FROM t RIGHT JOIN items i ON i.t_id = t.id ORDER BY t.id IS NULL "
+     "DESC, i.id LIMIT 50", EXACT, ()),
+    ("SELECT DISTINCT t.g, i.sku FROM t JOIN items i ON i.t_id = t.id ORDER BY t.g, i.sku",
+     EXACT, (0, 1)),
+    ("SELECT DISTINCT i.qty FROM t JOIN items i ON i.t_id = t.id WHERE t.k > 3", SET, ()),
+    ("SELECT DISTINCT t.k FROM t LEFT JOIN items i ON i.t_id = t.id WHERE i.id IS NULL "
+     "ORDER BY k DESC", EXACT, ()),
+    ("SELECT COUNT(DISTINCT t.k), COUNT(DISTINCT i.sku), COUNT(*), COUNT(i.qty) FROM t "
+     "JOIN items i ON i.t_id = t.id", EXACT, ()),
+    ("SELECT i.sku, COUNT(DISTINCT t.k), SUM(DISTINCT i.qty) FROM t JOIN items i "
+     "ON i.t_id = t.id GROUP BY i.sku", EXACT, (0,)),
+    ("SELECT COUNT(DISTINCT t.k) FROM t LEFT JOIN items i ON i.t_id = t.id WHERE i.qty > 4",
+     EXACT, ()),
+    ("SELECT t.*, i.sku FROM t JOIN items i ON i.t_id = t.id ORDER BY i.id LIMIT 30", EXACT, ()),
+    ("SELECT i.*, t.g FROM items i JOIN t ON t.id = i.t_id ORDER BY i.id LIMIT 10 OFFSET 5",
+     EXACT, ()),
+    ("SELECT t.id, i.id, i.price FROM t, items i WHERE i.t_id = t.id AND i.qty > 5 "
+     "ORDER BY i.price DESC, i.id LIMIT 15", EXACT, ()),
+    ("SELECT i.sku FROM t JOIN items i ON i.t_id = t.id ORDER BY t.k DESC, i.id LIMIT 20",
+     EXACT, ()),
+    ("SELECT t.id AS tid, i.qty AS q FROM t JOIN items AS i ON i.t_id = t.id "
+     "ORDER BY q DESC, tid, i.id LIMIT 25", EXACT, ()),
+    ("SELECT t.k, i.qty FROM t JOIN items i ON i.t_id = t.id ORDER BY k DESC, qty, i.id LIMIT 40",
+     EXACT, ()),
+    ("SELECT i.qty, COUNT(*) FROM t JOIN items i ON i.t_id = t.id GROUP BY qty "
+     "ORDER BY 2 DESC, qty", EXACT, ()),
+    ("SELECT MIN(i.price), MAX(t.ts), AVG(i.qty), SUM(t.f) FROM t STRAIGHT_JOIN items i "
+     "ON i.t_id = t.id WHERE t.g IS NOT NULL", EXACT, ()),
+    ("SELECT t.id, c.name FROM t LEFT JOIN cat c ON c.id = t.k ORDER BY t.id LIMIT 40",
+     EXACT, ()),
+    ("SELECT c.name, COUNT(*), SUM(i.qty) FROM t JOIN items i ON i.t_id = t.id "
+     "JOIN cat c ON c.id = t.k GROUP BY c.name", EXACT, (0,)),
+    ("SELECT c.id, c.name, i.id FROM cat c JOIN items i ON i.qty = c.id JOIN t "
+     "ON t.id = i.t_id WHERE t.k = 4 ORDER BY c.id, i.id", EXACT, ()),
 ]
 
 
 @pytest.fixture(scope="module")
 def db() -> Iterator[refdb.RefDB]:
     with refdb.reference() as ref:
-        ref.load(refdb.random_rows(seed=20261122))
+        ref.load(refdb.random_rows(seed=20261122), refdb.random_items(seed=20261122, parents=300))
         yield ref
 
 
@@ -188,6 +236,10 @@ TEMPLATES = [
     ("SELECT g, COUNT(*), SUM(price), AVG(k) FROM t GROUP BY g HAVING COUNT(*) > 1", EXACT, (0,)),
     ("SELECT k, COUNT(DISTINCT g), MAX(ts) FROM t GROUP BY k ORDER BY 2 DESC, k", EXACT, ()),
     ("SELECT DISTINCT g FROM t ORDER BY g", EXACT, (0,)),
+    ("SELECT t.id, i.id, i.qty FROM t JOIN items i ON i.t_id = t.id "
+     "ORDER BY i.qty DESC, i.id LIMIT 4, 9", EXACT, ()),
+    ("SELECT t.g, COUNT(*), SUM(i.qty), AVG(i.price), COUNT(DISTINCT i.sku) FROM t "
+     "LEFT JOIN items i ON i.t_id = t.id GROUP BY t.g", EXACT, (0,)),
 ]
 
 
@@ -196,9 +248,9 @@ TEMPLATES = [
 @given(seed=st.integers(min_value=0, max_value=2**32 - 1), count=st.integers(0, 60))
 def test_scatter_matches_one_server_on_random_data(db: refdb.RefDB, seed: int,
                                                    count: int) -> None:
-    db.load(refdb.random_rows(seed, count))
+    db.load(refdb.random_rows(seed, count), refdb.random_items(seed, count, count * 2))
     try:
         for sql, compare, fold in TEMPLATES:
             check(db, sql, compare, fold)
     finally:
-        db.load(refdb.random_rows(seed=20261122))
+        db.load(refdb.random_rows(seed=20261122), refdb.random_items(seed=20261122, parents=300))

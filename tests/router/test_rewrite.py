@@ -116,7 +116,10 @@ def test_order_by_a_constant_slot_is_no_order() -> None:
 @pytest.mark.parametrize(("sql", "message"), [
     ("SELECT id FROM t UNION SELECT id FROM t", "UNION"),
     ("WITH x AS (SELECT id FROM t) SELECT id FROM x", "WITH"),
-    ("SELECT t.id FROM t JOIN u ON t.id = u.id", "JOIN"),
+    ("SELECT t.id FROM t JOIN (SELECT id FROM u) AS d ON d.id = t.id", "derived table"),
+    ("SELECT t.id FROM (t JOIN u ON t.id = u.id)", "parenthesised join"),
+    ("SELECT t.id FROM t JOIN u ON u.id = (SELECT MAX(id) FROM u)", "subquery in a JOIN"),
+    ("SELECT t.id FROM t FULL OUTER JOIN u ON t.id = u.id", "FULL"),
     ("SELECT id FROM (SELECT id FROM t) AS d", "derived table"),
     ("SELECT GROUP_CONCAT(g) FROM t", "GROUP_CONCAT"),
     ("SELECT JSON_ARRAYAGG(g) FROM t", "JSON_ARRAYAGG"),
@@ -141,3 +144,56 @@ def test_order_by_a_constant_slot_is_no_order() -> None:
 def test_refusals_name_the_construct(sql: str, message: str) -> None:
     with pytest.raises(ScatterUnsupported, match=message):
         plan(sql)
+
+
+@pytest.mark.parametrize(("sql", "shard_sql"), [
+    ("SELECT t.k, i.qty FROM t JOIN items i ON i.t_id = t.id ORDER BY t.id, i.id LIMIT 5, 2",
+     "SELECT t.k, i.qty, t.id AS _dal_h0, i.id AS _dal_h1 FROM t JOIN items AS i "
+     "ON i.t_id = t.id ORDER BY t.id, i.id LIMIT 7"),
+    ("SELECT o.id, i.id FROM orders o, order_items i WHERE i.order_id = o.id ORDER BY i.id",
+     "SELECT o.id, i.id FROM orders AS o, order_items AS i WHERE i.order_id = o.id "
+     "ORDER BY i.id"),
+    ("SELECT o.*, i.sku FROM orders o LEFT JOIN order_items i ON i.order_id = o.id "
+     "ORDER BY o.user_id",
+     "SELECT o.*, i.sku, o.user_id AS _dal_h0 FROM orders AS o LEFT JOIN order_items AS i "
+     "ON i.order_id = o.id ORDER BY o.user_id"),
+    ("SELECT COUNT(DISTINCT o.user_id) FROM orders o JOIN order_items i ON i.order_id = o.id",
+     "SELECT COUNT(DISTINCT o.user_id), o.user_id AS _dal_h0 FROM orders AS o "
+     "JOIN order_items AS i ON i.order_id = o.id GROUP BY o.user_id"),
+])
+def test_shard_sql_of_joins(sql: str, shard_sql: str) -> None:
+    assert plan(sql, text=False).shard_sql == shard_sql
+
+
+def test_join_columns_are_told_apart_by_qualifier() -> None:
+    spec = plan("SELECT o.id, i.id FROM o JOIN i ON i.oid = o.id ORDER BY i.id, o.id").spec
+    assert spec.order == (SortKey(1), SortKey(0)) and spec.hidden == 0
+    # an unqualified name is the one select-list column of that name ...
+    spec = plan("SELECT o.k, i.id FROM o JOIN i ON i.oid = o.id ORDER BY k, id").spec
+    assert spec.order == (SortKey(0), SortKey(1)) and spec.hidden == 0
+    assert plan("SELECT o.g, COUNT(*) FROM o JOIN i ON i.oid = o.id GROUP BY g"
+                ).spec.group_by == (0,)
+    # ... and the shards resolve it (or report it ambiguous) when there are several
+    scatter = plan("SELECT o.id, i.id FROM o JOIN i ON i.oid = o.id ORDER BY id")
+    assert scatter.spec.hidden == 1 and "id AS _dal_h0" in scatter.shard_sql
+    # qualifiers are case-sensitive table aliases; column names are not
+    assert plan("SELECT O.ID FROM o AS O JOIN i ON i.oid = O.id ORDER BY O.id").spec.hidden == 0
+
+
+def test_outer_joins_keeping_broadcast_rows_alone_are_refused() -> None:
+    def scatter(sql: str, broadcast: set[str]) -> ScatterPlan:
+        return plan_scatter(sqlglot.parse_one(sql, dialect="mysql"), sql, broadcast=broadcast)
+
+    fine = ["SELECT * FROM o LEFT JOIN r ON r.id = o.rid",
+            "SELECT * FROM r JOIN o ON r.id = o.rid LEFT JOIN i ON i.oid = o.id",
+            "SELECT * FROM o RIGHT JOIN i ON i.oid = o.id",
+            "SELECT * FROM r RIGHT JOIN o ON r.id = o.rid",
+            "SELECT * FROM r, o WHERE r.id = o.rid"]
+    for sql in fine:
+        scatter(sql, {"r"})
+    for sql in ["SELECT * FROM r LEFT JOIN o ON r.id = o.rid",
+                "SELECT * FROM o RIGHT JOIN r ON r.id = o.rid",
+                "SELECT * FROM r AS x LEFT JOIN o ON x.id = o.rid LEFT JOIN r ON r.id = 1"]:
+        with pytest.raises(ScatterUnsupported, match="broadcast tables alone"):
+            scatter(sql, {"r", "x"})
+    scatter("SELECT * FROM r LEFT JOIN o ON r.id = o.rid", set())  # r is sharded here
