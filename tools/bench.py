@@ -390,15 +390,20 @@ def probe(target: Target, hint: str = "") -> None:
                          f"{QUERY % 1!r}, expected 1{hint}")
 
 
+def _open(host: str, port: int, user: str, password: str,
+          what: str) -> pymysql.connections.Connection:
+    """An autocommit connection for set-up; a `BenchError` naming ``what`` if it fails."""
+    try:
+        return pymysql.connect(host=host, port=port, user=user, password=password,
+                               autocommit=True, connect_timeout=CONNECT_TIMEOUT)
+    except pymysql.err.Error as exc:
+        raise BenchError(f"cannot reach {what}: {_describe(exc)}") from None
+
+
 def setup_table(direct: Target, size: int) -> None:
     """Create trade.sbtest1 in sysbench's shape if missing; refill it when its row count differs."""
-    try:
-        conn = pymysql.connect(host=direct.host, port=direct.port, user=direct.user,
-                               password=direct.password, autocommit=True,
-                               connect_timeout=CONNECT_TIMEOUT)
-    except pymysql.err.Error as exc:
-        raise BenchError(f"cannot reach direct at {direct.address()} as {direct.user!r}: "
-                         f"{_describe(exc)}") from None
+    conn = _open(direct.host, direct.port, direct.user, direct.password,
+                 f"direct at {direct.address()} as {direct.user!r}")
     db = f"`{direct.database}`"
     try:
         with conn.cursor() as cur:
@@ -570,13 +575,8 @@ class _Connections:
         conn = self.conns.get(instance)
         if conn is None:
             inst = self.config.instances[instance]
-            try:
-                conn = pymysql.connect(host=inst.host, port=inst.port, user=inst.user,
-                                       password=inst.password, autocommit=True,
-                                       connect_timeout=CONNECT_TIMEOUT)
-            except pymysql.err.Error as exc:
-                raise BenchError(f"cannot reach instance {instance} at {inst.host}:{inst.port}: "
-                                 f"{_describe(exc)}") from None
+            conn = _open(inst.host, inst.port, inst.user, inst.password,
+                         f"instance {instance} at {inst.host}:{inst.port}")
             self.conns[instance] = conn
         return conn.cursor()
 

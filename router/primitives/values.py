@@ -55,16 +55,24 @@ _NUMBER_PREFIX = re.compile(r"\s*([+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)")
 
 # -- keys ------------------------------------------------------------------------------------
 
-def value_key(col: ColumnDefinition) -> KeyFn:
-    """A function from a non-NULL value of ``col`` to a hashable key that is equal, and
-    ordered, as MySQL compares values of that column (see the module note on collations)."""
-    t = col.type
+def _numeric(t: int) -> Callable[[bytes], int | Decimal | float] | None:
+    """The decoder of a numeric column type's text value, or None for other types."""
     if t in INTEGER_TYPES:
         return int
     if t in DECIMAL_TYPES:
         return _decimal
     if t in FLOAT_TYPES:
         return float
+    return None
+
+
+def value_key(col: ColumnDefinition) -> KeyFn:
+    """A function from a non-NULL value of ``col`` to a hashable key that is equal, and
+    ordered, as MySQL compares values of that column (see the module note on collations)."""
+    t = col.type
+    numeric = _numeric(t)
+    if numeric is not None:
+        return numeric
     if t == ColumnType.TIME:
         return time_micros
     if t in DATE_TYPES or t in (ColumnType.BIT, ColumnType.GEOMETRY, ColumnType.NULL):
@@ -148,13 +156,9 @@ def _decimal(raw: bytes) -> Decimal:
 def number(col: ColumnDefinition) -> Callable[[bytes], int | Decimal | float]:
     """A decoder for arithmetic on ``col``: int, Decimal or float; strings and temporals as
     MySQL converts them to numbers (a leading numeric prefix, else 0)."""
-    t = col.type
-    if t in INTEGER_TYPES:
-        return int
-    if t in DECIMAL_TYPES:
-        return _decimal
-    if t in FLOAT_TYPES:
-        return float
+    numeric = _numeric(col.type)
+    if numeric is not None:
+        return numeric
     codec = codec_of(col.charset)
     return lambda raw: to_number(raw.decode(codec, "surrogateescape"))
 
