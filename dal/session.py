@@ -29,6 +29,7 @@ from pool.connection import (
     decode_packets,
     decode_response,
 )
+from pool.rename import HeaderRenamer
 from pool.state import apply_state
 from router.fingerprint import fingerprint
 from router.plan import LOCAL, REFUSE, ROUTE, SET, SHARDED, Plan
@@ -305,7 +306,7 @@ class ClientSession(asyncio.Protocol):
     # -- routing: the hot path ---------------------------------------------------------------
 
     def _route(self, plan: Plan, payload: bytes, last_seq: int, shape: int = RESULT,
-               raw: bytes | None = None, rename: bytes | None = None) -> None:
+               raw: bytes | None = None, rename: HeaderRenamer | None = None) -> None:
         conn = self.pinned
         if conn is not None and conn.instance != plan.instance and not plan.anywhere:
             conn = self.drop_soft_pin()
@@ -359,7 +360,7 @@ class ClientSession(asyncio.Protocol):
         self._run_on(conn, *pending)
 
     def _run_on(self, conn: BackendConnection, plan: Plan, payload: bytes, last_seq: int,
-                shape: int, raw: bytes | None, rename: bytes | None = None) -> None:
+                shape: int, raw: bytes | None, rename: HeaderRenamer | None = None) -> None:
         if (plan.sql is None and (plan.schema is None or conn.schema == plan.schema)
                 and conn.variables == self.state and self.txn_pending is None):
             self.busy = True
@@ -489,7 +490,12 @@ class ClientSession(asyncio.Protocol):
             target = shards[0]
             sql = sharded.template.render(slots, target.database, target.only)  # type: ignore[union-attr]
             route = _route_plan(target.instance, plan.statement)
-            rename = None if sharded.write else sharded.logical  # type: ignore[union-attr]
+            rename = None
+            if not sharded.write:  # type: ignore[union-attr]
+                renamers = sharded.renamers  # type: ignore[union-attr]
+                rename = renamers.get(target.database)
+                if rename is None:
+                    rename = renamers[target.database] = HeaderRenamer(sharded.logical)  # type: ignore[union-attr]
             self._route(route, b"\x03" + sql, 0, RESULT, None, rename)
             return
         self._spawn(self._scatter(plan, slots, shards))
@@ -570,7 +576,7 @@ class ClientSession(asyncio.Protocol):
 
     async def _route_slow(self, plan: Plan, payload: bytes, last_seq: int,
                           conn: BackendConnection | None, shape: int,
-                          rename: bytes | None = None) -> None:
+                          rename: HeaderRenamer | None = None) -> None:
         conn = await self._ready_connection(plan.instance, plan.schema,  # type: ignore[arg-type]
                                             self.state, conn)
         if conn is None:

@@ -34,6 +34,7 @@ from dal.wire.messages import (
     is_err,
 )
 from dal.wire.results import RESULT, ResponseScanner
+from pool.rename import HeaderRenamer, RenamingSink
 
 BACKEND_CAPABILITIES = (
     Capability.LONG_PASSWORD | Capability.LONG_FLAG | Capability.PROTOCOL_41
@@ -97,6 +98,7 @@ class BackendConnection(asyncio.Protocol):
         self._waiter: asyncio.Future | None = None
         self._scanner = ResponseScanner(deprecate_eof=False)
         self._sink: Callable[[bytes], None] | None = None
+        self._rename: HeaderRenamer | None = None
         self._done: Callable[[BackendConnection, ResponseScanner | None], None] | None = None
         self._collect: bytearray | None = None
 
@@ -194,8 +196,17 @@ class BackendConnection(asyncio.Protocol):
             except ProtocolError as exc:
                 self._fail(str(exc))
                 return
+            chunk = data if used == len(data) else data[:used]
+            renamer = self._rename
+            if renamer is not None:  # the first chunk of a shard's result: rename its header
+                self._rename = None
+                renamed = renamer.apply(chunk)
+                if renamed is None:  # the header spans chunks: hold it back until complete
+                    sink = self._sink = RenamingSink(sink, scanner, renamer.new_schema)
+                else:
+                    chunk = renamed
             try:
-                sink(data if used == len(data) else data[:used])
+                sink(chunk)
             except Exception:  # the client went away: finish reading, drop the rest
                 self._sink = _discard
             if scanner.state == 6:  # DONE
@@ -223,20 +234,17 @@ class BackendConnection(asyncio.Protocol):
 
     def relay(self, packets: bytes, sink: Callable[[bytes], None],
               done: Callable[[BackendConnection, ResponseScanner | None], None],
-              shape: int = RESULT, rename: bytes | None = None) -> None:
+              shape: int = RESULT, rename: HeaderRenamer | None = None) -> None:
         """Send framed command packets; stream the response to ``sink``; call ``done`` at its end.
 
         ``done(conn, scanner)`` gets None for the scanner if the connection failed mid-way.
-        ``rename``: the logical schema to put in the result's column definitions.
+        ``rename`` puts the logical schema into the result's column definitions.
         """
         if self.busy:
             raise RuntimeError("backend connection already has a command in flight")
         self.busy = True
         self._scanner.reset(shape)
-        if rename is not None:
-            from pool.rename import RenamingSink
-
-            sink = RenamingSink(sink, self._scanner, rename)
+        self._rename = rename
         self._sink = sink
         self._done = done
         self._write(packets)

@@ -93,6 +93,33 @@ def _rename_slow(data: bytes, new_schema: bytes) -> bytes:
     return b"".join(out)
 
 
+class HeaderRenamer:
+    """Renames the headers of one statement shape on one shard. The backend sends the same
+    header every time, so the last one seen and its rewrite are kept: a header that starts the
+    next response is swapped with one comparison."""
+
+    __slots__ = ("new_schema", "raw", "renamed")
+
+    def __init__(self, new_schema: bytes) -> None:
+        self.new_schema = new_schema
+        self.raw = b""
+        self.renamed = b""
+
+    def apply(self, data: bytes) -> bytes | None:
+        """``data`` with its header renamed, or None while the header is incomplete."""
+        raw = self.raw
+        if raw and data.startswith(raw):
+            return self.renamed + data[len(raw):]
+        end = header_end(data)
+        if end is None:
+            return None
+        if end <= 0:
+            return data if end == 0 else _rename_slow(data, self.new_schema)
+        self.raw = data[:end]
+        self.renamed = _rename_slow(self.raw, self.new_schema)
+        return self.renamed + data[end:]
+
+
 class RenamingSink:
     """Holds a response back until its column definitions are complete, rewrites them, then
     relays everything else raw."""

@@ -7,7 +7,7 @@ target kind. Execution never parses: it reads the slot's values, computes shards
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import sqlglot
 from sqlglot import exp
@@ -54,6 +54,8 @@ class ShardedPlan:
     scatter: object | None = None        # router.rewrite.ScatterPlan for multi-shard reads
     scatter_template: Template | None = None
     insert: InsertPlan | None = None
+    # Per shard database, the column-header renamer of this shape (pool.rename.HeaderRenamer).
+    renamers: dict = field(default_factory=dict, compare=False, hash=False)
 
     @property
     def logical(self) -> bytes:

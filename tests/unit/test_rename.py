@@ -56,3 +56,19 @@ def test_ok_and_err_pass_unchanged() -> None:
     for raw in (b"\x07\x00\x00\x01\x00\x01\x00\x02\x00\x00\x00",
                 b"\x09\x00\x00\x01\xff\x15\x04#28000x"):
         assert rename_result(raw, b"trade") == raw
+
+
+def test_header_renamer_reuses_the_last_header_and_notices_a_new_one() -> None:
+    from pool.rename import HeaderRenamer
+
+    renamer = HeaderRenamer(b"trade")
+    first = result(b"user_017", ["id", "c"], [[b"1", b"x"]])
+    again = result(b"user_017", ["id", "c"], [[b"2", None], [b"3", b"y"]])
+    altered = result(b"user_017", ["id", "c", "extra"], [[b"4", b"z", b"e"]])
+    assert renamer.apply(first) == result(b"trade", ["id", "c"], [[b"1", b"x"]])
+    assert renamer.apply(again) == result(b"trade", ["id", "c"], [[b"2", None], [b"3", b"y"]])
+    assert renamer.apply(altered) == result(b"trade", ["id", "c", "extra"],
+                                            [[b"4", b"z", b"e"]])
+    assert renamer.apply(first[:7]) is None  # the header has not fully arrived
+    ok = b"\x07\x00\x00\x01\x00\x01\x00\x02\x00\x00\x00"
+    assert renamer.apply(ok) == ok
