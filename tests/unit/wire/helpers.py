@@ -96,3 +96,15 @@ def exchange(messages: Iterable[Any], decode: Callable[[bytes], T], *, seq: int 
         assert first == expected
         expected = (last + 1) & 0xFF
     return [decode(p[2]) for p in packets]
+
+
+def physical_packets(stream: bytes) -> list[tuple[int, int]]:
+    """(length, seq) of each physical packet of a framed stream."""
+    out = []
+    pos = 0
+    while pos < len(stream):
+        length = int.from_bytes(stream[pos:pos + 3], "little")
+        out.append((length, stream[pos + 3]))
+        pos += 4 + length
+    assert pos == len(stream)
+    return out

@@ -11,7 +11,13 @@ from hypothesis import strategies as st
 from dal.wire.constants import MAX_PAYLOAD
 from dal.wire.errors import ProtocolError
 from dal.wire.framing import PacketBuffer, frame, packet_count
-from tests.unit.wire.helpers import chunk_sizes, receive, receive_all_ways, send
+from tests.unit.wire.helpers import (
+    chunk_sizes,
+    physical_packets,
+    receive,
+    receive_all_ways,
+    send,
+)
 
 payloads = st.binary(max_size=600)
 seqs = st.integers(0, 255)
@@ -23,17 +29,6 @@ def pattern(n: int) -> bytes:
     block = bytes(range(251))
     return (block * (n // 251 + 1))[:n]
 
-
-def headers(stream: bytes) -> list[tuple[int, int]]:
-    """(length, seq) of each physical packet in a framed stream."""
-    out = []
-    pos = 0
-    while pos < len(stream):
-        length = int.from_bytes(stream[pos:pos + 3], "little")
-        out.append((length, stream[pos + 3]))
-        pos += 4 + length
-    assert pos == len(stream)
-    return out
 
 
 # -- small payloads ------------------------------------------------------------------------------
@@ -133,7 +128,7 @@ LARGE = [
 def test_large_payload_framing(n: int) -> None:
     seq = 254  # so that the sequence ids of the continuation packets wrap
     stream = frame(pattern(n), seq)
-    found = headers(stream)
+    found = physical_packets(stream)
     lengths = [length for length, _ in found]
     assert len(found) == packet_count(n)
     assert all(length == MAX_PAYLOAD for length in lengths[:-1])

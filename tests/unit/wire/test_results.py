@@ -30,7 +30,7 @@ from dal.wire.results import (
     encode_result_set,
     text_column,
 )
-from tests.unit.wire.helpers import chunk_sizes, chunked, receive
+from tests.unit.wire.helpers import chunk_sizes, chunked, physical_packets, receive
 
 MORE = Status.MORE_RESULTS_EXISTS
 u16s = st.integers(0, 0xFFFF)
@@ -53,17 +53,6 @@ class Response:
         self.stream += framed
         self.seq = (physical_packets(framed)[-1][1] + 1) & 0xFF
 
-
-def physical_packets(stream: bytes) -> list[tuple[int, int]]:
-    """(length, seq) of each physical packet of a framed stream."""
-    out = []
-    pos = 0
-    while pos < len(stream):
-        length = int.from_bytes(stream[pos:pos + 3], "little")
-        out.append((length, stream[pos + 3]))
-        pos += 4 + length
-    assert pos == len(stream)
-    return out
 
 
 def scan(scanner: ResponseScanner, stream: bytes,
