@@ -34,6 +34,7 @@ _PIN_PATTERNS = [
     (re.compile(r"(?i)^\s*CALL\b"), "call"),
 ]
 _COUNT_DIAGNOSTICS = re.compile(r"(?i)\s*SHOW\s+COUNT\s*\(\s*\*\s*\)\s+(WARNINGS|ERRORS)\s*;?\s*$")
+_REPLACE = re.compile(r"(?i)^\s*REPLACE(?=\s)")
 _TRANSACTION_ONLY = re.compile(r"(?i)\s*(SAVEPOINT|RELEASE\s+SAVEPOINT|ROLLBACK\s+(WORK\s+)?TO)\b")
 _RENAMED_VARIABLES = {"transaction_isolation": "tx_isolation",
                       "transaction_read_only": "tx_read_only"}
@@ -103,8 +104,10 @@ class Router:
         self._key = key if key is not None else sql
         text = sql.decode("utf-8", "surrogateescape")
         self.parses += 1
+        # REPLACE routes like INSERT; sqlglot's MySQL dialect only parses the latter.
+        parsed = _REPLACE.sub("INSERT", text, count=1) if _REPLACE.match(text) else text
         try:
-            trees = [t for t in sqlglot.parse(text, dialect="mysql") if t is not None]
+            trees = [t for t in sqlglot.parse(parsed, dialect="mysql") if t is not None]
         except (ParseError, TokenError) as exc:
             return self._unparsed(text, schema, str(exc).splitlines()[0])
         except Exception as exc:  # sqlglot bugs must not crash a session
@@ -122,6 +125,8 @@ class Router:
                 plan = _with(plan, anywhere=True)
             return plan
         plan = self._analyse_tree(tree, text, schema, admin)
+        if parsed is not text and plan.sql is not None and plan.sql.startswith(b"INSERT"):
+            plan = _with(plan, sql=b"REPLACE" + plan.sql[len(b"INSERT"):])
         if pin and plan.kind == ROUTE:
             plan = _with(plan, pin=pin)
         return plan

@@ -7,6 +7,7 @@ target kind. Execution never parses: it reads the slot's values, computes shards
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import sqlglot
@@ -18,6 +19,7 @@ from router.plan import Plan, refuse
 from router.template import Template, analysis_text, build_template
 
 SHARD_MARK = "__dal_shard__"
+_REPLACE = re.compile(r"(?is)\s*(?:/\*.*?\*/\s*)*(REPLACE)\b")
 ROWS_MARK = "__dal_rows__"
 
 
@@ -84,8 +86,14 @@ def _analyse(config: Config, db: str, key: bytes) -> ShardedPlan:
     if prepared is None:
         raise Unroutable("DAL cannot analyse this statement: a '?' inside a comment")
     text, _ = prepared
+    # sqlglot's MySQL dialect does not parse REPLACE: analyse it as the INSERT it routes like,
+    # and write REPLACE back when the shard statement is generated.
+    replace = _REPLACE.match(text)
+    parsed = text
+    if replace:  # "INSERT " has REPLACE's length, so positions in the tree stay true for text
+        parsed = text[:replace.start(1)] + "INSERT " + text[replace.end(1):]
     try:
-        tree = sqlglot.parse_one(text, dialect="mysql")
+        tree = sqlglot.parse_one(parsed, dialect="mysql")
     except Exception as exc:
         raise Unroutable(f"DAL cannot parse this statement on a sharded table: "
                          f"{str(exc).splitlines()[0]}") from None
@@ -94,7 +102,7 @@ def _analyse(config: Config, db: str, key: bytes) -> ShardedPlan:
     if all(conf.kind is TableKind.BROADCAST for _, conf in tables.values()):
         return _broadcast_write(tree, text, db, tables)
     if isinstance(tree, exp.Insert):
-        return _insert(config, cfg, db, tree, text, tables)
+        return _insert(config, cfg, db, tree, text, tables, bool(replace))
     write = isinstance(tree, exp.Update | exp.Delete)
     if not isinstance(tree, exp.Select | exp.Update | exp.Delete | exp.Union):
         raise Unroutable(f"DAL does not route {tree.key.upper()} statements on sharded tables")
@@ -323,7 +331,7 @@ def _broadcast_write(tree: exp.Expression, text: str, db: str,
 # -- INSERT ------------------------------------------------------------------------------------
 
 def _insert(config: Config, cfg: LogicalDatabase, db: str, tree: exp.Insert, text: str,
-            tables: dict[str, tuple[str, Table]]) -> ShardedPlan:
+            tables: dict[str, tuple[str, Table]], replace: bool = False) -> ShardedPlan:
     schema = tree.this
     if not isinstance(schema, exp.Schema) or not schema.expressions:
         raise Unroutable("INSERT on a sharded table must list its columns")
@@ -369,6 +377,8 @@ def _insert(config: Config, cfg: LogicalDatabase, db: str, tree: exp.Insert, tex
     head_tree.set("conflict", None)
     head_sql = head_tree.sql(dialect="mysql")
     head_text = head_sql.split(f"({ROWS_MARK})")[0]
+    if replace:
+        head_text = "REPLACE" + head_text[len("INSERT"):]
     mark = head_text.index(SHARD_MARK)
     head_text = head_text[:mark] + head_text[mark + len(SHARD_MARK) + 1:]
     head = build_template(head_text, [(mark, mark)])

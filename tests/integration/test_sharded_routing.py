@@ -176,3 +176,19 @@ def test_broadcast_writes_reach_every_copy(connect, direct) -> None:
         assert info.value.args[0] == 1062
         cur.execute("DELETE FROM regions WHERE id IN (%s, %s)", (region, region + 1))
     assert copies_of_region(direct, region) == []
+
+
+def test_replace_and_on_duplicate_key_route_like_insert(connect, direct, clean) -> None:
+    user = USERS[6]
+    with connect().cursor() as cur:
+        cur.execute(INSERT, (user, 9, 0, "1.00", None))
+        order_id = cur.lastrowid
+        row = ("(id, user_id, merchant_id, status, total, created_at, updated_at) VALUES "
+               f"({order_id}, {user}, 9, 7, 2, '2026-01-01', '2026-01-01')")
+        assert cur.execute(f"INSERT INTO orders {row} ON DUPLICATE KEY UPDATE status = "
+                           "status + 1") == 2
+        assert cur.execute(f"REPLACE INTO orders {row}") == 2
+    with direct(instance_of(user % 120)).cursor() as cur:
+        cur.execute(f"SELECT status, total FROM user_{user % 120:03d}.orders WHERE id = %s",
+                    (order_id,))
+        assert cur.fetchall() == ((7, 2),)
