@@ -126,6 +126,9 @@ class LogicalDatabase(Strict):
     dimensions: dict[str, Dimension]
     authoritative: str = "user"
     tables: dict[str, Table] = {}
+    # UPDATE/DELETE on a sharded table without its shard key reaches every shard. Refused
+    # unless this is set.
+    allow_scatter_writes: bool = False
     # Config key `schema`: the file of CREATE TABLE statements `dal schema apply` uses for this
     # logical database, relative to the `config/` package directory (an absolute path is used
     # as is). Default: ``schema/<logical database name>.sql``, e.g. config/schema/trade.sql for

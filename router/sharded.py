@@ -260,10 +260,11 @@ def _routing(tree: exp.Expression, cfg: LogicalDatabase,
                                  f"a read copy. Add the {authoritative} key "
                                  f"({cfg.dimensions[authoritative].key}) or the order id")
             return Routing(dim, found[f"key:{dim}"])
-    if write:
+    if write and not cfg.allow_scatter_writes:
         raise Unroutable("UPDATE/DELETE on a sharded table without its shard key would write "
                          f"every shard (a scatter write), which is not allowed; add "
-                         f"{cfg.dimensions[authoritative].key} = ... or the order id to WHERE")
+                         f"{cfg.dimensions[authoritative].key} = ... or the order id to WHERE, "
+                         "or set allow_scatter_writes for this database")
     return Routing(authoritative)
 
 

@@ -84,3 +84,20 @@ def test_merchant_only_reads_use_the_merchant_copy() -> None:
     plan, slots = plan_for(b"SELECT * FROM orders WHERE merchant_id = 245 /* note */")
     (target,) = targets(CONFIG, plan.sharded, slots)
     assert target.database == b"merchant_005"
+
+
+def test_scatter_writes_only_when_the_config_allows_them() -> None:
+    sql = b"UPDATE orders SET status = 2 WHERE status = 1"
+    plan, _ = plan_for(sql)
+    assert plan.error[0] == 1235
+    assert "allow_scatter_writes" in plan.error[2]
+    db = CONFIG.databases["trade"].model_copy(update={"allow_scatter_writes": True})
+    allowing = CONFIG.model_copy(update={"databases": {"trade": db}})
+    router = Router(allowing)
+    fp = fingerprint(sql)
+    plan = router.plan(sql, fp, "trade", admin=False)
+    found = targets(allowing, plan.sharded, fp.slots(sql))
+    assert plan.sharded.write
+    assert len(found) == 120
+    sent = plan.sharded.template.render(fp.slots(sql), found[7].database, None)
+    assert sent == b"UPDATE user_007.orders SET status = 2 WHERE status = 1"
