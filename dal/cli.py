@@ -1,8 +1,8 @@
 """The `dal` command line: one command, one subcommand per job.
 
 Each subcommand lives in its own module, which exposes ``add_arguments(parser)`` and
-``run(args) -> int``. Modules are imported only when their subcommand runs, so that
-``dal --help`` is fast and a tool's dependencies do not burden the proxy.
+``run(args) -> int``; the module's docstring is the subcommand's ``--help`` text. Modules
+import their heavy dependencies inside ``run``, so that building the parser stays cheap.
 """
 
 from __future__ import annotations
@@ -32,14 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (module_name, help_text) in SUBCOMMANDS.items():
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
-            # A subcommand whose module is not written yet must not break the others.
-            sub.add_parser(name, help=f"{help_text} (not available yet)")
-            continue
+        module = importlib.import_module(module_name)
         doc = (module.__doc__ or help_text).strip()
         child = sub.add_parser(
             name, help=help_text, description=doc,
