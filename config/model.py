@@ -212,6 +212,11 @@ class Server(Strict):
     read_timeout: float = Field(default=30.0, gt=0)
     # Seconds SIGTERM waits for statements in flight before closing clients.
     drain_timeout: float = Field(default=10.0, ge=0)
+    # Processes serving the listen port together (SO_REUSEPORT), to use more than one core.
+    # Each takes pool.max_size // workers backend connections per instance, gene worker id
+    # worker_id + its index, and connection ids of its own; /metrics and SHOW DAL describe
+    # the first worker only.
+    workers: int = Field(default=1, ge=1, le=64)
     # The version clients see; by default the default backend's, with "-dal" appended.
     server_version: str | None = None
 

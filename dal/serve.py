@@ -11,9 +11,11 @@ import argparse
 import asyncio
 import logging
 import signal
+import subprocess
 import sys
 
 from config.loader import ConfigError, load_config
+from config.model import Config
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -21,6 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-metrics", action="store_true", help="do not serve /metrics")
     parser.add_argument("--log-level", default="INFO",
                         choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument("--workers", type=int,
+                        help="processes sharing the port (default: server.workers)")
+    parser.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -36,19 +41,68 @@ def run(args: argparse.Namespace) -> int:
         listen = config.server.listen.model_copy(update={"port": args.port})
         config = config.model_copy(update={"server": config.server.model_copy(
             update={"listen": listen})})
+    workers = args.workers or config.server.workers
+    try:
+        config = for_worker(config, workers, args.worker_index)
+    except ValueError as exc:
+        print(f"dal serve: {exc}", file=sys.stderr)
+        return 2
+    children = _spawn_workers(args, workers, config) if args.worker_index == 0 else []
     try:
         import uvloop
 
         uvloop.install()
     except ImportError:  # pragma: no cover - uvloop is a dependency
         pass
-    return asyncio.run(_main(config, not args.no_metrics))
+    try:
+        return asyncio.run(_main(config, not args.no_metrics and args.worker_index == 0,
+                                 args.worker_index))
+    finally:
+        _stop_workers(children, config.server.drain_timeout + 5)
 
 
-async def _main(config, metrics: bool) -> int:
+def for_worker(config: Config, workers: int, index: int) -> Config:
+    """The config one of ``workers`` processes runs with: its share of each pool, its own gene
+    worker id."""
+    server = config.server
+    if server.worker_id + workers - 1 > 1023:
+        raise ValueError(f"server.worker_id {server.worker_id} + {workers} workers exceeds the "
+                         "gene worker id range 0..1023")
+    pool = config.pool.model_copy(update={
+        "max_size": max(1, config.pool.max_size // workers),
+        "min_idle": config.pool.min_idle // workers,
+    })
+    server = server.model_copy(update={"workers": workers, "worker_id": server.worker_id + index})
+    return config.model_copy(update={"server": server, "pool": pool})
+
+
+def _spawn_workers(args: argparse.Namespace, workers: int,
+                   config: Config) -> list[subprocess.Popen]:
+    children = []
+    for index in range(1, workers):
+        children.append(subprocess.Popen([
+            sys.executable, "-m", "dal.cli", "serve", "--config", args.config,
+            "--port", str(config.server.listen.port), "--workers", str(workers),
+            "--worker-index", str(index), "--no-metrics", "--log-level", args.log_level]))
+    return children
+
+
+def _stop_workers(children: list[subprocess.Popen], timeout: float) -> None:
+    for child in children:
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+    for child in children:
+        try:
+            child.wait(timeout)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+
+
+async def _main(config: Config, metrics: bool, worker_index: int = 0) -> int:
     from dal.server import Server, serve_forever
 
-    server = Server(config)
+    server = Server(config, worker_index)
     if metrics:
         from dal.metrics import start_metrics
 

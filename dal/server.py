@@ -38,8 +38,9 @@ def _statement_key(kind: str, failed: bool) -> tuple[str, str]:
 class Server:
     """Everything sessions share. Sessions hold a reference; they own nothing global."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, worker_index: int = 0) -> None:
         self.config = config
+        self.worker_index = worker_index
         self.router = Router(config)
         self.genes = GeneGenerator(config.server.worker_id)
         self.authenticator = Authenticator(config.users, auth.RSAKeys())
@@ -52,7 +53,8 @@ class Server:
         self.collations: dict[int, tuple[str, str]] = {}
         self.sessions: set[ClientSession] = set()
         self.counters: Counter[tuple[str, str]] = Counter()
-        self._ids = itertools.count(1)
+        # Connection ids unique across the workers sharing the port.
+        self._ids = itertools.count(worker_index + 1, config.server.workers)
         self._listener: asyncio.AbstractServer | None = None
         self._sweeper: asyncio.Task | None = None
         self._tasks: set[asyncio.Task] = set()
@@ -66,7 +68,7 @@ class Server:
         loop = asyncio.get_running_loop()
         self._listener = await loop.create_server(
             lambda: ClientSession(self), listen.host, listen.port, backlog=2048,
-            reuse_address=True)
+            reuse_address=True, reuse_port=self.config.server.workers > 1)
         self._sweeper = asyncio.ensure_future(self._sweep_forever())
         log.info("DAL listening on %s:%d", listen.host, listen.port)
 

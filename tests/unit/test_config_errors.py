@@ -75,3 +75,17 @@ def test_tools_refuse_a_bad_config_with_exit_2(
     err = capsys.readouterr().err
     assert str(file) in err
     assert "instances.a.port" in err
+
+
+def test_each_worker_gets_its_share_of_the_pool_and_its_own_gene_id() -> None:
+    from config.loader import DEFAULT_CONFIG
+    from dal.serve import for_worker
+
+    base = load_config(DEFAULT_CONFIG)
+    second = for_worker(base, 2, 1)
+    assert second.pool.max_size == base.pool.max_size // 2
+    assert second.server.worker_id == base.server.worker_id + 1
+    assert second.server.workers == 2
+    high = base.model_copy(update={"server": base.server.model_copy(update={"worker_id": 1023})})
+    with pytest.raises(ValueError, match="gene worker id range"):
+        for_worker(high, 2, 0)

@@ -1,0 +1,42 @@
+"""Several worker processes share DAL's port: each serves clients, ids never collide, and a
+SIGTERM to the first stops them all."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pymysql
+
+from tests.dal_process import ROOT, DalProcess, free_port, write_config
+
+
+def test_two_workers_share_the_port_and_stop_together(tmp_path) -> None:
+    path = tmp_path / "dal.yaml"
+    port = free_port()
+    write_config(path, workers=2, listen={"host": "127.0.0.1", "port": port},
+                 metrics={"host": "127.0.0.1", "port": free_port()})
+    proc = DalProcess(path, port, tmp_path / "dal.log").start()
+    conns = []
+    try:
+        ids = set()
+        for _ in range(40):
+            conn = pymysql.connect(host="127.0.0.1", port=port, user="app", password="app",
+                                   database="trade", autocommit=True)
+            conns.append(conn)
+            with conn.cursor() as cur:
+                cur.execute("SELECT CONNECTION_ID()")
+                (connection_id,) = cur.fetchone()
+                cur.execute("SELECT COUNT(*) >= 0 FROM merchants")
+                assert cur.fetchone() == (1,)
+            assert connection_id == conn.thread_id()
+            ids.add(connection_id)
+        assert len(ids) == 40, "two clients got the same connection id"
+        assert {i % 2 for i in ids} == {0, 1}, "only one worker served clients"
+    finally:
+        for conn in conns:
+            conn.close()
+        code = proc.stop()
+    assert code == 0
+    left = subprocess.run(["pgrep", "-f", f"--port {port} --workers 2"], capture_output=True,
+                          text=True, cwd=ROOT, check=False)
+    assert left.stdout.strip() == "", "a worker outlived the first one's SIGTERM"
