@@ -20,6 +20,22 @@ TEST_CONFIG = ROOT / "config" / "test.yaml"
 # clients then take the full-auth RSA path), `modern`/`modern` stored as a sha2 hash only.
 
 
+def running_test_config():
+    """config/test.yaml, loaded from the repository root (its datadirs are relative); skips
+    the calling test when the test instances are not running."""
+    import pytest
+
+    from config.loader import load_config
+    from tools import localdb
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(ROOT)
+        cfg = load_config(TEST_CONFIG)
+        if not all(item.running for item in localdb.status(cfg)):
+            pytest.skip("test instances not running: `dal localdb up --config config/test.yaml`")
+    return cfg
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -19,9 +19,8 @@ import pymysql
 import pytest
 import yaml
 
-from config.loader import load_config
 from config.model import Config
-from tools import localdb
+from tests.dal_process import running_test_config
 
 ROOT = Path(__file__).resolve().parents[2]
 TEST_CONFIG = ROOT / "config" / "test.yaml"
@@ -38,11 +37,7 @@ def _connect(cfg: Config) -> pymysql.connections.Connection:
 @pytest.fixture(scope="module")
 def config() -> Iterator[Config]:
     """The test config; drops trade.sbtest1 afterwards if the bench created it."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(ROOT)
-        cfg = load_config(TEST_CONFIG)
-        if not all(item.running for item in localdb.status(cfg)):
-            pytest.skip("test instances not running: `dal localdb up --config config/test.yaml`")
+    cfg = running_test_config()
     conn = _connect(cfg)
     try:
         with conn.cursor() as cur:

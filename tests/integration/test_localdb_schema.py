@@ -13,9 +13,9 @@ from pathlib import Path
 import pymysql
 import pytest
 
-from config.loader import load_config
 from config.model import Config
 from dal.cli import main
+from tests.dal_process import running_test_config
 from tools import localdb, schema
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -26,11 +26,9 @@ SHARD_TABLES = {"orders", "order_items", "regions"}
 @pytest.fixture(scope="module")
 def config() -> Iterator[Config]:
     """The test config, run from the repository root (its datadirs are relative)."""
+    cfg = running_test_config()
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(ROOT)
-        cfg = load_config(TEST_CONFIG)
-        if not all(item.running for item in localdb.status(cfg)):
-            pytest.skip("test instances not running: `dal localdb up --config config/test.yaml`")
         yield cfg
 
 
