@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from dal.wire import auth
+from dal.wire.buffer import Reader
 from dal.wire.constants import Capability, Command
 from dal.wire.errors import ProtocolError
 from dal.wire.framing import PacketBuffer, frame
@@ -202,7 +203,7 @@ class BackendConnection(asyncio.Protocol):
                 self._rename = None
                 renamed = renamer.apply(chunk)
                 if renamed is None:  # the header spans chunks: hold it back until complete
-                    sink = self._sink = RenamingSink(sink, scanner, renamer.new_schema)
+                    sink = self._sink = RenamingSink(sink, scanner, renamer)
                 else:
                     chunk = renamed
             try:
@@ -363,7 +364,7 @@ def _rsa_encrypt(pem: bytes, password: bytes, scramble: bytes) -> bytes:
 
 
 def decode_response(response: bytes) -> Result:
-    """Decode a whole collected response (the last result set if there are several)."""
+    """Decode a whole collected response (its first result set if there are several)."""
     result = Result()
     packets = decode_packets(response)
     if not packets:
@@ -376,8 +377,6 @@ def decode_response(response: bytes) -> Result:
         result.ok = OK.decode(first)
         result.status = result.ok.status
         return result
-    from dal.wire.buffer import Reader
-
     ncols = Reader(first).lenenc_int() or 0
     i = 1
     for _ in range(ncols):
@@ -389,8 +388,7 @@ def decode_response(response: bytes) -> Result:
         if is_err(payload):
             err = ERR.decode(payload)
             raise BackendError(err.code, err.message, err.sqlstate)
-        if is_eof(payload) or (payload[0] == 0xFE and len(payload) < 0xFFFFFF and ncols and
-                               payload is packets[-1]):
+        if is_eof(payload):  # backend connections never ask for DEPRECATE_EOF
             result.status = int.from_bytes(payload[3:5], "little") if len(payload) >= 5 else 0
             break
         result.rows.append(decode_text_row(payload, ncols))

@@ -1,8 +1,9 @@
 """Relay sinks that rewrite column definitions: a shard's schema becomes the logical one.
 
 A single-shard result names ``user_017`` as the schema of its columns; the client must see
-``trade``. Only the column-definition packets at the head of a result are rewritten, from a
-cache keyed by their raw bytes; rows pass through untouched, as they arrive.
+``trade``. Only the column-definition packets at the head of a result are rewritten: each
+statement shape and shard keeps its last header and the rewrite of it (`HeaderRenamer`); rows
+pass through untouched, as they arrive.
 """
 
 from __future__ import annotations
@@ -32,9 +33,6 @@ def rename_column(payload: bytes, new_schema: bytes) -> bytes:
     return renamed
 
 
-_headers: dict[bytes, dict[bytes, bytes]] = {}
-
-
 def header_end(data: bytes | bytearray) -> int | None:
     """Where the column definitions at the head of a response end: 0 for an OK/ERR reply,
     None while the header has not fully arrived."""
@@ -51,29 +49,6 @@ def header_end(data: bytes | bytearray) -> int | None:
             return None
         pos += 4 + (data[pos] | data[pos + 1] << 8 | data[pos + 2] << 16)
     return pos if pos <= len(data) else None
-
-
-def rename_result(data: bytes, new_schema: bytes) -> bytes:
-    """Rewrite the column definitions of the result set at the head of ``data`` (which holds
-    the whole header).
-
-    The header (column count and definitions, with their sequence ids) of a statement shape is
-    the same on every execution, so the rewritten header is cached by its raw bytes."""
-    pos = header_end(data)
-    if not pos:
-        return data
-    if pos < 0:
-        return _rename_slow(data, new_schema)
-    cache = _headers.get(new_schema)
-    if cache is None:
-        cache = _headers[new_schema] = {}
-    head = data[:pos]
-    renamed = cache.get(head)
-    if renamed is None:
-        if len(cache) >= MAX_CACHED:
-            cache.clear()
-        renamed = cache[head] = _rename_slow(head, new_schema)
-    return renamed + data[pos:]
 
 
 def _rename_slow(data: bytes, new_schema: bytes) -> bytes:
@@ -121,16 +96,16 @@ class HeaderRenamer:
 
 
 class RenamingSink:
-    """Holds a response back until its column definitions are complete, rewrites them, then
-    relays everything else raw."""
+    """Holds back a response whose header spans chunks until the header is complete, relays
+    it renamed by ``renamer``, then everything else raw."""
 
-    __slots__ = ("_pending", "new_schema", "scanner", "sink")
+    __slots__ = ("_pending", "renamer", "scanner", "sink")
 
     def __init__(self, sink: Callable[[bytes], None], scanner: ResponseScanner,
-                 new_schema: bytes) -> None:
+                 renamer: HeaderRenamer) -> None:
         self.sink = sink
         self.scanner = scanner
-        self.new_schema = new_schema
+        self.renamer = renamer
         self._pending: bytearray | None = bytearray()
 
     def __call__(self, data: bytes) -> None:
@@ -138,12 +113,11 @@ class RenamingSink:
         if pending is None:
             self.sink(data)
             return
-        if not pending and header_end(data) is not None:  # usual: the header in one chunk
-            self._pending = None
-            self.sink(rename_result(data, self.new_schema))
-            return
         pending += data
-        if header_end(pending) is None and self.scanner.state != DONE:
-            return
+        renamed = self.renamer.apply(bytes(pending))
+        if renamed is None:
+            if self.scanner.state != DONE:
+                return
+            renamed = bytes(pending)  # the response ended without a whole header
         self._pending = None
-        self.sink(rename_result(bytes(pending), self.new_schema))
+        self.sink(renamed)

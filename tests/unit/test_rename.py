@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from dal.wire.framing import PacketBuffer
 from dal.wire.messages import ColumnDefinition, decode_text_row
 from dal.wire.results import ResponseScanner, encode_result_set
-from pool.rename import RenamingSink, rename_result
+from pool.rename import HeaderRenamer, RenamingSink
 
 
 def result(schema: bytes, names: list[str], rows: list[list[bytes | None]]) -> bytes:
@@ -38,7 +38,7 @@ def test_relay_renames_the_schema_whatever_the_chunks(cols: list[str], values: l
     raw = result(b"user_017", cols, rows)
     scanner = ResponseScanner(deprecate_eof=False)
     out: list[bytes] = []
-    sink = RenamingSink(out.append, scanner, b"trade")
+    sink = RenamingSink(out.append, scanner, HeaderRenamer(b"trade"))
     for i in range(0, len(raw), chunk):
         piece = raw[i:i + chunk]
         scanner.feed(piece)
@@ -55,12 +55,10 @@ def test_relay_renames_the_schema_whatever_the_chunks(cols: list[str], values: l
 def test_ok_and_err_pass_unchanged() -> None:
     for raw in (b"\x07\x00\x00\x01\x00\x01\x00\x02\x00\x00\x00",
                 b"\x09\x00\x00\x01\xff\x15\x04#28000x"):
-        assert rename_result(raw, b"trade") == raw
+        assert HeaderRenamer(b"trade").apply(raw) == raw
 
 
 def test_header_renamer_reuses_the_last_header_and_notices_a_new_one() -> None:
-    from pool.rename import HeaderRenamer
-
     renamer = HeaderRenamer(b"trade")
     first = result(b"user_017", ["id", "c"], [[b"1", b"x"]])
     again = result(b"user_017", ["id", "c"], [[b"2", None], [b"3", b"y"]])
