@@ -4,7 +4,8 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 CONFIG  ?= config/local.yaml
-TESTCFG := config/test.yaml
+# Another copy of test.yaml (own ports and datadirs) lets two checkouts test side by side.
+TESTCFG ?= config/test.yaml
 
 .PHONY: run test install mariadb lint clean
 
@@ -33,7 +34,7 @@ test: install
 	$(BIN)/ruff check .
 	$(BIN)/dal localdb up --config $(TESTCFG)
 	$(BIN)/dal schema apply --config $(TESTCFG)
-	$(BIN)/python -m pytest -q; rc=$$?; $(BIN)/dal localdb down --config $(TESTCFG); exit $$rc
+	DAL_TEST_CONFIG=$(TESTCFG) $(BIN)/python -m pytest -q $(PYTEST_ARGS); rc=$$?; $(BIN)/dal localdb down --config $(TESTCFG); exit $$rc
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -14,7 +14,9 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-TEST_CONFIG = ROOT / "config" / "test.yaml"
+# DAL_TEST_CONFIG names another copy of test.yaml (other ports and datadirs), so that two
+# checkouts can run their suites side by side; `make test TESTCFG=...` sets it.
+TEST_CONFIG = Path(os.environ.get("DAL_TEST_CONFIG") or ROOT / "config" / "test.yaml").resolve()
 
 # Users only the tests know: `legacy`/`legacy` stored as a native hash only (caching_sha2
 # clients then take the full-auth RSA path), `modern`/`modern` stored as a sha2 hash only.

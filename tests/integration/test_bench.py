@@ -20,10 +20,9 @@ import pytest
 import yaml
 
 from config.model import Config
-from tests.dal_process import running_test_config
+from tests.dal_process import TEST_CONFIG, running_test_config
 
 ROOT = Path(__file__).resolve().parents[2]
-TEST_CONFIG = ROOT / "config" / "test.yaml"
 SHORT = ["--duration", "2", "--rounds", "1"]
 
 

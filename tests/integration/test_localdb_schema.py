@@ -15,11 +15,10 @@ import pytest
 
 from config.model import Config
 from dal.cli import main
-from tests.dal_process import running_test_config
+from tests.dal_process import TEST_CONFIG, running_test_config
 from tools import localdb, schema
 
 ROOT = Path(__file__).resolve().parents[2]
-TEST_CONFIG = ROOT / "config" / "test.yaml"
 SHARD_TABLES = {"orders", "order_items", "regions"}
 
 
@@ -75,7 +74,8 @@ def test_status_reports_both_running(config: Config, capsys: pytest.CaptureFixtu
     assert main(["localdb", "status", "--config", str(TEST_CONFIG)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 2
-    assert lines[0].startswith("a  127.0.0.1:33161  var/test/a  running  pid ")
+    a = config.instances["a"]
+    assert lines[0].startswith(f"a  127.0.0.1:{a.port}  {a.datadir}  running  pid ")
 
 
 def test_second_up_is_a_no_op(config: Config) -> None:
@@ -84,8 +84,8 @@ def test_second_up_is_a_no_op(config: Config) -> None:
     localdb.up(config, say=said.append)
     assert {item.name: item.pid for item in localdb.status(config)} == before
     assert sorted(said) == [
-        f"a: already running, pid {before['a']} on 127.0.0.1:33161",
-        f"b: already running, pid {before['b']} on 127.0.0.1:33162",
+        f"{name}: already running, pid {before[name]} on 127.0.0.1:{config.instances[name].port}"
+        for name in ("a", "b")
     ]
 
 

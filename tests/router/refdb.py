@@ -21,7 +21,16 @@ import pymysql
 from dal.wire.messages import ERR, ColumnDefinition, decode_text_row
 from tests.rawclient import RawClient
 
-HOST, PORT, USER, PASSWORD = "127.0.0.1", 33161, "dal", "dal"
+
+def _instance_a_port() -> int:
+    import yaml
+
+    from tests.dal_process import TEST_CONFIG
+
+    return int(yaml.safe_load(TEST_CONFIG.read_text())["instances"]["a"]["port"])
+
+
+HOST, PORT, USER, PASSWORD = "127.0.0.1", _instance_a_port(), "dal", "dal"
 SHARDS = 8
 REF = "dal_merge_ref"
 SHARD_DBS = [f"dal_merge_s{i}" for i in range(SHARDS)]
