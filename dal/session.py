@@ -52,6 +52,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("dal.session")
 
 _ADMIN = re.compile(rb"(?i)\s*(SHOW|SET|RELOAD|EXPLAIN)\s+DAL\b")
+# What an admin statement can start with: the regex runs only for these, not for every SELECT.
+_ADMIN_HEADS = frozenset({b"SHO", b"SET", b"REL", b"EXP"})
+_SPACE = frozenset(b" \t\r\n\x0b\x0c")
 # Plain ints: IntFlag arithmetic is slow Python code, and this runs per statement.
 _SESSION_STATUS = int(Status.IN_TRANS | Status.AUTOCOMMIT | Status.IN_TRANS_READONLY)
 _IN_TRANS = int(Status.IN_TRANS)
@@ -278,7 +281,7 @@ class ClientSession(asyncio.Protocol):
 
     def _query(self, payload: bytes, last_seq: int, raw: bytes | None) -> None:
         sql = payload[1:]
-        if sql[:1] in b"sSrReE \t\n" and _ADMIN.match(sql):
+        if (sql[:3].upper() in _ADMIN_HEADS or (sql and sql[0] in _SPACE)) and _ADMIN.match(sql):
             self._spawn(self._admin(sql))
             return
         server = self.server

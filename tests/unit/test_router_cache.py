@@ -6,6 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from config.loader import DEFAULT_CONFIG, load_config
+from router import fingerprint as fingerprint_module
 from router.fingerprint import fingerprint, unquote_string
 from router.planner import Router
 
@@ -40,6 +41,24 @@ def test_string_literals_round_trip(text: str) -> None:
     fp = fingerprint(sql)
     assert fp.key == b"SELECT ?"
     assert unquote_string(fp.values(sql)[0]) == text.encode()
+
+
+_HEAD_ALPHABET = st.sampled_from(list("SELCT id=xe.15'`\"#-/* \n(),@$ab0x"))
+
+
+@given(st.lists(st.text(alphabet=_HEAD_ALPHABET, max_size=24), min_size=1, max_size=3),
+       st.lists(st.integers(min_value=0, max_value=10**20), min_size=2, max_size=4))
+@settings(max_examples=400)
+def test_statements_ending_in_digits_get_the_fingerprint_a_full_scan_gives(
+        heads: list[str], tails: list[int]) -> None:
+    """The shortcut for statements ending in a number (looked up by the text before it)
+    gives exactly what scanning the whole statement gives, whatever that text is."""
+    for head in heads:
+        for tail in tails:
+            sql = f"{head}{tail}".encode()
+            expected = fingerprint_module._scan(sql)
+            assert fingerprint(sql) == expected, sql
+            assert fingerprint(sql) == expected, sql  # the second time from the shortcut
 
 
 def test_identifiers_with_digits_and_comments_are_not_literals() -> None:
