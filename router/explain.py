@@ -43,7 +43,7 @@ def _sharded_rows(plan: Plan, config: Config, slots: list[list[bytes]],
     try:
         found = targets(config, sharded, slots)  # type: ignore[arg-type]
     except Refusal as exc:
-        return [["refuse", None, None, None, str(exc)]]
+        return [["refuse", None, None, None, f"ERROR {exc.code}: {exc}"]]
     template = sharded.template  # type: ignore[union-attr]
     kind = "route"
     if len(found) > 1:

@@ -58,6 +58,10 @@ class ShardedPlan:
     insert: InsertPlan | None = None
     # Per shard database, the column-header renamer of this shape (pool.rename.HeaderRenamer).
     renamers: dict = field(default_factory=dict, compare=False, hash=False)
+    # A read that joins unsharded tables (of the default database) can run only on one shard
+    # held by the default database's instance: that instance, and the unsharded tables' names.
+    home: str | None = None
+    unsharded: tuple[str, ...] = ()
 
     @property
     def logical(self) -> bytes:
@@ -98,6 +102,11 @@ def _analyse(config: Config, db: str, key: bytes) -> ShardedPlan:
         raise Unroutable(f"DAL cannot parse this statement on a sharded table: "
                          f"{str(exc).splitlines()[0]}") from None
     cfg = config.databases[db]
+    unsharded = _unsharded_tables(tree, cfg, db)
+    if unsharded and not isinstance(tree, exp.Select):
+        raise Unroutable(f"unsharded table '{unsharded[0].name}' cannot be written together "
+                         "with sharded tables: it lives in the default database, not in the "
+                         "shards")
     tables = _tables(tree, cfg, db)
     if all(conf.kind is TableKind.BROADCAST for _, conf in tables.values()):
         return _broadcast_write(tree, text, db, tables)
@@ -110,6 +119,8 @@ def _analyse(config: Config, db: str, key: bytes) -> ShardedPlan:
     routing = _routing(tree, cfg, tables, write)
     if write:
         _check_key_unchanged(tree, cfg, tables)
+    if unsharded:
+        return _joined_with_unsharded(tree, text, cfg, db, tables, unsharded, routing)
     template = build_template(text, _qualify_spans(tree, tables))
     plan = ShardedPlan(db, routing, template, write)
     if not write:
@@ -117,23 +128,59 @@ def _analyse(config: Config, db: str, key: bytes) -> ShardedPlan:
     return plan
 
 
+def _joined_with_unsharded(tree: exp.Expression, text: str, cfg: LogicalDatabase, db: str,
+                           tables: dict[str, tuple[str, Table]], unsharded: list[exp.Table],
+                           routing: Routing) -> ShardedPlan:
+    """A read joining unsharded tables: served on one shard when that shard lives on the
+    default database's instance, with the unsharded tables qualified by the default database.
+    Which shard is known only per execution (`router.targets` checks it)."""
+    names = tuple(sorted({t.name for t in unsharded}))
+    if not routing.slots:
+        raise Unroutable(f"unsharded table '{names[0]}' can be joined with sharded tables only "
+                         "on one shard: name the shard key (e.g. user_id = ...) so that the "
+                         "statement reaches one shard")
+    spans = _qualify_spans(tree, tables)
+    fixed = []
+    for table in unsharded:
+        meta = table.this.meta
+        if "start" not in meta:
+            raise Unroutable("DAL cannot locate a table name in this statement")
+        start = table.args["db"].meta["start"] if table.args.get("db") is not None else None
+        fixed.append((start if start is not None else meta["start"], meta["start"],
+                      f"`{cfg.default_database}`."))
+    template = build_template(text, spans, fixed)
+    return ShardedPlan(db, routing, template, False, home=cfg.default_instance,
+                       unsharded=names)
+
+
 # -- tables ------------------------------------------------------------------------------------
 
-def _tables(tree: exp.Expression, cfg: LogicalDatabase, db: str) -> dict[str, tuple[str, Table]]:
-    """alias-or-name -> (table name, config) for every sharded, bound or broadcast table."""
-    found: dict[str, tuple[str, Table]] = {}
+def _named_tables(tree: exp.Expression, db: str) -> list[exp.Table]:
+    """The tables a statement names (not its CTEs), all of logical database ``db``."""
     ctes = {cte.alias_or_name for cte in tree.find_all(exp.CTE)}
+    out = []
     for table in tree.find_all(exp.Table):
         if table.name in ctes and not table.db:
             continue
         if table.db and table.db != db:
             raise Unroutable(f"DAL cannot join tables of database '{table.db}' with sharded "
                              f"tables of '{db}'")
+        out.append(table)
+    return out
+
+
+def _unsharded_tables(tree: exp.Expression, cfg: LogicalDatabase, db: str) -> list[exp.Table]:
+    return [t for t in _named_tables(tree, db)
+            if (conf := cfg.tables.get(t.name)) is None or conf.kind is TableKind.UNSHARDED]
+
+
+def _tables(tree: exp.Expression, cfg: LogicalDatabase, db: str) -> dict[str, tuple[str, Table]]:
+    """alias-or-name -> (table name, config) for every sharded, bound or broadcast table."""
+    found: dict[str, tuple[str, Table]] = {}
+    for table in _named_tables(tree, db):
         conf = cfg.tables.get(table.name)
-        if conf is None or conf.kind is TableKind.UNSHARDED:
-            raise Unroutable(f"unsharded table '{table.name}' cannot be joined with sharded "
-                             "tables: it lives in the default database, not in the shards")
-        found[table.alias_or_name] = (table.name, conf)
+        if conf is not None and conf.kind is not TableKind.UNSHARDED:
+            found[table.alias_or_name] = (table.name, conf)
     return found
 
 

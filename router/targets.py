@@ -68,7 +68,22 @@ def single_target(config: Config, plan: ShardedPlan, slots: list[list[bytes]]) -
     found = _placed.get(key)
     if found is None:
         found = _placed[key] = target_of(config, plan.db, routing.dimension, shard, None)
+    if plan.home is not None and found.instance != plan.home:
+        _refuse_away_from_home(plan, [found])
     return found
+
+
+def _refuse_away_from_home(plan: ShardedPlan, reached: list[Target]) -> None:
+    """A join with unsharded tables runs only on one shard of the instance that holds them."""
+    tables = ", ".join(f"'{name}'" for name in plan.unsharded)
+    if len(reached) != 1:
+        where = f"reaches {len(reached)} shards"
+    else:
+        where = (f"reaches shard {reached[0].database.decode()} on instance "
+                 f"{reached[0].instance}")
+    raise Refusal(NOT_SUPPORTED, f"unsharded table {tables} lives in the default database on "
+                  f"instance {plan.home}; a join with it is served only on one shard of that "
+                  f"instance, and this statement {where}. Read the unsharded table separately")
 
 
 def targets(config: Config, plan: ShardedPlan, slots: list[list[bytes]]) -> list[Target]:
@@ -98,6 +113,8 @@ def targets(config: Config, plan: ShardedPlan, slots: list[list[bytes]]) -> list
     for shard, values in by_shard.items():
         only = {slot: values.get(slot) or [b"NULL"] for slot in routing.slots}
         out.append(target_of(config, plan.db, routing.dimension, shard, only))
+    if plan.home is not None and (len(out) != 1 or out[0].instance != plan.home):
+        _refuse_away_from_home(plan, out)
     return out
 
 

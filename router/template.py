@@ -7,6 +7,7 @@ execution by joining byte strings, so the hot path never runs sqlglot.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 # A part is bytes (verbatim), an int (a literal slot) or None (the shard database, with a dot).
@@ -35,16 +36,18 @@ class Template:
         return b"".join(out)
 
 
-def build_template(text: str, qualify: list[tuple[int, int]]) -> Template:
+def build_template(text: str, qualify: list[tuple[int, int]],
+                   fixed: Sequence[tuple[int, int, str]] = ()) -> Template:
     """A template from analysis text (slots written ``:_N``) and the spans to replace by the
     shard database: (start, end) with end == start for an insertion before an unqualified
-    table, or the span of an existing database qualifier including its dot."""
-    cuts = sorted(qualify)
+    table, or the span of an existing database qualifier including its dot. ``fixed`` spans
+    are replaced by a given text instead (e.g. the default database of an unsharded table)."""
+    cuts = sorted([(start, end, None) for start, end in qualify] + list(fixed))
     parts: list[Part] = []
     last = 0
-    for start, end in cuts:
+    for start, end, replacement in cuts:
         _split_slots(text[last:start], parts)
-        parts.append(None)
+        parts.append(None if replacement is None else replacement.encode())
         last = end
     _split_slots(text[last:], parts)
     return Template(tuple(parts))

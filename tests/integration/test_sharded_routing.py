@@ -116,6 +116,37 @@ def test_refusals_name_the_cause_and_apply_nothing(connect, direct, clean, sql: 
         assert cur.fetchall() == ((0,),)
 
 
+def test_join_with_unsharded_table_is_served_on_one_shard_of_its_instance(connect, direct,
+                                                                       clean) -> None:
+    """merchants lives in the default database on instance a: a join with it runs on one
+    shard of a, and gives what the same join gives on the backend itself."""
+    home = next(u for u in USERS if u % 120 < 60)
+    away = next(u for u in USERS if u % 120 >= 60)
+    with connect().cursor() as cur:
+        cur.execute("INSERT INTO merchants (name, region_id) VALUES ('join-test', 7)")
+        merchant = cur.lastrowid
+        try:
+            for user in (home, home, away):
+                cur.execute(INSERT, (user, merchant, 2, "3.25", "j"))
+            sql = ("SELECT o.id, o.total, m.name, m.region_id FROM orders o JOIN merchants m "
+                   "ON m.id = o.merchant_id WHERE o.user_id = %s ORDER BY o.id")
+            cur.execute(sql, (home,))
+            through_dal = cur.fetchall()
+            with direct("a").cursor() as dcur:
+                dcur.execute(sql.replace("FROM orders", f"FROM user_{home % 120:03d}.orders")
+                             .replace("JOIN merchants", "JOIN trade.merchants"), (home,))
+                truth = dcur.fetchall()
+            assert len(truth) == 2 and through_dal == truth
+            for bad, fragment in ((sql, "reaches shard user_"), (
+                    sql.replace("o.user_id = %s", "o.user_id IN (%s, 1)"), "reaches 2 shards")):
+                with pytest.raises(pymysql.MySQLError) as info:
+                    cur.execute(bad, (away,))
+                assert info.value.args[0] == 1235
+                assert fragment in info.value.args[1] and "'merchants'" in info.value.args[1]
+        finally:
+            cur.execute("DELETE FROM merchants WHERE id = %s", (merchant,))
+
+
 def test_transaction_lives_on_the_shards_backend(connect, direct, clean) -> None:
     user = next(u for u in USERS if u % 120 >= 60)  # a shard on instance b
     conn = connect(autocommit=False)
