@@ -28,7 +28,6 @@ import signal
 import sys
 import threading
 import time
-
 from typing import TYPE_CHECKING
 
 from config.loader import ConfigError, load_config
@@ -81,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         group = followers(config)
         starts = {f.name: f.start_position(args.reset, args.from_beginning) for f in group}
-    except Exception as exc:  # noqa: BLE001 - report any start-up failure and exit
+    except Exception as exc:
         print(f"dal sync: cannot start: {exc}", file=sys.stderr)
         return 1
     from tools.sync_status import SyncStatus, start_metrics
@@ -113,7 +112,7 @@ def _guard(follower: Follower, stop: threading.Event) -> None:
     """Run a follower's applier; a failure it cannot retry stops the whole process."""
     try:
         follower.run()
-    except Exception as exc:  # noqa: BLE001 - reported, then the process exits 1
+    except Exception as exc:
         follower.error = f"applying {follower.name}: {exc}"
         log.error("sync %s: cannot apply: %s", follower.name, exc)
         stop.set()

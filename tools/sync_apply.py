@@ -11,6 +11,7 @@ by primary key), so a replay from an older position ends in the same state.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Iterable
@@ -143,10 +144,8 @@ class Target:
 
     def drop(self) -> None:
         if self.conn is not None:
-            try:
+            with contextlib.suppress(Exception):
                 self.conn.close()
-            except Exception:  # noqa: BLE001 - already broken
-                pass
         self.conn = None
 
 
@@ -201,10 +200,8 @@ class Applier:
                         cur.execute("COMMIT")
                     except BaseException:
                         if conn.open:
-                            try:
+                            with contextlib.suppress(pymysql.Error):
                                 cur.execute("ROLLBACK")
-                            except pymysql.Error:
-                                pass
                         raise
             self._retry(target, write)
             self.saved[name] = position
@@ -222,7 +219,7 @@ class Applier:
                                 (self.source,))
             self._retry(target, delete)
 
-    def _retry(self, target: Target, action):  # noqa: ANN001, ANN202 - generic callback
+    def _retry(self, target: Target, action):
         """Run ``action(conn)``, retrying what a retry can fix; other errors propagate."""
         delay = 0.2
         while True:

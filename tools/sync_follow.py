@@ -11,6 +11,7 @@ shard's rows from every copy shard.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import re
@@ -172,7 +173,7 @@ class Follower:
             try:
                 stream = self._stream(self.read_pos)
                 self._read_stream(stream)
-            except Exception as exc:  # noqa: BLE001 - any failure: reconnect from read_pos
+            except Exception as exc:
                 self.restarts += 1
                 self.error = f"reading {self.name}: {exc}"
                 log.warning("sync %s: binlog read failed (%s); reconnecting from %s:%s",
@@ -180,10 +181,8 @@ class Follower:
                 time.sleep(1.0)
             finally:
                 if stream is not None:
-                    try:
+                    with contextlib.suppress(Exception):
                         stream.close()
-                    except Exception:  # noqa: BLE001 - already broken
-                        pass
 
     def _stream(self, pos: Position) -> BinLogStreamReader:
         i = self.instance
@@ -294,8 +293,9 @@ class Follower:
                 schema, statement = txn.ddl
                 touches = schema in self.routes.schemas or any(
                     s in statement for s in self.schemas)
-                log.log(logging.INFO if touches else logging.DEBUG,"sync %s: DDL at %s:%s: %s (table metadata reloads from the next "
-                         "TABLE_MAP)", self.name, *txn.end, " ".join(statement.split())[:200])
+                log.log(logging.INFO if touches else logging.DEBUG,
+                        "sync %s: DDL at %s:%s: %s (table metadata reloads from the next "
+                        "TABLE_MAP)", self.name, *txn.end, " ".join(statement.split())[:200])
                 ops: list[Op] = truncate_ops(self.routes, schema, statement)
             else:
                 ops = [op for change in txn.changes for op in route(self.routes, change)]

@@ -33,7 +33,7 @@ class SyncStatus:
             for f in self.followers:
                 try:
                     self._bytes[f.name] = f.bytes_behind()
-                except Exception:  # noqa: BLE001 - the source is down: lag unknown
+                except Exception:
                     self._bytes[f.name] = None
         sources = {}
         for f in self.followers:
@@ -77,7 +77,7 @@ def start_metrics(status: SyncStatus, host: str, port: int) -> None:
     from prometheus_client.core import REGISTRY, CounterMetricFamily, GaugeMetricFamily
 
     class Collector:
-        def collect(self):  # noqa: ANN202 - prometheus_client protocol
+        def collect(self):
             snap = status.snapshot()["sources"]
             gauges = {
                 "lag_seconds": GaugeMetricFamily(
