@@ -105,7 +105,12 @@ def run(args: argparse.Namespace) -> int:
                                         name=f"apply-{f.name}", daemon=True))
     for t in threads:
         t.start()
-    return _supervise(group, status, stop, args.progress)
+    code = _supervise(group, status, stop, args.progress)
+    for t in threads:
+        if t.name.startswith("apply-"):
+            t.join(10.0)  # the batch in progress commits; readers are left to exit with us
+    status.write()
+    return code
 
 
 def _guard(follower: Follower, stop: threading.Event) -> None:
@@ -129,6 +134,5 @@ def _supervise(group: list[Follower], status: SyncStatus, stop: threading.Event,
                 print(line, file=sys.stderr, flush=True)
     for f in group:
         f.stop.set()
-    status.write()
     failed = [f.error for f in group if f.error and f.error.startswith("applying")]
     return 1 if failed else 0
