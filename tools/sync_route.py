@@ -37,6 +37,15 @@ class Copy:
                 return merchant_shard_of_gene(int(row[gene]), self.shards)
         raise KeyError(f"row has neither {self.key} nor a gene column {list(self.genes)}")
 
+    def shard_sql(self, columns: list[str]) -> str:
+        """The SQL expression of :meth:`shard` over a table with ``columns``."""
+        if self.key is not None and self.key in columns:
+            return f"`{self.key}` % {self.shards}"
+        for gene in self.genes:
+            if gene in columns:
+                return f"(`{gene}` DIV {self.shards}) % {self.shards}"
+        raise KeyError(f"table has neither {self.key} nor a gene column {list(self.genes)}")
+
     def database(self, shard: int) -> str:
         return f"{self.prefix}{shard:03d}"
 
