@@ -145,14 +145,38 @@ class TableCheck:
 
     def _each(self, places: list[tuple[str, str]], sql: Callable[[str], str]
               ) -> list[list[tuple]]:
-        """One statement per shard database, run in parallel (no parameters: the SQL holds %)."""
-        return list(self.pool.map(lambda p: self.conns.query(p[0], sql(p[1])), places))
+        """``sql(database)`` for every shard database, as one UNION ALL per instance (run in
+        parallel); the rows of each place, in order. No parameters: the SQL holds ``%``."""
+        by_instance: dict[str, list[int]] = {}
+        for index, (instance, _) in enumerate(places):
+            by_instance.setdefault(instance, []).append(index)
+
+        def one(item: tuple[str, list[int]]) -> list[tuple]:
+            instance, indexes = item
+            union = " UNION ALL ".join(f"(SELECT {i} AS _place, x.* FROM ({sql(places[i][1])}) x)"
+                                       for i in indexes)
+            return self.conns.query(instance, union)
+
+        out: list[list[tuple]] = [[] for _ in places]
+        for rows in self.pool.map(one, by_instance.items()):
+            for row in rows:
+                out[row[0]].append(row[1:])
+        return out
+
+    def next_id(self, after: int) -> int | None:
+        """The lowest id at or above ``after`` on either side (skips an empty stretch)."""
+        t, pk = _q(self.table.table), _q(self.pk)
+        found = self._each(self.sources + self.copies, lambda db: f"SELECT MIN({pk}) AS m "
+                           f"FROM {_q(db)}.{t} WHERE {pk} >= {int(after)}")
+        ids = [r[0][0] for r in found if r and r[0][0] is not None]
+        return min(ids) if ids else None
 
     def bounds(self) -> tuple[int, int, int] | None:
         """(lowest id, highest id, estimated rows) over both sides; None when empty."""
         t, pk = _q(self.table.table), _q(self.pk)
         found = self._each(self.sources + self.copies,
-                           lambda db: f"SELECT MIN({pk}), MAX({pk}) FROM {_q(db)}.{t}")
+                           lambda db: f"SELECT MIN({pk}) AS lo, MAX({pk}) AS hi FROM "
+                           f"{_q(db)}.{t}")
         lows = [r[0][0] for r in found if r and r[0][0] is not None]
         highs = [r[0][1] for r in found if r and r[0][1] is not None]
         if not lows:
@@ -170,11 +194,11 @@ class TableCheck:
         """Per copy shard: (count, crc sum, md5 sum) from the user side and from the copy."""
         t, pk = _q(self.table.table), _q(self.pk)
         where = f"WHERE {pk} >= {int(lo)} AND {pk} < {int(hi)}"
-        src = self._each(self.sources, lambda db: f"SELECT {self.bucket}, COUNT(*), "
-                         f"SUM({self.h1}), SUM({self.h2}) FROM {_q(db)}.{t} {where} "
+        src = self._each(self.sources, lambda db: f"SELECT {self.bucket} AS b, COUNT(*) AS n, "
+                         f"SUM({self.h1}) AS h1, SUM({self.h2}) AS h2 FROM {_q(db)}.{t} {where} "
                          f"GROUP BY 1")
-        dst = self._each(self.copies, lambda db: f"SELECT COUNT(*), SUM({self.h1}), "
-                         f"SUM({self.h2}) FROM {_q(db)}.{t} {where}")
+        dst = self._each(self.copies, lambda db: f"SELECT COUNT(*) AS n, SUM({self.h1}) AS h1, "
+                         f"SUM({self.h2}) AS h2 FROM {_q(db)}.{t} {where}")
         want: dict[int, tuple] = {}
         for rows in src:
             for shard, count, h1, h2 in rows:
@@ -190,16 +214,16 @@ class TableCheck:
         {shard: {id: (h1, h2)}})."""
         t, pk = _q(self.table.table), _q(self.pk)
         where = f"WHERE {pk} >= {int(lo)} AND {pk} < {int(hi)}"
-        src = self._each(self.sources, lambda db: f"SELECT {pk}, {self.bucket}, {self.h1}, "
-                         f"{self.h2} FROM {_q(db)}.{t} {where}")
+        src = self._each(self.sources, lambda db: f"SELECT {pk} AS id, {self.bucket} AS b, "
+                         f"{self.h1} AS h1, {self.h2} AS h2 FROM {_q(db)}.{t} {where}")
         want: dict[int, dict[int, tuple]] = {s: {} for s in shards}
         for (_, db), rows in zip(self.sources, src, strict=True):
             for id_, shard, h1, h2 in rows:
                 if int(shard) in shards:
                     want[int(shard)][id_] = (h1, h2, db)
         places = [self.copies[s] for s in sorted(shards)]
-        dst = self._each(places, lambda db: f"SELECT {pk}, {self.h1}, {self.h2} FROM "
-                         f"{_q(db)}.{t} {where}")
+        dst = self._each(places, lambda db: f"SELECT {pk} AS id, {self.h1} AS h1, "
+                         f"{self.h2} AS h2 FROM {_q(db)}.{t} {where}")
         got = {s: {r[0]: (r[1], r[2]) for r in rows}
                for s, rows in zip(sorted(shards), dst, strict=True)}
         return want, got
@@ -298,6 +322,9 @@ def chunks(check: TableCheck, start: int, high: int, width: int, target: int,
         elif rows < target // 2:
             width *= 2
         lo = hi
+        if rows == 0 and lo <= high:  # jump over an empty stretch of ids
+            following = check.next_id(lo)
+            lo = following if following is not None else high + 1
         state.data.update(next=lo, width=width)
 
 

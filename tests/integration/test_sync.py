@@ -248,7 +248,7 @@ def test_verify_finds_and_repairs_each_kind(sync_setup, follower, connect) -> No
         c.execute(f"INSERT INTO {db}.orders (id, user_id, merchant_id, status, total, "  # extra
                   "created_at, updated_at) VALUES (123456789, 1, %s, 1, 5, NOW(), NOW())",
                   (m,))
-    result = run_verify(path, "--recheck", "0", "--chunk", "50")
+    result = run_verify(path, "--recheck", "0", "--chunk", "500")
     assert result.returncode == 4, result.stdout + result.stderr
     found = {(kind, int(id_)) for kind, table, id_, where in DIFF.findall(result.stdout)
              if table == "orders"}
@@ -275,7 +275,7 @@ def test_verify_resumes_after_the_last_chunk(sync_setup, follower, connect) -> N
         _insert_order(cur, 8000 + n, 8000 + n, 1, "resume")
     follower.wait_caught_up()
     state = path.with_name("verify.json")
-    full = run_verify(path, "--recheck", "0", "--chunk", "10", "--table", "orders")
+    full = run_verify(path, "--recheck", "0", "--chunk", "300", "--table", "orders")
     assert full.returncode == 0, full.stdout + full.stderr
     assert json.loads(state.read_text())["done"] == ["trade.orders/merchant"]
     ids = sorted(i for rows in read_all(raw, "user_", "orders").values() for i in rows)
@@ -284,7 +284,7 @@ def test_verify_resumes_after_the_last_chunk(sync_setup, follower, connect) -> N
     middle = ids[len(ids) // 2]
     state.write_text(json.dumps({"done": [], "current": "trade.orders/merchant",
                                  "next": middle, "width": 1000}))
-    resumed = run_verify(path, "--recheck", "0", "--chunk", "10", "--resume", "--table",
+    resumed = run_verify(path, "--recheck", "0", "--chunk", "300", "--resume", "--table",
                          "orders")
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert _user_rows(resumed.stdout) == len([i for i in ids if i >= middle])
