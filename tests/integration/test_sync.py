@@ -315,3 +315,16 @@ def test_lag_in_metrics_and_show_dal_shards(sync_setup, follower) -> None:
     for row in rows:
         assert row["sync_lag_seconds"] is not None and float(row["sync_lag_seconds"]) < 5, row
         assert row["sync_lag_events"] is not None and int(row["sync_lag_events"]) >= 0, row
+
+
+def test_read_after_write_latency(sync_setup, follower, dal, capsys) -> None:
+    """INSERT acknowledged by DAL -> row visible by merchant_id through DAL, under load."""
+    from tools.sync_latency import measure, parser
+
+    args = parser().parse_args(["--port", str(dal.port), "--seconds", "8", "--rate", "100",
+                                "--writers", "2", "--timeout", "5"])
+    result = measure(args)
+    with capsys.disabled():
+        print(f"\nread-after-write through the merchant copy: {json.dumps(result)}")
+    assert result["timeouts"] == 0 and result["probes"] >= 50, result
+    assert result["p99_ms"] < 2000, result
