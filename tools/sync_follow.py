@@ -117,7 +117,7 @@ class Follower:
         self.stop = threading.Event()
         self.read_pos: Position | None = None     # after the last transaction queued
         self.applied_pos: Position | None = None  # after the last transaction applied
-        self.events_read = 0       # row images of copied tables read
+        self.events_read = 0       # row images of copied tables read (whole transactions)
         self.events_applied = 0
         self.txns_applied = 0
         self.inflight_ts: int | None = None
@@ -215,7 +215,6 @@ class Follower:
                     else:
                         pending.append(Change(event.schema, event.table, key,
                                               row["before_values"], row["after_values"]))
-                self.events_read += len(event.rows)
                 continue
             end = (stream.log_file, stream.log_pos)
             if isinstance(event, QueryEvent):
@@ -240,6 +239,7 @@ class Follower:
             try:
                 self.queue.put(txn, timeout=0.5)
                 self.read_pos = txn.end
+                self.events_read += len(txn.changes)  # counted whole: a reconnect drops partials
                 return
             except queue.Full:
                 continue
