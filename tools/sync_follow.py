@@ -123,6 +123,7 @@ class Follower:
         self.inflight_ts: int | None = None
         self.error: str | None = None
         self.restarts = 0
+        self._status_conn: pymysql.connections.Connection | None = None  # for bytes_behind
 
     # -- start position -------------------------------------------------------------------
     def start_position(self, reset: bool, from_beginning: bool) -> Position:
@@ -153,9 +154,15 @@ class Follower:
         pos = self.applied_pos
         if pos is None:
             return None
-        with self._ctl() as conn, conn.cursor() as cur:
-            cur.execute("SHOW BINARY LOGS")
-            logs = [(r[0], int(r[1])) for r in cur.fetchall()]
+        try:
+            if self._status_conn is None or not self._status_conn.open:
+                self._status_conn = self._ctl()
+            with self._status_conn.cursor() as cur:
+                cur.execute("SHOW BINARY LOGS")
+                logs = [(r[0], int(r[1])) for r in cur.fetchall()]
+        except pymysql.Error:
+            self._status_conn = None
+            raise
         behind = 0
         for name, size in logs:
             if name == pos[0]:
