@@ -6,6 +6,8 @@ STAMP   := $(VENV)/.installed
 CONFIG  ?= config/local.yaml
 # Another copy of test.yaml (own ports and datadirs) lets two checkouts test side by side.
 TESTCFG ?= config/test.yaml
+# `make run SYNC=0` serves without the `dal sync` child that keeps the merchant copy current.
+SYNC    ?= 1
 
 .PHONY: run test install mariadb lint clean
 
@@ -28,7 +30,7 @@ mariadb:
 run: install
 	$(BIN)/dal localdb up --config $(CONFIG)
 	$(BIN)/dal schema apply --config $(CONFIG)
-	$(BIN)/dal serve --config $(CONFIG)
+	$(BIN)/dal serve --config $(CONFIG) $(if $(filter 0,$(SYNC)),,--with-sync)
 
 test: install
 	$(BIN)/ruff check .

@@ -221,10 +221,24 @@ class Server(Strict):
     server_version: str | None = None
 
 
+class SyncConfig(Strict):
+    """`dal sync` (the binlog follower that keeps the non-authoritative dimensions equal to the
+    authoritative one) and `dal verify dimensions`. Paths are relative to the working directory."""
+
+    metrics: Endpoint = Endpoint(port=9105)
+    # The replica server id it registers with on each source; unique among the sources' replicas.
+    server_id: int = Field(default=4105, ge=1, le=4294967295)
+    status_file: str = "var/sync-status.json"  # lag per source, read by `SHOW DAL SHARDS`
+    batch_transactions: int = Field(default=500, ge=1)  # source transactions per applied batch
+    verify_rows_per_second: int = Field(default=50000, ge=1)  # load bound of `dal verify`
+    verify_chunk_rows: int = Field(default=2000, ge=10)
+
+
 class Config(Strict):
     """The whole configuration of one DAL process."""
 
     server: Server = Server()
+    sync: SyncConfig = SyncConfig()
     instances: dict[str, Instance]
     pool: PoolConfig = PoolConfig()
     databases: dict[str, LogicalDatabase]

@@ -34,14 +34,23 @@ def _pools(server: Server) -> Rows:
 
 
 def _shards(server: Server) -> Rows:
-    header = ["database", "dimension", "shards", "instance", "first", "last"]
+    """One row per placement; sync_lag_* is `dal sync`'s lag from that placement's instance
+    (authoritative dimension) or the worst over all sources (copies), NULL if it is not running."""
+    from tools.sync_status import read_status, shard_lag
+
+    header = ["database", "dimension", "shards", "instance", "first", "last",
+              "sync_lag_seconds", "sync_lag_events"]
+    status = read_status(server.config.sync.status_file)
     rows: list[list[object]] = []
     for db_name, db in server.config.databases.items():
+        sources = sorted({p.instance for p in db.dimensions[db.authoritative].placement})
         for dim_name, dim in db.dimensions.items():
             for place in dim.placement:
                 numbers = place.numbers()
+                lag = shard_lag(status, [place.instance] if dim_name == db.authoritative
+                                else sources)
                 rows.append([db_name, dim_name, place.shards, place.instance,
-                             dim.database(numbers[0]), dim.database(numbers[-1])])
+                             dim.database(numbers[0]), dim.database(numbers[-1]), *lag])
     return header, rows
 
 

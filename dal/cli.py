@@ -21,6 +21,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
                 "start, stop or inspect the local MariaDB instances (up|down|status)"),
     "schema": ("tools.schema", "create the shard databases and apply the schema to every shard"),
     "bench": ("tools.bench", "benchmark DAL against a direct connection, side by side in one run"),
+    "sync": ("tools.sync", "follow the user shards' binlogs and keep the merchant copy equal"),
+    "verify": ("tools.verify", "compare the user and merchant copies; --repair fixes the copy"),
 }
 
 

@@ -26,6 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int,
                         help="processes sharing the port (default: server.workers)")
     parser.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--with-sync", action="store_true",
+                        help="also run `dal sync` as a child process (what `make run` does)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -48,6 +50,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"dal serve: {exc}", file=sys.stderr)
         return 2
     children = _spawn_workers(args, workers, config) if args.worker_index == 0 else []
+    if args.with_sync and args.worker_index == 0:
+        children.append(subprocess.Popen([sys.executable, "-m", "dal.cli", "sync",
+                                          "--config", args.config]))
     try:
         import uvloop
 
