@@ -31,6 +31,8 @@ from router.targets import (
 if TYPE_CHECKING:
     from dal.session import ClientSession
 
+MAX_ROWS = (1104, "42000")  # ER_TOO_BIG_SELECT: rules.max_rows (docs/errors.md)
+
 __all__ = ["Refusal", "Target", "insert", "key_value", "scatter", "targets"]
 
 
@@ -116,6 +118,12 @@ async def scatter(session: ClientSession, plan: ShardedPlan, slots: list[list[by
         except ScatterUnsupported as exc:
             raise Refusal(NOT_SUPPORTED, f"DAL cannot merge this statement across shards: "
                           f"{exc}") from None
+    limit = session.server.config.rules.max_rows
+    if limit and len(rows) > limit:
+        session.server.protection.count_rule("max_rows")
+        raise Refusal(MAX_ROWS, f"DAL rule max_rows: the merged result has {len(rows)} rows, "
+                      f"more than rules.max_rows = {limit}; add a shard key, a narrower WHERE "
+                      "or a LIMIT")
     renamed = [ColumnDefinition.decode(rename_column(c.encode(), logical)) if c.schema else c
                for c in columns]
     return encode_result_set(renamed, rows, deprecate_eof=False,
