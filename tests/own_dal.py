@@ -59,14 +59,14 @@ class OwnDal:
 @contextlib.contextmanager
 def own_dal(tmp_path: Path, **sections: object) -> Iterator[OwnDal]:
     """Start DAL on free ports with test.yaml plus ``sections`` (top-level keys replaced,
-    ``pool`` merged); stop it at the end."""
+    ``pool`` and ``users`` merged); stop it at the end."""
     path = tmp_path / "dal.yaml"
     raw = write_config(path, read_timeout=2.0, login_timeout=3.0,
                        listen={"host": HOST, "port": free_port()},
                        metrics={"host": HOST, "port": free_port()})
     for key, value in sections.items():
-        if key == "pool":
-            raw["pool"] = {**raw.get("pool", {}), **value}  # type: ignore[dict-item]
+        if key in ("pool", "users"):
+            raw[key] = {**raw.get(key, {}), **value}  # type: ignore[dict-item]
         else:
             raw[key] = value
     path.write_text(yaml.safe_dump(raw))
