@@ -420,12 +420,8 @@ class ClientSession(asyncio.Protocol):
         plan = self._plan
         self._plan = None
         self.busy = False
-        if self._timer is not None and timeouts.ended(self, conn, scanner):
-            if scanner is not None:
-                self._after_statement(conn, scanner.status, True, plan)
-            if self.phase == COMMAND:
-                self._drain()
-            return
+        if self._timer is not None:
+            timeouts.ended(self, conn, scanner)  # a held answer or the timeout ERR goes out
         if scanner is None:
             self._backend_lost(conn)
             return

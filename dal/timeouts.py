@@ -56,16 +56,18 @@ def _expired(session: ClientSession, conn: BackendConnection, sent_at: float) ->
 
 
 def ended(session: ClientSession, conn: BackendConnection,
-          scanner: ResponseScanner | None) -> bool:
-    """The statement's response is complete. True when this module answered the client."""
+          scanner: ResponseScanner | None) -> None:
+    """The statement's response is complete: stop its timer, or, if it fired, send the client
+    the held answer or DAL's timeout ERR (nothing if the relay had already begun, or the
+    connection was lost: the session reports that)."""
     timer = session._timer
     session._timer = None
     if not isinstance(timer, TimedOut):
         timer.cancel()  # type: ignore[union-attr]
-        return False
+        return
     session.server.protection.count_rule("statement_timeout")
     if scanner is None or timer.held is None:
-        return False
+        return
     if scanner.error:
         session._send_error(ERR(STATEMENT_TIMEOUT[0], f"DAL rule statement_timeout: the "
                                 f"statement ran longer than {timer.seconds:g} s on backend "
@@ -74,4 +76,3 @@ def ended(session: ClientSession, conn: BackendConnection,
                                 STATEMENT_TIMEOUT[1]))
     else:  # it finished before the kill landed: its own answer, late
         session._write(bytes(timer.held))
-    return True
