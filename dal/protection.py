@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from config.model import Config
-from pool.breaker import STATE_VALUES
+from pool.breaker import OPEN, STATE_VALUES
 from pool.limits import Limiter
 from router.fingerprint import fingerprint
 
@@ -78,6 +78,9 @@ class Protection:
 
     def _transition(self, instance: str, state: str) -> None:
         self.counters[("transition", f"{instance}:{state}")] += 1
+        if state == OPEN:  # queued statements fail now rather than at their acquire timeout
+            pool = self.server.pools[instance]
+            pool.fail_waiters(pool.breaker.refusal())
 
     # -- metrics -----------------------------------------------------------------------------
 

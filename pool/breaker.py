@@ -79,12 +79,7 @@ class Breaker:
                 self._probes += 1
                 return
         self.rejected += 1
-        wait = max(0.0, self.opened_at + self.config.cool_down - now)
-        retry = (f"it lets a probe through in {wait:.1f} s" if self.state == OPEN
-                 else "a probe statement is checking it now")
-        raise BreakerOpen(f"DAL: circuit breaker for backend instance {self.instance} is "
-                          f"{self.state.replace('_', '-')} ({self.reason}); statements for it "
-                          f"fail at once: {retry}; retry later (SHOW DAL BREAKERS)")
+        raise self.refusal()
 
     # -- after a call ------------------------------------------------------------------------
 
@@ -156,6 +151,16 @@ class Breaker:
     def _open(self, reason: str) -> None:
         self.opened_at = time.monotonic()
         self._move(OPEN, reason)
+
+    def refusal(self) -> BreakerOpen:
+        """The error for a statement refused now (also given to acquirers queued when the
+        breaker opened)."""
+        wait = max(0.0, self.opened_at + self.config.cool_down - time.monotonic())
+        retry = (f"it lets a probe through in {wait:.1f} s" if self.state == OPEN
+                 else "a probe statement is checking it now")
+        return BreakerOpen(f"DAL: circuit breaker for backend instance {self.instance} is "
+                           f"{self.state.replace('_', '-')} ({self.reason}); statements for "
+                           f"it fail at once: {retry}; retry later (SHOW DAL BREAKERS)")
 
     def _move(self, state: str, reason: str) -> None:
         self.state = state

@@ -221,6 +221,12 @@ class Pool:
             return
         self.idle.append(conn)
 
+    def fail_waiters(self, error: BackendError) -> None:
+        """Fail every queued acquirer at once (the breaker just opened)."""
+        waiters, self.waiters = self.waiters, deque()
+        for waiter in waiters:
+            waiter.callback(None, error)
+
     def _hand_slot_to_waiter(self) -> None:
         """A connection was closed: open a new one for the first waiter, if any."""
         if self.waiters and self.size < self.config.max_size and not self.closing:
