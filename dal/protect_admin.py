@@ -161,7 +161,7 @@ def parse_set(sql: str) -> tuple[list[str], object] | None:
 def set_setting(server: Server, path: list[str], value: object) -> list[str]:
     """Change one live setting; the new config is validated whole, then swapped in."""
     dotted = ".".join(path)
-    if not ((path[0] in LIVE_SECTIONS and len(path) > 1)
+    if not (path[0] in LIVE_SECTIONS
             or (path[0] == "pool" and len(path) == 2 and path[1] in LIVE_POOL_KEYS)):
         raise AdminError(UNKNOWN_SETTING, f"Unknown DAL setting '{dotted}': SET DAL changes "
                          "breaker.*, limits.*, rules.* and pool.max_waiters/acquire_timeout; "

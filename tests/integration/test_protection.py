@@ -184,6 +184,20 @@ def test_statement_timeout_kills_on_the_backend(dal, app, shard) -> None:
         dal.admin("SET DAL rules.statement_timeout = 0")
 
 
+def test_sql_errors_do_not_trip_the_breaker(dal, app) -> None:
+    dal.admin("SET DAL breaker = {min_calls: 2, error_rate: 0.1, window: 5}")
+    try:
+        for _ in range(10):
+            assert refused(app, "SELECT * FROM no_such_table_protect")[0] == 1146
+            assert refused(app, "SELEC 1")[0] == 1064
+        rows = {r["instance"]: r for r in dal.admin("SHOW DAL BREAKERS")}
+        assert rows["a"]["state"] == "closed" and rows["a"]["failures"] == 0
+        assert rows["a"]["calls"] >= 20 and rows["a"]["min_calls"] == 2
+        assert dal.metric("dal_breaker_state", instance="a") == 0
+    finally:
+        dal.admin("SET DAL breaker = {slow_call_seconds: 30}")
+
+
 # -- rate limits -------------------------------------------------------------------------------
 
 def test_user_rate_limit_rejects(dal, shard) -> None:
