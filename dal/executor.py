@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
+from dal.timeouts import STATEMENT_TIMEOUT, timed_command
 from dal.wire.constants import Command, Status
 from dal.wire.framing import frame
 from dal.wire.messages import OK, ColumnDefinition
@@ -44,7 +45,7 @@ async def run_on_shard(session: ClientSession, target: Target, sql: bytes,
     reusable = True
     try:
         await apply_state(conn, None, state)
-        raw = await conn.command(frame(bytes((Command.QUERY,)) + sql, 0))
+        raw = await timed_command(session.server, conn, frame(bytes((Command.QUERY,)) + sql, 0))
         return decode_response(raw)
     except BackendError:
         reusable = not conn.closed
@@ -83,6 +84,8 @@ async def scatter(session: ClientSession, plan: ShardedPlan, slots: list[list[by
                if isinstance(o, BaseException)]
     if failed:
         first = failed[0][1]
+        if isinstance(first, BackendError) and first.code == STATEMENT_TIMEOUT[0]:
+            session.server.protection.count_rule("statement_timeout")
         if isinstance(first, BackendError) and write and len(failed) < len(shards):
             names = ", ".join(t.database.decode() for t, _ in failed[:5])
             more = f" and {len(failed) - 5} more" if len(failed) > 5 else ""

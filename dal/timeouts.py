@@ -15,10 +15,11 @@ from typing import TYPE_CHECKING
 
 from dal.wire.messages import ERR
 from dal.wire.results import ResponseScanner
-from pool.connection import BackendConnection
+from pool.connection import BackendConnection, BackendError, decode_packets
 from pool.killer import kill_query
 
 if TYPE_CHECKING:
+    from dal.server import Server
     from dal.session import ClientSession
 
 STATEMENT_TIMEOUT = (1969, "70100")  # ER_STATEMENT_TIMEOUT (MariaDB)
@@ -33,6 +34,39 @@ class TimedOut:
         self.held = held
         self.instance = instance
         self.seconds = seconds
+
+
+async def timed_command(server: Server, conn: BackendConnection, packets: bytes) -> bytes:
+    """``conn.command(packets)`` under the statement timeout (a scatter leg): past it, KILL
+    QUERY on the backend, and the leg fails with 1969 instead of the backend's 1317."""
+    seconds = server.statement_timeout
+    if not seconds:
+        return await conn.command(packets)
+    fired = False
+
+    def expire() -> None:
+        nonlocal fired
+        fired = True
+        sent = conn.sent_at  # this leg's command: a later one on the connection is left alone
+        server.background(kill_query(
+            conn.instance, server.pools[conn.instance].instance, conn.thread_id,
+            lambda: conn.busy and not conn.closed and conn.sent_at == sent))
+
+    timer = asyncio.get_running_loop().call_later(seconds, expire)
+    try:
+        raw = await conn.command(packets)
+    finally:
+        timer.cancel()
+    if fired and decode_packets(raw)[-1][:1] == b"\xff":  # ended by the kill's ERR
+        raise BackendError(STATEMENT_TIMEOUT[0], timeout_message(seconds, conn.instance),
+                           STATEMENT_TIMEOUT[1])
+    return raw
+
+
+def timeout_message(seconds: float, instance: str) -> str:
+    return (f"DAL rule statement_timeout: the statement ran longer than {seconds:g} s on "
+            f"backend {instance}, and DAL stopped it there with KILL QUERY; make it faster or "
+            "raise rules.statement_timeout")
 
 
 def arm(session: ClientSession, conn: BackendConnection) -> None:
@@ -69,10 +103,8 @@ def ended(session: ClientSession, conn: BackendConnection,
     if scanner is None or timer.held is None:
         return
     if scanner.error:
-        session._send_error(ERR(STATEMENT_TIMEOUT[0], f"DAL rule statement_timeout: the "
-                                f"statement ran longer than {timer.seconds:g} s on backend "
-                                f"{timer.instance}, and DAL stopped it there with KILL QUERY; "
-                                "make it faster or raise rules.statement_timeout",
+        session._send_error(ERR(STATEMENT_TIMEOUT[0],
+                                timeout_message(timer.seconds, timer.instance),
                                 STATEMENT_TIMEOUT[1]))
     else:  # it finished before the kill landed: its own answer, late
         session._write(bytes(timer.held))

@@ -198,6 +198,30 @@ def test_sql_errors_do_not_trip_the_breaker(dal, app) -> None:
         dal.admin("SET DAL breaker = {slow_call_seconds: 30}")
 
 
+def test_statement_timeout_on_a_multi_shard_read(dal, app) -> None:
+    with app.cursor() as cur:
+        for user in (USER, USER + 60):  # one row on each instance
+            cur.execute("INSERT INTO orders (user_id, merchant_id, status, total, note, "
+                        "created_at, updated_at) VALUES (%s, 7, 1, 1.00, %s, NOW(), NOW())",
+                        (user, f"{MARK}-slow"))
+    dal.admin("SET DAL rules.statement_timeout = 0.5")
+    try:
+        before = dal.metric("dal_rule_refusals_total", rule="statement_timeout")
+        started = time.monotonic()
+        code, message = refused(app, "SELECT id FROM orders WHERE user_id IN (%s, %s) AND "
+                                "note = %s AND SLEEP(3) = 0", (USER, USER + 60, f"{MARK}-slow"))
+        assert code == 1969 and "statement_timeout" in message, message
+        assert time.monotonic() - started < 2.0
+        assert dal.metric("dal_rule_refusals_total", rule="statement_timeout") == before + 1
+        assert scalar(app, "SELECT COUNT(*) FROM orders WHERE user_id IN (%s, %s) AND note = %s",
+                      (USER, USER + 60, f"{MARK}-slow")) == 2
+    finally:
+        dal.admin("SET DAL rules.statement_timeout = 0")
+        with app.cursor() as cur:
+            cur.execute("DELETE FROM orders WHERE user_id IN (%s, %s) AND note = %s",
+                        (USER, USER + 60, f"{MARK}-slow"))
+
+
 # -- rate limits -------------------------------------------------------------------------------
 
 def test_user_rate_limit_rejects(dal, shard) -> None:
