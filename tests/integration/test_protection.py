@@ -222,6 +222,31 @@ def test_statement_timeout_on_a_multi_shard_read(dal, app) -> None:
                         (USER, USER + 60, f"{MARK}-slow"))
 
 
+def test_breaker_opens_on_slow_calls_and_a_probe_closes_it(dal, app) -> None:
+    """Slow calls open instance a's breaker: its statements then fail at once while b's
+    run; after the cool-down one probe succeeds and closes it."""
+    dal.admin("SET DAL breaker = {min_calls: 3, slow_call_seconds: 0.2, slow_call_rate: 0.5, "
+              "cool_down: 0.5, window: 5}")
+    try:
+        opened = dal.metric("dal_breaker_transitions_total", instance="a", to="open")
+        for _ in range(3):
+            scalar(app, "SELECT SLEEP(0.25)")
+        assert dal.metric("dal_breaker_state", instance="a") == 2
+        assert dal.metric("dal_breaker_transitions_total", instance="a", to="open") == opened + 1
+        started = time.monotonic()
+        code, message = refused(app, "SELECT name FROM merchants WHERE id = 0")
+        assert code == 1105 and "circuit breaker for backend instance a is open" in message
+        assert time.monotonic() - started < 0.5
+        assert scalar(app, "SELECT COUNT(*) FROM orders WHERE user_id = 65") is not None  # b
+        time.sleep(0.6)
+        assert scalar(app, "SELECT 1") == 1  # the half-open probe
+        rows = {r["instance"]: r for r in dal.admin("SHOW DAL BREAKERS")}
+        assert rows["a"]["state"] == "closed" and rows["a"]["rejected"] >= 1
+        assert dal.metric("dal_breaker_state", instance="a") == 0
+    finally:
+        dal.admin("SET DAL breaker = {slow_call_seconds: 30}")
+
+
 # -- rate limits -------------------------------------------------------------------------------
 
 def test_user_rate_limit_rejects(dal, shard) -> None:
