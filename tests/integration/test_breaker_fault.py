@@ -144,7 +144,8 @@ def _kill_and_restart(dal, load: Load, b: localdb.Managed) -> None:
     assert live_a and all(o.code == 0 for o in live_a), [o for o in live_a if o.code][:3]
 
     _ensure_running(b)
-    deadline = time.monotonic() + 15
+    restarted = time.monotonic()
+    deadline = restarted + 15
     recovered = False
     while time.monotonic() < deadline and not recovered:
         time.sleep(0.2)
@@ -154,3 +155,7 @@ def _kill_and_restart(dal, load: Load, b: localdb.Managed) -> None:
     assert recovered, "DAL did not recover by itself within 15 s of the restart"
     assert dal.metric("dal_breaker_transitions_total", instance="b", to="closed") >= 1
     assert all(o.code == 0 for o in load.since(time.monotonic() - 0.5, "a"))
+    print(f"breaker open {opened - killed:.2f} s after the kill (metric polled); "
+          f"{len(dead_b)} statements for b while dead, slowest {max(o.seconds for o in dead_b):.3f}"
+          f" s; {len(live_a)} for a, all ok; recovered {time.monotonic() - restarted:.1f} s "
+          "after the restart returned")
