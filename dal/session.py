@@ -32,7 +32,7 @@ from pool.connection import (
 from pool.limits import Limiter, Throttled
 from pool.rename import HeaderRenamer
 from pool.state import apply_state
-from router.fingerprint import fingerprint
+from router.fingerprint import Fingerprint, fingerprint
 from router.plan import LOCAL, REFUSE, ROUTE, SET, SHARDED, Plan
 from router.targets import single_target
 
@@ -291,7 +291,7 @@ class ClientSession(asyncio.Protocol):
             return
         self._run_plan(plan, fp, sql, payload, last_seq, raw)
 
-    def _run_plan(self, plan: Plan, fp, sql: bytes, payload: bytes, last_seq: int,
+    def _run_plan(self, plan: Plan, fp: Fingerprint, sql: bytes, payload: bytes, last_seq: int,
                   raw: bytes | None) -> None:
         server = self.server
         kind = plan.kind
@@ -315,7 +315,7 @@ class ClientSession(asyncio.Protocol):
         elif kind == LOCAL:
             self._spawn(self._local(plan))
 
-    def _throttle(self, limiter: Limiter, plan: Plan, fp, sql: bytes, payload: bytes,
+    def _throttle(self, limiter: Limiter, plan: Plan, fp: Fingerprint, sql: bytes, payload: bytes,
                   last_seq: int, raw: bytes | None) -> bool:
         """Rate limits (pool/limits.py). True when the statement was refused, or delayed: it
         then runs when its token is due, and the session reads nothing else meanwhile."""

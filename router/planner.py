@@ -71,7 +71,9 @@ class Router:
         plan = self.cache.get(key)
         if plan is None:
             plan = self.analyse(sql, schema, admin, fp.key)
-            if plan.passthrough or not fp.literals or plan.kind == SHARDED:
+            # A rule's refusal depends on the shape alone: cached, so a hit skips the rules.
+            if (plan.passthrough or not fp.literals or plan.kind == SHARDED
+                    or plan.rule is not None):
                 self.cache.put(key, plan)
         return plan
 
