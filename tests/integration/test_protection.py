@@ -30,7 +30,7 @@ LIMITS = {
 
 
 @pytest.fixture(scope="module")
-def dal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OwnDal]:
+def pdal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OwnDal]:
     running_test_config()
     tmp = tmp_path_factory.mktemp("protect")
     with own_dal(tmp, pool={"max_size": 2, "max_waiters": 200, "acquire_timeout": 3.0},
@@ -40,11 +40,11 @@ def dal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OwnDal]:
 
 
 @pytest.fixture
-def app(dal: OwnDal) -> Iterator[pymysql.connections.Connection]:
-    conn = dal.connect()
+def app(pdal: OwnDal) -> Iterator[pymysql.connections.Connection]:
+    conn = pdal.connect()
     yield conn
     conn.close()
-    assert_pools_idle(dal.port)
+    assert_pools_idle(pdal.port)
 
 
 @pytest.fixture(scope="module")
@@ -83,17 +83,17 @@ def merchant(shard, suffix: str) -> int:
 
 # -- statement rules ---------------------------------------------------------------------------
 
-def test_update_and_delete_without_where_are_refused(dal, app, shard) -> None:
+def test_update_and_delete_without_where_are_refused(pdal, app, shard) -> None:
     kept = merchant(shard, "unbounded")
     with app.cursor() as cur:
         cur.execute("INSERT INTO orders (user_id, merchant_id, status, total, note, created_at, "
                     "updated_at) VALUES (%s, 7, 1, 1.00, %s, NOW(), NOW())",
                     (USER, f"{MARK}-unbounded"))
-    before = dal.metric("dal_rule_refusals_total", rule="unbounded_write")
+    before = pdal.metric("dal_rule_refusals_total", rule="unbounded_write")
     assert refused(app, "UPDATE merchants SET rating = 4.5")[0] == 1175
     code, message = refused(app, "DELETE FROM orders")
     assert code == 1175 and "deny_unbounded_writes" in message
-    assert dal.metric("dal_rule_refusals_total", rule="unbounded_write") == before + 2
+    assert pdal.metric("dal_rule_refusals_total", rule="unbounded_write") == before + 2
     assert scalar(shard, "SELECT rating FROM trade.merchants WHERE id = %s", (kept,)) == 1
     assert scalar(shard, f"SELECT COUNT(*) FROM user_{USER:03d}.orders WHERE note = %s",
                   (f"{MARK}-unbounded",)) == 1
@@ -101,79 +101,79 @@ def test_update_and_delete_without_where_are_refused(dal, app, shard) -> None:
         assert cur.execute("UPDATE merchants SET rating = 2 WHERE id = %s", (kept,)) == 1
 
 
-def test_scatter_write_is_refused(dal, app, shard) -> None:
+def test_scatter_write_is_refused(pdal, app, shard) -> None:
     with app.cursor() as cur:
         cur.execute("INSERT INTO orders (user_id, merchant_id, status, total, note, created_at, "
                     "updated_at) VALUES (%s, 7, 3, 1.00, %s, NOW(), NOW())",
                     (USER, f"{MARK}-scatter"))
-    before = dal.metric("dal_rule_refusals_total", rule="scatter_write")
+    before = pdal.metric("dal_rule_refusals_total", rule="scatter_write")
     code, _ = refused(app, "UPDATE orders SET note = 'changed' WHERE note = %s",
                       (f"{MARK}-scatter",))
     assert code == 1235
-    assert dal.metric("dal_rule_refusals_total", rule="scatter_write") == before + 1
+    assert pdal.metric("dal_rule_refusals_total", rule="scatter_write") == before + 1
     assert scalar(shard, f"SELECT COUNT(*) FROM user_{USER:03d}.orders WHERE note = %s",
                   (f"{MARK}-scatter",)) == 1
 
 
-def test_scatter_reads_can_be_denied_live(dal, app) -> None:
+def test_scatter_reads_can_be_denied_live(pdal, app) -> None:
     sql = "SELECT COUNT(*) FROM orders WHERE status = 99"
     assert scalar(app, sql) == 0
-    dal.admin("SET DAL rules.deny_scatter_reads = true")
+    pdal.admin("SET DAL rules.deny_scatter_reads = true")
     try:
-        before = dal.metric("dal_rule_refusals_total", rule="scatter_read")
+        before = pdal.metric("dal_rule_refusals_total", rule="scatter_read")
         code, message = refused(app, sql)
         assert code == 1235 and "deny_scatter_reads" in message
-        assert dal.metric("dal_rule_refusals_total", rule="scatter_read") == before + 1
+        assert pdal.metric("dal_rule_refusals_total", rule="scatter_read") == before + 1
         assert scalar(app, "SELECT COUNT(*) FROM orders WHERE user_id = 5 AND status = 99") == 0
     finally:
-        dal.admin("SET DAL rules.deny_scatter_reads = DEFAULT")
+        pdal.admin("SET DAL rules.deny_scatter_reads = DEFAULT")
     assert scalar(app, sql) == 0
 
 
-def test_ddl_is_refused_for_app_users(dal, app, shard) -> None:
-    before = dal.metric("dal_rule_refusals_total", rule="ddl")
+def test_ddl_is_refused_for_app_users(pdal, app, shard) -> None:
+    before = pdal.metric("dal_rule_refusals_total", rule="ddl")
     table = f"t_{MARK.replace('-', '_')}"
     assert refused(app, f"CREATE TABLE {table} (id INT)")[0] == 1227
-    assert dal.metric("dal_rule_refusals_total", rule="ddl") == before + 1
+    assert pdal.metric("dal_rule_refusals_total", rule="ddl") == before + 1
     assert scalar(shard, "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_NAME = %s",
                   (table,)) == 0
 
 
-def test_max_rows_of_a_merged_result(dal, app) -> None:
+def test_max_rows_of_a_merged_result(pdal, app) -> None:
     with app.cursor() as cur:
         for user in range(20, 28):  # eight users, on both instances
             cur.execute("INSERT INTO orders (user_id, merchant_id, status, total, note, "
                         "created_at, updated_at) VALUES (%s, 7, 1, 1.00, %s, NOW(), NOW())",
                         (user * 7, f"{MARK}-rows"))
     sql = "SELECT id FROM orders WHERE note = %s"
-    dal.admin("SET DAL rules.max_rows = 5")
+    pdal.admin("SET DAL rules.max_rows = 5")
     try:
-        before = dal.metric("dal_rule_refusals_total", rule="max_rows")
+        before = pdal.metric("dal_rule_refusals_total", rule="max_rows")
         code, message = refused(app, sql, (f"{MARK}-rows",))
         assert code == 1104 and "max_rows" in message
-        assert dal.metric("dal_rule_refusals_total", rule="max_rows") == before + 1
+        assert pdal.metric("dal_rule_refusals_total", rule="max_rows") == before + 1
         with app.cursor() as cur:
             assert cur.execute(sql + " LIMIT 5", (f"{MARK}-rows",)) == 5
     finally:
-        dal.admin("SET DAL rules.max_rows = 0")
+        pdal.admin("SET DAL rules.max_rows = 0")
         with app.cursor() as cur:
             for user in range(20, 28):
                 cur.execute("DELETE FROM orders WHERE user_id = %s AND note = %s",
                             (user * 7, f"{MARK}-rows"))
 
 
-def test_statement_timeout_kills_on_the_backend(dal, app, shard) -> None:
+def test_statement_timeout_kills_on_the_backend(pdal, app, shard) -> None:
     kept = merchant(shard, "timeout")
-    dal.admin("SET DAL rules.statement_timeout = 0.5")
+    pdal.admin("SET DAL rules.statement_timeout = 0.5")
     try:
-        before = dal.metric("dal_rule_refusals_total", rule="statement_timeout")
+        before = pdal.metric("dal_rule_refusals_total", rule="statement_timeout")
         started = time.monotonic()
         code, message = refused(app, "UPDATE merchants SET rating = 3 WHERE id = %s AND "
                                 "SLEEP(3) = 0", (kept,))
         took = time.monotonic() - started
         assert code == 1969 and "statement_timeout" in message, message
         assert took < 2.0
-        assert dal.metric("dal_rule_refusals_total", rule="statement_timeout") == before + 1
+        assert pdal.metric("dal_rule_refusals_total", rule="statement_timeout") == before + 1
         # Killed, not applied, and no longer running on the backend.
         assert scalar(shard, "SELECT rating FROM trade.merchants WHERE id = %s", (kept,)) == 1
         assert scalar(shard, "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE "
@@ -181,58 +181,58 @@ def test_statement_timeout_kills_on_the_backend(dal, app, shard) -> None:
         assert scalar(app, "SELECT 1") == 1  # the session and its pool carry on
         assert scalar(app, "SELECT SLEEP(0.1)") == 0  # fast statements are left alone
     finally:
-        dal.admin("SET DAL rules.statement_timeout = 0")
+        pdal.admin("SET DAL rules.statement_timeout = 0")
 
 
-def test_sql_errors_do_not_trip_the_breaker(dal, app) -> None:
-    dal.admin("SET DAL breaker = {min_calls: 2, error_rate: 0.1, window: 5}")
+def test_sql_errors_do_not_trip_the_breaker(pdal, app) -> None:
+    pdal.admin("SET DAL breaker = {min_calls: 2, error_rate: 0.1, window: 5}")
     try:
         for _ in range(10):
             assert refused(app, "SELECT * FROM no_such_table_protect")[0] == 1146
             assert refused(app, "SELEC 1")[0] == 1064
-        rows = {r["instance"]: r for r in dal.admin("SHOW DAL BREAKERS")}
+        rows = {r["instance"]: r for r in pdal.admin("SHOW DAL BREAKERS")}
         assert rows["a"]["state"] == "closed" and rows["a"]["failures"] == 0
         assert rows["a"]["calls"] >= 20 and rows["a"]["min_calls"] == 2
-        assert dal.metric("dal_breaker_state", instance="a") == 0
+        assert pdal.metric("dal_breaker_state", instance="a") == 0
     finally:
-        dal.admin("SET DAL breaker = {slow_call_seconds: 30}")
+        pdal.admin("SET DAL breaker = {slow_call_seconds: 30}")
 
 
-def test_statement_timeout_on_a_multi_shard_read(dal, app) -> None:
+def test_statement_timeout_on_a_multi_shard_read(pdal, app) -> None:
     with app.cursor() as cur:
         for user in (USER, USER + 60):  # one row on each instance
             cur.execute("INSERT INTO orders (user_id, merchant_id, status, total, note, "
                         "created_at, updated_at) VALUES (%s, 7, 1, 1.00, %s, NOW(), NOW())",
                         (user, f"{MARK}-slow"))
-    dal.admin("SET DAL rules.statement_timeout = 0.5")
+    pdal.admin("SET DAL rules.statement_timeout = 0.5")
     try:
-        before = dal.metric("dal_rule_refusals_total", rule="statement_timeout")
+        before = pdal.metric("dal_rule_refusals_total", rule="statement_timeout")
         started = time.monotonic()
         code, message = refused(app, "SELECT id FROM orders WHERE user_id IN (%s, %s) AND "
                                 "note = %s AND SLEEP(3) = 0", (USER, USER + 60, f"{MARK}-slow"))
         assert code == 1969 and "statement_timeout" in message, message
         assert time.monotonic() - started < 2.0
-        assert dal.metric("dal_rule_refusals_total", rule="statement_timeout") == before + 1
+        assert pdal.metric("dal_rule_refusals_total", rule="statement_timeout") == before + 1
         assert scalar(app, "SELECT COUNT(*) FROM orders WHERE user_id IN (%s, %s) AND note = %s",
                       (USER, USER + 60, f"{MARK}-slow")) == 2
     finally:
-        dal.admin("SET DAL rules.statement_timeout = 0")
+        pdal.admin("SET DAL rules.statement_timeout = 0")
         with app.cursor() as cur:
             cur.execute("DELETE FROM orders WHERE user_id IN (%s, %s) AND note = %s",
                         (USER, USER + 60, f"{MARK}-slow"))
 
 
-def test_breaker_opens_on_slow_calls_and_a_probe_closes_it(dal, app) -> None:
+def test_breaker_opens_on_slow_calls_and_a_probe_closes_it(pdal, app) -> None:
     """Slow calls open instance a's breaker: its statements then fail at once while b's
     run; after the cool-down one probe succeeds and closes it."""
-    dal.admin("SET DAL breaker = {min_calls: 3, slow_call_seconds: 0.2, slow_call_rate: 0.5, "
+    pdal.admin("SET DAL breaker = {min_calls: 3, slow_call_seconds: 0.2, slow_call_rate: 0.5, "
               "cool_down: 0.5, window: 5}")
     try:
-        opened = dal.metric("dal_breaker_transitions_total", instance="a", to="open")
+        opened = pdal.metric("dal_breaker_transitions_total", instance="a", to="open")
         for _ in range(3):
             scalar(app, "SELECT SLEEP(0.25)")
-        assert dal.metric("dal_breaker_state", instance="a") == 2
-        assert dal.metric("dal_breaker_transitions_total", instance="a", to="open") == opened + 1
+        assert pdal.metric("dal_breaker_state", instance="a") == 2
+        assert pdal.metric("dal_breaker_transitions_total", instance="a", to="open") == opened + 1
         started = time.monotonic()
         code, message = refused(app, "SELECT name FROM merchants WHERE id = 0")
         assert code == 1105 and "circuit breaker for backend instance a is open" in message
@@ -240,19 +240,19 @@ def test_breaker_opens_on_slow_calls_and_a_probe_closes_it(dal, app) -> None:
         assert scalar(app, "SELECT COUNT(*) FROM orders WHERE user_id = 65") is not None  # b
         time.sleep(0.6)
         assert scalar(app, "SELECT 1") == 1  # the half-open probe
-        rows = {r["instance"]: r for r in dal.admin("SHOW DAL BREAKERS")}
+        rows = {r["instance"]: r for r in pdal.admin("SHOW DAL BREAKERS")}
         assert rows["a"]["state"] == "closed" and rows["a"]["rejected"] >= 1
-        assert dal.metric("dal_breaker_state", instance="a") == 0
+        assert pdal.metric("dal_breaker_state", instance="a") == 0
     finally:
-        dal.admin("SET DAL breaker = {slow_call_seconds: 30}")
+        pdal.admin("SET DAL breaker = {slow_call_seconds: 30}")
 
 
 # -- rate limits -------------------------------------------------------------------------------
 
-def test_user_rate_limit_rejects(dal, shard) -> None:
-    conn = dal.connect("limited", "limited")
+def test_user_rate_limit_rejects(pdal, shard) -> None:
+    conn = pdal.connect("limited", "limited")
     try:
-        before = dal.metric("dal_throttled_total", rule="user:limited")
+        before = pdal.metric("dal_throttled_total", rule="user:limited")
         passed = 0  # pymysql's connect already used a token (SET NAMES)
         for _ in range(4):
             try:
@@ -265,7 +265,7 @@ def test_user_rate_limit_rejects(dal, shard) -> None:
         code, message = refused(conn, "INSERT INTO merchants (name) VALUES (%s)",
                                 (f"{MARK}-throttled",))
         assert code == 1226 and "user:limited" in message
-        assert dal.metric("dal_throttled_total", rule="user:limited") == before + 2
+        assert pdal.metric("dal_throttled_total", rule="user:limited") == before + 2
         assert scalar(shard, "SELECT COUNT(*) FROM trade.merchants WHERE name = %s",
                       (f"{MARK}-throttled",)) == 0
         time.sleep(2.1)  # a token comes back (0.5/s)
@@ -274,57 +274,57 @@ def test_user_rate_limit_rejects(dal, shard) -> None:
         conn.close()
 
 
-def test_table_rate_limit_delays_within_its_bound(dal, app) -> None:
+def test_table_rate_limit_delays_within_its_bound(pdal, app) -> None:
     time.sleep(0.3)
     started = time.monotonic()
     for _ in range(3):  # burst 1 at 5/s: the 2nd and 3rd wait about 0.2 s each
         scalar(app, "SELECT COUNT(*) FROM regions")
     took = time.monotonic() - started
     assert 0.3 <= took < 1.5, took
-    dal.admin("SET DAL limits.tables.regions = {rate: 1, burst: 1, action: delay, "
+    pdal.admin("SET DAL limits.tables.regions = {rate: 1, burst: 1, action: delay, "
               "max_delay: 0.1}")
     try:
-        before = dal.metric("dal_throttled_total", rule="table:regions")
+        before = pdal.metric("dal_throttled_total", rule="table:regions")
         scalar(app, "SELECT COUNT(*) FROM regions")
         code, _ = refused(app, "SELECT COUNT(*) FROM regions")  # would wait ~1 s > 0.1 s
         assert code == 1226
-        assert dal.metric("dal_throttled_total", rule="table:regions") == before + 1
+        assert pdal.metric("dal_throttled_total", rule="table:regions") == before + 1
     finally:
-        dal.admin("SET DAL limits.tables.regions = {rate: 5, burst: 1, action: delay, "
+        pdal.admin("SET DAL limits.tables.regions = {rate: 5, burst: 1, action: delay, "
                   "max_delay: 0.5}")
 
 
-def test_fingerprint_rate_limit(dal, app) -> None:
-    before = dal.metric("dal_throttled_total",
+def test_fingerprint_rate_limit(pdal, app) -> None:
+    before = pdal.metric("dal_throttled_total",
                         rule="fingerprint:SELECT name FROM merchants WHERE id = 1")
     scalar(app, "SELECT name FROM merchants WHERE id = 123456789")
     code, message = refused(app, "SELECT name FROM merchants WHERE id = 987654321")
     assert code == 1226 and "fingerprint" in message
-    assert dal.metric("dal_throttled_total",
+    assert pdal.metric("dal_throttled_total",
                       rule="fingerprint:SELECT name FROM merchants WHERE id = 1") == before + 1
     assert scalar(app, "SELECT id FROM merchants WHERE id = 1 OR 1 = 0") in (None, 1)
 
 
 # -- wait queue ---------------------------------------------------------------------------------
 
-def test_wait_queue_is_bounded_and_the_pool_never_exceeds_its_max(dal, shard) -> None:
+def test_wait_queue_is_bounded_and_the_pool_never_exceeds_its_max(pdal, shard) -> None:
     """Pool max 2, max_waiters 2: of 6 concurrent slow statements on one instance, 2 run, 2
     wait, and 2 are refused at once; the backend never runs more than 2 of them."""
-    dal.admin("SET DAL pool.max_waiters = 2")
+    pdal.admin("SET DAL pool.max_waiters = 2")
     try:
-        _wait_queue(dal, shard)
+        _wait_queue(pdal, shard)
     finally:
-        dal.admin("SET DAL pool.max_waiters = 200")
-    assert_pools_idle(dal.port)
+        pdal.admin("SET DAL pool.max_waiters = 200")
+    assert_pools_idle(pdal.port)
 
 
-def _wait_queue(dal: OwnDal, shard) -> None:
+def _wait_queue(pdal: OwnDal, shard) -> None:
     results: list[tuple[int, float]] = []
     lock = threading.Lock()
     peak = 0
     stop = threading.Event()
 
-    conns = [dal.connect() for _ in range(6)]
+    conns = [pdal.connect() for _ in range(6)]
     go = threading.Barrier(6)
 
     def client(conn) -> None:
@@ -364,16 +364,16 @@ def _wait_queue(dal: OwnDal, shard) -> None:
 
 # -- admin statements ---------------------------------------------------------------------------
 
-def test_admin_statements_are_for_admins_only(dal, app) -> None:
+def test_admin_statements_are_for_admins_only(pdal, app) -> None:
     for sql in ("SHOW DAL BREAKERS", "SHOW DAL LIMITS", "SHOW DAL RULES",
                 "SET DAL rules.max_rows = 1", "RELOAD DAL CONFIG"):
         assert refused(app, sql)[0] == 1227, sql
-    rules = {r["rule"]: r["value"] for r in dal.admin("SHOW DAL RULES")}
+    rules = {r["rule"]: r["value"] for r in pdal.admin("SHOW DAL RULES")}
     assert rules["rules.max_rows"] == "0" and rules["rules.deny_unbounded_writes"] == "true"
 
 
-def test_set_dal_refuses_bad_keys_and_values(dal) -> None:
-    admin = dal.connect("admin", "admin")
+def test_set_dal_refuses_bad_keys_and_values(pdal) -> None:
+    admin = pdal.connect("admin", "admin")
     try:
         assert refused(admin, "SET DAL rules.max_rowz = 3")[0] == 1231
         assert refused(admin, "SET DAL breaker.error_rate = 2")[0] == 1231
@@ -381,38 +381,38 @@ def test_set_dal_refuses_bad_keys_and_values(dal) -> None:
         assert refused(admin, "SET DAL limits.users.app = {rate: -1}")[0] == 1231
     finally:
         admin.close()
-    dal.admin("SET DAL breaker.error_rate = 0.25")
+    pdal.admin("SET DAL breaker.error_rate = 0.25")
     try:
-        rows = {r["instance"]: r for r in dal.admin("SHOW DAL BREAKERS")}
+        rows = {r["instance"]: r for r in pdal.admin("SHOW DAL BREAKERS")}
         assert rows["a"]["error_rate"] == "0.25" and rows["a"]["state"] == "closed"
     finally:
-        dal.admin("SET DAL breaker.error_rate = DEFAULT")
-    limits = {r["rule"]: r for r in dal.admin("SHOW DAL LIMITS")}
+        pdal.admin("SET DAL breaker.error_rate = DEFAULT")
+    limits = {r["rule"]: r for r in pdal.admin("SHOW DAL LIMITS")}
     assert limits["user:limited"]["rate"] == "0.5" and limits["table:regions"]["action"] == "delay"
 
 
-def test_reload_refuses_a_bad_file_and_applies_a_good_one(dal) -> None:
-    good = dal.path.read_text()
+def test_reload_refuses_a_bad_file_and_applies_a_good_one(pdal) -> None:
+    good = pdal.path.read_text()
     try:
-        dal.path.write_text(good.replace("limits:", "limits:\n  userz: {}\n", 1))
-        admin = dal.connect("admin", "admin")
+        pdal.path.write_text(good.replace("limits:", "limits:\n  userz: {}\n", 1))
+        admin = pdal.connect("admin", "admin")
         try:
             code, message = refused(admin, "RELOAD DAL CONFIG")
         finally:
             admin.close()
-        assert code == 1105 and str(dal.path) in message and "limits.userz" in message
-        assert {r["rule"] for r in dal.admin("SHOW DAL LIMITS")} >= {"user:limited"}
+        assert code == 1105 and str(pdal.path) in message and "limits.userz" in message
+        assert {r["rule"] for r in pdal.admin("SHOW DAL LIMITS")} >= {"user:limited"}
         raw = yaml.safe_load(good)
         raw["limits"]["users"]["limited"] = {"rate": 7, "burst": 3}
         raw["rules"] = {"max_rows": 9}
-        dal.path.write_text(yaml.safe_dump(raw))
-        status = {r["section"]: r["status"] for r in dal.admin("RELOAD DAL CONFIG")}
+        pdal.path.write_text(yaml.safe_dump(raw))
+        status = {r["section"]: r["status"] for r in pdal.admin("RELOAD DAL CONFIG")}
         assert status["limits"] == "applied" and status["rules"] == "applied"
         assert status["instances"] == "unchanged"
-        limits = {r["rule"]: r for r in dal.admin("SHOW DAL LIMITS")}
+        limits = {r["rule"]: r for r in pdal.admin("SHOW DAL LIMITS")}
         assert limits["user:limited"]["rate"] == "7"
-        assert {r["rule"]: r["value"] for r in dal.admin("SHOW DAL RULES")}["rules.max_rows"] \
+        assert {r["rule"]: r["value"] for r in pdal.admin("SHOW DAL RULES")}["rules.max_rows"] \
             == "9"
     finally:
-        dal.path.write_text(good)
-        dal.admin("RELOAD DAL CONFIG")
+        pdal.path.write_text(good)
+        pdal.admin("RELOAD DAL CONFIG")
