@@ -181,6 +181,8 @@ async def insert(session: ClientSession, plan: ShardedPlan,
         try:
             result = await session.run_in_session(target.instance, sql)
         except BackendError as exc:
+            if exc.code == STATEMENT_TIMEOUT[0]:
+                session.server.protection.count_rule("statement_timeout")
             if done:
                 raise BackendError(exc.code, f"{exc.message} (shard {shard}; shards {done} "
                                    "already applied their rows)", exc.sqlstate) from None

@@ -580,7 +580,8 @@ class ClientSession(asyncio.Protocol):
         try:
             await apply_state(conn, None, self.state)
             await self._begin_if_pending(conn)
-            result = decode_response(await conn.command(frame(b"\x03" + sql, 0)))
+            result = decode_response(await timeouts.timed_command(self.server, conn,
+                                                                  frame(b"\x03" + sql, 0)))
         except BackendError:
             self._give_back(conn, conn.status, None)
             raise

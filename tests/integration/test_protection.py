@@ -173,11 +173,17 @@ def test_statement_timeout_kills_on_the_backend(pdal, app, shard) -> None:
         took = time.monotonic() - started
         assert code == 1969 and "statement_timeout" in message, message
         assert took < 2.0
-        assert pdal.metric("dal_rule_refusals_total", rule="statement_timeout") == before + 1
         # Killed, not applied, and no longer running on the backend.
         assert scalar(shard, "SELECT rating FROM trade.merchants WHERE id = %s", (kept,)) == 1
         assert scalar(shard, "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE "
                       "INFO LIKE 'UPDATE merchants SET rating = 3%%'") == 0
+        code, _ = refused(app, "INSERT INTO orders (user_id, merchant_id, status, total, note, "
+                          "created_at, updated_at) VALUES (%s, 7, SLEEP(3), 1, %s, NOW(), NOW())",
+                          (USER, f"{MARK}-timeout"))
+        assert code == 1969  # a sharded INSERT runs on the slow path: timed there too
+        assert scalar(shard, f"SELECT COUNT(*) FROM user_{USER:03d}.orders WHERE note = %s",
+                      (f"{MARK}-timeout",)) == 0
+        assert pdal.metric("dal_rule_refusals_total", rule="statement_timeout") == before + 2
         assert scalar(app, "SELECT 1") == 1  # the session and its pool carry on
         assert scalar(app, "SELECT SLEEP(0.1)") == 0  # fast statements are left alone
     finally:
