@@ -14,6 +14,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from config.protection import BreakerConfig, LimitsConfig, RulesConfig
+
 NATIVE_HASH = re.compile(r"^\*[0-9A-Fa-f]{40}$")
 SHA2_HASH = re.compile(r"^sha2:[0-9A-Fa-f]{64}$")
 
@@ -52,6 +54,8 @@ class PoolConfig(Strict):
     connect_timeout: float = Field(default=5.0, gt=0)
     max_lifetime: float = Field(default=3600.0, gt=0)
     idle_timeout: float = Field(default=600.0, gt=0)
+    # Acquirers that may queue for a busy pool; one more is refused at once (1105).
+    max_waiters: int = Field(default=10000, ge=0)
 
 
 class Placement(Strict):
@@ -243,6 +247,9 @@ class Config(Strict):
     pool: PoolConfig = PoolConfig()
     databases: dict[str, LogicalDatabase]
     users: dict[str, User]
+    breaker: BreakerConfig = BreakerConfig()
+    limits: LimitsConfig = LimitsConfig()
+    rules: RulesConfig = RulesConfig()
     version: Literal[1] = 1
 
     @model_validator(mode="after")

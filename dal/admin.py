@@ -9,8 +9,8 @@ import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from dal import errors
-from dal.login import err_packet
+from dal import errors, protect_admin
+from dal.login import err_packet, ok_packet
 from dal.wire.constants import ColumnType
 from dal.wire.messages import ERR
 from dal.wire.results import encode_result_set, text_column
@@ -67,6 +67,7 @@ COMMANDS: dict[str, Callable[[Server], Rows]] = {
     "POOLS": _pools,
     "SHARDS": _shards,
     "STATEMENTS": _statements,
+    **protect_admin.SHOW_COMMANDS,
 }
 
 _SHOW = re.compile(r"(?is)\s*SHOW\s+DAL\s+(\w+)\s*;?\s*$")
@@ -90,10 +91,18 @@ def explain(server: Server, sql: bytes, schema: str | None, admin: bool, *, seq:
 
 def execute(server: Server, sql: str, *, seq: int, status: int) -> bytes:
     """Run one admin statement and return the framed response."""
+    try:
+        changed = protect_admin.run(server, sql)  # SET DAL, RELOAD DAL CONFIG
+    except protect_admin.AdminError as exc:
+        server.count_refusal(exc.code)
+        return err_packet(ERR(exc.code, str(exc), exc.sqlstate), seq)
+    if changed is not None:
+        return _result(*changed, seq=seq, status=status) if changed[0] else ok_packet(seq, status)
     match = _SHOW.match(sql)
     handler = COMMANDS.get(match.group(1).upper()) if match else None
     if handler is None:
-        known = ", ".join(f"SHOW DAL {name}" for name in COMMANDS)
+        known = ", ".join(f"SHOW DAL {name}" for name in COMMANDS) + (
+            ", SET DAL <key> = <value>, RELOAD DAL CONFIG")
         return err_packet(ERR(errors.NOT_SUPPORTED[0], f"Unknown DAL admin statement; this "
                               f"build knows: {known}", errors.NOT_SUPPORTED[1]), seq)
     header, rows = handler(server)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
+from dal.timeouts import STATEMENT_TIMEOUT, timed_command
 from dal.wire.constants import Command, Status
 from dal.wire.framing import frame
 from dal.wire.messages import OK, ColumnDefinition
@@ -31,6 +32,8 @@ from router.targets import (
 if TYPE_CHECKING:
     from dal.session import ClientSession
 
+MAX_ROWS = (1104, "42000")  # ER_TOO_BIG_SELECT: rules.max_rows (docs/errors.md)
+
 __all__ = ["Refusal", "Target", "insert", "key_value", "scatter", "targets"]
 
 
@@ -42,7 +45,7 @@ async def run_on_shard(session: ClientSession, target: Target, sql: bytes,
     reusable = True
     try:
         await apply_state(conn, None, state)
-        raw = await conn.command(frame(bytes((Command.QUERY,)) + sql, 0))
+        raw = await timed_command(session.server, conn, frame(bytes((Command.QUERY,)) + sql, 0))
         return decode_response(raw)
     except BackendError:
         reusable = not conn.closed
@@ -81,6 +84,8 @@ async def scatter(session: ClientSession, plan: ShardedPlan, slots: list[list[by
                if isinstance(o, BaseException)]
     if failed:
         first = failed[0][1]
+        if isinstance(first, BackendError) and first.code == STATEMENT_TIMEOUT[0]:
+            session.server.protection.count_rule("statement_timeout")
         if isinstance(first, BackendError) and write and len(failed) < len(shards):
             names = ", ".join(t.database.decode() for t, _ in failed[:5])
             more = f" and {len(failed) - 5} more" if len(failed) > 5 else ""
@@ -116,6 +121,12 @@ async def scatter(session: ClientSession, plan: ShardedPlan, slots: list[list[by
         except ScatterUnsupported as exc:
             raise Refusal(NOT_SUPPORTED, f"DAL cannot merge this statement across shards: "
                           f"{exc}") from None
+    limit = session.server.config.rules.max_rows
+    if limit and len(rows) > limit:
+        session.server.protection.count_rule("max_rows")
+        raise Refusal(MAX_ROWS, f"DAL rule max_rows: the merged result has {len(rows)} rows, "
+                      f"more than rules.max_rows = {limit}; add a shard key, a narrower WHERE "
+                      "or a LIMIT")
     renamed = [ColumnDefinition.decode(rename_column(c.encode(), logical)) if c.schema else c
                for c in columns]
     return encode_result_set(renamed, rows, deprecate_eof=False,
@@ -170,6 +181,8 @@ async def insert(session: ClientSession, plan: ShardedPlan,
         try:
             result = await session.run_in_session(target.instance, sql)
         except BackendError as exc:
+            if exc.code == STATEMENT_TIMEOUT[0]:
+                session.server.protection.count_rule("statement_timeout")
             if done:
                 raise BackendError(exc.code, f"{exc.message} (shard {shard}; shards {done} "
                                    "already applied their rows)", exc.sqlstate) from None

@@ -56,6 +56,7 @@ class ServerCollector:
         hits.add_metric(["hit"], cache.hits)
         hits.add_metric(["miss"], cache.misses)
         yield hits
+        yield from server.protection.metrics()
 
 
 def start_metrics(server: Server) -> None:

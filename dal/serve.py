@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
         pass
     try:
         return asyncio.run(_main(config, not args.no_metrics and args.worker_index == 0,
-                                 args.worker_index))
+                                 args.worker_index, args.config))
     finally:
         _stop_workers(children, config.server.drain_timeout + 5)
 
@@ -104,10 +104,12 @@ def _stop_workers(children: list[subprocess.Popen], timeout: float) -> None:
             child.wait()
 
 
-async def _main(config: Config, metrics: bool, worker_index: int = 0) -> int:
+async def _main(config: Config, metrics: bool, worker_index: int = 0,
+                config_path: str | None = None) -> int:
     from dal.server import Server, serve_forever
 
     server = Server(config, worker_index)
+    server.config_path = config_path
     if metrics:
         from dal.metrics import start_metrics
 

@@ -11,6 +11,7 @@ from collections.abc import Coroutine
 
 from config.model import Config
 from dal.login import Authenticator
+from dal.protection import Protection
 from dal.session import ClientSession
 from dal.wire import auth
 from dal.wire.framing import frame
@@ -58,6 +59,11 @@ class Server:
         self._listener: asyncio.AbstractServer | None = None
         self._sweeper: asyncio.Task | None = None
         self._tasks: set[asyncio.Task] = set()
+        # Protection (dal/protection.py): None / 0 when off, so the hot path tests one attribute.
+        self.limiter = None
+        self.statement_timeout = 0.0
+        self.config_path: str | None = None  # for RELOAD DAL CONFIG
+        self.protection = Protection(self)
 
     # -- lifecycle ---------------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ import re
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from dal import errors, executor, local
+from dal import errors, executor, local, timeouts
 from dal.login import LoginFailed, err_packet, ok_packet
 from dal.wire.buffer import u16
 from dal.wire.constants import Capability, Command, Status
@@ -29,9 +29,10 @@ from pool.connection import (
     decode_packets,
     decode_response,
 )
+from pool.limits import Limiter, Throttled
 from pool.rename import HeaderRenamer
 from pool.state import apply_state
-from router.fingerprint import fingerprint
+from router.fingerprint import Fingerprint, fingerprint
 from router.plan import LOCAL, REFUSE, ROUTE, SET, SHARDED, Plan
 from router.targets import single_target
 
@@ -91,6 +92,7 @@ class ClientSession(asyncio.Protocol):
         self._task: asyncio.Task | None = None
         self._plan: Plan | None = None
         self._pending: tuple | None = None
+        self._timer: object | None = None  # statement timeout (dal/timeouts.py)
         self._seq = 0
 
     # -- asyncio.Protocol --------------------------------------------------------------------
@@ -287,6 +289,14 @@ class ClientSession(asyncio.Protocol):
         server = self.server
         fp = fingerprint(sql)
         plan = server.router.plan(sql, fp, self.schema, self.admin)
+        if server.limiter is not None and self._throttle(server.limiter, plan, fp, sql, payload,
+                                                         last_seq, raw):
+            return
+        self._run_plan(plan, fp, sql, payload, last_seq, raw)
+
+    def _run_plan(self, plan: Plan, fp: Fingerprint, sql: bytes, payload: bytes, last_seq: int,
+                  raw: bytes | None) -> None:
+        server = self.server
         kind = plan.kind
         if kind == ROUTE:
             if plan.handler == "end" and self.pinned is None:  # COMMIT/ROLLBACK, nothing open
@@ -300,11 +310,45 @@ class ClientSession(asyncio.Protocol):
         elif kind == REFUSE:
             code, state, message = plan.error  # type: ignore[misc]
             server.count_refusal(code)
+            if plan.rule is not None:
+                server.protection.count_rule(plan.rule)
             self._write(err_packet(ERR(code, message, state), self._seq))
         elif kind == SET:
             self._spawn(self._set(plan))
         elif kind == LOCAL:
             self._spawn(self._local(plan))
+
+    def _throttle(self, limiter: Limiter, plan: Plan, fp: Fingerprint, sql: bytes, payload: bytes,
+                  last_seq: int, raw: bytes | None) -> bool:
+        """Rate limits (pool/limits.py). True when the statement was refused, or delayed: it
+        then runs when its token is due, and the session reads nothing else meanwhile."""
+        try:
+            wait = limiter.check(self.user, fp.key, plan.tables)
+        except Throttled as exc:
+            self.server.protection.count_throttled(exc.rule)
+            self._send_error(ERR(exc.code, str(exc), exc.sqlstate))
+            return True
+        if not wait:
+            return False
+        self.busy = True
+        asyncio.get_running_loop().call_later(wait, self._run_delayed, plan, fp, sql, payload,
+                                              last_seq, raw)
+        return True
+
+    def _run_delayed(self, *statement: object) -> None:
+        self.busy = False
+        if self.phase != COMMAND:
+            if self.phase == CLOSED:
+                self._close_backend()
+            return
+        try:
+            self._run_plan(*statement)  # type: ignore[arg-type]
+        except Exception:
+            log.exception("session %d: command failed", self.id)
+            self.busy = False
+            self._error(errors.UNKNOWN_ERROR, "DAL internal error; see the DAL log")
+        if not self.busy:
+            self._drain()
 
     # -- routing: the hot path ---------------------------------------------------------------
 
@@ -370,6 +414,8 @@ class ClientSession(asyncio.Protocol):
             self._plan = plan
             conn.relay(raw or frame(payload, 0), self.transport.write,  # type: ignore[union-attr]
                        self._relay_done, shape, rename)
+            if self.server.statement_timeout:
+                timeouts.arm(self, conn)
             return
         self._spawn(self._route_slow(plan, payload, last_seq, conn, shape, rename))
 
@@ -377,6 +423,8 @@ class ClientSession(asyncio.Protocol):
         plan = self._plan
         self._plan = None
         self.busy = False
+        if self._timer is not None:
+            timeouts.ended(self, conn, scanner)  # a held answer or the timeout ERR goes out
         if scanner is None:
             self._backend_lost(conn)
             return
@@ -535,7 +583,8 @@ class ClientSession(asyncio.Protocol):
         try:
             await apply_state(conn, None, self.state)
             await self._begin_if_pending(conn)
-            result = decode_response(await conn.command(frame(b"\x03" + sql, 0)))
+            result = decode_response(await timeouts.timed_command(self.server, conn,
+                                                                  frame(b"\x03" + sql, 0)))
         except BackendError:
             self._give_back(conn, conn.status, None)
             raise
@@ -592,6 +641,8 @@ class ClientSession(asyncio.Protocol):
         self._plan = plan
         conn.relay(frame(payload, 0), self.transport.write,  # type: ignore[union-attr]
                    self._relay_done, shape, rename)
+        if self.server.statement_timeout:
+            timeouts.arm(self, conn)
 
     async def _collect_and_send(self, conn: BackendConnection, packets: bytes, plan: Plan | None,
                                 shape: int,

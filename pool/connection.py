@@ -18,6 +18,7 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from dal.wire import auth
 from dal.wire.buffer import Reader
@@ -36,6 +37,9 @@ from dal.wire.messages import (
 )
 from dal.wire.results import RESULT, ResponseScanner
 from pool.rename import HeaderRenamer, RenamingSink
+
+if TYPE_CHECKING:
+    from pool.breaker import Breaker
 
 BACKEND_CAPABILITIES = (
     Capability.LONG_PASSWORD | Capability.LONG_FLAG | Capability.PROTOCOL_41
@@ -95,6 +99,9 @@ class BackendConnection(asyncio.Protocol):
         self.closed = False
         self.busy = False
         self.status = 0
+        self.breaker: Breaker | None = None  # set by the pool; told each call's outcome
+        self.sent_at = 0.0
+        self.aborted = False  # closed by DAL itself: not a backend failure
         self._buffer = PacketBuffer()
         self._waiter: asyncio.Future | None = None
         self._scanner = ResponseScanner(deprecate_eof=False)
@@ -248,6 +255,7 @@ class BackendConnection(asyncio.Protocol):
         self._rename = rename
         self._sink = sink
         self._done = done
+        self.sent_at = time.monotonic()
         self._write(packets)
 
     async def command(self, packets: bytes, shape: int = RESULT) -> bytes:
@@ -269,6 +277,7 @@ class BackendConnection(asyncio.Protocol):
 
         self._scanner.reset(shape)
         self._done = done
+        self.sent_at = time.monotonic()
         self._write(packets)
         try:
             return await waiter
@@ -287,6 +296,15 @@ class BackendConnection(asyncio.Protocol):
         decode_response(response)
         self.schema = schema
 
+    def hold_response(self) -> bytearray | None:
+        """Keep the rest of the relayed response here instead of sending it to the sink; None
+        (nothing held) if part of it was relayed already or no relay is in flight."""
+        if self._sink is None or self._scanner.packets or isinstance(self._sink, RenamingSink):
+            return None
+        held = bytearray()
+        self._sink = held.extend
+        return held
+
     def close(self) -> None:
         """Send COM_QUIT and close; safe to call twice."""
         if self.transport is not None and not self.closed:
@@ -298,6 +316,7 @@ class BackendConnection(asyncio.Protocol):
     def abort(self) -> None:
         """Drop the connection at once (after a protocol error or a timeout)."""
         self.closed = True
+        self.aborted = True
         if self.transport is not None:
             self.transport.abort()
 
@@ -314,7 +333,10 @@ class BackendConnection(asyncio.Protocol):
         self._done = None
         self.busy = False
         self.status = scanner.status
-        self.last_used = time.monotonic()
+        self.last_used = now = time.monotonic()
+        breaker = self.breaker
+        if breaker is not None:
+            breaker.success(now - self.sent_at, now)
         if done is not None:
             done(self, scanner)
 
@@ -328,6 +350,8 @@ class BackendConnection(asyncio.Protocol):
         self._collect = None
         self.busy = False
         if done is not None:
+            if self.breaker is not None and not self.aborted:
+                self.breaker.failure()
             done(self, None)
         self._wake()
 

@@ -14,6 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from config.model import Instance, PoolConfig
+from config.protection import BreakerConfig
+from pool.breaker import Breaker
 from pool.connection import BackendConnection, BackendError, ConnectionLost
 
 POOL_TIMEOUT = 1105  # DAL refusal: no backend connection free in time (docs/errors.md)
@@ -56,12 +58,12 @@ class Pool:
     """Backend connections to one instance."""
 
     def __init__(self, name: str, instance: Instance, config: PoolConfig, schema: str | None,
-                 max_waiting: int = 10000) -> None:
+                 breaker: Breaker | None = None) -> None:
         self.name = name
         self.instance = instance
         self.config = config
         self.schema = schema
-        self.max_waiting = max_waiting
+        self.breaker = breaker or Breaker(name, BreakerConfig())
         self.idle: list[BackendConnection] = []
         self.in_use: set[BackendConnection] = set()
         self.connecting = 0
@@ -103,6 +105,8 @@ class Pool:
         """
         if self.closing:
             raise ConnectionLost(f"pool {self.name} is shutting down")
+        if self.breaker.rejecting:
+            self.breaker.admit()  # raises BreakerOpen unless this is a half-open probe
         conn = self.try_acquire(found_rows)
         if conn is not None:
             return conn
@@ -113,10 +117,11 @@ class Pool:
             self._discard(self.idle.pop(0))
             self._open_for(found_rows, callback)
             return None
-        if len(self.waiters) >= self.max_waiting:
+        if len(self.waiters) >= self.config.max_waiters:
             raise PoolExhausted(
                 f"DAL: backend pool {self.name} is full ({self.config.max_size} in use) and "
-                f"its wait queue is full ({self.max_waiting} waiting); retry later")
+                f"its wait queue is full ({self.config.max_waiters} waiting, "
+                "pool.max_waiters); retry later")
         deadline = time.monotonic() + self.config.acquire_timeout
         self.waiters.append(Waiter(deadline, found_rows, callback))
         if self._expiry is None:
@@ -158,16 +163,19 @@ class Pool:
         except BackendError as exc:
             self.connecting -= 1
             self.failed_opens += 1
+            self.breaker.failure()
             callback(None, exc)
             self._hand_slot_to_waiter()
             return
         except Exception as exc:  # never leave a caller waiting
             self.connecting -= 1
+            self.breaker.failure()
             callback(None, ConnectionLost(f"cannot connect to backend {self.name}: {exc}"))
             self._hand_slot_to_waiter()
             return
         self.connecting -= 1
         self.opened += 1
+        conn.breaker = self.breaker
         if self.closing:
             conn.close()
             callback(None, ConnectionLost(f"pool {self.name} is shutting down"))
@@ -212,6 +220,12 @@ class Pool:
                 self._open_for(waiter.found_rows, waiter.callback)
             return
         self.idle.append(conn)
+
+    def fail_waiters(self, error: BackendError) -> None:
+        """Fail every queued acquirer at once (the breaker just opened)."""
+        waiters, self.waiters = self.waiters, deque()
+        for waiter in waiters:
+            waiter.callback(None, error)
 
     def _hand_slot_to_waiter(self) -> None:
         """A connection was closed: open a new one for the first waiter, if any."""

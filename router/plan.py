@@ -40,6 +40,8 @@ class Plan:
     # Touches no table (COMMIT, SAVEPOINT, SELECT @@x): inside a transaction it goes to the
     # transaction's connection, whichever backend that is.
     anywhere: bool = False
+    # A refusal that enforces a protection rule names it (counted in dal_rule_refusals_total).
+    rule: str | None = None
 
     @property
     def passthrough(self) -> bool:

@@ -16,6 +16,7 @@ from router import errors
 from router.fingerprint import Fingerprint
 from router.plan import LOCAL, ROUTE, SET, SHARDED, Plan, refuse
 from router.plan_cache import PlanCache
+from router.rules import check_rules, tagged
 from router.sharded import plan_sharded
 
 SYSTEM_SCHEMAS = frozenset({"information_schema", "mysql", "performance_schema", "sys"})
@@ -50,6 +51,7 @@ class Router:
 
     def __init__(self, config: Config, capacity: int = 5000) -> None:
         self.config = config
+        self.rules = config.rules
         self.cache: PlanCache[Plan] = PlanCache(capacity)
         self._key = b""
         self.parses = 0  # sqlglot calls, counted so that tests can assert the hot path skips it
@@ -69,9 +71,16 @@ class Router:
         plan = self.cache.get(key)
         if plan is None:
             plan = self.analyse(sql, schema, admin, fp.key)
-            if plan.passthrough or not fp.literals or plan.kind == SHARDED:
+            # A rule's refusal depends on the shape alone: cached, so a hit skips the rules.
+            if (plan.passthrough or not fp.literals or plan.kind == SHARDED
+                    or plan.rule is not None):
                 self.cache.put(key, plan)
         return plan
+
+    def set_rules(self, rules: object) -> None:
+        """New statement rules (config.protection.RulesConfig); cached plans are dropped."""
+        self.rules = rules  # type: ignore[assignment]
+        self.cache.clear()
 
     def default_plan(self, schema: str | None) -> Plan:
         """A route to the backend that holds the session's default (unsharded) database."""
@@ -124,7 +133,7 @@ class Router:
             if _TRANSACTION_ONLY.match(text):
                 plan = _with(plan, anywhere=True)
             return plan
-        plan = self._analyse_tree(tree, text, schema, admin)
+        plan = check_rules(self.rules, tree, self._analyse_tree(tree, text, schema, admin), admin)
         if parsed is not text and plan.sql is not None and plan.sql.startswith(b"INSERT"):
             plan = _with(plan, sql=b"REPLACE" + plan.sql[len(b"INSERT"):])
         if pin and plan.kind == ROUTE:
@@ -168,10 +177,10 @@ class Router:
             if isinstance(resolved, Plan):
                 return resolved
             db, kind = resolved
-            if kind in (TableKind.SHARDED, TableKind.BOUND):
-                return plan_sharded(self.config, db, self._key, statement)
-            if kind is TableKind.BROADCAST and write:
-                return plan_sharded(self.config, db, self._key, statement)
+            if kind in (TableKind.SHARDED, TableKind.BOUND) or (
+                    kind is TableKind.BROADCAST and write):
+                names = tuple(t.name for t in tree.find_all(exp.Table) if t.name)  # rate limits
+                return _with(plan_sharded(self.config, db, self._key, statement), tables=names)
             tables.append(name)
         rewritten = _rewrite_session_functions(tree, schema)
         plan = self._default_route(schema, statement=statement)
@@ -291,8 +300,9 @@ class Router:
 
     def _ddl(self, tree: exp.Expression, schema: str | None, admin: bool) -> Plan:
         if not admin:
-            return refuse(*errors.ACCESS_DENIED, "Access denied; you need (at least one of) the "
-                          "DAL admin privilege(s) for this operation (DDL is for admin users)")
+            return tagged(refuse(*errors.ACCESS_DENIED, "Access denied; you need (at least one "
+                                 "of) the DAL admin privilege(s) for this operation (DDL is for "
+                                 "admin users)"), "ddl")
         for table in tree.find_all(exp.Table):
             resolved = self._resolve(table.db or None, table.name, schema)
             if isinstance(resolved, Plan):

@@ -70,7 +70,12 @@ class ShardedPlan:
 
 
 class Unroutable(Exception):
-    """A statement on sharded tables that DAL refuses; the message says what to change."""
+    """A statement on sharded tables that DAL refuses; the message says what to change.
+    ``rule`` names the protection rule it enforces, if any."""
+
+    def __init__(self, message: str, rule: str | None = None) -> None:
+        super().__init__(message)
+        self.rule = rule
 
 
 def plan_sharded(config: Config, db: str, key: bytes, statement: str) -> Plan:
@@ -80,7 +85,9 @@ def plan_sharded(config: Config, db: str, key: bytes, statement: str) -> Plan:
     try:
         sharded = _analyse(config, db, key)
     except Unroutable as exc:
-        return refuse(*errors.NOT_SUPPORTED, str(exc))
+        from router.rules import tagged
+
+        return tagged(refuse(*errors.NOT_SUPPORTED, str(exc)), exc.rule)
     return Plan(SHARDED, sharded=sharded, statement=statement,
                 instance=None, schema=None)
 
@@ -311,7 +318,7 @@ def _routing(tree: exp.Expression, cfg: LogicalDatabase,
         raise Unroutable("UPDATE/DELETE on a sharded table without its shard key would write "
                          f"every shard (a scatter write), which is not allowed; add "
                          f"{cfg.dimensions[authoritative].key} = ... or the order id to WHERE, "
-                         "or set allow_scatter_writes for this database")
+                         "or set allow_scatter_writes for this database", rule="scatter_write")
     return Routing(authoritative)
 
 

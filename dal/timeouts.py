@@ -1,0 +1,110 @@
+"""The per-statement timeout (`rules.statement_timeout`), enforced on the backend.
+
+When a relayed statement runs longer than the limit, DAL opens a connection of its own to
+that backend and sends ``KILL QUERY <thread id>`` (pool/killer.py). MariaDB then ends the
+statement with ERR 1317 and the pooled connection stays usable. If nothing of the result had
+reached the client yet, the rest of the response is held back and the client gets DAL's
+1969 naming the rule; if the statement finished before the kill landed, the held answer is
+sent as it was. If rows were already streaming, the backend's own 1317 ends the result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from dal.wire.messages import ERR
+from dal.wire.results import ResponseScanner
+from pool.connection import BackendConnection, BackendError, decode_packets
+from pool.killer import kill_query
+
+if TYPE_CHECKING:
+    from dal.server import Server
+    from dal.session import ClientSession
+
+STATEMENT_TIMEOUT = (1969, "70100")  # ER_STATEMENT_TIMEOUT (MariaDB)
+
+
+class TimedOut:
+    """What a session remembers about its statement once the timeout fired."""
+
+    __slots__ = ("held", "instance", "seconds")
+
+    def __init__(self, held: bytearray | None, instance: str, seconds: float) -> None:
+        self.held = held
+        self.instance = instance
+        self.seconds = seconds
+
+
+async def timed_command(server: Server, conn: BackendConnection, packets: bytes) -> bytes:
+    """``conn.command(packets)`` under the statement timeout (a scatter leg): past it, KILL
+    QUERY on the backend, and the leg fails with 1969 instead of the backend's 1317."""
+    seconds = server.statement_timeout
+    if not seconds:
+        return await conn.command(packets)
+    fired = False
+
+    def expire() -> None:
+        nonlocal fired
+        fired = True
+        sent = conn.sent_at  # this leg's command: a later one on the connection is left alone
+        server.background(kill_query(
+            conn.instance, server.pools[conn.instance].instance, conn.thread_id,
+            lambda: conn.busy and not conn.closed and conn.sent_at == sent))
+
+    timer = asyncio.get_running_loop().call_later(seconds, expire)
+    try:
+        raw = await conn.command(packets)
+    finally:
+        timer.cancel()
+    if fired and decode_packets(raw)[-1][:1] == b"\xff":  # ended by the kill's ERR
+        raise BackendError(STATEMENT_TIMEOUT[0], timeout_message(seconds, conn.instance),
+                           STATEMENT_TIMEOUT[1])
+    return raw
+
+
+def timeout_message(seconds: float, instance: str) -> str:
+    return (f"DAL rule statement_timeout: the statement ran longer than {seconds:g} s on "
+            f"backend {instance}, and DAL stopped it there with KILL QUERY; make it faster or "
+            "raise rules.statement_timeout")
+
+
+def arm(session: ClientSession, conn: BackendConnection) -> None:
+    """Start the timer of the statement just sent on ``conn``."""
+    session._timer = asyncio.get_running_loop().call_later(
+        session.server.statement_timeout, _expired, session, conn, conn.sent_at)
+
+
+def _expired(session: ClientSession, conn: BackendConnection, sent_at: float) -> None:
+    def running() -> bool:
+        return conn.busy and not conn.closed and conn.sent_at == sent_at
+
+    if not running():
+        session._timer = None
+        return
+    seconds = session.server.statement_timeout
+    session._timer = TimedOut(conn.hold_response(), conn.instance, seconds)
+    server = session.server
+    server.background(kill_query(conn.instance, server.pools[conn.instance].instance,
+                                 conn.thread_id, running))
+
+
+def ended(session: ClientSession, conn: BackendConnection,
+          scanner: ResponseScanner | None) -> None:
+    """The statement's response is complete: stop its timer, or, if it fired, send the client
+    the held answer or DAL's timeout ERR (nothing if the relay had already begun, or the
+    connection was lost: the session reports that)."""
+    timer = session._timer
+    session._timer = None
+    if not isinstance(timer, TimedOut):
+        timer.cancel()  # type: ignore[union-attr]
+        return
+    session.server.protection.count_rule("statement_timeout")
+    if scanner is None or timer.held is None:
+        return
+    if scanner.error:
+        session._send_error(ERR(STATEMENT_TIMEOUT[0],
+                                timeout_message(timer.seconds, timer.instance),
+                                STATEMENT_TIMEOUT[1]))
+    else:  # it finished before the kill landed: its own answer, late
+        session._write(bytes(timer.held))
