@@ -55,6 +55,8 @@ _ADMIN = re.compile(rb"(?i)\s*(SHOW|SET|RELOAD|EXPLAIN)\s+DAL\b")
 # Plain ints: IntFlag arithmetic is slow Python code, and this runs per statement.
 _SESSION_STATUS = int(Status.IN_TRANS | Status.AUTOCOMMIT | Status.IN_TRANS_READONLY)
 _IN_TRANS = int(Status.IN_TRANS)
+_AUTOCOMMIT = int(Status.AUTOCOMMIT)
+_TXN_BITS = _IN_TRANS | _AUTOCOMMIT  # anything but AUTOCOMMIT alone: inside a transaction
 
 LOGIN, COMMAND, CLOSED = "login", "command", "closed"
 LINGER_SECONDS = 2.0
@@ -82,6 +84,7 @@ class ClientSession(asyncio.Protocol):
         self.pin_reason: str | None = None
         self.last_insert_id = 0
         self.txn_pending: str | None = None  # BEGIN asked for, not yet sent to a backend
+        self.txn_shard: bytes | None = None  # the shard database the open transaction uses
         self.status = int(Status.AUTOCOMMIT)
         self._login_waiter: asyncio.Future[None] | None = None
         self._read_timer: asyncio.TimerHandle | None = None
@@ -403,6 +406,8 @@ class ClientSession(asyncio.Protocol):
         if status & _IN_TRANS or self.pin_reason is not None or diagnostics:
             self.pinned = conn
             self.soft_pin = not (status & _IN_TRANS or self.pin_reason is not None)
+            if not status & _IN_TRANS:
+                self.txn_shard = None
             return
         self.pinned = None
         self.server.pools[conn.instance].release(conn)
@@ -488,6 +493,11 @@ class ClientSession(asyncio.Protocol):
             return
         if len(shards) == 1:
             target = shards[0]
+            if self.status & _TXN_BITS != _AUTOCOMMIT:
+                refusal = self.second_shard_refusal(target.database)
+                if refusal is not None:
+                    self._error(errors.NOT_SUPPORTED, refusal)
+                    return
             sql = sharded.template.render(slots, target.database, target.only)  # type: ignore[union-attr]
             route = _route_plan(target.instance, plan.statement)
             rename = None
@@ -538,6 +548,22 @@ class ClientSession(asyncio.Protocol):
             raise
         self._give_back(conn, result.status, None)
         return result
+
+    def second_shard_refusal(self, database: bytes) -> str | None:
+        """Inside a transaction (mode `single`): the first shard database a statement reaches
+        is the transaction's; a statement for another shard gets this refusal message, even on
+        the same backend instance, so that moving a shard never changes what commits together."""
+        if self.status & _TXN_BITS == _AUTOCOMMIT:
+            return None
+        if self.pinned is None or self.soft_pin or self.txn_shard is None:
+            self.txn_shard = database  # the transaction's first shard statement
+            return None
+        if self.txn_shard == database:
+            return None
+        return (f"this transaction already uses shard {self.txn_shard.decode()}; a statement "
+                f"for shard {database.decode()} is refused inside it (transaction mode "
+                "'single'). Keep a transaction on one user, or COMMIT first; the transaction "
+                "stays open")
 
     @property
     def reply_seq(self) -> int:

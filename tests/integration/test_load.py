@@ -17,7 +17,7 @@ import pymysql
 import pytest
 import yaml
 
-from tests.dal_process import DalProcess, free_port, running_test_config, write_config
+from tests.dal_process import TEST_CONFIG, dal_with_pool, running_test_config
 from tools import loadgen
 
 CLIENTS = 2000
@@ -74,16 +74,11 @@ def load_dal(tmp_path: Path):
         pytest.skip(f"file-descriptor limit {hard} is too low for {CLIENTS} clients")
     with contextlib.suppress(ValueError):  # for this process and the DAL it starts
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    path = tmp_path / "load.yaml"
-    raw = write_config(path, listen={"host": "127.0.0.1", "port": free_port()},
-                       metrics={"host": "127.0.0.1", "port": free_port()},
-                       max_clients=CLIENTS + 100)
-    raw["pool"] = {"max_size": POOL_MAX, "acquire_timeout": 60.0}
-    path.write_text(yaml.safe_dump(raw))
+    instances = yaml.safe_load(TEST_CONFIG.read_text())["instances"]
     # The sampler notes the backend connections that exist before this DAL starts.
-    sampler = ProcesslistSampler(raw["instances"], raw["instances"]["a"]["user"])
-    proc = DalProcess(path, raw["server"]["listen"]["port"],
-                      tmp_path / "dal.log").start()
+    sampler = ProcesslistSampler(instances, instances["a"]["user"])
+    proc, _ = dal_with_pool(tmp_path, {"max_size": POOL_MAX, "acquire_timeout": 60.0},
+                            max_clients=CLIENTS + 100)
     try:
         yield proc, sampler
     finally:
