@@ -52,6 +52,15 @@ class PoolConfig(Strict):
     connect_timeout: float = Field(default=5.0, gt=0)
     max_lifetime: float = Field(default=3600.0, gt=0)
     idle_timeout: float = Field(default=600.0, gt=0)
+    # Seconds between sweeps: close expired and broken idle connections, warm up to min_idle.
+    sweep_interval: float = Field(default=5.0, gt=0)
+
+    @model_validator(mode="after")
+    def _min_within_max(self) -> PoolConfig:
+        if self.min_idle > self.max_size:
+            raise ValueError(f"min_idle ({self.min_idle}) must not exceed max_size "
+                             f"({self.max_size})")
+        return self
 
 
 class Placement(Strict):

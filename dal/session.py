@@ -12,6 +12,7 @@ import asyncio
 import logging
 import re
 from dataclasses import replace
+from time import perf_counter
 from typing import TYPE_CHECKING
 
 from dal import errors, executor, local
@@ -92,6 +93,8 @@ class ClientSession(asyncio.Protocol):
         self._plan: Plan | None = None
         self._pending: tuple | None = None
         self._seq = 0
+        self._started = 0.0  # perf_counter() when the current statement arrived
+        self._fp: bytes | None = None  # its fingerprint, for SHOW DAL STATEMENTS
 
     # -- asyncio.Protocol --------------------------------------------------------------------
 
@@ -280,12 +283,14 @@ class ClientSession(asyncio.Protocol):
                         f"Unknown command 0x{command:02x} (COM_{name}): DAL does not support it")
 
     def _query(self, payload: bytes, last_seq: int, raw: bytes | None) -> None:
+        self._started = perf_counter()
         sql = payload[1:]
         if sql[:1] in b"sSrReE \t\n" and _ADMIN.match(sql):
             self._spawn(self._admin(sql))
             return
         server = self.server
         fp = fingerprint(sql)
+        self._fp = fp.key
         plan = server.router.plan(sql, fp, self.schema, self.admin)
         kind = plan.kind
         if kind == ROUTE:
@@ -386,7 +391,8 @@ class ClientSession(asyncio.Protocol):
         # clears nothing, so they stay readable after it too.
         self._after_statement(conn, scanner.status, scanner.warnings > 0 or scanner.error
                               or (plan is not None and plan.diagnostics), plan)
-        self.server.count_statement(plan.statement if plan else "other", scanner.error)
+        self.server.finish_statement(plan.statement if plan else "other", scanner.error,
+                                     self._started, self._fp)
         if self.phase == COMMAND:
             self._drain()
         elif self.phase == CLOSED:
@@ -404,6 +410,8 @@ class ClientSession(asyncio.Protocol):
             self.pin_reason = plan.pin
             self.server.count_pin(plan.pin)
         if status & _IN_TRANS or self.pin_reason is not None or diagnostics:
+            if self.pinned is not conn and self.pin_reason is None:
+                self.server.count_pin("transaction" if status & _IN_TRANS else "diagnostics")
             self.pinned = conn
             self.soft_pin = not (status & _IN_TRANS or self.pin_reason is not None)
             if not status & _IN_TRANS:
@@ -511,14 +519,16 @@ class ClientSession(asyncio.Protocol):
         self._spawn(self._scatter(plan, slots, shards))
 
     async def _scatter(self, plan: Plan, slots: list[list[bytes]], shards: list) -> None:
+        failed = True
         try:
             self._write(await executor.scatter(self, plan.sharded, slots, shards,  # type: ignore[arg-type]
                                                self.server.config.server.max_merge_rows))
+            failed = False
         except executor.Refusal as exc:
             self._send_error(ERR(exc.code, str(exc), exc.sqlstate))
         except BackendError as exc:
             self._send_error(exc.to_err())
-        self.server.count_statement(plan.statement, False)
+        self.server.finish_statement(plan.statement, failed, self._started, self._fp)
         self.busy = False
 
     async def _insert(self, plan: Plan, slots: list[list[bytes]]) -> None:
@@ -532,6 +542,7 @@ class ClientSession(asyncio.Protocol):
             if first_id:
                 self.last_insert_id = first_id
             self._write(response)
+            self.server.finish_statement(plan.statement, False, self._started, self._fp)
         self.busy = False
 
     async def run_in_session(self, instance: str, sql: bytes) -> Result:

@@ -1,0 +1,24 @@
+"""Read DAL's /metrics in tests: samples by (name, labels)."""
+
+from __future__ import annotations
+
+import urllib.request
+
+from prometheus_client.parser import text_string_to_metric_families
+
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def scrape(port: int, host: str = "127.0.0.1") -> Samples:
+    body = urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=5).read().decode()
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(body) for s in family.samples}
+
+
+def value(samples: Samples, name: str, **labels: str) -> float:
+    """One sample's value, 0 when it is absent (a counter not yet incremented)."""
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def names(samples: Samples) -> set[str]:
+    return {name for name, _ in samples}
