@@ -45,8 +45,9 @@ class ServerCollector:
         clients.add_metric([], len(server.sessions))
         yield clients
         families = {
-            "statements": CounterMetricFamily("dal_statements", "Statements by plan kind and "
-                                              "result", labels=["kind", "result"]),
+            "statements": CounterMetricFamily("dal_statements", "Statements by plan kind, "
+                                              "statement kind and result",
+                                              labels=["plan", "kind", "result"]),
             "errors": CounterMetricFamily("dal_errors", "Errors sent to clients, by code",
                                           labels=["code"]),
             "pins": CounterMetricFamily("dal_pins", "Backend connections pinned to a session, "
@@ -55,7 +56,7 @@ class ServerCollector:
                                           labels=["result"]),
         }
         for (family, label), value in server.counters.items():
-            labels = label.split(":") if family == "statements" else [label]
+            labels = plan_labels(label) if family == "statements" else [label]
             families[family].add_metric(labels, value)
         yield from families.values()
         cache = server.router.cache
@@ -65,11 +66,23 @@ class ServerCollector:
         yield hits
         yield from pool_families(server)
         latency = HistogramMetricFamily("dal_statement_latency_seconds", "Time from a "
-                                        "statement's arrival to the end of its answer, by kind",
-                                        labels=["kind"])
+                                        "statement's arrival to the end of its answer, by plan "
+                                        "and statement kind", labels=["plan", "kind"])
         for kind, histogram in sorted(server.stats.latency.items()):
-            latency.add_metric([kind], histogram.cumulative(), histogram.sum)
+            latency.add_metric(plan_labels(kind)[:2], histogram.cumulative(), histogram.sum)
         yield latency
+
+
+def plan_labels(key: str) -> list[str]:
+    """``shard:select:ok`` -> plan, kind[, result]. Keys without a plan prefix are statements
+    routed to one backend as they are (unsharded tables): plan ``route``."""
+    parts = key.split(":")
+    if parts[0] not in PLANS:
+        parts.insert(0, "route")
+    return parts
+
+
+PLANS = ("shard", "scatter", "insert")
 
 
 def pool_families(server: Server):

@@ -40,11 +40,12 @@ _route_plans: dict[tuple[str, str], Plan] = {}
 
 
 def _route_plan(instance: str, statement: str) -> Plan:
-    """A cached one-backend plan for a sharded statement's single target."""
+    """A cached one-backend plan for a sharded statement's single target (its metrics kind
+    is ``shard:<statement>``)."""
     plan = _route_plans.get((instance, statement))
     if plan is None:
         plan = _route_plans[(instance, statement)] = Plan(ROUTE, instance=instance,
-                                                          statement=statement)
+                                                          statement=f"shard:{statement}")
     return plan
 
 if TYPE_CHECKING:
@@ -528,7 +529,8 @@ class ClientSession(asyncio.Protocol):
             self._send_error(ERR(exc.code, str(exc), exc.sqlstate))
         except BackendError as exc:
             self._send_error(exc.to_err())
-        self.server.finish_statement(plan.statement, failed, self._started, self._fp)
+        self.server.finish_statement(f"scatter:{plan.statement}", failed, self._started,
+                                     self._fp)
         self.busy = False
 
     async def _insert(self, plan: Plan, slots: list[list[bytes]]) -> None:
@@ -542,7 +544,8 @@ class ClientSession(asyncio.Protocol):
             if first_id:
                 self.last_insert_id = first_id
             self._write(response)
-            self.server.finish_statement(plan.statement, False, self._started, self._fp)
+            self.server.finish_statement(f"insert:{plan.statement}", False, self._started,
+                                         self._fp)
         self.busy = False
 
     async def run_in_session(self, instance: str, sql: bytes) -> Result:
@@ -679,6 +682,9 @@ class ClientSession(asyncio.Protocol):
     async def _local(self, plan: Plan) -> None:
         server = self.server
         if plan.handler == "begin":
+            # A connection kept only for SHOW WARNINGS must not decide where the transaction
+            # lives: the transaction's first statement does.
+            self.drop_soft_pin()
             if self.pinned is not None:  # BEGIN inside a transaction commits it first
                 self.busy = False
                 self._route(Plan(ROUTE, instance=self.pinned.instance, statement="transaction"),

@@ -21,4 +21,17 @@ def value(samples: Samples, name: str, **labels: str) -> float:
 
 
 def names(samples: Samples) -> set[str]:
+    """Sample names seen, e.g. dal_pool_max, dal_pins_total, dal_x_seconds_bucket."""
     return {name for name, _ in samples}
+
+
+def family_names(port: int, host: str = "127.0.0.1") -> set[str]:
+    """Every sample name the families on /metrics may carry, including families that have no
+    sample yet (a labelled counter nothing has incremented)."""
+    body = urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=5).read().decode()
+    found: set[str] = set()
+    for family in text_string_to_metric_families(body):
+        found |= {family.name, *(family.name + s for s in ("_total", "_bucket", "_sum",
+                                                            "_count"))}
+        found |= {s.name for s in family.samples}
+    return found

@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from tests.dal_process import TEST_CONFIG, dal_with_pool, running_test_config
+from tests.metrics_scrape import scrape, value
 from tools import loadgen
 
 CLIENTS = 2000
@@ -77,10 +78,10 @@ def load_dal(tmp_path: Path):
     instances = yaml.safe_load(TEST_CONFIG.read_text())["instances"]
     # The sampler notes the backend connections that exist before this DAL starts.
     sampler = ProcesslistSampler(instances, instances["a"]["user"])
-    proc, _ = dal_with_pool(tmp_path, {"max_size": POOL_MAX, "acquire_timeout": 60.0},
+    proc, raw = dal_with_pool(tmp_path, {"max_size": POOL_MAX, "acquire_timeout": 60.0},
                             max_clients=CLIENTS + 100)
     try:
-        yield proc, sampler
+        yield proc, sampler, raw["server"]["metrics"]["port"]
     finally:
         sampler.stop()
     assert proc.stop() == 0
@@ -88,7 +89,7 @@ def load_dal(tmp_path: Path):
 
 def test_2000_clients_share_8_connections_per_instance(load_dal) -> None:
     config = running_test_config()
-    proc, sampler = load_dal
+    proc, sampler, metrics_port = load_dal
     users = [USER_BASE + i for i in range(CLIENTS)]
     loadgen.prepare(config, users)
     sampler.start()
@@ -108,3 +109,11 @@ def test_2000_clients_share_8_connections_per_instance(load_dal) -> None:
     assert all(peak <= POOL_MAX for peak in sampler.peak.values()), sampler.peak
     # The pools were really saturated, so the bound above was tested, not idle.
     assert all(peak == POOL_MAX for peak in sampler.peak.values()), sampler.peak
+    # DAL's own view agrees: queued acquires waited, none timed out, all returned.
+    metrics = scrape(metrics_port)
+    for instance in ("a", "b"):
+        assert value(metrics, "dal_pool_max", instance=instance) == POOL_MAX
+        assert value(metrics, "dal_pool_in_use", instance=instance) == 0
+        assert value(metrics, "dal_pool_acquire_timeouts_total", instance=instance) == 0
+        assert value(metrics, "dal_pool_acquire_wait_seconds_count", instance=instance) > CLIENTS
+        assert value(metrics, "dal_pool_acquire_wait_seconds_sum", instance=instance) > 0

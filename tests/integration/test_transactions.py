@@ -154,3 +154,16 @@ def test_a_vanished_clients_transaction_is_rolled_back_and_its_connection_cleane
                     "WHERE user_id = %s", (U_DEFAULT,))
         assert cur.fetchone() == (None, 0, 0)
     assert shard_totals(direct, U_DEFAULT) == []
+
+
+def test_a_transaction_after_an_error_goes_where_its_first_statement_goes(connect, direct,
+                                                                          clean) -> None:
+    """An error keeps its connection (instance a) for SHOW WARNINGS; the BEGIN that follows
+    must not tie the transaction to it."""
+    with connect().cursor() as cur:
+        with pytest.raises(pymysql.MySQLError):
+            cur.execute("SELECT * FROM no_such_table_here")
+        cur.execute("BEGIN")
+        cur.execute(INSERT, (U_A, "4.00"))  # a shard on instance b
+        cur.execute("COMMIT")
+    assert shard_totals(direct, U_A) == ["4.00"]
