@@ -21,6 +21,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
                 "start, stop or inspect the local MariaDB instances (up|down|status)"),
     "schema": ("tools.schema", "create the shard databases and apply the schema to every shard"),
     "bench": ("tools.bench", "benchmark DAL against a direct connection, side by side in one run"),
+    "top": ("tools.top", "a live terminal view of a running DAL: pools, top statements, breakers"),
 }
 
 
