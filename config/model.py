@@ -49,6 +49,9 @@ class PoolConfig(Strict):
     max_size: int = Field(default=16, ge=1, le=10000)
     min_idle: int = Field(default=0, ge=0)
     acquire_timeout: float = Field(default=5.0, gt=0)
+    # Acquirers that may queue (FIFO) per instance when every connection is in use; one more
+    # is refused at once with 1105.
+    max_waiting: int = Field(default=10000, ge=0)
     connect_timeout: float = Field(default=5.0, gt=0)
     max_lifetime: float = Field(default=3600.0, gt=0)
     idle_timeout: float = Field(default=600.0, gt=0)

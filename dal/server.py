@@ -46,7 +46,8 @@ class Server:
         self.genes = GeneGenerator(config.server.worker_id)
         self.authenticator = Authenticator(config.users, auth.RSAKeys())
         defaults = {db.default_instance: db.default_database for db in config.databases.values()}
-        self.pools = {name: Pool(name, inst, config.pool, defaults.get(name))
+        self.pools = {name: Pool(name, inst, config.pool, defaults.get(name),
+                                 config.pool.max_waiting)
                       for name, inst in config.instances.items()}
         first = next(iter(config.databases.values()))
         self.default_instance = first.default_instance

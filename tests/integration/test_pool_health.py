@@ -3,6 +3,7 @@ every pin reason counted in dal_pins_total."""
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
@@ -129,3 +130,62 @@ def test_each_pin_reason_is_counted(dal_config, connect, reason: str, user: str,
             except pymysql.MySQLError as exc:  # the backend may refuse (no such procedure...)
                 assert exc.args[0] not in (1227, 1235), exc  # ...but DAL must route it
     assert value(scrape(metrics), "dal_pins_total", reason=reason) == before + 1
+
+
+@pytest.fixture
+def tiny_dal(tmp_path: Path):
+    """One connection per instance, one waiter, a short acquire timeout."""
+    proc, raw = dal_with_pool(tmp_path, {"max_size": 1, "max_waiting": 1,
+                                         "acquire_timeout": 1.5})
+    yield proc, raw["server"]["metrics"]["port"]
+    assert proc.stop() == 0
+
+
+def test_a_full_wait_queue_is_refused_at_once_and_a_long_wait_times_out(tiny_dal) -> None:
+    proc, metrics = tiny_dal
+    port = proc.port
+
+    def client(**kwargs) -> pymysql.connections.Connection:
+        return pymysql.connect(host=HOST, port=port, user="app", password="app",
+                               database="trade", autocommit=True, **kwargs)
+
+    holder, waiter, third = client(), client(read_timeout=10), client()
+    try:
+        with holder.cursor() as cur:  # holds instance b's only connection
+            cur.execute("BEGIN")
+            cur.execute("SELECT COUNT(*) FROM orders WHERE user_id = %s", (USER_ON_B,))
+        outcome: list = []
+
+        def wait() -> None:
+            started = time.monotonic()
+            try:
+                with waiter.cursor() as cur:
+                    cur.execute("SELECT COUNT(*) FROM orders WHERE user_id = %s", (USER_ON_B,))
+            except pymysql.MySQLError as exc:
+                outcome.append((exc.args, time.monotonic() - started))
+
+        thread = threading.Thread(target=wait)
+        thread.start()
+        assert wait_for(lambda: pools(port)["b"]["waiting"] == 1, 3)
+        started = time.monotonic()
+        with third.cursor() as cur, pytest.raises(pymysql.MySQLError) as full:
+            cur.execute("SELECT COUNT(*) FROM orders WHERE user_id = %s", (USER_ON_B,))
+        assert time.monotonic() - started < 0.5, "a full queue must refuse at once"
+        assert full.value.args[0] == 1105 and "wait queue is full" in full.value.args[1]
+        thread.join(10)
+        (code, message), waited = outcome[0]
+        assert code == 1105 and "became free within 1.5 s" in message
+        assert 1.3 <= waited < 5
+        with third.cursor() as cur:  # instance a is unaffected
+            cur.execute("SELECT COUNT(*) FROM merchants")
+        holder.commit()
+        with waiter.cursor() as cur:  # and b serves again once the transaction ends
+            cur.execute("SELECT COUNT(*) FROM orders WHERE user_id = %s", (USER_ON_B,))
+            assert cur.fetchone() == (0,)
+        samples = scrape(metrics)
+        assert value(samples, "dal_pool_queue_full_total", instance="b") == 1
+        assert value(samples, "dal_pool_acquire_timeouts_total", instance="b") == 1
+        assert value(samples, "dal_errors_total", code="1105") == 2
+    finally:
+        for conn in (holder, waiter, third):
+            conn.close()
