@@ -51,7 +51,7 @@ def _statements(server: Server) -> Rows:
     rows: list[list[object]] = [
         [key.decode("utf-8", "replace"), d.count, d.errors, f"{d.total * 1000:.3f}",
          f"{d.total * 1000 / d.count:.3f}" if d.count else "0", f"{d.max * 1000:.3f}"]
-        for key, d in server.stats.top(200)]
+        for key, d in server.stats.top(len(server.stats.digests))]
     return header, rows
 
 

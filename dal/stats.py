@@ -12,7 +12,7 @@ from time import perf_counter
 
 from pool.histogram import Histogram
 
-MAX_DIGESTS = 2000  # fingerprints tracked; later new ones are folded into one "other" row
+MAX_DIGESTS = 2000  # fingerprints tracked; then the cheaper half is folded into one row
 OTHER = b"(other statements)"
 
 
@@ -47,16 +47,31 @@ class StatementStats:
             return
         digest = self.digests.get(fingerprint)
         if digest is None:
-            key = fingerprint if len(self.digests) < MAX_DIGESTS else OTHER
-            digest = self.digests.get(key)
-            if digest is None:
-                digest = self.digests[key] = Digest()
+            if len(self.digests) >= MAX_DIGESTS:
+                self._prune()
+            digest = self.digests[fingerprint] = Digest()
         digest.count += 1
         digest.total += elapsed
         if failed:
             digest.errors += 1
         if elapsed > digest.max:
             digest.max = elapsed
+
+    def _prune(self) -> None:
+        """Fold the half of the fingerprints with the least total time into one row, so that
+        new statement shapes are still tracked in a long-running DAL (amortized: once per
+        MAX_DIGESTS / 2 new fingerprints)."""
+        ranked = sorted(self.digests.items(), key=lambda item: item[1].total)
+        other = self.digests.pop(OTHER, None) or Digest()
+        for key, d in ranked[:len(ranked) // 2]:
+            if key == OTHER:
+                continue
+            del self.digests[key]
+            other.count += d.count
+            other.errors += d.errors
+            other.total += d.total
+            other.max = max(other.max, d.max)
+        self.digests[OTHER] = other
 
     def top(self, limit: int = 50) -> list[tuple[bytes, Digest]]:
         """The fingerprints that took the most total time."""
