@@ -174,9 +174,6 @@ class Server:
 
     # -- counters (exported by dal.metrics) --------------------------------------------------
 
-    def count_statement(self, kind: str, failed: bool) -> None:
-        self.counters[_STATEMENT_KEYS.get((kind, failed)) or _statement_key(kind, failed)] += 1
-
     def finish_statement(self, kind: str, failed: bool, started: float,
                          fingerprint: bytes | None) -> None:
         """Count an answered statement and observe its latency (``started``: perf_counter)."""

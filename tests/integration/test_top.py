@@ -18,7 +18,7 @@ def test_once_prints_pools_and_top_statements(dal, connect) -> None:
     with connect().cursor() as cur:
         for user in range(3):
             cur.execute("SELECT id FROM orders WHERE user_id = %s AND note = 'top'", (user,))
-    proc = dal_top("--once", "--port", str(dal.port), "--host", "127.0.0.1")
+    proc = dal_top("--once", "--port", str(dal.port), "--host", "127.0.0.1", "--limit", "5000")
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
     assert "backend pools" in out and "top statements" in out
