@@ -56,6 +56,15 @@ class PoolConfig(Strict):
     idle_timeout: float = Field(default=600.0, gt=0)
     # Acquirers that may queue for a busy pool; one more is refused at once (1105).
     max_waiters: int = Field(default=10000, ge=0)
+    # Seconds between sweeps: close expired and broken idle connections, warm up to min_idle.
+    sweep_interval: float = Field(default=5.0, gt=0)
+
+    @model_validator(mode="after")
+    def _min_within_max(self) -> PoolConfig:
+        if self.min_idle > self.max_size:
+            raise ValueError(f"min_idle ({self.min_idle}) must not exceed max_size "
+                             f"({self.max_size})")
+        return self
 
 
 class Placement(Strict):

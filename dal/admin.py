@@ -55,6 +55,16 @@ def _shards(server: Server) -> Rows:
 
 
 def _statements(server: Server) -> Rows:
+    """Per statement fingerprint, the most total time first (dal/stats.py)."""
+    header = ["fingerprint", "count", "errors", "total_ms", "avg_ms", "max_ms"]
+    rows: list[list[object]] = [
+        [key.decode("utf-8", "replace"), d.count, d.errors, f"{d.total * 1000:.3f}",
+         f"{d.total * 1000 / d.count:.3f}" if d.count else "0", f"{d.max * 1000:.3f}"]
+        for key, d in server.stats.top(len(server.stats.digests))]
+    return header, rows
+
+
+def _counters(server: Server) -> Rows:
     header = ["counter", "label", "value"]
     rows: list[list[object]] = [[k[0], k[1], v] for k, v in sorted(server.counters.items())]
     cache = server.router.cache
@@ -68,6 +78,7 @@ COMMANDS: dict[str, Callable[[Server], Rows]] = {
     "SHARDS": _shards,
     "STATEMENTS": _statements,
     **protect_admin.SHOW_COMMANDS,
+    "COUNTERS": _counters,
 }
 
 _SHOW = re.compile(r"(?is)\s*SHOW\s+DAL\s+(\w+)\s*;?\s*$")

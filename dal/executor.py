@@ -172,6 +172,11 @@ async def insert(session: ClientSession, plan: ShardedPlan,
     if len(shards) > 1 and (session.pinned is not None or session.txn_pending is not None):
         raise Refusal(NOT_SUPPORTED, "an INSERT whose rows belong to several user shards is "
                       "refused inside a transaction (transaction mode 'single')")
+    if len(shards) == 1:
+        refusal = session.second_shard_refusal(
+            target_of(config, plan.db, plan.routing.dimension, shards[0], None).database)
+        if refusal is not None:
+            raise Refusal(NOT_SUPPORTED, refusal)
     tail = ins.tail.render(slots, b"")
     affected = 0
     done: list[int] = []

@@ -5,7 +5,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from prometheus_client import start_http_server
-from prometheus_client.core import REGISTRY, CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import (
+    REGISTRY,
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+)
+
+from pool.histogram import Histogram
 
 if TYPE_CHECKING:
     from dal.server import Server
@@ -38,8 +45,9 @@ class ServerCollector:
         clients.add_metric([], len(server.sessions))
         yield clients
         families = {
-            "statements": CounterMetricFamily("dal_statements", "Statements by plan kind and "
-                                              "result", labels=["kind", "result"]),
+            "statements": CounterMetricFamily("dal_statements", "Statements by plan kind, "
+                                              "statement kind and result",
+                                              labels=["plan", "kind", "result"]),
             "errors": CounterMetricFamily("dal_errors", "Errors sent to clients, by code",
                                           labels=["code"]),
             "pins": CounterMetricFamily("dal_pins", "Backend connections pinned to a session, "
@@ -48,7 +56,7 @@ class ServerCollector:
                                           labels=["result"]),
         }
         for (family, label), value in server.counters.items():
-            labels = label.split(":") if family == "statements" else [label]
+            labels = plan_labels(label) if family == "statements" else [label]
             families[family].add_metric(labels, value)
         yield from families.values()
         cache = server.router.cache
@@ -57,6 +65,60 @@ class ServerCollector:
         hits.add_metric(["miss"], cache.misses)
         yield hits
         yield from server.protection.metrics()
+        yield from pool_families(server)
+        latency = HistogramMetricFamily("dal_statement_latency_seconds", "Time from a "
+                                        "statement's arrival to the end of its answer, by plan "
+                                        "and statement kind", labels=["plan", "kind"])
+        for kind, histogram in sorted(server.stats.latency.items()):
+            latency.add_metric(plan_labels(kind)[:2], histogram.cumulative(), histogram.sum)
+        yield latency
+
+
+def plan_labels(key: str) -> list[str]:
+    """``shard:select:ok`` -> plan, kind[, result]. Keys without a plan prefix are statements
+    routed to one backend as they are (unsharded tables): plan ``route``."""
+    parts = key.split(":")
+    if parts[0] not in PLANS:
+        parts.insert(0, "route")
+    return parts
+
+
+PLANS = ("shard", "scatter", "insert")
+
+
+def pool_families(server: Server):
+    """Per-instance pool counters and the acquire-wait histogram (immediate acquires count
+    as waits of 0 s)."""
+    families = {
+        "connecting": GaugeMetricFamily("dal_pool_connecting", "Connections being opened",
+                                        labels=["instance"]),
+        "opened": CounterMetricFamily("dal_pool_opened", "Backend connections opened",
+                                      labels=["instance"]),
+        "closed": CounterMetricFamily("dal_pool_closed", "Backend connections closed (broken, "
+                                      "expired, idle too long, or unsafe to reuse)",
+                                      labels=["instance"]),
+        "failed": CounterMetricFamily("dal_pool_connect_failures", "Failed connection attempts",
+                                      labels=["instance"]),
+        "timeouts": CounterMetricFamily("dal_pool_acquire_timeouts", "Acquires that waited "
+                                        "longer than pool.acquire_timeout", labels=["instance"]),
+        "full": CounterMetricFamily("dal_pool_queue_full", "Acquires refused because the wait "
+                                    "queue was full", labels=["instance"]),
+    }
+    wait = HistogramMetricFamily("dal_pool_acquire_wait_seconds", "Time to get a backend "
+                                 "connection", labels=["instance"])
+    for name, pool in server.pools.items():
+        families["connecting"].add_metric([name], pool.connecting)
+        families["opened"].add_metric([name], pool.opened)
+        families["closed"].add_metric([name], pool.closed_count)
+        families["failed"].add_metric([name], pool.failed_opens)
+        families["timeouts"].add_metric([name], pool.timeouts)
+        families["full"].add_metric([name], pool.queue_full)
+        merged = Histogram(pool.wait.bounds)
+        merged.counts = list(pool.wait.counts)
+        merged.counts[0] += pool.immediate
+        wait.add_metric([name], merged.cumulative(), pool.wait.sum)
+    yield from families.values()
+    yield wait
 
 
 def start_metrics(server: Server) -> None:

@@ -13,6 +13,7 @@ from config.model import Config
 from dal.login import Authenticator
 from dal.protection import Protection
 from dal.session import ClientSession
+from dal.stats import StatementStats
 from dal.wire import auth
 from dal.wire.framing import frame
 from pool.connection import BackendConnection, BackendError
@@ -54,6 +55,7 @@ class Server:
         self.collations: dict[int, tuple[str, str]] = {}
         self.sessions: set[ClientSession] = set()
         self.counters: Counter[tuple[str, str]] = Counter()
+        self.stats = StatementStats()
         # Connection ids unique across the workers sharing the port.
         self._ids = itertools.count(worker_index + 1, config.server.workers)
         self._listener: asyncio.AbstractServer | None = None
@@ -70,6 +72,8 @@ class Server:
     async def start(self) -> None:
         """Learn the backend's version and collations, then listen."""
         await self._probe_backend()
+        for pool in self.pools.values():
+            pool.warm()
         listen = self.config.server.listen
         loop = asyncio.get_running_loop()
         self._listener = await loop.create_server(
@@ -102,7 +106,7 @@ class Server:
 
     async def _sweep_forever(self) -> None:
         while True:
-            await asyncio.sleep(5)
+            await asyncio.sleep(self.config.pool.sweep_interval)
             for pool in self.pools.values():
                 pool.sweep()
 
@@ -175,8 +179,11 @@ class Server:
 
     # -- counters (exported by dal.metrics) --------------------------------------------------
 
-    def count_statement(self, kind: str, failed: bool) -> None:
+    def finish_statement(self, kind: str, failed: bool, started: float,
+                         fingerprint: bytes | None) -> None:
+        """Count an answered statement and observe its latency (``started``: perf_counter)."""
         self.counters[_STATEMENT_KEYS.get((kind, failed)) or _statement_key(kind, failed)] += 1
+        self.stats.finish(kind, failed, started, fingerprint)
 
     def count_refusal(self, code: int) -> None:
         self.counters[("errors", str(code))] += 1

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import re
 from dataclasses import replace
+from time import perf_counter
 from typing import TYPE_CHECKING
 
 from dal import errors, executor, local, timeouts
@@ -40,11 +41,12 @@ _route_plans: dict[tuple[str, str], Plan] = {}
 
 
 def _route_plan(instance: str, statement: str) -> Plan:
-    """A cached one-backend plan for a sharded statement's single target."""
+    """A cached one-backend plan for a sharded statement's single target (its metrics kind
+    is ``shard:<statement>``)."""
     plan = _route_plans.get((instance, statement))
     if plan is None:
         plan = _route_plans[(instance, statement)] = Plan(ROUTE, instance=instance,
-                                                          statement=statement)
+                                                          statement=f"shard:{statement}")
     return plan
 
 if TYPE_CHECKING:
@@ -59,6 +61,8 @@ _SPACE = frozenset(b" \t\r\n\x0b\x0c")
 # Plain ints: IntFlag arithmetic is slow Python code, and this runs per statement.
 _SESSION_STATUS = int(Status.IN_TRANS | Status.AUTOCOMMIT | Status.IN_TRANS_READONLY)
 _IN_TRANS = int(Status.IN_TRANS)
+_AUTOCOMMIT = int(Status.AUTOCOMMIT)
+_TXN_BITS = _IN_TRANS | _AUTOCOMMIT  # anything but AUTOCOMMIT alone: inside a transaction
 
 LOGIN, COMMAND, CLOSED = "login", "command", "closed"
 LINGER_SECONDS = 2.0
@@ -86,6 +90,7 @@ class ClientSession(asyncio.Protocol):
         self.pin_reason: str | None = None
         self.last_insert_id = 0
         self.txn_pending: str | None = None  # BEGIN asked for, not yet sent to a backend
+        self.txn_shard: bytes | None = None  # the shard database the open transaction uses
         self.status = int(Status.AUTOCOMMIT)
         self._login_waiter: asyncio.Future[None] | None = None
         self._read_timer: asyncio.TimerHandle | None = None
@@ -94,6 +99,8 @@ class ClientSession(asyncio.Protocol):
         self._pending: tuple | None = None
         self._timer: object | None = None  # statement timeout (dal/timeouts.py)
         self._seq = 0
+        self._started = 0.0  # perf_counter() when the current statement arrived
+        self._fp: bytes | None = None  # its fingerprint, for SHOW DAL STATEMENTS
 
     # -- asyncio.Protocol --------------------------------------------------------------------
 
@@ -282,12 +289,14 @@ class ClientSession(asyncio.Protocol):
                         f"Unknown command 0x{command:02x} (COM_{name}): DAL does not support it")
 
     def _query(self, payload: bytes, last_seq: int, raw: bytes | None) -> None:
+        self._started = perf_counter()
         sql = payload[1:]
         if (sql[:3].upper() in _ADMIN_HEADS or (sql and sql[0] in _SPACE)) and _ADMIN.match(sql):
             self._spawn(self._admin(sql))
             return
         server = self.server
         fp = fingerprint(sql)
+        self._fp = fp.key
         plan = server.router.plan(sql, fp, self.schema, self.admin)
         if server.limiter is not None and self._throttle(server.limiter, plan, fp, sql, payload,
                                                          last_seq, raw):
@@ -434,7 +443,8 @@ class ClientSession(asyncio.Protocol):
         # clears nothing, so they stay readable after it too.
         self._after_statement(conn, scanner.status, scanner.warnings > 0 or scanner.error
                               or (plan is not None and plan.diagnostics), plan)
-        self.server.count_statement(plan.statement if plan else "other", scanner.error)
+        self.server.finish_statement(plan.statement if plan else "other", scanner.error,
+                                     self._started, self._fp)
         if self.phase == COMMAND:
             self._drain()
         elif self.phase == CLOSED:
@@ -452,8 +462,12 @@ class ClientSession(asyncio.Protocol):
             self.pin_reason = plan.pin
             self.server.count_pin(plan.pin)
         if status & _IN_TRANS or self.pin_reason is not None or diagnostics:
+            if self.pinned is not conn and self.pin_reason is None:
+                self.server.count_pin("transaction" if status & _IN_TRANS else "diagnostics")
             self.pinned = conn
             self.soft_pin = not (status & _IN_TRANS or self.pin_reason is not None)
+            if not status & _IN_TRANS:
+                self.txn_shard = None
             return
         self.pinned = None
         self.server.pools[conn.instance].release(conn)
@@ -539,6 +553,11 @@ class ClientSession(asyncio.Protocol):
             return
         if len(shards) == 1:
             target = shards[0]
+            if self.status & _TXN_BITS != _AUTOCOMMIT:
+                refusal = self.second_shard_refusal(target.database)
+                if refusal is not None:
+                    self._error(errors.NOT_SUPPORTED, refusal)
+                    return
             sql = sharded.template.render(slots, target.database, target.only)  # type: ignore[union-attr]
             route = _route_plan(target.instance, plan.statement)
             rename = None
@@ -552,14 +571,17 @@ class ClientSession(asyncio.Protocol):
         self._spawn(self._scatter(plan, slots, shards))
 
     async def _scatter(self, plan: Plan, slots: list[list[bytes]], shards: list) -> None:
+        failed = True
         try:
             self._write(await executor.scatter(self, plan.sharded, slots, shards,  # type: ignore[arg-type]
                                                self.server.config.server.max_merge_rows))
+            failed = False
         except executor.Refusal as exc:
             self._send_error(ERR(exc.code, str(exc), exc.sqlstate))
         except BackendError as exc:
             self._send_error(exc.to_err())
-        self.server.count_statement(plan.statement, False)
+        self.server.finish_statement(f"scatter:{plan.statement}", failed, self._started,
+                                     self._fp)
         self.busy = False
 
     async def _insert(self, plan: Plan, slots: list[list[bytes]]) -> None:
@@ -573,6 +595,8 @@ class ClientSession(asyncio.Protocol):
             if first_id:
                 self.last_insert_id = first_id
             self._write(response)
+            self.server.finish_statement(f"insert:{plan.statement}", False, self._started,
+                                         self._fp)
         self.busy = False
 
     async def run_in_session(self, instance: str, sql: bytes) -> Result:
@@ -590,6 +614,22 @@ class ClientSession(asyncio.Protocol):
             raise
         self._give_back(conn, result.status, None)
         return result
+
+    def second_shard_refusal(self, database: bytes) -> str | None:
+        """Inside a transaction (mode `single`): the first shard database a statement reaches
+        is the transaction's; a statement for another shard gets this refusal message, even on
+        the same backend instance, so that moving a shard never changes what commits together."""
+        if self.status & _TXN_BITS == _AUTOCOMMIT:
+            return None
+        if self.pinned is None or self.soft_pin or self.txn_shard is None:
+            self.txn_shard = database  # the transaction's first shard statement
+            return None
+        if self.txn_shard == database:
+            return None
+        return (f"this transaction already uses shard {self.txn_shard.decode()}; a statement "
+                f"for shard {database.decode()} is refused inside it (transaction mode "
+                "'single'). Keep a transaction on one user, or COMMIT first; the transaction "
+                "stays open")
 
     @property
     def reply_seq(self) -> int:
@@ -696,6 +736,9 @@ class ClientSession(asyncio.Protocol):
     async def _local(self, plan: Plan) -> None:
         server = self.server
         if plan.handler == "begin":
+            # A connection kept only for SHOW WARNINGS must not decide where the transaction
+            # lives: the transaction's first statement does.
+            self.drop_soft_pin()
             if self.pinned is not None:  # BEGIN inside a transaction commits it first
                 self.busy = False
                 self._route(Plan(ROUTE, instance=self.pinned.instance, statement="transaction"),

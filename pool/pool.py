@@ -17,6 +17,7 @@ from config.model import Instance, PoolConfig
 from config.protection import BreakerConfig
 from pool.breaker import Breaker
 from pool.connection import BackendConnection, BackendError, ConnectionLost
+from pool.histogram import Histogram
 
 POOL_TIMEOUT = 1105  # DAL refusal: no backend connection free in time (docs/errors.md)
 
@@ -38,6 +39,7 @@ class Waiter:
     deadline: float
     found_rows: bool
     callback: Callback
+    queued: float
 
 
 @dataclass(slots=True)
@@ -74,6 +76,12 @@ class Pool:
         self.opened = 0
         self.closed_count = 0
         self.closing = False
+        # Acquire waits: immediate ones are only counted (the hot path adds one integer);
+        # queued ones and new connections are observed in `wait` (seconds).
+        self.immediate = 0
+        self.wait = Histogram()
+        self.timeouts = 0
+        self.queue_full = 0
 
     @property
     def size(self) -> int:
@@ -109,7 +117,12 @@ class Pool:
             self.breaker.admit()  # raises BreakerOpen unless this is a half-open probe
         conn = self.try_acquire(found_rows)
         if conn is not None:
+            self.immediate += 1
             return conn
+        if self.idle and any(c.closed for c in self.idle):  # killed or broken while idle
+            for conn in [c for c in self.idle if c.closed]:
+                self.idle.remove(conn)
+                self._discard(conn)
         if self.size < self.config.max_size:
             self._open_for(found_rows, callback)
             return None
@@ -118,12 +131,13 @@ class Pool:
             self._open_for(found_rows, callback)
             return None
         if len(self.waiters) >= self.config.max_waiters:
+            self.queue_full += 1
             raise PoolExhausted(
                 f"DAL: backend pool {self.name} is full ({self.config.max_size} in use) and "
                 f"its wait queue is full ({self.config.max_waiters} waiting, "
                 "pool.max_waiters); retry later")
-        deadline = time.monotonic() + self.config.acquire_timeout
-        self.waiters.append(Waiter(deadline, found_rows, callback))
+        now = time.monotonic()
+        self.waiters.append(Waiter(now + self.config.acquire_timeout, found_rows, callback, now))
         if self._expiry is None:
             self._expiry = asyncio.get_running_loop().call_later(
                 self.config.acquire_timeout, self._expire)
@@ -148,13 +162,14 @@ class Pool:
             return conn
         return await future
 
-    def _open_for(self, found_rows: bool, callback: Callback) -> None:
+    def _open_for(self, found_rows: bool, callback: Callback, queued: float | None = None) -> None:
         self.connecting += 1
-        task = asyncio.ensure_future(self._open(found_rows, callback))
+        task = asyncio.ensure_future(self._open(found_rows, callback,
+                                                time.monotonic() if queued is None else queued))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _open(self, found_rows: bool, callback: Callback) -> None:
+    async def _open(self, found_rows: bool, callback: Callback, queued: float) -> None:
         try:
             conn = await BackendConnection.open(
                 self.name, self.instance.host, self.instance.port, self.instance.user,
@@ -181,6 +196,7 @@ class Pool:
             callback(None, ConnectionLost(f"pool {self.name} is shutting down"))
             return
         self.in_use.add(conn)
+        self.wait.observe(time.monotonic() - queued)
         callback(conn, None)
 
     def _expire(self) -> None:
@@ -190,6 +206,7 @@ class Pool:
         waiters = self.waiters
         while waiters and waiters[0].deadline <= now:
             waiter = waiters.popleft()
+            self.timeouts += 1
             waiter.callback(None, PoolExhausted(
                 f"DAL: no backend connection to instance {self.name} became free within "
                 f"{self.config.acquire_timeout:g} s (pool max {self.config.max_size}, "
@@ -214,10 +231,11 @@ class Pool:
             waiter = self.waiters.popleft()
             if waiter.found_rows == conn.found_rows:
                 self.in_use.add(conn)
+                self.wait.observe(now - waiter.queued)
                 waiter.callback(conn, None)
             else:
                 self._discard(conn)
-                self._open_for(waiter.found_rows, waiter.callback)
+                self._open_for(waiter.found_rows, waiter.callback, waiter.queued)
             return
         self.idle.append(conn)
 
@@ -231,24 +249,41 @@ class Pool:
         """A connection was closed: open a new one for the first waiter, if any."""
         if self.waiters and self.size < self.config.max_size and not self.closing:
             waiter = self.waiters.popleft()
-            self._open_for(waiter.found_rows, waiter.callback)
+            self._open_for(waiter.found_rows, waiter.callback, waiter.queued)
 
     def _discard(self, conn: BackendConnection) -> None:
         self.closed_count += 1
         conn.close()
 
+    def warm(self) -> None:
+        """Open connections until ``pool.min_idle`` are idle or opening (never past the
+        maximum); they wait in the idle list for the first statements."""
+        missing = min(self.config.min_idle - len(self.idle) - self.connecting,
+                      self.config.max_size - self.size)
+        for _ in range(max(missing, 0) if not self.closing else 0):
+            self._open_for(False, self._park)
+
+    def _park(self, conn: BackendConnection | None, error: BackendError | None) -> None:
+        if conn is not None:
+            self.release(conn)
+
     def sweep(self) -> None:
-        """Close idle connections past the idle timeout or the maximum lifetime."""
+        """Close idle connections past the idle timeout or the maximum lifetime (keeping
+        ``pool.min_idle`` of those only idle too long), then warm the pool back up."""
         now = time.monotonic()
-        keep = []
+        keep: list[BackendConnection] = []
+        spare = len(self.idle) - self.config.min_idle  # idle ones that may time out
         for conn in self.idle:
-            if (conn.closed or now - conn.last_used > self.config.idle_timeout
-                    or now - conn.created > self.config.max_lifetime):
+            idle_too_long = now - conn.last_used > self.config.idle_timeout
+            if (conn.closed or now - conn.created > self.config.max_lifetime
+                    or (idle_too_long and spare > 0)):
+                spare -= not conn.closed
                 self._discard(conn)
             else:
                 keep.append(conn)
         self.idle = keep
         self._hand_slot_to_waiter()
+        self.warm()
 
     def stats(self) -> PoolStats:
         return PoolStats(self.name, self.config.max_size, len(self.in_use), len(self.idle),

@@ -83,6 +83,7 @@ class DalProcess:
                 "--port", str(self.port)]
         if not metrics:
             args.append("--no-metrics")
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(args, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
                                      env={**os.environ, "PYTHONUNBUFFERED": "1"})
@@ -102,3 +103,16 @@ class DalProcess:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+
+def dal_with_pool(directory: Path, pool: dict, **server_overrides: object) -> tuple[DalProcess,
+                                                                                     dict]:
+    """A started DAL of its own (free ports) whose `pool` section is ``pool``; its raw config.
+    The caller stops it."""
+    path = directory / "dal-own.yaml"
+    raw = write_config(path, listen={"host": "127.0.0.1", "port": free_port()},
+                       metrics={"host": "127.0.0.1", "port": free_port()}, **server_overrides)
+    raw["pool"] = pool
+    path.write_text(yaml.safe_dump(raw))
+    proc = DalProcess(path, raw["server"]["listen"]["port"], directory / "dal.log").start()
+    return proc, raw

@@ -183,6 +183,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="sysbench threads (default: %(default)s)")
     parser.add_argument("--ps-mode", choices=["disable", "auto"], default="disable",
                         help="sysbench --db-ps-mode (default: %(default)s)")
+    parser.add_argument("--many", type=int, metavar="N",
+                        help="many-clients mode: N asyncio clients in one process doing point "
+                        "reads and single-shard transactions on trade.orders (tools/loadgen.py), "
+                        "against DAL and directly against each user's shard database")
     parser.add_argument("--json", metavar="FILE", help="write the figures to FILE as JSON")
 
 
@@ -207,6 +211,8 @@ def run(args: argparse.Namespace) -> int:
     except BenchConfigError as exc:
         print(f"dal bench: {exc}", file=sys.stderr)
         return 2
+    if args.many:
+        return run_many(args, config, dal)
     layout = describe_layout(args, direct, dal, shards)
     print(f"dal bench: {layout}", file=sys.stderr)
     try:
@@ -247,6 +253,8 @@ def _check_args(args: argparse.Namespace) -> str | None:
             return f"--{name.replace('_', '-')} must be positive"
     if args.procs > args.clients:
         return "--procs must not exceed --clients"
+    if args.many is not None and (args.many <= 0 or args.sysbench or args.sharded):
+        return "--many needs a positive client count and goes without --sysbench and --sharded"
     return None
 
 
@@ -1019,3 +1027,68 @@ def report(result: dict[str, Any]) -> None:
     print(_ratio_line(result))
     for line in errors:
         print(line)
+
+
+# --- many clients (tools/loadgen.py) -----------------------------------------------------------
+
+MANY_USER_BASE = 800_000  # the user ids --many writes (their orders are reset before each round)
+
+
+def run_many(args: argparse.Namespace, config: Config, dal: Target) -> int:
+    """--many: the same client count against direct shards and DAL, rounds alternated."""
+    import resource
+
+    from tools import loadgen
+
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    with contextlib.suppress(ValueError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    if hard < args.many * 2 + 200:
+        print(f"dal bench: --many {args.many} needs about {args.many * 2 + 200} file "
+              f"descriptors; the limit is {hard}", file=sys.stderr)
+        return 2
+    database = next(name for name in config.databases if name != SHARDED_DB)
+    users = [MANY_USER_BASE + i for i in range(args.many)]
+    routes = {"direct": loadgen.direct_route(config, database),
+              "dal": loadgen.dal_route(dal.host, dal.port, dal.user, dal.password, database)}
+    figures: dict[str, dict[str, float]] = {
+        name: {"statements": 0, "transactions": 0, "seconds": 0.0, "errors": 0, "wrong": 0}
+        for name in routes}
+    samples: list[str] = []
+    with _sigterm_as_exit(), dal_running(args.config, dal):
+        for number in range(1, 2 * args.rounds + 1):
+            name = "direct" if number % 2 else "dal"
+            loadgen.prepare(config, users, database)
+            result = loadgen.run_blocking(users, routes[name], args.duration)
+            problems = loadgen.verify(config, result.expected, database)
+            f = figures[name]
+            for key in ("statements", "transactions", "errors", "wrong"):
+                f[key] += getattr(result, key)
+            f["wrong"] += len(problems)
+            f["seconds"] += result.seconds
+            samples += [f"{name}: {m}" for m in result.samples + problems][:MAX_ERROR_SAMPLES]
+            print(f"round {number}/{2 * args.rounds}: {name:<6} {result.connected} clients "
+                  f"connected in {result.connect_seconds:.1f} s, "
+                  f"{result.statements_per_second:>8.0f} statements/s, "
+                  f"{result.transactions / result.seconds:>7.0f} transactions/s, "
+                  f"errors {result.errors}, wrong {result.wrong + len(problems)}",
+                  file=sys.stderr, flush=True)
+    for f in figures.values():
+        f["statements_per_second"] = round(f["statements"] / f["seconds"], 1)
+        f["transactions_per_second"] = round(f["transactions"] / f["seconds"], 1)
+    ratio = _ratio(figures["dal"]["statements_per_second"],
+                   figures["direct"]["statements_per_second"])
+    print(f"many clients: {args.many} clients, {args.rounds} x {args.duration:g} s per target, "
+          f"point reads + single-shard transactions on {database}.orders")
+    for name, f in figures.items():
+        print(f"{name:<7} {f['statements_per_second']:>9.0f} statements/s "
+              f"{f['transactions_per_second']:>8.0f} transactions/s  errors {f['errors']:.0f}  "
+              f"wrong answers {f['wrong']:.0f}")
+    print(f"ratio dal/direct: statements/s {ratio:.2f}")
+    for line in samples[:MAX_ERROR_SAMPLES]:
+        print(line)
+    if args.json:
+        Path(args.json).write_text(json.dumps(
+            {"mode": "many", "clients": args.many, "targets": figures, "ratio": ratio,
+             "samples": samples}, indent=2) + "\n")
+    return 1 if any(f["errors"] or f["wrong"] for f in figures.values()) else 0

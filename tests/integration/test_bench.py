@@ -184,3 +184,19 @@ def test_unreachable_dal_is_a_clear_error(config: Config, tmp_path: Path) -> Non
         )
     assert proc.returncode == 1
     assert f"cannot reach dal at 127.0.0.1:{port}" in proc.stderr
+
+
+def test_many_clients_mode(config: Config, tmp_path: Path) -> None:
+    out = tmp_path / "many.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "dal.cli", "bench", "--config", str(TEST_CONFIG), "--port",
+         str(free_port()), "--json", str(out), "--many", "60", "--rounds", "1",
+         "--duration", "1.5"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr}"
+    assert "ratio dal/direct: statements/s" in proc.stdout
+    result = json.loads(out.read_text())
+    assert result["clients"] == 60
+    for figures in result["targets"].values():
+        assert figures["transactions"] > 0 and figures["statements_per_second"] > 0, figures
+        assert figures["errors"] == 0 and figures["wrong"] == 0, figures
+    assert 0 < result["ratio"] < 2
