@@ -10,6 +10,7 @@ from collections import Counter
 from collections.abc import Coroutine
 
 from config.model import Config
+from dal import tls
 from dal.login import Authenticator
 from dal.session import ClientSession
 from dal.wire import auth
@@ -44,6 +45,7 @@ class Server:
         self.router = Router(config)
         self.genes = GeneGenerator(config.server.worker_id)
         self.authenticator = Authenticator(config.users, auth.RSAKeys())
+        self.tls_context = tls.server_context(config.server.tls) if config.server.tls else None
         defaults = {db.default_instance: db.default_database for db in config.databases.values()}
         self.pools = {name: Pool(name, inst, config.pool, defaults.get(name))
                       for name, inst in config.instances.items()}

@@ -14,7 +14,7 @@ import re
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from dal import errors, executor, local
+from dal import errors, executor, local, tls
 from dal.login import LoginFailed, err_packet, ok_packet
 from dal.wire.buffer import u16
 from dal.wire.constants import Capability, Command, Status
@@ -69,6 +69,8 @@ class ClientSession(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.peer = "unknown"
         self.phase = LOGIN
+        self.tls = False
+        self._upgrading = False
         self.buffer = PacketBuffer(server.config.server.max_packet)
         self.busy = False
         self.user = ""
@@ -128,6 +130,12 @@ class ClientSession(asyncio.Protocol):
             return
         self.buffer.feed(data)
         if self.phase == LOGIN:
+            # The login coroutine asks for more when it needs it: an SSLRequest must not be
+            # followed by reads of the TLS handshake before the upgrade takes the socket.
+            # (Not while the TLS layer is being set up: it may deliver the first decrypted
+            # bytes before `_start_tls` has the TLS transport, which is the one to pause.)
+            if not self._upgrading:
+                self.transport.pause_reading()  # type: ignore[union-attr]
             waiter = self._login_waiter
             if waiter is not None and not waiter.done():
                 waiter.set_result(None)
@@ -153,13 +161,27 @@ class ClientSession(asyncio.Protocol):
             if packet is not None:
                 return packet[1], packet[2]
             self._login_waiter = asyncio.get_running_loop().create_future()
+            self.transport.resume_reading()  # type: ignore[union-attr]
             await asyncio.wait_for(self._login_waiter, self.server.config.server.login_timeout)
+
+    async def _start_tls(self) -> None:
+        """Upgrade the client transport to TLS (after an SSLRequest); this protocol object
+        keeps receiving the decrypted data."""
+        early = self.buffer.take_rest()
+        self._upgrading = True
+        try:
+            self.transport = await tls.upgrade_server(
+                self.transport, self, self.server.tls_context, early,  # type: ignore[arg-type]
+                self.server.config.server.login_timeout)
+        finally:
+            self._upgrading = False
+        self.tls = True
 
     async def _login(self) -> None:
         try:
             result = await self.server.authenticator.login(
                 self._read_login_packet, self._write, self.server.version,
-                self.id, self.peer)
+                self.id, self.peer, self._start_tls if self.server.tls_context else None)
         except LoginFailed as exc:
             self._fail(exc.err, exc.seq)
             self.server.count_login(False)
@@ -167,9 +189,10 @@ class ClientSession(asyncio.Protocol):
         except ProtocolError as exc:
             self._fail(ERR(exc.code, f"Bad handshake: {exc}", exc.sqlstate), 2)
             return
-        except (TimeoutError, ConnectionResetError, asyncio.CancelledError):
-            self._abort()
+        except (TimeoutError, ConnectionResetError, asyncio.CancelledError, OSError):
+            self._abort()  # also a failed TLS handshake (ssl.SSLError is an OSError)
             return
+        self.transport.resume_reading()  # type: ignore[union-attr]
         self.user = result.user
         self.admin = result.user_config.role.value == "admin"
         self.capabilities = result.capabilities
@@ -733,6 +756,7 @@ class ClientSession(asyncio.Protocol):
         if transport is None or transport.is_closing():
             return
         self.buffer = PacketBuffer(1 << 62)  # what still arrives is discarded
+        transport.resume_reading()  # paused during login
         if transport.can_write_eof():
             transport.write_eof()
         asyncio.get_running_loop().call_later(LINGER_SECONDS, transport.close)
