@@ -20,7 +20,8 @@ TEST_CONFIG = Path(os.environ.get("DAL_TEST_CONFIG") or ROOT / "config" / "test.
 
 # Users only the tests know: `legacy`/`legacy` stored as a native hash only (caching_sha2
 # clients then take the full-auth RSA path), `modern`/`modern` stored as a sha2 hash only,
-# `secure`/`secure` allowed in over TLS only.
+# `secure`/`secure` (both hashes) and `secure_legacy`/`secure_legacy` (native hash only) allowed
+# in over TLS only (users.<name>.require_tls).
 
 
 def running_test_config():
@@ -55,6 +56,9 @@ def write_config(path: Path, **server_overrides: object) -> dict:
     raw["users"]["legacy"] = {"password_hash": f"*{native}", "role": "app"}
     raw["users"]["modern"] = {"password_hash": f"sha2:{sha2}", "role": "app"}
     raw["users"]["secure"] = {"password": "secure", "role": "app", "require_tls": True}
+    secure_native = hashlib.sha1(hashlib.sha1(b"secure_legacy").digest()).hexdigest().upper()
+    raw["users"]["secure_legacy"] = {"password_hash": f"*{secure_native}", "role": "app",
+                                     "require_tls": True}
     # TLS for clients with a self-signed pair made for this run (see tests/integration/test_tls.py).
     from tools.certs import self_signed
 

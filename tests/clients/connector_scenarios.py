@@ -49,9 +49,9 @@ def _connect(use_pure: bool, port: int, user: str = "app", password: str = "app"
              database: str | None = "trade", host: str = HOST, **kwargs: Any):
     import mysql.connector
 
+    options = {"ssl_disabled": True, "connection_timeout": 10, **kwargs}  # TLS: opt in
     return mysql.connector.connect(host=host, port=port, user=user, password=password,
-                                   database=database, use_pure=use_pure, ssl_disabled=True,
-                                   connection_timeout=10, **kwargs)
+                                   database=database, use_pure=use_pure, **options)
 
 
 def crud(use_pure: bool, port: int, prefix: str) -> dict[str, Any]:

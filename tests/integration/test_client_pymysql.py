@@ -350,7 +350,7 @@ def test_version_and_connect_time_metadata(connect, direct):
     for flag in (CLIENT.PROTOCOL_41, CLIENT.SECURE_CONNECTION, CLIENT.TRANSACTIONS,
                  CLIENT.PLUGIN_AUTH, CLIENT.CONNECT_WITH_DB, CLIENT.MULTI_RESULTS):
         assert caps & flag, f"capability {flag:#x} not offered"
-    assert not caps & CLIENT.SSL  # DAL does not offer TLS (yet): clients must not try it
+    assert caps & CLIENT.SSL  # the test config names a certificate (server.tls)
     assert conn.get_autocommit() is True
     conn.ping(reconnect=False)
     assert fetch(conn, "SELECT 1") == ((1,),)
