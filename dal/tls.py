@@ -1,4 +1,4 @@
-"""TLS: SSL contexts from the config, and the server-side upgrade of a client connection.
+"""TLS for clients: the server SSL context, and the server-side upgrade of a client connection.
 
 A client asks for TLS with an SSLRequest packet and starts its TLS handshake right after it,
 without waiting for an answer. The session pauses reading after each login packet, so the
@@ -16,7 +16,7 @@ import asyncio
 import ssl
 from asyncio import sslproto
 
-from config.model import BackendTLS, ServerTLS
+from config.model import ServerTLS
 
 
 def server_context(tls: ServerTLS) -> ssl.SSLContext:
@@ -24,21 +24,6 @@ def server_context(tls: ServerTLS) -> ssl.SSLContext:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.load_cert_chain(tls.cert, tls.key)
-    return context
-
-
-def client_context(tls: BackendTLS) -> ssl.SSLContext:
-    """The context DAL connects to one backend instance with."""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    if tls.ca is None:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    else:
-        context.load_verify_locations(tls.ca)
-        context.check_hostname = tls.check_hostname
-    if tls.cert is not None:
-        context.load_cert_chain(tls.cert, tls.key)
     return context
 
 

@@ -442,6 +442,9 @@ def test_describe_tables(connect):
 
 
 def login(connect, dal, user, password, **kwargs):
+    # Plain TCP: these tests follow the unencrypted auth paths (RSA for full auth); pymysql
+    # would otherwise take the TLS DAL offers (test_tls.py covers auth over TLS).
+    kwargs.setdefault("ssl_disabled", True)
     conn = TracingConnection(host=HOST, port=dal.port, user=user, password=password,
                              database="trade", connect_timeout=10, read_timeout=30, **kwargs)
     connect.track(conn)
