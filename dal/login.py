@@ -92,7 +92,7 @@ class Authenticator:
         data = response.auth_response
         ok = False
         if user is not None:
-            ok, seq, data = await self._verify(user, plugin, data, scramble, seq, read, write,
+            ok, seq, data = await self.verify(user, plugin, data, scramble, seq, read, write,
                                                tls)
         if not ok:
             using = "YES" if data else "NO"
@@ -109,7 +109,7 @@ class Authenticator:
         return LoginResult(name, user, caps, response.collation, database,
                            response.attributes, seq + 1, tls)
 
-    async def _verify(self, user: User, plugin: bytes, data: bytes, scramble: bytes, seq: int,
+    async def verify(self, user: User, plugin: bytes, data: bytes, scramble: bytes, seq: int,
                       read: ReadPacket, write: Write,
                       tls: bool = False) -> tuple[bool, int, bytes]:
         """Check the password; returns (accepted, last sequence id, the client's last answer).

@@ -14,7 +14,7 @@ import re
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from dal import errors, executor, local, tls
+from dal import change_user, errors, executor, local, tls
 from dal.login import LoginFailed, err_packet, ok_packet
 from dal.wire.buffer import u16
 from dal.wire.constants import Capability, Command, Status
@@ -141,6 +141,10 @@ class ClientSession(asyncio.Protocol):
                 waiter.set_result(None)
         elif not self.busy:
             self._drain()
+        else:  # a slow path reading more packets of the command (COM_CHANGE_USER's auth)
+            waiter = self._login_waiter
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.phase = CLOSED
@@ -287,6 +291,8 @@ class ClientSession(asyncio.Protocol):
             self._route(plan, payload, last_seq, shape=ONE_PACKET)
         elif command == Command.RESET_CONNECTION:
             self._spawn(self._reset_connection())
+        elif command == Command.CHANGE_USER:
+            self._spawn(self._change_user(payload))
         elif command == Command.SET_OPTION:
             if len(payload) < 3 or payload[1] > 1:
                 self._error(errors.UNKNOWN_COMMAND, "COM_SET_OPTION: bad option")
@@ -708,14 +714,61 @@ class ClientSession(asyncio.Protocol):
         self._write(ok_packet(self._seq, self.status))
 
     async def _reset_connection(self) -> None:
+        await self._reset_session()
+        self._write(ok_packet(self._seq, self.status))
+        self.busy = False
+
+    async def _reset_session(self) -> None:
+        """What COM_RESET_CONNECTION and COM_CHANGE_USER clear, as MySQL does: the transaction
+        (rolled back on the backend), pins, session and user variables, LAST_INSERT_ID().
+        The character set stays. (A prepared-statement registry must be cleared here too.)"""
         conn, reason = self.pinned, self.pin_reason
         self.pinned = None
         self.pin_reason = None
+        self.soft_pin = False
+        self.txn_pending = None
         if conn is not None:
             await self.server.reset_and_release(conn, close=reason == "get_lock")
         self.state = {k: v for k, v in self.state.items() if k == "names"}
-        self.status = Status.AUTOCOMMIT
-        self._write(ok_packet(self._seq, self.status))
+        self.status = int(Status.AUTOCOMMIT)
+        self.last_insert_id = 0
+
+    async def _change_user(self, payload: bytes) -> None:
+        """COM_CHANGE_USER (see dal/change_user.py)."""
+        try:
+            request = change_user.decode(payload, self.capabilities)
+            seq = await change_user.authenticate(
+                self.server.authenticator, request, self._read_login_packet, self._write,
+                self.peer, self.tls)
+        except (LoginFailed, ProtocolError) as exc:
+            await self._reset_session()
+            self.server.count_login(False)
+            err = exc.err if isinstance(exc, LoginFailed) else ERR(
+                errors.BAD_HANDSHAKE[0], f"Bad COM_CHANGE_USER packet: {exc}",
+                errors.BAD_HANDSHAKE[1])
+            self._seq = exc.seq if isinstance(exc, LoginFailed) else self._seq
+            self._send_error(err)
+            self.busy = False
+            return
+        await self._reset_session()
+        self.server.count_login(True)
+        self.user = request.user
+        self.admin = self.server.config.users[request.user].role.value == "admin"
+        self.schema = None
+        if request.collation is not None:  # the packet's character set replaces the old one
+            self.state.pop("names", None)
+            names = self.server.names_for_collation(request.collation)
+            if names is not None:
+                self.state["names"] = names
+        self._seq = seq
+        if request.database is not None:
+            problem = self._check_database(request.database)
+            if problem is not None:
+                self._send_error(problem)
+                self.busy = False
+                return
+            self.schema = request.database
+        self._write(ok_packet(seq, self.status))
         self.busy = False
 
     async def _admin(self, sql: bytes) -> None:
