@@ -23,7 +23,8 @@ SERVER_CAPABILITIES = (
     Capability.LONG_PASSWORD | Capability.FOUND_ROWS | Capability.LONG_FLAG
     | Capability.CONNECT_WITH_DB | Capability.NO_SCHEMA | Capability.IGNORE_SPACE
     | Capability.PROTOCOL_41 | Capability.INTERACTIVE | Capability.IGNORE_SIGPIPE
-    | Capability.TRANSACTIONS | Capability.SECURE_CONNECTION | Capability.MULTI_RESULTS
+    | Capability.TRANSACTIONS | Capability.SECURE_CONNECTION | Capability.MULTI_STATEMENTS
+    | Capability.MULTI_RESULTS
     | Capability.PS_MULTI_RESULTS | Capability.PLUGIN_AUTH | Capability.CONNECT_ATTRS
     | Capability.PLUGIN_AUTH_LENENC_CLIENT_DATA
 )

@@ -14,7 +14,7 @@ import re
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from dal import change_user, errors, executor, local, tls
+from dal import change_user, errors, executor, local, multi, tls
 from dal.login import LoginFailed, err_packet, ok_packet
 from dal.wire.buffer import u16
 from dal.wire.constants import Capability, Command, Status
@@ -33,6 +33,7 @@ from pool.rename import HeaderRenamer
 from pool.state import apply_state
 from router.fingerprint import fingerprint
 from router.plan import LOCAL, REFUSE, ROUTE, SET, SHARDED, Plan
+from router.split import split_statements
 from router.targets import single_target
 
 _route_plans: dict[tuple[str, str], Plan] = {}
@@ -90,6 +91,8 @@ class ClientSession(asyncio.Protocol):
         self._task: asyncio.Task | None = None
         self._plan: Plan | None = None
         self._pending: tuple | None = None
+        self.multi_statements = False
+        self.batch_waiter: asyncio.Future[None] | None = None  # a multi-statement batch runs
         self._seq = 0
 
     # -- asyncio.Protocol --------------------------------------------------------------------
@@ -156,6 +159,8 @@ class ClientSession(asyncio.Protocol):
         waiter = self._login_waiter
         if waiter is not None and not waiter.done():
             waiter.set_exception(ConnectionResetError("client went away"))
+        if self.batch_waiter is not None and not self.batch_waiter.done():
+            self.batch_waiter.set_result(None)
 
     # -- login (slow path) -------------------------------------------------------------------
 
@@ -201,6 +206,7 @@ class ClientSession(asyncio.Protocol):
         self.admin = result.user_config.role.value == "admin"
         self.capabilities = result.capabilities
         self.found_rows = bool(result.capabilities & Capability.FOUND_ROWS)
+        self.multi_statements = bool(result.capabilities & Capability.MULTI_STATEMENTS)
         names = self.server.names_for_collation(result.collation)
         if names is not None:
             self.state["names"] = names
@@ -230,6 +236,11 @@ class ClientSession(asyncio.Protocol):
 
     def _drain(self) -> None:
         """Run buffered commands until one has to wait for a backend."""
+        if self.batch_waiter is not None:  # a statement of a batch is done: the batch goes on
+            self.busy = True
+            if not self.batch_waiter.done():
+                self.batch_waiter.set_result(None)
+            return
         while not self.busy and self.phase == COMMAND:
             try:
                 packet = self.buffer.next_packet()
@@ -296,9 +307,8 @@ class ClientSession(asyncio.Protocol):
         elif command == Command.SET_OPTION:
             if len(payload) < 3 or payload[1] > 1:
                 self._error(errors.UNKNOWN_COMMAND, "COM_SET_OPTION: bad option")
-            elif payload[1] == 0:
-                self._error(errors.NOT_SUPPORTED, "DAL does not support multi-statements yet")
-            else:
+            else:  # 0: MYSQL_OPTION_MULTI_STATEMENTS_ON, 1: OFF
+                self.multi_statements = payload[1] == 0
                 self._write(frame(b"\xfe\x00\x00" + u16(self.status), self._seq))
         else:
             name = Command(command).name if command in Command._value2member_map_ else "?"
@@ -310,6 +320,11 @@ class ClientSession(asyncio.Protocol):
         if sql[:1] in b"sSrReE \t\n" and _ADMIN.match(sql):
             self._spawn(self._admin(sql))
             return
+        if self.multi_statements and b";" in sql:
+            statements = split_statements(sql)
+            if len(statements) > 1:
+                self._spawn(multi.run_batch(self, statements))
+                return
         server = self.server
         fp = fingerprint(sql)
         plan = server.router.plan(sql, fp, self.schema, self.admin)
