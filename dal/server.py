@@ -23,8 +23,10 @@ from router.planner import Router
 log = logging.getLogger("dal.server")
 
 FALLBACK_VERSION = "5.5.5-10.11.0-MariaDB-dal"
-# Collations a client may announce that the backend may lack (MySQL 8's default is 255).
-COLLATION_FALLBACK = {255: ("utf8mb4", "utf8mb4_general_ci")}
+# Collations a client may announce that the backend may lack: MySQL 8's default 255,
+# utf8mb4_0900_ai_ci (UCA 9.0, accent- and case-insensitive), is not in MariaDB 10.11; the
+# nearest one every MySQL client also knows by id is utf8mb4_unicode_ci (224, UCA 4.0).
+COLLATION_FALLBACK = {255: ("utf8mb4", "utf8mb4_unicode_ci")}
 
 
 _STATEMENT_KEYS: dict[tuple[str, bool], tuple[str, str]] = {}
@@ -136,8 +138,6 @@ class Server:
         if found is None:
             return None
         charset, name = found
-        if collation in COLLATION_FALLBACK and collation not in self.collations:
-            return f"NAMES {charset}"
         return f"NAMES {charset} COLLATE {name}"
 
     async def logical_tables(self, db: str) -> dict[str, str]:
