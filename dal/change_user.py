@@ -12,14 +12,19 @@ the connection stays open as the previous user, with its session state reset: wh
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from dal import errors
-from dal.login import Authenticator, LoginFailed, ReadPacket, Write
+from dal.login import Authenticator, LoginFailed, ReadPacket, Write, ok_packet
 from dal.wire import auth
 from dal.wire.buffer import Reader
 from dal.wire.constants import Capability
+from dal.wire.errors import ProtocolError
 from dal.wire.framing import frame
 from dal.wire.messages import ERR
+
+if TYPE_CHECKING:
+    from dal.session import ClientSession
 
 
 @dataclass(slots=True)
@@ -81,3 +86,43 @@ async def authenticate(authenticator: Authenticator, request: ChangeUser, read: 
                               f"{request.user}.require_tls); connect with TLS",
                               errors.SECURE_TRANSPORT_REQUIRED[1]), seq + 1)
     return seq + 1
+
+
+async def run(session: ClientSession, payload: bytes) -> None:
+    """The session's COM_CHANGE_USER command (a slow path: `session.busy` is set)."""
+    server = session.server
+    try:
+        request = decode(payload, session.capabilities)
+        seq = await authenticate(server.authenticator, request, session._read_login_packet,
+                                 session._write, session.peer, session.tls)
+    except (LoginFailed, ProtocolError) as exc:
+        await session._reset_session()
+        server.count_login(False)
+        if isinstance(exc, LoginFailed):
+            session._seq = exc.seq
+            session._send_error(exc.err)
+        else:
+            session._error(errors.BAD_HANDSHAKE, f"Bad COM_CHANGE_USER packet: {exc}")
+        session.busy = False
+        return
+    await session._reset_session()
+    server.count_login(True)
+    session.user = request.user
+    session.admin = server.config.users[request.user].role.value == "admin"
+    session.schema = None
+    if request.collation is not None:  # the packet's character set replaces the old one
+        session.state.pop("names", None)
+        names = server.names_for_collation(request.collation)
+        if names is not None:
+            session.state["names"] = names
+    session._seq = seq
+    problem = None
+    if request.database is not None:
+        problem = session._check_database(request.database)
+        if problem is None:
+            session.schema = request.database
+    if problem is not None:
+        session._send_error(problem)
+    else:
+        session._write(ok_packet(seq, session.status))
+    session.busy = False

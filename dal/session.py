@@ -303,7 +303,7 @@ class ClientSession(asyncio.Protocol):
         elif command == Command.RESET_CONNECTION:
             self._spawn(self._reset_connection())
         elif command == Command.CHANGE_USER:
-            self._spawn(self._change_user(payload))
+            self._spawn(change_user.run(self, payload))
         elif command == Command.SET_OPTION:
             if len(payload) < 3 or payload[1] > 1:
                 self._error(errors.UNKNOWN_COMMAND, "COM_SET_OPTION: bad option")
@@ -747,44 +747,6 @@ class ClientSession(asyncio.Protocol):
         self.state = {k: v for k, v in self.state.items() if k == "names"}
         self.status = int(Status.AUTOCOMMIT)
         self.last_insert_id = 0
-
-    async def _change_user(self, payload: bytes) -> None:
-        """COM_CHANGE_USER (see dal/change_user.py)."""
-        try:
-            request = change_user.decode(payload, self.capabilities)
-            seq = await change_user.authenticate(
-                self.server.authenticator, request, self._read_login_packet, self._write,
-                self.peer, self.tls)
-        except (LoginFailed, ProtocolError) as exc:
-            await self._reset_session()
-            self.server.count_login(False)
-            err = exc.err if isinstance(exc, LoginFailed) else ERR(
-                errors.BAD_HANDSHAKE[0], f"Bad COM_CHANGE_USER packet: {exc}",
-                errors.BAD_HANDSHAKE[1])
-            self._seq = exc.seq if isinstance(exc, LoginFailed) else self._seq
-            self._send_error(err)
-            self.busy = False
-            return
-        await self._reset_session()
-        self.server.count_login(True)
-        self.user = request.user
-        self.admin = self.server.config.users[request.user].role.value == "admin"
-        self.schema = None
-        if request.collation is not None:  # the packet's character set replaces the old one
-            self.state.pop("names", None)
-            names = self.server.names_for_collation(request.collation)
-            if names is not None:
-                self.state["names"] = names
-        self._seq = seq
-        if request.database is not None:
-            problem = self._check_database(request.database)
-            if problem is not None:
-                self._send_error(problem)
-                self.busy = False
-                return
-            self.schema = request.database
-        self._write(ok_packet(seq, self.status))
-        self.busy = False
 
     async def _admin(self, sql: bytes) -> None:
         from dal import admin
