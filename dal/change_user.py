@@ -110,11 +110,11 @@ async def run(session: ClientSession, payload: bytes) -> None:
     session.user = request.user
     session.admin = server.config.users[request.user].role.value == "admin"
     session.schema = None
-    if request.collation is not None:  # the packet's character set replaces the old one
+    if request.collation is not None:  # the packet's character set replaces the login's
+        session.login_names = server.names_for_collation(request.collation)
         session.state.pop("names", None)
-        names = server.names_for_collation(request.collation)
-        if names is not None:
-            session.state["names"] = names
+        if session.login_names is not None:
+            session.state["names"] = session.login_names
     session._seq = seq
     problem = None
     if request.database is not None:

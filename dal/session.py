@@ -80,6 +80,7 @@ class ClientSession(asyncio.Protocol):
         self.found_rows = False
         self.schema: str | None = None
         self.state: dict[str, str] = {}
+        self.login_names: str | None = None  # the handshake's character set, as SET NAMES
         self.pinned: BackendConnection | None = None
         self.soft_pin = False  # pinned only to keep the last statement's diagnostics
         self.pin_reason: str | None = None
@@ -207,7 +208,7 @@ class ClientSession(asyncio.Protocol):
         self.capabilities = result.capabilities
         self.found_rows = bool(result.capabilities & Capability.FOUND_ROWS)
         self.multi_statements = bool(result.capabilities & Capability.MULTI_STATEMENTS)
-        names = self.server.names_for_collation(result.collation)
+        names = self.login_names = self.server.names_for_collation(result.collation)
         if names is not None:
             self.state["names"] = names
         if result.database is not None:
@@ -736,7 +737,8 @@ class ClientSession(asyncio.Protocol):
     async def _reset_session(self) -> None:
         """What COM_RESET_CONNECTION and COM_CHANGE_USER clear, as MySQL does: the transaction
         (rolled back on the backend), pins, session and user variables, LAST_INSERT_ID().
-        The character set stays. (A prepared-statement registry must be cleared here too.)"""
+        The character set goes back to the handshake's, as MariaDB does. (A prepared-statement
+        registry must be cleared here too.)"""
         conn, reason = self.pinned, self.pin_reason
         self.pinned = None
         self.pin_reason = None
@@ -744,7 +746,7 @@ class ClientSession(asyncio.Protocol):
         self.txn_pending = None
         if conn is not None:
             await self.server.reset_and_release(conn, close=reason == "get_lock")
-        self.state = {k: v for k, v in self.state.items() if k == "names"}
+        self.state = {"names": self.login_names} if self.login_names else {}
         self.status = int(Status.AUTOCOMMIT)
         self.last_insert_id = 0
 
