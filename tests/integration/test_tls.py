@@ -274,3 +274,37 @@ def test_mariadb_cli_with_ssl(connect, dal, cert):
                             "--skip-ssl", "-e", "SELECT 1"], capture_output=True, text=True,
                            timeout=30)
     assert plain.returncode != 0 and "3159" in plain.stderr
+
+
+# -- certificates -------------------------------------------------------------------------
+
+
+def test_dal_certs_creates_a_pair_once_and_serve_refuses_missing_files(tmp_path):
+    import os
+    import sys
+
+    import yaml
+
+    from tests.dal_process import ROOT, TEST_CONFIG
+
+    raw = yaml.safe_load(TEST_CONFIG.read_text())
+    cert, key = tmp_path / "tls" / "c.pem", tmp_path / "tls" / "k.pem"
+    raw["server"]["tls"] = {"cert": str(cert), "key": str(key)}
+    path = tmp_path / "dal.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    serve = subprocess.run([sys.executable, "-m", "dal.cli", "serve", "--config", str(path)],
+                           cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert serve.returncode == 2
+    assert "server.tls: cannot load certificate" in serve.stderr and "dal certs" in serve.stderr
+    certs = [sys.executable, "-m", "dal.cli", "certs", "--config", str(path)]
+    first = subprocess.run(certs, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert first.returncode == 0 and "wrote a self-signed certificate" in first.stdout
+    assert os.stat(key).st_mode & 0o777 == 0o600
+    before = cert.read_bytes()
+    again = subprocess.run(certs, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert again.returncode == 0 and "left as they are" in again.stdout
+    assert cert.read_bytes() == before
+    from config.model import ServerTLS
+    from dal.tls import server_context
+
+    server_context(ServerTLS(cert=str(cert), key=str(key)))  # loads
