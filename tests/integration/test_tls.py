@@ -241,6 +241,25 @@ def test_tls_handshake_in_the_same_write_as_the_ssl_request(connect, dal, togeth
         assert packets[3] == b"\x0242"
 
 
+def test_garbage_instead_of_a_tls_handshake_closes_only_that_connection(connect, dal):
+    with socket.create_connection((HOST, dal.port), timeout=10) as sock:
+        _recv_packet(sock)
+        caps = Capability.PROTOCOL_41 | Capability.SECURE_CONNECTION | Capability.SSL
+        sock.sendall(_frame(struct.pack("<IIB23x", int(caps), 1 << 24, 45), 1)
+                     + b"GET / HTTP/1.1\r\n\r\n")
+        sock.settimeout(10)
+        try:  # a TLS alert may come first; then the close (FIN or reset)
+            while sock.recv(65536):
+                pass
+        except ConnectionResetError:
+            pass
+        except TimeoutError:
+            pytest.fail("DAL kept a connection whose TLS handshake failed")
+    with connect().cursor() as cur:  # DAL still serves
+        cur.execute("SELECT 1")
+        assert cur.fetchone() == (1,)
+
+
 # -- other clients ------------------------------------------------------------------------
 
 
