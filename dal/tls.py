@@ -2,21 +2,23 @@
 
 A client asks for TLS with an SSLRequest packet and starts its TLS handshake right after it,
 without waiting for an answer. The session pauses reading after each login packet, so the
-bytes of that handshake are usually still in the socket when the upgrade starts, and
-``loop.start_tls`` (uvloop's TLS layer) takes over. If they arrived in the same read as the
-SSLRequest, they are already in DAL's buffer; ``start_tls`` has no way to take them, so the
-upgrade then wires asyncio's own `SSLProtocol` by hand and feeds it those bytes first.
-Either way the session protocol object stays the application protocol: it keeps receiving
-(decrypted) data in ``data_received`` after the upgrade.
+ClientHello is often still in the socket when ``loop.start_tls`` (uvloop's TLS layer) takes
+over. Often it is not: it arrived in the same read as the SSLRequest (pymysql sends both
+back to back), and ``start_tls`` has no parameter for bytes already read. Then they are fed
+to the TLS layer start_tls installed, right after its handshake has started. Either way the
+session protocol object stays the application protocol: it keeps receiving (decrypted) data
+in ``data_received`` after the upgrade.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import ssl
-from asyncio import sslproto
 
 from config.model import ServerTLS
+
+log = logging.getLogger("dal.tls")
 
 
 def server_context(tls: ServerTLS) -> ssl.SSLContext:
@@ -35,22 +37,30 @@ async def upgrade_server(transport: asyncio.Transport, protocol: asyncio.BasePro
     ``early``: bytes of the client's handshake already read from the socket.
     """
     loop = asyncio.get_running_loop()
-    if not early:
-        return await loop.start_tls(transport, protocol, context, server_side=True,
-                                    ssl_handshake_timeout=timeout)  # type: ignore[return-value]
-    waiter = loop.create_future()
-    tls = sslproto.SSLProtocol(loop, protocol, context, waiter, server_side=True,
-                               call_connection_made=False, ssl_handshake_timeout=timeout)
-    transport.pause_reading()
-    transport.set_protocol(tls)
-    tls.connection_made(transport)
+    log.debug("TLS upgrade; %d bytes of the client's handshake already read", len(early))
+    upgrade = asyncio.ensure_future(loop.start_tls(
+        transport, protocol, context, server_side=True, ssl_handshake_timeout=timeout))
+    if early:
+        # start_tls's first step installs its SSL protocol on the transport and schedules
+        # the start of the handshake; the bytes go in right after that, before the client
+        # can send anything more (it waits for the ServerHello).
+        await asyncio.sleep(0)
+        loop.call_soon(_feed, transport, protocol, early)
+    return await upgrade  # type: ignore[return-value]
+
+
+def _feed(transport: asyncio.Transport, app_protocol: asyncio.BaseProtocol,
+          early: bytes) -> None:
+    """Give the TLS layer the handshake bytes that were read before it took the socket."""
+    tls = transport.get_protocol()
+    if tls is app_protocol or not hasattr(tls, "buffer_updated"):
+        log.error("TLS upgrade: the TLS layer is not in place; closing the connection")
+        transport.abort()
+        return
     fed = 0
-    while fed < len(early):  # the SSL buffer may be smaller than what arrived
+    while fed < len(early):  # the TLS layer's buffer may be smaller than what arrived
         view = tls.get_buffer(len(early) - fed)
         n = min(len(view), len(early) - fed)
         view[:n] = early[fed:fed + n]
         tls.buffer_updated(n)
         fed += n
-    transport.resume_reading()
-    await waiter
-    return tls._get_app_transport()
