@@ -318,14 +318,14 @@ class ClientSession(asyncio.Protocol):
 
     def _query(self, payload: bytes, last_seq: int, raw: bytes | None) -> None:
         sql = payload[1:]
-        if sql[:1] in b"sSrReE \t\n" and _ADMIN.match(sql):
-            self._spawn(self._admin(sql))
-            return
         if self.multi_statements and b";" in sql:
             statements = split_statements(sql)
             if len(statements) > 1:
                 self._spawn(multi.run_batch(self, statements))
                 return
+        if sql[:1] in b"sSrReE \t\n" and _ADMIN.match(sql):
+            self._spawn(self._admin(sql))
+            return
         server = self.server
         fp = fingerprint(sql)
         plan = server.router.plan(sql, fp, self.schema, self.admin)

@@ -136,3 +136,14 @@ def test_without_the_flag_a_batch_is_refused_until_set_option(connect):
     conn._read_packet()
     with conn.cursor() as cur, pytest.raises(pymysql.err.MySQLError):
         cur.execute("SELECT 1; SELECT 2")
+
+
+def test_admin_and_explain_statements_in_a_batch(connect):
+    dal = connect(user="admin", password="admin", client_flag=CLIENT.MULTI_STATEMENTS,
+                  ssl_disabled=True)
+    got = run_batch(dal, "SHOW DAL POOLS; EXPLAIN DAL SELECT * FROM orders WHERE user_id = 5;"
+                         " SELECT 7")
+    assert len(got) == 3
+    assert got[0][0] is not None and "instance" in got[0][0]
+    assert any("user_005" in str(row) for row in got[1][1])
+    assert got[2] == (["7"], ((7,),), 1)
