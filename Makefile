@@ -30,6 +30,7 @@ mariadb:
 run: install
 	$(BIN)/dal localdb up --config $(CONFIG)
 	$(BIN)/dal schema apply --config $(CONFIG)
+	$(BIN)/dal certs --config $(CONFIG)
 	$(BIN)/dal serve --config $(CONFIG) $(if $(filter 0,$(SYNC)),,--with-sync)
 
 test: install

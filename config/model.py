@@ -33,6 +33,17 @@ class Endpoint(Strict):
     port: int = Field(ge=1, le=65535)
 
 
+class BackendTLS(Strict):
+    """TLS from DAL to one backend instance. Without ``ca`` the link is encrypted but the
+    backend's certificate is not checked; with it, the certificate must chain to ``ca``
+    (and name ``host`` if ``check_hostname``). ``cert``/``key``: a client certificate."""
+
+    ca: str | None = None
+    check_hostname: bool = False
+    cert: str | None = None
+    key: str | None = None
+
+
 class Instance(Strict):
     """One backend MariaDB/MySQL server."""
 
@@ -43,6 +54,7 @@ class Instance(Strict):
     # Only for instances that `dal localdb` manages: where its data lives and its binlog server id.
     datadir: str | None = None
     server_id: int = Field(default=1, ge=1, le=4294967295)
+    tls: BackendTLS | None = None
 
 
 class PoolConfig(Strict):
@@ -182,6 +194,8 @@ class User(Strict):
     password_hash: str | None = None
     role: Role = Role.APP
     databases: list[str] | None = None
+    # Refuse this user's logins over plain TCP (MySQL's require_secure_transport, per user).
+    require_tls: bool = False
 
     @model_validator(mode="after")
     def _one_secret(self) -> User:
@@ -210,6 +224,13 @@ class User(Strict):
         return None
 
 
+class ServerTLS(Strict):
+    """TLS for clients: PEM certificate (chain) and private key files."""
+
+    cert: str
+    key: str
+
+
 class Server(Strict):
     """The proxy process itself."""
 
@@ -232,6 +253,8 @@ class Server(Strict):
     workers: int = Field(default=1, ge=1, le=64)
     # The version clients see; by default the default backend's, with "-dal" appended.
     server_version: str | None = None
+    # With a certificate and key, DAL offers TLS (CLIENT_SSL) to its clients.
+    tls: ServerTLS | None = None
 
 
 class SyncConfig(Strict):
@@ -292,6 +315,9 @@ class Config(Strict):
                         f"{missing[:5] or extra[:5]} {'not placed' if missing else 'out of range'}"
                     )
         for user_name, user in self.users.items():
+            if user.require_tls and self.server.tls is None:
+                raise ValueError(f"users.{user_name}.require_tls: DAL offers no TLS; "
+                                 "set server.tls: {cert: ..., key: ...}")
             for db_name in user.databases or []:
                 if db_name not in self.databases:
                     raise ValueError(f"users.{user_name}.databases: unknown database {db_name!r}")

@@ -20,6 +20,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "localdb": ("tools.localdb",
                 "start, stop or inspect the local MariaDB instances (up|down|status)"),
     "schema": ("tools.schema", "create the shard databases and apply the schema to every shard"),
+    "certs": ("tools.certs", "create a self-signed TLS certificate for local use if missing"),
     "bench": ("tools.bench", "benchmark DAL against a direct connection, side by side in one run"),
     "sync": ("tools.sync", "follow the user shards' binlogs and keep the merchant copy equal"),
     "verify": ("tools.verify", "compare the user and merchant copies; --repair fixes the copy"),

@@ -23,7 +23,8 @@ SERVER_CAPABILITIES = (
     Capability.LONG_PASSWORD | Capability.FOUND_ROWS | Capability.LONG_FLAG
     | Capability.CONNECT_WITH_DB | Capability.NO_SCHEMA | Capability.IGNORE_SPACE
     | Capability.PROTOCOL_41 | Capability.INTERACTIVE | Capability.IGNORE_SIGPIPE
-    | Capability.TRANSACTIONS | Capability.SECURE_CONNECTION | Capability.MULTI_RESULTS
+    | Capability.TRANSACTIONS | Capability.SECURE_CONNECTION | Capability.MULTI_STATEMENTS
+    | Capability.MULTI_RESULTS
     | Capability.PS_MULTI_RESULTS | Capability.PLUGIN_AUTH | Capability.CONNECT_ATTRS
     | Capability.PLUGIN_AUTH_LENENC_CLIENT_DATA
 )
@@ -47,10 +48,12 @@ class LoginResult:
     database: str | None
     attributes: dict[bytes, bytes]
     next_seq: int
+    tls: bool = False
 
 
 ReadPacket = Callable[[], Awaitable[tuple[int, bytes]]]
 Write = Callable[[bytes], None]
+StartTLS = Callable[[], Awaitable[None]]
 
 
 class Authenticator:
@@ -61,38 +64,59 @@ class Authenticator:
         self.rsa = rsa
 
     async def login(self, read: ReadPacket, write: Write, server_version: bytes,
-                    connection_id: int, peer: str) -> LoginResult:
-        """Run the connection phase; raises `LoginFailed` or `ProtocolError`."""
+                    connection_id: int, peer: str,
+                    start_tls: StartTLS | None = None) -> LoginResult:
+        """Run the connection phase; raises `LoginFailed` or `ProtocolError`.
+
+        ``start_tls``: DAL offers TLS; called on an SSLRequest, it upgrades the transport.
+        """
         scramble = auth.new_scramble()
-        hello = Handshake(server_version, connection_id, scramble, int(SERVER_CAPABILITIES),
+        offered = int(SERVER_CAPABILITIES) | (Capability.SSL if start_tls else 0)
+        hello = Handshake(server_version, connection_id, scramble, offered,
                           status=Status.AUTOCOMMIT, auth_plugin=auth.NATIVE)
         write(frame(hello.encode(), 0))
         seq, payload = await read()
+        tls = False
         if len(payload) == 32 and int.from_bytes(payload[:4], "little") & Capability.SSL:
-            raise LoginFailed(ERR(*_code(errors.BAD_HANDSHAKE, "DAL does not offer TLS yet; "
-                                         "connect without SSL (ssl-mode=DISABLED)")), seq + 1)
+            if start_tls is None:
+                raise LoginFailed(ERR(*_code(
+                    errors.BAD_HANDSHAKE, "DAL offers no TLS (no server.tls in its config); "
+                    "connect without SSL (ssl-mode=DISABLED)")), seq + 1)
+            await start_tls()
+            tls = True
+            seq, payload = await read()
         response = HandshakeResponse.decode(payload)
-        caps = response.capabilities & int(SERVER_CAPABILITIES)
+        caps = response.capabilities & offered
         name = response.user.decode("utf-8", "replace")
         user = self.users.get(name)
         plugin = response.auth_plugin or auth.NATIVE
         data = response.auth_response
         ok = False
         if user is not None:
-            ok, seq, data = await self._verify(user, plugin, data, scramble, seq, read, write)
+            ok, seq, data = await self.verify(user, plugin, data, scramble, seq, read, write,
+                                               tls)
         if not ok:
             using = "YES" if data else "NO"
             raise LoginFailed(ERR(*_code(
                 errors.ACCESS_DENIED,
                 f"Access denied for user '{name}'@'{peer}' (using password: {using})")), seq + 1)
         assert user is not None
+        if user.require_tls and not tls:
+            raise LoginFailed(ERR(*_code(
+                errors.SECURE_TRANSPORT_REQUIRED, f"Connections using insecure transport are "
+                f"prohibited for user '{name}' (users.{name}.require_tls); connect with TLS "
+                "(ssl-mode=REQUIRED)")), seq + 1)
         database = response.database.decode("utf-8", "replace") if response.database else None
         return LoginResult(name, user, caps, response.collation, database,
-                           response.attributes, seq + 1)
+                           response.attributes, seq + 1, tls)
 
-    async def _verify(self, user: User, plugin: bytes, data: bytes, scramble: bytes, seq: int,
-                      read: ReadPacket, write: Write) -> tuple[bool, int, bytes]:
-        """Check the password; returns (accepted, last sequence id, the client's last answer)."""
+    async def verify(self, user: User, plugin: bytes, data: bytes, scramble: bytes, seq: int,
+                      read: ReadPacket, write: Write,
+                      tls: bool = False) -> tuple[bool, int, bytes]:
+        """Check the password; returns (accepted, last sequence id, the client's last answer).
+
+        Over TLS, caching_sha2_password's full authentication takes the password in clear
+        text (as MySQL does); over plain TCP only RSA-encrypted."""
         native, sha2 = user.native_hash(), user.sha2_hash()
         # Switch plugins when the client's cannot be checked, or when it sent no answer to the
         # greeting's challenge (libmariadb does that when its default plugin differs from the
@@ -118,9 +142,12 @@ class Authenticator:
                 return True, seq + 1, data
             return False, seq, data
         # Only the native hash is stored: the fast-auth scramble cannot be checked, so ask
-        # for the password itself, RSA-encrypted, as MySQL does on a cache miss.
+        # for the password itself (RSA-encrypted unless over TLS), as MySQL does on a cache miss.
         write(frame(auth.SHA2_FULL_AUTH, seq + 1))
         seq, data = await read()
+        if tls and data != auth.SHA2_REQUEST_PUBLIC_KEY:
+            password = data[:-1] if data.endswith(b"\x00") else data
+            return auth.password_matches(password, native, sha2), seq, data
         if data == auth.SHA2_REQUEST_PUBLIC_KEY:
             write(frame(b"\x01" + self.rsa.public_pem(), seq + 1))
             seq, data = await read()

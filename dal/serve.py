@@ -39,6 +39,10 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"dal serve: {exc}", file=sys.stderr)
         return 2
+    problem = _tls_problem(config, args.config)
+    if problem is not None:
+        print(f"dal serve: {problem}", file=sys.stderr)
+        return 2
     if args.port:
         listen = config.server.listen.model_copy(update={"port": args.port})
         config = config.model_copy(update={"server": config.server.model_copy(
@@ -102,6 +106,21 @@ def _stop_workers(children: list[subprocess.Popen], timeout: float) -> None:
         except subprocess.TimeoutExpired:
             child.kill()
             child.wait()
+
+
+def _tls_problem(config: Config, path: str) -> str | None:
+    """Why the certificate or key of server.tls cannot be used, or None."""
+    if config.server.tls is None:
+        return None
+    from dal.tls import server_context
+
+    try:
+        server_context(config.server.tls)
+    except OSError as exc:  # ssl.SSLError is an OSError
+        return (f"server.tls: cannot load certificate {config.server.tls.cert!r} and key "
+                f"{config.server.tls.key!r}: {exc}. For local use, `dal certs --config {path}` "
+                "creates a self-signed pair")
+    return None
 
 
 async def _main(config: Config, metrics: bool, worker_index: int = 0,

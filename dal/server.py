@@ -10,6 +10,7 @@ from collections import Counter
 from collections.abc import Coroutine
 
 from config.model import Config
+from dal import tls
 from dal.login import Authenticator
 from dal.protection import Protection
 from dal.session import ClientSession
@@ -24,8 +25,10 @@ from router.planner import Router
 log = logging.getLogger("dal.server")
 
 FALLBACK_VERSION = "5.5.5-10.11.0-MariaDB-dal"
-# Collations a client may announce that the backend may lack (MySQL 8's default is 255).
-COLLATION_FALLBACK = {255: ("utf8mb4", "utf8mb4_general_ci")}
+# Collations a client may announce that the backend may lack: MySQL 8's default 255,
+# utf8mb4_0900_ai_ci (UCA 9.0, accent- and case-insensitive), is not in MariaDB 10.11; the
+# nearest one every MySQL client also knows by id is utf8mb4_unicode_ci (224, UCA 4.0).
+COLLATION_FALLBACK = {255: ("utf8mb4", "utf8mb4_unicode_ci")}
 
 
 _STATEMENT_KEYS: dict[tuple[str, bool], tuple[str, str]] = {}
@@ -46,6 +49,7 @@ class Server:
         self.router = Router(config)
         self.genes = GeneGenerator(config.server.worker_id)
         self.authenticator = Authenticator(config.users, auth.RSAKeys())
+        self.tls_context = tls.server_context(config.server.tls) if config.server.tls else None
         defaults = {db.default_instance: db.default_database for db in config.databases.values()}
         self.pools = {name: Pool(name, inst, config.pool, defaults.get(name))
                       for name, inst in config.instances.items()}
@@ -144,8 +148,6 @@ class Server:
         if found is None:
             return None
         charset, name = found
-        if collation in COLLATION_FALLBACK and collation not in self.collations:
-            return f"NAMES {charset}"
         return f"NAMES {charset} COLLATE {name}"
 
     async def logical_tables(self, db: str) -> dict[str, str]:

@@ -15,7 +15,7 @@ from dataclasses import replace
 from time import perf_counter
 from typing import TYPE_CHECKING
 
-from dal import errors, executor, local, timeouts
+from dal import change_user, errors, executor, local, multi, timeouts, tls
 from dal.login import LoginFailed, err_packet, ok_packet
 from dal.wire.buffer import u16
 from dal.wire.constants import Capability, Command, Status
@@ -35,6 +35,7 @@ from pool.rename import HeaderRenamer
 from pool.state import apply_state
 from router.fingerprint import Fingerprint, fingerprint
 from router.plan import LOCAL, REFUSE, ROUTE, SET, SHARDED, Plan
+from router.split import split_statements
 from router.targets import single_target
 
 _route_plans: dict[tuple[str, str], Plan] = {}
@@ -77,6 +78,8 @@ class ClientSession(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.peer = "unknown"
         self.phase = LOGIN
+        self.tls = False
+        self._upgrading = False
         self.buffer = PacketBuffer(server.config.server.max_packet)
         self.busy = False
         self.user = ""
@@ -85,6 +88,7 @@ class ClientSession(asyncio.Protocol):
         self.found_rows = False
         self.schema: str | None = None
         self.state: dict[str, str] = {}
+        self.login_names: str | None = None  # the handshake's character set, as SET NAMES
         self.pinned: BackendConnection | None = None
         self.soft_pin = False  # pinned only to keep the last statement's diagnostics
         self.pin_reason: str | None = None
@@ -98,6 +102,8 @@ class ClientSession(asyncio.Protocol):
         self._plan: Plan | None = None
         self._pending: tuple | None = None
         self._timer: object | None = None  # statement timeout (dal/timeouts.py)
+        self.multi_statements = False
+        self.batch_waiter: asyncio.Future[None] | None = None  # a multi-statement batch runs
         self._seq = 0
         self._started = 0.0  # perf_counter() when the current statement arrived
         self._fp: bytes | None = None  # its fingerprint, for SHOW DAL STATEMENTS
@@ -140,11 +146,21 @@ class ClientSession(asyncio.Protocol):
             return
         self.buffer.feed(data)
         if self.phase == LOGIN:
+            # The login coroutine asks for more when it needs it: an SSLRequest must not be
+            # followed by reads of the TLS handshake before the upgrade takes the socket.
+            # (Not while the TLS layer is being set up: it may deliver the first decrypted
+            # bytes before `_start_tls` has the TLS transport, which is the one to pause.)
+            if not self._upgrading:
+                self.transport.pause_reading()  # type: ignore[union-attr]
             waiter = self._login_waiter
             if waiter is not None and not waiter.done():
                 waiter.set_result(None)
         elif not self.busy:
             self._drain()
+        else:  # a slow path reading more packets of the command (COM_CHANGE_USER's auth)
+            waiter = self._login_waiter
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.phase = CLOSED
@@ -156,6 +172,8 @@ class ClientSession(asyncio.Protocol):
         waiter = self._login_waiter
         if waiter is not None and not waiter.done():
             waiter.set_exception(ConnectionResetError("client went away"))
+        if self.batch_waiter is not None and not self.batch_waiter.done():
+            self.batch_waiter.set_result(None)
 
     # -- login (slow path) -------------------------------------------------------------------
 
@@ -165,13 +183,27 @@ class ClientSession(asyncio.Protocol):
             if packet is not None:
                 return packet[1], packet[2]
             self._login_waiter = asyncio.get_running_loop().create_future()
+            self.transport.resume_reading()  # type: ignore[union-attr]
             await asyncio.wait_for(self._login_waiter, self.server.config.server.login_timeout)
+
+    async def _start_tls(self) -> None:
+        """Upgrade the client transport to TLS (after an SSLRequest); this protocol object
+        keeps receiving the decrypted data."""
+        early = self.buffer.take_rest()
+        self._upgrading = True
+        try:
+            self.transport = await tls.upgrade_server(
+                self.transport, self, self.server.tls_context, early,  # type: ignore[arg-type]
+                self.server.config.server.login_timeout)
+        finally:
+            self._upgrading = False
+        self.tls = True
 
     async def _login(self) -> None:
         try:
             result = await self.server.authenticator.login(
                 self._read_login_packet, self._write, self.server.version,
-                self.id, self.peer)
+                self.id, self.peer, self._start_tls if self.server.tls_context else None)
         except LoginFailed as exc:
             self._fail(exc.err, exc.seq)
             self.server.count_login(False)
@@ -179,14 +211,16 @@ class ClientSession(asyncio.Protocol):
         except ProtocolError as exc:
             self._fail(ERR(exc.code, f"Bad handshake: {exc}", exc.sqlstate), 2)
             return
-        except (TimeoutError, ConnectionResetError, asyncio.CancelledError):
-            self._abort()
+        except (TimeoutError, ConnectionResetError, asyncio.CancelledError, OSError):
+            self._abort()  # also a failed TLS handshake (ssl.SSLError is an OSError)
             return
+        self.transport.resume_reading()  # type: ignore[union-attr]
         self.user = result.user
         self.admin = result.user_config.role.value == "admin"
         self.capabilities = result.capabilities
         self.found_rows = bool(result.capabilities & Capability.FOUND_ROWS)
-        names = self.server.names_for_collation(result.collation)
+        self.multi_statements = bool(result.capabilities & Capability.MULTI_STATEMENTS)
+        names = self.login_names = self.server.names_for_collation(result.collation)
         if names is not None:
             self.state["names"] = names
         if result.database is not None:
@@ -215,6 +249,11 @@ class ClientSession(asyncio.Protocol):
 
     def _drain(self) -> None:
         """Run buffered commands until one has to wait for a backend."""
+        if self.batch_waiter is not None:  # a statement of a batch is done: the batch goes on
+            self.busy = True
+            if not self.batch_waiter.done():
+                self.batch_waiter.set_result(None)
+            return
         while not self.busy and self.phase == COMMAND:
             try:
                 packet = self.buffer.next_packet()
@@ -276,12 +315,13 @@ class ClientSession(asyncio.Protocol):
             self._route(plan, payload, last_seq, shape=ONE_PACKET)
         elif command == Command.RESET_CONNECTION:
             self._spawn(self._reset_connection())
+        elif command == Command.CHANGE_USER:
+            self._spawn(change_user.run(self, payload))
         elif command == Command.SET_OPTION:
             if len(payload) < 3 or payload[1] > 1:
                 self._error(errors.UNKNOWN_COMMAND, "COM_SET_OPTION: bad option")
-            elif payload[1] == 0:
-                self._error(errors.NOT_SUPPORTED, "DAL does not support multi-statements yet")
-            else:
+            else:  # 0: MYSQL_OPTION_MULTI_STATEMENTS_ON, 1: OFF
+                self.multi_statements = payload[1] == 0
                 self._write(frame(b"\xfe\x00\x00" + u16(self.status), self._seq))
         else:
             name = Command(command).name if command in Command._value2member_map_ else "?"
@@ -291,6 +331,11 @@ class ClientSession(asyncio.Protocol):
     def _query(self, payload: bytes, last_seq: int, raw: bytes | None) -> None:
         self._started = perf_counter()
         sql = payload[1:]
+        if self.multi_statements and b";" in sql:
+            statements = split_statements(sql)
+            if len(statements) > 1:
+                self._spawn(multi.run_batch(self, statements))
+                return
         if (sql[:3].upper() in _ADMIN_HEADS or (sql and sql[0] in _SPACE)) and _ADMIN.match(sql):
             self._spawn(self._admin(sql))
             return
@@ -782,15 +827,25 @@ class ClientSession(asyncio.Protocol):
         self._write(ok_packet(self._seq, self.status))
 
     async def _reset_connection(self) -> None:
+        await self._reset_session()
+        self._write(ok_packet(self._seq, self.status))
+        self.busy = False
+
+    async def _reset_session(self) -> None:
+        """What COM_RESET_CONNECTION and COM_CHANGE_USER clear, as MySQL does: the transaction
+        (rolled back on the backend), pins, session and user variables, LAST_INSERT_ID().
+        The character set goes back to the handshake's, as MariaDB does. (A prepared-statement
+        registry must be cleared here too.)"""
         conn, reason = self.pinned, self.pin_reason
         self.pinned = None
         self.pin_reason = None
+        self.soft_pin = False
+        self.txn_pending = None
         if conn is not None:
             await self.server.reset_and_release(conn, close=reason == "get_lock")
-        self.state = {k: v for k, v in self.state.items() if k == "names"}
-        self.status = Status.AUTOCOMMIT
-        self._write(ok_packet(self._seq, self.status))
-        self.busy = False
+        self.state = {"names": self.login_names} if self.login_names else {}
+        self.status = int(Status.AUTOCOMMIT)
+        self.last_insert_id = 0
 
     async def _admin(self, sql: bytes) -> None:
         from dal import admin
@@ -830,6 +885,7 @@ class ClientSession(asyncio.Protocol):
         if transport is None or transport.is_closing():
             return
         self.buffer = PacketBuffer(1 << 62)  # what still arrives is discarded
+        transport.resume_reading()  # paused during login
         if transport.can_write_eof():
             transport.write_eof()
         asyncio.get_running_loop().call_later(LINGER_SECONDS, transport.close)

@@ -15,6 +15,8 @@ import asyncio
 import contextlib
 import itertools
 import socket
+import ssl
+import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -109,6 +111,8 @@ class BackendConnection(asyncio.Protocol):
         self._rename: HeaderRenamer | None = None
         self._done: Callable[[BackendConnection, ResponseScanner | None], None] | None = None
         self._collect: bytearray | None = None
+        self._tls: ssl.SSLContext | None = None
+        self._host = ""
 
     @property
     def packets_relayed(self) -> int:
@@ -120,14 +124,16 @@ class BackendConnection(asyncio.Protocol):
     @classmethod
     async def open(cls, instance: str, host: str, port: int, user: str, password: str,
                    schema: str | None = None, *, found_rows: bool = False,
-                   timeout: float = 5.0) -> BackendConnection:
-        """Connect and authenticate; raises `BackendError` on failure."""
+                   timeout: float = 5.0,
+                   tls: ssl.SSLContext | None = None) -> BackendConnection:
+        """Connect and authenticate (over TLS with ``tls``); raises `BackendError` on failure."""
         loop = asyncio.get_running_loop()
         try:
             _, conn = await asyncio.wait_for(
                 loop.create_connection(lambda: cls(instance, found_rows), host, port), timeout)
+            conn._tls, conn._host = tls, host
             await asyncio.wait_for(conn._login(user, password.encode(), schema), timeout)
-        except (TimeoutError, OSError) as exc:
+        except (TimeoutError, OSError) as exc:  # ssl.SSLError is an OSError
             raise ConnectionLost(
                 f"cannot connect to backend {instance} at {host}:{port}: {exc or 'timed out'}"
             ) from None
@@ -144,6 +150,9 @@ class BackendConnection(asyncio.Protocol):
         caps = BACKEND_CAPABILITIES | (Capability.FOUND_ROWS if self.found_rows else 0)
         if schema:
             caps |= Capability.CONNECT_WITH_DB
+        if self._tls is not None:
+            seq = await self._start_tls(caps, hello.capabilities, seq)
+            caps |= Capability.SSL
         plugin = hello.auth_plugin or auth.NATIVE
         scramble = hello.scramble
         response = _auth_response(plugin, password, scramble)
@@ -169,12 +178,27 @@ class BackendConnection(asyncio.Protocol):
                 self._write(frame(_auth_response(plugin, password, scramble), seq + 1))
             elif head == b"\x01" and payload[1:2] == b"\x03":
                 continue  # sha2 fast auth succeeded; OK follows
+            elif head == b"\x01" and payload[1:2] == b"\x04" and self._tls is not None:
+                self._write(frame(password + b"\x00", seq + 1))  # over TLS: clear text
             elif head == b"\x01" and payload[1:2] == b"\x04":
                 self._write(frame(auth.SHA2_REQUEST_PUBLIC_KEY, seq + 1))
             elif head == b"\x01":
                 self._write(frame(_rsa_encrypt(payload[1:], password, scramble), seq + 1))
             else:
                 raise ProtocolError(f"unexpected packet during login: {payload[:16]!r}")
+
+    async def _start_tls(self, caps: int, offered: int, seq: int) -> int:
+        """Send an SSLRequest and upgrade the transport; returns the sequence id it used."""
+        if not offered & Capability.SSL:
+            raise BackendError(1105, f"backend {self.instance} does not offer TLS, but "
+                               f"instances.{self.instance}.tls is set", "HY000")
+        request = struct.pack("<IIB23x", int(caps | Capability.SSL), 1 << 30, 45)
+        self._write(frame(request, seq + 1))
+        loop = asyncio.get_running_loop()
+        self.transport = await loop.start_tls(  # type: ignore[assignment]
+            self.transport, self, self._tls,
+            server_hostname=self._host if self._tls.check_hostname else None)  # type: ignore[union-attr, arg-type]
+        return seq + 1
 
     async def _read_packet(self) -> tuple[int, bytes]:
         while True:

@@ -18,6 +18,7 @@ from config.protection import BreakerConfig
 from pool.breaker import Breaker
 from pool.connection import BackendConnection, BackendError, ConnectionLost
 from pool.histogram import Histogram
+from pool.tls import client_context
 
 POOL_TIMEOUT = 1105  # DAL refusal: no backend connection free in time (docs/errors.md)
 
@@ -66,6 +67,7 @@ class Pool:
         self.config = config
         self.schema = schema
         self.breaker = breaker or Breaker(name, BreakerConfig())
+        self.tls = client_context(instance.tls) if instance.tls is not None else None
         self.idle: list[BackendConnection] = []
         self.in_use: set[BackendConnection] = set()
         self.connecting = 0
@@ -174,7 +176,7 @@ class Pool:
             conn = await BackendConnection.open(
                 self.name, self.instance.host, self.instance.port, self.instance.user,
                 self.instance.password, self.schema, found_rows=found_rows,
-                timeout=self.config.connect_timeout)
+                timeout=self.config.connect_timeout, tls=self.tls)
         except BackendError as exc:
             self.connecting -= 1
             self.failed_opens += 1

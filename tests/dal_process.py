@@ -19,7 +19,9 @@ ROOT = Path(__file__).resolve().parents[1]
 TEST_CONFIG = Path(os.environ.get("DAL_TEST_CONFIG") or ROOT / "config" / "test.yaml").resolve()
 
 # Users only the tests know: `legacy`/`legacy` stored as a native hash only (caching_sha2
-# clients then take the full-auth RSA path), `modern`/`modern` stored as a sha2 hash only.
+# clients then take the full-auth RSA path), `modern`/`modern` stored as a sha2 hash only,
+# `secure`/`secure` (both hashes) and `secure_legacy`/`secure_legacy` (native hash only) allowed
+# in over TLS only (users.<name>.require_tls).
 
 
 def running_test_config():
@@ -53,6 +55,16 @@ def write_config(path: Path, **server_overrides: object) -> dict:
     sha2 = hashlib.sha256(hashlib.sha256(b"modern").digest()).hexdigest()
     raw["users"]["legacy"] = {"password_hash": f"*{native}", "role": "app"}
     raw["users"]["modern"] = {"password_hash": f"sha2:{sha2}", "role": "app"}
+    raw["users"]["secure"] = {"password": "secure", "role": "app", "require_tls": True}
+    secure_native = hashlib.sha1(hashlib.sha1(b"secure_legacy").digest()).hexdigest().upper()
+    raw["users"]["secure_legacy"] = {"password_hash": f"*{secure_native}", "role": "app",
+                                     "require_tls": True}
+    # TLS for clients with a self-signed pair made for this run (see tests/integration/test_tls.py).
+    from tools.certs import self_signed
+
+    cert, key = path.parent / "dal-cert.pem", path.parent / "dal-key.pem"
+    self_signed(cert, key)
+    raw["server"]["tls"] = {"cert": str(cert), "key": str(key)}
     raw["server"].update(server_overrides)
     path.write_text(yaml.safe_dump(raw))
     return raw

@@ -38,11 +38,12 @@ class RawClient:
         return Handshake.decode(packet[1])
 
     def login(self, user: str = "app", password: str = "app",
-              database: str | None = "trade") -> bytes:
+              database: str | None = "trade", collation: int = 45) -> bytes:
         """Log in with mysql_native_password; returns the server's final packet payload."""
         hello = self.greeting()
         response = HandshakeResponse(
-            capabilities=int(CLIENT_CAPS), max_packet=1 << 30, collation=45, user=user.encode(),
+            capabilities=int(CLIENT_CAPS), max_packet=1 << 30, collation=collation,
+            user=user.encode(),
             auth_response=auth.native_response(password.encode(), hello.scramble),
             database=database.encode() if database else None, auth_plugin=auth.NATIVE)
         self.send(frame(response.encode(), 1))

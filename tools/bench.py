@@ -118,7 +118,8 @@ class Target:
     def connect(self, **extra: Any) -> pymysql.connections.Connection:
         return pymysql.connect(
             host=self.host, port=self.port, user=self.user, password=self.password,
-            database=self.database, autocommit=True, connect_timeout=CONNECT_TIMEOUT, **extra,
+            database=self.database, autocommit=True, connect_timeout=CONNECT_TIMEOUT,
+            ssl_disabled=True, **extra,  # plain TCP on both sides, as sysbench (--mysql-ssl=off)
         )
 
 
@@ -403,7 +404,8 @@ def _open(host: str, port: int, user: str, password: str,
     """An autocommit connection for set-up; a `BenchError` naming ``what`` if it fails."""
     try:
         return pymysql.connect(host=host, port=port, user=user, password=password,
-                               autocommit=True, connect_timeout=CONNECT_TIMEOUT)
+                               autocommit=True, connect_timeout=CONNECT_TIMEOUT,
+                               ssl_disabled=True)
     except pymysql.err.Error as exc:
         raise BenchError(f"cannot reach {what}: {_describe(exc)}") from None
 

@@ -197,7 +197,21 @@ def server_args(m: Managed) -> list[str]:
         f"--server-id={m.instance.server_id}",
         f"--tmpdir={tmpdir(m)}",
         *SERVER_OPTIONS,
+        *tls_args(m),
     ]
+
+
+def tls_args(m: Managed) -> list[str]:
+    """An instance DAL reaches over TLS (instances.<name>.tls) serves TLS, with a self-signed
+    pair made once next to its datadir (<datadir>.tls/server-cert.pem: the `ca` to verify)."""
+    if m.instance.tls is None:
+        return []
+    from tools.certs import self_signed
+
+    folder = m.datadir.with_name(m.datadir.name + ".tls")
+    cert, key = folder / "server-cert.pem", folder / "server-key.pem"
+    self_signed(cert, key, f"DAL local instance {m.name}")
+    return [f"--ssl-cert={cert}", f"--ssl-key={key}"]
 
 
 def tmpdir(m: Managed) -> Path:

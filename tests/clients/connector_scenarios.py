@@ -49,9 +49,9 @@ def _connect(use_pure: bool, port: int, user: str = "app", password: str = "app"
              database: str | None = "trade", host: str = HOST, **kwargs: Any):
     import mysql.connector
 
+    options = {"ssl_disabled": True, "connection_timeout": 10, **kwargs}  # TLS: opt in
     return mysql.connector.connect(host=host, port=port, user=user, password=password,
-                                   database=database, use_pure=use_pure, ssl_disabled=True,
-                                   connection_timeout=10, **kwargs)
+                                   database=database, use_pure=use_pure, **options)
 
 
 def crud(use_pure: bool, port: int, prefix: str) -> dict[str, Any]:
@@ -144,7 +144,41 @@ def login(use_pure: bool, port: int, user: str, password: str, host: str = HOST,
         conn.close()
 
 
-SCENARIOS = {"crud": crud, "delete": delete, "login": login}
+def change_user(use_pure: bool, port: int, to_user: str, to_password: str, merchant: str,
+                database: str | None = "trade") -> dict[str, Any]:
+    """As `app`: set a user variable, open a transaction that inserts merchant ``merchant``,
+    then COM_CHANGE_USER to ``to_user``; report what the session sees afterwards, or the
+    error and what the (still open) connection then sees."""
+    obs: dict[str, Any] = {}
+    conn = _connect(use_pure, port)
+    try:
+        cur = conn.cursor()
+        cur.execute("SET @marker = 42")
+        cur.execute("INSERT INTO merchants (name) VALUES (%s)", (merchant,))
+        obs["in_transaction"] = conn.in_transaction
+        cur.close()
+        try:
+            conn.cmd_change_user(username=to_user, password=to_password, database=database)
+        except Exception as exc:
+            obs["error"] = {"errno": getattr(exc, "errno", None),
+                            "msg": getattr(exc, "msg", str(exc))}
+        cur = conn.cursor()
+        cur.execute("SELECT @marker, DATABASE(), COUNT(*) FROM trade.merchants WHERE name = %s",
+                    (merchant,))
+        obs["after"] = cur.fetchone()
+        try:
+            cur.execute("SHOW DAL POOLS")
+            cur.fetchall()
+            obs["admin"] = True
+        except Exception as exc:
+            obs["admin"] = getattr(exc, "errno", None)
+        cur.close()
+    finally:
+        conn.close()
+    return obs
+
+
+SCENARIOS = {"crud": crud, "delete": delete, "login": login, "change_user": change_user}
 
 
 def run(use_pure: bool, scenario: str, **kwargs: Any) -> Any:
