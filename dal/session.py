@@ -14,7 +14,7 @@ import re
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from dal import errors, executor, local
+from dal import errors, executor, local, prepared
 from dal.login import LoginFailed, err_packet, ok_packet
 from dal.wire.buffer import u16
 from dal.wire.constants import Capability, Command, Status
@@ -47,6 +47,7 @@ def _route_plan(instance: str, statement: str) -> Plan:
     return plan
 
 if TYPE_CHECKING:
+    from dal.prepared import Registry
     from dal.server import Server
 
 log = logging.getLogger("dal.session")
@@ -55,6 +56,8 @@ _ADMIN = re.compile(rb"(?i)\s*(SHOW|SET|RELOAD|EXPLAIN)\s+DAL\b")
 # Plain ints: IntFlag arithmetic is slow Python code, and this runs per statement.
 _SESSION_STATUS = int(Status.IN_TRANS | Status.AUTOCOMMIT | Status.IN_TRANS_READONLY)
 _IN_TRANS = int(Status.IN_TRANS)
+_STMT_COMMANDS = frozenset({Command.STMT_PREPARE, Command.STMT_EXECUTE, Command.STMT_CLOSE,
+                            Command.STMT_RESET, Command.STMT_SEND_LONG_DATA, Command.STMT_FETCH})
 
 LOGIN, COMMAND, CLOSED = "login", "command", "closed"
 LINGER_SECONDS = 2.0
@@ -89,6 +92,7 @@ class ClientSession(asyncio.Protocol):
         self._plan: Plan | None = None
         self._pending: tuple | None = None
         self._seq = 0
+        self.prepared: Registry | None = None  # COM_STMT_* statements, made at first use
 
     # -- asyncio.Protocol --------------------------------------------------------------------
 
@@ -271,6 +275,8 @@ class ClientSession(asyncio.Protocol):
                 self._error(errors.NOT_SUPPORTED, "DAL does not support multi-statements yet")
             else:
                 self._write(frame(b"\xfe\x00\x00" + u16(self.status), self._seq))
+        elif command in _STMT_COMMANDS:
+            prepared.dispatch(self, command, payload, last_seq)
         else:
             name = Command(command).name if command in Command._value2member_map_ else "?"
             self._error(errors.UNKNOWN_COMMAND,
@@ -692,6 +698,7 @@ class ClientSession(asyncio.Protocol):
             await self.server.reset_and_release(conn, close=reason == "get_lock")
         self.state = {k: v for k, v in self.state.items() if k == "names"}
         self.status = Status.AUTOCOMMIT
+        self.prepared = None
         self._write(ok_packet(self._seq, self.status))
         self.busy = False
 

@@ -16,6 +16,7 @@ import contextlib
 import itertools
 import socket
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -102,6 +103,7 @@ class BackendConnection(asyncio.Protocol):
         self._rename: HeaderRenamer | None = None
         self._done: Callable[[BackendConnection, ResponseScanner | None], None] | None = None
         self._collect: bytearray | None = None
+        self.prepared: OrderedDict = OrderedDict()  # SQL -> pool.statements.BackendStatement
 
     @property
     def packets_relayed(self) -> int:
