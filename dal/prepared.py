@@ -421,6 +421,7 @@ async def _run_slow(session: ClientSession, plan: Plan, instance: str, schema: s
         payloads[1:1 + count] = [rename_column(c, rename.new_schema) for c in
                                  payloads[1:1 + count]]
     _reply(session, payloads, cursor)
+    session.busy = False
 
 
 async def _scatter(session: ClientSession, plan: Plan, slots: list[list[bytes]], shards: list,
