@@ -6,6 +6,7 @@ it logs in to DAL or to a backend instance alike.
 
 from __future__ import annotations
 
+import socket
 from dataclasses import dataclass
 
 from dal.wire.binary import (
@@ -47,7 +48,12 @@ class Response:
 
 
 class PsClient(RawClient):
-    """RawClient plus the prepared-statement commands."""
+    """RawClient plus the prepared-statement commands, with TCP_NODELAY as drivers set it
+    (COM_STMT_CLOSE has no reply: without it, the next command waits for a delayed ACK)."""
+
+    def __init__(self, port: int, host: str = "127.0.0.1", timeout: float = 10) -> None:
+        super().__init__(port, host, timeout)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def packet(self) -> bytes:
         got = self.read_packet()

@@ -329,6 +329,8 @@ def sql_literal(code: int, value: Value) -> bytes:
     if isinstance(value, float):
         if value != value or value in (float("inf"), float("-inf")):
             raise ValueError("NaN and infinity have no SQL literal")
+        if value.is_integer() and abs(value) < 2**63:  # JavaScript drivers send ints so
+            return str(int(value)).encode()
         return repr(value).encode()
     if isinstance(value, DateTime | Time):
         return b"'" + value_to_text(ColumnType.DATETIME, value) + b"'"

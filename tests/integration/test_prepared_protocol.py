@@ -264,11 +264,7 @@ def test_100k_distinct_statements_do_not_grow_memory(dal, connect) -> None:
     try:
         for i in range(100_000):
             # Distinct texts; every 10th a distinct shape too (a plan-cache miss).
-            sql = (f"SELECT {i} + ? AS v" if i % 10 else f"SELECT ? AS v{i}").encode()
-            client.send(b"".join([
-                (len(sql) + 1).to_bytes(3, "little") + b"\x00\x16" + sql,
-            ]))
-            stmt = client.read_prepare()
+            stmt = client.prepare(f"SELECT {i} + ? AS v" if i % 10 else f"SELECT ? AS v{i}")
             client.close_statement(stmt.id)
             if i + 1 in (20_000, 100_000):
                 marks[i + 1] = rss_kb(pid)

@@ -173,6 +173,7 @@ def test_sql_literals():
     assert sql_literal(T.DATETIME, DateTime(2024, 1, 2, 3, 4, 5, 6)) == \
         b"'2024-01-02 03:04:05.000006'"
     assert sql_literal(T.NULL, None) == b"NULL"
+    assert sql_literal(T.DOUBLE, 31.0) == b"31" and sql_literal(T.DOUBLE, 0.5) == b"0.5"
 
 
 def test_param_markers_skip_strings_and_comments():
