@@ -182,7 +182,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=32,
                         help="sysbench threads (default: %(default)s)")
     parser.add_argument("--ps-mode", choices=["disable", "auto"], default="disable",
-                        help="sysbench --db-ps-mode (default: %(default)s)")
+                        help="sysbench --db-ps-mode (default: %(default)s); auto = server-side "
+                        "prepared statements")
+    parser.add_argument("--workload", choices=sorted(SYSBENCH_WORKLOADS),
+                        default="oltp_point_select",
+                        help="sysbench test (default: %(default)s); oltp_read_write runs with "
+                        "--skip_trx=on: its transactions span shards, which transaction mode "
+                        "'single' refuses")
     parser.add_argument("--json", metavar="FILE", help="write the figures to FILE as JSON")
 
 
@@ -685,7 +691,8 @@ def benchmark(args: argparse.Namespace, direct: Target, dal: Target) -> dict[str
         "query": QUERY.replace("%d", "?"),
         "params": {
             "duration": args.duration, "rounds": args.rounds, "table_size": args.table_size,
-            **({"threads": args.threads, "ps_mode": args.ps_mode} if args.sysbench
+            **({"threads": args.threads, "ps_mode": args.ps_mode,
+                "workload": getattr(args, "workload", "oltp_point_select")} if args.sysbench
                else {"clients": args.clients, "procs": args.procs}),
         },
         "targets": {name: asdict(s) for name, s in summaries.items()},
@@ -899,10 +906,15 @@ def _note(stats: _ClientStats, message: str) -> None:
 # --- sysbench ----------------------------------------------------------------------------------
 
 
+# sysbench tests and their extra options.
+SYSBENCH_WORKLOADS = {"oltp_point_select": [], "oltp_read_write": ["--skip_trx=on"]}
+
+
 def sysbench_command(args: argparse.Namespace, target: Target) -> list[str]:
-    """The sysbench oltp_point_select command line against one target."""
+    """The sysbench command line (--workload, oltp_point_select by default) for one target."""
+    workload = getattr(args, "workload", "oltp_point_select")
     return [
-        "sysbench", "oltp_point_select", "--db-driver=mysql",
+        "sysbench", workload, *SYSBENCH_WORKLOADS[workload], "--db-driver=mysql",
         f"--mysql-host={target.host}", f"--mysql-port={target.port}",
         f"--mysql-user={target.user}", f"--mysql-password={target.password}",
         f"--mysql-db={target.database}", "--tables=1", f"--table-size={args.table_size}",
@@ -984,7 +996,8 @@ def _ratio_line(result: dict[str, Any]) -> str:
 def report(result: dict[str, Any]) -> None:
     """Print the figures: a rich table on a terminal, plain aligned text otherwise."""
     params = result["params"]
-    load = (f"sysbench oltp_point_select, {params['threads']} threads, ps-mode "
+    load = (f"sysbench {params.get('workload', 'oltp_point_select')}, {params['threads']} "
+            f"threads, ps-mode "
             f"{params['ps_mode']}" if result["mode"] == "sysbench"
             else f"built-in, {params['clients']} clients over {params['procs']} process(es)")
     title = (f"{result['query']}  ({load}; {params['rounds']} x {params['duration']:g} s "
