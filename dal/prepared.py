@@ -67,6 +67,7 @@ _STRING_TYPES = frozenset({ColumnType.VARCHAR, ColumnType.VAR_STRING, ColumnType
 _metadata: OrderedDict[tuple[str | None, bytes], tuple[tuple[bytes, ...], tuple[bytes, ...]]] = (
     OrderedDict())
 MAX_METADATA = 4096
+MAX_RENDERED = 256  # shard statements cached per prepared statement
 PARAM_DEFINITION = ColumnDefinition(name=b"?", type=ColumnType.VAR_STRING, charset=63,
                                     catalog=b"def").encode()
 
@@ -92,6 +93,8 @@ class Statement:
     types: list[ParamType] | None = None
     long_data: dict[int, bytearray] = field(default_factory=dict)
     cursor: Cursor | None = None
+    # (sharded plan id, shard database) -> the statement for that shard and its parameter order
+    rendered: dict[tuple[int, bytes], tuple[bytes, list[int]]] = field(default_factory=dict)
 
 
 class Registry:
@@ -325,6 +328,34 @@ def _sharded(session: ClientSession, statement: Statement, plan: Plan, ex: Execu
              cursor: bool, last_seq: int) -> None:
     sharded = plan.sharded
     config = session.server.config
+    routing = sharded.routing  # type: ignore[union-attr]
+    if sharded.insert is None and len(routing.slots) == 1 and not routing.broadcast:  # type: ignore[union-attr]
+        # The common case: one key value. Only that parameter is read, and the statement for
+        # each shard is rendered once per prepared statement.
+        slot = routing.slots[0]
+        source = statement.shape.sources[slot]
+        slots = statement.shape.unbound
+        try:
+            if source.__class__ is int:
+                slots = list(slots)
+                slots[slot] = [sql_literal(ex.types[source][0], ex.value(source))]  # type: ignore[index]
+            target = single_target(config, sharded, slots)  # type: ignore[arg-type]
+        except executor.Refusal as exc:
+            session._send_error(ERR(exc.code, str(exc), exc.sqlstate))
+            return
+        except ValueError as exc:
+            _error(session, WRONG_ARGUMENTS, f"Incorrect arguments to mysqld_stmt_execute: {exc}")
+            return
+        if target is not None:
+            key = (id(sharded), target.database)
+            found = statement.rendered.get(key)
+            if found is None:
+                if len(statement.rendered) >= MAX_RENDERED:
+                    statement.rendered.clear()
+                found = statement.rendered[key] = statement.shape.render(
+                    sharded.template, slots, target.database)  # type: ignore[union-attr]
+            _run_on_shard(session, plan, target, found, ex, cursor, statement, last_seq)
+            return
     try:
         slots = statement.shape.slots(_literals(ex))
     except ValueError as exc:
@@ -344,8 +375,15 @@ def _sharded(session: ClientSession, statement: Statement, plan: Plan, ex: Execu
         session._spawn(_scatter(session, plan, slots, shards, statement if cursor else None))
         return
     target = shards[0]
-    sql, order = statement.shape.render(sharded.template, slots, target.database,  # type: ignore[union-attr]
-                                        target.only)
+    rendered = statement.shape.render(sharded.template, slots, target.database,  # type: ignore[union-attr]
+                                      target.only)
+    _run_on_shard(session, plan, target, rendered, ex, cursor, statement, last_seq)
+
+
+def _run_on_shard(session: ClientSession, plan: Plan, target, rendered: tuple[bytes, list[int]],
+                  ex: Execute, cursor: bool, statement: Statement, last_seq: int) -> None:
+    sharded = plan.sharded
+    sql, order = rendered
     rename = None
     if not sharded.write:  # type: ignore[union-attr]
         renamers = sharded.renamers  # type: ignore[union-attr]
@@ -355,8 +393,12 @@ def _sharded(session: ClientSession, statement: Statement, plan: Plan, ex: Execu
     from dal.session import _route_plan
 
     route = _route_plan(target.instance, plan.statement)
-    run(session, route, target.instance, None, sql, [ex.types[i] for i in order],
-        [ex.values[i] for i in order], rename, statement if cursor else None, last_seq)
+    if len(order) == len(ex.values) and order == sorted(order):
+        types, values = ex.types, ex.values
+    else:
+        types, values = [ex.types[i] for i in order], [ex.values[i] for i in order]
+    run(session, route, target.instance, None, sql, types, values, rename,
+        statement if cursor else None, last_seq)
 
 
 def run(session: ClientSession, plan: Plan, instance: str, schema: str | None, sql: bytes,

@@ -24,6 +24,7 @@ class Shape:
     fp: Fingerprint
     sources: tuple[int | tuple[bytes, ...], ...]
     params: int
+    unbound: tuple[tuple[bytes, ...], ...] = ()  # slot values, every parameter written ``?``
 
     def slots(self, params: list[bytes]) -> list[list[bytes]]:
         """Slot values for a plan, with parameter ``i`` written as ``params[i]``."""
@@ -76,4 +77,5 @@ def shape_of(sql: bytes) -> Shape:
         else:
             a, b = fp.literals[index]
             sources.append((sql[a:b],))
-    return Shape(fp, tuple(sources), len(markers))
+    unbound = tuple((b"?",) if s.__class__ is int else s for s in sources)
+    return Shape(fp, tuple(sources), len(markers), unbound)  # type: ignore[arg-type]
