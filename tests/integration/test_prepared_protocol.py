@@ -288,3 +288,21 @@ def test_100k_distinct_statements_do_not_grow_memory(dal, connect) -> None:
     print(f"DAL RSS: {marks} kB; growth from 20k to 100k statements {growth_mb:.1f} MB")
     assert growth_mb < 40, marks
     assert (marks["open"] - marks[20_000]) / 1024 < 120, marks
+
+
+def test_text_prepare_execute_deallocate(connect, direct) -> None:
+    """Text PREPARE works on unsharded tables (it pins the session to its backend
+    connection); on sharded tables DAL cannot see the statement, and refuses it."""
+    conn = connect()
+    with direct("a", "trade").cursor() as cur:
+        cur.execute("SELECT COUNT(*) FROM merchants WHERE id > 0")
+        expected = cur.fetchone()[0]
+    with conn.cursor() as cur:
+        cur.execute("PREPARE s FROM 'SELECT COUNT(*) FROM merchants WHERE id > ?'")
+        cur.execute("SET @low = 0")
+        cur.execute("EXECUTE s USING @low")
+        assert cur.fetchone()[0] == expected
+        cur.execute("DEALLOCATE PREPARE s")
+        with pytest.raises(Exception) as info:
+            cur.execute("PREPARE t FROM 'SELECT id FROM orders WHERE user_id = ?'")
+        assert info.value.args[0] == 1235
