@@ -67,7 +67,7 @@ _STRING_TYPES = frozenset({ColumnType.VARCHAR, ColumnType.VAR_STRING, ColumnType
 _metadata: OrderedDict[tuple[str | None, bytes], tuple[tuple[bytes, ...], tuple[bytes, ...]]] = (
     OrderedDict())
 MAX_METADATA = 4096
-MAX_RENDERED = 256  # shard statements cached per prepared statement
+MAX_RENDERED = 4096  # shard statements cached per session
 PARAM_DEFINITION = ColumnDefinition(name=b"?", type=ColumnType.VAR_STRING, charset=63,
                                     catalog=b"def").encode()
 
@@ -93,8 +93,6 @@ class Statement:
     types: list[ParamType] | None = None
     long_data: dict[int, bytearray] = field(default_factory=dict)
     cursor: Cursor | None = None
-    # (sharded plan id, shard database) -> the statement for that shard and its parameter order
-    rendered: dict[tuple[int, bytes], tuple[bytes, list[int]]] = field(default_factory=dict)
 
 
 class Registry:
@@ -105,6 +103,9 @@ class Registry:
         self.statements: dict[int, Statement] = {}
         self.next_id = 1
         self.last: int = 0
+        # (statement id, shard database) -> (its sharded plan, the statement for that shard,
+        # which parameter each ``?`` takes); at most MAX_RENDERED for the whole session.
+        self.rendered: dict[tuple[int, bytes], tuple[object, bytes, list[int]]] = {}
 
     def get(self, statement_id: int) -> Statement | None:
         if statement_id == LAST_PREPARED:
@@ -308,7 +309,10 @@ def execute(session: ClientSession, payload: bytes, last_seq: int) -> None:
     plan = session.server.router.plan(statement.sql, statement.shape.fp, session.schema,
                                       session.admin)
     if plan.kind == ROUTE:
-        run(session, plan, plan.instance, plan.schema, plan.sql or statement.sql,  # type: ignore[arg-type]
+        instance, schema = plan.instance, plan.schema
+        if plan.anywhere and session.pinned is not None:  # touches no table: follow the pin
+            instance, schema = session.pinned.instance, None
+        run(session, plan, instance, schema, plan.sql or statement.sql,  # type: ignore[arg-type]
             ex.types, ex.values, None, statement if cursor else None, last_seq)
     elif plan.kind == SHARDED:
         _sharded(session, statement, plan, ex, cursor, last_seq)
@@ -347,14 +351,16 @@ def _sharded(session: ClientSession, statement: Statement, plan: Plan, ex: Execu
             _error(session, WRONG_ARGUMENTS, f"Incorrect arguments to mysqld_stmt_execute: {exc}")
             return
         if target is not None:
-            key = (id(sharded), target.database)
-            found = statement.rendered.get(key)
-            if found is None:
-                if len(statement.rendered) >= MAX_RENDERED:
-                    statement.rendered.clear()
-                found = statement.rendered[key] = statement.shape.render(
-                    sharded.template, slots, target.database)  # type: ignore[union-attr]
-            _run_on_shard(session, plan, target, found, ex, cursor, statement, last_seq)
+            rendered = registry(session).rendered
+            key = (statement.id, target.database)
+            found = rendered.get(key)
+            if found is None or found[0] is not sharded:  # a new plan after a config reload
+                if len(rendered) >= MAX_RENDERED:
+                    rendered.clear()
+                found = rendered[key] = (sharded, *statement.shape.render(
+                    sharded.template, slots, target.database))  # type: ignore[union-attr]
+            _run_on_shard(session, plan, target, found[1:], ex, cursor, statement,  # type: ignore[arg-type]
+                          last_seq)
             return
     try:
         slots = statement.shape.slots(_literals(ex))
