@@ -187,8 +187,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workload", choices=sorted(SYSBENCH_WORKLOADS),
                         default="oltp_point_select",
                         help="sysbench test (default: %(default)s); oltp_read_write runs with "
-                        "--skip_trx=on: its transactions span shards, which transaction mode "
-                        "'single' refuses")
+                        "--skip_trx=on --delete_inserts=0: its transactions span shards, which "
+                        "transaction mode 'single' refuses")
     parser.add_argument("--json", metavar="FILE", help="write the figures to FILE as JSON")
 
 
@@ -906,8 +906,12 @@ def _note(stats: _ClientStats, message: str) -> None:
 # --- sysbench ----------------------------------------------------------------------------------
 
 
-# sysbench tests and their extra options.
-SYSBENCH_WORKLOADS = {"oltp_point_select": [], "oltp_read_write": ["--skip_trx=on"]}
+# sysbench tests and their extra options. oltp_read_write: its transactions span shards, which
+# transaction mode 'single' refuses, so it runs without them; without them its DELETE+INSERT of
+# one id races with another thread doing the same (1062, on the direct target too), so those
+# are left out.
+SYSBENCH_WORKLOADS = {"oltp_point_select": [],
+                      "oltp_read_write": ["--skip_trx=on", "--delete_inserts=0"]}
 
 
 def sysbench_command(args: argparse.Namespace, target: Target) -> list[str]:
