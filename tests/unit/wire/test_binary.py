@@ -178,3 +178,29 @@ def test_sql_literals():
 
 def test_param_markers_skip_strings_and_comments():
     assert param_count(b"SELECT ? FROM t WHERE a = '?' AND `?` = ? /* ? */ -- ?\n") == 2
+
+
+@given(st.lists(st.one_of(typed_values(), st.just(None)), min_size=1, max_size=8),
+       st.integers(0, 5), st.integers(1, 64))
+def test_scanner_finds_the_end_of_binary_result_sets(items, nrows, chunk):
+    """The relay's ResponseScanner frames binary results as text ones: byte by byte or in
+    chunks, it ends exactly at the final EOF and reads its status."""
+    from dal.wire.buffer import lenenc_int
+    from dal.wire.framing import frame
+    from dal.wire.messages import EOF, ColumnDefinition
+    from dal.wire.results import ResponseScanner
+
+    types = [(T.VAR_STRING, False) if i is None else (i[0], i[1]) for i in items]
+    values = [None if i is None else i[2] for i in items]
+    payloads = [lenenc_int(len(items))]
+    payloads += [ColumnDefinition(name=b"c", type=code).encode() for code, _ in types]
+    payloads.append(EOF(0, 2).encode())
+    payloads += [encode_binary_row(types, values)] * nrows
+    payloads.append(EOF(1, 0x22).encode())
+    data = b"".join(frame(p, i + 1) for i, p in enumerate(payloads))
+    scanner = ResponseScanner(deprecate_eof=False)
+    used = 0
+    for start in range(0, len(data), chunk):
+        used += scanner.feed(data[start:start + chunk])
+    assert scanner.done and used == len(data)
+    assert (scanner.status, scanner.warnings) == (0x22, 1)
