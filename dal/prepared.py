@@ -43,6 +43,7 @@ from dal.wire.results import RESULT
 from pool import statements
 from pool.connection import BackendError, decode_packets, decode_response
 from pool.rename import HeaderRenamer, rename_column
+from pool.state import apply_state
 from router.params import Shape, shape_of
 from router.plan import LOCAL, REFUSE, ROUTE, SET, SHARDED, Plan
 from router.targets import single_target, target_of
@@ -237,18 +238,29 @@ async def _definitions(session: ClientSession, sql: bytes, shape: Shape, plan: P
         instance, schema, logical = target.instance, None, sharded.logical  # type: ignore[union-attr]
     else:
         backend_sql, instance, schema, logical = plan.sql or sql, plan.instance, plan.schema, None
+        if plan.anywhere and session.pinned is not None:  # touches no table: follow the pin
+            instance, schema = session.pinned.instance, None
     key = (session.schema, backend_sql)
     found = _metadata.get(key)
     if found is not None:
         return found
-    conn = await session._ready_connection(instance, schema, session.state,  # type: ignore[arg-type]
-                                           begin=False)
-    if conn is None:
-        return None, ()
-    try:
-        backend = await statements.prepare(conn, backend_sql)
-    finally:
-        session._give_back(conn, conn.status, None)
+    if plan.kind == SHARDED:  # any connection of shard 0's instance, whatever the session holds
+        pool = session.server.pools[instance]  # type: ignore[index]
+        conn = await pool.acquire(session.found_rows)
+        try:
+            await apply_state(conn, None, session.state)
+            backend = await statements.prepare(conn, backend_sql)
+        finally:
+            pool.release(conn, reusable=not conn.closed)
+    else:  # the session's own connection: the statement may name its temporary tables
+        conn = await session._ready_connection(instance, schema, session.state,  # type: ignore[arg-type]
+                                               begin=False)
+        if conn is None:
+            return None, ()
+        try:
+            backend = await statements.prepare(conn, backend_sql)
+        finally:
+            session._give_back(conn, conn.status, None)
     columns = backend.columns
     if logical is not None:
         columns = tuple(rename_column(c, logical) for c in columns)

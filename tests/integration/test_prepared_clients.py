@@ -22,7 +22,7 @@ from tests.clients.connector_scenarios import CextUnavailable
 from tests.clients.connector_scenarios import run as run_connector
 from tests.dal_process import ROOT
 
-USERS = [810_007 + i * 7919 for i in range(4)]  # shards on both instances
+USERS = [810_007 + i * 7901 for i in range(4)]  # shards on both instances
 NODE_DIR = ROOT / "tests" / "clients" / "node"
 JAVA_SOURCE = ROOT / "tests" / "clients" / "java" / "Prepared.java"
 CONNECTOR_J = Path("/usr/share/java/mariadb-java-client.jar")

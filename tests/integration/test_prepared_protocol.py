@@ -21,7 +21,7 @@ I8 = (T.TINY, False)
 STR = (T.VAR_STRING, False)
 DEC = (T.NEWDECIMAL, False)
 DT = (T.DATETIME, False)
-USERS = [700_003 + i * 7919 for i in range(6)]  # shards on both instances
+USERS = [700_003 + i * 7901 for i in range(6)]  # shards on both instances
 WHEN = DateTime(2024, 5, 6, 7, 8, 9, 120000)
 INSERT = ("INSERT INTO orders (user_id, merchant_id, status, total, note, created_at, "
           "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)")
@@ -306,3 +306,21 @@ def test_text_prepare_execute_deallocate(connect, direct) -> None:
         with pytest.raises(Exception) as info:
             cur.execute("PREPARE t FROM 'SELECT id FROM orders WHERE user_id = ?'")
         assert info.value.args[0] == 1235
+
+
+def test_prepared_statements_inside_a_transaction_on_instance_b(ps, direct, clean) -> None:
+    """In a transaction pinned to instance b, statements keyed to that shard and statements
+    that touch no table run on its connection; ROLLBACK undoes the prepared writes."""
+    user = next(u for u in USERS if u % 120 >= 60)
+    begin = ps.prepare("BEGIN")
+    ps.execute(begin.id)
+    ps.read_result()
+    order_id = insert_order(ps, user)
+    assert ps.run("SELECT ? + 1", [(U64, 1)]).rows == [[2]]
+    got = ps.run("SELECT id FROM orders WHERE user_id = ?", [(U64, user)])
+    assert got.rows == [[order_id]]
+    assert direct_orders(direct, user) == []  # not committed
+    rollback = ps.prepare("ROLLBACK")
+    ps.execute(rollback.id)
+    assert not ps.read_result().status & Status.IN_TRANS
+    assert ps.run("SELECT id FROM orders WHERE user_id = ?", [(U64, user)]).rows == []
