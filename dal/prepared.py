@@ -12,7 +12,7 @@ a connection. Each execution is planned like a text statement with the same shap
 - Several shards, or an INSERT split by shard: the parameters are written as SQL literals and
   the existing text paths run it (`dal.executor`); a merged result is encoded as binary rows.
 - COM_STMT_FETCH: DAL runs the statement without a cursor, keeps the rows (at most
-  ``server.max_merge_rows``) and serves fetches itself.
+  ``server.max_merge_rows``) and serves fetches itself (`dal.prepared_results`).
 """
 
 from __future__ import annotations
@@ -21,24 +21,22 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from dal import errors, executor
+from dal import executor
 from dal.login import err_packet, ok_packet
+from dal.prepared_results import Cursor, binary_result, fetch, reply
 from dal.wire.binary import (
     CURSOR_READ_ONLY,
     LAST_PREPARED,
     Execute,
     ParamType,
     PrepareOk,
-    column_types,
-    encode_binary_row,
     sql_literal,
-    value_from_text,
 )
-from dal.wire.buffer import Reader, lenenc_bytes, lenenc_int
-from dal.wire.constants import ColumnType, Command, Status
+from dal.wire.buffer import Reader, lenenc_bytes
+from dal.wire.constants import ColumnType, Command
 from dal.wire.errors import ProtocolError
 from dal.wire.framing import frame, packet_count
-from dal.wire.messages import EOF, ERR, ColumnDefinition, is_eof, is_err
+from dal.wire.messages import EOF, ERR, ColumnDefinition
 from dal.wire.results import RESULT
 from pool import statements
 from pool.connection import BackendError, decode_packets, decode_response
@@ -55,10 +53,7 @@ UNKNOWN_STATEMENT = (1243, "HY000")
 TOO_MANY_STATEMENTS = (1461, "42000")
 WRONG_ARGUMENTS = (1210, "HY000")
 UNSUPPORTED_IN_PS = (1295, "HY000")
-NO_CURSOR = (1421, "HY000")
 
-_CURSOR_EXISTS = int(Status.CURSOR_EXISTS)
-_LAST_ROW_SENT = int(Status.LAST_ROW_SENT)
 _STRING_TYPES = frozenset({ColumnType.VARCHAR, ColumnType.VAR_STRING, ColumnType.STRING,
                            ColumnType.TINY_BLOB, ColumnType.MEDIUM_BLOB, ColumnType.LONG_BLOB,
                            ColumnType.BLOB, ColumnType.JSON, ColumnType.DECIMAL,
@@ -74,15 +69,6 @@ PARAM_DEFINITION = ColumnDefinition(name=b"?", type=ColumnType.VAR_STRING, chars
 
 
 @dataclass(slots=True)
-class Cursor:
-    """A result kept by DAL for COM_STMT_FETCH: binary row payloads, served in order."""
-
-    rows: list[bytes]
-    status: int
-    position: int = 0
-
-
-@dataclass(slots=True)
 class Statement:
     """One prepared statement of a client session."""
 
@@ -93,7 +79,7 @@ class Statement:
     text_mode: bool  # BEGIN, COMMIT, SET, USE: answered as the text statement (OK or ERR)
     types: list[ParamType] | None = None
     long_data: dict[int, bytearray] = field(default_factory=dict)
-    cursor: Cursor | None = None
+    cursor: Cursor | None = None  # a result kept for COM_STMT_FETCH
 
 
 class Registry:
@@ -142,7 +128,9 @@ def dispatch(session: ClientSession, command: int, payload: bytes, last_seq: int
             statement.cursor = None
             session._write(ok_packet(session.reply_seq, session.status))
     elif command == Command.STMT_FETCH:
-        _fetch(session, payload)
+        statement = _statement(session, payload, "mysqld_stmt_fetch")
+        if statement is not None:
+            fetch(session, statement, payload)
 
 
 def _statement(session: ClientSession, payload: bytes, what: str) -> Statement | None:
@@ -480,7 +468,7 @@ async def _run_slow(session: ClientSession, plan: Plan, instance: str, schema: s
         count = Reader(payloads[0]).lenenc_int() or 0
         payloads[1:1 + count] = [rename_column(c, rename.new_schema) for c in
                                  payloads[1:1 + count]]
-    _reply(session, payloads, cursor)
+    reply(session, payloads, cursor)
     session.busy = False
 
 
@@ -499,80 +487,6 @@ async def _scatter(session: ClientSession, plan: Plan, slots: list[list[bytes]],
         if payloads and payloads[0][0] not in (0x00, 0xFF):
             result = decode_response(framed)
             payloads = binary_result(result.columns, result.rows, result.status)
-        _reply(session, payloads, cursor)
+        reply(session, payloads, cursor)
     session.server.count_statement(plan.statement, False)
     session.busy = False
-
-
-def binary_result(columns: list[ColumnDefinition], rows: list[list[bytes | None]],
-                  status: int) -> list[bytes]:
-    """A text result (column definitions, text values) as binary-protocol payloads. A column
-    whose values do not fit its declared type is sent as VAR_STRING."""
-    types = column_types(columns)
-    converted: list[list] = [[None] * len(columns) for _ in rows]
-    for j, (code, unsigned) in enumerate(types):
-        try:
-            for i, row in enumerate(rows):
-                text = row[j]
-                converted[i][j] = None if text is None else value_from_text(code, unsigned, text)
-        except ValueError:
-            columns[j].type = ColumnType.VAR_STRING
-            types[j] = (ColumnType.VAR_STRING, False)
-            for i, row in enumerate(rows):
-                converted[i][j] = row[j]
-    out = [lenenc_int(len(columns)), *(c.encode() for c in columns), EOF(0, status).encode()]
-    out += [encode_binary_row(types, values) for values in converted]
-    out.append(EOF(0, status).encode())
-    return out
-
-
-def _reply(session: ClientSession, payloads: list[bytes], cursor: Statement | None) -> None:
-    """Send a whole response; with a cursor, only its header, the rows kept for fetches."""
-    if cursor is not None and payloads and payloads[0][0] not in (0x00, 0xFF):
-        count = Reader(payloads[0]).lenenc_int() or 0
-        rows = payloads[2 + count:]
-        end = rows.pop() if rows and is_eof(rows[-1]) else b""
-        if rows and is_err(rows[-1]):
-            _send(session, [rows[-1]])
-            return
-        status = int.from_bytes(end[3:5], "little") if len(end) >= 5 else session.status
-        limit = session.server.config.server.max_merge_rows
-        if len(rows) > limit:
-            _error(session, errors.UNKNOWN_ERROR, f"a cursor would hold {len(rows)} rows, more "
-                   f"than server.max_merge_rows ({limit}); add a LIMIT or fetch without a "
-                   "cursor")
-            return
-        payloads = [*payloads[:1 + count], EOF(0, status | _CURSOR_EXISTS).encode()]
-        cursor.cursor = Cursor(rows, status)
-    _send(session, payloads)
-
-
-def _send(session: ClientSession, payloads: list[bytes]) -> None:
-    seq = session.reply_seq
-    out = []
-    for body in payloads:
-        out.append(frame(body, seq))
-        seq += packet_count(len(body))
-    session._write(b"".join(out))
-
-
-# -- COM_STMT_FETCH ------------------------------------------------------------------------------
-
-
-def _fetch(session: ClientSession, payload: bytes) -> None:
-    statement = _statement(session, payload, "mysqld_stmt_fetch")
-    if statement is None:
-        return
-    cursor = statement.cursor
-    if cursor is None:
-        _error(session, NO_CURSOR, f"The statement ({statement.id}) has no open cursor: "
-               "execute it with a read-only cursor first")
-        return
-    wanted = int.from_bytes(payload[5:9], "little") if len(payload) >= 9 else 1
-    rows = cursor.rows[cursor.position:cursor.position + max(wanted, 1)]
-    cursor.position += len(rows)
-    status = cursor.status | _CURSOR_EXISTS
-    if cursor.position >= len(cursor.rows):
-        status |= _LAST_ROW_SENT
-        statement.cursor = None
-    _send(session, [*rows, EOF(0, status).encode()])

@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dal.prepared import binary_result
+from dal.prepared_results import binary_result
 from dal.wire.binary import DateTime, Time, column_types, decode_binary_row
 from dal.wire.constants import ColumnType as T
 from pool.connection import decode_response
