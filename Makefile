@@ -9,7 +9,7 @@ TESTCFG ?= config/test.yaml
 # `make run SYNC=0` serves without the `dal sync` child that keeps the merchant copy current.
 SYNC    ?= 1
 
-.PHONY: run test install mariadb lint clean
+.PHONY: run test install mariadb clients lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[test]'
 	touch $(STAMP)
 
-install: $(STAMP) mariadb
+install: $(STAMP) mariadb clients
 
 # MariaDB server and client come from the OS packages, installed only when missing.
 mariadb:
@@ -26,6 +26,22 @@ mariadb:
 	@command -v sysbench >/dev/null 2>&1 || \
 	  (DEBIAN_FRONTEND=noninteractive apt-get install -y -q sysbench >/dev/null 2>&1 || \
 	   echo "sysbench not installed: 'dal bench --sysbench' will be unavailable")
+
+# Client libraries the prepared-statement tests drive (each skipped with a reason if absent):
+# the `mariadb` Python connector (builds against libmariadb-dev), MariaDB Connector/J, and
+# node mysql2 under tests/clients/node.
+clients: $(STAMP)
+	@command -v mariadb_config >/dev/null 2>&1 || \
+	  (DEBIAN_FRONTEND=noninteractive apt-get install -y -q libmariadb-dev >/dev/null 2>&1 || \
+	   echo "libmariadb-dev not installed: the mariadb connector tests will be skipped")
+	@test -e /usr/share/java/mariadb-java-client.jar || \
+	  (DEBIAN_FRONTEND=noninteractive apt-get install -y -q libmariadb-java >/dev/null 2>&1 || \
+	   echo "libmariadb-java not installed: the Connector/J tests will be skipped")
+	@$(BIN)/python -c 'import mariadb' 2>/dev/null || $(BIN)/pip install -q 'mariadb>=1.1,<2' || \
+	  echo "pip mariadb not installed: the mariadb connector tests will be skipped"
+	@test -d tests/clients/node/node_modules/mysql2 || \
+	  (cd tests/clients/node && npm install --no-audit --no-fund --silent) || \
+	  echo "npm mysql2 not installed: the node tests will be skipped"
 
 run: install
 	$(BIN)/dal localdb up --config $(CONFIG)

@@ -241,6 +241,8 @@ class Server(Strict):
     max_clients: int = Field(default=10000, ge=1)
     # Rows a multi-shard merge may hold in memory before the statement is refused.
     max_merge_rows: int = Field(default=100000, ge=1)
+    # Prepared statements one client session may hold (MySQL's max_prepared_stmt_count).
+    max_prepared_per_session: int = Field(default=16382, ge=1)
     # Seconds a client may take to log in, and to finish a packet it has started sending.
     login_timeout: float = Field(default=10.0, gt=0)
     read_timeout: float = Field(default=30.0, gt=0)

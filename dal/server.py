@@ -175,6 +175,7 @@ class Server:
             await asyncio.wait_for(conn.command(frame(b"\x1f", 0)), 5)
             conn.variables = {}
             conn.status = 0
+            conn.prepared.clear()  # the reset deallocated its prepared statements
         except (TimeoutError, BackendError):
             conn.abort()
         pool.release(conn)

@@ -15,7 +15,7 @@ from dataclasses import replace
 from time import perf_counter
 from typing import TYPE_CHECKING
 
-from dal import change_user, errors, executor, local, multi, timeouts, tls
+from dal import change_user, errors, executor, local, multi, prepared, timeouts, tls
 from dal.login import LoginFailed, err_packet, ok_packet
 from dal.wire.buffer import u16
 from dal.wire.constants import Capability, Command, Status
@@ -51,6 +51,7 @@ def _route_plan(instance: str, statement: str) -> Plan:
     return plan
 
 if TYPE_CHECKING:
+    from dal.prepared import Registry
     from dal.server import Server
 
 log = logging.getLogger("dal.session")
@@ -64,6 +65,8 @@ _SESSION_STATUS = int(Status.IN_TRANS | Status.AUTOCOMMIT | Status.IN_TRANS_READ
 _IN_TRANS = int(Status.IN_TRANS)
 _AUTOCOMMIT = int(Status.AUTOCOMMIT)
 _TXN_BITS = _IN_TRANS | _AUTOCOMMIT  # anything but AUTOCOMMIT alone: inside a transaction
+_STMT_COMMANDS = frozenset({Command.STMT_PREPARE, Command.STMT_EXECUTE, Command.STMT_CLOSE,
+                            Command.STMT_RESET, Command.STMT_SEND_LONG_DATA, Command.STMT_FETCH})
 
 LOGIN, COMMAND, CLOSED = "login", "command", "closed"
 LINGER_SECONDS = 2.0
@@ -107,6 +110,7 @@ class ClientSession(asyncio.Protocol):
         self._seq = 0
         self._started = 0.0  # perf_counter() when the current statement arrived
         self._fp: bytes | None = None  # its fingerprint, for SHOW DAL STATEMENTS
+        self.prepared: Registry | None = None  # COM_STMT_* statements, made at first use
 
     # -- asyncio.Protocol --------------------------------------------------------------------
 
@@ -323,6 +327,8 @@ class ClientSession(asyncio.Protocol):
             else:  # 0: MYSQL_OPTION_MULTI_STATEMENTS_ON, 1: OFF
                 self.multi_statements = payload[1] == 0
                 self._write(frame(b"\xfe\x00\x00" + u16(self.status), self._seq))
+        elif command in _STMT_COMMANDS:
+            prepared.dispatch(self, command, payload, last_seq)
         else:
             name = Command(command).name if command in Command._value2member_map_ else "?"
             self._error(errors.UNKNOWN_COMMAND,
@@ -834,8 +840,8 @@ class ClientSession(asyncio.Protocol):
     async def _reset_session(self) -> None:
         """What COM_RESET_CONNECTION and COM_CHANGE_USER clear, as MySQL does: the transaction
         (rolled back on the backend), pins, session and user variables, LAST_INSERT_ID().
-        The character set goes back to the handshake's, as MariaDB does. (A prepared-statement
-        registry must be cleared here too.)"""
+        The character set goes back to the handshake's, as MariaDB does; prepared statements
+        are forgotten."""
         conn, reason = self.pinned, self.pin_reason
         self.pinned = None
         self.pin_reason = None
@@ -846,6 +852,7 @@ class ClientSession(asyncio.Protocol):
         self.state = {"names": self.login_names} if self.login_names else {}
         self.status = int(Status.AUTOCOMMIT)
         self.last_insert_id = 0
+        self.prepared = None
 
     async def _admin(self, sql: bytes) -> None:
         from dal import admin

@@ -18,6 +18,7 @@ import socket
 import ssl
 import struct
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -113,6 +114,7 @@ class BackendConnection(asyncio.Protocol):
         self._collect: bytearray | None = None
         self._tls: ssl.SSLContext | None = None
         self._host = ""
+        self.prepared: OrderedDict = OrderedDict()  # SQL -> pool.statements.BackendStatement
 
     @property
     def packets_relayed(self) -> int:

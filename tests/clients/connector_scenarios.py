@@ -181,6 +181,20 @@ def change_user(use_pure: bool, port: int, to_user: str, to_password: str, merch
 SCENARIOS = {"crud": crud, "delete": delete, "login": login, "change_user": change_user}
 
 
+def prepared(use_pure: bool, port: int, step: str, **kwargs: Any) -> dict[str, Any]:
+    """A tests/clients/prepared_scenarios.py step with ``cursor(prepared=True)``."""
+    from tests.clients import prepared_scenarios
+
+    conn = _connect(use_pure, port, autocommit=True)
+    try:
+        return getattr(prepared_scenarios, step)(lambda: conn.cursor(prepared=True), **kwargs)
+    finally:
+        conn.close()
+
+
+SCENARIOS["prepared"] = prepared
+
+
 def run(use_pure: bool, scenario: str, **kwargs: Any) -> Any:
     """Run a scenario with the pure implementation here, or with the C extension in a child
     interpreter; raises `CextUnavailable` if the child cannot use the C extension."""

@@ -1,0 +1,492 @@
+"""Server-side prepared statements of one client session (COM_STMT_*).
+
+DAL keeps its own registry per session (statement id -> SQL, parameter count, bound types,
+long data, an open cursor); backend statements are separate, prepared lazily on whichever
+pooled connection serves an execution (`pool.statements`), so a prepared statement never pins
+a connection. Each execution is planned like a text statement with the same shape
+(`router.params`): on a sharded table the parameter values pick the shards.
+
+- One target: the statement for that shard (parameters left as ``?``) is prepared on the
+  backend connection and executed with COM_STMT_EXECUTE; its binary result is relayed as it
+  arrives, column definitions renamed to the logical schema.
+- Several shards, or an INSERT split by shard: the parameters are written as SQL literals and
+  the existing text paths run it (`dal.executor`); a merged result is encoded as binary rows.
+- COM_STMT_FETCH: DAL runs the statement without a cursor, keeps the rows (at most
+  ``server.max_merge_rows``) and serves fetches itself (`dal.prepared_results`).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from dal import executor
+from dal.login import err_packet, ok_packet
+from dal.prepared_results import Cursor, binary_result, fetch, reply
+from dal.wire.binary import (
+    CURSOR_READ_ONLY,
+    LAST_PREPARED,
+    Execute,
+    ParamType,
+    PrepareOk,
+    sql_literal,
+)
+from dal.wire.buffer import Reader, lenenc_bytes
+from dal.wire.constants import ColumnType, Command
+from dal.wire.errors import ProtocolError
+from dal.wire.framing import frame, packet_count
+from dal.wire.messages import EOF, ERR, ColumnDefinition
+from dal.wire.results import RESULT
+from pool import statements
+from pool.connection import BackendError, decode_packets, decode_response
+from pool.rename import HeaderRenamer, rename_column
+from pool.state import apply_state
+from router.params import Shape, shape_of
+from router.plan import LOCAL, REFUSE, ROUTE, SET, SHARDED, Plan
+from router.targets import single_target, target_of
+
+if TYPE_CHECKING:
+    from dal.session import ClientSession
+
+UNKNOWN_STATEMENT = (1243, "HY000")
+TOO_MANY_STATEMENTS = (1461, "42000")
+WRONG_ARGUMENTS = (1210, "HY000")
+UNSUPPORTED_IN_PS = (1295, "HY000")
+
+_STRING_TYPES = frozenset({ColumnType.VARCHAR, ColumnType.VAR_STRING, ColumnType.STRING,
+                           ColumnType.TINY_BLOB, ColumnType.MEDIUM_BLOB, ColumnType.LONG_BLOB,
+                           ColumnType.BLOB, ColumnType.JSON, ColumnType.DECIMAL,
+                           ColumnType.NEWDECIMAL, ColumnType.GEOMETRY})
+# Definitions of statements prepared before, by (schema, SQL): a client that prepares the same
+# statement on every connection costs one backend prepare.
+_metadata: OrderedDict[tuple[str | None, bytes], tuple[tuple[bytes, ...], tuple[bytes, ...]]] = (
+    OrderedDict())
+MAX_METADATA = 4096
+MAX_RENDERED = 4096  # shard statements cached per session
+PARAM_DEFINITION = ColumnDefinition(name=b"?", type=ColumnType.VAR_STRING, charset=63,
+                                    catalog=b"def").encode()
+
+
+@dataclass(slots=True)
+class Statement:
+    """One prepared statement of a client session."""
+
+    id: int
+    sql: bytes
+    shape: Shape
+    columns: int
+    text_mode: bool  # BEGIN, COMMIT, SET, USE: answered as the text statement (OK or ERR)
+    types: list[ParamType] | None = None
+    long_data: dict[int, bytearray] = field(default_factory=dict)
+    cursor: Cursor | None = None  # a result kept for COM_STMT_FETCH
+
+
+class Registry:
+    """The prepared statements of one session, at most ``limit`` of them."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.statements: dict[int, Statement] = {}
+        self.next_id = 1
+        self.last: int = 0
+        # (statement id, shard database) -> (its sharded plan, the statement for that shard,
+        # which parameter each ``?`` takes); at most MAX_RENDERED for the whole session.
+        self.rendered: dict[tuple[int, bytes], tuple[object, bytes, list[int]]] = {}
+
+    def get(self, statement_id: int) -> Statement | None:
+        if statement_id == LAST_PREPARED:
+            statement_id = self.last
+        return self.statements.get(statement_id)
+
+
+def registry(session: ClientSession) -> Registry:
+    found = session.prepared
+    if found is None:
+        found = session.prepared = Registry(session.server.config.server.max_prepared_per_session)
+    return found
+
+
+def dispatch(session: ClientSession, command: int, payload: bytes, last_seq: int) -> None:
+    """Run one COM_STMT_* command (the session's dispatcher sends them here)."""
+    if command == Command.STMT_EXECUTE:
+        execute(session, payload, last_seq)
+    elif command == Command.STMT_PREPARE:
+        prepare(session, payload[1:])
+    elif command == Command.STMT_SEND_LONG_DATA:
+        _long_data(session, payload)
+    elif command == Command.STMT_CLOSE:
+        if len(payload) >= 5:  # no reply, whatever the id: node mysql2 closes twice
+            reg = registry(session)
+            statement = reg.get(int.from_bytes(payload[1:5], "little"))
+            if statement is not None:
+                del reg.statements[statement.id]
+    elif command == Command.STMT_RESET:
+        statement = _statement(session, payload, "mysqld_stmt_reset")
+        if statement is not None:
+            statement.long_data.clear()
+            statement.cursor = None
+            session._write(ok_packet(session.reply_seq, session.status))
+    elif command == Command.STMT_FETCH:
+        statement = _statement(session, payload, "mysqld_stmt_fetch")
+        if statement is not None:
+            fetch(session, statement, payload)
+
+
+def _statement(session: ClientSession, payload: bytes, what: str) -> Statement | None:
+    """The statement a command names, or None after sending the ERR."""
+    statement_id = int.from_bytes(payload[1:5], "little") if len(payload) >= 5 else -1
+    statement = registry(session).get(statement_id) if statement_id >= 0 else None
+    if statement is None:
+        _error(session, UNKNOWN_STATEMENT, f"Unknown prepared statement handler ({statement_id}) "
+               f"given to {what}; prepare it first (ids belong to the connection that prepared "
+               "them)")
+    return statement
+
+
+def _error(session: ClientSession, pair: tuple[int, str], message: str) -> None:
+    session._send_error(ERR(pair[0], message, pair[1]))
+
+
+# -- COM_STMT_PREPARE ----------------------------------------------------------------------------
+
+
+def prepare(session: ClientSession, sql: bytes) -> None:
+    reg = registry(session)
+    if len(reg.statements) >= reg.limit:
+        _error(session, TOO_MANY_STATEMENTS, "Can't create more than max_prepared_stmt_count "
+               f"statements (current value: {reg.limit}): this session holds {reg.limit} "
+               "prepared statements (server.max_prepared_per_session); close the ones it no "
+               "longer needs (COM_STMT_CLOSE)")
+        return
+    shape = shape_of(sql)
+    plan = session.server.router.plan(sql, shape.fp, session.schema, session.admin)
+    if plan.kind == REFUSE:
+        code, state, message = plan.error  # type: ignore[misc]
+        session.server.count_refusal(code)
+        session._write(err_packet(ERR(code, message, state), session.reply_seq))
+        return
+    text_mode = (plan.kind == SET or (plan.kind == LOCAL and plan.handler in ("begin", "use"))
+                 or (plan.kind == ROUTE and plan.handler == "end"))
+    if plan.kind == LOCAL and not text_mode:
+        _error(session, UNSUPPORTED_IN_PS, "This command is not supported in the prepared "
+               "statement protocol yet: DAL answers it itself; send it as a text query")
+        return
+    if text_mode and shape.params:
+        _error(session, UNSUPPORTED_IN_PS, "DAL does not take parameters in BEGIN, COMMIT, "
+               "SET or USE statements; send them as text queries")
+        return
+    session._spawn(_prepare(session, sql, shape, plan, text_mode))
+
+
+async def _prepare(session: ClientSession, sql: bytes, shape: Shape, plan: Plan,
+                   text_mode: bool) -> None:
+    try:
+        params, columns = await _definitions(session, sql, shape, plan, text_mode)
+    except BackendError as exc:
+        session._send_error(exc.to_err())
+        session.busy = False
+        return
+    if params is None:  # _definitions sent the ERR already
+        session.busy = False
+        return
+    reg = registry(session)
+    statement = Statement(reg.next_id, sql, shape, len(columns), text_mode)
+    reg.next_id = reg.next_id % 0xFFFFFFFE + 1
+    reg.statements[statement.id] = statement
+    reg.last = statement.id
+    seq = session.reply_seq
+    out = [frame(PrepareOk(statement.id, len(columns), shape.params).encode(), seq)]
+    for group in (params, columns):
+        for payload in group:
+            seq += 1
+            out.append(frame(payload, seq))
+        if group:
+            seq += 1
+            out.append(frame(EOF(0, session.status).encode(), seq))
+    session._write(b"".join(out))
+    session.busy = False
+
+
+async def _definitions(session: ClientSession, sql: bytes, shape: Shape, plan: Plan,
+                       text_mode: bool) -> tuple[tuple[bytes, ...] | None, tuple[bytes, ...]]:
+    """Parameter and column definitions: from a backend prepare of the statement (for a
+    sharded one, its form for the first shard), cached; made up for writes DAL splits."""
+    synthetic = (PARAM_DEFINITION,) * shape.params, ()
+    if text_mode:
+        return synthetic
+    if plan.kind == SHARDED:
+        sharded = plan.sharded
+        if sharded.write or sharded.insert is not None:  # type: ignore[union-attr]
+            return synthetic
+        routing = sharded.routing  # type: ignore[union-attr]
+        target = target_of(session.server.config, sharded.db, routing.dimension, 0, None)  # type: ignore[union-attr]
+        backend_sql, _ = shape.render(sharded.template, shape.slots([b"NULL"] * shape.params),  # type: ignore[union-attr]
+                                      target.database)
+        instance, schema, logical = target.instance, None, sharded.logical  # type: ignore[union-attr]
+    else:
+        backend_sql, instance, schema, logical = plan.sql or sql, plan.instance, plan.schema, None
+        if plan.anywhere and session.pinned is not None:  # touches no table: follow the pin
+            instance, schema = session.pinned.instance, None
+    key = (session.schema, backend_sql)
+    found = _metadata.get(key)
+    if found is not None:
+        return found
+    if plan.kind == SHARDED:  # any connection of shard 0's instance, whatever the session holds
+        pool = session.server.pools[instance]  # type: ignore[index]
+        conn = await pool.acquire(session.found_rows)
+        try:
+            await apply_state(conn, None, session.state)
+            backend = await statements.prepare(conn, backend_sql)
+        finally:
+            pool.release(conn, reusable=not conn.closed)
+    else:  # the session's own connection: the statement may name its temporary tables
+        conn = await session._ready_connection(instance, schema, session.state,  # type: ignore[arg-type]
+                                               begin=False)
+        if conn is None:
+            return None, ()
+        try:
+            backend = await statements.prepare(conn, backend_sql)
+        finally:
+            session._give_back(conn, conn.status, None)
+    columns = backend.columns
+    if logical is not None:
+        columns = tuple(rename_column(c, logical) for c in columns)
+    found = (backend.params if len(backend.params) == shape.params else synthetic[0]), columns
+    _metadata[key] = found
+    if len(_metadata) > MAX_METADATA:
+        _metadata.popitem(last=False)
+    return found
+
+
+# -- COM_STMT_SEND_LONG_DATA ---------------------------------------------------------------------
+
+
+def _long_data(session: ClientSession, payload: bytes) -> None:
+    """Append a chunk to a parameter's value; no reply, as MySQL (errors show at execute)."""
+    if len(payload) < 7:
+        return
+    statement = registry(session).get(int.from_bytes(payload[1:5], "little"))
+    index = int.from_bytes(payload[5:7], "little")
+    if statement is None or index >= statement.shape.params:
+        return
+    buffer = statement.long_data.setdefault(index, bytearray())
+    buffer += payload[7:]
+
+
+# -- COM_STMT_EXECUTE ----------------------------------------------------------------------------
+
+
+def execute(session: ClientSession, payload: bytes, last_seq: int) -> None:
+    statement = _statement(session, payload, "mysqld_stmt_execute")
+    if statement is None:
+        return
+    try:
+        ex = Execute.decode(payload, statement.shape.params, statement.types,
+                            statement.long_data.keys())
+    except ProtocolError as exc:
+        _error(session, WRONG_ARGUMENTS, f"Incorrect arguments to mysqld_stmt_execute: {exc}")
+        return
+    if ex.new_params_bound:
+        statement.types = list(ex.types)
+    if statement.long_data:
+        limit = session.server.config.server.max_packet
+        for index, data in statement.long_data.items():
+            if len(data) > limit:
+                statement.long_data.clear()
+                _error(session, WRONG_ARGUMENTS, f"parameter {index} got {len(data)} bytes of "
+                       f"long data, more than server.max_packet ({limit})")
+                return
+            code = ex.types[index][0]
+            ex.types[index] = (code if code in _STRING_TYPES else ColumnType.BLOB, False)
+            ex.values[index] = lenenc_bytes(bytes(data))
+        statement.long_data.clear()
+    statement.cursor = None
+    cursor = bool(ex.flags & CURSOR_READ_ONLY)
+    if statement.text_mode:
+        session._query(b"\x03" + statement.sql, 0, None)
+        return
+    plan = session.server.router.plan(statement.sql, statement.shape.fp, session.schema,
+                                      session.admin)
+    if plan.kind == ROUTE:
+        instance, schema = plan.instance, plan.schema
+        if plan.anywhere and session.pinned is not None:  # touches no table: follow the pin
+            instance, schema = session.pinned.instance, None
+        run(session, plan, instance, schema, plan.sql or statement.sql,  # type: ignore[arg-type]
+            ex.types, ex.values, None, statement if cursor else None, last_seq)
+    elif plan.kind == SHARDED:
+        _sharded(session, statement, plan, ex, cursor, last_seq)
+    elif plan.kind == REFUSE:
+        code, state, message = plan.error  # type: ignore[misc]
+        session._send_error(ERR(code, message, state))
+    else:
+        _error(session, UNSUPPORTED_IN_PS, "This command is not supported in the prepared "
+               "statement protocol yet; send it as a text query")
+
+
+def _literals(ex: Execute) -> list[bytes]:
+    return [sql_literal(code, ex.value(i)) for i, (code, _) in enumerate(ex.types)]
+
+
+def _sharded(session: ClientSession, statement: Statement, plan: Plan, ex: Execute,
+             cursor: bool, last_seq: int) -> None:
+    sharded = plan.sharded
+    config = session.server.config
+    routing = sharded.routing  # type: ignore[union-attr]
+    if sharded.insert is None and len(routing.slots) == 1 and not routing.broadcast:  # type: ignore[union-attr]
+        # The common case: one key value. Only that parameter is read, and the statement for
+        # each shard is rendered once per prepared statement.
+        slot = routing.slots[0]
+        source = statement.shape.sources[slot]
+        slots = statement.shape.unbound
+        try:
+            if source.__class__ is int:
+                slots = list(slots)
+                slots[slot] = [sql_literal(ex.types[source][0], ex.value(source))]  # type: ignore[index]
+            target = single_target(config, sharded, slots)  # type: ignore[arg-type]
+        except executor.Refusal as exc:
+            session._send_error(ERR(exc.code, str(exc), exc.sqlstate))
+            return
+        except ValueError as exc:
+            _error(session, WRONG_ARGUMENTS, f"Incorrect arguments to mysqld_stmt_execute: {exc}")
+            return
+        if target is not None:
+            rendered = registry(session).rendered
+            key = (statement.id, target.database)
+            found = rendered.get(key)
+            if found is None or found[0] is not sharded:  # a new plan after a config reload
+                if len(rendered) >= MAX_RENDERED:
+                    rendered.clear()
+                found = rendered[key] = (sharded, *statement.shape.render(
+                    sharded.template, slots, target.database))  # type: ignore[union-attr]
+            _run_on_shard(session, plan, target, found[1:], ex, cursor, statement,  # type: ignore[arg-type]
+                          last_seq)
+            return
+    try:
+        slots = statement.shape.slots(_literals(ex))
+    except ValueError as exc:
+        _error(session, WRONG_ARGUMENTS, f"Incorrect arguments to mysqld_stmt_execute: {exc}")
+        return
+    if sharded.insert is not None:  # type: ignore[union-attr]
+        session._spawn(session._insert(plan, slots))
+        return
+    try:
+        target = single_target(config, sharded, slots)  # type: ignore[arg-type]
+        shards = [target] if target is not None else executor.targets(
+            config, sharded, slots)  # type: ignore[arg-type]
+    except executor.Refusal as exc:
+        session._send_error(ERR(exc.code, str(exc), exc.sqlstate))
+        return
+    if len(shards) != 1:
+        session._spawn(_scatter(session, plan, slots, shards, statement if cursor else None))
+        return
+    target = shards[0]
+    rendered = statement.shape.render(sharded.template, slots, target.database,  # type: ignore[union-attr]
+                                      target.only)
+    _run_on_shard(session, plan, target, rendered, ex, cursor, statement, last_seq)
+
+
+def _run_on_shard(session: ClientSession, plan: Plan, target, rendered: tuple[bytes, list[int]],
+                  ex: Execute, cursor: bool, statement: Statement, last_seq: int) -> None:
+    sharded = plan.sharded
+    sql, order = rendered
+    rename = None
+    if not sharded.write:  # type: ignore[union-attr]
+        renamers = sharded.renamers  # type: ignore[union-attr]
+        rename = renamers.get(target.database)
+        if rename is None:
+            rename = renamers[target.database] = HeaderRenamer(sharded.logical)  # type: ignore[union-attr]
+    from dal.session import _route_plan
+
+    route = _route_plan(target.instance, plan.statement)
+    if len(order) == len(ex.values) and order == sorted(order):
+        types, values = ex.types, ex.values
+    else:
+        types, values = [ex.types[i] for i in order], [ex.values[i] for i in order]
+    run(session, route, target.instance, None, sql, types, values, rename,
+        statement if cursor else None, last_seq)
+
+
+def run(session: ClientSession, plan: Plan, instance: str, schema: str | None, sql: bytes,
+        types: list[ParamType], values: list[bytes | None], rename: HeaderRenamer | None,
+        cursor: Statement | None, last_seq: int) -> None:
+    """Execute ``sql`` with these parameters on ``instance``: relayed at once when an idle
+    connection has the session's state and the statement prepared, else on the slow path.
+    ``cursor``: the statement that keeps the result for COM_STMT_FETCH."""
+    conn = None
+    if session.pinned is None and session.txn_pending is None:
+        conn = session.server.pools[instance].try_acquire(session.found_rows)
+        if (conn is not None and not cursor and last_seq == 0
+                and (schema is None or conn.schema == schema)
+                and conn.variables == session.state):
+            backend = statements.cached(conn, sql)
+            if backend is not None and len(backend.params) == len(values):
+                session.busy = True
+                session._plan = plan
+                conn.relay(frame(Execute(backend.id, 0, 1, types, values).encode(), 0),
+                           session.transport.write, session._relay_done, RESULT, rename)  # type: ignore[union-attr]
+                return
+    session._spawn(_run_slow(session, plan, instance, schema, sql, types, values, rename,
+                             cursor, last_seq, conn))
+
+
+async def _run_slow(session: ClientSession, plan: Plan, instance: str, schema: str | None,
+                    sql: bytes, types: list[ParamType], values: list[bytes | None],
+                    rename: HeaderRenamer | None, cursor: Statement | None, last_seq: int,
+                    conn) -> None:
+    conn = await session._ready_connection(instance, schema, session.state, conn)
+    if conn is None:
+        return
+    try:
+        backend = await statements.prepare(conn, sql)
+    except BackendError as exc:
+        session._give_back(conn, conn.status, None)
+        session._send_error(exc.to_err())
+        session.busy = False
+        return
+    if len(backend.params) != len(values):
+        session._give_back(conn, conn.status, None)
+        _error(session, WRONG_ARGUMENTS, f"the statement takes {len(backend.params)} "
+               f"parameters on backend {instance}, DAL has {len(values)}")
+        session.busy = False
+        return
+    payload = Execute(backend.id, 0, 1, types, values).encode()
+    packets = frame(payload, 0)
+    if cursor is None and packet_count(len(payload)) == last_seq + 1:
+        session._plan = plan
+        conn.relay(packets, session.transport.write, session._relay_done, RESULT, rename)  # type: ignore[union-attr]
+        return
+    try:
+        raw = await conn.command(packets)
+    except BackendError:
+        session.busy = False
+        session._backend_lost(conn)
+        return
+    session._give_back(conn, conn.status, plan)
+    payloads = decode_packets(raw)
+    if rename is not None and payloads and payloads[0][0] not in (0x00, 0xFF):
+        count = Reader(payloads[0]).lenenc_int() or 0
+        payloads[1:1 + count] = [rename_column(c, rename.new_schema) for c in
+                                 payloads[1:1 + count]]
+    reply(session, payloads, cursor)
+    session.busy = False
+
+
+async def _scatter(session: ClientSession, plan: Plan, slots: list[list[bytes]], shards: list,
+                   cursor: Statement | None) -> None:
+    """Several shards: the text path runs and merges; the result goes out as binary rows."""
+    try:
+        framed = await executor.scatter(session, plan.sharded, slots, shards,  # type: ignore[arg-type]
+                                        session.server.config.server.max_merge_rows)
+    except executor.Refusal as exc:
+        session._send_error(ERR(exc.code, str(exc), exc.sqlstate))
+    except BackendError as exc:
+        session._send_error(exc.to_err())
+    else:
+        payloads = decode_packets(framed)
+        if payloads and payloads[0][0] not in (0x00, 0xFF):
+            result = decode_response(framed)
+            payloads = binary_result(result.columns, result.rows, result.status)
+        reply(session, payloads, cursor)
+    session.server.count_statement(plan.statement, False)
+    session.busy = False

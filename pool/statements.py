@@ -1,0 +1,88 @@
+"""Server-side prepared statements on one backend connection, prepared lazily and cached.
+
+Each `BackendConnection` keeps its statements in ``conn.prepared`` (SQL text -> statement),
+least recently used first. A new connection starts empty, so statements are prepared again
+after a reconnect; COM_RESET_CONNECTION deallocates them on the backend, so whoever sends it
+clears the cache. The cache is bounded (`MAX_PER_CONNECTION`): the backend's
+max_prepared_stmt_count is global to the instance and shared by every pooled connection.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from dal.wire.binary import PrepareOk
+from dal.wire.buffer import u32
+from dal.wire.constants import Command
+from dal.wire.framing import frame
+from dal.wire.messages import ERR, is_eof, is_err
+from pool.connection import BackendConnection, BackendError
+
+MAX_PER_CONNECTION = 256
+
+
+@dataclass(slots=True, frozen=True)
+class BackendStatement:
+    """A statement prepared on one backend connection, with its definitions (payloads)."""
+
+    id: int
+    params: tuple[bytes, ...]
+    columns: tuple[bytes, ...]
+
+
+def cached(conn: BackendConnection, sql: bytes) -> BackendStatement | None:
+    """The statement already prepared on ``conn`` for ``sql``, if any (the hot path)."""
+    return conn.prepared.get(sql)
+
+
+async def prepare(conn: BackendConnection, sql: bytes) -> BackendStatement:
+    """``sql`` prepared on ``conn`` (from its cache, else COM_STMT_PREPARE now).
+
+    Raises `BackendError` with the backend's error if it refuses the statement, and
+    `ConnectionLost` if the connection fails."""
+    cache: OrderedDict[bytes, BackendStatement] = conn.prepared
+    found = cache.get(sql)
+    if found is not None:
+        cache.move_to_end(sql)
+        return found
+    if conn.busy:
+        raise RuntimeError("backend connection already has a command in flight")
+    conn.busy = True
+    err = None
+    try:
+        conn._write(frame(bytes((Command.STMT_PREPARE,)) + sql, 0))
+        _, first = await conn._read_packet()
+        if is_err(first):
+            err = ERR.decode(first)
+        else:
+            ok = PrepareOk.decode(first)
+            params = await _definitions(conn, ok.params)
+            columns = await _definitions(conn, ok.columns)
+    except BaseException:
+        conn.abort()  # a half-read reply leaves the connection unusable
+        raise
+    finally:
+        conn.busy = False
+    if err is not None:
+        raise BackendError(err.code, err.message, err.sqlstate)
+    statement = BackendStatement(ok.statement_id, params, columns)
+    cache[sql] = statement
+    while len(cache) > MAX_PER_CONNECTION:
+        _, old = cache.popitem(last=False)
+        conn._write(frame(bytes((Command.STMT_CLOSE,)) + u32(old.id), 0))  # no reply
+    return statement
+
+
+async def _definitions(conn: BackendConnection, count: int) -> tuple[bytes, ...]:
+    """``count`` definition packets and the EOF after them (none when count is 0)."""
+    if not count:
+        return ()
+    out = []
+    for _ in range(count):
+        out.append((await conn._read_packet())[1])
+    _, eof = await conn._read_packet()
+    if not is_eof(eof):
+        raise BackendError(1105, "backend sent no EOF after prepared statement definitions")
+    return tuple(out)
+
