@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from time import perf_counter
 from typing import TYPE_CHECKING
 
 from dal import executor
@@ -110,6 +111,7 @@ def registry(session: ClientSession) -> Registry:
 def dispatch(session: ClientSession, command: int, payload: bytes, last_seq: int) -> None:
     """Run one COM_STMT_* command (the session's dispatcher sends them here)."""
     if command == Command.STMT_EXECUTE:
+        session._started = perf_counter()
         execute(session, payload, last_seq)
     elif command == Command.STMT_PREPARE:
         prepare(session, payload[1:])
@@ -488,5 +490,5 @@ async def _scatter(session: ClientSession, plan: Plan, slots: list[list[bytes]],
             result = decode_response(framed)
             payloads = binary_result(result.columns, result.rows, result.status)
         reply(session, payloads, cursor)
-    session.server.count_statement(plan.statement, False)
+    session.server.finish_statement(f"scatter:{plan.statement}", False, session._started, None)
     session.busy = False

@@ -209,7 +209,7 @@ def test_errors_keep_the_connection(ps) -> None:
         ps.prepare("SELEC nonsense")
     assert info.value.code == 1064
     with pytest.raises(ServerError) as info:
-        ps.prepare("UPDATE orders SET note = ?")  # a scatter write: refused at prepare
+        ps.prepare("UPDATE orders SET note = ? WHERE status = 9")  # a scatter write: refused
     assert info.value.code == 1235
     stmt = ps.prepare("SELECT ?")
     ps.send(b"\x06\x00\x00\x00\x17" + stmt.id.to_bytes(4, "little") + b"\x00")  # truncated

@@ -22,8 +22,10 @@ def test_once_prints_pools_and_top_statements(dal, connect) -> None:
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
     assert "backend pools" in out and "top statements" in out
-    lines = {line.split()[1]: line for line in out.splitlines()
-             if line.strip().startswith("│ a ") or line.strip().startswith("│ b ")}
+    lines: dict[str, str] = {}
+    for line in out.splitlines():  # the pools table comes first; breakers list a and b too
+        if line.strip().startswith(("│ a ", "│ b ")):
+            lines.setdefault(line.split()[1], line)
     assert set(lines) == {"a", "b"}, out
     assert "127.0.0.1:" in lines["a"]
     assert "SELECT id FROM orders WHERE user_id = ? AND note = ?" in out
