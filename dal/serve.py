@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import signal
 import subprocess
@@ -85,6 +86,19 @@ def for_worker(config: Config, workers: int, index: int) -> Config:
     return config.model_copy(update={"server": server, "pool": pool})
 
 
+def _die_with_parent() -> None:
+    """In a worker child, before exec: SIGTERM when the first process dies, however it dies
+    (even SIGKILL, or a SIGTERM before its handler is installed), so no worker is left
+    serving the port on its own."""
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+_PR_SET_PDEATHSIG = 1
+
+
 def _spawn_workers(args: argparse.Namespace, workers: int,
                    config: Config) -> list[subprocess.Popen]:
     children = []
@@ -92,7 +106,8 @@ def _spawn_workers(args: argparse.Namespace, workers: int,
         children.append(subprocess.Popen([
             sys.executable, "-m", "dal.cli", "serve", "--config", args.config,
             "--port", str(config.server.listen.port), "--workers", str(workers),
-            "--worker-index", str(index), "--no-metrics", "--log-level", args.log_level]))
+            "--worker-index", str(index), "--no-metrics", "--log-level", args.log_level],
+            preexec_fn=_die_with_parent))
     return children
 
 
