@@ -372,12 +372,8 @@ def _sharded(session: ClientSession, statement: Statement, plan: Plan, ex: Execu
     if sharded.insert is not None:  # type: ignore[union-attr]
         session._spawn(session._insert(plan, slots))
         return
-    try:
-        target = single_target(config, sharded, slots)  # type: ignore[arg-type]
-        shards = [target] if target is not None else executor.targets(
-            config, sharded, slots)  # type: ignore[arg-type]
-    except executor.Refusal as exc:
-        session._send_error(ERR(exc.code, str(exc), exc.sqlstate))
+    shards = session.shard_targets(sharded, slots)
+    if shards is None:
         return
     if len(shards) != 1:
         session._spawn(_scatter(session, plan, slots, shards, statement if cursor else None))

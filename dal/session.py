@@ -589,18 +589,25 @@ class ClientSession(asyncio.Protocol):
 
     # -- sharded plans -----------------------------------------------------------------------
 
+    def shard_targets(self, sharded: object, slots: list[list[bytes]]) -> list | None:
+        """The shards a sharded plan reaches with these slot values; None after sending the
+        refusal when it reaches none (a bad key value, a join away from its home...)."""
+        config = self.server.config
+        try:
+            target = single_target(config, sharded, slots)  # type: ignore[arg-type]
+            return [target] if target is not None else executor.targets(
+                config, sharded, slots)  # type: ignore[arg-type]
+        except executor.Refusal as exc:
+            self._send_error(ERR(exc.code, str(exc), exc.sqlstate))
+            return None
+
     def _sharded(self, plan: Plan, slots: list[list[bytes]]) -> None:
         sharded = plan.sharded
         if sharded.insert is not None:  # type: ignore[union-attr]
             self._spawn(self._insert(plan, slots))
             return
-        config = self.server.config
-        try:
-            target = single_target(config, sharded, slots)  # type: ignore[arg-type]
-            shards = [target] if target is not None else executor.targets(
-                config, sharded, slots)  # type: ignore[arg-type]
-        except executor.Refusal as exc:
-            self._send_error(ERR(exc.code, str(exc), exc.sqlstate))
+        shards = self.shard_targets(sharded, slots)
+        if shards is None:
             return
         if len(shards) == 1:
             target = shards[0]
