@@ -353,6 +353,8 @@ def _sharded(session: ClientSession, statement: Statement, plan: Plan, ex: Execu
             _error(session, WRONG_ARGUMENTS, f"Incorrect arguments to mysqld_stmt_execute: {exc}")
             return
         if target is not None:
+            if not session.shard_allowed(target.database):
+                return
             rendered = registry(session).rendered
             key = (statement.id, target.database)
             found = rendered.get(key)
@@ -388,13 +390,9 @@ def _run_on_shard(session: ClientSession, plan: Plan, target, rendered: tuple[by
                   ex: Execute, cursor: bool, statement: Statement, last_seq: int) -> None:
     sharded = plan.sharded
     sql, order = rendered
-    rename = None
-    if not sharded.write:  # type: ignore[union-attr]
-        renamers = sharded.renamers  # type: ignore[union-attr]
-        rename = renamers.get(target.database)
-        if rename is None:
-            rename = renamers[target.database] = HeaderRenamer(sharded.logical)  # type: ignore[union-attr]
-    from dal.session import _route_plan
+    from dal.session import _route_plan, shard_renamer
+
+    rename = shard_renamer(sharded, target.database)
 
     route = _route_plan(target.instance, plan.statement)
     if len(order) == len(ex.values) and order == sorted(order):

@@ -41,6 +41,18 @@ from router.targets import single_target
 _route_plans: dict[tuple[str, str], Plan] = {}
 
 
+def shard_renamer(sharded: object, database: bytes) -> HeaderRenamer | None:
+    """The header renamer of a sharded read's results from shard ``database`` (cached on the
+    plan), which puts the logical database into its column definitions; None for writes."""
+    if sharded.write:  # type: ignore[attr-defined]
+        return None
+    renamers = sharded.renamers  # type: ignore[attr-defined]
+    rename = renamers.get(database)
+    if rename is None:
+        rename = renamers[database] = HeaderRenamer(sharded.logical)  # type: ignore[attr-defined]
+    return rename
+
+
 def _route_plan(instance: str, statement: str) -> Plan:
     """A cached one-backend plan for a sharded statement's single target (its metrics kind
     is ``shard:<statement>``)."""
@@ -590,16 +602,31 @@ class ClientSession(asyncio.Protocol):
     # -- sharded plans -----------------------------------------------------------------------
 
     def shard_targets(self, sharded: object, slots: list[list[bytes]]) -> list | None:
-        """The shards a sharded plan reaches with these slot values; None after sending the
-        refusal when it reaches none (a bad key value, a join away from its home...)."""
+        """The shards a sharded plan reaches with these slot values, for text statements and
+        prepared executions alike; None after sending the refusal when it may reach none (a
+        bad key value, a join away from its home, a second shard inside a transaction)."""
         config = self.server.config
         try:
             target = single_target(config, sharded, slots)  # type: ignore[arg-type]
-            return [target] if target is not None else executor.targets(
+            shards = [target] if target is not None else executor.targets(
                 config, sharded, slots)  # type: ignore[arg-type]
         except executor.Refusal as exc:
             self._send_error(ERR(exc.code, str(exc), exc.sqlstate))
             return None
+        if len(shards) == 1 and not self.shard_allowed(shards[0].database):
+            return None
+        return shards
+
+    def shard_allowed(self, database: bytes) -> bool:
+        """False after sending the refusal when an open transaction already uses another
+        shard (`second_shard_refusal`); one integer test outside transactions."""
+        if self.status & _TXN_BITS == _AUTOCOMMIT:
+            return True
+        refusal = self.second_shard_refusal(database)
+        if refusal is None:
+            return True
+        self._error(errors.NOT_SUPPORTED, refusal)
+        return False
 
     def _sharded(self, plan: Plan, slots: list[list[bytes]]) -> None:
         sharded = plan.sharded
@@ -611,20 +638,10 @@ class ClientSession(asyncio.Protocol):
             return
         if len(shards) == 1:
             target = shards[0]
-            if self.status & _TXN_BITS != _AUTOCOMMIT:
-                refusal = self.second_shard_refusal(target.database)
-                if refusal is not None:
-                    self._error(errors.NOT_SUPPORTED, refusal)
-                    return
             sql = sharded.template.render(slots, target.database, target.only)  # type: ignore[union-attr]
             route = _route_plan(target.instance, plan.statement)
-            rename = None
-            if not sharded.write:  # type: ignore[union-attr]
-                renamers = sharded.renamers  # type: ignore[union-attr]
-                rename = renamers.get(target.database)
-                if rename is None:
-                    rename = renamers[target.database] = HeaderRenamer(sharded.logical)  # type: ignore[union-attr]
-            self._route(route, b"\x03" + sql, 0, RESULT, None, rename)
+            self._route(route, b"\x03" + sql, 0, RESULT, None,
+                        shard_renamer(sharded, target.database))
             return
         self._spawn(self._scatter(plan, slots, shards))
 

@@ -320,6 +320,10 @@ def test_prepared_statements_inside_a_transaction_on_instance_b(ps, direct, clea
     got = ps.run("SELECT id FROM orders WHERE user_id = ?", [(U64, user)])
     assert got.rows == [[order_id]]
     assert direct_orders(direct, user) == []  # not committed
+    other = user + 1 if user % 120 < 119 else user - 1  # another shard, on instance b too
+    with pytest.raises(ServerError) as info:
+        ps.run("SELECT id FROM orders WHERE user_id = ?", [(U64, other)])
+    assert info.value.code == 1235 and "refused inside it" in str(info.value)
     rollback = ps.prepare("ROLLBACK")
     ps.execute(rollback.id)
     assert not ps.read_result().status & Status.IN_TRANS
