@@ -109,12 +109,11 @@ def _analyse(config: Config, db: str, key: bytes) -> ShardedPlan:
         raise Unroutable(f"DAL cannot parse this statement on a sharded table: "
                          f"{str(exc).splitlines()[0]}") from None
     cfg = config.databases[db]
-    unsharded = _unsharded_tables(tree, cfg, db)
+    tables, unsharded = _tables(tree, cfg, db)
     if unsharded and not isinstance(tree, exp.Select):
         raise Unroutable(f"unsharded table '{unsharded[0].name}' cannot be written together "
                          "with sharded tables: it lives in the default database, not in the "
                          "shards")
-    tables = _tables(tree, cfg, db)
     if all(conf.kind is TableKind.BROADCAST for _, conf in tables.values()):
         return _broadcast_write(tree, text, db, tables)
     if isinstance(tree, exp.Insert):
@@ -147,14 +146,8 @@ def _joined_with_unsharded(tree: exp.Expression, text: str, cfg: LogicalDatabase
                          "on one shard: name the shard key (e.g. user_id = ...) so that the "
                          "statement reaches one shard")
     spans = _qualify_spans(tree, tables)
-    fixed = []
-    for table in unsharded:
-        meta = table.this.meta
-        if "start" not in meta:
-            raise Unroutable("DAL cannot locate a table name in this statement")
-        start = table.args["db"].meta["start"] if table.args.get("db") is not None else None
-        fixed.append((start if start is not None else meta["start"], meta["start"],
-                      f"`{cfg.default_database}`."))
+    qualifier = f"`{cfg.default_database}`."
+    fixed = [(*_qualifier_span(table), qualifier) for table in unsharded]
     template = build_template(text, spans, fixed)
     return ShardedPlan(db, routing, template, False, home=cfg.default_instance,
                        unsharded=names)
@@ -176,19 +169,19 @@ def _named_tables(tree: exp.Expression, db: str) -> list[exp.Table]:
     return out
 
 
-def _unsharded_tables(tree: exp.Expression, cfg: LogicalDatabase, db: str) -> list[exp.Table]:
-    return [t for t in _named_tables(tree, db)
-            if (conf := cfg.tables.get(t.name)) is None or conf.kind is TableKind.UNSHARDED]
-
-
-def _tables(tree: exp.Expression, cfg: LogicalDatabase, db: str) -> dict[str, tuple[str, Table]]:
-    """alias-or-name -> (table name, config) for every sharded, bound or broadcast table."""
+def _tables(tree: exp.Expression, cfg: LogicalDatabase,
+            db: str) -> tuple[dict[str, tuple[str, Table]], list[exp.Table]]:
+    """alias-or-name -> (table name, config) for every sharded, bound or broadcast table, and
+    the unsharded tables (those of the default database) the statement names."""
     found: dict[str, tuple[str, Table]] = {}
+    unsharded = []
     for table in _named_tables(tree, db):
         conf = cfg.tables.get(table.name)
-        if conf is not None and conf.kind is not TableKind.UNSHARDED:
+        if conf is None or conf.kind is TableKind.UNSHARDED:
+            unsharded.append(table)
+        else:
             found[table.alias_or_name] = (table.name, conf)
-    return found
+    return found, unsharded
 
 
 def _root(name: str, conf: Table) -> str:
@@ -340,15 +333,19 @@ def _qualify_spans(tree: exp.Expression,
     for table in tree.find_all(exp.Table):
         if table.alias_or_name not in tables and table.name not in {n for n, _ in tables.values()}:
             continue
-        meta = table.this.meta
-        if "start" not in meta:
-            raise Unroutable("DAL cannot locate a table name in this statement")
-        if table.args.get("db") is not None:
-            db_meta = table.args["db"].meta
-            spans.append((db_meta["start"], meta["start"]))
-        else:
-            spans.append((meta["start"], meta["start"]))
+        spans.append(_qualifier_span(table))
     return spans
+
+
+def _qualifier_span(table: exp.Table) -> tuple[int, int]:
+    """Where a table's database qualifier goes in the text: the span of the existing one
+    including its dot, or an empty span before the table name."""
+    meta = table.this.meta
+    if "start" not in meta:
+        raise Unroutable("DAL cannot locate a table name in this statement")
+    if table.args.get("db") is not None:
+        return table.args["db"].meta["start"], meta["start"]
+    return meta["start"], meta["start"]
 
 
 def _with_scatter(plan: ShardedPlan, tree: exp.Expression, text: str,
