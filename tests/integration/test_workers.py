@@ -4,18 +4,32 @@ SIGTERM to the first stops them all."""
 from __future__ import annotations
 
 import subprocess
+import time
+from pathlib import Path
 
 import pymysql
 
 from tests.dal_process import ROOT, DalProcess, free_port, write_config
 
 
-def test_two_workers_share_the_port_and_stop_together(tmp_path) -> None:
+def start_two_workers(tmp_path: Path) -> tuple[int, DalProcess]:
+    """A DAL of two workers on a free port: the port and the first process."""
     path = tmp_path / "dal.yaml"
     port = free_port()
     write_config(path, workers=2, listen={"host": "127.0.0.1", "port": port},
                  metrics={"host": "127.0.0.1", "port": free_port()})
-    proc = DalProcess(path, port, tmp_path / "dal.log").start()
+    return port, DalProcess(path, port, tmp_path / "dal.log").start()
+
+
+def workers_left(port: int) -> str:
+    """The pids of the processes serving ``port`` as workers, as pgrep prints them."""
+    found = subprocess.run(["pgrep", "-f", "--", f"--port {port} --workers 2"],
+                           capture_output=True, text=True, cwd=ROOT, check=False)
+    return found.stdout.strip()
+
+
+def test_two_workers_share_the_port_and_stop_together(tmp_path) -> None:
+    port, proc = start_two_workers(tmp_path)
     conns = []
     try:
         ids = set()
@@ -37,34 +51,19 @@ def test_two_workers_share_the_port_and_stop_together(tmp_path) -> None:
             conn.close()
         code = proc.stop()
     assert code == 0
-    left = subprocess.run(["pgrep", "-f", "--", f"--port {port} --workers 2"], capture_output=True,
-                          text=True, cwd=ROOT, check=False)
-    assert left.stdout.strip() == "", "a worker outlived the first one's SIGTERM"
+    assert workers_left(port) == "", "a worker outlived the first one's SIGTERM"
 
 
 def test_workers_die_with_the_first_process_even_on_sigkill(tmp_path) -> None:
     """No worker may go on serving the port alone when the first process dies abruptly."""
-    import time
-
-    path = tmp_path / "dal.yaml"
-    port = free_port()
-    write_config(path, workers=2, listen={"host": "127.0.0.1", "port": port},
-                 metrics={"host": "127.0.0.1", "port": free_port()})
-    proc = DalProcess(path, port, tmp_path / "dal.log").start()
-    pattern = f"--port {port} --workers 2"
-    found = subprocess.run(["pgrep", "-f", "--", pattern], capture_output=True, text=True,
-                           check=False)
+    port, proc = start_two_workers(tmp_path)
     assert proc.proc is not None
-    if not found.stdout.strip():
+    if not workers_left(port):
         proc.stop()
         raise AssertionError("the second worker did not start")
     proc.proc.kill()
     proc.proc.wait()
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        left = subprocess.run(["pgrep", "-f", "--", pattern], capture_output=True, text=True,
-                              check=False)
-        if not left.stdout.strip():
-            break
+    while workers_left(port) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert not left.stdout.strip(), "a worker outlived the first process's SIGKILL"
+    assert workers_left(port) == "", "a worker outlived the first process's SIGKILL"
