@@ -117,14 +117,26 @@ class DalProcess:
         return self.log_path.read_text(errors="replace")
 
 
-def dal_with_pool(directory: Path, pool: dict, **server_overrides: object) -> tuple[DalProcess,
-                                                                                     dict]:
-    """A started DAL of its own (free ports) whose `pool` section is ``pool``; its raw config.
-    The caller stops it."""
+def start_own_dal(directory: Path, log: Path, sections: dict,
+                  **server_overrides: object) -> tuple[DalProcess, dict, Path]:
+    """A started DAL of its own on free ports: test.yaml with ``server_overrides`` and
+    ``sections`` (top-level keys replaced, ``pool`` and ``users`` merged). Returns the
+    process, its raw config and the config file; the caller stops it."""
     path = directory / "dal-own.yaml"
     raw = write_config(path, listen={"host": "127.0.0.1", "port": free_port()},
                        metrics={"host": "127.0.0.1", "port": free_port()}, **server_overrides)
-    raw["pool"] = pool
+    for key, value in sections.items():
+        raw[key] = {**raw.get(key, {}), **value} if key in ("pool", "users") else value
     path.write_text(yaml.safe_dump(raw))
-    proc = DalProcess(path, raw["server"]["listen"]["port"], directory / "dal.log").start()
+    log.parent.mkdir(parents=True, exist_ok=True)
+    proc = DalProcess(path, raw["server"]["listen"]["port"], log).start()
+    return proc, raw, path
+
+
+def dal_with_pool(directory: Path, pool: dict, **server_overrides: object) -> tuple[DalProcess,
+                                                                                     dict]:
+    """A started DAL of its own (free ports) with these `pool` settings; its raw config.
+    The caller stops it."""
+    proc, raw, _ = start_own_dal(directory, directory / "dal.log", {"pool": pool},
+                                 **server_overrides)
     return proc, raw
