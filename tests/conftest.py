@@ -4,6 +4,7 @@ that every test leaves every backend connection back in its pool."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -100,6 +101,22 @@ def connect(dal: DalProcess) -> Iterator[Callable[..., pymysql.connections.Conne
     yield conns
     conns.close_all()
     assert_pools_idle(dal.port)
+
+
+@pytest.fixture(params=[True, False], ids=["pure", "cext"])
+def use_pure(request: pytest.FixtureRequest) -> bool:
+    """mysql-connector's implementation under test: pure Python, or the C extension."""
+    return request.param
+
+
+@pytest.fixture
+def scenario(use_pure: bool, connect) -> Callable[..., object]:
+    """Runs a mysql-connector scenario (tests/clients/connector_scenarios.py) with the
+    implementation under test. Depends on `connect`, so that every test ends with the check
+    that all backend connections are back in their pools."""
+    from tests.clients.connector_scenarios import run_or_skip
+
+    return functools.partial(run_or_skip, use_pure)
 
 
 @pytest.fixture

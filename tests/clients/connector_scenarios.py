@@ -195,6 +195,16 @@ def prepared(use_pure: bool, port: int, step: str, **kwargs: Any) -> dict[str, A
 SCENARIOS["prepared"] = prepared
 
 
+def run_or_skip(use_pure: bool, scenario: str, **kwargs: Any) -> Any:
+    """`run`, skipping the calling test when the C extension cannot be used at all."""
+    import pytest
+
+    try:
+        return run(use_pure, scenario, **kwargs)
+    except CextUnavailable as exc:
+        pytest.skip(f"mysql-connector C extension unavailable: {exc}")
+
+
 def run(use_pure: bool, scenario: str, **kwargs: Any) -> Any:
     """Run a scenario with the pure implementation here, or with the C extension in a child
     interpreter; raises `CextUnavailable` if the child cannot use the C extension."""

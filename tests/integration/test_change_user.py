@@ -7,24 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.clients.connector_scenarios import CextUnavailable, run
 from tests.clients.merchants import purge, unique_prefix
-
-
-@pytest.fixture(params=[True, False], ids=["pure", "cext"])
-def use_pure(request):
-    return request.param
-
-
-@pytest.fixture
-def scenario(use_pure, connect):
-    def call(scenario_name, **kwargs):
-        try:
-            return run(use_pure, scenario_name, **kwargs)
-        except CextUnavailable as exc:
-            pytest.skip(f"mysql-connector C extension unavailable: {exc}")
-
-    return call
 
 
 @pytest.fixture

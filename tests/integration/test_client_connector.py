@@ -3,8 +3,8 @@
 
 The C extension runs in a child interpreter (see tests/clients/connector_scenarios.py for why),
 and is skipped only if ``mysql.connector.HAVE_CEXT`` is False there too. TLS is off
-(``ssl_disabled=True``): DAL does not offer it yet. No ``cursor(prepared=True)``: server-side
-prepared statements are a later issue.
+(``ssl_disabled=True``) unless a scenario asks for it (TLS: test_tls.py); prepared cursors are
+in test_prepared_clients.py. The `use_pure` and `scenario` fixtures are in tests/conftest.py.
 """
 
 from __future__ import annotations
@@ -13,29 +13,10 @@ from decimal import Decimal
 
 import pytest
 
-from tests.clients.connector_scenarios import CREATED, CextUnavailable, run
+from tests.clients.connector_scenarios import CREATED
 from tests.clients.merchants import count_direct, purge, unique_prefix
 
 COLUMNS = "id, name, region_id, rating, created_at"
-
-
-@pytest.fixture(params=[True, False], ids=["pure", "cext"])
-def use_pure(request):
-    return request.param
-
-
-@pytest.fixture
-def scenario(use_pure, connect):
-    """Runs a scenario with the implementation under test. Depends on `connect`, so that
-    every test ends with the check that all backend connections are back in their pools."""
-
-    def call(name, **kwargs):
-        try:
-            return run(use_pure, name, **kwargs)
-        except CextUnavailable as exc:
-            pytest.skip(f"mysql-connector C extension unavailable: {exc}")
-
-    return call
 
 
 @pytest.fixture

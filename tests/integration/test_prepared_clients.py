@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from tests.clients import prepared_scenarios
-from tests.clients.connector_scenarios import CextUnavailable
 from tests.clients.connector_scenarios import run as run_connector
+from tests.clients.connector_scenarios import run_or_skip
 from tests.dal_process import ROOT
 
 USERS = [810_007 + i * 7901 for i in range(4)]  # shards on both instances
@@ -124,11 +124,8 @@ def check_delete(obs: dict, direct, merchant_id: int) -> None:
 def test_mysql_connector_prepared_cursor(use_pure, dal, direct, clean) -> None:
     name = f"ps-connector-{use_pure}-{time.time_ns()}"
     clean.append(name)
-    try:
-        obs = run_connector(use_pure, "prepared", port=dal.port, step="write", users=USERS,
-                            name=name)
-    except CextUnavailable as exc:
-        pytest.skip(f"mysql-connector C extension unavailable: {exc}")
+    obs = run_or_skip(use_pure, "prepared", port=dal.port, step="write", users=USERS,
+                      name=name)
     ids, merchant_id = check_write(obs, direct, name)
     obs = run_connector(use_pure, "prepared", port=dal.port, step="delete", ids=ids,
                         merchant_id=merchant_id)

@@ -22,7 +22,7 @@ import pytest
 from dal.wire import auth
 from dal.wire.constants import Capability
 from dal.wire.messages import Handshake, HandshakeResponse
-from tests.clients.connector_scenarios import CextUnavailable, run
+from tests.clients.connector_scenarios import run, run_or_skip
 from tests.clients.merchants import count_direct, purge, unique_prefix
 from tests.clients.pymysql_auth import TracingConnection
 
@@ -270,11 +270,8 @@ def test_mysql_connector_caching_sha2_over_tls(connect, dal, cert, use_pure, use
     `secure` passes fast auth, `secure_legacy` full auth, which over TLS sends the password
     in clear text. Both users are refused without TLS, so a successful login proves TLS.
     (Without TLS: test_client_connector.py::test_login_with_the_default_plugin.)"""
-    try:
-        result = run(use_pure, "login", port=dal.port, user=user, password=user,
-                     ssl_disabled=False, ssl_ca=cert, ssl_verify_cert=True)
-    except CextUnavailable as exc:
-        pytest.skip(f"mysql-connector C extension unavailable: {exc}")
+    result = run_or_skip(use_pure, "login", port=dal.port, user=user, password=user,
+                         ssl_disabled=False, ssl_ca=cert, ssl_verify_cert=True)
     assert result.get("database") == "trade", result
     refused = run(use_pure, "login", port=dal.port, user=user, password=user)
     assert refused.get("error", {}).get("errno") == 3159, refused
