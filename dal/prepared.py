@@ -24,7 +24,10 @@ from typing import TYPE_CHECKING
 
 from dal import executor
 from dal.login import err_packet, ok_packet
+from dal.prepared_fast import FastRoute, fast_route, try_execute
 from dal.prepared_results import Cursor, binary_result, fetch, reply
+from dal.prepared_run import WRONG_ARGUMENTS, run
+from dal.shard_route import route_plan, shard_renamer
 from dal.wire.binary import (
     CURSOR_READ_ONLY,
     LAST_PREPARED,
@@ -33,15 +36,14 @@ from dal.wire.binary import (
     PrepareOk,
     sql_literal,
 )
-from dal.wire.buffer import Reader, lenenc_bytes
+from dal.wire.buffer import lenenc_bytes
 from dal.wire.constants import ColumnType, Command
 from dal.wire.errors import ProtocolError
-from dal.wire.framing import frame, packet_count
+from dal.wire.framing import frame
 from dal.wire.messages import EOF, ERR, ColumnDefinition
-from dal.wire.results import RESULT
 from pool import statements
 from pool.connection import BackendError, decode_packets, decode_response
-from pool.rename import HeaderRenamer, rename_column
+from pool.rename import rename_column
 from pool.state import apply_state
 from router.params import Shape, shape_of
 from router.plan import LOCAL, REFUSE, ROUTE, SET, SHARDED, Plan
@@ -52,7 +54,6 @@ if TYPE_CHECKING:
 
 UNKNOWN_STATEMENT = (1243, "HY000")
 TOO_MANY_STATEMENTS = (1461, "42000")
-WRONG_ARGUMENTS = (1210, "HY000")
 UNSUPPORTED_IN_PS = (1295, "HY000")
 
 _STRING_TYPES = frozenset({ColumnType.VARCHAR, ColumnType.VAR_STRING, ColumnType.STRING,
@@ -81,6 +82,7 @@ class Statement:
     types: list[ParamType] | None = None
     long_data: dict[int, bytearray] = field(default_factory=dict)
     cursor: Cursor | None = None  # a result kept for COM_STMT_FETCH
+    fast: FastRoute | None = None  # how repeated executions skip decoding (dal.prepared_fast)
 
 
 class Registry:
@@ -283,6 +285,24 @@ def execute(session: ClientSession, payload: bytes, last_seq: int) -> None:
     statement = _statement(session, payload, "mysqld_stmt_execute")
     if statement is None:
         return
+    session._fp = statement.shape.fp.key
+    limiter = session.server.limiter
+    if limiter is not None:
+        plan = session.server.router.plan(statement.sql, statement.shape.fp, session.schema,
+                                          session.admin)
+        if session.throttle(limiter, plan, statement.shape.fp.key, _execute, session,
+                            statement, payload, last_seq):
+            return
+    fast = statement.fast
+    if (fast is not None and last_seq == 0
+            and try_execute(session, statement, fast, registry(session), payload)):
+        return
+    _execute(session, statement, payload, last_seq)
+
+
+def _execute(session: ClientSession, statement: Statement, payload: bytes,
+             last_seq: int) -> None:
+    """An execution on the full path: parameters decoded, planned like a text statement."""
     try:
         ex = Execute.decode(payload, statement.shape.params, statement.types,
                             statement.long_data.keys())
@@ -291,6 +311,7 @@ def execute(session: ClientSession, payload: bytes, last_seq: int) -> None:
         return
     if ex.new_params_bound:
         statement.types = list(ex.types)
+        statement.fast = None  # built again for these types by a single-shard execution
     if statement.long_data:
         limit = session.server.config.server.max_packet
         for index, data in statement.long_data.items():
@@ -315,7 +336,8 @@ def execute(session: ClientSession, payload: bytes, last_seq: int) -> None:
         if plan.anywhere and session.pinned is not None:  # touches no table: follow the pin
             instance, schema = session.pinned.instance, None
         run(session, plan, instance, schema, plan.sql or statement.sql,  # type: ignore[arg-type]
-            ex.types, ex.values, None, statement if cursor else None, last_seq)
+            len(ex.values), _tail(ex.types, ex.values), None, statement if cursor else None,
+            last_seq)
     elif plan.kind == SHARDED:
         _sharded(session, statement, plan, ex, cursor, last_seq)
     elif plan.kind == REFUSE:
@@ -363,6 +385,8 @@ def _sharded(session: ClientSession, statement: Statement, plan: Plan, ex: Execu
                     rendered.clear()
                 found = rendered[key] = (sharded, *statement.shape.render(
                     sharded.template, slots, target.database))  # type: ignore[union-attr]
+            if not cursor:
+                statement.fast = fast_route(session, statement, plan, ex, found[2])  # type: ignore[arg-type]
             _run_on_shard(session, plan, target, found[1:], ex, cursor, statement,  # type: ignore[arg-type]
                           last_seq)
             return
@@ -390,82 +414,20 @@ def _run_on_shard(session: ClientSession, plan: Plan, target, rendered: tuple[by
                   ex: Execute, cursor: bool, statement: Statement, last_seq: int) -> None:
     sharded = plan.sharded
     sql, order = rendered
-    from dal.session import _route_plan, shard_renamer
-
     rename = shard_renamer(sharded, target.database)
 
-    route = _route_plan(target.instance, plan.statement)
+    route = route_plan(target.instance, plan.statement)
     if len(order) == len(ex.values) and order == sorted(order):
         types, values = ex.types, ex.values
     else:
         types, values = [ex.types[i] for i in order], [ex.values[i] for i in order]
-    run(session, route, target.instance, None, sql, types, values, rename,
+    run(session, route, target.instance, None, sql, len(values), _tail(types, values), rename,
         statement if cursor else None, last_seq)
 
 
-def run(session: ClientSession, plan: Plan, instance: str, schema: str | None, sql: bytes,
-        types: list[ParamType], values: list[bytes | None], rename: HeaderRenamer | None,
-        cursor: Statement | None, last_seq: int) -> None:
-    """Execute ``sql`` with these parameters on ``instance``: relayed at once when an idle
-    connection has the session's state and the statement prepared, else on the slow path.
-    ``cursor``: the statement that keeps the result for COM_STMT_FETCH."""
-    conn = None
-    if session.pinned is None and session.txn_pending is None:
-        conn = session.server.pools[instance].try_acquire(session.found_rows)
-        if (conn is not None and not cursor and last_seq == 0
-                and (schema is None or conn.schema == schema)
-                and conn.variables == session.state):
-            backend = statements.cached(conn, sql)
-            if backend is not None and len(backend.params) == len(values):
-                session.busy = True
-                session._plan = plan
-                conn.relay(frame(Execute(backend.id, 0, 1, types, values).encode(), 0),
-                           session.transport.write, session._relay_done, RESULT, rename)  # type: ignore[union-attr]
-                return
-    session._spawn(_run_slow(session, plan, instance, schema, sql, types, values, rename,
-                             cursor, last_seq, conn))
-
-
-async def _run_slow(session: ClientSession, plan: Plan, instance: str, schema: str | None,
-                    sql: bytes, types: list[ParamType], values: list[bytes | None],
-                    rename: HeaderRenamer | None, cursor: Statement | None, last_seq: int,
-                    conn) -> None:
-    conn = await session._ready_connection(instance, schema, session.state, conn)
-    if conn is None:
-        return
-    try:
-        backend = await statements.prepare(conn, sql)
-    except BackendError as exc:
-        session._give_back(conn, conn.status, None)
-        session._send_error(exc.to_err())
-        session.busy = False
-        return
-    if len(backend.params) != len(values):
-        session._give_back(conn, conn.status, None)
-        _error(session, WRONG_ARGUMENTS, f"the statement takes {len(backend.params)} "
-               f"parameters on backend {instance}, DAL has {len(values)}")
-        session.busy = False
-        return
-    payload = Execute(backend.id, 0, 1, types, values).encode()
-    packets = frame(payload, 0)
-    if cursor is None and packet_count(len(payload)) == last_seq + 1:
-        session._plan = plan
-        conn.relay(packets, session.transport.write, session._relay_done, RESULT, rename)  # type: ignore[union-attr]
-        return
-    try:
-        raw = await conn.command(packets)
-    except BackendError:
-        session.busy = False
-        session._backend_lost(conn)
-        return
-    session._give_back(conn, conn.status, plan)
-    payloads = decode_packets(raw)
-    if rename is not None and payloads and payloads[0][0] not in (0x00, 0xFF):
-        count = Reader(payloads[0]).lenenc_int() or 0
-        payloads[1:1 + count] = [rename_column(c, rename.new_schema) for c in
-                                 payloads[1:1 + count]]
-    reply(session, payloads, cursor)
-    session.busy = False
+def _tail(types: list[ParamType], values: list[bytes | None]) -> bytes:
+    """An execute payload after its statement id, for a backend statement."""
+    return Execute(0, 0, 1, types, values).encode()[5:]
 
 
 async def _scatter(session: ClientSession, plan: Plan, slots: list[list[bytes]], shards: list,

@@ -11,12 +11,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import replace
 from time import perf_counter
 from typing import TYPE_CHECKING
 
 from dal import change_user, errors, executor, local, multi, prepared, timeouts, tls
 from dal.login import LoginFailed, err_packet, ok_packet
+from dal.shard_route import route_plan, shard_renamer
 from dal.wire.buffer import u16
 from dal.wire.constants import Capability, Command, Status
 from dal.wire.errors import ProtocolError
@@ -37,30 +39,6 @@ from router.fingerprint import Fingerprint, fingerprint
 from router.plan import LOCAL, REFUSE, ROUTE, SET, SHARDED, Plan
 from router.split import split_statements
 from router.targets import single_target
-
-_route_plans: dict[tuple[str, str], Plan] = {}
-
-
-def shard_renamer(sharded: object, database: bytes) -> HeaderRenamer | None:
-    """The header renamer of a sharded read's results from shard ``database`` (cached on the
-    plan), which puts the logical database into its column definitions; None for writes."""
-    if sharded.write:  # type: ignore[attr-defined]
-        return None
-    renamers = sharded.renamers  # type: ignore[attr-defined]
-    rename = renamers.get(database)
-    if rename is None:
-        rename = renamers[database] = HeaderRenamer(sharded.logical)  # type: ignore[attr-defined]
-    return rename
-
-
-def _route_plan(instance: str, statement: str) -> Plan:
-    """A cached one-backend plan for a sharded statement's single target (its metrics kind
-    is ``shard:<statement>``)."""
-    plan = _route_plans.get((instance, statement))
-    if plan is None:
-        plan = _route_plans[(instance, statement)] = Plan(ROUTE, instance=instance,
-                                                          statement=f"shard:{statement}")
-    return plan
 
 if TYPE_CHECKING:
     from dal.prepared import Registry
@@ -361,8 +339,9 @@ class ClientSession(asyncio.Protocol):
         fp = fingerprint(sql)
         self._fp = fp.key
         plan = server.router.plan(sql, fp, self.schema, self.admin)
-        if server.limiter is not None and self._throttle(server.limiter, plan, fp, sql, payload,
-                                                         last_seq, raw):
+        if server.limiter is not None and self.throttle(server.limiter, plan, fp.key,
+                                                        self._run_plan, plan, fp, sql, payload,
+                                                        last_seq, raw):
             return
         self._run_plan(plan, fp, sql, payload, last_seq, raw)
 
@@ -390,12 +369,13 @@ class ClientSession(asyncio.Protocol):
         elif kind == LOCAL:
             self._spawn(self._local(plan))
 
-    def _throttle(self, limiter: Limiter, plan: Plan, fp: Fingerprint, sql: bytes, payload: bytes,
-                  last_seq: int, raw: bytes | None) -> bool:
-        """Rate limits (pool/limits.py). True when the statement was refused, or delayed: it
-        then runs when its token is due, and the session reads nothing else meanwhile."""
+    def throttle(self, limiter: Limiter, plan: Plan, key: bytes, resume: Callable[..., None],
+                 *args: object) -> bool:
+        """Rate limits (pool/limits.py) of a statement with fingerprint ``key``. True when it
+        was refused, or delayed: ``resume(*args)`` then runs it when its token is due, and the
+        session reads nothing else meanwhile."""
         try:
-            wait = limiter.check(self.user, fp.key, plan.tables)
+            wait = limiter.check(self.user, key, plan.tables)
         except Throttled as exc:
             self.server.protection.count_throttled(exc.rule)
             self._send_error(ERR(exc.code, str(exc), exc.sqlstate))
@@ -403,18 +383,17 @@ class ClientSession(asyncio.Protocol):
         if not wait:
             return False
         self.busy = True
-        asyncio.get_running_loop().call_later(wait, self._run_delayed, plan, fp, sql, payload,
-                                              last_seq, raw)
+        asyncio.get_running_loop().call_later(wait, self._run_delayed, resume, args)
         return True
 
-    def _run_delayed(self, *statement: object) -> None:
+    def _run_delayed(self, resume: Callable[..., None], args: tuple) -> None:
         self.busy = False
         if self.phase != COMMAND:
             if self.phase == CLOSED:
                 self._close_backend()
             return
         try:
-            self._run_plan(*statement)  # type: ignore[arg-type]
+            resume(*args)
         except Exception:
             log.exception("session %d: command failed", self.id)
             self.busy = False
@@ -639,7 +618,7 @@ class ClientSession(asyncio.Protocol):
         if len(shards) == 1:
             target = shards[0]
             sql = sharded.template.render(slots, target.database, target.only)  # type: ignore[union-attr]
-            route = _route_plan(target.instance, plan.statement)
+            route = route_plan(target.instance, plan.statement)
             self._route(route, b"\x03" + sql, 0, RESULT, None,
                         shard_renamer(sharded, target.database))
             return

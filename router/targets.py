@@ -56,7 +56,12 @@ def single_target(config: Config, plan: ShardedPlan, slots: list[list[bytes]]) -
     if len(values) != 1:
         return None
     value = values[0]
-    number = int(value) if value.isdigit() else key_value(value)
+    return target_for(config, plan, int(value) if value.isdigit() else key_value(value))
+
+
+def target_for(config: Config, plan: ShardedPlan, number: int) -> Target:
+    """The shard a plan's single key value ``number`` (not negative) names, from a cache."""
+    routing = plan.routing
     cfg = config.databases[plan.db]
     shards = cfg.dimensions[routing.dimension].shards
     if routing.gene:

@@ -91,6 +91,18 @@ class PsClient(RawClient):
             self.send(packet)
         return packet
 
+    def execute_raw(self, statement_id: int, params: list[tuple[ParamType, Value]],
+                    bound: bool) -> None:
+        """Send COM_STMT_EXECUTE with the types (``bound``) or without them, as drivers do
+        after the first execution (the server keeps the last types bound)."""
+        packet = self.execute(statement_id, params, send=False)
+        if not bound and params:
+            payload = packet[4:]
+            end = 10 + (len(params) + 7) // 8
+            payload = payload[:end] + b"\x00" + payload[end + 1 + 2 * len(params):]
+            packet = frame(payload, 0)
+        self.send(packet)
+
     def read_result(self, cursor: bool = False) -> Response:
         first = self._check(self.packet())
         if first[0] == 0x00:

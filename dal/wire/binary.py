@@ -29,6 +29,7 @@ _INTS = {ColumnType.TINY: (1, "b", "B"), ColumnType.SHORT: (2, "h", "H"),
          ColumnType.INT24: (4, "i", "I"), ColumnType.LONGLONG: (8, "q", "Q")}
 _INT_STRUCTS = {(code, unsigned): struct.Struct("<" + (fmt_u if unsigned else fmt_s))
                 for code, (_, fmt_s, fmt_u) in _INTS.items() for unsigned in (False, True)}
+INT_SIZES = {code: size for code, (size, _, _) in _INTS.items()}  # integer types' widths
 _FLOAT = struct.Struct("<f")
 _DOUBLE = struct.Struct("<d")
 _DATES = frozenset({ColumnType.DATE, ColumnType.DATETIME, ColumnType.TIMESTAMP,

@@ -1,0 +1,115 @@
+"""The hot path of a repeated COM_STMT_EXECUTE routed to one shard by one integer parameter.
+
+After an execution has taken the full path (`dal.prepared`), a statement whose plan is keyed by
+one parameter gets a `FastRoute`: where that parameter's bytes are in the packet and the types
+block to send. The next executions read only the key's bytes, pick the shard, and relay the
+client's own packet with two changes: the backend's statement id, and the types block (always
+sent, so that a backend statement first executed by another client knows them), through
+`dal.prepared_run`. Parameters are
+neither decoded nor re-encoded, and the plan cache is not consulted.
+
+Anything this path does not handle (NULLs, long data, cursors, other types, an open
+transaction, rate limits, a config reload, a connection without the statement prepared) returns
+False and the full path runs, so the two cannot disagree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from dal.prepared_run import run
+from dal.shard_route import route_plan, shard_renamer
+from dal.wire.binary import INT_SIZES, UNSIGNED_PARAM, Execute
+from router.plan import Plan
+from router.targets import Refusal, target_for
+
+if TYPE_CHECKING:
+    from dal.prepared import Registry, Statement
+    from dal.session import ClientSession
+
+
+@dataclass(slots=True, frozen=True)
+class FastRoute:
+    """How to route one prepared statement without decoding it (valid for one config and
+    default schema)."""
+
+    config: object
+    schema: str | None
+    plan: Plan
+    params: int
+    bitmap_end: int  # offset of the new-params-bound byte
+    types: bytes  # the types block, 2 bytes per parameter
+    key_at: int  # the key's offset from the first value
+    key_size: int
+    key_signed: bool
+
+
+def fast_route(session: ClientSession, statement: Statement, plan: Plan, ex: Execute,
+               order: list[int]) -> FastRoute | None:
+    """The fast route of ``statement`` after a single-shard execution ``ex`` of ``plan``, or
+    None when its executions need the full path: the key must be an integer parameter, every
+    parameter before it of fixed size, no value NULL or sent as long data, and the shard
+    statement must take the parameters in their order."""
+    sharded = plan.sharded
+    routing = sharded.routing  # type: ignore[union-attr]
+    if (None in ex.values or sharded.insert is not None or len(routing.slots) != 1  # type: ignore[union-attr]
+            or routing.broadcast or order != list(range(ex_params := len(ex.types)))):
+        return None
+    key = statement.shape.sources[routing.slots[0]]
+    if key.__class__ is not int:
+        return None
+    offset = 0
+    for code, _ in ex.types[:key]:  # type: ignore[misc]
+        if code not in INT_SIZES:
+            return None
+        offset += INT_SIZES[code]
+    code, unsigned = ex.types[key]  # type: ignore[index]
+    if code not in INT_SIZES:
+        return None
+    types = b"".join(bytes((c, UNSIGNED_PARAM if u else 0)) for c, u in ex.types)
+    return FastRoute(session.server.config, session.schema, plan, ex_params,
+                     10 + (ex_params + 7) // 8, types, offset, INT_SIZES[code], not unsigned)
+
+
+def try_execute(session: ClientSession, statement: Statement, fast: FastRoute, reg: Registry,
+                payload: bytes) -> bool:
+    """Send this execution on the fast route; False (nothing done) when it needs the full
+    path."""
+    server = session.server
+    end = fast.bitmap_end
+    if (server.config is not fast.config or session.schema != fast.schema
+            or payload[5]  # a cursor
+            or session.pinned is not None or session.txn_pending is not None
+            or statement.long_data
+            or len(payload) <= end or payload.count(0, 10, end) != end - 10):  # a NULL
+        return False
+    bound = payload[end]
+    if bound:
+        start = end + 1 + 2 * fast.params
+        if bound != 1 or payload[end + 1:start] != fast.types:
+            return False
+    else:
+        start = end + 1
+    at = start + fast.key_at
+    raw = payload[at:at + fast.key_size]
+    if len(raw) != fast.key_size:
+        return False
+    number = int.from_bytes(raw, "little", signed=fast.key_signed)
+    if number < 0:
+        return False
+    plan = fast.plan
+    sharded = plan.sharded
+    try:
+        target = target_for(fast.config, sharded, number)  # type: ignore[arg-type]
+    except Refusal:
+        return False
+    found = reg.rendered.get((statement.id, target.database))
+    if found is None or found[0] is not sharded:
+        return False
+    tail = payload[5:end] + b"\x01" + fast.types + payload[start:]
+    if len(tail) >= 0xFFFFFF - 5:  # the relay needs one packet each way
+        return False
+    run(session, route_plan(target.instance, plan.statement), target.instance, None, found[1],
+        fast.params, tail, shard_renamer(sharded, target.database), None, 0)
+    return True

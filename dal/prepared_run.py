@@ -1,0 +1,124 @@
+"""One prepared-statement execution on one backend instance.
+
+The caller has the statement for that backend (``sql``, parameters as ``?``) and the
+COM_STMT_EXECUTE payload after its statement id (``tail``). `run` borrows a pooled connection
+without a coroutine, as the text hot path does (an idle one now, or a callback when one is
+released); if the connection already has the session's state and the statement prepared, the
+execution is relayed at once. Otherwise a coroutine replays the state and prepares it first.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from dal import timeouts
+from dal.prepared_results import reply
+from dal.wire.buffer import Reader, u32
+from dal.wire.framing import frame, packet_count
+from dal.wire.messages import ERR
+from dal.wire.results import RESULT
+from pool import statements
+from pool.connection import BackendConnection, BackendError, decode_packets
+from pool.rename import HeaderRenamer, rename_column
+from router.plan import Plan
+
+if TYPE_CHECKING:
+    from dal.prepared import Statement
+    from dal.session import ClientSession
+
+WRONG_ARGUMENTS = (1210, "HY000")
+
+
+def run(session: ClientSession, plan: Plan, instance: str, schema: str | None, sql: bytes,
+        params: int, tail: bytes, rename: HeaderRenamer | None, cursor: Statement | None,
+        last_seq: int) -> None:
+    """Execute ``sql`` (``params`` parameters; ``tail``: the execute payload after the statement
+    id) on ``instance``. ``cursor``: the statement that keeps the result for COM_STMT_FETCH."""
+    if (session.pinned is not None or session.txn_pending is not None or cursor is not None
+            or last_seq):
+        session._spawn(_run_slow(session, plan, instance, schema, sql, params, tail, rename,
+                                 cursor, last_seq, None))
+        return
+
+    def ready(conn: BackendConnection | None, error: BackendError | None) -> None:
+        if conn is None:
+            session.busy = False
+            if error is not None:
+                session._send_error(error.to_err())
+            session._drain()
+        elif session.phase == "closed":
+            session.busy = False
+            session.server.pools[conn.instance].release(conn)
+        else:
+            _send(session, conn, plan, schema, sql, params, tail, rename)
+
+    try:
+        conn = session.server.pools[instance].request(session.found_rows, ready)
+    except BackendError as exc:
+        session._send_error(exc.to_err())
+        return
+    if conn is None:  # queued: `ready` continues
+        session.busy = True
+        return
+    _send(session, conn, plan, schema, sql, params, tail, rename)
+
+
+def _send(session: ClientSession, conn: BackendConnection, plan: Plan, schema: str | None,
+          sql: bytes, params: int, tail: bytes, rename: HeaderRenamer | None) -> None:
+    if (schema is None or conn.schema == schema) and conn.variables == session.state:
+        backend = statements.cached(conn, sql)
+        if backend is not None and len(backend.params) == params:
+            session.busy = True
+            session._plan = plan
+            conn.relay(frame(b"\x17" + u32(backend.id) + tail, 0), session.transport.write,  # type: ignore[union-attr]
+                       session._relay_done, RESULT, rename)
+            if session.server.statement_timeout:
+                timeouts.arm(session, conn)
+            return
+    session._spawn(_run_slow(session, plan, conn.instance, schema, sql, params, tail, rename,
+                             None, 0, conn))
+
+
+async def _run_slow(session: ClientSession, plan: Plan, instance: str, schema: str | None,
+                    sql: bytes, params: int, tail: bytes, rename: HeaderRenamer | None,
+                    cursor: Statement | None, last_seq: int,
+                    conn: BackendConnection | None) -> None:
+    conn = await session._ready_connection(instance, schema, session.state, conn)
+    if conn is None:
+        return
+    try:
+        backend = await statements.prepare(conn, sql)
+    except BackendError as exc:
+        session._give_back(conn, conn.status, None)
+        session._send_error(exc.to_err())
+        session.busy = False
+        return
+    if len(backend.params) != params:
+        session._give_back(conn, conn.status, None)
+        session._send_error(ERR(WRONG_ARGUMENTS[0], f"the statement takes "
+                                f"{len(backend.params)} parameters on backend {instance}, DAL "
+                                f"has {params}", WRONG_ARGUMENTS[1]))
+        session.busy = False
+        return
+    payload = b"\x17" + u32(backend.id) + tail
+    packets = frame(payload, 0)
+    if cursor is None and packet_count(len(payload)) == last_seq + 1:
+        session._plan = plan
+        conn.relay(packets, session.transport.write, session._relay_done, RESULT, rename)  # type: ignore[union-attr]
+        if session.server.statement_timeout:
+            timeouts.arm(session, conn)
+        return
+    try:
+        raw = await conn.command(packets)
+    except BackendError:
+        session.busy = False
+        session._backend_lost(conn)
+        return
+    session._give_back(conn, conn.status, plan)
+    payloads = decode_packets(raw)
+    if rename is not None and payloads and payloads[0][0] not in (0x00, 0xFF):
+        count = Reader(payloads[0]).lenenc_int() or 0
+        payloads[1:1 + count] = [rename_column(c, rename.new_schema) for c in
+                                 payloads[1:1 + count]]
+    reply(session, payloads, cursor)
+    session.busy = False
