@@ -248,9 +248,15 @@ class ClientSession(asyncio.Protocol):
             if not self.batch_waiter.done():
                 self.batch_waiter.set_result(None)
             return
+        buffer = self.buffer
         while not self.busy and self.phase == COMMAND:
+            if not buffer.pending():  # the common case: nothing came in meanwhile
+                if self._read_timer is not None:
+                    self._read_timer.cancel()
+                    self._read_timer = None
+                return
             try:
-                packet = self.buffer.next_packet()
+                packet = buffer.next_packet()
             except ProtocolError as exc:
                 self._fail(ERR(exc.code, str(exc), exc.sqlstate), 1)
                 return

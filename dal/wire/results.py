@@ -18,6 +18,7 @@ from dal.wire.framing import frame
 from dal.wire.messages import EOF, OK, ColumnDefinition, encode_text_row
 
 _MORE_RESULTS = int(Status.MORE_RESULTS_EXISTS)  # a plain int: IntFlag ops are slow
+_NOT_A_COUNT = frozenset({0x00, 0xFF, 0xFB, 0xFC, 0xFD, 0xFE})  # OK, ERR, INFILE, long counts
 
 # Scanner states.
 FIRST, COLUMNS, COLUMNS_EOF, ROWS, FIELDS, SINGLE, DONE = range(7)
@@ -71,7 +72,12 @@ class ResponseScanner:
         When the response ends inside the chunk, the rest does not belong to it (the peer sent
         something unexpected); the caller decides what to do with it.
         """
-        if self.state == DONE:
+        state = self.state
+        if state == FIRST and not self._carry and not self._skip:
+            used = self._whole(data)
+            if used:
+                return used
+        elif state == DONE:
             return 0
         start_len = len(data)
         base = 0
@@ -124,6 +130,50 @@ class ResponseScanner:
                 return start_len
             pos = after
         return start_len
+
+    def _whole(self, data: bytes) -> int:
+        """The common case in one pass: ``data`` starts with a whole result set, no packet of
+        it split. Returns the bytes it used, with the scan done; or 0, having changed nothing,
+        for `feed`'s packet-by-packet path (OK, ERR, partial or multiple results)."""
+        end = len(data)
+        if end < 5 or data[4] in _NOT_A_COUNT:
+            return 0
+        deprecate_eof = self._deprecate_eof
+        skip = data[4] + (0 if deprecate_eof else 1)  # definitions, and their EOF
+        pos = 4 + (data[0] | data[1] << 8 | data[2] << 16)
+        last = pos
+        for _ in range(skip):
+            if pos + 5 > end:
+                return 0
+            last = pos
+            pos += 4 + (data[pos] | data[pos + 1] << 8 | data[pos + 2] << 16)
+        if not deprecate_eof and data[last + 4] != 0xFE:
+            return 0  # no EOF after the definitions: the general path reports it
+        packets = 1 + skip
+        while pos + 4 < end:
+            length = data[pos] | data[pos + 1] << 8 | data[pos + 2] << 16
+            body = pos + 4
+            after = body + length
+            if not length or length >= MAX_PAYLOAD or after > end:
+                return 0
+            first = data[body]
+            packets += 1
+            if first == 0xFE and (length < 9 or deprecate_eof):
+                if deprecate_eof or length < 5:
+                    return 0  # an OK terminator, or a short EOF: the general path
+                status = data[body + 3] | data[body + 4] << 8
+                if status & _MORE_RESULTS:
+                    return 0
+                self.warnings = data[body + 1] | data[body + 2] << 8
+                self.status = status
+                self.state = DONE
+                self.last_seq = data[pos + 3]
+                self.packets = packets
+                return after
+            if first == 0xFF:
+                return 0  # an error mid-result: the general path reports it
+            pos = after
+        return 0
 
     def _needs_whole(self, first: int, length: int) -> bool:
         state = self.state
