@@ -14,13 +14,15 @@ from dataclasses import dataclass
 from config.model import User
 from dal import errors
 from dal.wire import auth
-from dal.wire.constants import Capability, Status
+from dal.wire.constants import MARIADB_CLIENT_STMT_BULK_OPERATIONS, Capability, Status
 from dal.wire.errors import ProtocolError
 from dal.wire.framing import frame
 from dal.wire.messages import ERR, OK, Handshake, HandshakeResponse
 
+# Without LONG_PASSWORD (CLIENT_MYSQL), as MariaDB: MariaDB clients then read the extended
+# capabilities, where DAL offers bulk execution (dal.bulk).
 SERVER_CAPABILITIES = (
-    Capability.LONG_PASSWORD | Capability.FOUND_ROWS | Capability.LONG_FLAG
+    Capability.FOUND_ROWS | Capability.LONG_FLAG
     | Capability.CONNECT_WITH_DB | Capability.NO_SCHEMA | Capability.IGNORE_SPACE
     | Capability.PROTOCOL_41 | Capability.INTERACTIVE | Capability.IGNORE_SIGPIPE
     | Capability.TRANSACTIONS | Capability.SECURE_CONNECTION | Capability.MULTI_STATEMENTS
@@ -28,6 +30,8 @@ SERVER_CAPABILITIES = (
     | Capability.PS_MULTI_RESULTS | Capability.PLUGIN_AUTH | Capability.CONNECT_ATTRS
     | Capability.PLUGIN_AUTH_LENENC_CLIENT_DATA
 )
+
+SERVER_EXTENDED = MARIADB_CLIENT_STMT_BULK_OPERATIONS
 
 
 class LoginFailed(Exception):
@@ -49,6 +53,7 @@ class LoginResult:
     attributes: dict[bytes, bytes]
     next_seq: int
     tls: bool = False
+    extended: int = 0  # MariaDB extended capabilities both sides have
 
 
 ReadPacket = Callable[[], Awaitable[tuple[int, bytes]]]
@@ -73,7 +78,8 @@ class Authenticator:
         scramble = auth.new_scramble()
         offered = int(SERVER_CAPABILITIES) | (Capability.SSL if start_tls else 0)
         hello = Handshake(server_version, connection_id, scramble, offered,
-                          status=Status.AUTOCOMMIT, auth_plugin=auth.NATIVE)
+                          status=Status.AUTOCOMMIT, auth_plugin=auth.NATIVE,
+                          extended=SERVER_EXTENDED)
         write(frame(hello.encode(), 0))
         seq, payload = await read()
         tls = False
@@ -108,7 +114,7 @@ class Authenticator:
                 "(ssl-mode=REQUIRED)")), seq + 1)
         database = response.database.decode("utf-8", "replace") if response.database else None
         return LoginResult(name, user, caps, response.collation, database,
-                           response.attributes, seq + 1, tls)
+                           response.attributes, seq + 1, tls, response.extended & SERVER_EXTENDED)
 
     async def verify(self, user: User, plugin: bytes, data: bytes, scramble: bytes, seq: int,
                       read: ReadPacket, write: Write,

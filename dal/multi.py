@@ -64,39 +64,43 @@ def with_more_results(payload: bytes) -> bytes:
     return payload[:at] + bytes((status & 0xFF, status >> 8)) + payload[at + 2:]
 
 
-async def run_batch(session: ClientSession, statements: list[bytes]) -> None:
-    """Run the statements in order and send their results as one multi-result response."""
+async def run_captured(session: ClientSession, statement: bytes, seq: int) -> list[bytes]:
+    """Run one text statement on the session's ordinary path with its response captured
+    (replies framed from ``seq``); the response's payloads, empty if the client went away."""
     real = session.transport
-    loop = asyncio.get_running_loop()
-    seq = session.reply_seq
-    out: list[bytes] = []
+    capture = Capture(real)
+    session.transport = capture  # type: ignore[assignment]
     try:
-        for index, statement in enumerate(statements):
-            capture = Capture(real)
-            session.transport = capture  # type: ignore[assignment]
-            waiter = loop.create_future()
-            session.batch_waiter = waiter
-            session.busy = False
-            session._seq = seq
-            session._query(b"\x03" + statement, 0, None)
-            if session.busy:
-                await waiter  # the statement's path calls `_drain` when it is done
-            session.batch_waiter = None
-            session.busy = True
-            payloads = decode_packets(b"".join(capture.chunks))
-            if not payloads:  # the client went away mid-statement
-                return
-            last = index == len(statements) - 1
-            failed = payloads[-1][:1] == b"\xff"
-            if not last and not failed:
-                payloads[-1] = with_more_results(payloads[-1])
-            for body in payloads:
-                out.append(frame(body, seq))
-                seq = (seq + packet_count(len(body))) & 0xFF
-            if failed or session.phase != "command":
-                break
+        waiter = asyncio.get_running_loop().create_future()
+        session.batch_waiter = waiter
+        session.busy = False
+        session._seq = seq
+        session._query(b"\x03" + statement, 0, None)
+        if session.busy:
+            await waiter  # the statement's path calls `_drain` when it is done
     finally:
         session.batch_waiter = None
         session.transport = real
+    session.busy = True
+    return decode_packets(b"".join(capture.chunks))
+
+
+async def run_batch(session: ClientSession, statements: list[bytes]) -> None:
+    """Run the statements in order and send their results as one multi-result response."""
+    seq = session.reply_seq
+    out: list[bytes] = []
+    for index, statement in enumerate(statements):
+        payloads = await run_captured(session, statement, seq)
+        if not payloads:  # the client went away mid-statement
+            return
+        last = index == len(statements) - 1
+        failed = payloads[-1][:1] == b"\xff"
+        if not last and not failed:
+            payloads[-1] = with_more_results(payloads[-1])
+        for body in payloads:
+            out.append(frame(body, seq))
+            seq = (seq + packet_count(len(body))) & 0xFF
+        if failed or session.phase != "command":
+            break
     session._write(b"".join(out))
     session.busy = False

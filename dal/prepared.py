@@ -126,18 +126,18 @@ def dispatch(session: ClientSession, command: int, payload: bytes, last_seq: int
             if statement is not None:
                 del reg.statements[statement.id]
     elif command == Command.STMT_RESET:
-        statement = _statement(session, payload, "mysqld_stmt_reset")
+        statement = named_statement(session, payload, "mysqld_stmt_reset")
         if statement is not None:
             statement.long_data.clear()
             statement.cursor = None
             session._write(ok_packet(session.reply_seq, session.status))
     elif command == Command.STMT_FETCH:
-        statement = _statement(session, payload, "mysqld_stmt_fetch")
+        statement = named_statement(session, payload, "mysqld_stmt_fetch")
         if statement is not None:
             fetch(session, statement, payload)
 
 
-def _statement(session: ClientSession, payload: bytes, what: str) -> Statement | None:
+def named_statement(session: ClientSession, payload: bytes, what: str) -> Statement | None:
     """The statement a command names, or None after sending the ERR."""
     statement_id = int.from_bytes(payload[1:5], "little") if len(payload) >= 5 else -1
     statement = registry(session).get(statement_id) if statement_id >= 0 else None
@@ -282,7 +282,7 @@ def _long_data(session: ClientSession, payload: bytes) -> None:
 
 
 def execute(session: ClientSession, payload: bytes, last_seq: int) -> None:
-    statement = _statement(session, payload, "mysqld_stmt_execute")
+    statement = named_statement(session, payload, "mysqld_stmt_execute")
     if statement is None:
         return
     session._fp = statement.shape.fp.key

@@ -16,11 +16,11 @@ from dataclasses import replace
 from time import perf_counter
 from typing import TYPE_CHECKING
 
-from dal import change_user, errors, executor, local, multi, prepared, timeouts, tls
+from dal import bulk, change_user, errors, executor, local, multi, prepared, timeouts, tls
 from dal.login import LoginFailed, err_packet, ok_packet
 from dal.shard_route import route_plan, shard_renamer
 from dal.wire.buffer import u16
-from dal.wire.constants import Capability, Command, Status
+from dal.wire.constants import MARIADB_CLIENT_STMT_BULK_OPERATIONS, Capability, Command, Status
 from dal.wire.errors import ProtocolError
 from dal.wire.framing import PacketBuffer, frame, packet_count
 from dal.wire.messages import ERR, ColumnDefinition
@@ -78,6 +78,7 @@ class ClientSession(asyncio.Protocol):
         self.user = ""
         self.admin = False
         self.capabilities = 0
+        self.bulk = False  # COM_STMT_BULK_EXECUTE negotiated (MariaDB extended capability)
         self.found_rows = False
         self.schema: str | None = None
         self.state: dict[str, str] = {}
@@ -214,6 +215,7 @@ class ClientSession(asyncio.Protocol):
         self.capabilities = result.capabilities
         self.found_rows = bool(result.capabilities & Capability.FOUND_ROWS)
         self.multi_statements = bool(result.capabilities & Capability.MULTI_STATEMENTS)
+        self.bulk = bool(result.extended & MARIADB_CLIENT_STMT_BULK_OPERATIONS)
         names = self.login_names = self.server.names_for_collation(result.collation)
         if names is not None:
             self.state["names"] = names
@@ -325,6 +327,11 @@ class ClientSession(asyncio.Protocol):
                 self._write(frame(b"\xfe\x00\x00" + u16(self.status), self._seq))
         elif command in _STMT_COMMANDS:
             prepared.dispatch(self, command, payload, last_seq)
+        elif command == Command.STMT_BULK_EXECUTE and self.bulk:
+            statement = prepared.named_statement(self, payload, "mysqld_stmt_bulk_execute")
+            if statement is not None:
+                self._started = perf_counter()
+                self._spawn(bulk.run(self, statement, payload))
         else:
             name = Command(command).name if command in Command._value2member_map_ else "?"
             self._error(errors.UNKNOWN_COMMAND,

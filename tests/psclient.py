@@ -19,6 +19,7 @@ from dal.wire.binary import (
     encode_value,
 )
 from dal.wire.buffer import Reader
+from dal.wire.constants import MARIADB_CLIENT_STMT_BULK_OPERATIONS
 from dal.wire.framing import frame
 from dal.wire.messages import EOF, ERR, ColumnDefinition
 from tests.rawclient import RawClient
@@ -54,6 +55,12 @@ class PsClient(RawClient):
     def __init__(self, port: int, host: str = "127.0.0.1", timeout: float = 10) -> None:
         super().__init__(port, host, timeout)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def login(self, user: str = "app", password: str = "app", database: str | None = "trade",
+              collation: int = 45, extended: int | None = MARIADB_CLIENT_STMT_BULK_OPERATIONS
+              ) -> bytes:
+        """Log in as the MariaDB connectors do, offering bulk execution."""
+        return super().login(user, password, database, collation, extended)
 
     def packet(self) -> bytes:
         got = self.read_packet()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 
 from dal.wire import auth
-from dal.wire.constants import Capability
+from dal.wire.constants import CLIENT_MYSQL, Capability
 from dal.wire.framing import PacketBuffer, frame
 from dal.wire.messages import ERR, Handshake, HandshakeResponse
 
@@ -38,11 +38,15 @@ class RawClient:
         return Handshake.decode(packet[1])
 
     def login(self, user: str = "app", password: str = "app",
-              database: str | None = "trade", collation: int = 45) -> bytes:
-        """Log in with mysql_native_password; returns the server's final packet payload."""
+              database: str | None = "trade", collation: int = 45,
+              extended: int | None = None) -> bytes:
+        """Log in with mysql_native_password; returns the server's final packet payload.
+        ``extended``: log in as a MariaDB client (CLIENT_MYSQL clear) with these extended
+        capabilities."""
         hello = self.greeting()
+        caps = int(CLIENT_CAPS) if extended is None else int(CLIENT_CAPS) & ~CLIENT_MYSQL
         response = HandshakeResponse(
-            capabilities=int(CLIENT_CAPS), max_packet=1 << 30, collation=collation,
+            capabilities=caps, max_packet=1 << 30, collation=collation, extended=extended or 0,
             user=user.encode(),
             auth_response=auth.native_response(password.encode(), hello.scramble),
             database=database.encode() if database else None, auth_plugin=auth.NATIVE)

@@ -64,6 +64,13 @@ class Command(IntEnum):
     DAEMON = 0x1D
     BINLOG_DUMP_GTID = 0x1E
     RESET_CONNECTION = 0x1F
+    STMT_BULK_EXECUTE = 0xFA  # MariaDB
+
+
+# MariaDB: CLIENT_MYSQL is LONG_PASSWORD's bit. A server that clears it is MariaDB and sends
+# extended capabilities in the greeting's reserved bytes; the client answers with its own.
+CLIENT_MYSQL = 1
+MARIADB_CLIENT_STMT_BULK_OPERATIONS = 1 << 2  # of the extended capabilities (1 << 34 in all)
 
 
 class Status(IntFlag):

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from dal.wire.buffer import Reader, lenenc_bytes, lenenc_int, u16, u32
 from dal.wire.constants import (
+    CLIENT_MYSQL,
     EOF_HEADER,
     ERR_HEADER,
     OK_HEADER,
@@ -31,6 +32,7 @@ class Handshake:
     collation: int = UTF8MB4_GENERAL_CI
     status: int = Status.AUTOCOMMIT
     auth_plugin: bytes = b"mysql_native_password"
+    extended: int = 0  # MariaDB's extended capabilities, sent when CLIENT_MYSQL (bit 0) is clear
 
     def encode(self) -> bytes:
         caps = self.capabilities
@@ -44,7 +46,7 @@ class Handshake:
             u16(self.status),
             u16((caps >> 16) & 0xFFFF),
             bytes((len(self.scramble) + 1,)),
-            b"\x00" * 10,
+            b"\x00" * 6, u32(0 if caps & CLIENT_MYSQL else self.extended),
             self.scramble[8:], b"\x00",
             self.auth_plugin, b"\x00",
         ))
@@ -64,8 +66,10 @@ class Handshake:
         status = r.u16() if r.remaining() >= 2 else 0
         caps |= (r.u16() << 16) if r.remaining() >= 2 else 0
         scramble_len = r.u8() if r.remaining() else 0
+        extended = 0
         if r.remaining() >= 10:
-            r.fixed(10)
+            reserved = r.fixed(10)
+            extended = 0 if caps & CLIENT_MYSQL else int.from_bytes(reserved[6:], "little")
         part2 = b""
         if caps & Capability.SECURE_CONNECTION:
             n = max(13, scramble_len - 8)
@@ -73,7 +77,7 @@ class Handshake:
         plugin = b""
         if caps & Capability.PLUGIN_AUTH and r.remaining():
             plugin = r.null_terminated_or_rest()
-        return cls(version, conn_id, part1 + part2, caps, collation, status, plugin)
+        return cls(version, conn_id, part1 + part2, caps, collation, status, plugin, extended)
 
 
 @dataclass(slots=True)
@@ -88,10 +92,12 @@ class HandshakeResponse:
     database: bytes | None = None
     auth_plugin: bytes | None = None
     attributes: dict[bytes, bytes] = field(default_factory=dict)
+    extended: int = 0  # MariaDB's extended capabilities (the filler's last 4 bytes)
 
     def encode(self) -> bytes:
         caps = self.capabilities
-        parts = [u32(caps), u32(self.max_packet), bytes((self.collation & 0xFF,)), b"\x00" * 23,
+        parts = [u32(caps), u32(self.max_packet), bytes((self.collation & 0xFF,)), b"\x00" * 19,
+                 u32(0 if caps & CLIENT_MYSQL else self.extended),
                  self.user, b"\x00"]
         if caps & Capability.PLUGIN_AUTH_LENENC_CLIENT_DATA:
             parts.append(lenenc_bytes(self.auth_response))
@@ -116,7 +122,8 @@ class HandshakeResponse:
             raise ProtocolError("client does not speak protocol 4.1", code=1043, sqlstate="08S01")
         max_packet = r.u32()
         collation = r.u8()
-        r.fixed(23)
+        filler = r.fixed(23)
+        extended = 0 if caps & CLIENT_MYSQL else int.from_bytes(filler[19:], "little")
         user = r.null_terminated()
         if caps & Capability.PLUGIN_AUTH_LENENC_CLIENT_DATA:
             auth = r.lenenc_str()
@@ -136,7 +143,7 @@ class HandshakeResponse:
             while block.remaining():
                 key = block.lenenc_str()
                 attrs[key] = block.lenenc_str()
-        return cls(caps, max_packet, collation, user, auth, database, plugin, attrs)
+        return cls(caps, max_packet, collation, user, auth, database, plugin, attrs, extended)
 
 
 @dataclass(slots=True)
