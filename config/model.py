@@ -272,6 +272,33 @@ class SyncConfig(Strict):
     verify_chunk_rows: int = Field(default=2000, ge=10)
 
 
+class TransactionMode(StrEnum):
+    SINGLE = "single"
+    XA = "xa"
+
+
+class TransactionsConfig(Strict):
+    """How a transaction that reaches several shards runs (docs/design-notes.md).
+
+    ``single``: one shard per transaction, a second one refused (1235). ``xa``: one XA branch
+    per backend instance, two-phase commit with ``decision_log`` (a file this DAL instance
+    owns, relative to the working directory) and recovery at start-up. ``xid_prefix`` starts
+    every XA transaction id DAL makes; recovery touches only those, so DAL instances sharing
+    backends need different prefixes. Read at start-up only: a change needs a restart.
+    """
+
+    mode: TransactionMode = TransactionMode.SINGLE
+    decision_log: str = "var/xa-decisions.log"
+    xid_prefix: str = Field(default="dal", pattern=r"^[A-Za-z0-9_-]{1,16}$")
+
+    @field_validator("decision_log")
+    @classmethod
+    def _log_path(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("expected a file path, e.g. 'var/xa-decisions.log'")
+        return value
+
+
 class Config(Strict):
     """The whole configuration of one DAL process."""
 
@@ -284,6 +311,7 @@ class Config(Strict):
     breaker: BreakerConfig = BreakerConfig()
     limits: LimitsConfig = LimitsConfig()
     rules: RulesConfig = RulesConfig()
+    transactions: TransactionsConfig = TransactionsConfig()
     version: Literal[1] = 1
 
     @model_validator(mode="after")

@@ -24,6 +24,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("tools.bench", "benchmark DAL against a direct connection, side by side in one run"),
     "sync": ("tools.sync", "follow the user shards' binlogs and keep the merchant copy equal"),
     "verify": ("tools.verify", "compare the user and merchant copies; --repair fixes the copy"),
+    "xa": ("dal.xa_recover", "resolve XA branches left prepared by a crash (xa recover "
+           "[--apply])"),
     "top": ("tools.top", "a live terminal view of a running DAL: pools, top statements, breakers"),
 }
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
+from dal import xa
 from dal.timeouts import STATEMENT_TIMEOUT, timed_command
 from dal.wire.constants import Command, Status
 from dal.wire.framing import frame
@@ -59,14 +60,16 @@ async def scatter(session: ClientSession, plan: ShardedPlan, slots: list[list[by
     """Run a read or write on several shards concurrently; the framed response."""
     write = plan.write
     session.drop_soft_pin()
-    if session.pinned is not None or session.txn_pending is not None or (
-            write and session.state.get("autocommit") == AUTOCOMMIT_OFF):
+    in_xa = session.xa is not None or (session.server.xa is not None
+                                       and session.txn_pending is not None)
+    if not in_xa and (session.pinned is not None or session.txn_pending is not None or (
+            write and session.state.get("autocommit") == AUTOCOMMIT_OFF)):
         raise Refusal(NOT_SUPPORTED, "a statement reaching several shards inside a transaction "
                       "is refused (transaction mode 'single'); keep a transaction on one user")
     # Outside a transaction a read is its own snapshot on each shard: with autocommit off it
     # would leave a transaction open on every pooled connection it used.
-    state = session.state if write else {k: v for k, v in session.state.items()
-                                         if k != "autocommit"}
+    state = session.state if write or in_xa else {k: v for k, v in session.state.items()
+                                                  if k != "autocommit"}
     template = plan.template
     merge_plan = plan.scatter
     if not write and plan.scatter_template is not None:
@@ -77,9 +80,14 @@ async def scatter(session: ClientSession, plan: ShardedPlan, slots: list[list[by
     shard_slots = slots
     if not write and merge_plan is not None and not isinstance(merge_plan, Exception):
         shard_slots = merge_plan.shard_slots(slots)  # e.g. LIMIT m, n becomes LIMIT m+n
-    jobs = [run_on_shard(session, t, template.render(shard_slots, t.database, t.only), state)
-            for t in shards]
-    outcomes = await asyncio.gather(*jobs, return_exceptions=True)
+    sqls = [template.render(shard_slots, t.database, t.only) for t in shards]
+    if in_xa:  # on the transaction's branches: it reads its own writes
+        outcomes = await xa.run_on_shards(session, [(t.instance, sql)
+                                                    for t, sql in zip(shards, sqls, strict=True)])
+    else:
+        outcomes = await asyncio.gather(*(run_on_shard(session, t, sql, state)
+                                          for t, sql in zip(shards, sqls, strict=True)),
+                                        return_exceptions=True)
     failed = [(t, o) for t, o in zip(shards, outcomes, strict=True)
                if isinstance(o, BaseException)]
     if failed:
@@ -169,7 +177,8 @@ async def insert(session: ClientSession, plan: ShardedPlan,
     shards = sorted(rows_by_shard)
     if len(shards) > 1:
         session.drop_soft_pin()
-    if len(shards) > 1 and (session.pinned is not None or session.txn_pending is not None):
+    if len(shards) > 1 and session.server.xa is None and (
+            session.pinned is not None or session.txn_pending is not None):
         raise Refusal(NOT_SUPPORTED, "an INSERT whose rows belong to several user shards is "
                       "refused inside a transaction (transaction mode 'single')")
     if len(shards) == 1:

@@ -54,6 +54,12 @@ class ServerCollector:
                                         "by reason", labels=["reason"]),
             "logins": CounterMetricFamily("dal_logins", "Client logins by result",
                                           labels=["result"]),
+            "xa": CounterMetricFamily("dal_xa_transactions", "Transactions of mode xa by "
+                                      "outcome: committed (two-phase), one_phase, rolled_back, "
+                                      "failed (rolled back at COMMIT), in_doubt (decided, a "
+                                      "branch left to recovery), recovered_committed, "
+                                      "recovered_rolled_back (branches, at start-up)",
+                                      labels=["outcome"]),
         }
         for (family, label), value in server.counters.items():
             labels = plan_labels(label) if family == "statements" else [label]

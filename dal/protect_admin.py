@@ -33,7 +33,7 @@ UNKNOWN_SETTING = (1193, "HY000")   # ER_UNKNOWN_SYSTEM_VARIABLE
 BAD_VALUE = (1231, "42000")         # ER_WRONG_VALUE_FOR_VAR
 RELOAD_FAILED = (1105, "HY000")     # ER_UNKNOWN_ERROR, with the loader's message
 LIVE_SECTIONS = ("breaker", "limits", "rules")
-RESTART_SECTIONS = ("instances", "databases", "users")
+RESTART_SECTIONS = ("instances", "databases", "users", "transactions")
 
 
 class AdminError(Exception):

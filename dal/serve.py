@@ -54,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"dal serve: {exc}", file=sys.stderr)
         return 2
+    recovered = _recover_xa(config) if args.worker_index == 0 else {}
     children = _spawn_workers(args, workers, config) if args.worker_index == 0 else []
     if args.with_sync and args.worker_index == 0:
         children.append(subprocess.Popen([sys.executable, "-m", "dal.cli", "sync",
@@ -66,9 +67,22 @@ def run(args: argparse.Namespace) -> int:
         pass
     try:
         return asyncio.run(_main(config, not args.no_metrics and args.worker_index == 0,
-                                 args.worker_index, args.config))
+                                 args.worker_index, args.config, recovered))
     finally:
         _stop_workers(children, config.server.drain_timeout + 5)
+
+
+def _recover_xa(config: Config) -> dict[str, int]:
+    """Mode xa: resolve the branches a previous run left prepared, before any worker serves
+    (dal/xa_recover.py); the counts for dal_xa_transactions_total."""
+    if config.transactions.mode != "xa":
+        return {}
+    from dal.xa_recover import recover
+
+    log = logging.getLogger("dal.xa")
+    counts = recover(config, apply=True, out=log.info, compact_log=True)
+    return {"recovered_committed": counts["committed"],
+            "recovered_rolled_back": counts["rolled_back"]}
 
 
 def for_worker(config: Config, workers: int, index: int) -> Config:
@@ -139,11 +153,13 @@ def _tls_problem(config: Config, path: str) -> str | None:
 
 
 async def _main(config: Config, metrics: bool, worker_index: int = 0,
-                config_path: str | None = None) -> int:
+                config_path: str | None = None, recovered: dict[str, int] | None = None) -> int:
     from dal.server import Server, serve_forever
 
     server = Server(config, worker_index)
     server.config_path = config_path
+    for outcome, count in (recovered or {}).items():
+        server.counters[("xa", outcome)] += count
     if metrics:
         from dal.metrics import start_metrics
 

@@ -17,6 +17,7 @@ from dal.session import ClientSession
 from dal.stats import StatementStats
 from dal.wire import auth
 from dal.wire.framing import frame
+from dal.xa import Coordinator
 from pool.connection import BackendConnection, BackendError
 from pool.pool import Pool
 from router.genes import GeneGenerator
@@ -70,6 +71,8 @@ class Server:
         self.statement_timeout = 0.0
         self.config_path: str | None = None  # for RELOAD DAL CONFIG
         self.protection = Protection(self)
+        # Transaction mode xa (dal/xa.py): None in mode single, so sessions test one attribute.
+        self.xa = Coordinator(self, config) if config.transactions.mode == "xa" else None
 
     # -- lifecycle ---------------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ from dataclasses import replace
 from time import perf_counter
 from typing import TYPE_CHECKING
 
-from dal import bulk, change_user, errors, executor, local, multi, prepared, timeouts, tls
+from dal import bulk, change_user, errors, executor, local, multi, prepared, timeouts, tls, xa
 from dal.login import LoginFailed, err_packet, ok_packet
 from dal.shard_route import route_plan, shard_renamer
 from dal.wire.buffer import u16
@@ -43,6 +43,7 @@ from router.targets import single_target
 if TYPE_CHECKING:
     from dal.prepared import Registry
     from dal.server import Server
+    from dal.xa import XaTransaction
 
 log = logging.getLogger("dal.session")
 
@@ -89,6 +90,7 @@ class ClientSession(asyncio.Protocol):
         self.last_insert_id = 0
         self.txn_pending: str | None = None  # BEGIN asked for, not yet sent to a backend
         self.txn_shard: bytes | None = None  # the shard database the open transaction uses
+        self.xa: XaTransaction | None = None  # the open transaction in mode xa (dal/xa.py)
         self.status = int(Status.AUTOCOMMIT)
         self._login_waiter: asyncio.Future[None] | None = None
         self._read_timer: asyncio.TimerHandle | None = None
@@ -363,11 +365,16 @@ class ClientSession(asyncio.Protocol):
         server = self.server
         kind = plan.kind
         if kind == ROUTE:
-            if plan.handler == "end" and self.pinned is None:  # COMMIT/ROLLBACK, nothing open
-                self.txn_pending = None
-                self.status &= ~_IN_TRANS
-                self._write(ok_packet(self._seq, self.status))
-                return
+            if plan.handler == "end":
+                if self.xa is not None:
+                    self._spawn(self._xa_end(sql.lstrip()[:1].upper() == b"C"))
+                    return
+                if self.pinned is None:  # COMMIT/ROLLBACK, nothing open
+                    self.txn_pending = None
+                    self.txn_pending = xa.next_pending(self)
+                    self.status &= ~_IN_TRANS
+                    self._write(ok_packet(self._seq, self.status))
+                    return
             self._route(plan, payload, last_seq, RESULT, raw)
         elif kind == SHARDED:
             self._sharded(plan, fp.slots(sql))
@@ -431,8 +438,16 @@ class ClientSession(asyncio.Protocol):
                                                  status=self.status))
             return
         if conn is not None:
+            if self.xa is not None and plan.anywhere and xa.savepoint_refusal(payload[1:]):
+                self._error(errors.NOT_SUPPORTED, "SAVEPOINT, RELEASE SAVEPOINT and ROLLBACK "
+                            "TO are not supported in transaction mode 'xa' (a savepoint would "
+                            "cover one backend only); ROLLBACK the whole transaction instead")
+                return
             if conn.instance != plan.instance and plan.anywhere:
                 plan = replace(plan, instance=conn.instance, schema=None)
+            elif conn.instance != plan.instance and self.xa is not None:
+                self._spawn(self._route_slow(plan, payload, last_seq, None, shape, rename))
+                return
             elif conn.instance != plan.instance:
                 self._error(errors.NOT_SUPPORTED, f"this session is pinned to backend "
                             f"{conn.instance} ({self.pin_reason or 'open transaction'}); the "
@@ -531,6 +546,7 @@ class ClientSession(asyncio.Protocol):
         relayed = conn.packets_relayed
         self.pinned = None
         self.pin_reason = None
+        xa.forget(self, conn)
         self.server.pools[conn.instance].release(conn, reusable=False)
         if relayed:  # part of a result already went out: the client must see a broken link
             self._abort()
@@ -589,7 +605,10 @@ class ClientSession(asyncio.Protocol):
         statement = self.txn_pending
         if statement is not None:
             self.txn_pending = None
-            await conn.query(statement)
+            if self.server.xa is not None:
+                await xa.begin(self, conn)
+            else:
+                await conn.query(statement)
 
     # -- sharded plans -----------------------------------------------------------------------
 
@@ -651,6 +670,11 @@ class ClientSession(asyncio.Protocol):
                                      self._fp)
         self.busy = False
 
+    async def _xa_end(self, commit: bool) -> None:
+        failed = await xa.end(self, commit) is not None
+        self.server.finish_statement("transaction", failed, self._started, self._fp)
+        self.busy = False
+
     async def _insert(self, plan: Plan, slots: list[list[bytes]]) -> None:
         try:
             response, first_id = await executor.insert(self, plan.sharded, slots)  # type: ignore[arg-type]
@@ -686,7 +710,7 @@ class ClientSession(asyncio.Protocol):
         """Inside a transaction (mode `single`): the first shard database a statement reaches
         is the transaction's; a statement for another shard gets this refusal message, even on
         the same backend instance, so that moving a shard never changes what commits together."""
-        if self.status & _TXN_BITS == _AUTOCOMMIT:
+        if self.status & _TXN_BITS == _AUTOCOMMIT or self.server.xa is not None:
             return None
         if self.pinned is None or self.soft_pin or self.txn_shard is None:
             self.txn_shard = database  # the transaction's first shard statement
@@ -715,6 +739,8 @@ class ClientSession(asyncio.Protocol):
         return conn
 
     async def _connection_for(self, instance: str) -> BackendConnection:
+        if self.xa is not None:
+            return await xa.branch(self, instance)
         if self.pinned is not None and self.pinned.instance != instance:
             self.drop_soft_pin()
         if self.pinned is not None:
@@ -729,6 +755,7 @@ class ClientSession(asyncio.Protocol):
         if conn.closed:
             self.pinned = None
             self.pin_reason = None
+            xa.forget(self, conn)
             self.server.pools[conn.instance].release(conn, reusable=False)
             return
         self._after_statement(conn, status, False, plan)
@@ -796,6 +823,7 @@ class ClientSession(asyncio.Protocol):
         if conn is None:
             return
         self.state = wanted
+        self.txn_pending = xa.next_pending(self)
         self._give_back(conn, conn.status, plan)
         self._write(ok_packet(self._seq, self.status))
         self.busy = False
@@ -806,6 +834,12 @@ class ClientSession(asyncio.Protocol):
             # A connection kept only for SHOW WARNINGS must not decide where the transaction
             # lives: the transaction's first statement does.
             self.drop_soft_pin()
+            if self.xa is not None:  # BEGIN inside a transaction commits it first
+                error = await xa.end(self, commit=True, reply=False)
+                if error is not None:
+                    self._send_error(error)
+                    self.busy = False
+                    return
             if self.pinned is not None:  # BEGIN inside a transaction commits it first
                 self.busy = False
                 self._route(Plan(ROUTE, instance=self.pinned.instance, statement="transaction"),
@@ -858,6 +892,8 @@ class ClientSession(asyncio.Protocol):
         (rolled back on the backend), pins, session and user variables, LAST_INSERT_ID().
         The character set goes back to the handshake's, as MariaDB does; prepared statements
         are forgotten."""
+        if self.xa is not None:
+            await xa.end(self, commit=False, reply=False)
         conn, reason = self.pinned, self.pin_reason
         self.pinned = None
         self.pin_reason = None
@@ -933,6 +969,9 @@ class ClientSession(asyncio.Protocol):
 
     def _close_backend(self) -> None:
         """Give back whatever this session holds; a pinned connection is reset first."""
+        if self.xa is not None:
+            xa.abandon(self)  # rolled back, and every branch connection given back
+            return
         conn, reason = self.pinned, self.pin_reason
         self.pinned = None
         self.pin_reason = None
