@@ -818,6 +818,10 @@ class ClientSession(asyncio.Protocol):
 
     async def _set(self, plan: Plan) -> None:
         wanted = {**self.state, **dict(plan.assignments)}
+        if self.xa is not None and wanted.get("autocommit") != self.state.get("autocommit"):
+            self._error(xa.IN_TRANSACTION, xa.AUTOCOMMIT_REFUSAL)
+            self.busy = False
+            return
         instance = self.pinned.instance if self.pinned else self.server.default_instance
         conn = await self._ready_connection(instance, None, wanted, begin=False)
         if conn is None:

@@ -46,6 +46,9 @@ XA_LOST = "XA LOST"  # every branch broke: statements are refused until COMMIT/R
 ROLLED_BACK = (1402, "XA100")  # ER_XA_RBROLLBACK: a prepare failed, every branch rolled back
 IN_DOUBT = (1105, "HY000")     # commit decided, a branch not reached: recovery completes it
 BRANCH_LOST = (1105, "HY000")  # a branch's connection broke before COMMIT
+IN_TRANSACTION = (1179, "25000")  # ER_CANT_DO_THIS_DURING_AN_TRANSACTION
+AUTOCOMMIT_REFUSAL = ("SET autocommit cannot change inside a transaction of mode 'xa' (an XA "
+                      "branch is open on the backend); COMMIT or ROLLBACK first")
 SAVEPOINTS = (b"SAVEPOINT", b"RELEASE", b"ROLLBACK")
 _AUTOCOMMIT = int(Status.AUTOCOMMIT)
 _SESSION_STATUS = int(Status.IN_TRANS | Status.AUTOCOMMIT | Status.IN_TRANS_READONLY)
