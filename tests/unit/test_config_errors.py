@@ -89,3 +89,12 @@ def test_each_worker_gets_its_share_of_the_pool_and_its_own_gene_id() -> None:
     high = base.model_copy(update={"server": base.server.model_copy(update={"worker_id": 1023})})
     with pytest.raises(ValueError, match="gene worker id range"):
         for_worker(high, 2, 0)
+
+
+def test_transactions_mode_and_xid_prefix_are_checked(tmp_path: Path) -> None:
+    message = refusal(write(tmp_path, lambda raw: raw.update(transactions={"mode": "2pc"})))
+    assert "transactions.mode" in message and "'single' or 'xa'" in message
+    message = refusal(write(tmp_path, lambda raw: raw.update(
+        transactions={"mode": "xa", "xid_prefix": "has space"})))
+    assert "transactions.xid_prefix" in message
+    assert load_config(TEST_CONFIG).transactions.mode == "single"
