@@ -188,8 +188,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workload", choices=sorted(SYSBENCH_WORKLOADS),
                         default="oltp_point_select",
                         help="sysbench test (default: %(default)s); oltp_read_write runs with "
-                        "--skip_trx=on --delete_inserts=0: its transactions span shards, which "
-                        "transaction mode 'single' refuses")
+                        "--skip_trx=on --delete_inserts=0 unless --transactions is given")
+    parser.add_argument("--transactions", action="store_true",
+                        help="oltp_read_write with its BEGIN/COMMIT (and DELETE+INSERT): its "
+                        "transactions span shards, so DAL must run transaction mode xa "
+                        "(config/bench.yaml does). Only DAL's errors fail the run: the "
+                        "unsharded direct target may report deadlocks, which sysbench retries")
     parser.add_argument("--many", type=int, metavar="N",
                         help="many-clients mode: N asyncio clients in one process doing point "
                         "reads and single-shard transactions on trade.orders (tools/loadgen.py), "
@@ -204,6 +208,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"dal bench: {exc}", file=sys.stderr)
         return 2
     problem = _check_args(args)
+    if not problem and getattr(args, "transactions", False) and args.sharded and (
+            config.transactions.mode != "xa"):
+        problem = (f"--transactions --sharded needs transactions: {{mode: xa}} in {args.config}"
+                   ": sysbench's transactions span shards, which mode 'single' refuses")
     if problem:
         print(f"dal bench: {problem}", file=sys.stderr)
         return 2
@@ -246,10 +254,12 @@ def run(args: argparse.Namespace) -> int:
     report(result)
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
-    errors = sum(t["errors"] for t in result["targets"].values())
+    counted = ["dal"] if getattr(args, "transactions", False) else list(result["targets"])
+    errors = sum(result["targets"][name]["errors"] for name in counted
+                 if name in result["targets"])
     if errors:
-        print(f"dal bench: {errors} queries failed (see the error samples in the report)",
-              file=sys.stderr)
+        print(f"dal bench: {errors} queries failed on {' and '.join(counted)} (see the error "
+              "samples in the report)", file=sys.stderr)
         return 1
     return 0
 
@@ -262,6 +272,9 @@ def _check_args(args: argparse.Namespace) -> str | None:
         return "--procs must not exceed --clients"
     if args.many is not None and (args.many <= 0 or args.sysbench or args.sharded):
         return "--many needs a positive client count and goes without --sysbench and --sharded"
+    if getattr(args, "transactions", False) and not (
+            args.sysbench and getattr(args, "workload", "") == "oltp_read_write"):
+        return "--transactions goes with --sysbench --workload oltp_read_write"
     return None
 
 
@@ -702,7 +715,8 @@ def benchmark(args: argparse.Namespace, direct: Target, dal: Target) -> dict[str
         "params": {
             "duration": args.duration, "rounds": args.rounds, "table_size": args.table_size,
             **({"threads": args.threads, "ps_mode": args.ps_mode,
-                "workload": getattr(args, "workload", "oltp_point_select")} if args.sysbench
+                "workload": getattr(args, "workload", "oltp_point_select"),
+                "transactions": getattr(args, "transactions", False)} if args.sysbench
                else {"clients": args.clients, "procs": args.procs}),
         },
         "targets": {name: asdict(s) for name, s in summaries.items()},
@@ -917,9 +931,9 @@ def _note(stats: _ClientStats, message: str) -> None:
 
 
 # sysbench tests and their extra options. oltp_read_write: its transactions span shards, which
-# transaction mode 'single' refuses, so it runs without them; without them its DELETE+INSERT of
-# one id races with another thread doing the same (1062, on the direct target too), so those
-# are left out.
+# transaction mode 'single' refuses, so by default it runs without them (--transactions keeps
+# them, for mode xa); without them its DELETE+INSERT of one id races with another thread doing
+# the same (1062, on the direct target too), so those are left out.
 SYSBENCH_WORKLOADS = {"oltp_point_select": [],
                       "oltp_read_write": ["--skip_trx=on", "--delete_inserts=0"]}
 
@@ -927,8 +941,11 @@ SYSBENCH_WORKLOADS = {"oltp_point_select": [],
 def sysbench_command(args: argparse.Namespace, target: Target) -> list[str]:
     """The sysbench command line (--workload, oltp_point_select by default) for one target."""
     workload = getattr(args, "workload", "oltp_point_select")
+    options = SYSBENCH_WORKLOADS[workload]
+    if getattr(args, "transactions", False):
+        options = []  # the workload as sysbench means it, BEGIN ... COMMIT included
     return [
-        "sysbench", workload, *SYSBENCH_WORKLOADS[workload], "--db-driver=mysql",
+        "sysbench", workload, *options, "--db-driver=mysql",
         f"--mysql-host={target.host}", f"--mysql-port={target.port}",
         f"--mysql-user={target.user}", f"--mysql-password={target.password}",
         f"--mysql-db={target.database}", "--tables=1", f"--table-size={args.table_size}",
@@ -1011,8 +1028,9 @@ def report(result: dict[str, Any]) -> None:
     """Print the figures: a rich table on a terminal, plain aligned text otherwise."""
     params = result["params"]
     load = (f"sysbench {params.get('workload', 'oltp_point_select')}, {params['threads']} "
-            f"threads, ps-mode "
-            f"{params['ps_mode']}" if result["mode"] == "sysbench"
+            f"threads, ps-mode {params['ps_mode']}"
+            + (", with BEGIN/COMMIT" if params.get("transactions") else "")
+            if result["mode"] == "sysbench"
             else f"built-in, {params['clients']} clients over {params['procs']} process(es)")
     title = (f"{result['query']}  ({load}; {params['rounds']} x {params['duration']:g} s "
              f"per target, {params['table_size']} rows)\n{result.get('layout_text', '')}")
