@@ -367,7 +367,7 @@ class ClientSession(asyncio.Protocol):
         if kind == ROUTE:
             if plan.handler == "end":
                 if self.xa is not None:
-                    self._spawn(self._xa_end(sql.lstrip()[:1].upper() == b"C"))
+                    self._spawn(self._xa_end(xa.is_commit(sql)))
                     return
                 if self.pinned is None:  # COMMIT/ROLLBACK, nothing open
                     self.txn_pending = None

@@ -18,6 +18,7 @@ import contextlib
 import itertools
 import logging
 import os
+import re
 import secrets
 import time
 from typing import TYPE_CHECKING
@@ -164,6 +165,14 @@ def forget(session: ClientSession, conn: BackendConnection) -> None:
             session.pinned = next(iter(txn.branches.values()))
     else:  # no branch left: the next statement gets the error, not a pooled connection
         session.txn_pending = XA_LOST
+
+
+_LEADING_COMMENTS = re.compile(rb"(?:\s+|/\*.*?\*/|(?:--\s|#)[^\n]*\n?)*", re.S)
+
+
+def is_commit(sql: bytes) -> bool:
+    """COMMIT (True) or ROLLBACK (False), leading comments skipped."""
+    return sql[_LEADING_COMMENTS.match(sql).end():][:6].upper() == b"COMMIT"  # type: ignore[union-attr]
 
 
 def savepoint_refusal(sql: bytes) -> bool:

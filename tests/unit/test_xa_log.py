@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dal.xa import savepoint_refusal, xid
+from dal.xa import is_commit, savepoint_refusal, xid
 from dal.xa_log import DecisionLog, compact, pending_decisions
 
 
@@ -29,3 +29,9 @@ def test_xids_are_hex_literals_and_savepoints_are_recognised() -> None:
     assert savepoint_refusal(b"SAVEPOINT s1") and savepoint_refusal(b" rollback to s1")
     assert savepoint_refusal(b"RELEASE SAVEPOINT s1")
     assert not savepoint_refusal(b"ROLLBACK") and not savepoint_refusal(b"SELECT 1")
+
+
+def test_commit_and_rollback_are_told_apart_behind_comments() -> None:
+    assert is_commit(b"COMMIT") and is_commit(b" /* app */ commit work")
+    assert is_commit(b"-- note\nCOMMIT")
+    assert not is_commit(b"ROLLBACK") and not is_commit(b"/* commit */ ROLLBACK")
