@@ -366,6 +366,8 @@ async def _commit_elsewhere(session: ClientSession, gtrid: str, instance: str) -
         pool.release(conn, reusable=not conn.closed)
         return False
     pool.release(conn)
+    log.warning("XA COMMIT of %s on %s: its connection broke after the decision; committed "
+                "from another connection", gtrid, instance)
     return True
 
 

@@ -311,3 +311,37 @@ def test_startup_recovery_commits_decided_and_rolls_back_undecided(tmp_path, mon
     finally:  # (an empty branch answers its rollback with 1402, and is gone)
         with direct("b").cursor() as cur, contextlib.suppress(pymysql.MySQLError):
             cur.execute(f"XA ROLLBACK '{foreign}'")
+
+
+def test_a_branch_connection_lost_after_the_decision_is_committed_anyway(
+        tmp_path, monkeypatch, direct, clean) -> None:
+    monkeypatch.setenv("DAL_XA_PAUSE_AFTER_DECISION", "1")
+    log = tmp_path / "xa.log"
+    with own_dal(tmp_path, transactions={"mode": "xa", "decision_log": str(log)}) as dal:
+        conn = dal.connect()
+        with conn.cursor() as cur:
+            cur.execute("BEGIN")
+            cur.execute(INSERT, (U_A, "1.00"))
+            cur.execute(INSERT, (U_DEFAULT, "2.00"))
+        outcome: list = []
+        committer = threading.Thread(target=lambda: outcome.append(conn.query("COMMIT")))
+        committer.start()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and '"decision"' not in (
+                log.read_text() if log.exists() else ""):
+            time.sleep(0.02)
+        # During the pause the branch on b is prepared; its connection is killed.
+        with direct("b").cursor() as cur:
+            cur.execute("SELECT trx_mysql_thread_id FROM information_schema.INNODB_TRX")
+            threads = [row[0] for row in cur.fetchall()]
+            for thread in threads:
+                cur.execute(f"KILL CONNECTION {thread}")
+        assert threads, "no prepared branch found on b"
+        committer.join(15)
+        assert outcome, "COMMIT did not answer"
+        # The prepared branch survived its connection; DAL committed it from another one.
+        assert shard_totals(direct, U_A) == ["1.00"] and shard_totals(direct, U_DEFAULT) == ["2.00"]
+        assert prepared_xids(direct, "a") == [] and prepared_xids(direct, "b") == []
+        assert dal.metric("dal_xa_transactions_total", outcome="committed") == 1
+        conn.close()
+        assert_pools_idle(dal.port)
