@@ -284,12 +284,16 @@ class TransactionsConfig(Strict):
     per backend instance, two-phase commit with ``decision_log`` (a file this DAL instance
     owns, relative to the working directory) and recovery at start-up. ``xid_prefix`` starts
     every XA transaction id DAL makes; recovery touches only those, so DAL instances sharing
-    backends need different prefixes. Read at start-up only: a change needs a restart.
+    backends need different prefixes. ``lock_wait_timeout`` (seconds, mode xa): set as the
+    session's ``innodb_lock_wait_timeout`` on every branch, because a deadlock across two
+    instances is invisible to each and ends only at that timeout; unset keeps the backend's
+    (50 s by default). Read at start-up only: a change needs a restart.
     """
 
     mode: TransactionMode = TransactionMode.SINGLE
     decision_log: str = "var/xa-decisions.log"
     xid_prefix: str = Field(default="dal", pattern=r"^[A-Za-z0-9_-]{1,16}$")
+    lock_wait_timeout: int | None = Field(default=None, ge=1, le=3600)
 
     @field_validator("decision_log")
     @classmethod

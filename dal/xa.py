@@ -43,6 +43,7 @@ log = logging.getLogger("dal.xa")
 # `ClientSession.txn_pending` when autocommit is off and no transaction is open: the next
 # statement opens one (with XA START, not with the statement text, in this mode).
 XA_PENDING = "XA START"
+LOCK_WAIT_KEY = "innodb_lock_wait_timeout"  # set per branch from transactions.lock_wait_timeout
 XA_LOST = "XA LOST"  # every branch broke: statements are refused until COMMIT/ROLLBACK
 ROLLED_BACK = (1402, "XA100")  # ER_XA_RBROLLBACK: a prepare failed, every branch rolled back
 IN_DOUBT = (1105, "HY000")     # commit decided, a branch not reached: recovery completes it
@@ -92,6 +93,7 @@ class XaTransaction:
         self.saved_pin: tuple[str, BackendConnection] | None = None
 
     async def open(self, session: ClientSession, conn: BackendConnection) -> None:
+        await apply_state(conn, None, session.state)  # a no-op unless begin() added the lock wait
         await conn.query(f"XA START {xid(self.gtrid, conn.instance)}")
         self.branches[conn.instance] = conn
         session.server.count_pin("transaction")
@@ -115,14 +117,39 @@ async def begin(session: ClientSession, conn: BackendConnection) -> None:
         session.txn_pending = XA_LOST
         raise BackendError(BRANCH_LOST[0], _lost_message(session.xa), BRANCH_LOST[1])
     txn = XaTransaction(coordinator.new_gtrid())
+    _add_lock_wait(session)
     if session.pin_reason is not None and session.pinned is conn:
         txn.saved_pin = (session.pin_reason, conn)
-    await txn.open(session, conn)
+    try:
+        await txn.open(session, conn)
+    except BackendError:
+        _drop_lock_wait(session)
+        raise
     session.xa = txn
     # Keeps every branch pinned whatever a reply's status says (a failed statement can clear
     # IN_TRANS): `_after_statement` never gives a branch back; `end` does.
     session.pin_reason = "xa"
     session.soft_pin = False
+
+
+def _lock_wait_fragment(session: ClientSession) -> str | None:
+    seconds = session.server.config.transactions.lock_wait_timeout
+    return None if seconds is None else f"@@session.{LOCK_WAIT_KEY}={seconds}"
+
+
+def _add_lock_wait(session: ClientSession) -> None:
+    """transactions.lock_wait_timeout joins the session's replayed variables for the
+    transaction (unless the client set its own), so every branch gets it with the rest."""
+    fragment = _lock_wait_fragment(session)
+    if fragment is not None and LOCK_WAIT_KEY not in session.state:
+        session.state = {**session.state, LOCK_WAIT_KEY: fragment}
+
+
+def _drop_lock_wait(session: ClientSession) -> None:
+    """After the transaction: the next replay onto any connection puts the default back."""
+    fragment = _lock_wait_fragment(session)
+    if fragment is not None and session.state.get(LOCK_WAIT_KEY) == fragment:
+        session.state = {k: v for k, v in session.state.items() if k != LOCK_WAIT_KEY}
 
 
 async def branch(session: ClientSession, instance: str) -> BackendConnection:
@@ -276,6 +303,7 @@ async def _finish(session: ClientSession, txn: XaTransaction, commit: bool,
             else:
                 server.pools[conn.instance].release(conn, reusable=not conn.closed
                                                     and not conn.busy)
+        _drop_lock_wait(session)
         session.status = 0 if session.state.get("autocommit") == AUTOCOMMIT_OFF else _AUTOCOMMIT
         session.txn_pending = None
         session.txn_pending = next_pending(session)

@@ -345,3 +345,40 @@ def test_a_branch_connection_lost_after_the_decision_is_committed_anyway(
         assert dal.metric("dal_xa_transactions_total", outcome="committed") == 1
         conn.close()
         assert_pools_idle(dal.port)
+
+
+def test_lock_wait_timeout_bounds_a_wait_for_another_instance(tmp_path, direct, clean) -> None:
+    """A deadlock across instances is invisible to both: `transactions.lock_wait_timeout` ends
+    the wait in seconds, only inside XA transactions; every connection gets the default back."""
+    with own_dal(tmp_path, transactions={"mode": "xa", "lock_wait_timeout": 2,
+                                         "decision_log": str(tmp_path / "xa.log")}) as dal:
+        holder = direct("b")
+        holder.autocommit(False)
+        with holder.cursor() as cur:  # a row on instance b, locked by another client
+            cur.execute(f"INSERT INTO user_{U_A % 120:03d}.orders (id, user_id, merchant_id, "
+                        "status, total, created_at, updated_at) VALUES (%s, %s, 7, 0, 1, NOW(), "
+                        "NOW())", (U_A % 120 + 120 * 7 + 14400 * 99, U_A))
+        conn = dal.connect()
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT @@innodb_lock_wait_timeout")
+                assert cur.fetchone()[0] == 50
+                cur.execute("BEGIN")
+                cur.execute(INSERT, (U_DEFAULT, "2.00"))  # a branch on instance a
+                cur.execute("SELECT @@innodb_lock_wait_timeout")
+                assert cur.fetchone()[0] == 2
+                started = time.monotonic()
+                with pytest.raises(pymysql.MySQLError) as info:
+                    cur.execute("UPDATE orders SET total = 5 WHERE user_id = %s", (U_A,))
+                waited = time.monotonic() - started
+                assert info.value.args[0] == 1205
+                assert 1.5 <= waited < 10
+                cur.execute("ROLLBACK")
+                for _ in range(4):  # whichever pooled connection serves it: the default
+                    cur.execute("SELECT @@innodb_lock_wait_timeout")
+                    assert cur.fetchone()[0] == 50
+        finally:
+            conn.close()
+            holder.rollback()
+        assert shard_totals(direct, U_DEFAULT) == []
+        assert_pools_idle(dal.port)
