@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 from dal import executor
 from dal.login import err_packet, ok_packet
-from dal.prepared_fast import FastRoute, fast_route, try_execute
+from dal.prepared_fast import FastRoute, fast_route, fixed_route, try_execute
 from dal.prepared_results import Cursor, binary_result, fetch, reply
 from dal.prepared_run import WRONG_ARGUMENTS, run
 from dal.shard_route import route_plan, shard_renamer
@@ -335,6 +335,8 @@ def _execute(session: ClientSession, statement: Statement, payload: bytes,
         instance, schema = plan.instance, plan.schema
         if plan.anywhere and session.pinned is not None:  # touches no table: follow the pin
             instance, schema = session.pinned.instance, None
+        if not cursor:
+            statement.fast = fixed_route(session, plan, ex)
         run(session, plan, instance, schema, plan.sql or statement.sql,  # type: ignore[arg-type]
             len(ex.values), _tail(ex.types, ex.values), None, statement if cursor else None,
             last_seq)

@@ -29,6 +29,9 @@ if TYPE_CHECKING:
     from dal.session import ClientSession
 
 
+MAX_TAIL = 0xFFFFFF - 5  # the relayed execute must stay one packet
+
+
 @dataclass(slots=True, frozen=True)
 class FastRoute:
     """How to route one prepared statement without decoding it (valid for one config and
@@ -40,7 +43,7 @@ class FastRoute:
     params: int
     bitmap_end: int  # offset of the new-params-bound byte
     types: bytes  # the types block, 2 bytes per parameter
-    key_at: int  # the key's offset from the first value
+    key_at: int  # the key's offset from the first value; -1: one fixed backend (`fixed_route`)
     key_size: int
     key_signed: bool
 
@@ -72,6 +75,17 @@ def fast_route(session: ClientSession, statement: Statement, plan: Plan, ex: Exe
                      10 + (ex_params + 7) // 8, types, offset, INT_SIZES[code], not unsigned)
 
 
+def fixed_route(session: ClientSession, plan: Plan, ex: Execute) -> FastRoute | None:
+    """The fast route of a statement whose plan sends it unchanged to one backend (an
+    unsharded table): every execution is relayed there, NULLs included."""
+    if plan.sql is not None or plan.handler is not None or plan.pin is not None or plan.anywhere:
+        return None
+    types = b"".join(bytes((c, UNSIGNED_PARAM if u else 0)) for c, u in ex.types)
+    params = len(ex.types)
+    return FastRoute(session.server.config, session.schema, plan, params,
+                     10 + (params + 7) // 8, types, -1, 0, False)
+
+
 def try_execute(session: ClientSession, statement: Statement, fast: FastRoute, reg: Registry,
                 payload: bytes) -> bool:
     """Send this execution on the fast route; False (nothing done) when it needs the full
@@ -81,8 +95,7 @@ def try_execute(session: ClientSession, statement: Statement, fast: FastRoute, r
     if (server.config is not fast.config or session.schema != fast.schema
             or payload[5]  # a cursor
             or session.pinned is not None or session.txn_pending is not None
-            or statement.long_data
-            or len(payload) <= end or payload.count(0, 10, end) != end - 10):  # a NULL
+            or statement.long_data or len(payload) <= end):
         return False
     bound = payload[end]
     if bound:
@@ -91,6 +104,16 @@ def try_execute(session: ClientSession, statement: Statement, fast: FastRoute, r
             return False
     else:
         start = end + 1
+    plan = fast.plan
+    if fast.key_at < 0:  # one fixed backend: the packet as it came, NULLs and all
+        tail = payload[5:end] + b"\x01" + fast.types + payload[start:]
+        if len(tail) >= MAX_TAIL:
+            return False
+        run(session, plan, plan.instance, plan.schema, statement.sql, fast.params, tail,  # type: ignore[arg-type]
+            None, None, 0)
+        return True
+    if payload.count(0, 10, end) != end - 10:  # a NULL
+        return False
     at = start + fast.key_at
     raw = payload[at:at + fast.key_size]
     if len(raw) != fast.key_size:
@@ -98,7 +121,6 @@ def try_execute(session: ClientSession, statement: Statement, fast: FastRoute, r
     number = int.from_bytes(raw, "little", signed=fast.key_signed)
     if number < 0:
         return False
-    plan = fast.plan
     sharded = plan.sharded
     try:
         target = target_for(fast.config, sharded, number)  # type: ignore[arg-type]
@@ -108,7 +130,7 @@ def try_execute(session: ClientSession, statement: Statement, fast: FastRoute, r
     if found is None or found[0] is not sharded:
         return False
     tail = payload[5:end] + b"\x01" + fast.types + payload[start:]
-    if len(tail) >= 0xFFFFFF - 5:  # the relay needs one packet each way
+    if len(tail) >= MAX_TAIL:
         return False
     run(session, route_plan(target.instance, plan.statement), target.instance, None, found[1],
         fast.params, tail, shard_renamer(sharded, target.database), None, 0)

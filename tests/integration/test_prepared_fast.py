@@ -181,3 +181,44 @@ def test_rate_limits_apply_to_prepared_executions(tiny_pool, orders) -> None:
         assert client.read_result().rows == [[f"u{USERS[3]}".encode()]]
     finally:
         client.close()
+
+
+def test_unsharded_statement_relayed_with_nulls_and_new_types(dal, direct) -> None:
+    """`merchants` lives on the default instance: after one full-path execution each execute
+    is relayed there as it came (NULLs too), with types sent once or every time; what DAL
+    writes and reads equals the backend's own table."""
+    names = [f"fixed-route-{i}" for i in range(40)]
+    backend = direct("a", "trade")
+    with backend.cursor() as cur:
+        cur.execute("DELETE FROM merchants WHERE name LIKE 'fixed-route-%'")
+    client = PsClient(dal.port)
+    client.login()
+    try:
+        insert = client.prepare("INSERT INTO merchants (name, region_id, rating) VALUES (?, ?, ?)")
+        for i, name in enumerate(names):
+            region = None if i % 3 == 0 else i
+            rating = None if i % 4 == 0 else f"{i % 5}.{i % 10}0".encode()
+            client.execute_raw(insert.id, [(STR, name.encode()), (I32, region),
+                                           ((T.NEWDECIMAL, False), rating)], i % 7 == 0)
+            client.read_result()
+        select = client.prepare("SELECT name, region_id, rating FROM merchants WHERE name = ?")
+        with backend.cursor() as cur:
+            for i, name in enumerate(names * 2):
+                client.execute_raw(select.id, [(STR, name.encode())], i % 5 == 0)
+                got = [(r[0].decode(), r[1], None if r[2] is None else r[2].decode())
+                       for r in client.read_result().rows]
+                cur.execute("SELECT name, region_id, rating FROM merchants WHERE name = %s",
+                            (name,))
+                want = [(n, reg, None if rat is None else str(rat))
+                        for n, reg, rat in cur.fetchall()]
+                assert got == want and len(want) == 1, name
+            # a new type for the parameter, then a NULL one: the backend's own answers
+            client.execute_raw(select.id, [((T.BLOB, False), names[3].encode())], True)
+            assert [r[0].decode() for r in client.read_result().rows] == [names[3]]
+            client.execute_raw(select.id, [(STR, None)], True)
+            assert client.read_result().rows == []
+            cur.execute("SELECT COUNT(*) FROM merchants WHERE name LIKE 'fixed-route-%'")
+            assert cur.fetchone()[0] == len(names)
+            cur.execute("DELETE FROM merchants WHERE name LIKE 'fixed-route-%'")
+    finally:
+        client.close()
