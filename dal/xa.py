@@ -211,7 +211,8 @@ def savepoint_refusal(sql: bytes) -> bool:
 
 async def run_on_shards(session: ClientSession, jobs: list[tuple[str, bytes]]) -> list:
     """Run a scatter's statements (instance, sql) on the transaction's branches: one
-    connection per instance, its statements one after another, instances concurrently.
+    connection per instance, its statements pipelined (one after another under a statement
+    timeout), instances concurrently.
     Returns a Result or an exception per job, in order."""
     if session.xa is None:  # the transaction's first statement is this scatter
         first = jobs[0][0]
@@ -235,7 +236,23 @@ async def run_on_shards(session: ClientSession, jobs: list[tuple[str, bytes]]) -
             for i in indexes:
                 outcomes[i] = exc
             return
-        for i in indexes:
+        if not session.server.statement_timeout:  # one round trip for the instance's shards
+            try:
+                responses = await conn.pipeline(
+                    [frame(bytes((Command.QUERY,)) + jobs[i][1], 0) for i in indexes])
+            except BackendError as exc:  # the connection broke: no answer is known
+                for i in indexes:
+                    outcomes[i] = exc
+                if conn.closed:
+                    _drop(session, conn)
+                return
+            for i, raw in zip(indexes, responses, strict=True):
+                try:
+                    outcomes[i] = decode_response(raw)
+                except BackendError as exc:
+                    outcomes[i] = exc
+            return
+        for i in indexes:  # one at a time, each under the statement timeout
             try:
                 outcomes[i] = decode_response(await timed_command(
                     session.server, conn, frame(bytes((Command.QUERY,)) + jobs[i][1], 0)))

@@ -112,6 +112,10 @@ class BackendConnection(asyncio.Protocol):
         self._rename: HeaderRenamer | None = None
         self._done: Callable[[BackendConnection, ResponseScanner | None], None] | None = None
         self._collect: bytearray | None = None
+        # `pipeline`: the responses answered so far, how many are expected, and their shape.
+        self._answered: list[bytes] | None = None
+        self._expected = 0
+        self._pipeline_shape = RESULT
         self._tls: ssl.SSLContext | None = None
         self._host = ""
         self.prepared: OrderedDict = OrderedDict()  # SQL -> pool.statements.BackendStatement
@@ -248,15 +252,26 @@ class BackendConnection(asyncio.Protocol):
             return
         collect = self._collect
         if collect is not None:
-            collect += data
-            try:
-                self._scanner.feed(data)
-            except ProtocolError as exc:
-                self._fail(str(exc))
-                return
-            if self._scanner.state == 6:
-                self._finish(self._scanner)
-            return
+            scanner = self._scanner
+            while True:
+                try:
+                    used = scanner.feed(data)
+                except ProtocolError as exc:
+                    self._fail(str(exc))
+                    return
+                collect += data if used == len(data) else data[:used]
+                if scanner.state != 6:  # DONE
+                    return
+                answered = self._answered
+                if answered is None or self._expected == len(answered) + 1:
+                    self._finish(scanner)
+                    return
+                answered.append(bytes(collect))  # a pipelined response; the next one follows
+                collect.clear()
+                scanner.reset(self._pipeline_shape)
+                data = data[used:]
+                if not data:
+                    return
         self._buffer.feed(data)
         self._wake()
 
@@ -309,6 +324,21 @@ class BackendConnection(asyncio.Protocol):
             return await waiter
         finally:
             self._collect = None
+
+    async def pipeline(self, commands: list[bytes], shape: int = RESULT) -> list[bytes]:
+        """Send several framed commands at once and return their raw responses, in order.
+
+        The server runs them one after another, as if sent one by one, so an ERR answers its
+        own command only; what saves time is that there is one round trip instead of many.
+        """
+        if len(commands) == 1:
+            return [await self.command(commands[0], shape)]
+        self._answered, self._expected, self._pipeline_shape = [], len(commands), shape
+        try:
+            last = await self.command(b"".join(commands), shape)
+            return [*self._answered, last]
+        finally:
+            self._answered = None
 
     async def query(self, sql: str | bytes) -> Result:
         """Run one statement and decode its result; raises `BackendError` on ERR."""

@@ -219,17 +219,23 @@ def _recover(config: Path, *flags: str) -> subprocess.CompletedProcess:
                           timeout=60)
 
 
+def _two_branches(dal):
+    """A connection whose open transaction wrote on both instances."""
+    conn = dal.connect()
+    with conn.cursor() as cur:
+        cur.execute("BEGIN")
+        cur.execute(INSERT, (U_A, "1.00"))
+        cur.execute(INSERT, (U_DEFAULT, "2.00"))
+    return conn
+
+
 def _commit_then_crash(tmp_path: Path, monkeypatch) -> tuple:
     """A DAL that pauses after logging its decision is killed there: both branches stay
     prepared, the decision is on disk. Returns (config path, decision log path)."""
     monkeypatch.setenv("DAL_XA_PAUSE_AFTER_DECISION", "30")
     log = tmp_path / "xa.log"
     with own_dal(tmp_path, transactions={"mode": "xa", "decision_log": str(log)}) as dal:
-        conn = dal.connect()
-        with conn.cursor() as cur:
-            cur.execute("BEGIN")
-            cur.execute(INSERT, (U_A, "1.00"))
-            cur.execute(INSERT, (U_DEFAULT, "2.00"))
+        conn = _two_branches(dal)
         committer = threading.Thread(target=lambda: _ignore(conn.query, "COMMIT"), daemon=True)
         committer.start()
         deadline = time.monotonic() + 10
@@ -318,11 +324,7 @@ def test_a_branch_connection_lost_after_the_decision_is_committed_anyway(
     monkeypatch.setenv("DAL_XA_PAUSE_AFTER_DECISION", "1")
     log = tmp_path / "xa.log"
     with own_dal(tmp_path, transactions={"mode": "xa", "decision_log": str(log)}) as dal:
-        conn = dal.connect()
-        with conn.cursor() as cur:
-            cur.execute("BEGIN")
-            cur.execute(INSERT, (U_A, "1.00"))
-            cur.execute(INSERT, (U_DEFAULT, "2.00"))
+        conn = _two_branches(dal)
         outcome: list = []
         committer = threading.Thread(target=lambda: outcome.append(conn.query("COMMIT")))
         committer.start()
