@@ -12,7 +12,7 @@ import argparse
 import importlib
 import sys
 
-from config.loader import DEFAULT_CONFIG
+from config.loader import DEFAULT_CONFIG, ConfigError
 
 # name -> (module, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
@@ -60,6 +60,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args._module.run(args) or 0)
+    except ConfigError as exc:  # a bad config file, for every subcommand alike: status 2
+        action = getattr(args, "action", None)
+        print(f"dal {args.command}{f' {action}' if action else ''}: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
 

@@ -104,11 +104,11 @@ def try_execute(session: ClientSession, statement: Statement, fast: FastRoute, r
             return False
     else:
         start = end + 1
+    tail = payload[5:end] + b"\x01" + fast.types + payload[start:]
+    if len(tail) >= MAX_TAIL:
+        return False
     plan = fast.plan
     if fast.key_at < 0:  # one fixed backend: the packet as it came, NULLs and all
-        tail = payload[5:end] + b"\x01" + fast.types + payload[start:]
-        if len(tail) >= MAX_TAIL:
-            return False
         run(session, plan, plan.instance, plan.schema, statement.sql, fast.params, tail,  # type: ignore[arg-type]
             None, None, 0)
         return True
@@ -128,9 +128,6 @@ def try_execute(session: ClientSession, statement: Statement, fast: FastRoute, r
         return False
     found = reg.rendered.get((statement.id, target.database))
     if found is None or found[0] is not sharded:
-        return False
-    tail = payload[5:end] + b"\x01" + fast.types + payload[start:]
-    if len(tail) >= MAX_TAIL:
         return False
     run(session, route_plan(target.instance, plan.statement), target.instance, None, found[1],
         fast.params, tail, shard_renamer(sharded, target.database), None, 0)

@@ -15,7 +15,7 @@ import signal
 import subprocess
 import sys
 
-from config.loader import ConfigError, load_config
+from config.loader import load_config
 from config.model import Config
 
 
@@ -35,11 +35,7 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: "
                         "%(message)s")
     logging.getLogger("sqlglot").setLevel(logging.ERROR)
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        print(f"dal serve: {exc}", file=sys.stderr)
-        return 2
+    config = load_config(args.config)
     problem = _tls_problem(config, args.config)
     if problem is not None:
         print(f"dal serve: {problem}", file=sys.stderr)

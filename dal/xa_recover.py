@@ -11,13 +11,12 @@ stopped: a live DAL may be between PREPARE and its decision.
 from __future__ import annotations
 
 import argparse
-import sys
 from collections import Counter
 from collections.abc import Callable
 
 import pymysql
 
-from config.loader import ConfigError, load_config
+from config.loader import load_config
 from config.model import Config, Instance
 from dal.xa import xid
 from dal.xa_log import DecisionLog, compact, pending_decisions
@@ -30,11 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        print(f"dal xa recover: {exc}", file=sys.stderr)
-        return 2
+    config = load_config(args.config)
     counts = recover(config, apply=args.apply)
     return 1 if counts["unreachable"] or counts["errors"] else 0
 

@@ -75,7 +75,7 @@ from typing import Any
 
 import pymysql
 
-from config.loader import ConfigError, load_config
+from config.loader import load_config
 from config.model import Config, Dimension, TableKind
 from tools import schema as schema_tool
 
@@ -202,11 +202,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        print(f"dal bench: {exc}", file=sys.stderr)
-        return 2
+    config = load_config(args.config)
     problem = _check_args(args)
     if not problem and getattr(args, "transactions", False) and args.sharded and (
             config.transactions.mode != "xa"):

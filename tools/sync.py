@@ -30,7 +30,7 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
-from config.loader import ConfigError, load_config
+from config.loader import load_config
 from config.model import Config
 
 if TYPE_CHECKING:
@@ -69,11 +69,7 @@ def followers(config: Config) -> list[Follower]:
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        print(f"dal sync: {exc}", file=sys.stderr)
-        return 2
+    config = load_config(args.config)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

@@ -25,7 +25,7 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from config.loader import ConfigError, load_config
+from config.loader import load_config
 
 UNKNOWN_STATEMENT = 1235  # what DAL answers for an admin statement it does not have
 
@@ -115,11 +115,7 @@ def render(frame: Frame, previous: Frame | None, limit: int, title: str) -> Grou
 def run(args: argparse.Namespace) -> int:
     host, port = args.host, args.port
     if host is None or port is None:
-        try:
-            listen = load_config(args.config).server.listen
-        except ConfigError as exc:
-            print(f"dal top: {exc}", file=sys.stderr)
-            return 2
+        listen = load_config(args.config).server.listen
         host, port = host or listen.host, port or listen.port
     try:
         conn = pymysql.connect(host=host, port=port, user=args.user, password=args.password,

@@ -37,7 +37,7 @@ from pathlib import Path
 
 import pymysql
 
-from config.loader import ConfigError, load_config
+from config.loader import load_config
 from config.model import Config
 from tools.sync_route import Copy, Routes, SourceTable
 
@@ -419,11 +419,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        print(f"dal verify: {exc}", file=sys.stderr)
-        return 2
+    config = load_config(args.config)
     try:
         stats = verify(config, args, lambda line: print(line, flush=True))
     except (pymysql.Error, ValueError) as exc:
