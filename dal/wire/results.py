@@ -168,7 +168,7 @@ class ResponseScanner:
                 self.status = status
                 self.state = DONE
                 self.last_seq = data[pos + 3]
-                self.packets = packets
+                self.packets += packets  # after earlier results of a multi-result response
                 return after
             if first == 0xFF:
                 return 0  # an error mid-result: the general path reports it
