@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from time import perf_counter
 from typing import TYPE_CHECKING
 
 from dal import executor
@@ -111,11 +110,9 @@ def registry(session: ClientSession) -> Registry:
 
 
 def dispatch(session: ClientSession, command: int, payload: bytes, last_seq: int) -> None:
-    """Run one COM_STMT_* command (the session's dispatcher sends them here)."""
-    if command == Command.STMT_EXECUTE:
-        session._started = perf_counter()
-        execute(session, payload, last_seq)
-    elif command == Command.STMT_PREPARE:
+    """Run one COM_STMT_* command other than COM_STMT_EXECUTE, which the session's dispatcher
+    sends straight to `execute`."""
+    if command == Command.STMT_PREPARE:
         prepare(session, payload[1:])
     elif command == Command.STMT_SEND_LONG_DATA:
         _long_data(session, payload)
@@ -282,9 +279,15 @@ def _long_data(session: ClientSession, payload: bytes) -> None:
 
 
 def execute(session: ClientSession, payload: bytes, last_seq: int) -> None:
-    statement = named_statement(session, payload, "mysqld_stmt_execute")
-    if statement is None:
-        return
+    """COM_STMT_EXECUTE: the fast route when the statement has one, else the full path."""
+    reg = session.prepared
+    statement = (reg.statements.get(int.from_bytes(payload[1:5], "little"))
+                 if reg is not None and len(payload) >= 5 else None)
+    if statement is None:  # and 0xFFFFFFFF, the statement just prepared (MariaDB)
+        statement = named_statement(session, payload, "mysqld_stmt_execute")
+        if statement is None:
+            return
+        reg = registry(session)
     session._fp = statement.shape.fp.key
     limiter = session.server.limiter
     if limiter is not None:
@@ -295,7 +298,7 @@ def execute(session: ClientSession, payload: bytes, last_seq: int) -> None:
             return
     fast = statement.fast
     if (fast is not None and last_seq == 0
-            and try_execute(session, statement, fast, registry(session), payload)):
+            and try_execute(session, statement, fast, reg, payload)):  # type: ignore[arg-type]
         return
     _execute(session, statement, payload, last_seq)
 

@@ -15,7 +15,7 @@ False and the full path runs, so the two cannot disagree.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from dal.prepared_run import run
@@ -46,6 +46,9 @@ class FastRoute:
     key_at: int  # the key's offset from the first value; -1: one fixed backend (`fixed_route`)
     key_size: int
     key_signed: bool
+    # shard database -> (the statement for it, its one-backend plan, its header renamer), filled
+    # from the session's rendered statements on first use; at most one entry per shard.
+    shards: dict[bytes, tuple] = field(default_factory=dict, compare=False)
 
 
 def fast_route(session: ClientSession, statement: Statement, plan: Plan, ex: Execute,
@@ -102,9 +105,10 @@ def try_execute(session: ClientSession, statement: Statement, fast: FastRoute, r
         start = end + 1 + 2 * fast.params
         if bound != 1 or payload[end + 1:start] != fast.types:
             return False
+        tail = payload[5:]  # the types are there already
     else:
         start = end + 1
-    tail = payload[5:end] + b"\x01" + fast.types + payload[start:]
+        tail = payload[5:end] + b"\x01" + fast.types + payload[start:]
     if len(tail) >= MAX_TAIL:
         return False
     plan = fast.plan
@@ -126,9 +130,13 @@ def try_execute(session: ClientSession, statement: Statement, fast: FastRoute, r
         target = target_for(fast.config, sharded, number)  # type: ignore[arg-type]
     except Refusal:
         return False
-    found = reg.rendered.get((statement.id, target.database))
-    if found is None or found[0] is not sharded:
-        return False
-    run(session, route_plan(target.instance, plan.statement), target.instance, None, found[1],
-        fast.params, tail, shard_renamer(sharded, target.database), None, 0)
+    database = target.database
+    found = fast.shards.get(database)
+    if found is None:
+        rendered = reg.rendered.get((statement.id, database))
+        if rendered is None or rendered[0] is not sharded:
+            return False
+        found = fast.shards[database] = (rendered[1], route_plan(target.instance, plan.statement),
+                                         shard_renamer(sharded, database))
+    run(session, found[1], target.instance, None, found[0], fast.params, tail, found[2], None, 0)
     return True

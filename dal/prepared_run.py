@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING
 
 from dal import timeouts
 from dal.prepared_results import reply
-from dal.wire.buffer import Reader, u32
+from dal.wire.buffer import Reader
+from dal.wire.constants import MAX_PAYLOAD
 from dal.wire.framing import frame, packet_count
 from dal.wire.messages import ERR
 from dal.wire.results import RESULT
@@ -66,11 +67,14 @@ def run(session: ClientSession, plan: Plan, instance: str, schema: str | None, s
 def _send(session: ClientSession, conn: BackendConnection, plan: Plan, schema: str | None,
           sql: bytes, params: int, tail: bytes, rename: HeaderRenamer | None) -> None:
     if (schema is None or conn.schema == schema) and conn.variables == session.state:
-        backend = statements.cached(conn, sql)
+        backend = conn.prepared.get(sql)  # statements.cached, inline: the hot path
         if backend is not None and len(backend.params) == params:
             session.busy = True
             session._plan = plan
-            conn.relay(frame(b"\x17" + u32(backend.id) + tail, 0), session.transport.write,  # type: ignore[union-attr]
+            size = len(tail) + 5
+            packets = (size.to_bytes(3, "little") + b"\x00" + backend.execute_head + tail
+                       if size < MAX_PAYLOAD else frame(backend.execute_head + tail, 0))
+            conn.relay(packets, session.transport.write,  # type: ignore[union-attr]
                        session._relay_done, RESULT, rename)
             if session.server.statement_timeout:
                 timeouts.arm(session, conn)
@@ -100,7 +104,7 @@ async def _run_slow(session: ClientSession, plan: Plan, instance: str, schema: s
                                 f"has {params}", WRONG_ARGUMENTS[1]))
         session.busy = False
         return
-    payload = b"\x17" + u32(backend.id) + tail
+    payload = backend.execute_head + tail
     packets = frame(payload, 0)
     if cursor is None and packet_count(len(payload)) == last_seq + 1:
         session._plan = plan

@@ -56,7 +56,7 @@ _SESSION_STATUS = int(Status.IN_TRANS | Status.AUTOCOMMIT | Status.IN_TRANS_READ
 _IN_TRANS = int(Status.IN_TRANS)
 _AUTOCOMMIT = int(Status.AUTOCOMMIT)
 _TXN_BITS = _IN_TRANS | _AUTOCOMMIT  # anything but AUTOCOMMIT alone: inside a transaction
-_STMT_COMMANDS = frozenset({Command.STMT_PREPARE, Command.STMT_EXECUTE, Command.STMT_CLOSE,
+_STMT_COMMANDS = frozenset({Command.STMT_PREPARE, Command.STMT_CLOSE,
                             Command.STMT_RESET, Command.STMT_SEND_LONG_DATA, Command.STMT_FETCH})
 
 LOGIN, COMMAND, CLOSED = "login", "command", "closed"
@@ -305,6 +305,9 @@ class ClientSession(asyncio.Protocol):
         command = payload[0]
         if command == 3:  # COM_QUERY
             self._query(payload, last_seq, raw)
+        elif command == 0x17:  # COM_STMT_EXECUTE: the other hot path
+            self._started = perf_counter()
+            prepared.execute(self, payload, last_seq)
         elif command == Command.PING:
             self._write(ok_packet(self._seq, self.status))
         elif command == Command.QUIT:

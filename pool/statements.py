@@ -29,6 +29,7 @@ class BackendStatement:
     id: int
     params: tuple[bytes, ...]
     columns: tuple[bytes, ...]
+    execute_head: bytes  # COM_STMT_EXECUTE and this id: how an execution payload starts
 
 
 def cached(conn: BackendConnection, sql: bytes) -> BackendStatement | None:
@@ -66,7 +67,8 @@ async def prepare(conn: BackendConnection, sql: bytes) -> BackendStatement:
         conn.busy = False
     if err is not None:
         raise BackendError(err.code, err.message, err.sqlstate)
-    statement = BackendStatement(ok.statement_id, params, columns)
+    statement = BackendStatement(ok.statement_id, params, columns,
+                                 bytes((Command.STMT_EXECUTE,)) + u32(ok.statement_id))
     cache[sql] = statement
     while len(cache) > MAX_PER_CONNECTION:
         _, old = cache.popitem(last=False)

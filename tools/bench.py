@@ -21,7 +21,9 @@ the --config you pass, as always; without `sbtest` the bench exits with status 2
   dal bench --config config/bench.yaml --sysbench --sharded
 
 Rounds alternate direct, dal, direct, dal ... (--rounds per target), so that drift of the
-machine (caches, other load) hits both targets alike. trade.sbtest1 is created through the direct
+machine (caches, other load) hits both targets alike. Before them, each target gets one
+warm-up round of --warmup seconds that is not counted (buffer pools, DAL's pooled connections
+and the statements they have prepared, plan caches: a DAL started for the run begins cold). trade.sbtest1 is created through the direct
 connection if missing and refilled to --table-size rows when its row count differs. With
 --sharded, `dal schema apply` is run for the logical database `sbtest` first (its schema file,
 config/schema/sbtest.sql: creates the sbtest_NNN databases and their sbtest1 where missing), then
@@ -165,6 +167,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="seconds per round (default: %(default)s)")
     parser.add_argument("--rounds", type=int, default=2,
                         help="rounds per target, alternating direct and dal (default: %(default)s)")
+    parser.add_argument("--warmup", type=float, default=3.0,
+                        help="seconds of one uncounted warm-up round per target before the "
+                        "measured rounds; 0 for none (default: %(default)s)")
     parser.add_argument("--table-size", type=int, default=10000,
                         help="rows in trade.sbtest1 (default: %(default)s)")
     parser.add_argument("--clients", type=int, default=16,
@@ -264,6 +269,8 @@ def _check_args(args: argparse.Namespace) -> str | None:
     for name in ("duration", "rounds", "table_size", "clients", "procs", "threads", "max_queries"):
         if getattr(args, name) <= 0:
             return f"--{name.replace('_', '-')} must be positive"
+    if args.warmup < 0:
+        return "--warmup must not be negative (0: no warm-up round)"
     if args.procs > args.clients:
         return "--procs must not exceed --clients"
     if args.many is not None and (args.many <= 0 or args.sysbench or args.sharded):
@@ -687,6 +694,8 @@ def benchmark(args: argparse.Namespace, direct: Target, dal: Target) -> dict[str
     order = [direct, dal] * args.rounds
     rounds: dict[str, list[Round]] = {"direct": [], "dal": []}
     latencies: dict[str, list[array[float]]] = {"direct": [], "dal": []}
+    if args.warmup > 0:
+        warm(args, (direct, dal))
     for number, target in enumerate(order, 1):
         if args.sysbench:
             result = sysbench_round(args, target, number)
@@ -709,7 +718,8 @@ def benchmark(args: argparse.Namespace, direct: Target, dal: Target) -> dict[str
         "direct_database": direct.database,
         "query": QUERY.replace("%d", "?"),
         "params": {
-            "duration": args.duration, "rounds": args.rounds, "table_size": args.table_size,
+            "duration": args.duration, "rounds": args.rounds, "warmup": args.warmup,
+            "table_size": args.table_size,
             **({"threads": args.threads, "ps_mode": args.ps_mode,
                 "workload": getattr(args, "workload", "oltp_point_select"),
                 "transactions": getattr(args, "transactions", False)} if args.sysbench
@@ -722,6 +732,19 @@ def benchmark(args: argparse.Namespace, direct: Target, dal: Target) -> dict[str
         "ratio_median": _ratio(x.qps_median, d.qps_median),
         "ratio_p99": _ratio(x.p99_ms, d.p99_ms),
     }
+
+
+def warm(args: argparse.Namespace, targets: tuple[Target, ...]) -> None:
+    """One uncounted round of --warmup seconds per target, so that no measured round pays for
+    cold caches."""
+    short = argparse.Namespace(**{**vars(args), "duration": args.warmup})
+    for target in targets:
+        if args.sysbench:
+            result = sysbench_round(short, target, 0)
+        else:
+            result, _ = builtin_round(short, target, 0)
+        print(f"warm-up: {target.name:<6} {result.queries:>9} queries {result.qps:>9.0f} qps "
+              "(not counted)", file=sys.stderr, flush=True)
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:

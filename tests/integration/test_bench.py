@@ -23,7 +23,7 @@ from config.model import Config
 from tests.dal_process import TEST_CONFIG, running_test_config
 
 ROOT = Path(__file__).resolve().parents[2]
-SHORT = ["--duration", "2", "--rounds", "1"]
+SHORT = ["--duration", "2", "--rounds", "1", "--warmup", "1"]
 
 
 def _connect(cfg: Config) -> pymysql.connections.Connection:
@@ -66,6 +66,9 @@ def bench(tmp_path: Path, *extra: str, config_path: Path = TEST_CONFIG) -> dict[
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr}"
     assert "round 2/2: dal" in proc.stderr
+    # One uncounted warm-up round per target comes before the measured ones.
+    assert proc.stderr.index("warm-up: direct") < proc.stderr.index("warm-up: dal") < \
+        proc.stderr.index("round 1/2: direct")
     assert "ratio dal/direct" in proc.stdout
     return json.loads(out.read_text())
 
