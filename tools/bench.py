@@ -21,16 +21,16 @@ the --config you pass, as always; without `sbtest` the bench exits with status 2
   dal bench --config config/bench.yaml --sysbench --sharded
 
 Rounds alternate direct, dal, direct, dal ... (--rounds per target), so that drift of the
-machine (caches, other load) hits both targets alike. Before them, each target gets one
-warm-up round of --warmup seconds that is not counted (buffer pools, DAL's pooled connections
-and the statements they have prepared, plan caches: a DAL started for the run begins cold). trade.sbtest1 is created through the direct
-connection if missing and refilled to --table-size rows when its row count differs. With
---sharded, `dal schema apply` is run for the logical database `sbtest` first (its schema file,
-config/schema/sbtest.sql: creates the sbtest_NNN databases and their sbtest1 where missing), then
-every shard whose rows differ from ids 1..--table-size with id % shards == shard is refilled
-directly on its instance, with the same k/c/pad values as trade.sbtest1. If nothing listens on
-DAL's address, `dal serve --no-metrics --config <the same config>` is started for the run and
-stopped after it.
+machine (caches, other load) hits both targets alike. Before them, each target gets one warm-up
+round of --warmup seconds that is not counted (buffer pools, DAL's pooled connections and the
+statements they have prepared, plan caches: a DAL started for the run begins cold).
+trade.sbtest1 is created through the direct connection if missing and refilled to --table-size
+rows when its row count differs. With --sharded, `dal schema apply` is run for the logical
+database `sbtest` first (its schema file, config/schema/sbtest.sql: creates the sbtest_NNN
+databases and their sbtest1 where missing), then every shard whose rows differ from ids
+1..--table-size with id % shards == shard is refilled directly on its instance, with the same
+k/c/pad values as trade.sbtest1. If nothing listens on DAL's address, `dal serve --no-metrics
+--config <the same config>` is started for the run and stopped after it.
 
 Load generators:
   (default)   a built-in generator: --clients pymysql connections over --procs processes.
@@ -43,7 +43,9 @@ seconds), avg/p50/p99 latency in ms and errors. `ratio qps` = dal qps / direct q
 DAL costs nothing, 0.50 means DAL serves half the direct throughput. For reference (DESIGN.md,
 sysbench, 32 threads): a plain TCP hop (HAProxy) is 0.64-0.70, DAL's target for unsharded
 tables is >= 0.45 first, then >= 0.60. `ratio p99` = dal p99 / direct p99 (above 1: slower).
-In sysbench mode the p99 of a target is the median of its rounds' p99s.
+In sysbench mode the p99 of a target is the median of its rounds' p99s. With --ps-mode both,
+every round runs direct and dal in ps-mode disable, then in auto, and the report has a table per
+mode and the ratio of the two ratios (auto / disable), all from the same run.
 
 Progress goes to stderr, one line per round; the report to stdout (a table on a terminal, plain
 aligned text otherwise); --json FILE writes the figures. Exit status: 0 done, 1 a target is
@@ -187,9 +189,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "direct stays trade.sbtest1")
     parser.add_argument("--threads", type=int, default=32,
                         help="sysbench threads (default: %(default)s)")
-    parser.add_argument("--ps-mode", choices=["disable", "auto"], default="disable",
+    parser.add_argument("--ps-mode", choices=["disable", "auto", "both"], default="disable",
                         help="sysbench --db-ps-mode (default: %(default)s); auto = server-side "
-                        "prepared statements")
+                        "prepared statements; both = each round runs both targets in disable, "
+                        "then in auto, and the report compares the two ratios")
     parser.add_argument("--workload", choices=sorted(SYSBENCH_WORKLOADS),
                         default="oltp_point_select",
                         help="sysbench test (default: %(default)s); oltp_read_write runs with "
@@ -252,12 +255,17 @@ def run(args: argparse.Namespace) -> int:
     except BenchError as exc:
         print(f"dal bench: {exc}", file=sys.stderr)
         return 1
-    report(result)
+    for figures in result.get("by_ps_mode", {"": result}).values():
+        report({**figures, "layout_text": layout})
+    if "ratio_auto_over_disable" in result:
+        print(f"ratio in auto / ratio in disable: {result['ratio_auto_over_disable']:.2f} "
+              "(1.00 or more: prepared statements cost DAL no more than they save the backend)")
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
-    counted = ["dal"] if getattr(args, "transactions", False) else list(result["targets"])
-    errors = sum(result["targets"][name]["errors"] for name in counted
-                 if name in result["targets"])
+    counted = ["dal"] if getattr(args, "transactions", False) else ["direct", "dal"]
+    errors = sum(figures["targets"][name]["errors"]
+                 for figures in result.get("by_ps_mode", {"": result}).values()
+                 for name in counted if name in figures["targets"])
     if errors:
         print(f"dal bench: {errors} queries failed on {' and '.join(counted)} (see the error "
               "samples in the report)", file=sys.stderr)
@@ -269,6 +277,8 @@ def _check_args(args: argparse.Namespace) -> str | None:
     for name in ("duration", "rounds", "table_size", "clients", "procs", "threads", "max_queries"):
         if getattr(args, name) <= 0:
             return f"--{name.replace('_', '-')} must be positive"
+    if args.ps_mode == "both" and not args.sysbench:
+        return "--ps-mode both goes with --sysbench (the built-in generator has no ps-mode)"
     if args.warmup < 0:
         return "--warmup must not be negative (0: no warm-up round)"
     if args.procs > args.clients:
@@ -690,27 +700,55 @@ def _describe(exc: BaseException) -> str:
 
 
 def benchmark(args: argparse.Namespace, direct: Target, dal: Target) -> dict[str, Any]:
-    """Run the alternated rounds against both targets; the figures as a JSON-ready dict."""
-    order = [direct, dal] * args.rounds
-    rounds: dict[str, list[Round]] = {"direct": [], "dal": []}
+    """Run the alternated rounds against both targets; the figures as a JSON-ready dict.
+
+    With --ps-mode both, each round runs direct and dal in ps-mode disable, then in auto, and
+    the figures of each mode are under ``by_ps_mode``."""
+    modes = PS_MODES if args.ps_mode == "both" else (args.ps_mode,)
+    per_mode = {m: argparse.Namespace(**{**vars(args), "ps_mode": m}) for m in modes}
+    rounds: dict[str, dict[str, list[Round]]] = {m: {"direct": [], "dal": []} for m in modes}
     latencies: dict[str, list[array[float]]] = {"direct": [], "dal": []}
     if args.warmup > 0:
-        warm(args, (direct, dal))
-    for number, target in enumerate(order, 1):
-        if args.sysbench:
-            result = sysbench_round(args, target, number)
-        else:
-            result, samples = builtin_round(args, target, number)
-            latencies[target.name].append(samples)
-        rounds[target.name].append(result)
-        p99 = f"{result.p99_ms:.2f}" if result.p99_ms is not None else "-"
-        print(f"round {number}/{len(order)}: {target.name:<6} {result.queries:>9} queries "
-              f"{result.qps:>9.0f} qps  p99 {p99} ms  errors {result.errors}",
-              file=sys.stderr, flush=True)
-    summaries = {
-        t.name: summarize(t, rounds[t.name], latencies[t.name] if not args.sysbench else None)
-        for t in (direct, dal)
-    }
+        for mode in modes:
+            warm(per_mode[mode], (direct, dal))
+    total = 2 * args.rounds * len(modes)
+    number = 0
+    for _ in range(args.rounds):
+        for mode in modes:
+            for target in (direct, dal):
+                number += 1
+                if args.sysbench:
+                    result = sysbench_round(per_mode[mode], target, number)
+                else:
+                    result, samples = builtin_round(args, target, number)
+                    latencies[target.name].append(samples)
+                rounds[mode][target.name].append(result)
+                p99 = f"{result.p99_ms:.2f}" if result.p99_ms is not None else "-"
+                label = f" ({mode})" if len(modes) > 1 else ""
+                print(f"round {number}/{total}: {target.name:<6}{label} {result.queries:>9} "
+                      f"queries {result.qps:>9.0f} qps  p99 {p99} ms  errors {result.errors}",
+                      file=sys.stderr, flush=True)
+    figures = {m: _figures(per_mode[m], direct, dal, rounds[m],
+                           latencies if not args.sysbench else None) for m in modes}
+    if len(modes) == 1:
+        return figures[modes[0]]
+    both = dict(figures["disable"])
+    both["params"] = {**both["params"], "ps_mode": "both"}
+    both["by_ps_mode"] = figures
+    both["targets"] = {}  # the figures are per mode
+    both["ratio_auto_over_disable"] = _ratio(figures["auto"]["ratio"], figures["disable"]["ratio"])
+    return both
+
+
+PS_MODES = ("disable", "auto")
+
+
+def _figures(args: argparse.Namespace, direct: Target, dal: Target,
+             rounds: dict[str, list[Round]],
+             latencies: dict[str, list[array[float]]] | None) -> dict[str, Any]:
+    """The figures of one ps-mode's rounds as a JSON-ready dict."""
+    summaries = {t.name: summarize(t, rounds[t.name], latencies[t.name] if latencies else None)
+                 for t in (direct, dal)}
     d, x = summaries["direct"], summaries["dal"]
     return {
         "mode": "sysbench" if args.sysbench else "builtin",

@@ -58,17 +58,18 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def bench(tmp_path: Path, *extra: str, config_path: Path = TEST_CONFIG) -> dict[str, Any]:
+def bench(tmp_path: Path, *extra: str, config_path: Path = TEST_CONFIG,
+          last_round: str = "round 2/2: dal") -> dict[str, Any]:
     """Run `dal bench` in a subprocess with its own DAL; the JSON figures it wrote."""
     out = tmp_path / "bench.json"
     cmd = [sys.executable, "-m", "dal.cli", "bench", "--config", str(config_path),
            "--port", str(free_port()), "--json", str(out), *SHORT, *extra]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr}"
-    assert "round 2/2: dal" in proc.stderr
+    assert last_round in proc.stderr
     # One uncounted warm-up round per target comes before the measured ones.
     assert proc.stderr.index("warm-up: direct") < proc.stderr.index("warm-up: dal") < \
-        proc.stderr.index("round 1/2: direct")
+        proc.stderr.index("round 1/")
     assert "ratio dal/direct" in proc.stdout
     return json.loads(out.read_text())
 
@@ -97,6 +98,30 @@ def test_sysbench(config: Config, tmp_path: Path) -> None:
     result = bench(tmp_path, "--sysbench", "--threads", "4")
     assert result["mode"] == "sysbench"
     check(result)
+
+
+@pytest.mark.skipif(shutil.which("sysbench") is None, reason="sysbench is not installed")
+def test_sysbench_both_ps_modes_in_one_run(config: Config, tmp_path: Path) -> None:
+    # Each round runs both targets in disable, then in auto: the two ratios come from one run.
+    result = bench(tmp_path, "--sysbench", "--threads", "4", "--ps-mode", "both",
+                   last_round="round 4/4: dal    (auto)")
+    modes = result["by_ps_mode"]
+    assert set(modes) == {"disable", "auto"}
+    for mode, figures in modes.items():
+        assert figures["params"]["ps_mode"] == mode
+        check({**figures, "dal_started": result["dal_started"]})
+        assert [(r["number"], r["target"]) for r in figures["rounds"]] == (
+            [(1, "direct"), (2, "dal")] if mode == "disable" else [(3, "direct"), (4, "dal")])
+    assert result["ratio_auto_over_disable"] == pytest.approx(
+        modes["auto"]["ratio"] / modes["disable"]["ratio"], abs=1e-3)
+
+
+def test_both_ps_modes_need_sysbench(config: Config) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "dal.cli", "bench", "--config", str(TEST_CONFIG), "--ps-mode",
+         "both", *SHORT], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert "--ps-mode both goes with --sysbench" in proc.stderr
 
 
 SBTEST = {
