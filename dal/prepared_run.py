@@ -67,7 +67,7 @@ def run(session: ClientSession, plan: Plan, instance: str, schema: str | None, s
 def _send(session: ClientSession, conn: BackendConnection, plan: Plan, schema: str | None,
           sql: bytes, params: int, tail: bytes, rename: HeaderRenamer | None) -> None:
     if (schema is None or conn.schema == schema) and conn.variables == session.state:
-        backend = conn.prepared.get(sql)  # statements.cached, inline: the hot path
+        backend = conn.prepared.get(sql)  # prepared on this connection already?
         if backend is not None and len(backend.params) == params:
             session.busy = True
             session._plan = plan

@@ -32,11 +32,6 @@ class BackendStatement:
     execute_head: bytes  # COM_STMT_EXECUTE and this id: how an execution payload starts
 
 
-def cached(conn: BackendConnection, sql: bytes) -> BackendStatement | None:
-    """The statement already prepared on ``conn`` for ``sql``, if any (the hot path)."""
-    return conn.prepared.get(sql)
-
-
 async def prepare(conn: BackendConnection, sql: bytes) -> BackendStatement:
     """``sql`` prepared on ``conn`` (from its cache, else COM_STMT_PREPARE now).
 
