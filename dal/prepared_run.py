@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING
 from dal import timeouts
 from dal.prepared_results import reply
 from dal.wire.buffer import Reader
-from dal.wire.constants import MAX_PAYLOAD
 from dal.wire.framing import frame, packet_count
 from dal.wire.messages import ERR
 from dal.wire.results import RESULT
@@ -71,10 +70,8 @@ def _send(session: ClientSession, conn: BackendConnection, plan: Plan, schema: s
         if backend is not None and len(backend.params) == params:
             session.busy = True
             session._plan = plan
-            size = len(tail) + 5
-            packets = (size.to_bytes(3, "little") + b"\x00" + backend.execute_head + tail
-                       if size < MAX_PAYLOAD else frame(backend.execute_head + tail, 0))
-            conn.relay(packets, session.transport.write,  # type: ignore[union-attr]
+            conn.relay(frame(backend.execute_head + tail, 0),
+                       session.transport.write,  # type: ignore[union-attr]
                        session._relay_done, RESULT, rename)
             if session.server.statement_timeout:
                 timeouts.arm(session, conn)

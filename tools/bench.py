@@ -255,7 +255,8 @@ def run(args: argparse.Namespace) -> int:
     except BenchError as exc:
         print(f"dal bench: {exc}", file=sys.stderr)
         return 1
-    for figures in result.get("by_ps_mode", {"": result}).values():
+    per_mode = list(result.get("by_ps_mode", {"": result}).values())
+    for figures in per_mode:
         report({**figures, "layout_text": layout})
     if "ratio_auto_over_disable" in result:
         print(f"ratio in auto / ratio in disable: {result['ratio_auto_over_disable']:.2f} "
@@ -263,8 +264,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
     counted = ["dal"] if getattr(args, "transactions", False) else ["direct", "dal"]
-    errors = sum(figures["targets"][name]["errors"]
-                 for figures in result.get("by_ps_mode", {"": result}).values()
+    errors = sum(figures["targets"][name]["errors"] for figures in per_mode
                  for name in counted if name in figures["targets"])
     if errors:
         print(f"dal bench: {errors} queries failed on {' and '.join(counted)} (see the error "
@@ -717,10 +717,8 @@ def benchmark(args: argparse.Namespace, direct: Target, dal: Target) -> dict[str
         for mode in modes:
             for target in (direct, dal):
                 number += 1
-                if args.sysbench:
-                    result = sysbench_round(per_mode[mode], target, number)
-                else:
-                    result, samples = builtin_round(args, target, number)
+                result, samples = one_round(per_mode[mode], target, number)
+                if samples is not None:
                     latencies[target.name].append(samples)
                 rounds[mode][target.name].append(result)
                 p99 = f"{result.p99_ms:.2f}" if result.p99_ms is not None else "-"
@@ -732,15 +730,24 @@ def benchmark(args: argparse.Namespace, direct: Target, dal: Target) -> dict[str
                            latencies if not args.sysbench else None) for m in modes}
     if len(modes) == 1:
         return figures[modes[0]]
-    both = dict(figures["disable"])
-    both["params"] = {**both["params"], "ps_mode": "both"}
-    both["by_ps_mode"] = figures
-    both["targets"] = {}  # the figures are per mode
-    both["ratio_auto_over_disable"] = _ratio(figures["auto"]["ratio"], figures["disable"]["ratio"])
-    return both
+    # What both modes share; targets, rounds and ratios are per mode only.
+    shared = {key: figures["disable"][key] for key in SHARED_FIGURES}
+    return {**shared, "params": {**shared["params"], "ps_mode": "both"}, "by_ps_mode": figures,
+            "ratio_auto_over_disable": _ratio(figures["auto"]["ratio"],
+                                              figures["disable"]["ratio"])}
 
 
 PS_MODES = ("disable", "auto")
+SHARED_FIGURES = ("mode", "dal_database", "direct_database", "query", "params")
+
+
+def one_round(args: argparse.Namespace, target: Target,
+              number: int) -> tuple[Round, array[float] | None]:
+    """One round against one target with the load generator ``args`` names; the built-in one
+    also returns its latency samples."""
+    if args.sysbench:
+        return sysbench_round(args, target, number), None
+    return builtin_round(args, target, number)
 
 
 def _figures(args: argparse.Namespace, direct: Target, dal: Target,
@@ -777,10 +784,7 @@ def warm(args: argparse.Namespace, targets: tuple[Target, ...]) -> None:
     cold caches."""
     short = argparse.Namespace(**{**vars(args), "duration": args.warmup})
     for target in targets:
-        if args.sysbench:
-            result = sysbench_round(short, target, 0)
-        else:
-            result, _ = builtin_round(short, target, 0)
+        result, _ = one_round(short, target, 0)
         print(f"warm-up: {target.name:<6} {result.queries:>9} queries {result.qps:>9.0f} qps "
               "(not counted)", file=sys.stderr, flush=True)
 
