@@ -120,7 +120,8 @@ def test_each_logical_database_gets_only_its_own_schema_file() -> None:
         target = targets[f"sbtest_{shard:03d}"]
         assert target.tables == ("sbtest1",)
         assert [d.file for d in target.defs] == [str(SBTEST_SCHEMA)]
-        assert target.instance == ("a" if shard < 60 else "b")
+        # all on a, the instance the direct target runs on (config/bench.yaml says why)
+        assert target.instance == "a"
     assert plan_warnings(config, schemas) == []
 
 
