@@ -35,6 +35,7 @@ from pool.connection import (
 from pool.limits import Limiter, Throttled
 from pool.rename import HeaderRenamer
 from pool.state import apply_state
+from router.express import PASS, Express
 from router.fingerprint import Fingerprint, fingerprint
 from router.plan import LOCAL, REFUSE, ROUTE, SET, SHARDED, Plan
 from router.split import split_statements
@@ -51,6 +52,7 @@ _ADMIN = re.compile(rb"(?i)\s*(SHOW|SET|RELOAD|EXPLAIN)\s+DAL\b")
 # What an admin statement can start with: the regex runs only for these, not for every SELECT.
 _ADMIN_HEADS = frozenset({b"SHO", b"SET", b"REL", b"EXP"})
 _SPACE = frozenset(b" \t\r\n\x0b\x0c")
+_DIGITS = b"0123456789"
 # Plain ints: IntFlag arithmetic is slow Python code, and this runs per statement.
 _SESSION_STATUS = int(Status.IN_TRANS | Status.AUTOCOMMIT | Status.IN_TRANS_READONLY)
 _IN_TRANS = int(Status.IN_TRANS)
@@ -345,6 +347,22 @@ class ClientSession(asyncio.Protocol):
     def _query(self, payload: bytes, last_seq: int, raw: bytes | None) -> None:
         self._started = perf_counter()
         sql = payload[1:]
+        server = self.server
+        head = sql.rstrip(_DIGITS)
+        if len(head) != len(sql):
+            entry = server.router.express.get(head)
+            if (entry is not None and entry.lane and entry.schema == self.schema
+                    and entry.admin == self.admin and self.pinned is None
+                    and self.status & _TXN_BITS == _AUTOCOMMIT and self.txn_pending is None
+                    and self.xa is None and not (entry.multi and self.multi_statements)):
+                self._fp = entry.key
+                server.router.cache.hits += 1  # the express lane is a plan-cache hit
+                if server.limiter is not None and self.throttle(
+                        server.limiter, entry.plan, entry.key, self._express, entry, sql,
+                        len(head), payload, last_seq, raw):
+                    return
+                self._express(entry, sql, len(head), payload, last_seq, raw)
+                return
         if self.multi_statements and b";" in sql:
             statements = split_statements(sql)
             if len(statements) > 1:
@@ -353,7 +371,6 @@ class ClientSession(asyncio.Protocol):
         if (sql[:3].upper() in _ADMIN_HEADS or (sql and sql[0] in _SPACE)) and _ADMIN.match(sql):
             self._spawn(self._admin(sql))
             return
-        server = self.server
         fp = fingerprint(sql)
         self._fp = fp.key
         plan = server.router.plan(sql, fp, self.schema, self.admin)
@@ -378,9 +395,11 @@ class ClientSession(asyncio.Protocol):
                     self.status &= ~_IN_TRANS
                     self._write(ok_packet(self._seq, self.status))
                     return
+            if self.status & _TXN_BITS == _AUTOCOMMIT:
+                server.router.learn_express(sql, fp, plan, self.schema, self.admin)
             self._route(plan, payload, last_seq, RESULT, raw)
         elif kind == SHARDED:
-            self._sharded(plan, fp.slots(sql))
+            self._sharded(plan, fp.slots(sql), sql, fp)
         elif kind == REFUSE:
             code, state, message = plan.error  # type: ignore[misc]
             server.count_refusal(code)
@@ -642,7 +661,25 @@ class ClientSession(asyncio.Protocol):
         self._error(errors.NOT_SUPPORTED, refusal)
         return False
 
-    def _sharded(self, plan: Plan, slots: list[list[bytes]]) -> None:
+    def _express(self, entry: Express, sql: bytes, cut: int, payload: bytes, last_seq: int,
+                 raw: bytes | None) -> None:
+        """The express lane (router/express.py): ``sql[:cut]`` is a head whose route is known,
+        and ``sql[cut:]`` the integer that ends the statement."""
+        if entry.lane == PASS:
+            self._route(entry.plan, payload, last_seq, RESULT, raw)
+            return
+        shard = entry.shard_of(int(sql[cut:]))
+        target = entry.targets[shard]
+        if target is None:
+            found, head = entry.target(shard)
+            target = entry.targets[shard] = (
+                route_plan(found.instance, entry.plan.statement), head,
+                shard_renamer(entry.plan.sharded, found.database))
+        route, head, rename = target
+        self._route(route, head + sql[cut:], 0, RESULT, None, rename)
+
+    def _sharded(self, plan: Plan, slots: list[list[bytes]], sql: bytes = b"",
+                 fp: Fingerprint | None = None) -> None:
         sharded = plan.sharded
         if sharded.insert is not None:  # type: ignore[union-attr]
             self._spawn(self._insert(plan, slots))
@@ -651,6 +688,8 @@ class ClientSession(asyncio.Protocol):
         if shards is None:
             return
         if len(shards) == 1:
+            if fp is not None and self.status & _TXN_BITS == _AUTOCOMMIT:
+                self.server.router.learn_express(sql, fp, plan, self.schema, self.admin)
             target = shards[0]
             sql = sharded.template.render(slots, target.database, target.only)  # type: ignore[union-attr]
             route = route_plan(target.instance, plan.statement)

@@ -79,13 +79,27 @@ def fingerprint(sql: bytes) -> Fingerprint:
     if known is not None:
         return Fingerprint(known.key, (*known.literals, (cut, len(sql))), known.groups)
     fp = _scan(sql)
-    literals = fp.literals
-    if literals and literals[-1] == (cut, len(sql)) and cut and len(sql) - cut < 20 and (
-            not fp.groups or sum(fp.groups[-1]) < len(literals)):
+    if trailing_literal(sql, fp) == cut:
         if len(_TAIL_CACHE) >= TAIL_CACHE_SIZE:
             _TAIL_CACHE.clear()
-        _TAIL_CACHE[head] = Fingerprint(fp.key, literals[:-1], fp.groups)
+        _TAIL_CACHE[head] = Fingerprint(fp.key, fp.literals[:-1], fp.groups)
     return fp
+
+
+def trailing_literal(sql: bytes, fp: Fingerprint) -> int:
+    """Where the integer literal that ends ``sql`` starts, when that literal is a slot of its
+    own (not part of an IN list) of under 20 digits; else -1.
+
+    Then every statement made of ``sql[:cut]`` and other digits has the same fingerprint: the
+    character before the digits decides alone whether they are a literal."""
+    literals = fp.literals
+    if not literals:
+        return -1
+    cut, end = literals[-1]
+    if (end != len(sql) or not cut or end - cut >= 20 or not sql[cut:].isdigit()
+            or (fp.groups and sum(fp.groups[-1]) >= len(literals))):
+        return -1
+    return cut
 
 
 def _scan(sql: bytes) -> Fingerprint:

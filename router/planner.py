@@ -12,7 +12,8 @@ from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
 
 from config.model import Config, TableKind
-from router import errors
+from router import errors, express
+from router.express import Express
 from router.fingerprint import Fingerprint
 from router.plan import LOCAL, ROUTE, SET, SHARDED, Plan, refuse
 from router.plan_cache import PlanCache
@@ -53,6 +54,8 @@ class Router:
         self.config = config
         self.rules = config.rules
         self.cache: PlanCache[Plan] = PlanCache(capacity)
+        # Statement heads before a trailing integer -> their express route (router/express.py).
+        self.express: dict[bytes, Express] = {}
         self._key = b""
         self.parses = 0  # sqlglot calls, counted so that tests can assert the hot path skips it
         self._names = {
@@ -81,6 +84,13 @@ class Router:
         """New statement rules (config.protection.RulesConfig); cached plans are dropped."""
         self.rules = rules  # type: ignore[assignment]
         self.cache.clear()
+        self.express.clear()
+
+    def learn_express(self, sql: bytes, fp: Fingerprint, plan: Plan, schema: str | None,
+                      admin: bool) -> None:
+        """After the ordinary path ran ``sql`` with ``plan``: remember its head's express route
+        (or that it has none) for the statements of its shape that follow."""
+        express.learn(self.express, self.config, sql, fp, plan, schema, admin)
 
     def default_plan(self, schema: str | None) -> Plan:
         """A route to the backend that holds the session's default (unsharded) database."""

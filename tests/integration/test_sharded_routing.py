@@ -223,3 +223,41 @@ def test_replace_and_on_duplicate_key_route_like_insert(connect, direct, clean) 
         cur.execute(f"SELECT status, total FROM user_{user % 120:03d}.orders WHERE id = %s",
                     (order_id,))
         assert cur.fetchall() == ((7, 2),)
+
+
+def test_express_lane_answers_as_the_ordinary_path(connect, direct, clean) -> None:
+    """Statements ending in their routing integer take the express lane once their head is
+    known (router/express.py). It must read the owning shard, keep the logical database in
+    column definitions, and leave transactions, pins and schema changes to the ordinary path."""
+    with connect().cursor() as cur:
+        for user in USERS:
+            cur.execute(INSERT, (user, user + 1, 2, "3.00", f"u{user}"))
+    reader = connect()
+    with reader.cursor() as cur:
+        for _ in range(3):  # the first run of each head teaches it; the rest take the lane
+            for user in USERS:
+                cur.execute(f"SELECT user_id, note FROM orders WHERE user_id = {user}")
+                assert cur.fetchall() == ((user, f"u{user}"),)
+        cur.execute(f"SELECT user_id FROM orders WHERE user_id = {USERS[0]}")
+        assert cur.fetchall() == ((USERS[0],),)
+    with direct(instance_of(USERS[3] % 120)).cursor() as cur:
+        cur.execute(f"SELECT user_id, note FROM user_{USERS[3] % 120:03d}.orders "
+                    f"WHERE user_id = {USERS[3]}")
+        assert cur.fetchall() == ((USERS[3], f"u{USERS[3]}"),)
+    # Inside a transaction the same, now known, shape must still refuse a second shard.
+    first, second = USERS[0], next(u for u in USERS if u % 120 != USERS[0] % 120)
+    with reader.cursor() as cur:  # teach the head in autocommit
+        cur.execute(f"SELECT note FROM orders WHERE user_id = {second}")
+        cur.execute(f"SELECT note FROM orders WHERE user_id = {first}")
+    txn = connect(autocommit=False)
+    with txn.cursor() as cur:
+        cur.execute(f"SELECT note FROM orders WHERE user_id = {first}")
+        with pytest.raises(pymysql.err.MySQLError) as refused:
+            cur.execute(f"SELECT note FROM orders WHERE user_id = {second}")
+        assert refused.value.args[0] == 1235
+        txn.rollback()
+    # A session without a default database plans the same text for itself: no table to find.
+    other = connect(database=None)
+    with other.cursor() as cur, pytest.raises(pymysql.err.MySQLError) as missing:
+        cur.execute(f"SELECT note FROM orders WHERE user_id = {first}")
+    assert missing.value.args[0] == 1046
