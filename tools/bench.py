@@ -47,6 +47,11 @@ In sysbench mode the p99 of a target is the median of its rounds' p99s. With --p
 every round runs direct and dal in ps-mode disable, then in auto, and the report has a table per
 mode and the ratio of the two ratios (auto / disable), all from the same run.
 
+`cpu per query` (Linux): the CPU time (user + system) each round cost, per query, of DAL (the
+processes listening on its port; idle in direct rounds), the database servers (those listening
+on the config's instance ports) and the load generator. On a machine where all three share the
+cores, it shows where the time went: the ratio falls as DAL's share of the CPU grows.
+
 Progress goes to stderr, one line per round; the report to stdout (a table on a terminal, plain
 aligned text otherwise); --json FILE writes the figures. Exit status: 0 done, 1 a target is
 unreachable or a round failed, 2 bad config or arguments (--sharded without `sbtest`).
@@ -81,6 +86,7 @@ import pymysql
 
 from config.loader import load_config
 from config.model import Config, Dimension, TableKind
+from tools import bench_cpu
 from tools import schema as schema_tool
 
 TABLE = "sbtest1"
@@ -141,6 +147,7 @@ class Round:
     p99_ms: float | None = None
     errors: int = 0
     error_samples: list[str] = field(default_factory=list)
+    cpu_seconds: dict[str, float] = field(default_factory=dict)  # per group (tools/bench_cpu.py)
 
 
 @dataclass
@@ -159,6 +166,7 @@ class Summary:
     p99_ms: float | None
     errors: int
     error_samples: list[str]
+    cpu_us: dict[str, float]  # CPU microseconds per query per group, all rounds together
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -244,7 +252,9 @@ def run(args: argparse.Namespace) -> int:
                 probe(dal, hint="" if started or not args.sharded else (
                     f" (the DAL already listening there may run a config without the logical "
                     f"database {SHARDED_DB!r}; stop it, or give --port for a DAL of its own)"))
-                result = benchmark(args, direct, dal)
+                servers = {instance.port for instance in config.instances.values()}
+                meter = bench_cpu.CpuMeter.find(dal.port, servers)
+                result = benchmark(args, direct, dal, meter)
                 result["dal_started"] = started
                 result["layout"] = "sharded" if args.sharded else "unsharded"
                 result["layout_text"] = layout
@@ -699,8 +709,10 @@ def _describe(exc: BaseException) -> str:
 # --- the benchmark -----------------------------------------------------------------------------
 
 
-def benchmark(args: argparse.Namespace, direct: Target, dal: Target) -> dict[str, Any]:
+def benchmark(args: argparse.Namespace, direct: Target, dal: Target,
+              meter: bench_cpu.CpuMeter | None = None) -> dict[str, Any]:
     """Run the alternated rounds against both targets; the figures as a JSON-ready dict.
+    ``meter``: whose CPU time each round records (DAL, the servers, the load generator).
 
     With --ps-mode both, each round runs direct and dal in ps-mode disable, then in auto, and
     the figures of each mode are under ``by_ps_mode``."""
@@ -717,7 +729,10 @@ def benchmark(args: argparse.Namespace, direct: Target, dal: Target) -> dict[str
         for mode in modes:
             for target in (direct, dal):
                 number += 1
+                before = meter.sample() if meter is not None and meter.usable else None
                 result, samples = one_round(per_mode[mode], target, number)
+                if before is not None:
+                    result.cpu_seconds = bench_cpu.spent(before, meter.sample())  # type: ignore[union-attr]
                 if samples is not None:
                     latencies[target.name].append(samples)
                 rounds[mode][target.name].append(result)
@@ -799,6 +814,8 @@ def summarize(target: Target, rounds: list[Round], latencies: list[array[float]]
     seconds = sum(r.seconds for r in rounds)
     errors = sum(r.errors for r in rounds)
     samples = [s for r in rounds for s in r.error_samples]
+    cpu = {name: sum(r.cpu_seconds.get(name, 0.0) for r in rounds)
+           for name in bench_cpu.GROUPS} if all(r.cpu_seconds for r in rounds) else {}
     if latencies is not None:
         merged = sorted(v for part in latencies for v in part)
         avg = statistics.fmean(merged) * 1000 if merged else None
@@ -817,6 +834,7 @@ def summarize(target: Target, rounds: list[Round], latencies: list[array[float]]
         qps_median=round(statistics.median(r.qps for r in rounds), 1) if rounds else 0.0,
         avg_ms=_ms(avg), p50_ms=_ms(p50), p99_ms=_ms(p99), errors=errors,
         error_samples=list(dict.fromkeys(samples))[:MAX_ERROR_SAMPLES],
+        cpu_us=bench_cpu.per_query(cpu, queries),
     )
 
 
@@ -1085,6 +1103,11 @@ def _ratio_line(result: dict[str, Any]) -> str:
             f"{r(result['ratio_median'])}), p99 {r(result['ratio_p99'])}")
 
 
+def _cpu_lines(result: dict[str, Any]) -> list[str]:
+    return [f"cpu per query, {s['target']} rounds: {bench_cpu.describe(s['cpu_us'])}"
+            for s in result["targets"].values() if s.get("cpu_us")]
+
+
 def report(result: dict[str, Any]) -> None:
     """Print the figures: a rich table on a terminal, plain aligned text otherwise."""
     params = result["params"]
@@ -1109,6 +1132,8 @@ def report(result: dict[str, Any]) -> None:
         console = Console()
         console.print(table)
         console.print(_ratio_line(result), style="bold")
+        for line in _cpu_lines(result):
+            console.print(line, markup=False)
         for line in errors:
             console.print(line, style="red", markup=False)
         return
@@ -1123,6 +1148,8 @@ def report(result: dict[str, Any]) -> None:
     for row in rows:
         print(fmt(row))
     print(_ratio_line(result))
+    for line in _cpu_lines(result):
+        print(line)
     for line in errors:
         print(line)
 

@@ -71,6 +71,7 @@ def bench(tmp_path: Path, *extra: str, config_path: Path = TEST_CONFIG,
     assert proc.stderr.index("warm-up: direct") < proc.stderr.index("warm-up: dal") < \
         proc.stderr.index("round 1/")
     assert "ratio dal/direct" in proc.stdout
+    assert "cpu per query, dal rounds: dal " in proc.stdout
     return json.loads(out.read_text())
 
 
@@ -84,6 +85,12 @@ def check(result: dict[str, Any]) -> None:
         assert figures["p99_ms"] is not None and figures["p99_ms"] > 0, figures
     assert result["dal_started"] is True
     assert 0 < result["ratio"] < 2
+    # Each round's CPU time per query: the servers and the load generator work in both, DAL
+    # only in its own rounds (it idles while the direct rounds run).
+    direct, dal = targets["direct"]["cpu_us"], targets["dal"]["cpu_us"]
+    assert direct["servers"] > 0 and direct["client"] > 0, direct
+    assert dal["servers"] > 0 and dal["client"] > 0, dal
+    assert dal["dal"] > 5 * direct["dal"], (direct, dal)
 
 
 def test_builtin_generator(config: Config, tmp_path: Path) -> None:
