@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from decimal import Decimal
 
 from config.model import Config
 from router.fingerprint import unquote_string
@@ -31,17 +33,45 @@ class Target:
     only: dict[int, list[bytes]] | None  # slot -> this shard's values of an IN list
 
 
+# What MariaDB reads as a number, written out in full: a decimal literal (also 5.0 and 1e1) and,
+# inside a string, the same between spaces with a sign. Anything else (`1_000`, which Python's
+# int() would take, `5abc`, which MariaDB truncates to 5 with a warning) is refused, not guessed.
+_NUMBER = re.compile(rb"(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
+_STRING_NUMBER = re.compile(rb"[ \t\n\r]*[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?[ \t\n\r]*")
+_HEX = re.compile(rb"0x([0-9a-fA-F]+)")  # X'10' is a string to MariaDB here: it matches id 0
+_BITS = re.compile(rb"0b([01]+)|[bB]'([01]*)'")
+_MAX_DIGITS = 40  # past BIGINT UNSIGNED's 20 digits no row can match; bounds Decimal's work
+
+
 def key_value(literal: bytes) -> int:
-    """A shard-key literal as an integer (numbers, or strings holding a number)."""
-    text = unquote_string(literal) if literal[:1] in (b"'", b'"') else literal
-    try:
-        value = int(text)
-    except ValueError:
+    """A shard-key literal as the integer MariaDB compares the key with: a number whose value
+    is whole (``5``, ``5.0``, ``1e1``), a ``0x`` or bit literal, or a string holding such a
+    number; `Refusal` for anything else and for negative values."""
+    quoted = literal[:1] in (b"'", b'"')
+    value = _whole_number(unquote_string(literal) if quoted else literal, quoted)
+    if value is None:
         raise Refusal(BAD_VALUE, f"shard key value {literal.decode(errors='replace')} is not "
-                      "an integer") from None
+                      "an integer")
     if value < 0:
         raise Refusal(BAD_VALUE, f"shard key value {value} is negative")
     return value
+
+
+def _whole_number(text: bytes, quoted: bool) -> int | None:
+    if text.isdigit():
+        return int(text)
+    if not quoted:
+        for pattern, base in ((_HEX, 16), (_BITS, 2)):
+            match = pattern.fullmatch(text)
+            if match is not None:
+                digits = next((g for g in match.groups() if g is not None), b"")
+                return int(digits, base) if digits else 0  # b'' is 0
+    if (_STRING_NUMBER if quoted else _NUMBER).fullmatch(text) is None:
+        return None
+    number = Decimal(text.strip().decode())
+    if number.adjusted() > _MAX_DIGITS or number != number.to_integral_value():
+        return None
+    return int(number)
 
 
 _placed: dict[tuple[int, str, str, int], Target] = {}

@@ -261,3 +261,29 @@ def test_express_lane_answers_as_the_ordinary_path(connect, direct, clean) -> No
     with other.cursor() as cur, pytest.raises(pymysql.err.MySQLError) as missing:
         cur.execute(f"SELECT note FROM orders WHERE user_id = {first}")
     assert missing.value.args[0] == 1046
+
+
+def test_a_key_written_as_a_whole_decimal_hex_or_string_routes_to_its_shard(connect, direct,
+                                                                           clean) -> None:
+    """MariaDB compares `user_id = 5.0`, `= 0x5` and `= ' 5 '` as 5: so must the router."""
+    user = USERS[6]
+    shard = user % 120
+    forms = [f"{user}.0", f"{user}e0", hex(user), bin(user), f"' {user} '", f"'{user}.00'"]
+    with connect().cursor() as cur:
+        cur.execute(INSERT.replace("VALUES (%s", f"VALUES ({forms[0]}"),
+                    (77, 0, "1.00", "decimal key"))
+        order_id = cur.lastrowid
+        assert user_shard_of_gene(order_id) == shard
+        for form in forms:
+            cur.execute(f"SELECT id, user_id, note FROM orders WHERE user_id = {form}")
+            assert cur.fetchall() == ((order_id, user, "decimal key"),), form
+        cur.execute(f"UPDATE orders SET status = 3 WHERE user_id = {forms[2]}")
+        assert cur.rowcount == 1
+        with pytest.raises(pymysql.MySQLError) as refused:  # 1 to MariaDB, 1000 to int()
+            cur.execute("SELECT id FROM orders WHERE user_id = '1_000'")
+        assert refused.value.args[0] == 1105 and "not an integer" in refused.value.args[1]
+    for other in range(120):  # the row is in its user shard and in no other
+        assert shard_rows(direct, other) == ({(order_id, user)} if other == shard else set())
+    with direct(instance_of(shard)).cursor() as cur:
+        cur.execute(f"SELECT status FROM user_{shard:03d}.orders WHERE id = %s", (order_id,))
+        assert cur.fetchall() == ((3,),)

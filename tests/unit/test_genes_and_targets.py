@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -9,7 +10,7 @@ from config.loader import DEFAULT_CONFIG, load_config
 from router.fingerprint import fingerprint
 from router.genes import GeneGenerator, merchant_shard_of_gene, user_shard_of_gene
 from router.planner import Router
-from router.targets import targets
+from router.targets import Refusal, key_value, targets
 
 CONFIG = load_config(DEFAULT_CONFIG)
 ids = st.integers(min_value=0, max_value=2**40)
@@ -101,3 +102,26 @@ def test_scatter_writes_only_when_the_config_allows_them() -> None:
     assert len(found) == 120
     sent = plan.sharded.template.render(fp.slots(sql), found[7].database, None)
     assert sent == b"UPDATE user_007.orders SET status = 2 WHERE status = 1"
+
+
+def _forms(n: int) -> list[str]:
+    """Ways a client writes the integer ``n`` that MariaDB compares with a key column as ``n``."""
+    return [str(n), f"{n}.0", f"{n}.", f"{n}e0", f"{n}0e-1", hex(n), bin(n), f"b'{n:b}'",
+            f"'{n}'", f"' {n}.00 '", f"'+{n}'", f"'{n}e0'", f'"{n}"']
+
+
+@given(st.integers(min_value=0, max_value=2**64 - 1))
+def test_a_whole_number_routes_as_itself_however_it_is_written(n: int) -> None:
+    for form in _forms(n):
+        assert key_value(form.encode()) == n, form
+
+
+@pytest.mark.parametrize("literal", [
+    "5.5", "1e-1", "'5abc'", "'1_000'", "1_000", "X'10'", "'0x10'", "''", "1e400", "'-5'", "'5 6'",
+])
+def test_a_key_that_is_not_a_whole_number_is_refused(literal: str) -> None:
+    # '1_000' is 1 to MariaDB (it stops at '_') but 1000 to Python's int(); 5.5 and '5abc' match
+    # no integer key or are truncated with a warning; X'10' is a string (it matches id 0).
+    with pytest.raises(Refusal) as refused:
+        key_value(literal.encode())
+    assert refused.value.code == 1105
