@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from config.model import Config
-from router.fingerprint import Fingerprint, fingerprint, trailing_literal
+from router.fingerprint import MAX_HEAD, Fingerprint, fingerprint, trailing_literal
 from router.genes import merchant_shard_of_gene, user_shard_of_gene
 from router.plan import ROUTE, SHARDED, Plan
 from router.plan_cache import MAX_CACHED_KEY
@@ -88,7 +88,7 @@ def learn(cache: dict[bytes, Express], config: Config, sql: bytes, fp: Fingerpri
     """Remember the express route of ``sql``'s head, or that it has none, after the ordinary
     path planned ``sql`` for a session in ``schema``."""
     cut = trailing_literal(sql, fp)
-    if cut < 0:
+    if cut < 0 or cut > MAX_HEAD:
         return
     head = sql[:cut]
     known = cache.get(head)

@@ -63,6 +63,9 @@ _DIGITS = b"0123456789"
 # the fingerprint of the rest, whose last literal is that number. Bounded; cleared when full.
 _TAIL_CACHE: dict[bytes, Fingerprint] = {}
 TAIL_CACHE_SIZE = 10000
+# Heads longer than this are not remembered (here or by the express lane): each entry keeps its
+# text, string literals included, and 10,000 heads of a 1 MB string would hold 10 GB.
+MAX_HEAD = 4096
 
 
 def fingerprint(sql: bytes) -> Fingerprint:
@@ -79,7 +82,7 @@ def fingerprint(sql: bytes) -> Fingerprint:
     if known is not None:
         return Fingerprint(known.key, (*known.literals, (cut, len(sql))), known.groups)
     fp = _scan(sql)
-    if trailing_literal(sql, fp) == cut:
+    if cut <= MAX_HEAD and trailing_literal(sql, fp) == cut:
         if len(_TAIL_CACHE) >= TAIL_CACHE_SIZE:
             _TAIL_CACHE.clear()
         _TAIL_CACHE[head] = Fingerprint(fp.key, fp.literals[:-1], fp.groups)

@@ -37,6 +37,9 @@ _PIN_PATTERNS = [
 ]
 _COUNT_DIAGNOSTICS = re.compile(r"(?i)\s*SHOW\s+COUNT\s*\(\s*\*\s*\)\s+(WARNINGS|ERRORS)\s*;?\s*$")
 _REPLACE = re.compile(r"(?i)^\s*REPLACE(?=\s)")
+# MariaDB runs the inside of /*! ... */ and /*M! ... */; DAL's scanner and sqlglot skip it as a
+# comment, so a key predicate in one would be invisible to routing.
+_EXECUTABLE_COMMENT = re.compile(r"/\*M?!")
 _TRANSACTION_ONLY = re.compile(r"(?i)\s*(SAVEPOINT|RELEASE\s+SAVEPOINT|ROLLBACK\s+(WORK\s+)?TO)\b")
 _RENAMED_VARIABLES = {"transaction_isolation": "tx_isolation",
                       "transaction_read_only": "tx_read_only"}
@@ -123,6 +126,10 @@ class Router:
         self._key = key if key is not None else sql
         text = sql.decode("utf-8", "surrogateescape")
         self.parses += 1
+        if _EXECUTABLE_COMMENT.search(text):
+            pin = next((reason for pattern, reason in _PIN_PATTERNS if pattern.search(text)), None)
+            return self._unparsed(text, schema, "it holds an executable comment (/*! ... */), "
+                                  "which MariaDB runs and DAL cannot see into", pin)
         # REPLACE routes like INSERT; sqlglot's MySQL dialect only parses the latter.
         parsed = _REPLACE.sub("INSERT", text, count=1) if _REPLACE.match(text) else text
         try:

@@ -41,6 +41,7 @@ _STRING_NUMBER = re.compile(rb"[ \t\n\r]*[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]
 _HEX = re.compile(rb"0x([0-9a-fA-F]+)")  # X'10' is a string to MariaDB here: it matches id 0
 _BITS = re.compile(rb"0b([01]+)|[bB]'([01]*)'")
 _MAX_DIGITS = 40  # past BIGINT UNSIGNED's 20 digits no row can match; bounds Decimal's work
+_MAX_LITERAL = 100  # longer spellings are refused before any conversion (int() stops at 4,300)
 
 
 def key_value(literal: bytes) -> int:
@@ -58,6 +59,8 @@ def key_value(literal: bytes) -> int:
 
 
 def _whole_number(text: bytes, quoted: bool) -> int | None:
+    if len(text) > _MAX_LITERAL:
+        return None
     if text.isdigit():
         return int(text)
     if not quoted:
@@ -68,10 +71,17 @@ def _whole_number(text: bytes, quoted: bool) -> int | None:
                 return int(digits, base) if digits else 0  # b'' is 0
     if (_STRING_NUMBER if quoted else _NUMBER).fullmatch(text) is None:
         return None
-    number = Decimal(text.strip().decode())
-    if number.adjusted() > _MAX_DIGITS or number != number.to_integral_value():
+    try:
+        if not quoted and (b"e" in text or b"E" in text):
+            # An exponent makes a DOUBLE literal: 72057594037927941e0 is ...936 to MariaDB.
+            double = float(text)
+            return int(double) if double.is_integer() else None
+        number = Decimal(text.strip().decode())  # decimals and strings compare exactly
+        if number.adjusted() > _MAX_DIGITS or number != number.to_integral_value():
+            return None
+        return int(number)
+    except (ValueError, ArithmeticError):  # an exponent too large for a double or a Decimal
         return None
-    return int(number)
 
 
 _placed: dict[tuple[int, str, str, int], Target] = {}
@@ -86,7 +96,8 @@ def single_target(config: Config, plan: ShardedPlan, slots: list[list[bytes]]) -
     if len(values) != 1:
         return None
     value = values[0]
-    return target_for(config, plan, int(value) if value.isdigit() else key_value(value))
+    return target_for(config, plan, int(value) if value.isdigit() and len(value) < 20
+                      else key_value(value))
 
 
 def target_for(config: Config, plan: ShardedPlan, number: int) -> Target:

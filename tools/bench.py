@@ -814,8 +814,9 @@ def summarize(target: Target, rounds: list[Round], latencies: list[array[float]]
     seconds = sum(r.seconds for r in rounds)
     errors = sum(r.errors for r in rounds)
     samples = [s for r in rounds for s in r.error_samples]
-    cpu = {name: sum(r.cpu_seconds.get(name, 0.0) for r in rounds)
-           for name in bench_cpu.GROUPS} if all(r.cpu_seconds for r in rounds) else {}
+    cpu = {name: sum(r.cpu_seconds[name] for r in rounds)
+           for name in rounds[0].cpu_seconds} if rounds and all(r.cpu_seconds for r in rounds) \
+        else {}
     if latencies is not None:
         merged = sorted(v for part in latencies for v in part)
         avg = statistics.fmean(merged) * 1000 if merged else None

@@ -85,10 +85,12 @@ class CpuMeter:
         return bool(self.dal or self.servers)
 
     def sample(self) -> dict[str, float]:
-        """CPU seconds so far per group; `client`: the bench's finished child processes."""
-        return {"dal": sum(map(cpu_seconds, self.dal)),
-                "servers": sum(map(cpu_seconds, self.servers)),
-                "client": _children_seconds()}
+        """CPU seconds so far per group found (a group whose processes could not be found, say
+        servers of another user, is left out rather than shown as 0); `client`: the bench's
+        finished child processes."""
+        found = {"dal": self.dal, "servers": self.servers}
+        seconds = {name: sum(map(cpu_seconds, pids)) for name, pids in found.items() if pids}
+        return {**seconds, "client": _children_seconds()}
 
 
 def spent(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
