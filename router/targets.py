@@ -36,7 +36,7 @@ class Target:
 # What MariaDB reads as a number, written out in full: a decimal literal (also 5.0 and 1e1) and,
 # inside a string, the same between spaces with a sign. Anything else (`1_000`, which Python's
 # int() would take, `5abc`, which MariaDB truncates to 5 with a warning) is refused, not guessed.
-_NUMBER = re.compile(rb"(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
+_NUMBER = re.compile(rb"-?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")  # '-': bound parameters
 _STRING_NUMBER = re.compile(rb"[ \t\n\r]*[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?[ \t\n\r]*")
 _HEX = re.compile(rb"0x([0-9a-fA-F]+)")  # X'10' is a string to MariaDB here: it matches id 0
 _BITS = re.compile(rb"0b([01]+)|[bB]'([01]*)'")

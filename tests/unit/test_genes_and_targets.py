@@ -119,7 +119,8 @@ def test_a_whole_number_routes_as_itself_however_it_is_written(n: int) -> None:
 
 
 @pytest.mark.parametrize("literal", [
-    "5.5", "1e-1", "'5abc'", "'1_000'", "1_000", "X'10'", "'0x10'", "''", "1e400", "'-5'", "'5 6'",
+    "5.5", "1e-1", "'5abc'", "'1_000'", "1_000", "X'10'", "'0x10'", "''", "1e400", "'-5'", "-5",
+    "'5 6'",
     "1" * 5000, "'" + "1" * 5000 + "'", "1e99999999999999999999", "'0e99999999999999999999'",
 ])
 def test_a_key_that_is_not_a_whole_number_is_refused(literal: str) -> None:
