@@ -59,6 +59,10 @@ async def scatter(session: ClientSession, plan: ShardedPlan, slots: list[list[by
                   shards: list[Target], max_rows: int) -> bytes:
     """Run a read or write on several shards concurrently; the framed response."""
     write = plan.write
+    if plan.limited:
+        raise Refusal(NOT_SUPPORTED, f"UPDATE/DELETE with LIMIT reaching {len(shards)} shards is "
+                      "refused: each shard would apply the LIMIT on its own. Name one user key "
+                      "(or order id), or leave out the LIMIT")
     session.drop_soft_pin()
     in_xa = session.xa is not None or (session.server.xa is not None
                                        and session.txn_pending is not None)

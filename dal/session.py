@@ -450,6 +450,12 @@ class ClientSession(asyncio.Protocol):
         conn = self.pinned
         if conn is not None and conn.instance != plan.instance and not plan.anywhere:
             conn = self.drop_soft_pin()
+        if plan.own_connection is not None and conn is None:
+            self._error(errors.NOT_SUPPORTED, f"{plan.own_connection} is answered only inside a "
+                        "transaction or after SQL_CALC_FOUND_ROWS, on the session's own backend "
+                        "connection: outside one, the pooled connection's value belongs to "
+                        "whichever session used it last")
+            return
         if plan.diagnostics and conn is None:
             # The previous statement left no warnings on any connection of this session; a
             # pooled connection's diagnostics belong to whoever used it before.

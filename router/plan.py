@@ -36,6 +36,10 @@ class Plan:
     tables: tuple[str, ...] = field(default=())
     # SHOW WARNINGS/ERRORS: only meaningful on the connection that ran the previous statement.
     diagnostics: bool = False
+    # FOUND_ROWS()/ROW_COUNT(): true only on the session's own (pinned) connection; this names
+    # the function, and the statement is refused on a pooled connection, whose value is not
+    # the session's.
+    own_connection: str | None = None
     sharded: object | None = None  # router.sharded.ShardedPlan
     # Touches no table (COMMIT, SAVEPOINT, SELECT @@x): inside a transaction it goes to the
     # transaction's connection, whichever backend that is.

@@ -30,11 +30,12 @@ _PIN_PATTERNS = [
     (re.compile(r"(?i)^\s*LOCK\s+TABLES?\b"), "lock_tables"),
     (re.compile(r"(?i)^\s*FLUSH\s+TABLES\s+WITH\s+READ\s+LOCK"), "lock_tables"),
     (re.compile(r"(?i)\bCREATE\s+TEMPORARY\s+TABLE\b"), "temporary_table"),
-    (re.compile(r"(?i)\bSQL_CALC_FOUND_ROWS\b|\bFOUND_ROWS\s*\("), "found_rows"),
+    (re.compile(r"(?i)\bSQL_CALC_FOUND_ROWS\b"), "found_rows"),
     (re.compile(r"(?i)@\w+\s*:=|\bINTO\s+@"), "user_variable"),
     (re.compile(r"(?i)^\s*(PREPARE|EXECUTE|DEALLOCATE)\b"), "text_prepare"),
     (re.compile(r"(?i)^\s*CALL\b"), "call"),
 ]
+_OWN_CONNECTION = re.compile(r"(?i)\b(FOUND_ROWS|ROW_COUNT)\s*\(")
 _COUNT_DIAGNOSTICS = re.compile(r"(?i)\s*SHOW\s+COUNT\s*\(\s*\*\s*\)\s+(WARNINGS|ERRORS)\s*;?\s*$")
 _REPLACE = re.compile(r"(?i)^\s*REPLACE(?=\s)")
 # MariaDB runs the inside of /*! ... */ and /*M! ... */; DAL's scanner and sqlglot skip it as a
@@ -155,6 +156,8 @@ class Router:
             plan = _with(plan, sql=b"REPLACE" + plan.sql[len(b"INSERT"):])
         if pin and plan.kind == ROUTE:
             plan = _with(plan, pin=pin)
+        if plan.kind == ROUTE and (own := _OWN_CONNECTION.search(text)):
+            plan = _with(plan, own_connection=f"{own.group(1).upper()}()", anywhere=True)
         return plan
 
     def _analyse_tree(self, tree: exp.Expression, text: str, schema: str | None,

@@ -62,6 +62,8 @@ class ShardedPlan:
     # held by the default database's instance: that instance, and the unsharded tables' names.
     home: str | None = None
     unsharded: tuple[str, ...] = ()
+    # An UPDATE/DELETE with LIMIT: on several shards each would apply the LIMIT of its own.
+    limited: bool = False
 
     @property
     def logical(self) -> bytes:
@@ -128,7 +130,8 @@ def _analyse(config: Config, db: str, key: bytes) -> ShardedPlan:
     if unsharded:
         return _joined_with_unsharded(tree, text, cfg, db, tables, unsharded, routing)
     template = build_template(text, _qualify_spans(tree, tables))
-    plan = ShardedPlan(db, routing, template, write)
+    plan = ShardedPlan(db, routing, template, write,
+                       limited=write and tree.args.get("limit") is not None)
     if not write:
         plan = _with_scatter(plan, tree, text, tables)
     return plan

@@ -329,3 +329,59 @@ def test_an_overlong_key_literal_is_refused_and_the_session_goes_on(connect, cle
             assert refused.value.args[0] == 1105 and "not an integer" in refused.value.args[1]
         cur.execute(f"SELECT note FROM orders WHERE user_id = {user}")
         assert cur.fetchall() == (("x",),)
+
+
+def test_update_or_delete_with_limit_on_several_shards_is_refused(connect, direct,
+                                                                  clean) -> None:
+    """Each shard would apply the LIMIT on its own (4 rows changed for LIMIT 2): refused, and
+    nothing changes; on one user's shard LIMIT works as on MariaDB."""
+    first, second = USERS[0], next(u for u in USERS if u % 120 != USERS[0] % 120)
+    with connect().cursor() as cur:
+        for user in (first, second):
+            for _ in range(3):
+                cur.execute(INSERT, (user, 1, 0, "1.00", "before"))
+        for sql in (f"UPDATE orders SET note = 'after' WHERE user_id IN ({first}, {second}) "
+                    "ORDER BY id LIMIT 2",
+                    f"DELETE FROM orders WHERE user_id = {first} OR user_id = {second} LIMIT 1"):
+            with pytest.raises(pymysql.MySQLError) as refused:
+                cur.execute(sql)
+            assert refused.value.args[0] == 1235 and "LIMIT" in refused.value.args[1]
+        assert cur.execute(f"UPDATE orders SET note = 'after' WHERE user_id = {first} "
+                           "ORDER BY id LIMIT 2") == 2
+    for user, changed in ((first, 2), (second, 0)):
+        with direct(instance_of(user % 120)).cursor() as cur:
+            cur.execute(f"SELECT note, COUNT(*) FROM user_{user % 120:03d}.orders "
+                        "WHERE user_id = %s GROUP BY note ORDER BY note", (user,))
+            expected = [("after", changed)] if changed else []
+            assert list(cur.fetchall()) == [*expected, ("before", 3 - changed)]
+
+
+def test_found_rows_and_row_count_are_the_sessions_own_or_refused(connect, direct,
+                                                                  clean) -> None:
+    """On a pooled connection FOUND_ROWS() and ROW_COUNT() would answer for whichever session
+    used it last: refused there, true inside a transaction or after SQL_CALC_FOUND_ROWS, and a
+    refused one does not tie the session to a backend."""
+    first, second = USERS[0], next(u for u in USERS if u % 120 // 60 != USERS[0] % 120 // 60)
+    with connect().cursor() as cur:
+        for user in (first, second):
+            cur.execute(INSERT, (user, 1, 0, "1.00", "x"))
+        for sql in ("SELECT FOUND_ROWS()", "SELECT ROW_COUNT()"):
+            with pytest.raises(pymysql.MySQLError) as refused:
+                cur.execute(sql)
+            assert refused.value.args[0] == 1235
+        for user in (first, second):  # both backends still reachable
+            cur.execute(f"SELECT note FROM orders WHERE user_id = {user}")
+            assert cur.fetchall() == (("x",),)
+    txn = connect(autocommit=False)
+    with txn.cursor() as cur:
+        cur.execute(f"UPDATE orders SET status = 4 WHERE user_id = {first}")
+        cur.execute("SELECT ROW_COUNT()")
+        assert cur.fetchall() == ((1,),)
+        txn.commit()
+    with direct("a").cursor() as cur:
+        cur.execute("SELECT COUNT(*) FROM trade.merchants")
+        (merchants,) = cur.fetchone()
+    with connect().cursor() as cur:
+        cur.execute("SELECT SQL_CALC_FOUND_ROWS id FROM merchants LIMIT 1")
+        cur.execute("SELECT FOUND_ROWS()")
+        assert cur.fetchall() == ((merchants,),)
