@@ -96,7 +96,7 @@ def string_key(col: ColumnDefinition) -> KeyFn:
         return bytes
     codec = codec_of(col.charset)
     if col.flags & ColumnFlag.BINARY:
-        return lambda raw: raw.decode(codec, "surrogateescape").rstrip(" ")
+        return lambda raw: PadSpace(raw.decode(codec, "surrogateescape").rstrip(" "))
     if col.charset in _UNICODE_CI:
         return lambda raw: unicode_fold(raw.decode(codec, "surrogateescape"))
     return lambda raw: general_fold(raw.decode(codec, "surrogateescape"))
@@ -127,15 +127,50 @@ class _GeneralWeights(dict[int, str]):
 _GENERAL = _GeneralWeights()
 
 
-def general_fold(text: str) -> str:
+class PadSpace(str):
+    """A string (trailing spaces stripped) that orders as a PAD SPACE collation does: as if the
+    shorter were padded with spaces, so ``'a\t' < 'a' < 'a!'`` (a plain ``str`` puts ``'a'``
+    first). Equal and hashed as the stripped string."""
+
+    __slots__ = ()
+
+    def _cmp(self, other: str) -> int:
+        n = min(len(self), len(other))
+        mine, theirs = str(self[:n]), str(other[:n])
+        if mine != theirs:
+            return -1 if mine < theirs else 1
+        if len(self) == len(other):
+            return 0
+        # The longer one goes on with non-space text after any spaces: against padding,
+        # its first non-space character decides.
+        longer = self if len(self) > n else other
+        follows = longer[n:].lstrip(" ")[:1]
+        sign = 1 if follows > " " else -1
+        return sign if longer is self else -sign
+
+    def __lt__(self, other: str) -> bool:  # type: ignore[override]
+        return self._cmp(other) < 0
+
+    def __le__(self, other: str) -> bool:  # type: ignore[override]
+        return self._cmp(other) <= 0
+
+    def __gt__(self, other: str) -> bool:  # type: ignore[override]
+        return self._cmp(other) > 0
+
+    def __ge__(self, other: str) -> bool:  # type: ignore[override]
+        return self._cmp(other) >= 0
+
+
+def general_fold(text: str) -> PadSpace:
     """The utf8mb4_general_ci key of ``text`` (approximate; see the module note)."""
-    return text.translate(_GENERAL).rstrip(" ")
+    return PadSpace(text.translate(_GENERAL).rstrip(" "))
 
 
-def unicode_fold(text: str) -> str:
+def unicode_fold(text: str) -> PadSpace:
     """The utf8mb4_unicode_ci key of ``text`` (approximate; see the module note)."""
     parts = unicodedata.normalize("NFKD", text)
-    return "".join(c for c in parts if not unicodedata.combining(c)).casefold().rstrip(" ")
+    return PadSpace("".join(c for c in parts if not unicodedata.combining(c)).casefold()
+                    .rstrip(" "))
 
 
 def time_micros(raw: bytes) -> int:

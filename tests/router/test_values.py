@@ -151,3 +151,22 @@ def test_strings_convert_to_numbers_by_their_prefix() -> None:
     assert to_number("12abc") == 12.0
     assert to_number(" -1.5e2x") == -150.0
     assert to_number("abc") == 0.0
+
+
+@given(st.lists(st.text(alphabet=" \t\n!aAb\u00e9", max_size=6), min_size=2, max_size=8))
+def test_strings_order_as_a_pad_space_collation(values: list[str]) -> None:
+    """MariaDB compares as if the shorter string were padded with spaces: 'a\\t' < 'a' = 'a '.
+    The key must order every pair as the padded strings do, and be equal exactly when they
+    are."""
+    def padded(a: str, b: str) -> tuple[str, str]:
+        a, b = general_fold(a), general_fold(b)
+        width = max(len(a), len(b))
+        return str(a).ljust(width), str(b).ljust(width)
+
+    for a in values:
+        for b in values:
+            left, right = padded(a, b)
+            ka, kb = general_fold(a), general_fold(b)
+            assert (ka < kb) == (left < right), (a, b)
+            assert (ka == kb) == (left == right), (a, b)
+            assert (ka > kb) == (left > right), (a, b)
