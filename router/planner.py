@@ -15,6 +15,7 @@ from config.model import Config, TableKind
 from router import errors, express
 from router.express import Express
 from router.fingerprint import Fingerprint
+from router.mariadb_sql import mariadb_sql
 from router.plan import LOCAL, ROUTE, SET, SHARDED, Plan, refuse
 from router.plan_cache import PlanCache
 from router.rules import check_rules, tagged
@@ -316,7 +317,7 @@ class Router:
             for node in rewritten.find_all(exp.Table):
                 node.set("db", exp.to_identifier(shard_db))
         return Plan(ROUTE, instance=instance, schema=None,
-                    sql=rewritten.sql(dialect="mysql").encode(), statement=statement)
+                    sql=mariadb_sql(rewritten).encode(), statement=statement)
 
     def _ddl(self, tree: exp.Expression, schema: str | None, admin: bool) -> Plan:
         if not admin:
@@ -384,7 +385,7 @@ def _rewrite_session_functions(tree: exp.Expression, schema: str | None) -> str 
         return node
 
     result = tree.transform(visit)
-    return result.sql(dialect="mysql") if changed else None
+    return mariadb_sql(result) if changed else None
 
 
 def _alias_if_top(node: exp.Expression, value: exp.Expression, name: str) -> exp.Expression:

@@ -40,6 +40,7 @@ from sqlglot import exp
 from sqlglot.dialects.dialect import Dialect
 from sqlglot.tokens import TokenType
 
+from router.mariadb_sql import mariadb_sql
 from router.merge import Aggregate, MergeSpec, SlotRef, SortKey, slot_int
 from router.primitives import aggregate as agg
 from router.primitives.errors import ScatterUnsupported
@@ -306,7 +307,7 @@ class _Builder:
             presorted=not self.aggregated and bool(self.order),
             limit=self.limit, offset=self.offset, names=tuple(self.names),
             slotted=self.slotted)
-        return ScatterPlan(self.tree.sql(dialect="mysql"), spec, self.limit_slot)
+        return ScatterPlan(mariadb_sql(self.tree), spec, self.limit_slot)
 
 
 def _resolve_predicate(node: tuple, column: Callable[[_BRef], int]) -> tuple:
@@ -569,10 +570,13 @@ def _having_column(b: _Builder, node: exp.Expression) -> _BRef:
     keys = [g for g in group.expressions] if group is not None else []
     if isinstance(node, exp.Column) and not node.table:
         group_names = {g.name.lower() for g in keys if isinstance(g, exp.Column)}
-        if node.name.lower() not in group_names:
-            index = b.item_by_alias(node.name)
-            if index is not None:
-                return b.visible(index)
+        # A GROUP BY name that no select item, WHERE or ON uses as a column is the alias it
+        # names (GROUP BY s HAVING s > 0, with s an alias): its visible column, not a hidden
+        # `s AS _dal_h0` that the shards cannot resolve.
+        index = (b.alias_not_column(node.name) if node.name.lower() in group_names
+                 else b.item_by_alias(node.name))
+        if index is not None:
+            return b.visible(index)
     index = b.item_by_expr(node)
     if index is not None:
         return b.visible(index)

@@ -15,6 +15,7 @@ from sqlglot import exp
 
 from config.model import Config, LogicalDatabase, Table, TableKind
 from router import errors
+from router.mariadb_sql import mariadb_sql
 from router.plan import Plan, refuse
 from router.template import Template, analysis_text, build_template
 
@@ -414,7 +415,7 @@ def _insert(config: Config, cfg: LogicalDatabase, db: str, tree: exp.Insert, tex
         cells = row.expressions if isinstance(row, exp.Tuple) else [row]
         if len(cells) != len(columns):
             raise Unroutable("INSERT row has a different number of values than columns")
-        rows.append(tuple(build_template(cell.sql(dialect="mysql"), []) for cell in cells))
+        rows.append(tuple(build_template(mariadb_sql(cell), []) for cell in cells))
     for row in rows:
         for index in (columns.index(user_col),
                       columns.index(merchant_col) if merchant_col in columns else None):
@@ -430,14 +431,14 @@ def _insert(config: Config, cfg: LogicalDatabase, db: str, tree: exp.Insert, tex
         expressions=[exp.column(ROWS_MARK)])]))
     conflict = head_tree.args.get("conflict")
     head_tree.set("conflict", None)
-    head_sql = head_tree.sql(dialect="mysql")
+    head_sql = mariadb_sql(head_tree)
     head_text = head_sql.split(f"({ROWS_MARK})")[0]
     if replace:
         head_text = "REPLACE" + head_text[len("INSERT"):]
     mark = head_text.index(SHARD_MARK)
     head_text = head_text[:mark] + head_text[mark + len(SHARD_MARK) + 1:]
     head = build_template(head_text, [(mark, mark)])
-    tail = build_template(" " + conflict.sql(dialect="mysql") if conflict is not None else "", [])
+    tail = build_template(" " + mariadb_sql(conflict) if conflict is not None else "", [])
     gene_indexes = tuple(columns.index(g) for g in conf.genes if g in columns)
     insert = InsertPlan(head, tail, tuple(rows), columns.index(user_col),
                         columns.index(merchant_col) if merchant_col in columns else None,

@@ -44,7 +44,7 @@ CAT = ("CREATE TABLE cat (id INT PRIMARY KEY, name VARCHAR(10) NOT NULL) "
        "DEFAULT CHARSET utf8mb4 COLLATE utf8mb4_general_ci")
 CATS = [(i, name) for i, name in enumerate(["zero", "One", "one", "two", "Three", "four", "é"])]
 STRINGS = ["abc", "ABC", "Abc", "abd", "b", "B", "é", "e", "E", "ê", "x", "x ", "zz", "",
-           "Zebra", "zebra", "ß", "s"]
+           "Zebra", "zebra", "ß", "s", "x\t", "\t", "a\nb", "a"]  # \t < ' ' (PAD SPACE)
 
 Row = tuple[int, int | None, str | None, Decimal | None, float | None, dt.datetime | None]
 Item = tuple[int, int, int | None, Decimal | None, str | None]

@@ -161,6 +161,10 @@ CASES: list[tuple[str, object, tuple[int, ...]]] = [
      "JOIN cat c ON c.id = t.k GROUP BY c.name", EXACT, (0,)),
     ("SELECT c.id, c.name, i.id FROM cat c JOIN items i ON i.qty = c.id JOIN t "
      "ON t.id = i.t_id WHERE t.k = 4 ORDER BY c.id, i.id", EXACT, ()),
+    # forms sqlglot writes in MySQL 8 syntax, and a HAVING on a GROUP BY alias
+    ("SELECT k % 3 AS s, COUNT(*) FROM t GROUP BY s HAVING s > 0 ORDER BY s", EXACT, ()),
+    ("SELECT id, g FROM t WHERE g REGEXP '^[ab]' OR g NOT RLIKE 'e' ORDER BY id", EXACT, ()),
+    ("SELECT id FROM t WHERE id < 40 ORDER BY id LIMIT 5 LOCK IN SHARE MODE", EXACT, ()),
 ]
 
 
