@@ -16,6 +16,11 @@ the BINARY flag, which MariaDB sets for ``*_bin`` collations. So a string column
   tables (general_ci sorts some punctuation and symbols differently from code points, and
   unicode_ci has contractions and ignorable characters); strings that differ only in those
   may group or sort differently than on one server.
+
+PAD SPACE. MariaDB's collations compare as if the shorter string were padded with spaces, so a
+character below the space sorts a string first: 'a\t' < 'a' = 'a ' < 'a!'. Keys are `PadSpace`
+strings (trailing spaces stripped, ordered with that padding), not plain str, which would put
+'a' before 'a\t'.
 """
 
 from __future__ import annotations
