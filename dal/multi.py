@@ -12,15 +12,11 @@ as in MySQL. Results are sent once the whole batch has run.
 from __future__ import annotations
 
 import asyncio
-import logging
 from typing import TYPE_CHECKING, Any
 
-from dal import errors
 from dal.wire.constants import Status
 from dal.wire.framing import frame, packet_count
 from pool.connection import decode_packets
-
-log = logging.getLogger("dal.multi")
 
 if TYPE_CHECKING:
     from dal.session import ClientSession
@@ -82,9 +78,7 @@ async def run_captured(session: ClientSession, statement: bytes, seq: int) -> li
         try:
             session._query(b"\x03" + statement, 0, None)
         except Exception:  # as on the ordinary path: an ERR for this statement, the batch ends
-            log.exception("session %d: statement in a batch failed", session.id)
-            session.busy = False
-            session._error(errors.UNKNOWN_ERROR, "DAL internal error; see the DAL log")
+            session.internal_error("statement in a batch failed")
         if session.busy:
             await waiter  # the statement's path calls `_drain` when it is done
     finally:

@@ -36,7 +36,7 @@ from pool.limits import Limiter, Throttled
 from pool.rename import HeaderRenamer
 from pool.state import apply_state
 from router.express import PASS, Express
-from router.fingerprint import Fingerprint, fingerprint
+from router.fingerprint import MAX_TRAILING_DIGITS, Fingerprint, fingerprint
 from router.plan import LOCAL, REFUSE, ROUTE, SET, SHARDED, Plan
 from router.split import split_statements
 from router.targets import single_target
@@ -137,9 +137,7 @@ class ClientSession(asyncio.Protocol):
                 try:
                     self._dispatch(data[4:], 0, data)
                 except Exception:
-                    log.exception("session %d: command failed", self.id)
-                    self.busy = False
-                    self._error(errors.UNKNOWN_ERROR, "DAL internal error; see the DAL log")
+                    self.internal_error("command failed")
                 return
         if phase == CLOSED:
             return
@@ -279,9 +277,7 @@ class ClientSession(asyncio.Protocol):
             try:
                 self._dispatch(payload, last_seq)
             except Exception:  # a bug must cost one statement, never the process
-                log.exception("session %d: command failed", self.id)
-                self.busy = False
-                self._error(errors.UNKNOWN_ERROR, "DAL internal error; see the DAL log")
+                self.internal_error("command failed")
 
     def _watch_partial_packet(self) -> None:
         if self._read_timer is not None:
@@ -344,12 +340,19 @@ class ClientSession(asyncio.Protocol):
             self._error(errors.UNKNOWN_COMMAND,
                         f"Unknown command 0x{command:02x} (COM_{name}): DAL does not support it")
 
+    def internal_error(self, what: str, exc: BaseException | None = None) -> None:
+        """A bug costs the statement, never the session: log it (``exc``, else the exception
+        being handled) and answer 1105."""
+        log.error("session %d: %s", self.id, what, exc_info=exc if exc is not None else True)
+        self.busy = False
+        self._error(errors.UNKNOWN_ERROR, "DAL internal error; see the DAL log")
+
     def _query(self, payload: bytes, last_seq: int, raw: bytes | None) -> None:
         self._started = perf_counter()
         sql = payload[1:]
         server = self.server
         head = sql.rstrip(_DIGITS)
-        if 0 < len(sql) - len(head) < 20:  # the integers the lane learns (trailing_literal)
+        if 0 < len(sql) - len(head) < MAX_TRAILING_DIGITS:  # the integers the lane learns
             entry = server.router.express.get(head)
             if (entry is not None and entry.lane and entry.schema == self.schema
                     and entry.admin == self.admin and self.pinned is None
@@ -437,9 +440,7 @@ class ClientSession(asyncio.Protocol):
         try:
             resume(*args)
         except Exception:
-            log.exception("session %d: command failed", self.id)
-            self.busy = False
-            self._error(errors.UNKNOWN_ERROR, "DAL internal error; see the DAL log")
+            self.internal_error("command failed")
         if not self.busy:
             self._drain()
 
@@ -597,9 +598,7 @@ class ClientSession(asyncio.Protocol):
             return
         exc = task.exception()
         if exc is not None:
-            log.error("session %d: slow path failed", self.id, exc_info=exc)
-            self.busy = False
-            self._error(errors.UNKNOWN_ERROR, "DAL internal error; see the DAL log")
+            self.internal_error("slow path failed", exc)
         if self.busy:
             return
         if self.phase == COMMAND:

@@ -66,6 +66,9 @@ TAIL_CACHE_SIZE = 10000
 # Heads longer than this are not remembered (here or by the express lane): each entry keeps its
 # text, string literals included, and 10,000 heads of a 1 MB string would hold 10 GB.
 MAX_HEAD = 4096
+# A trailing literal the tail cache and the express lane take has fewer digits than this (a
+# BIGINT UNSIGNED has 20); longer ones take the full path.
+MAX_TRAILING_DIGITS = 20
 
 
 def fingerprint(sql: bytes) -> Fingerprint:
@@ -99,7 +102,7 @@ def trailing_literal(sql: bytes, fp: Fingerprint) -> int:
     if not literals:
         return -1
     cut, end = literals[-1]
-    if (end != len(sql) or not cut or end - cut >= 20 or not sql[cut:].isdigit()
+    if (end != len(sql) or not cut or end - cut >= MAX_TRAILING_DIGITS or not sql[cut:].isdigit()
             or (fp.groups and sum(fp.groups[-1]) >= len(literals))):
         return -1
     return cut

@@ -129,9 +129,8 @@ class Router:
         text = sql.decode("utf-8", "surrogateescape")
         self.parses += 1
         if _EXECUTABLE_COMMENT.search(text):
-            pin = next((reason for pattern, reason in _PIN_PATTERNS if pattern.search(text)), None)
             return self._unparsed(text, schema, "it holds an executable comment (/*! ... */), "
-                                  "which MariaDB runs and DAL cannot see into", pin)
+                                  "which MariaDB runs and DAL cannot see into", _pin_reason(text))
         # REPLACE routes like INSERT; sqlglot's MySQL dialect only parses the latter.
         parsed = _REPLACE.sub("INSERT", text, count=1) if _REPLACE.match(text) else text
         try:
@@ -146,7 +145,7 @@ class Router:
         if count := _COUNT_DIAGNOSTICS.match(text):
             return _with(self._default_route(schema, "show"), diagnostics=True, anywhere=True,
                          args=(f"@@session.{count.group(1).lower()[:-1]}_count",))
-        pin = next((reason for pattern, reason in _PIN_PATTERNS if pattern.search(text)), None)
+        pin = _pin_reason(text)
         if isinstance(tree, exp.Command):
             plan = self._unparsed(text, schema, None, pin)
             if _TRANSACTION_ONLY.match(text):
@@ -333,6 +332,11 @@ class Router:
                               f"'{table.name}' must go through `dal schema apply`, which "
                               "reaches every shard")
         return self._default_route(schema, "ddl")
+
+
+def _pin_reason(text: str) -> str | None:
+    """Why ``text`` pins its session to one backend connection (`_PIN_PATTERNS`), if it does."""
+    return next((reason for pattern, reason in _PIN_PATTERNS if pattern.search(text)), None)
 
 
 def _session_functions(tree: exp.Select) -> Plan | None:

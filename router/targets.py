@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from config.model import Config
-from router.fingerprint import unquote_string
+from router.fingerprint import MAX_TRAILING_DIGITS, unquote_string
 from router.genes import merchant_shard_of_gene, user_shard_of_gene
 from router.sharded import ShardedPlan
 
@@ -36,8 +36,9 @@ class Target:
 # What MariaDB reads as a number, written out in full: a decimal literal (also 5.0 and 1e1) and,
 # inside a string, the same between spaces with a sign. Anything else (`1_000`, which Python's
 # int() would take, `5abc`, which MariaDB truncates to 5 with a warning) is refused, not guessed.
-_NUMBER = re.compile(rb"-?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")  # '-': bound parameters
-_STRING_NUMBER = re.compile(rb"[ \t\n\r]*[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?[ \t\n\r]*")
+_DECIMAL = rb"(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?"
+_NUMBER = re.compile(rb"-?" + _DECIMAL)  # '-': bound parameters render with their sign
+_STRING_NUMBER = re.compile(rb"[ \t\n\r]*[+-]?" + _DECIMAL + rb"[ \t\n\r]*")
 _HEX = re.compile(rb"0x([0-9a-fA-F]+)")  # X'10' is a string to MariaDB here: it matches id 0
 _BITS = re.compile(rb"0b([01]+)|[bB]'([01]*)'")
 _MAX_DIGITS = 40  # past BIGINT UNSIGNED's 20 digits no row can match; bounds Decimal's work
@@ -96,7 +97,8 @@ def single_target(config: Config, plan: ShardedPlan, slots: list[list[bytes]]) -
     if len(values) != 1:
         return None
     value = values[0]
-    return target_for(config, plan, int(value) if value.isdigit() and len(value) < 20
+    return target_for(config, plan, int(value)
+                      if value.isdigit() and len(value) < MAX_TRAILING_DIGITS
                       else key_value(value))
 
 

@@ -141,7 +141,7 @@ class PadSpace(str):
 
     def _cmp(self, other: str) -> int:
         n = min(len(self), len(other))
-        mine, theirs = str(self[:n]), str(other[:n])
+        mine, theirs = self[:n], other[:n]  # plain str: slicing drops the subclass
         if mine != theirs:
             return -1 if mine < theirs else 1
         if len(self) == len(other):
