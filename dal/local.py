@@ -57,10 +57,12 @@ def empty_warnings(*, seq: int, status: int) -> bytes:
     return encode_result_set(columns, [], deprecate_eof=False, status=status, seq=seq)
 
 
-def session_values(values: list[tuple[str, int]], *, seq: int, status: int) -> bytes:
-    """One row of unsigned integers, e.g. ``SELECT LAST_INSERT_ID(), CONNECTION_ID()``."""
-    flags = ColumnFlag.UNSIGNED | ColumnFlag.NOT_NULL | ColumnFlag.BINARY | ColumnFlag.NUM
-    columns = [text_column(name, type_=ColumnType.LONGLONG, length=21, charset=63,
-                           flags=int(flags)) for name, _ in values]
+def session_values(values: list[tuple[str, int | str]], *, seq: int, status: int) -> bytes:
+    """One row of unsigned integers or strings, e.g. ``SELECT LAST_INSERT_ID(),
+    CONNECTION_ID(), CURRENT_USER()``."""
+    flags = int(ColumnFlag.UNSIGNED | ColumnFlag.NOT_NULL | ColumnFlag.BINARY | ColumnFlag.NUM)
+    columns = [text_column(name, length=384) if isinstance(value, str) else
+               text_column(name, type_=ColumnType.LONGLONG, length=21, charset=63, flags=flags)
+               for name, value in values]
     row = [str(value).encode() for _, value in values]
     return encode_result_set(columns, [row], deprecate_eof=False, status=status, seq=seq)

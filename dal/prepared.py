@@ -161,7 +161,8 @@ def prepare(session: ClientSession, sql: bytes) -> None:
                "longer needs (COM_STMT_CLOSE)")
         return
     shape = shape_of(sql)
-    plan = session.server.router.plan(sql, shape.fp, session.schema, session.admin)
+    plan = session.server.router.plan(sql, shape.fp, session.schema, session.admin,
+                                       session.lexer_modes())
     if plan.kind == REFUSE:
         code, state, message = plan.error  # type: ignore[misc]
         session.server.count_refusal(code)
@@ -292,7 +293,7 @@ def execute(session: ClientSession, payload: bytes, last_seq: int) -> None:
     limiter = session.server.limiter
     if limiter is not None:
         plan = session.server.router.plan(statement.sql, statement.shape.fp, session.schema,
-                                          session.admin)
+                                          session.admin, session.lexer_modes())
         if session.throttle(limiter, plan, statement.shape.fp.key, _execute, session,
                             statement, payload, last_seq):
             return
@@ -333,7 +334,7 @@ def _execute(session: ClientSession, statement: Statement, payload: bytes,
         session._query(b"\x03" + statement.sql, 0, None)
         return
     plan = session.server.router.plan(statement.sql, statement.shape.fp, session.schema,
-                                      session.admin)
+                                      session.admin, session.lexer_modes())
     if plan.kind == ROUTE:
         instance, schema = plan.instance, plan.schema
         if plan.anywhere and session.pinned is not None:  # touches no table: follow the pin

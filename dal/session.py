@@ -16,7 +16,19 @@ from dataclasses import replace
 from time import perf_counter
 from typing import TYPE_CHECKING
 
-from dal import bulk, change_user, errors, executor, local, multi, prepared, timeouts, tls, xa
+from dal import (
+    bulk,
+    change_user,
+    errors,
+    executor,
+    local,
+    multi,
+    prepared,
+    sessions_view,
+    timeouts,
+    tls,
+    xa,
+)
 from dal.login import LoginFailed, err_packet, ok_packet
 from dal.shard_route import route_plan, shard_renamer
 from dal.wire.buffer import u16
@@ -36,9 +48,15 @@ from pool.limits import Limiter, Throttled
 from pool.rename import HeaderRenamer
 from pool.state import apply_state
 from router.express import PASS, Express
-from router.fingerprint import MAX_TRAILING_DIGITS, Fingerprint, fingerprint
+from router.fingerprint import (
+    MAX_TRAILING_DIGITS,
+    Fingerprint,
+    fingerprint,
+    fingerprint_in_modes,
+)
 from router.plan import LOCAL, REFUSE, ROUTE, SET, SHARDED, Plan
 from router.split import split_statements
+from router.sqltext import ANSI_QUOTES, modes_of
 from router.targets import single_target
 
 if TYPE_CHECKING:
@@ -54,10 +72,17 @@ _ADMIN_HEADS = frozenset({b"SHO", b"SET", b"REL", b"EXP"})
 _SPACE = frozenset(b" \t\r\n\x0b\x0c")
 _DIGITS = b"0123456789"
 # Plain ints: IntFlag arithmetic is slow Python code, and this runs per statement.
-_SESSION_STATUS = int(Status.IN_TRANS | Status.AUTOCOMMIT | Status.IN_TRANS_READONLY)
+# NO_BACKSLASH_ESCAPES follows the session's sql_mode (replayed on every backend connection
+# it uses): drivers escape string parameters by it, so DAL's own OK/EOF packets carry it too.
+_SESSION_STATUS = int(Status.IN_TRANS | Status.AUTOCOMMIT | Status.IN_TRANS_READONLY
+                      | Status.NO_BACKSLASH_ESCAPES)
+_NBE = int(Status.NO_BACKSLASH_ESCAPES)
 _IN_TRANS = int(Status.IN_TRANS)
 _AUTOCOMMIT = int(Status.AUTOCOMMIT)
 _TXN_BITS = _IN_TRANS | _AUTOCOMMIT  # anything but AUTOCOMMIT alone: inside a transaction
+# The express lane and its learning: autocommit, outside a transaction, read with the ordinary
+# lexer (no NO_BACKSLASH_ESCAPES: its heads were learnt under the default reading).
+_LANE_BITS = _TXN_BITS | _NBE
 _STMT_COMMANDS = frozenset({Command.STMT_PREPARE, Command.STMT_CLOSE,
                             Command.STMT_RESET, Command.STMT_SEND_LONG_DATA, Command.STMT_FETCH})
 
@@ -94,10 +119,12 @@ class ClientSession(asyncio.Protocol):
         self.txn_shard: bytes | None = None  # the shard database the open transaction uses
         self.xa: XaTransaction | None = None  # the open transaction in mode xa (dal/xa.py)
         self.status = int(Status.AUTOCOMMIT)
+        self.ansi_quotes = 0  # sqltext.ANSI_QUOTES when the session's sql_mode has it
         self._login_waiter: asyncio.Future[None] | None = None
         self._read_timer: asyncio.TimerHandle | None = None
         self._task: asyncio.Task | None = None
         self._plan: Plan | None = None
+        self.serving: BackendConnection | None = None  # the relay's connection (for KILL QUERY)
         self._pending: tuple | None = None
         self._timer: object | None = None  # statement timeout (dal/timeouts.py)
         self.multi_statements = False
@@ -356,7 +383,8 @@ class ClientSession(asyncio.Protocol):
             entry = server.router.express.get(head)
             if (entry is not None and entry.lane and entry.schema == self.schema
                     and entry.admin == self.admin and self.pinned is None
-                    and self.status & _TXN_BITS == _AUTOCOMMIT and self.txn_pending is None
+                    and self.status & _LANE_BITS == _AUTOCOMMIT and self.txn_pending is None
+                    and not self.ansi_quotes
                     and self.xa is None and not (entry.multi and self.multi_statements)):
                 self._fp = entry.key
                 server.router.cache.hits += 1  # the express lane is a plan-cache hit
@@ -374,9 +402,10 @@ class ClientSession(asyncio.Protocol):
         if (sql[:3].upper() in _ADMIN_HEADS or (sql and sql[0] in _SPACE)) and _ADMIN.match(sql):
             self._spawn(self._admin(sql))
             return
-        fp = fingerprint(sql)
+        modes = self.lexer_modes()
+        fp = fingerprint_in_modes(sql, modes) if modes else fingerprint(sql)
         self._fp = fp.key
-        plan = server.router.plan(sql, fp, self.schema, self.admin)
+        plan = server.router.plan(sql, fp, self.schema, self.admin, modes)
         if server.limiter is not None and self.throttle(server.limiter, plan, fp.key,
                                                         self._run_plan, plan, fp, sql, payload,
                                                         last_seq, raw):
@@ -398,7 +427,7 @@ class ClientSession(asyncio.Protocol):
                     self.status &= ~_IN_TRANS
                     self._write(ok_packet(self._seq, self.status))
                     return
-            if self.status & _TXN_BITS == _AUTOCOMMIT:
+            if self.status & _LANE_BITS == _AUTOCOMMIT and not self.ansi_quotes:
                 server.router.learn_express(sql, fp, plan, self.schema, self.admin)
             self._route(plan, payload, last_seq, RESULT, raw)
         elif kind == SHARDED:
@@ -520,6 +549,7 @@ class ClientSession(asyncio.Protocol):
                 and conn.variables == self.state and self.txn_pending is None):
             self.busy = True
             self._plan = plan
+            self.serving = conn
             conn.relay(raw or frame(payload, 0), self.transport.write,  # type: ignore[union-attr]
                        self._relay_done, shape, rename)
             if self.server.statement_timeout:
@@ -530,6 +560,7 @@ class ClientSession(asyncio.Protocol):
     def _relay_done(self, conn: BackendConnection, scanner: ResponseScanner | None) -> None:
         plan = self._plan
         self._plan = None
+        self.serving = None
         self.busy = False
         if self._timer is not None:
             timeouts.ended(self, conn, scanner)  # a held answer or the timeout ERR goes out
@@ -693,7 +724,8 @@ class ClientSession(asyncio.Protocol):
         if shards is None:
             return
         if len(shards) == 1:
-            if fp is not None and self.status & _TXN_BITS == _AUTOCOMMIT:
+            if (fp is not None and self.status & _LANE_BITS == _AUTOCOMMIT
+                    and not self.ansi_quotes):
                 self.server.router.learn_express(sql, fp, plan, self.schema, self.admin)
             target = shards[0]
             sql = sharded.template.render(slots, target.database, target.only)  # type: ignore[union-attr]
@@ -770,6 +802,28 @@ class ClientSession(asyncio.Protocol):
                 "stays open")
 
     @property
+    def statement_text(self) -> bytes | None:
+        """The current (or last) statement's fingerprint, literals as ``?``."""
+        return self._fp
+
+    @property
+    def statement_started(self) -> float:
+        """perf_counter() when the current (or last) statement arrived; 0 before the first."""
+        return self._started
+
+    def send(self, data: bytes) -> None:
+        """Write framed packets to the client."""
+        self._write(data)
+
+    def send_error(self, err: ERR) -> None:
+        """Answer the current command with ``err`` (counted by code)."""
+        self._send_error(err)
+
+    def close_connection(self) -> None:
+        """End this client connection (KILL CONNECTION): whatever it holds is given back."""
+        self._close()
+
+    @property
     def reply_seq(self) -> int:
         """The sequence id of the reply to the current command."""
         return self._seq
@@ -820,6 +874,7 @@ class ClientSession(asyncio.Protocol):
                 await self._collect_and_send(conn, frame(payload, 0), plan, shape)
                 return
         self._plan = plan
+        self.serving = conn
         conn.relay(frame(payload, 0), self.transport.write,  # type: ignore[union-attr]
                    self._relay_done, shape, rename)
         if self.server.statement_timeout:
@@ -874,10 +929,21 @@ class ClientSession(asyncio.Protocol):
         if conn is None:
             return
         self.state = wanted
+        self.ansi_quotes = self._ansi_quotes()
         self.txn_pending = xa.next_pending(self)
         self._give_back(conn, conn.status, plan)
         self._write(ok_packet(self._seq, self.status))
         self.busy = False
+
+    def lexer_modes(self) -> int:
+        """The session's lexer modes (router/sqltext.py) from its sql_mode."""
+        return self.ansi_quotes | (1 if self.status & _NBE else 0)
+
+    def _ansi_quotes(self) -> int:
+        value = self.state.get("sql_mode")
+        if value is None:
+            return 0
+        return modes_of(value.partition("=")[2]) & ANSI_QUOTES
 
     async def _local(self, plan: Plan) -> None:
         server = self.server
@@ -902,7 +968,8 @@ class ClientSession(asyncio.Protocol):
         elif plan.handler == "use":
             self._use(plan.args[0])
         elif plan.handler == "session_functions":
-            values = {"last_insert_id": self.last_insert_id, "connection_id": self.id}
+            values = {"last_insert_id": self.last_insert_id, "connection_id": self.id,
+                      "user": f"{self.user}@{self.peer}", "current_user": f"{self.user}@%"}
             self._write(local.session_values([(name, values[function])
                                               for name, function in plan.args],
                                              seq=self._seq, status=self.status))
@@ -919,6 +986,8 @@ class ClientSession(asyncio.Protocol):
             else:
                 self._write(local.show_tables(db, tables, full, like, seq=self._seq,
                                               status=self.status))
+        elif plan.handler in sessions_view.HANDLERS:
+            await sessions_view.HANDLERS[plan.handler](self, plan.args)
         self.busy = False
 
     def _visible_databases(self) -> list[str]:
@@ -954,6 +1023,7 @@ class ClientSession(asyncio.Protocol):
             await self.server.reset_and_release(conn, close=reason == "get_lock")
         self.state = {"names": self.login_names} if self.login_names else {}
         self.status = int(Status.AUTOCOMMIT)
+        self.ansi_quotes = 0
         self.last_insert_id = 0
         self.prepared = None
 

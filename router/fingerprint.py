@@ -13,16 +13,31 @@ import bisect
 import re
 from dataclasses import dataclass
 
-_TOKEN = re.compile(
-    # Strings as unrolled loops ([^'\\]* runs, then an escape or a doubled quote): a regex
-    # alternation per character takes seconds on a multi-megabyte literal.
-    rb"""('[^'\\]*(?:(?:\\.|'')[^'\\]*)*'|"[^"\\]*(?:(?:\\.|"")[^"\\]*)*")"""  # 1 string
-    rb"""|(`(?:[^`]|``)*`)"""  # 2 quoted identifier
-    rb"""|(/\*.*?\*/|--[ \t][^\n]*|--\n|\#[^\n]*)"""  # 3 comment
-    rb"""|((?<![\w$.@])(?:0x[0-9a-fA-F]+|[xX]'[0-9a-fA-F]*'|[bB]'[01]*'"""
-    rb"""|\d+(?:\.\d*)?(?:[eE][+-]?\d+)?|\.\d+(?:[eE][+-]?\d+)?)(?![\w$]))""",  # 4 number/hex
-    re.S,
-)
+_SINGLE = rb"""'[^'\\]*(?:(?:\\.|'')[^'\\]*)*'"""
+_DOUBLE = rb'"[^"\\]*(?:(?:\\.|"")[^"\\]*)*"'
+_SINGLE_RAW = rb"'[^']*(?:''[^']*)*'"  # NO_BACKSLASH_ESCAPES: a backslash is a character
+_DOUBLE_RAW = rb'"[^"]*(?:""[^"]*)*"'
+_REST = (rb"""|(/\*.*?\*/|--[ \t][^\n]*|--\n|\#[^\n]*)"""
+         rb"""|((?<![\w$.@])(?:0x[0-9a-fA-F]+|[xX]'[0-9a-fA-F]*'|[bB]'[01]*'"""
+         rb"""|\d+(?:\.\d*)?(?:[eE][+-]?\d+)?|\.\d+(?:[eE][+-]?\d+)?)(?![\w$]))""")
+
+
+def _token_regex(modes: int) -> re.Pattern[bytes]:
+    """The scanner's token regex under the session's lexer modes (router/sqltext.py):
+    NO_BACKSLASH_ESCAPES (bit 1) ends strings at the first lone quote, ANSI_QUOTES (bit 2)
+    makes ``"x"`` a quoted identifier."""
+    single, double = (_SINGLE_RAW, _DOUBLE_RAW) if modes & 1 else (_SINGLE, _DOUBLE)
+    if modes & 2:
+        return re.compile(b"(" + single + b")|(`(?:[^`]|``)*`|" + _DOUBLE_RAW + b")" + _REST,
+                          re.S)
+    return re.compile(b"(" + single + b"|" + double + b")|(`(?:[^`]|``)*`)" + _REST, re.S)
+
+
+# Strings as unrolled loops ([^'\\]* runs, then an escape or a doubled quote): a regex
+# alternation per character takes seconds on a multi-megabyte literal.
+# Groups: 1 string, 2 quoted identifier, 3 comment, 4 number/hex.
+_TOKEN = _token_regex(0)
+_MODE_TOKENS = {modes: _token_regex(modes) for modes in (1, 2, 3)}
 _IN_LIST = re.compile(rb"(?i)(\bin\s*\()\s*\?(?:\s*,\s*\?)*\s*\)")
 
 
@@ -92,6 +107,15 @@ def fingerprint(sql: bytes) -> Fingerprint:
     return fp
 
 
+def fingerprint_in_modes(sql: bytes, modes: int) -> Fingerprint:
+    """`fingerprint` for a session whose sql_mode changes where literals end (``modes`` as in
+    router/sqltext.py); 0 is the ordinary scanner. No tail cache: its heads were learnt
+    under the ordinary reading."""
+    if not modes:
+        return fingerprint(sql)
+    return _scan(sql, _MODE_TOKENS[modes & 3])
+
+
 def trailing_literal(sql: bytes, fp: Fingerprint) -> int:
     """Where the integer literal that ends ``sql`` starts, when that literal is a slot of its
     own (not part of an IN list) of under 20 digits; else -1.
@@ -108,11 +132,11 @@ def trailing_literal(sql: bytes, fp: Fingerprint) -> int:
     return cut
 
 
-def _scan(sql: bytes) -> Fingerprint:
+def _scan(sql: bytes, token: re.Pattern[bytes] = _TOKEN) -> Fingerprint:
     parts: list[bytes] = []
     spans: list[tuple[int, int]] = []
     last = 0
-    for match in _TOKEN.finditer(sql):
+    for match in token.finditer(sql):
         if match.lastindex in (1, 4):
             start, end = match.span()
             parts.append(sql[last:start])

@@ -46,6 +46,9 @@ class Plan:
     anywhere: bool = False
     # A refusal that enforces a protection rule names it (counted in dal_rule_refusals_total).
     rule: str | None = None
+    # Planned for this statement text only, never cached: its verdict depends on a literal
+    # (the statement inside PREPARE ... FROM '...').
+    once: bool = False
 
     @property
     def passthrough(self) -> bool:

@@ -12,7 +12,8 @@ from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
 
 from config.model import Config, TableKind
-from router import errors, express
+from router import errors, express, info_schema
+from router.access import AccessPolicy, names_session_user, words_of
 from router.express import Express
 from router.fingerprint import Fingerprint
 from router.mariadb_sql import mariadb_sql
@@ -20,6 +21,7 @@ from router.plan import LOCAL, ROUTE, SET, SHARDED, Plan, refuse
 from router.plan_cache import PlanCache
 from router.rules import check_rules, tagged
 from router.sharded import plan_sharded
+from router.sqltext import security_text
 
 SYSTEM_SCHEMAS = frozenset({"information_schema", "mysql", "performance_schema", "sys"})
 DDL = (exp.Create, exp.Drop, exp.Alter, exp.TruncateTable)
@@ -48,7 +50,9 @@ _RENAMED_VARIABLES = {"transaction_isolation": "tx_isolation",
 _DEFAULT_CHARSET = "utf8mb4"
 # Functions whose value belongs to the client's session, not to whichever backend connection
 # served it: answered by DAL from its own records.
-_SESSION_FUNCTIONS = {"LAST_INSERT_ID": "last_insert_id", "CONNECTION_ID": "connection_id"}
+_SESSION_FUNCTIONS = {"LAST_INSERT_ID": "last_insert_id", "CONNECTION_ID": "connection_id",
+                      "USER": "user", "SESSION_USER": "user", "SYSTEM_USER": "user",
+                      "CURRENT_USER": "current_user"}
 _SESSION_VARIABLES = {"identity": "last_insert_id", "last_insert_id": "last_insert_id"}
 
 
@@ -63,6 +67,8 @@ class Router:
         self.express: dict[bytes, Express] = {}
         self._key = b""
         self.parses = 0  # sqlglot calls, counted so that tests can assert the hot path skips it
+        self.access = AccessPolicy([dim.prefix for cfg in config.databases.values()
+                                    for dim in cfg.dimensions.values()])
         self._names = {
             db: {name: table.kind for name, table in cfg.tables.items()}
             for db, cfg in config.databases.items()
@@ -73,15 +79,19 @@ class Router:
                 for name, table in cfg.tables.items() if table.kind is not TableKind.UNSHARDED
             ) + r")\b") if any(self._names.values()) else None
 
-    def plan(self, sql: bytes, fp: Fingerprint, schema: str | None, admin: bool) -> Plan:
-        """The plan for a statement, from the cache when its shape was seen before."""
-        key = (fp.key, schema, admin)
+    def plan(self, sql: bytes, fp: Fingerprint, schema: str | None, admin: bool,
+             modes: int = 0) -> Plan:
+        """The plan for a statement, from the cache when its shape was seen before.
+
+        ``modes`` are the session's lexer modes (router/sqltext.py): a statement read under
+        NO_BACKSLASH_ESCAPES or ANSI_QUOTES is planned and cached apart."""
+        key = (fp.key, schema, admin, modes) if modes else (fp.key, schema, admin)
         plan = self.cache.get(key)
         if plan is None:
-            plan = self.analyse(sql, schema, admin, fp.key)
+            plan = self.analyse(sql, schema, admin, fp.key, modes)
             # A rule's refusal depends on the shape alone: cached, so a hit skips the rules.
-            if (plan.passthrough or not fp.literals or plan.kind == SHARDED
-                    or plan.rule is not None):
+            if not plan.once and (plan.passthrough or not fp.literals or plan.kind == SHARDED
+                                  or plan.rule is not None):
                 self.cache.put(key, plan)
         return plan
 
@@ -120,13 +130,23 @@ class Router:
     # -- analysis (cache misses only) --------------------------------------------------------
 
     def analyse(self, sql: bytes, schema: str | None, admin: bool,
-                key: bytes | None = None) -> Plan:
+                key: bytes | None = None, modes: int = 0) -> Plan:
         """Plan one statement with sqlglot. Never raises: a failure is a refusal plan.
 
         Statements on sharded tables are planned from the fingerprint ``key`` (literals as
         slots), so that the plan serves every statement of that shape."""
         self._key = key if key is not None else sql
         text = sql.decode("utf-8", "surrogateescape")
+        code = security_text(text, modes)
+        denial = self.access.check_code(code, text, modes, admin)
+        words = words_of(code)
+        if denial is not None:
+            # PREPARE's verdict depends on its literal body: planned for this text only.
+            return _with(tagged(refuse(*denial.error), denial.rule),
+                         once=words[:1] == ["PREPARE"])
+        local = _local_statement(words, text)
+        if local is not None:
+            return local
         self.parses += 1
         if _EXECUTABLE_COMMENT.search(text):
             return self._unparsed(text, schema, "it holds an executable comment (/*! ... */), "
@@ -148,10 +168,16 @@ class Router:
         pin = _pin_reason(text)
         if isinstance(tree, exp.Command):
             plan = self._unparsed(text, schema, None, pin)
+            if words and words[0] == "PREPARE":
+                plan = _with(plan, once=True)
             if _TRANSACTION_ONLY.match(text):
                 plan = _with(plan, anywhere=True)
             return plan
         plan = check_rules(self.rules, tree, self._analyse_tree(tree, text, schema, admin), admin)
+        if plan.handler != "session_functions" and names_session_user(code):
+            return refuse(*errors.NOT_SUPPORTED, "DAL answers CURRENT_USER(), USER() and "
+                          "SESSION_USER() only on their own (SELECT CURRENT_USER()); inside "
+                          "another statement the backend would name DAL's own account")
         if parsed is not text and plan.sql is not None and plan.sql.startswith(b"INSERT"):
             plan = _with(plan, sql=b"REPLACE" + plan.sql[len(b"INSERT"):])
         if pin and plan.kind == ROUTE:
@@ -202,8 +228,13 @@ class Router:
                 names = tuple(t.name for t in tree.find_all(exp.Table) if t.name)  # rate limits
                 return _with(plan_sharded(self.config, db, self._key, statement), tables=names)
             tables.append(name)
-        rewritten = _rewrite_session_functions(tree, schema)
         plan = self._default_route(schema, statement=statement)
+        logical = info_schema.rewrite(tree, self.config, plan.instance, schema)  # type: ignore[arg-type]
+        if logical is not None:
+            tree = logical
+        rewritten = _rewrite_session_functions(tree, schema)
+        if rewritten is None and logical is not None:
+            rewritten = mariadb_sql(tree)
         return _with(plan, sql=rewritten.encode("utf-8", "surrogateescape") if rewritten else None,
                      tables=tuple(tables), anywhere=not tables)
 
@@ -334,6 +365,38 @@ class Router:
         return self._default_route(schema, "ddl")
 
 
+_KILL = re.compile(r"(?i)^\s*KILL\s+(?:(?:HARD|SOFT)\s+)?(CONNECTION\s+|QUERY\s+(?:ID\s+)?)?"
+                   r"(\d+)\s*;?\s*$")
+_GRANTS_FOR = re.compile(r"""(?is)\bFOR\s+(?:`([^`]*)`|'([^']*)'|"([^"]*)"|([\w$]+))""")
+
+
+def _local_statement(words: list[str], text: str) -> Plan | None:
+    """KILL, SHOW PROCESSLIST and SHOW GRANTS: answered by DAL for its own sessions and users
+    (a backend would answer for its threads and DAL's backend account)."""
+    if not words:
+        return None
+    if words[0] == "KILL":
+        match = _KILL.match(text)
+        if match is None:
+            return refuse(*errors.NOT_SUPPORTED, "DAL runs KILL [CONNECTION|QUERY] <id> for "
+                          "its own connection ids only (SHOW PROCESSLIST lists them)")
+        query = bool(match.group(1)) and match.group(1).upper().startswith("QUERY")
+        return Plan(LOCAL, handler="kill", args=(int(match.group(2)), query), statement="kill",
+                    once=True)
+    rest = [w for w in words[1:] if w != "FULL"]
+    if words[0] != "SHOW" or not rest:
+        return None
+    if rest[0] == "PROCESSLIST" and len(rest) == 1:
+        return Plan(LOCAL, handler="processlist", args=("FULL" in words,), statement="show")
+    if rest[0] == "GRANTS":
+        target = None
+        if len(rest) > 1 and rest[1] == "FOR" and rest[2:3] != ["CURRENT_USER"]:
+            found = _GRANTS_FOR.search(text)
+            target = next((g for g in found.groups() if g is not None), None) if found else None
+        return Plan(LOCAL, handler="grants", args=(target,), statement="show", once=True)
+    return None
+
+
 def _pin_reason(text: str) -> str | None:
     """Why ``text`` pins its session to one backend connection (`_PIN_PATTERNS`), if it does."""
     return next((reason for pattern, reason in _PIN_PATTERNS if pattern.search(text)), None)
@@ -348,7 +411,9 @@ def _session_functions(tree: exp.Select) -> Plan | None:
     for item in tree.expressions:
         node = item.this if isinstance(item, exp.Alias) else item
         function = None
-        if isinstance(node, exp.Anonymous) and not node.expressions:
+        if isinstance(node, exp.CurrentUser):
+            function = "current_user"
+        elif isinstance(node, exp.Anonymous) and not node.expressions:
             function = _SESSION_FUNCTIONS.get(node.name.upper())
         elif isinstance(node, exp.SessionParameter):
             function = _SESSION_VARIABLES.get(node.name.lower())

@@ -1,0 +1,302 @@
+"""Who may run what: each role's statement allowlist (DESIGN.md, "Security model").
+
+Decided from the statement as MariaDB reads it (router/sqltext.py: strings blanked, every
+executable comment's body included, the session's NO_BACKSLASH_ESCAPES/ANSI_QUOTES applied),
+before any routing. A statement class that is not on a role's list is refused; nothing is
+forwarded on the grounds that DAL did not recognise it.
+
+- ``app``: reads and writes (SELECT, INSERT, REPLACE, UPDATE, DELETE, DO, CALL), metadata
+  (SHOW of the kinds below, DESCRIBE, EXPLAIN), session SETs, USE, transactions, LOCK/UNLOCK
+  TABLES, prepared statements (a text PREPARE's body is checked as a statement of its own), and
+  KILL of its own sessions (answered by DAL).
+- ``admin``: the same, plus DDL on tables, indexes, views, routines, triggers and sequences
+  (the planner keeps it off sharded and broadcast tables) and table maintenance.
+- Nobody: server administration (SHUTDOWN, FLUSH, RESET, PURGE, replication, plugins), users,
+  roles and grants, global or binlog settings, file access (LOAD_FILE, INTO OUTFILE/DUMPFILE,
+  LOAD DATA/XML), the system schemas mysql/performance_schema/sys, physical shard databases,
+  CREATE/DROP DATABASE, events, and XA statements (DAL runs XA itself).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from router import errors
+from router.fingerprint import unquote_string
+from router.sqltext import NO_BACKSLASH_ESCAPES, security_text, string_end
+
+_WORD = re.compile(r"@@[\w$.]+|@[\w$.]+|[A-Z_$0-9][\w$]*")
+_LOAD_FILE = re.compile(r"\bLOAD_FILE\s*\(")
+_INTO_FILE = re.compile(r"\bINTO\s+(OUTFILE|DUMPFILE)\b")
+_SYSTEM_QUALIFIED = re.compile(r"\b(MYSQL|PERFORMANCE_SCHEMA|SYS)\s*\.\s*[\w$*]")
+_SYSTEM_NAMED = re.compile(r"\b(?:FROM|IN|USE|DATABASE|SCHEMA|DATABASES|SCHEMAS)\s+"
+                           r"(MYSQL|PERFORMANCE_SCHEMA|SYS)\b")
+# Statements that name a database without a dot after it (SHOW TABLES FROM mysql, USE sys).
+_NAMES_DATABASES = frozenset({"SHOW", "USE", "CREATE", "DROP", "ALTER"})
+_INFO_TABLE = re.compile(r"\bINFORMATION_SCHEMA\s*\.\s*([\w$]+)")
+_SESSION_USER_FUNCTIONS = re.compile(r"\b(CURRENT_USER|SESSION_USER|SYSTEM_USER|USER|"
+                                     r"CURRENT_ROLE)\s*(\(\s*\))?")
+_GLOBAL_SCOPE = re.compile(r"@@(GLOBAL|PERSIST|PERSIST_ONLY)\.|\b(GLOBAL|PERSIST|PERSIST_ONLY)"
+                           r"\s+[\w$]")
+_ASSIGNED = re.compile(r"(?<![@\w$])(?:@@(?:SESSION|LOCAL)\.|@@|\b(?:SESSION|LOCAL)\s+)?"
+                       r"([A-Z_][\w$]*)\s*:?=")
+
+# information_schema tables an application may read: DAL answers them for the logical view
+# (router/info_schema.py) or they hold nothing about the backend's databases and accounts.
+INFO_TABLES = frozenset({
+    "SCHEMATA", "TABLES", "COLUMNS", "STATISTICS", "KEY_COLUMN_USAGE", "TABLE_CONSTRAINTS",
+    "REFERENTIAL_CONSTRAINTS", "CHECK_CONSTRAINTS", "VIEWS", "ROUTINES", "PARAMETERS",
+    "TRIGGERS", "PARTITIONS", "COLLATIONS", "CHARACTER_SETS",
+    "COLLATION_CHARACTER_SET_APPLICABILITY", "ENGINES", "KEYWORDS", "SQL_FUNCTIONS",
+    "SESSION_VARIABLES", "SESSION_STATUS", "PLUGINS",
+})
+
+_READ_WRITE = frozenset({"SELECT", "WITH", "VALUES", "INSERT", "REPLACE", "UPDATE", "DELETE",
+                         "DO", "CALL"})
+_METADATA = frozenset({"DESCRIBE", "DESC", "EXPLAIN"})
+_TRANSACTION = frozenset({"BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE"})
+_PREPARED = frozenset({"EXECUTE", "DEALLOCATE"})
+_DDL = frozenset({"CREATE", "ALTER", "DROP", "RENAME", "TRUNCATE"})
+_MAINTENANCE = frozenset({"OPTIMIZE", "REPAIR", "CHECK", "ANALYZE", "CHECKSUM"})
+# Objects an admin may create, alter or drop (on unsharded tables: the planner checks those).
+_ADMIN_OBJECTS = frozenset({"TABLE", "INDEX", "VIEW", "PROCEDURE", "FUNCTION", "TRIGGER",
+                            "SEQUENCE"})
+_CREATE_MODIFIERS = frozenset({"OR", "REPLACE", "TEMPORARY", "UNIQUE", "FULLTEXT", "SPATIAL",
+                               "ONLINE", "OFFLINE", "IGNORE", "AGGREGATE", "SQL", "SECURITY",
+                               "DEFINER", "INVOKER", "ALGORITHM", "UNDEFINED", "MERGE",
+                               "TEMPTABLE", "CURRENT_USER", "IF", "NOT", "EXISTS"})
+_SHOW_ALLOWED = frozenset({
+    "TABLES", "DATABASES", "SCHEMAS", "COLUMNS", "FIELDS", "INDEX", "INDEXES", "KEYS",
+    "TABLE", "WARNINGS", "ERRORS", "COUNT", "VARIABLES", "STATUS", "COLLATION", "CHARACTER",
+    "CHARSET", "ENGINES", "STORAGE", "PLUGINS", "PRIVILEGES", "PROCESSLIST", "GRANTS",
+    "TRIGGERS", "PROCEDURE", "FUNCTION", "PROFILE", "PROFILES", "AUTHORS", "CONTRIBUTORS",
+    "CREATE",
+})
+_SHOW_CREATE_ALLOWED = frozenset({"TABLE", "VIEW", "PROCEDURE", "FUNCTION", "TRIGGER",
+                                  "SEQUENCE", "DATABASE", "SCHEMA"})
+_SHOW_SKIP = frozenset({"FULL", "GLOBAL", "SESSION", "LOCAL", "EXTENDED"})
+# Session variables whose SET needs SUPER or a replication privilege on MariaDB, or that
+# would break DAL's own tracking of its backend connections.
+_PRIVILEGED_VARIABLES = frozenset({"SQL_LOG_BIN", "SQL_LOG_OFF", "SQL_LOG_UPDATE",
+                                   "PSEUDO_THREAD_ID", "PSEUDO_SLAVE_MODE", "SERVER_ID",
+                                   "SKIP_REPLICATION", "SQL_SLAVE_SKIP_COUNTER",
+                                   "DEFAULT_MASTER_CONNECTION"})
+_PRIVILEGED_PREFIXES = ("BINLOG_", "GTID_", "WSREP_", "SLAVE_", "REPLICA_", "DEBUG",
+                        "SESSION_TRACK_", "MASTER_", "RPL_")
+# Privilege MariaDB names for a statement an application may never run, by its first word.
+_PRIVILEGE = {"SHUTDOWN": "SHUTDOWN", "RESTART": "SHUTDOWN", "GRANT": "GRANT OPTION",
+              "REVOKE": "GRANT OPTION", "FLUSH": "RELOAD", "RESET": "RELOAD",
+              "PURGE": "BINLOG ADMIN", "CHANGE": "REPLICATION SLAVE ADMIN",
+              "STOP": "REPLICATION SLAVE ADMIN", "START": "REPLICATION SLAVE ADMIN",
+              "LOAD": "FILE", "BINLOG": "BINLOG REPLAY", "INSTALL": "SUPER",
+              "UNINSTALL": "SUPER", "CACHE": "SUPER", "BACKUP": "RELOAD"}
+
+
+@dataclass(frozen=True, slots=True)
+class Denial:
+    """Why a statement is refused: (code, SQLSTATE, message) and the rule counted for it."""
+
+    code: int
+    sqlstate: str
+    message: str
+    rule: str = "privilege"
+
+    @property
+    def error(self) -> tuple[int, str, str]:
+        return self.code, self.sqlstate, self.message
+
+
+def _privilege(privilege: str, what: str) -> Denial:
+    return Denial(*errors.ACCESS_DENIED, f"Access denied; you need (at least one of) the "
+                  f"{privilege} privilege(s) for this operation (DAL: {what})")
+
+
+def _not_supported(what: str) -> Denial:
+    return Denial(*errors.NOT_SUPPORTED, f"DAL does not run {what}")
+
+
+class AccessPolicy:
+    """The allowlist of one config generation: ``check`` a statement for a role."""
+
+    def __init__(self, shard_prefixes: list[str]) -> None:
+        prefixes = "|".join(re.escape(p.upper()) for p in sorted(set(shard_prefixes)))
+        self._shard_db = re.compile(rf"\b((?:{prefixes})\d+)\b") if prefixes else None
+
+    def check(self, sql: str, modes: int, admin: bool) -> Denial | None:
+        """None when the role may run ``sql``; else the refusal."""
+        return self.check_code(security_text(sql, modes), sql, modes, admin)
+
+    def check_code(self, text: str, sql: str, modes: int, admin: bool) -> Denial | None:
+        words = _WORD.findall(text)
+        if not words:
+            return None  # empty or only comments: the backend answers as MariaDB does
+        verb = words[0]
+        nxt = words[1] if len(words) > 1 else ""
+        denial = self._everywhere(text, verb)
+        if denial is not None:
+            return denial
+        if verb in _READ_WRITE or verb in _TRANSACTION or verb in _PREPARED or verb == "USE":
+            return None
+        if verb in _METADATA:
+            return None
+        if verb == "SHOW":
+            return _show(words[1:])
+        if verb == "SET":
+            return self._set(text, words, modes, admin)
+        if verb in ("LOCK", "UNLOCK") and nxt in ("TABLE", "TABLES"):
+            return None
+        if verb == "START" and nxt == "TRANSACTION":
+            return None
+        if verb == "KILL":
+            return None  # answered by DAL for its own connection ids (dal/kill.py)
+        if verb in ("DROP", "DEALLOCATE") and nxt == "PREPARE":
+            return None
+        if verb == "PREPARE":
+            return self._prepare(sql, modes, admin)
+        if verb == "ANALYZE" and nxt in ("SELECT", "INSERT", "UPDATE", "DELETE", "REPLACE",
+                                         "FORMAT", "WITH"):
+            return None
+        if verb == "XA":
+            return _not_supported("XA statements from clients: it runs XA itself in "
+                                  "transaction mode xa (transactions.mode)")
+        if verb in _DDL or verb in _MAINTENANCE:
+            return _ddl(verb, words[1:], admin)
+        privilege = _PRIVILEGE.get(verb, "SUPER")
+        return _privilege(privilege, f"{verb} is server administration, which DAL refuses "
+                          "for every client; run it on the backend as a DBA")
+
+    def _everywhere(self, text: str, verb: str) -> Denial | None:
+        """Refusals whatever the statement class: files, system schemas, shard databases."""
+        if _LOAD_FILE.search(text) or _INTO_FILE.search(text):
+            return _privilege("FILE", "reading or writing server files is refused for every "
+                              "client")
+        system = _SYSTEM_QUALIFIED.search(text) or (
+            verb in _NAMES_DATABASES and _SYSTEM_NAMED.search(text))
+        if system:
+            name = system.group(1).lower()
+            return Denial(*errors.TABLE_ACCESS_DENIED, f"SELECT command denied for database "
+                          f"'{name}': DAL does not expose the backend's system schema '{name}'")
+        for match in _INFO_TABLE.finditer(text):
+            if match.group(1) not in INFO_TABLES:
+                table = match.group(1).lower()
+                hint = " (use SHOW PROCESSLIST)" if table == "processlist" else ""
+                return Denial(*errors.TABLE_ACCESS_DENIED, f"SELECT command denied for table "
+                              f"'information_schema.{table}': DAL shows only the logical "
+                              f"view of information_schema{hint}")
+        if self._shard_db is not None and (shard := self._shard_db.search(text)):
+            return Denial(*errors.DB_ACCESS_DENIED, f"Access denied to database "
+                          f"'{shard.group(1).lower()}': shard databases are DAL's own; use the "
+                          "logical database and its tables")
+        return None
+
+    def _set(self, text: str, words: list[str], modes: int, admin: bool) -> Denial | None:
+        second = words[1] if len(words) > 1 else ""
+        if second in ("PASSWORD", "ROLE", "DEFAULT"):
+            return _privilege("CREATE USER", f"SET {second}: DAL's users and passwords are in "
+                              "its config (users:)")
+        if _GLOBAL_SCOPE.search(text):
+            return _privilege("SUPER", "global settings belong to the backend's DBA; a client "
+                              "may set session variables only")
+        if second == "STATEMENT":  # SET STATEMENT v=x FOR <statement>: both parts checked
+            head, _, inner = text.partition(" FOR ")
+            denial = _variables(head)
+            if denial is not None or not inner.strip():
+                return denial
+            return self.check_code(inner, inner, modes, admin)
+        return _variables(text)
+
+    def _prepare(self, sql: str, modes: int, admin: bool) -> Denial | None:
+        """PREPARE name FROM '<statement>': the statement is checked as if it were sent."""
+        body = prepare_body(sql, modes)
+        if body is None:
+            return _not_supported("PREPARE ... FROM @variable: DAL cannot see the statement "
+                                  "a variable holds; use PREPARE ... FROM '<statement>' or "
+                                  "server-side prepared statements")
+        inner = security_text(body, modes)
+        return self.check_code(inner, body, modes, admin)
+
+
+def words_of(code: str) -> list[str]:
+    """The words of a statement's `security_text` (upper-cased, strings and comments out)."""
+    return _WORD.findall(code)
+
+
+_PREPARE = re.compile(r"(?is)^\s*PREPARE\s+(?:`[^`]*`|[\w$]+)\s+FROM\s+")
+
+
+def prepare_body(sql: str, modes: int) -> str | None:
+    """The statement text of ``PREPARE name FROM '<text>'``; None for a variable or an
+    expression."""
+    stripped = security_text(sql, modes)  # comments out of the way
+    head = _PREPARE.match(sql)
+    if head is None or not stripped.lstrip().startswith("PREPARE"):
+        return None
+    start = head.end()
+    if start >= len(sql) or sql[start] not in "'\"":
+        return None
+    end = string_end(sql, start, sql[start], modes)
+    if sql[end:].strip().rstrip(";").strip():
+        return None  # FROM 'a' 'b' or an expression: not one literal
+    raw = sql[start + 1:end - 1]
+    quote = sql[start]
+    if not modes & NO_BACKSLASH_ESCAPES:
+        return unquote_string((quote + raw + quote).encode("utf-8", "surrogateescape")).decode(
+            "utf-8", "surrogateescape")
+    return raw.replace(quote * 2, quote)
+
+
+def _show(words: list[str]) -> Denial | None:
+    rest = [w for w in words if w not in _SHOW_SKIP]
+    what = rest[0] if rest else ""
+    if what not in _SHOW_ALLOWED:
+        privilege = {"MASTER": "REPLICATION CLIENT", "SLAVE": "REPLICATION CLIENT",
+                     "REPLICA": "REPLICATION CLIENT", "BINARY": "REPLICATION CLIENT",
+                     "BINLOG": "REPLICATION SLAVE", "RELAYLOG": "REPLICATION SLAVE",
+                     "ENGINE": "PROCESS", "EXPLAIN": "PROCESS"}.get(what, "PROCESS")
+        return _privilege(privilege, f"SHOW {what} describes the backend server, not the "
+                          "logical database")
+    if what == "CREATE" and (len(rest) < 2 or rest[1] not in _SHOW_CREATE_ALLOWED):
+        obj = rest[1] if len(rest) > 1 else ""
+        return _privilege("SUPER", f"SHOW CREATE {obj} describes the backend server")
+    return None
+
+
+def _variables(text: str) -> Denial | None:
+    for match in _ASSIGNED.finditer(text):
+        name = match.group(1)
+        if name in _PRIVILEGED_VARIABLES or name.startswith(_PRIVILEGED_PREFIXES):
+            return _privilege("SUPER", f"SET {name.lower()} changes replication or DAL's own "
+                              "connection tracking, which clients may not")
+    return None
+
+
+def _ddl(verb: str, words: list[str], admin: bool) -> Denial | None:
+    obj = next((w for w in words if w not in _CREATE_MODIFIERS and not w.startswith("@")
+                and w not in ("NO_WRITE_TO_BINLOG",)), "")
+    objects = verb in ("CREATE", "DROP", "ALTER") or (verb == "RENAME" and obj == "USER")
+    if objects and obj in ("DATABASE", "SCHEMA"):
+        return _not_supported(f"{verb} {obj}: DAL's logical databases come from its config "
+                              "(databases:), and shard databases from `dal schema apply`")
+    if objects and obj in ("USER", "ROLE"):
+        return _privilege("CREATE USER", f"{verb} {obj}: DAL's users are in its config "
+                          "(users:), and backend accounts belong to the DBA")
+    if objects and obj not in _ADMIN_OBJECTS:
+        return _privilege("SUPER", f"{verb} {obj} is server administration, which DAL refuses "
+                          "for every client")
+    if obj == "FUNCTION" and "SONAME" in words:
+        return _privilege("SUPER", "CREATE FUNCTION ... SONAME loads a server plugin")
+    if not admin:
+        return Denial(*errors.ACCESS_DENIED, "Access denied; you need (at least one of) the "
+                      "DAL admin privilege(s) for this operation (DDL is for admin users)",
+                      rule="ddl")
+    return None  # the planner keeps DDL off sharded and broadcast tables
+
+
+def names_session_user(text: str) -> bool:
+    """True when a statement calls CURRENT_USER(), USER() and the like (the backend would
+    answer with DAL's own backend account)."""
+    for match in _SESSION_USER_FUNCTIONS.finditer(text):
+        if match.group(2) or match.group(1) in ("CURRENT_USER", "CURRENT_ROLE"):
+            return True
+    return False

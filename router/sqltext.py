@@ -1,0 +1,121 @@
+"""Statement text as MariaDB's lexer reads it, for the access check (router/access.py).
+
+Two SQL modes change where a string or an identifier ends: NO_BACKSLASH_ESCAPES (a backslash
+is an ordinary character inside a string) and ANSI_QUOTES (``"x"`` is an identifier, not a
+string). Executable comments (``/*! ... */``, ``/*!50000 ... */``, ``/*M!100100 ... */``) are
+code to MariaDB when their version is at or below the server's.
+
+`security_text` gives the words of a statement with every string literal blanked, plain
+comments dropped and the body of *every* executable comment kept, whatever its version: an
+access decision must never depend on a version number DAL might read differently from the
+backend, so a forbidden word inside any executable comment refuses the statement.
+"""
+
+from __future__ import annotations
+
+NO_BACKSLASH_ESCAPES = 1
+ANSI_QUOTES = 2
+
+# sql_mode names that switch ANSI_QUOTES on (MariaDB's combination modes include it).
+_ANSI_QUOTE_MODES = frozenset({"ANSI_QUOTES", "ANSI", "DB2", "MAXDB", "MSSQL", "ORACLE",
+                               "POSTGRESQL"})
+
+
+def modes_of(sql_mode: str) -> int:
+    """The lexer-relevant bits of an ``sql_mode`` value (a comma-separated list of names)."""
+    names = {part.strip().upper() for part in sql_mode.strip("'\"").split(",")}
+    bits = NO_BACKSLASH_ESCAPES if "NO_BACKSLASH_ESCAPES" in names else 0
+    return bits | (ANSI_QUOTES if names & _ANSI_QUOTE_MODES else 0)
+
+
+def string_end(text: str, start: int, quote: str, modes: int) -> int:
+    """The index just past the string literal opened at ``start``; len(text) if unterminated."""
+    i = start + 1
+    n = len(text)
+    escapes = not modes & NO_BACKSLASH_ESCAPES
+    while i < n:
+        c = text[i]
+        if c == "\\" and escapes:
+            i += 2
+        elif c == quote:
+            if i + 1 < n and text[i + 1] == quote:  # a doubled quote
+                i += 2
+            else:
+                return i + 1
+        else:
+            i += 1
+    return n
+
+
+def _identifier_end(text: str, start: int, quote: str) -> int:
+    i = start + 1
+    n = len(text)
+    while i < n:
+        if text[i] == quote:
+            if i + 1 < n and text[i + 1] == quote:
+                i += 2
+            else:
+                return i + 1
+        else:
+            i += 1
+    return n
+
+
+def _executable_head(text: str, i: int) -> int:
+    """For ``/*!`` or ``/*M!`` at ``i``: the index where the executable body starts (after an
+    optional 5- or 6-digit version); -1 when this is a plain comment."""
+    if text.startswith("/*!", i):
+        j = i + 3
+    elif text.startswith("/*M!", i):
+        j = i + 4
+    else:
+        return -1
+    digits = 0
+    while digits < 6 and j + digits < len(text) and text[j + digits].isdigit():
+        digits += 1
+    return j + digits if digits >= 5 else j
+
+
+def security_text(sql: str, modes: int) -> str:
+    """The statement's code, upper-cased: strings as ``''``, quoted identifiers unquoted,
+    plain comments as one space, every executable comment's body kept (its ``*/`` dropped)."""
+    out: list[str] = []
+    i = 0
+    n = len(sql)
+    in_executable = 0  # open executable comments whose */ is still to come
+    ansi = modes & ANSI_QUOTES
+    while i < n:
+        c = sql[i]
+        if c == "'" or (c == '"' and not ansi):
+            i = string_end(sql, i, c, modes)
+            out.append(" '' ")
+        elif c == "`" or (c == '"' and ansi):
+            end = _identifier_end(sql, i, c)
+            out.append(" " + sql[i + 1:end - 1].replace(c * 2, c) + " ")
+            i = end
+        elif c == "/" and sql.startswith("/*", i):
+            body = _executable_head(sql, i)
+            if body >= 0:
+                in_executable += 1
+                out.append(" ")
+                i = body
+            else:
+                end = sql.find("*/", i + 2)
+                i = n if end < 0 else end + 2
+                out.append(" ")
+        elif c == "*" and in_executable and sql.startswith("*/", i):
+            in_executable -= 1
+            out.append(" ")
+            i += 2
+        elif c == "#" or (c == "-" and sql.startswith("--", i)
+                          and (i + 2 >= n or sql[i + 2] in " \t\r\n\x0b\x0c")):
+            end = sql.find("\n", i)
+            i = n if end < 0 else end + 1
+            out.append(" ")
+        else:
+            j = i + 1
+            while j < n and sql[j] not in "'\"`/*#-":
+                j += 1
+            out.append(sql[i:j])
+            i = j
+    return "".join(out).upper()
