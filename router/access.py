@@ -286,11 +286,35 @@ def _ddl(verb: str, words: list[str], admin: bool) -> Denial | None:
                           "for every client")
     if obj == "FUNCTION" and "SONAME" in words:
         return _privilege("SUPER", "CREATE FUNCTION ... SONAME loads a server plugin")
+    if obj in ("PROCEDURE", "FUNCTION", "TRIGGER") and (bad := _routine_body_denial(words)):
+        return _privilege("SUPER", f"a {obj.lower()} body may not run {bad} (it would run "
+                          "later, as DAL's backend account)")
     if not admin:
         return Denial(*errors.ACCESS_DENIED, "Access denied; you need (at least one of) the "
                       "DAL admin privilege(s) for this operation (DDL is for admin users)",
                       rule="ddl")
     return None  # the planner keeps DDL off sharded and broadcast tables
+
+
+# Inside a routine or trigger body: what the allowlist refuses when sent directly, and
+# dynamic SQL, which would hide a statement from DAL until the routine runs.
+_BODY_WORDS = frozenset({"SHUTDOWN", "RESTART", "GRANT", "REVOKE", "FLUSH", "RESET", "PURGE",
+                         "INSTALL", "UNINSTALL", "KILL", "PREPARE", "EXECUTE", "GLOBAL",
+                         "PERSIST", "SQL_LOG_BIN", "BINLOG", "MASTER", "SLAVE", "REPLICA",
+                         "XA", "IMMEDIATE"})
+_BODY_OBJECTS = frozenset({"USER", "ROLE", "DATABASE", "SCHEMA", "EVENT", "SERVER"})
+
+
+def _routine_body_denial(words: list[str]) -> str | None:
+    for i, word in enumerate(words):
+        if word in _BODY_WORDS:
+            return word
+        if (word in ("CREATE", "DROP", "ALTER", "RENAME") and i + 1 < len(words)
+                and words[i + 1] in _BODY_OBJECTS):
+            return f"{word} {words[i + 1]}"
+        if word == "LOAD" and i + 1 < len(words) and words[i + 1] in ("DATA", "XML"):
+            return f"LOAD {words[i + 1]}"
+    return None
 
 
 def names_session_user(text: str) -> bool:

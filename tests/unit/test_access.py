@@ -1,0 +1,129 @@
+"""The role allowlist (router/access.py) and the lexer it reads statements with
+(router/sqltext.py), as properties: string contents never decide anything, and a refused
+statement stays refused however it is spelled, commented or wrapped."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from router.access import AccessPolicy
+from router.fingerprint import fingerprint, fingerprint_in_modes
+from router.sqltext import ANSI_QUOTES, NO_BACKSLASH_ESCAPES, modes_of, security_text
+
+POLICY = AccessPolicy(["user_", "merchant_"])
+FORBIDDEN = [
+    "SHUTDOWN", "CREATE USER x", "DROP USER dal", "GRANT ALL ON *.* TO app",
+    "SET GLOBAL max_connections=151", "SET sql_log_bin=0", "FLUSH PRIVILEGES",
+    "SELECT LOAD_FILE('/etc/passwd')", "SELECT 1 INTO OUTFILE '/tmp/x'",
+    "LOAD DATA INFILE '/etc/hostname' INTO TABLE merchants", "SELECT * FROM mysql.user",
+    "DROP DATABASE merchant_059", "CREATE EVENT e ON SCHEDULE "
+    "EVERY 1 HOUR DO SELECT 1", "SHOW BINARY LOGS", "SELECT * FROM user_000.orders",
+]
+ALLOWED = ["SELECT 1", "SELECT * FROM orders WHERE user_id = 5", "SET NAMES utf8mb4",
+           "SHOW TABLES", "BEGIN", "INSERT INTO merchants (name) VALUES ('x')"]
+
+
+def default_quote(text: str) -> str:
+    """A string literal as drivers write it without NO_BACKSLASH_ESCAPES."""
+    escaped = text.replace("\\", "\\\\").replace("'", "\\'").replace("\n", "\\n")
+    return "'" + escaped + "'"
+
+
+def nbe_quote(text: str) -> str:
+    """A string literal as drivers write it under NO_BACKSLASH_ESCAPES."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+@settings(max_examples=300)
+@given(st.text())
+def test_string_contents_never_decide(content: str) -> None:
+    for modes, quote in ((0, default_quote), (NO_BACKSLASH_ESCAPES, nbe_quote)):
+        sql = f"SELECT {quote(content)}, {quote(content)} FROM merchants"
+        assert POLICY.check(sql, modes, admin=False) is None
+        assert security_text(sql, modes).split() == ["SELECT", "''", ",", "''", "FROM",
+                                                     "MERCHANTS"]
+        fp = fingerprint_in_modes(sql.encode("utf-8", "surrogatepass"), modes)
+        assert fp.key == b"SELECT ?, ? FROM merchants"
+
+
+@st.composite
+def disguised(draw: st.DrawFn, statement: str) -> str:
+    """``statement`` with random case, spacing, a leading comment, or inside an executable
+    comment of any version."""
+    cased = "".join(c.upper() if draw(st.booleans()) else c.lower() for c in statement)
+    space = draw(st.sampled_from([" ", "  ", "\t", "\n", " \r\n "]))
+    text = cased.replace(" ", space)
+    wrap = draw(st.sampled_from(["plain", "comment", "dash", "exec", "exec_version", "maria"]))
+    if wrap == "comment":
+        return f"/* {draw(st.text(alphabet='abc xyz'))} */ {text}"
+    if wrap == "dash":
+        return f"-- note\n{text}"
+    if wrap == "exec":
+        return f"/*!{text}*/"
+    if wrap == "exec_version":
+        return f"/*!{draw(st.integers(10000, 999999))} {text} */"
+    if wrap == "maria":
+        return f"/*M!{draw(st.integers(100000, 999999))} {text} */"
+    return text
+
+
+@settings(max_examples=400)
+@given(st.data())
+def test_forbidden_statements_stay_refused(data: st.DataObject) -> None:
+    statement = data.draw(st.sampled_from(FORBIDDEN))
+    sql = data.draw(disguised(statement))
+    for admin in (False, True):
+        denial = POLICY.check(sql, 0, admin)
+        assert denial is not None, sql
+        assert denial.code in (1044, 1142, 1227, 1235)
+    renamed = data.draw(disguised("RENAME TABLE merchants TO m2"))  # DDL: admins only
+    assert POLICY.check(renamed, 0, admin=False).code == 1227
+
+
+@settings(max_examples=200)
+@given(st.data())
+def test_allowed_statements_pass_in_any_spelling(data: st.DataObject) -> None:
+    statement = data.draw(st.sampled_from(ALLOWED))
+    sql = data.draw(disguised(statement))
+    assert POLICY.check(sql, 0, admin=False) is None, sql
+
+
+def test_the_lexer_modes_change_where_strings_end() -> None:
+    # default: \' is an escaped quote, the LOAD_FILE is inside the string
+    sql = "SELECT 'a\\' , LOAD_FILE('/etc/passwd') , '"
+    assert POLICY.check(sql, 0, admin=False) is None
+    # NO_BACKSLASH_ESCAPES: the string ends at \' and LOAD_FILE is code
+    assert POLICY.check(sql, NO_BACKSLASH_ESCAPES, admin=False).code == 1227
+    # ANSI_QUOTES: "mysql"."user" are identifiers
+    assert POLICY.check('SELECT * FROM "mysql"."user"', 0, admin=False) is None
+    assert POLICY.check('SELECT * FROM "mysql"."user"', ANSI_QUOTES, admin=False).code == 1142
+    assert fingerprint_in_modes(b'SELECT "a" FROM t', ANSI_QUOTES).key == b'SELECT "a" FROM t'
+    assert fingerprint_in_modes(b'SELECT "a" FROM t', 0) == fingerprint(b'SELECT "a" FROM t')
+
+
+@pytest.mark.parametrize(("mode", "bits"), [
+    ("NO_BACKSLASH_ESCAPES", NO_BACKSLASH_ESCAPES), ("ansi", ANSI_QUOTES),
+    ("'STRICT_TRANS_TABLES,ANSI_QUOTES,NO_BACKSLASH_ESCAPES'", 3), ("ORACLE", ANSI_QUOTES),
+    ("STRICT_TRANS_TABLES", 0), ("", 0)])
+def test_modes_of_sql_mode(mode: str, bits: int) -> None:
+    assert modes_of(mode) == bits
+
+
+@pytest.mark.parametrize("sql", [
+    "PREPARE s FROM 'SHUTDOWN'", "PREPARE s FROM 'SELECT LOAD_FILE(\\'/etc/passwd\\')'",
+    "SET STATEMENT max_statement_time=1 FOR SHUTDOWN", "PREPARE s FROM @q",
+    "CREATE PROCEDURE p() BEGIN PREPARE s FROM @q; EXECUTE s; END",
+    "CREATE TRIGGER t BEFORE INSERT ON merchants FOR EACH ROW BEGIN SHUTDOWN; END",
+    "CREATE FUNCTION f RETURNS STRING SONAME 'evil.so'"])
+def test_statements_inside_statements_are_checked(sql: str) -> None:
+    assert POLICY.check(sql, 0, admin=True) is not None
+
+
+def test_admin_ddl_on_tables_passes_app_ddl_does_not() -> None:
+    for sql in ("CREATE TABLE t (id INT)", "ALTER TABLE merchants ADD COLUMN z INT",
+                "DROP TABLE t", "CREATE INDEX i ON merchants (name)", "TRUNCATE TABLE t",
+                "CREATE PROCEDURE p() BEGIN SELECT 1; END", "OPTIMIZE TABLE merchants"):
+        assert POLICY.check(sql, 0, admin=True) is None, sql
+        assert POLICY.check(sql, 0, admin=False).code == 1227, sql
