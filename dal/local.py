@@ -62,7 +62,8 @@ def session_values(values: list[tuple[str, int | str]], *, seq: int, status: int
     CONNECTION_ID(), CURRENT_USER()``."""
     flags = int(ColumnFlag.UNSIGNED | ColumnFlag.NOT_NULL | ColumnFlag.BINARY | ColumnFlag.NUM)
     columns = [text_column(name, length=384) if isinstance(value, str) else
-               text_column(name, type_=ColumnType.LONGLONG, length=21, charset=63, flags=flags)
+               text_column(name, type_=ColumnType.LONGLONG, length=21, charset=63,
+                           flags=flags if value >= 0 else flags & ~ColumnFlag.UNSIGNED)
                for name, value in values]
     row = [str(value).encode() for _, value in values]
     return encode_result_set(columns, [row], deprecate_eof=False, status=status, seq=seq)

@@ -25,6 +25,7 @@ from dal import (
     multi,
     prepared,
     sessions_view,
+    set_values,
     timeouts,
     tls,
     xa,
@@ -55,6 +56,8 @@ from router.fingerprint import (
     fingerprint_in_modes,
 )
 from router.plan import LOCAL, REFUSE, ROUTE, SET, SHARDED, Plan
+from router.session_functions import rewrites as rewrites_session_functions
+from router.session_functions import substitute_session_functions
 from router.split import split_statements
 from router.sqltext import ANSI_QUOTES, modes_of
 from router.targets import single_target
@@ -115,6 +118,8 @@ class ClientSession(asyncio.Protocol):
         self.soft_pin = False  # pinned only to keep the last statement's diagnostics
         self.pin_reason: str | None = None
         self.last_insert_id = 0
+        self.row_count = -1  # ROW_COUNT() of the last statement (-1 after a result set)
+        self.found_rows_count = 0  # FOUND_ROWS(): rows of the last result set
         self.txn_pending: str | None = None  # BEGIN asked for, not yet sent to a backend
         self.txn_shard: bytes | None = None  # the shard database the open transaction uses
         self.xa: XaTransaction | None = None  # the open transaction in mode xa (dal/xa.py)
@@ -402,6 +407,10 @@ class ClientSession(asyncio.Protocol):
         if (sql[:3].upper() in _ADMIN_HEADS or (sql and sql[0] in _SPACE)) and _ADMIN.match(sql):
             self._spawn(self._admin(sql))
             return
+        if rewrites_session_functions(sql):
+            sql = self.session_values_in(sql)
+            payload = payload[:1] + sql
+            raw = None
         modes = self.lexer_modes()
         fp = fingerprint_in_modes(sql, modes) if modes else fingerprint(sql)
         self._fp = fp.key
@@ -441,6 +450,11 @@ class ClientSession(asyncio.Protocol):
         elif kind == SET:
             self._spawn(self._set(plan))
         elif kind == LOCAL:
+            if (plan.handler == "session_functions" and self.pin_reason == "found_rows"
+                    and self.pinned is not None):  # FOUND_ROWS() of SQL_CALC_FOUND_ROWS
+                self._route(Plan(ROUTE, instance=self.pinned.instance, anywhere=True,
+                                 statement="select"), payload, last_seq, RESULT, raw)
+                return
             self._spawn(self._local(plan))
 
     def throttle(self, limiter: Limiter, plan: Plan, key: bytes, resume: Callable[..., None],
@@ -569,6 +583,9 @@ class ClientSession(asyncio.Protocol):
             return
         if scanner.insert_id:
             self.last_insert_id = scanner.insert_id
+        self.row_count = scanner.affected
+        if scanner.rows >= 0:
+            self.found_rows_count = scanner.rows
         # Warnings or an error stay readable for one more statement; SHOW WARNINGS itself
         # clears nothing, so they stay readable after it too.
         self._after_statement(conn, scanner.status, scanner.warnings > 0 or scanner.error
@@ -738,8 +755,10 @@ class ClientSession(asyncio.Protocol):
     async def _scatter(self, plan: Plan, slots: list[list[bytes]], shards: list) -> None:
         failed = True
         try:
-            self._write(await executor.scatter(self, plan.sharded, slots, shards,  # type: ignore[arg-type]
-                                               self.server.config.server.max_merge_rows))
+            response = await executor.scatter(self, plan.sharded, slots, shards,  # type: ignore[arg-type]
+                                              self.server.config.server.max_merge_rows)
+            self.note_response(response)
+            self._write(response)
             failed = False
         except executor.Refusal as exc:
             self._send_error(ERR(exc.code, str(exc), exc.sqlstate))
@@ -764,6 +783,7 @@ class ClientSession(asyncio.Protocol):
         else:
             if first_id:
                 self.last_insert_id = first_id
+            self.note_response(response)
             self._write(response)
             self.server.finish_statement(f"insert:{plan.statement}", False, self._started,
                                          self._fp)
@@ -919,13 +939,28 @@ class ClientSession(asyncio.Protocol):
         await self._collect_and_send(conn, frame(payload, 0), None, FIELD_LIST, rename)
 
     async def _set(self, plan: Plan) -> None:
-        wanted = {**self.state, **dict(plan.assignments)}
+        instance = self.pinned.instance if self.pinned else self.server.default_instance
+        assignments = dict(plan.assignments)
+        conn = None
+        if plan.args:  # SET v = <expression>: its value, with the session's state
+            conn = await self._ready_connection(instance, None, self.state, begin=False)
+            if conn is None:
+                return
+            try:
+                assignments.update(await set_values.evaluate(conn, plan.args))
+            except BackendError as exc:
+                self._give_back(conn, conn.status, None)
+                self._send_error(exc.to_err())
+                self.busy = False
+                return
+        wanted = {**self.state, **assignments}
         if self.xa is not None and wanted.get("autocommit") != self.state.get("autocommit"):
+            if conn is not None:
+                self._give_back(conn, conn.status, None)
             self._error(xa.IN_TRANSACTION, xa.AUTOCOMMIT_REFUSAL)
             self.busy = False
             return
-        instance = self.pinned.instance if self.pinned else self.server.default_instance
-        conn = await self._ready_connection(instance, None, wanted, begin=False)
+        conn = await self._ready_connection(instance, None, wanted, conn, begin=False)
         if conn is None:
             return
         self.state = wanted
@@ -934,6 +969,32 @@ class ClientSession(asyncio.Protocol):
         self._give_back(conn, conn.status, plan)
         self._write(ok_packet(self._seq, self.status))
         self.busy = False
+
+    def note_response(self, response: bytes) -> None:
+        """ROW_COUNT() and FOUND_ROWS() after a response DAL built (a merge, a split insert)."""
+        scanner = ResponseScanner(False)
+        try:
+            scanner.feed(response)
+        except ProtocolError:
+            return
+        self.row_count = scanner.affected
+        if scanner.rows >= 0:
+            self.found_rows_count = scanner.rows
+
+    def session_values_in(self, sql: bytes) -> bytes:
+        """``sql`` with LAST_INSERT_ID(), ROW_COUNT(), FOUND_ROWS(), USER() and CURRENT_USER()
+        replaced by this session's values: a backend connection's would be whichever session
+        used it last, and its user DAL's backend account.
+        FOUND_ROWS() after SQL_CALC_FOUND_ROWS stays: the pinned connection holds it."""
+        name = self.user.replace("'", "''")
+        user = f"'{name}@{self.peer}'".encode()
+        values = {b"LAST_INSERT_ID": str(self.last_insert_id).encode(),
+                  b"ROW_COUNT": str(self.row_count).encode(),
+                  b"FOUND_ROWS": None if self.pin_reason == "found_rows" else
+                  str(self.found_rows_count).encode(),
+                  b"USER": user, b"SESSION_USER": user, b"SYSTEM_USER": user,
+                  b"CURRENT_USER": f"'{name}@%'".encode()}
+        return substitute_session_functions(sql, values)
 
     def lexer_modes(self) -> int:
         """The session's lexer modes (router/sqltext.py) from its sql_mode."""
@@ -969,10 +1030,12 @@ class ClientSession(asyncio.Protocol):
             self._use(plan.args[0])
         elif plan.handler == "session_functions":
             values = {"last_insert_id": self.last_insert_id, "connection_id": self.id,
+                      "row_count": self.row_count, "found_rows": self.found_rows_count,
                       "user": f"{self.user}@{self.peer}", "current_user": f"{self.user}@%"}
             self._write(local.session_values([(name, values[function])
                                               for name, function in plan.args],
                                              seq=self._seq, status=self.status))
+            self.row_count, self.found_rows_count = -1, 1  # as after any one-row SELECT
         elif plan.handler == "show_databases":
             names = ["information_schema", *self._visible_databases()]
             self._write(local.show_databases(names, plan.args[0], seq=self._seq,
@@ -1025,6 +1088,8 @@ class ClientSession(asyncio.Protocol):
         self.status = int(Status.AUTOCOMMIT)
         self.ansi_quotes = 0
         self.last_insert_id = 0
+        self.row_count = -1
+        self.found_rows_count = 0
         self.prepared = None
 
     async def _admin(self, sql: bytes) -> None:

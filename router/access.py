@@ -93,6 +93,30 @@ _PRIVILEGE = {"SHUTDOWN": "SHUTDOWN", "RESTART": "SHUTDOWN", "GRANT": "GRANT OPT
               "UNINSTALL": "SUPER", "CACHE": "SUPER", "BACKUP": "RELOAD"}
 
 
+# Every word a MariaDB 10.11 statement can start with; another first word is a syntax error.
+_STATEMENT_WORDS = frozenset({
+    "ALTER", "ANALYZE", "BACKUP", "BEGIN", "BINLOG", "CACHE", "CALL", "CASE", "CHANGE",
+    "CHECK", "CHECKSUM", "CLOSE", "COMMIT", "CREATE", "DEALLOCATE", "DECLARE", "DELETE", "DESC",
+    "DESCRIBE", "DO", "DROP", "EXECUTE", "EXPLAIN", "FETCH", "FLUSH", "FOR", "GET", "GRANT",
+    "HANDLER", "HELP", "IF", "INSERT", "INSTALL", "ITERATE", "KILL", "LEAVE", "LOAD", "LOCK",
+    "LOOP", "OPEN", "OPTIMIZE", "PREPARE", "PURGE", "RELEASE", "RENAME", "REPAIR", "REPEAT",
+    "REPLACE", "RESET", "RESIGNAL", "RESTART", "RETURN", "REVOKE", "ROLLBACK", "SAVEPOINT",
+    "SELECT", "SET", "SHOW", "SHUTDOWN", "SIGNAL", "START", "STOP", "TABLE", "TRUNCATE",
+    "UNINSTALL", "UNLOCK", "UPDATE", "USE", "VALUES", "WHILE", "WITH", "XA"})
+# Compound statements MariaDB runs outside stored programs; their bodies would be unchecked.
+_COMPOUND = frozenset({"CASE", "IF", "LOOP", "REPEAT", "WHILE", "FOR", "DECLARE", "ITERATE",
+                       "LEAVE", "RETURN", "OPEN", "FETCH", "CLOSE"})
+_LABEL = re.compile(r"\s*[\w$]+\s*:(?!=)")
+
+
+def syntax_error(sql: str, word: str) -> str:
+    """MariaDB's 1064 message for a statement that cannot start with ``word``."""
+    start = sql.upper().find(word)
+    near = sql[start if start >= 0 else 0:].strip()[:80]
+    return ("You have an error in your SQL syntax; check the manual that corresponds to your "
+            f"MariaDB server version for the right syntax to use near '{near}' at line 1")
+
+
 @dataclass(frozen=True, slots=True)
 class Denial:
     """Why a statement is refused: (code, SQLSTATE, message) and the rule counted for it."""
@@ -100,7 +124,7 @@ class Denial:
     code: int
     sqlstate: str
     message: str
-    rule: str = "privilege"
+    rule: str | None = "privilege"
 
     @property
     def error(self) -> tuple[int, str, str]:
@@ -136,6 +160,13 @@ class AccessPolicy:
         denial = self._everywhere(text, verb)
         if denial is not None:
             return denial
+        if (verb in _COMPOUND or (verb == "BEGIN" and nxt == "NOT")
+                or _LABEL.match(text)):
+            return _not_supported("compound statements (BEGIN NOT ATOMIC, IF, CASE, LOOP, "
+                                  "REPEAT, WHILE, FOR, labels) outside stored routines: "
+                                  "create a procedure and CALL it")
+        if verb not in _STATEMENT_WORDS:
+            return Denial(*errors.PARSE_ERROR, syntax_error(sql, verb), rule=None)
         if verb in _READ_WRITE or verb in _TRANSACTION or verb in _PREPARED or verb == "USE":
             return None
         if verb in _METADATA:
@@ -146,7 +177,8 @@ class AccessPolicy:
             return self._set(text, words, modes, admin)
         if verb in ("LOCK", "UNLOCK") and nxt in ("TABLE", "TABLES"):
             return None
-        if verb == "START" and nxt == "TRANSACTION":
+        if (verb == "START" and nxt == "TRANSACTION") or (verb == "GET" and nxt in (
+                "DIAGNOSTICS", "CURRENT", "STACKED")):
             return None
         if verb == "KILL":
             return None  # answered by DAL for its own connection ids (dal/kill.py)

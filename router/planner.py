@@ -51,6 +51,7 @@ _DEFAULT_CHARSET = "utf8mb4"
 # Functions whose value belongs to the client's session, not to whichever backend connection
 # served it: answered by DAL from its own records.
 _SESSION_FUNCTIONS = {"LAST_INSERT_ID": "last_insert_id", "CONNECTION_ID": "connection_id",
+                      "ROW_COUNT": "row_count", "FOUND_ROWS": "found_rows",
                       "USER": "user", "SESSION_USER": "user", "SYSTEM_USER": "user",
                       "CURRENT_USER": "current_user"}
 _SESSION_VARIABLES = {"identity": "last_insert_id", "last_insert_id": "last_insert_id"}
@@ -269,7 +270,12 @@ class Router:
         return _with(self._default_route(schema), pin=pin)
 
     def _set(self, tree: exp.Set, text: str, schema: str | None) -> Plan:
+        """Session variables to record and replay. ``SET v = <expression>`` (Connector/J's
+        ``sql_mode = CONCAT(@@sql_mode, ...)``) is evaluated once on a backend with the
+        session's state (the plan's args: (name, expression) pairs) and replayed as a
+        literal, so it does not pin; an expression over user variables or a subquery pins."""
         assignments: list[tuple[str, str]] = []
+        evaluate: list[tuple[str, str]] = []
         for item in tree.expressions:
             kind = (item.text("kind") or "").upper()
             if kind == "NAMES" or kind == "CHARACTER SET":
@@ -284,20 +290,27 @@ class Router:
             if not isinstance(target, exp.EQ) or kind:
                 return _with(self._default_route(schema, "set"), pin="set_other")
             var, value = target.this, target.expression
-            if isinstance(var, exp.Parameter) or not isinstance(value, exp.Literal | exp.Null
-                                                                 | exp.Boolean | exp.Var):
+            literal = isinstance(value, exp.Literal | exp.Null | exp.Boolean | exp.Var)
+            if isinstance(var, exp.Parameter) or not (literal or _evaluable(value)):
                 return _with(self._default_route(schema, "set"), pin="set_expression")
             if isinstance(var, exp.SessionParameter):
-                if (var.text("kind") or "session").lower() != "session":
-                    return _with(self._default_route(schema, "set"), pin="set_global")
+                if (var.text("kind") or "session").lower() not in ("session", "local"):
+                    # router/access.py refuses global settings before this; never forwarded
+                    return refuse(*errors.ACCESS_DENIED, "Access denied; you need (at least "
+                                  "one of) the SUPER privilege(s) for this operation (DAL: "
+                                  "global settings belong to the backend's DBA)")
                 name = var.name
             elif isinstance(var, exp.Column) and not var.table:
                 name = var.name
             else:
                 return _with(self._default_route(schema, "set"), pin="set_other")
             name = _RENAMED_VARIABLES.get(name.lower(), name.lower())
-            assignments.append((name, f"@@session.{name}={value.sql(dialect='mysql')}"))
-        return Plan(SET, assignments=tuple(assignments), statement="set")
+            if literal:
+                assignments.append((name, f"@@session.{name}={value.sql(dialect='mysql')}"))
+            else:  # evaluated once by the session on a backend, then replayed as a literal
+                assignments.append((name, ""))
+                evaluate.append((name, mariadb_sql(value)))
+        return Plan(SET, assignments=tuple(assignments), args=tuple(evaluate), statement="set")
 
     def _show(self, tree: exp.Show, text: str, schema: str | None) -> Plan:
         what = (tree.name or "").upper()
@@ -395,6 +408,13 @@ def _local_statement(words: list[str], text: str) -> Plan | None:
             target = next((g for g in found.groups() if g is not None), None) if found else None
         return Plan(LOCAL, handler="grants", args=(target,), statement="show", once=True)
     return None
+
+
+def _evaluable(value: exp.Expression) -> bool:
+    """A SET value DAL may evaluate once elsewhere: no user variable (its value lives on the
+    session's connections), no subquery, no assignment."""
+    return not any(isinstance(node, exp.Parameter | exp.Select | exp.Subquery | exp.PropertyEQ)
+                   for node in value.walk())
 
 
 def _pin_reason(text: str) -> str | None:

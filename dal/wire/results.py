@@ -32,9 +32,9 @@ ONE_PACKET = SINGLE  # COM_STATISTICS: one packet, whatever it holds
 class ResponseScanner:
     """Tracks one command response packet by packet, across arbitrary chunk boundaries."""
 
-    __slots__ = ("_carry", "_columns", "_deprecate_eof", "_skip", "_split", "error", "insert_id",
-                 "last_seq",
-                 "packets", "state", "status", "warnings")
+    __slots__ = ("_carry", "_columns", "_deprecate_eof", "_rows_from", "_skip", "_split",
+                 "affected", "error", "insert_id", "last_seq", "packets", "rows", "state",
+                 "status", "warnings")
 
     def __init__(self, deprecate_eof: bool, shape: int = RESULT) -> None:
         self._deprecate_eof = deprecate_eof
@@ -49,6 +49,11 @@ class ResponseScanner:
         self.insert_id = 0
         self.last_seq = 0
         self.packets = 0
+        # What ROW_COUNT() and FOUND_ROWS() answer after this response: the OK's affected rows
+        # (-1 after a result set), and the rows of the last result set (-1: none).
+        self.affected = -1
+        self.rows = -1
+        self._rows_from = 0
 
     def reset(self, shape: int = RESULT) -> None:
         """Prepare for the next response on the same connection."""
@@ -61,6 +66,8 @@ class ResponseScanner:
         self.insert_id = 0
         self.warnings = 0  # status is kept: an ERR reply does not carry one
         self.packets = 0
+        self.affected = -1
+        self.rows = -1
 
     @property
     def done(self) -> bool:
@@ -167,6 +174,8 @@ class ResponseScanner:
                 self.warnings = data[body + 1] | data[body + 2] << 8
                 self.status = status
                 self.state = DONE
+                self.rows = packets - 2 - skip
+                self.affected = -1
                 self.last_seq = data[pos + 3]
                 self.packets += packets  # after earlier results of a multi-result response
                 return after
@@ -195,6 +204,7 @@ class ResponseScanner:
             self._columns -= 1
             if self._columns == 0:
                 self.state = ROWS if self._deprecate_eof else COLUMNS_EOF
+                self._rows_from = self.packets
             return
         if state == FIRST:
             if first == 0x00:
@@ -215,6 +225,7 @@ class ResponseScanner:
         if state == COLUMNS_EOF:
             if first == 0xFE and length < 9:
                 self.state = ROWS
+                self._rows_from = self.packets
             elif first == 0xFF:
                 self._fail()
             else:
@@ -238,6 +249,9 @@ class ResponseScanner:
         self.state = DONE
 
     def _end_result(self, data: bytes, body: int, length: int) -> None:
+        if self.state == ROWS:
+            self.rows = self.packets - self._rows_from - 1
+            self.affected = -1
         if data[body] == 0xFE and length < 9 and not self._deprecate_eof:  # classic EOF
             self.warnings = _u16_at(data, body + 1) if length >= 3 else 0
             self.status = _u16_at(data, body + 3) if length >= 5 else 0
@@ -249,6 +263,9 @@ class ResponseScanner:
                     raise ProtocolError("truncated OK packet")
                 if field == 1 and data[p]:
                     self.insert_id = _lenenc_at(data, p)
+                elif field == 0 and self.state == FIRST:
+                    self.affected = _lenenc_at(data, p)
+                    self.rows = -1
                 p += _lenenc_size(data[p])
             if p + 4 > stop:
                 raise ProtocolError("truncated OK packet")

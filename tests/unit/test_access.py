@@ -127,3 +127,17 @@ def test_admin_ddl_on_tables_passes_app_ddl_does_not() -> None:
                 "CREATE PROCEDURE p() BEGIN SELECT 1; END", "OPTIMIZE TABLE merchants"):
         assert POLICY.check(sql, 0, admin=True) is None, sql
         assert POLICY.check(sql, 0, admin=False).code == 1227, sql
+
+
+@pytest.mark.parametrize("sql", [
+    "BEGIN NOT ATOMIC SHUTDOWN; END", "lbl: BEGIN NOT ATOMIC SELECT 1; END lbl",
+    "IF 1 THEN DROP USER dal; END IF", "WHILE 1 DO SELECT 1; END WHILE"])
+def test_compound_statements_outside_routines_are_refused(sql: str) -> None:
+    for admin in (False, True):
+        assert POLICY.check(sql, 0, admin).code == 1235
+
+
+@pytest.mark.parametrize("sql", ["SELEC 1", "SELECTT * FROM orders", "FOO", "x := 1"])
+def test_an_unknown_first_word_is_a_syntax_error(sql: str) -> None:
+    denial = POLICY.check(sql, 0, admin=False)
+    assert denial.code == 1064 and "right syntax to use near" in denial.message

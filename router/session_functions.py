@@ -1,0 +1,49 @@
+"""Functions whose value belongs to the client's session, written into statements as literals.
+
+LAST_INSERT_ID(), ROW_COUNT() and FOUND_ROWS(): a pooled backend connection answers them for
+whichever session used it last, and each shard of a scatter for its own last statement.
+USER(), CURRENT_USER() and the like: the backend would name DAL's own backend account. DAL
+writes the session's values into the statement before planning it (`WHERE id =
+LAST_INSERT_ID()` then routes by that id). A statement that is nothing but these functions
+(`SELECT LAST_INSERT_ID()`) is answered by DAL itself, with the column names MariaDB gives.
+"""
+
+from __future__ import annotations
+
+import re
+
+_NAMES = rb"LAST_INSERT_ID|ROW_COUNT|FOUND_ROWS|CURRENT_USER|SESSION_USER|SYSTEM_USER|USER"
+SESSION_FUNCTION = re.compile(rb"(?i)\b(?:" + _NAMES + rb")\s*\(\s*\)|\bCURRENT_USER\b")
+_SKIPPED_OR_CALL = re.compile(
+    rb"""('[^'\\]*(?:(?:\\.|'')[^'\\]*)*'|"[^"\\]*(?:(?:\\.|"")[^"\\]*)*"|`(?:[^`]|``)*`"""
+    rb"""|/\*(?![!M]).*?\*/|--[ \t][^\n]*|\#[^\n]*)"""
+    rb"""|\b(""" + _NAMES + rb""")\s*\(\s*\)|\b(CURRENT_USER)\b""", re.I | re.S)
+_ITEM = (rb"(?:" + _NAMES + rb"|CONNECTION_ID)\s*\(\s*\)"
+         rb"(?:\s+(?:AS\s+)?[\w`'\"]+)?")
+ONLY_SESSION_FUNCTIONS = re.compile(rb"(?is)\s*SELECT\s+" + _ITEM + rb"(?:\s*,\s*" + _ITEM
+                                    + rb")*\s*;?\s*$")
+# Statements whose session functions are rewritten: reads and writes. SHOW GRANTS FOR
+# CURRENT_USER() and DEFINER = CURRENT_USER keep theirs.
+_DATA_STATEMENT = re.compile(rb"(?is)\s*(?:\(\s*)*(SELECT|INSERT|UPDATE|DELETE|REPLACE|DO|SET|"
+                             rb"CALL|WITH|VALUES)\b")
+
+
+def rewrites(sql: bytes) -> bool:
+    """True when ``sql`` calls a session function that DAL must answer inside it."""
+    return (SESSION_FUNCTION.search(sql) is not None and _DATA_STATEMENT.match(sql) is not None
+            and ONLY_SESSION_FUNCTIONS.match(sql) is None)
+
+
+def substitute_session_functions(sql: bytes, values: dict[bytes, bytes | None]) -> bytes:
+    """``sql`` with each call outside strings, identifiers and plain comments replaced by
+    ``values[NAME]`` (upper-case name, already a SQL literal); a None value leaves that
+    function alone."""
+
+    def replace(match: re.Match[bytes]) -> bytes:
+        name = match.group(2) or match.group(3)
+        if name is None:  # a string, identifier or comment
+            return match.group(0)
+        value = values.get(name.upper())
+        return match.group(0) if value is None else value
+
+    return _SKIPPED_OR_CALL.sub(replace, sql)
