@@ -17,7 +17,7 @@ from config.loader import load_config
 from dal.worker_lease import TABLE, LeaseError, WorkerLease
 from router.genes import tick_of_id, worker_of_id
 from tests.dal_process import ROOT, TEST_CONFIG, DalProcess, free_port, write_config
-from tests.own_dal import own_dal
+from tests.own_dal import OwnDal, own_dal
 
 BURST = 50_000
 
@@ -84,8 +84,8 @@ def test_two_dal_workers_lease_different_ids_and_never_repeat_one(tmp_path: Path
     generators borrow ahead; every insert succeeds and no id appears twice."""
     port = free_port()
     path = tmp_path / "dal.yaml"
-    write_config(path, workers=2, listen={"host": "127.0.0.1", "port": port},
-                 metrics={"host": "127.0.0.1", "port": free_port()})
+    raw = write_config(path, workers=2, listen={"host": "127.0.0.1", "port": port},
+                       metrics={"host": "127.0.0.1", "port": free_port()})
     proc = DalProcess(path, port, tmp_path / "dal.log").start()
     assert proc.proc is not None
     # All users on user shard 7 and merchants on merchant shard 9: ids differ only by base,
@@ -123,7 +123,7 @@ def test_two_dal_workers_lease_different_ids_and_never_repeat_one(tmp_path: Path
         for thread in threads:
             thread.join()
         leases = leases_of(direct, pids)
-        shown = show_genes(port)
+        shown = OwnDal(proc, path, raw).admin("SHOW DAL GENES")
     finally:
         code = proc.stop()
     assert code == 0
@@ -184,17 +184,6 @@ def leases_of(direct, pids: set[int]) -> dict[int, int]:
         rows = cur.fetchall()
     found = {int(holder.split(":")[1]): worker for worker, holder in rows}
     return {pid: worker for pid, worker in found.items() if pid in pids}
-
-
-def show_genes(port: int) -> list[dict]:
-    conn = pymysql.connect(host="127.0.0.1", port=port, user="admin", password="admin",
-                           cursorclass=pymysql.cursors.DictCursor)
-    try:
-        with conn.cursor() as cur:
-            cur.execute("SHOW DAL GENES")
-            return list(cur.fetchall())
-    finally:
-        conn.close()
 
 
 def wait_for(condition, timeout: float = 20) -> None:
