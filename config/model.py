@@ -236,7 +236,10 @@ class Server(Strict):
 
     listen: Endpoint = Endpoint(port=3307)
     metrics: Endpoint = Endpoint(port=9104)
-    worker_id: int = Field(default=0, ge=0, le=1023)
+    # Gene worker id (router/genes.py, 0..31): unset, each process leases a free one from
+    # dal_meta.gene_workers on the default instance (dal/worker_lease.py); set, the process
+    # (worker i of server.workers: worker_id + i) takes that one, refused while another holds it.
+    worker_id: int | None = Field(default=None, ge=0, le=31)
     max_packet: int = Field(default=64 * 1024 * 1024, ge=1024)
     max_clients: int = Field(default=10000, ge=1)
     # Rows a multi-shard merge may hold in memory before the statement is refused.
@@ -249,8 +252,8 @@ class Server(Strict):
     # Seconds SIGTERM waits for statements in flight before closing clients.
     drain_timeout: float = Field(default=10.0, ge=0)
     # Processes serving the listen port together (SO_REUSEPORT), to use more than one core.
-    # Each takes pool.max_size // workers backend connections per instance, gene worker id
-    # worker_id + its index, and connection ids of its own; /metrics and SHOW DAL describe
+    # Each takes pool.max_size // workers backend connections per instance, a gene worker id
+    # of its own, and connection ids of its own; /metrics and SHOW DAL describe
     # the first worker only.
     workers: int = Field(default=1, ge=1, le=64)
     # The version clients see; by default the default backend's, with "-dal" appended.

@@ -73,10 +73,19 @@ def _counters(server: Server) -> Rows:
     return header, rows
 
 
+def _genes(server: Server) -> Rows:
+    """One row per leased gene worker id (dal_meta.gene_workers): its holder, lease and
+    high-water mark; the row of this process also shows how far its ids run ahead of the clock."""
+    from dal.worker_lease import genes_rows
+
+    return genes_rows(server.leased_genes)
+
+
 COMMANDS: dict[str, Callable[[Server], Rows]] = {
     "POOLS": _pools,
     "SHARDS": _shards,
     "STATEMENTS": _statements,
+    "GENES": _genes,
     **protect_admin.SHOW_COMMANDS,
     "COUNTERS": _counters,
 }

@@ -70,6 +70,11 @@ class ServerCollector:
         hits.add_metric(["hit"], cache.hits)
         hits.add_metric(["miss"], cache.misses)
         yield hits
+        borrowed = CounterMetricFamily("dal_gene_borrowed_seconds", "Seconds of order-id time "
+                                       "the gene generator used ahead of the clock (bursts "
+                                       "beyond 32,000 ids/s, a clock stepped back)")
+        borrowed.add_metric([], server.genes.borrowed / 1000)
+        yield borrowed
         yield from server.protection.metrics()
         yield from pool_families(server)
         latency = HistogramMetricFamily("dal_statement_latency_seconds", "Time from a "

@@ -17,6 +17,7 @@ import sys
 
 from config.loader import load_config
 from config.model import Config
+from router.genes import WORKERS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -85,14 +86,15 @@ def for_worker(config: Config, workers: int, index: int) -> Config:
     """The config one of ``workers`` processes runs with: its share of each pool, its own gene
     worker id."""
     server = config.server
-    if server.worker_id + workers - 1 > 1023:
+    worker_id = None if server.worker_id is None else server.worker_id + index
+    if server.worker_id is not None and server.worker_id + workers - 1 >= WORKERS:
         raise ValueError(f"server.worker_id {server.worker_id} + {workers} workers exceeds the "
-                         "gene worker id range 0..1023")
+                         f"gene worker id range 0..{WORKERS - 1}")
     pool = config.pool.model_copy(update={
         "max_size": max(1, config.pool.max_size // workers),
         "min_idle": config.pool.min_idle // workers,
     })
-    server = server.model_copy(update={"workers": workers, "worker_id": server.worker_id + index})
+    server = server.model_copy(update={"workers": workers, "worker_id": worker_id})
     return config.model_copy(update={"server": server, "pool": pool})
 
 
@@ -151,6 +153,7 @@ def _tls_problem(config: Config, path: str) -> str | None:
 async def _main(config: Config, metrics: bool, worker_index: int = 0,
                 config_path: str | None = None, recovered: dict[str, int] | None = None) -> int:
     from dal.server import Server, serve_forever
+    from dal.worker_lease import LeaseError
 
     server = Server(config, worker_index)
     server.config_path = config_path
@@ -171,6 +174,9 @@ async def _main(config: Config, metrics: bool, worker_index: int = 0,
         loop.add_signal_handler(sig, stop.set)
     try:
         await serve_forever(server, stop)
+    except LeaseError as exc:
+        print(f"dal serve: {exc}", file=sys.stderr)
+        return 1
     except OSError as exc:
         print(f"dal serve: cannot listen on {config.server.listen.host}:"
               f"{config.server.listen.port}: {exc}", file=sys.stderr)

@@ -17,10 +17,10 @@ from dal.session import ClientSession
 from dal.stats import StatementStats
 from dal.wire import auth
 from dal.wire.framing import frame
+from dal.worker_lease import LeasedGenes, WorkerLease
 from dal.xa import Coordinator
 from pool.connection import BackendConnection, BackendError
 from pool.pool import Pool
-from router.genes import GeneGenerator
 from router.planner import Router
 
 log = logging.getLogger("dal.server")
@@ -48,7 +48,11 @@ class Server:
         self.config = config
         self.worker_index = worker_index
         self.router = Router(config)
-        self.genes = GeneGenerator(config.server.worker_id)
+        first_db = next(iter(config.databases.values()))
+        # Gene ids (router/genes.py) under a worker id leased at start (dal/worker_lease.py).
+        self.leased_genes = LeasedGenes(
+            WorkerLease(config.instances[first_db.default_instance]), config.server.worker_id)
+        self.genes = self.leased_genes.generator
         self.authenticator = Authenticator(config.users, auth.RSAKeys())
         self.tls_context = tls.server_context(config.server.tls) if config.server.tls else None
         defaults = {db.default_instance: db.default_database for db in config.databases.values()}
@@ -79,6 +83,8 @@ class Server:
     async def start(self) -> None:
         """Learn the backend's version and collations, then listen."""
         await self._probe_backend()
+        await asyncio.to_thread(self.leased_genes.start)
+        self.leased_genes.run_renewals()
         for pool in self.pools.values():
             pool.warm()
         listen = self.config.server.listen
@@ -128,6 +134,7 @@ class Server:
             session.shutdown()
         if self._sweeper is not None:
             self._sweeper.cancel()
+        await self.leased_genes.stop()
         await asyncio.sleep(0.05)
         for pool in self.pools.values():
             await pool.close()

@@ -84,9 +84,11 @@ def test_each_worker_gets_its_share_of_the_pool_and_its_own_gene_id() -> None:
     base = load_config(DEFAULT_CONFIG)
     second = for_worker(base, 2, 1)
     assert second.pool.max_size == base.pool.max_size // 2
-    assert second.server.worker_id == base.server.worker_id + 1
+    assert second.server.worker_id is None  # leased at start (dal/worker_lease.py)
     assert second.server.workers == 2
-    high = base.model_copy(update={"server": base.server.model_copy(update={"worker_id": 1023})})
+    fixed = base.model_copy(update={"server": base.server.model_copy(update={"worker_id": 4})})
+    assert for_worker(fixed, 2, 1).server.worker_id == 5
+    high = base.model_copy(update={"server": base.server.model_copy(update={"worker_id": 31})})
     with pytest.raises(ValueError, match="gene worker id range"):
         for_worker(high, 2, 0)
 

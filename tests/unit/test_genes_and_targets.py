@@ -8,7 +8,19 @@ from hypothesis import strategies as st
 
 from config.loader import DEFAULT_CONFIG, load_config
 from router.fingerprint import fingerprint
-from router.genes import GeneGenerator, merchant_shard_of_gene, user_shard_of_gene
+from router.genes import (
+    EPOCH,
+    LAST_TICK,
+    PER_TICK,
+    GeneGenerator,
+    clock_tick,
+    first_id_of_tick,
+    merchant_shard_of_gene,
+    tick_of_id,
+    tick_time,
+    user_shard_of_gene,
+    worker_of_id,
+)
 from router.planner import Router
 from router.targets import Refusal, key_value, targets
 
@@ -24,7 +36,7 @@ class FakeClock:
         return self.now
 
 
-@given(st.lists(st.tuples(ids, ids), min_size=1, max_size=50), st.integers(0, 1023))
+@given(st.lists(st.tuples(ids, ids), min_size=1, max_size=50), st.integers(0, 31))
 def test_generated_ids_carry_their_shards_and_increase(pairs: list[tuple[int, int]],
                                                       worker: int) -> None:
     gen = GeneGenerator(worker)
@@ -33,19 +45,91 @@ def test_generated_ids_carry_their_shards_and_increase(pairs: list[tuple[int, in
         new = gen.next_id(user, merchant)
         assert user_shard_of_gene(new) == user % 120
         assert merchant_shard_of_gene(new) == merchant % 120
+        assert worker_of_id(new) == worker
         assert 0 < new < 2**63
         assert new // 14400 > previous // 14400  # time-ordered base, strictly increasing
         previous = new
 
 
-def test_a_burst_borrows_the_next_second_and_stays_unique() -> None:
+def test_a_burst_borrows_the_next_millisecond_and_stays_unique() -> None:
     clock = FakeClock(1_800_000_000)
-    gen = GeneGenerator(5, clock)  # type: ignore[arg-type]
+    gen = GeneGenerator(5, clock.time)
     made = [gen.next_id(7, 9) for _ in range(5000)]
     assert len(set(made)) == 5000
     assert made == sorted(made)
-    other = GeneGenerator(6, clock)  # type: ignore[arg-type]
+    assert gen.borrowed == (5000 - 1) // PER_TICK  # ms used ahead of the stopped clock
+    other = GeneGenerator(6, clock.time)
     assert not set(made) & {other.next_id(7, 9) for _ in range(5000)}
+
+
+def test_a_worker_sustains_32000_ids_per_second_without_running_ahead() -> None:
+    clock = FakeClock(1_800_000_000)
+    gen = GeneGenerator(5, clock.time)
+    made = []
+    for ms in range(2000):  # two seconds at the full rate: 32 ids in each millisecond
+        clock.now = 1_800_000_000 + (ms + 0.5) / 1000
+        made += [gen.next_id(1, 2) for _ in range(PER_TICK)]
+    assert len(set(made)) == len(made) == 64000
+    assert gen.borrowed == 0
+    assert tick_of_id(made[-1]) <= clock_tick(clock.time)
+
+
+def test_the_clock_stepped_back_an_hour_neither_repeats_nor_fails() -> None:
+    clock = FakeClock(1_800_000_000)
+    reserved: list[int] = []
+
+    def reserve(tick: int) -> int:  # a persisted ceiling 50 ms ahead, as the lease does
+        reserved.append(tick + 50)
+        return tick + 50
+
+    gen = GeneGenerator(5, clock.time, ceiling=0, reserve=reserve)
+    before = []
+    for _ in range(3000):
+        before.append(gen.next_id(11, 12))
+        clock.now += 0.0001
+    clock.now -= 3600
+    after = []
+    for _ in range(3000):
+        after.append(gen.next_id(11, 12))
+        clock.now += 0.0001
+    assert len(set(before + after)) == 6000
+    assert min(after) > max(before)
+    assert after == sorted(after)
+    assert reserved == sorted(reserved) and len(reserved) >= 2
+    assert gen.borrowed > 0
+
+
+def test_a_restart_from_the_persisted_ceiling_issues_only_larger_ids() -> None:
+    clock = FakeClock(1_800_000_000)
+    first = GeneGenerator(7, clock.time, ceiling=0, reserve=lambda tick: tick + 30_000)
+    burst = [first.next_id(3, 4) for _ in range(50_000)]  # runs ahead of the stopped clock
+    restarted = GeneGenerator(7, clock.time, start=first.ceiling)
+    more = [restarted.next_id(3, 4) for _ in range(50_000)]
+    assert len(set(burst + more)) == 100_000
+    assert min(more) > max(burst)
+
+
+def test_ids_of_the_previous_layout_stay_below_and_keep_routing() -> None:
+    """The layout before (31 bits of seconds, 10 of worker, 9 of sequence): its ids route by
+    the same gene rule, and this layout's ids at the same instant are larger even when the old
+    generator had borrowed a month ahead."""
+    now = EPOCH + 340 * 86400  # early December 2026, when this layout ships
+    old_base = ((now + 31 * 86400 - EPOCH) << 19 | 1023 << 9 | 511)
+    old_id = old_base * 14400 + 17 * 120 + 42
+    assert user_shard_of_gene(old_id) == 42 and merchant_shard_of_gene(old_id) == 17
+    assert GeneGenerator(0, FakeClock(now).time).next_id(0, 0) > old_id
+
+
+def test_the_layout_lasts_until_2045() -> None:
+    assert first_id_of_tick(LAST_TICK) + (1 << 10) * 14400 - 1 < 2**63
+    assert first_id_of_tick(LAST_TICK + 1) + (1 << 10) * 14400 - 1 >= 2**63
+    assert tick_time(LAST_TICK).startswith("2045-10-27")
+    gen = GeneGenerator(31, start=LAST_TICK, ceiling=0, reserve=lambda tick: tick + 10)
+    gen._clock = lambda: 0.0
+    for _ in range(PER_TICK):
+        assert gen.next_id(119, 119) < 2**63
+    with pytest.raises(OverflowError, match="exhausted"):
+        gen.next_id(119, 119)
 
 
 def plan_for(sql: bytes):
