@@ -68,8 +68,8 @@ class Coordinator:
         self.server = server
         self.prefix = config.transactions.xid_prefix + ":"
         self.log = DecisionLog(config.transactions.decision_log)
-        # Unique across processes and restarts: worker id, start time, random bits, counter.
-        self._stem = (f"{self.prefix}{config.server.worker_id}:{int(time.time()):x}:"
+        # Unique across processes and restarts: process id, start time, random bits, counter.
+        self._stem = (f"{self.prefix}{os.getpid():x}:{int(time.time()):x}:"
                       f"{secrets.token_hex(4)}:")
         self._next = itertools.count(1)
         # Test hook: seconds to wait between the logged decision and the first XA COMMIT.

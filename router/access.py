@@ -29,9 +29,10 @@ from router.sqltext import NO_BACKSLASH_ESCAPES, security_text, string_end
 _WORD = re.compile(r"@@[\w$.]+|@[\w$.]+|[A-Z_$0-9][\w$]*")
 _LOAD_FILE = re.compile(r"\bLOAD_FILE\s*\(")
 _INTO_FILE = re.compile(r"\bINTO\s+(OUTFILE|DUMPFILE)\b")
-_SYSTEM_QUALIFIED = re.compile(r"\b(MYSQL|PERFORMANCE_SCHEMA|SYS)\s*\.\s*[\w$*]")
+# The backend's system schemas, and DAL's own control tables (worker leases, ...).
+_SYSTEM_QUALIFIED = re.compile(r"\b(MYSQL|PERFORMANCE_SCHEMA|SYS|DAL_META)\s*\.\s*[\w$*]")
 _SYSTEM_NAMED = re.compile(r"\b(?:FROM|IN|USE|DATABASE|SCHEMA|DATABASES|SCHEMAS)\s+"
-                           r"(MYSQL|PERFORMANCE_SCHEMA|SYS)\b")
+                           r"(MYSQL|PERFORMANCE_SCHEMA|SYS|DAL_META)\b")
 # Statements that name a database without a dot after it (SHOW TABLES FROM mysql, USE sys).
 _NAMES_DATABASES = frozenset({"SHOW", "USE", "CREATE", "DROP", "ALTER"})
 _INFO_TABLE = re.compile(r"\bINFORMATION_SCHEMA\s*\.\s*([\w$]+)")

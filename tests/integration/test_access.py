@@ -84,6 +84,8 @@ APP_REFUSED = [
     ("SELECT * FROM mysql . user", {1142}),
     ("SELECT * FROM performance_schema.threads", {1142}),
     ("SELECT * FROM sys.processlist", {1142}),
+    ("SELECT * FROM dal_meta.gene_workers", {1142}),
+    ("UPDATE dal_meta.gene_workers SET holder = 'x'", {1142}),
     ("SHOW TABLES FROM mysql", {1142}),
     ("USE mysql", {1142, 1044, 1049}),
     ("SELECT * FROM information_schema.processlist", {1142}),
