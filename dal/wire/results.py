@@ -259,7 +259,7 @@ class ResponseScanner:
             stop = body + length
             p = body + 1
             for field in range(2):
-                if p >= stop:
+                if p >= stop or p + _lenenc_size(data[p]) > stop:
                     raise ProtocolError("truncated OK packet")
                 if field == 1 and data[p]:
                     self.insert_id = _lenenc_at(data, p)

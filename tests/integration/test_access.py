@@ -103,7 +103,6 @@ APP_REFUSED = [
     ("PREPARE s FROM 'SELECT LOAD_FILE(\\'/etc/passwd\\')'", {1227}),
     ("PREPARE s FROM @sql", {1235}),
     ("XA START 'x'", {1235}),
-    ("SELECT CURRENT_USER() FROM merchants", {1235}),
 ]
 
 ADMIN_REFUSED = [
@@ -313,6 +312,8 @@ def test_processlist_grants_and_current_user_are_dal_s(connect, direct) -> None:
         with conn.cursor() as cur:
             cur.execute("SELECT CONNECTION_ID(), CURRENT_USER(), USER()")
             ids[name], current, user = cur.fetchone()
+            cur.execute("SELECT COUNT(*), CURRENT_USER, USER() FROM merchants")
+            assert cur.fetchone()[1:] == (current, user)  # inside a statement too
             assert current.endswith("@%") and current.split("@")[0] in ("app", "admin")
             assert user.split("@")[0] == current.split("@")[0]
     with app.cursor() as cur:
