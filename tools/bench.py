@@ -214,6 +214,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="many-clients mode: N asyncio clients in one process doing point "
                         "reads and single-shard transactions on trade.orders (tools/loadgen.py), "
                         "against DAL and directly against each user's shard database")
+    parser.add_argument("--txn-modes", action="store_true",
+                        help="single-shard transactions (BEGIN, SELECT FOR UPDATE, UPDATE, "
+                             "COMMIT) through two DALs started here, one in transaction mode "
+                             "single and one in xa, alternated: what mode xa costs "
+                             "(--clients, --rounds, --duration)")
     parser.add_argument("--json", metavar="FILE", help="write the figures to FILE as JSON")
 
 
@@ -240,6 +245,10 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if args.many:
         return run_many(args, config, dal)
+    if getattr(args, "txn_modes", False):
+        from tools.bench_txn import run_txn_modes
+
+        return run_txn_modes(args, config)
     layout = describe_layout(args, direct, dal, shards)
     print(f"dal bench: {layout}", file=sys.stderr)
     try:
