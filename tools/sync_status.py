@@ -90,6 +90,9 @@ def start_metrics(status: SyncStatus, host: str, port: int) -> None:
                 "lag_bytes": GaugeMetricFamily(
                     "dal_sync_lag_bytes", "Source binlog bytes after the last applied "
                     "transaction", labels=["source"]),
+                "xa_prepared": GaugeMetricFamily(
+                    "dal_sync_xa_prepared", "XA transactions read from the source at XA PREPARE "
+                    "and not yet decided: their rows wait for XA COMMIT", labels=["source"]),
             }
             applied = CounterMetricFamily("dal_sync_applied_events", "Row events applied",
                                           labels=["source"])

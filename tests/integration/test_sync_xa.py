@@ -9,9 +9,11 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import re
 import signal
 import threading
 import time
+import urllib.request
 from decimal import Decimal
 from pathlib import Path
 
@@ -190,6 +192,9 @@ def test_undecided_branches_of_a_killed_dal_never_reach_the_copy(sync_setup, fol
     sync = follower
     status = sync.wait_caught_up()
     assert sum(s["xa_prepared"] for s in status["sources"].values()) >= 1, status
+    port = raw["sync"]["metrics"]["port"]
+    body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    assert re.search(r'^dal_sync_xa_prepared\{source="a"\} [1-9]', body, re.M), body
     users, merchants = orders_of(raw, "user_"), orders_of(raw, "merchant_")
     assert merchants == users
 
@@ -299,3 +304,30 @@ def test_decided_branches_reach_the_copy_and_undecided_do_not(
     for order_id, merchant in zip(decided, (1001, 1002), strict=True):
         row = read_all(raw, "merchant_", "orders")[merchant % SHARDS][order_id]
         assert row[2] == merchant and row[5] == "decided"
+    # Decided, their saved rows go with the next checkpoints (at most 5 s when idle).
+    deadline = time.monotonic() + 15
+    while _held_rows(raw, gtrid) or _held_rows(raw, undecided_gtrid):
+        assert time.monotonic() < deadline, "rows of decided XA transactions still saved"
+        time.sleep(0.2)
+
+
+def test_xa_statements_name_one_xid_and_held_rows_survive_their_json() -> None:
+    """How the binlog spells an XID (MariaDB writes hex) and what DAL sends name one XA; a
+    held row comes back from its saved form with every value type intact."""
+    import datetime as dt
+
+    from tools.sync_follow import Change
+    from tools.sync_xa import decode_change, encode_change, parse_xa, xa_id
+
+    dal_xid = xa_id(1, b"dal:0:1:2:3", b"b")
+    assert parse_xa("XA COMMIT X'64616c3a303a313a323a33',X'62',1") == ("commit", dal_xid)
+    assert parse_xa("xa rollback 'dal:0:1:2:3','b'") == ("rollback", dal_xid)
+    assert parse_xa("XA COMMIT 'x' ONE PHASE") == ("commit", xa_id(1, b"x", b""))
+    assert parse_xa("XA END X'78',X'',7") == ("end", xa_id(7, b"x", b""))
+    assert parse_xa("XA RECOVER") == ("recover", None)
+    assert parse_xa("COMMIT") is None
+    row = {"id": 1, "total": Decimal("12.30"), "note": None, "raw": b"\x00\xff'",
+           "at": dt.datetime(2026, 1, 2, 3, 4, 5, 6), "day": dt.date(2026, 1, 2),
+           "span": dt.timedelta(hours=-3, microseconds=5), "tags": {"a", "b"}, "ratio": 0.5}
+    change = Change("user_005", "orders", ("id",), dict(row, note="old"), row)
+    assert Change(*decode_change(encode_change(change))) == change
