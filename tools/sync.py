@@ -9,7 +9,9 @@ Each row image goes to merchant_(merchant_id % 120) on whichever instance holds 
 (an update that changes merchant_id moves the row). Changes are applied idempotently (REPLACE
 of the after-image, DELETE by primary key), one transaction per target instance and batch,
 together with the source position in dal_meta.sync_checkpoint on that target: a restart, also
-after SIGKILL, resumes where the copy ends, without loss and without duplicates.
+after SIGKILL, resumes where the copy ends, without loss and without duplicates. Only
+committed transactions are copied: an XA transaction's rows wait for its XA COMMIT (or go at
+its XA ROLLBACK), saved with the checkpoint while undecided (tools/sync_xa.py).
 
 With no saved position the follower starts at the current end of each binlog: rows written
 before that are copied by `dal verify dimensions --repair`.

@@ -7,6 +7,10 @@ source from the smallest of these positions and skips, per target, what that tar
 holds: every change reaches every target exactly once, even after SIGKILL between the commits
 of two targets. The statements are idempotent besides (REPLACE of the full after-image, DELETE
 by primary key), so a replay from an older position ends in the same state.
+
+The rows of an XA transaction prepared but not yet decided at the checkpointed position are
+saved beside it (``dal_meta.sync_xa``, same transaction): a restart holds them again, and
+applies them at the XA COMMIT that may come much later in the binlog (tools/sync_xa.py).
 """
 
 from __future__ import annotations
@@ -14,12 +18,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import pymysql
 
 from config.model import Instance
+from tools.sync_xa import Prepared
 
 log = logging.getLogger("dal.sync")
 
@@ -32,6 +37,16 @@ META_DDL = (
     " log_file VARCHAR(255) NOT NULL,"
     " log_pos BIGINT UNSIGNED NOT NULL,"
     " updated_at DATETIME(6) NOT NULL) ENGINE=InnoDB",
+    # One row change per row of a prepared, undecided XA transaction whose XA_PREPARE event the
+    # checkpoint of the same source has passed (tools/sync_xa.py encodes the change).
+    "CREATE TABLE IF NOT EXISTS dal_meta.sync_xa ("
+    " source VARCHAR(64) NOT NULL,"
+    " xid VARCHAR(300) CHARACTER SET ascii NOT NULL,"
+    " seq INT UNSIGNED NOT NULL,"
+    " log_file VARCHAR(255) NOT NULL,"
+    " log_pos BIGINT UNSIGNED NOT NULL,"
+    " change_json LONGTEXT NOT NULL,"
+    " PRIMARY KEY (source, xid, seq)) ENGINE=InnoDB",
 )
 RETRY_LOCK = {1205, 1213}                  # lock wait timeout, deadlock
 RETRY_CONNECTION = {2003, 2006, 2013, 2055}  # cannot connect, gone away, lost
@@ -156,6 +171,8 @@ class Applier:
         self.source = source
         self.targets = {name: Target(name, inst) for name, inst in targets.items()}
         self.saved: dict[str, Position | None] = {}
+        # Per target: the XIDs whose rows it holds in dal_meta.sync_xa, and their prepare position.
+        self.held: dict[str, dict[str, Position]] = {name: {} for name in targets}
 
     def prepare(self) -> dict[str, Position | None]:
         """Create dal_meta where missing; read this source's checkpoint on every target."""
@@ -171,11 +188,35 @@ class Applier:
             self.saved[name] = self._retry(target, read)
         return dict(self.saved)
 
+    def held_xa(self) -> dict[str, tuple[Position, list[str]]]:
+        """The undecided XA transactions saved on the targets: XID -> (prepare position, row
+        changes as JSON). Each target saved those open at its own checkpoint; the reader
+        starts at the smallest checkpoint, so where two targets saved one XID differently (a
+        reused XID), the earlier prepare is the one still to be decided there."""
+        out: dict[str, tuple[Position, list[str]]] = {}
+        for name, target in self.targets.items():
+            def read(conn: pymysql.connections.Connection) -> list[tuple]:
+                with conn.cursor() as cur:
+                    cur.execute("SELECT xid, log_file, log_pos, change_json FROM dal_meta.sync_xa "
+                                "WHERE source = %s ORDER BY xid, seq", (self.source,))
+                    return list(cur.fetchall())
+            mine: dict[str, tuple[Position, list[str]]] = {}
+            for xid, log_file, log_pos, text in self._retry(target, read):
+                mine.setdefault(xid, ((log_file, int(log_pos)), []))[1].append(text)
+            self.held[name] = {xid: end for xid, (end, _) in mine.items()}
+            for xid, (end, rows) in mine.items():
+                if xid not in out or end < out[xid][0]:
+                    out[xid] = (end, rows)
+        return out
+
     def apply(self, ops_by_target: dict[str, list[Op]], position: Position,
-              checkpoint_all: bool) -> int:
-        """Apply each target's ops and checkpoint ``position`` there, one transaction each.
-        Targets without ops are checkpointed only when ``checkpoint_all``. Returns rows sent."""
+              checkpoint_all: bool, prepared: Mapping[str, Prepared] | None = None) -> int:
+        """Apply each target's ops and checkpoint ``position`` there, one transaction each,
+        together with the rows of the ``prepared`` XA transactions (undecided, by XID) that
+        precede ``position``. Targets without ops are checkpointed only when
+        ``checkpoint_all``. Returns rows sent."""
         sent = 0
+        held = {xid: p for xid, p in (prepared or {}).items() if p.end <= position}
         for name, target in self.targets.items():
             ops = ops_by_target.get(name, [])
             if not ops and not checkpoint_all:
@@ -185,12 +226,15 @@ class Applier:
                 continue
             ops = collapse(ops)
 
-            def write(conn: pymysql.connections.Connection, ops: list[Op] = ops) -> None:
+            def write(conn: pymysql.connections.Connection, ops: list[Op] = ops,
+                      name: str = name) -> None:
                 with conn.cursor() as cur:
                     cur.execute("BEGIN")
                     try:
                         for sql in statements(conn, ops):
                             cur.execute(sql)
+                        for sql, args in self._held_statements(name, held):
+                            cur.execute(sql, args)
                         cur.execute(
                             "INSERT INTO dal_meta.sync_checkpoint (source, log_file, log_pos, "
                             "updated_at) VALUES (%s, %s, %s, NOW(6)) ON DUPLICATE KEY UPDATE "
@@ -205,8 +249,29 @@ class Applier:
                         raise
             self._retry(target, write)
             self.saved[name] = position
+            self.held[name] = {xid: p.end for xid, p in held.items()}
             sent += len(ops)
         return sent
+
+    def _held_statements(self, name: str, held: Mapping[str, Prepared]
+                         ) -> Iterable[tuple[str, tuple]]:
+        """What makes ``name``'s dal_meta.sync_xa hold exactly ``held``: deletes of the XIDs
+        decided since, inserts of the XIDs prepared since."""
+        had = self.held[name]
+        for xid, end in had.items():
+            if xid not in held or held[xid].end != end:
+                yield ("DELETE FROM dal_meta.sync_xa WHERE source = %s AND xid = %s",
+                       (self.source, xid))
+        for xid, prepared in held.items():
+            if had.get(xid) == prepared.end:
+                continue
+            rows = prepared.rows()
+            for first in range(0, len(rows), ROWS_PER_STATEMENT):
+                part = rows[first:first + ROWS_PER_STATEMENT]
+                yield ("INSERT INTO dal_meta.sync_xa (source, xid, seq, log_file, log_pos, "
+                       "change_json) VALUES " + ", ".join(["(%s, %s, %s, %s, %s, %s)"] * len(part)),
+                       tuple(v for seq, text in enumerate(part, first)
+                             for v in (self.source, xid, seq, *prepared.end, text)))
 
     def reset(self) -> None:
         """Forget this source's checkpoint on every target (`dal sync --reset`)."""
@@ -217,6 +282,7 @@ class Applier:
                         cur.execute(ddl)
                     cur.execute("DELETE FROM dal_meta.sync_checkpoint WHERE source = %s",
                                 (self.source,))
+                    cur.execute("DELETE FROM dal_meta.sync_xa WHERE source = %s", (self.source,))
             self._retry(target, delete)
 
     def _retry(self, target: Target, action):

@@ -7,6 +7,11 @@ routes every row image (tools/sync_route.py) and applies the batch (tools/sync_a
 A DDL statement is a batch of its own: an ALTER only changes the table metadata the next
 TABLE_MAP events carry (reloaded, nothing to do), a TRUNCATE of a source shard deletes that
 shard's rows from every copy shard.
+
+An XA transaction is applied at its decision, not at its prepare (tools/sync_xa.py): the
+reader queues the prepared rows under their XID, the follower thread holds them until the
+XA COMMIT (applied there) or XA ROLLBACK (dropped), and every checkpoint written past the
+prepare saves them with it, so that a restart holds them again.
 """
 
 from __future__ import annotations
@@ -21,12 +26,13 @@ from dataclasses import dataclass, field
 
 import pymysql
 from pymysqlreplication import BinLogStreamReader
-from pymysqlreplication.event import QueryEvent, XidEvent
+from pymysqlreplication.event import QueryEvent, XAPrepareEvent, XidEvent
 from pymysqlreplication.row_event import DeleteRowsEvent, UpdateRowsEvent, WriteRowsEvent
 
 from config.model import Instance
 from tools.sync_apply import Applier, Delete, DeleteWhere, Op, Position, Upsert
 from tools.sync_route import Routes, SourceTable
+from tools.sync_xa import Prepared, PreparedSet, parse_xa, xa_id
 
 log = logging.getLogger("dal.sync")
 
@@ -49,12 +55,15 @@ class Change:
 
 @dataclass
 class Txn:
-    """A committed source transaction: its row changes (or DDL) and the position after it."""
+    """A committed source transaction: its row changes (or DDL) and the position after it.
+    With ``xa`` (action, XID): an XA transaction prepared (``changes`` held, not applied),
+    committed (its held changes and ``changes`` applied) or rolled back (held ones dropped)."""
 
     end: Position
     timestamp: int
     changes: list[Change] = field(default_factory=list)
     ddl: tuple[str, str] | None = None  # (default schema, statement)
+    xa: tuple[str, str] | None = None   # ("prepare" | "commit" | "rollback", XID)
 
 
 def _key(columns: tuple[str, ...], row: dict) -> tuple:
@@ -119,7 +128,9 @@ class Follower:
         self.applied_pos: Position | None = None  # after the last transaction applied
         self.events_read = 0       # row images of copied tables read (whole transactions)
         self.events_applied = 0
+        self.events_dropped = 0    # rows of rolled-back XA transactions (read, never applied)
         self.txns_applied = 0
+        self.prepared = PreparedSet()  # XA transactions prepared, not decided (follower thread)
         self.inflight_ts: int | None = None
         self.error: str | None = None
         self.restarts = 0
@@ -130,6 +141,7 @@ class Follower:
         if reset:
             self.applier.reset()
         saved = self.applier.prepare()
+        self.events_read += self.prepared.load(self.applier.held_xa(), Change)
         known = [p for p in saved.values() if p is not None]
         if known:
             return min(known)
@@ -198,7 +210,8 @@ class Follower:
                                  "passwd": i.password, "read_timeout": 30},
             server_id=self.server_id, resume_stream=True, blocking=True,
             log_file=pos[0], log_pos=pos[1], slave_heartbeat=5,
-            only_events=[WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent, XidEvent, QueryEvent],
+            only_events=[WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent, XidEvent, QueryEvent,
+                         XAPrepareEvent],
             only_schemas=self.schemas, enable_logging=False)
 
     def _read_stream(self, stream: BinLogStreamReader) -> None:
@@ -224,11 +237,30 @@ class Follower:
                                               row["before_values"], row["after_values"]))
                 continue
             end = (stream.log_file, stream.log_pos)
+            if isinstance(event, XAPrepareEvent):
+                xid = xa_id(event.xid_format_id, event.xid_gtrid, event.xid_bqual)
+                action = "commit" if event.one_phase else "prepare"
+                self._put(Txn(end, event.timestamp, pending, None, (action, xid)))
+                pending = []
+                continue
             if isinstance(event, QueryEvent):
                 query = event.query if isinstance(event.query, str) else event.query.decode()
                 head = query.lstrip()[:8].upper()
                 if head.startswith("BEGIN"):
                     continue
+                if head.startswith("XA"):
+                    xa = parse_xa(query)
+                    if xa is not None and xa[0] in ("commit", "rollback"):
+                        if xa[1] is None:
+                            raise RuntimeError(f"cannot read the XID of {query[:200]!r} at "
+                                               f"{end[0]}:{end[1]}")
+                        # Its own group, or the end of one (ONE PHASE): rows before it belong
+                        # to it; a rollback drops them with the held ones.
+                        self._put(Txn(end, event.timestamp,
+                                      pending if xa[0] == "commit" else [], None, (xa[0], xa[1])))
+                        pending = []
+                    if xa is not None:
+                        continue  # XA START/END/PREPARE: within the group, the rows go on
                 if not head.startswith("COMMIT") and DDL.match(query):
                     schema = event.schema.decode() if isinstance(event.schema, bytes) \
                         else event.schema
@@ -275,14 +307,16 @@ class Follower:
                 if (self.applied_pos is not None and time.monotonic() - last_checkpoint >
                         IDLE_CHECKPOINT and any(p != self.applied_pos
                                                 for p in self.applier.saved.values())):
-                    self.applier.apply({}, self.applied_pos, checkpoint_all=True)
+                    self.applier.apply({}, self.applied_pos, checkpoint_all=True,
+                                       prepared=self.prepared.held)
                     last_checkpoint = time.monotonic()
                 continue
             self.inflight_ts = batch[0].timestamp
             ops, rows = self._ops(batch, saved)
             end = batch[-1].end
             due = time.monotonic() - last_checkpoint > IDLE_CHECKPOINT or batch[-1].ddl
-            self.applier.apply(ops, end, checkpoint_all=bool(rows) or bool(due))
+            self.applier.apply(ops, end, checkpoint_all=bool(rows) or bool(due),
+                               prepared=self.prepared.held)
             if rows or due:
                 last_checkpoint = time.monotonic()
             self.applied_pos = end
@@ -292,10 +326,12 @@ class Follower:
 
     def _ops(self, batch: list[Txn], saved: dict[str, Position | None]
              ) -> tuple[dict[str, list[Op]], int]:
-        """Operations per target; a target skips transactions its checkpoint already holds."""
+        """Operations per target; a target skips transactions its checkpoint already holds.
+        XA transactions are held at their prepare and routed at their commit."""
         out: dict[str, list[Op]] = {}
         rows = 0
         for txn in batch:
+            changes = txn.changes if txn.xa is None else self._decided(txn)
             if txn.ddl is not None:
                 schema, statement = txn.ddl
                 touches = schema in self.routes.schemas or any(
@@ -305,13 +341,33 @@ class Follower:
                         "TABLE_MAP)", self.name, *txn.end, " ".join(statement.split())[:200])
                 ops: list[Op] = truncate_ops(self.routes, schema, statement)
             else:
-                ops = [op for change in txn.changes for op in route(self.routes, change)]
-            rows += len(txn.changes)
+                ops = [op for change in changes for op in route(self.routes, change)]
+            rows += len(changes)
             for op in ops:
                 done = saved.get(op.instance)
                 if done is None or txn.end > done:
                     out.setdefault(op.instance, []).append(op)
         return out, rows
+
+    def _decided(self, txn: Txn) -> list[Change]:
+        """The changes an XA event applies now: none at a prepare (held until the decision),
+        the held ones and its own at a commit, none at a rollback (the held ones dropped)."""
+        assert txn.xa is not None
+        action, xid = txn.xa
+        if action == "prepare":
+            if txn.changes:
+                old = self.prepared.add(xid, Prepared(txn.end, txn.changes))
+                self.events_dropped += len(old.changes) if old else 0
+            return []
+        held = self.prepared.resolve(xid)
+        if held is None:
+            return txn.changes
+        log.debug("sync %s: XA %s %s at %s:%s (%d rows prepared at %s:%s)", self.name, xid,
+                  action, *txn.end, len(held.changes), *held.end)
+        if action == "rollback":
+            self.events_dropped += len(held.changes)
+            return []
+        return held.changes + txn.changes
 
     def lag_seconds(self) -> float:
         """Seconds since the oldest transaction read but not yet applied (0 when none)."""

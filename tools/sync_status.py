@@ -42,7 +42,8 @@ class SyncStatus:
                 "applied_file": pos[0] if pos else None,
                 "applied_pos": pos[1] if pos else None,
                 "lag_seconds": round(f.lag_seconds(), 3),
-                "lag_events": max(f.events_read - f.events_applied, 0),
+                "lag_events": max(f.events_read - f.events_applied - f.events_dropped, 0),
+                "xa_prepared": len(f.prepared.held),
                 "lag_bytes": self._bytes.get(f.name),
                 "events_applied": f.events_applied,
                 "transactions_applied": f.txns_applied,
@@ -89,6 +90,9 @@ def start_metrics(status: SyncStatus, host: str, port: int) -> None:
                 "lag_bytes": GaugeMetricFamily(
                     "dal_sync_lag_bytes", "Source binlog bytes after the last applied "
                     "transaction", labels=["source"]),
+                "xa_prepared": GaugeMetricFamily(
+                    "dal_sync_xa_prepared", "XA transactions read from the source at XA PREPARE "
+                    "and not yet decided: their rows wait for XA COMMIT", labels=["source"]),
             }
             applied = CounterMetricFamily("dal_sync_applied_events", "Row events applied",
                                           labels=["source"])
