@@ -54,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
     children = _spawn_workers(args, workers, config) if args.worker_index == 0 else []
     if args.with_sync and args.worker_index == 0:
         children.append(subprocess.Popen([sys.executable, "-m", "dal.cli", "sync",
-                                          "--config", args.config]))
+                                          "--config", args.config],
+                                         preexec_fn=_die_with_parent))
     try:
         import uvloop
 
@@ -97,9 +98,10 @@ def for_worker(config: Config, workers: int, index: int) -> Config:
 
 
 def _die_with_parent() -> None:
-    """In a worker child, before exec: SIGTERM when the first process dies, however it dies
-    (even SIGKILL, or a SIGTERM before its handler is installed), so no worker is left
-    serving the port on its own."""
+    """In a child (worker or `dal sync`), before exec: SIGTERM when the first process dies,
+    however it dies (even SIGKILL, or a SIGTERM before its handler is installed), so no worker
+    is left serving the port on its own and no follower is left for the next `make run` to
+    duplicate."""
     import ctypes
 
     with contextlib.suppress(OSError, AttributeError):
