@@ -7,12 +7,14 @@ that MySQL 8 clients take when DAL cannot verify a fast-auth scramble.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from config.model import User
 from dal import errors
+from dal.login_backoff import LoginBackoff
 from dal.wire import auth
 from dal.wire.constants import MARIADB_CLIENT_STMT_BULK_OPERATIONS, Capability, Status
 from dal.wire.errors import ProtocolError
@@ -64,9 +66,11 @@ StartTLS = Callable[[], Awaitable[None]]
 class Authenticator:
     """Checks logins against the configured users."""
 
-    def __init__(self, users: dict[str, User], rsa: auth.RSAKeys) -> None:
+    def __init__(self, users: dict[str, User], rsa: auth.RSAKeys,
+                 backoff: LoginBackoff | None = None) -> None:
         self.users = users
         self.rsa = rsa
+        self.backoff = backoff  # server.login_backoff; None: no backoff
 
     async def login(self, read: ReadPacket, write: Write, server_version: bytes,
                     connection_id: int, peer: str,
@@ -75,6 +79,13 @@ class Authenticator:
 
         ``start_tls``: DAL offers TLS; called on an SSLRequest, it upgrades the transport.
         """
+        backoff = self.backoff
+        blocked = backoff.blocked_for(peer) if backoff is not None else 0.0
+        if blocked:  # refused before the greeting, as MySQL refuses a blocked host
+            raise LoginFailed(ERR(*_code(
+                errors.HOST_BLOCKED, f"Host '{peer}' is blocked for {blocked:.0f} more seconds "
+                f"after {backoff.failures_of(peer)} failed logins (server.login_backoff); "
+                "wait, then log in with the right password")), 0)
         scramble = auth.new_scramble()
         offered = int(SERVER_CAPABILITIES) | (Capability.SSL if start_tls else 0)
         hello = Handshake(server_version, connection_id, scramble, offered,
@@ -98,9 +109,17 @@ class Authenticator:
         plugin = response.auth_plugin or auth.NATIVE
         data = response.auth_response
         ok = False
+        delay = backoff.delay_for(name) if backoff is not None else 0.0
+        if delay:  # the user's recent failures: every attempt waits, whatever its password
+            await asyncio.sleep(delay)
         if user is not None:
             ok, seq, data = await self.verify(user, plugin, data, scramble, seq, read, write,
                                                tls)
+        if backoff is not None:
+            if ok:
+                backoff.succeeded(peer, name)
+            else:
+                backoff.failed(peer, name)
         if not ok:
             using = "YES" if data else "NO"
             raise LoginFailed(ERR(*_code(

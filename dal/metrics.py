@@ -70,6 +70,7 @@ class ServerCollector:
         hits.add_metric(["hit"], cache.hits)
         hits.add_metric(["miss"], cache.misses)
         yield hits
+        yield login_backoff_family(server)
         yield from server.protection.metrics()
         yield from pool_families(server)
         latency = HistogramMetricFamily("dal_statement_latency_seconds", "Time from a "
@@ -90,6 +91,18 @@ def plan_labels(key: str) -> list[str]:
 
 
 PLANS = ("shard", "scatter", "insert")
+
+
+def login_backoff_family(server: Server) -> CounterMetricFamily:
+    """Login attempts held back by server.login_backoff: scope address = refused (1129) from a
+    blocked address, scope user = delayed for a user name with recent failures."""
+    family = CounterMetricFamily("dal_login_backoff", "Login attempts refused from a blocked "
+                                 "address (scope address) or delayed for a user with recent "
+                                 "failures (scope user)", labels=["scope"])
+    backoff = server.authenticator.backoff
+    for scope in ("address", "user"):
+        family.add_metric([scope], backoff.counts[scope] if backoff is not None else 0)
+    return family
 
 
 def pool_families(server: Server):

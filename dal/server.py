@@ -12,6 +12,7 @@ from collections.abc import Coroutine
 from config.model import Config
 from dal import tls
 from dal.login import Authenticator
+from dal.login_backoff import LoginBackoff
 from dal.protection import Protection
 from dal.session import ClientSession
 from dal.stats import StatementStats
@@ -49,7 +50,8 @@ class Server:
         self.worker_index = worker_index
         self.router = Router(config)
         self.genes = GeneGenerator(config.server.worker_id)
-        self.authenticator = Authenticator(config.users, auth.RSAKeys())
+        self.authenticator = Authenticator(config.users, auth.RSAKeys(),
+                                           LoginBackoff(config.server.login_backoff))
         self.tls_context = tls.server_context(config.server.tls) if config.server.tls else None
         defaults = {db.default_instance: db.default_database for db in config.databases.values()}
         self.pools = {name: Pool(name, inst, config.pool, defaults.get(name))
