@@ -50,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"dal serve: {exc}", file=sys.stderr)
         return 2
+    _raise_fd_limit()
     recovered = _recover_xa(config) if args.worker_index == 0 else {}
     children = _spawn_workers(args, workers, config) if args.worker_index == 0 else []
     if args.with_sync and args.worker_index == 0:
@@ -67,6 +68,17 @@ def run(args: argparse.Namespace) -> int:
                                  args.worker_index, args.config, recovered))
     finally:
         _stop_workers(children, config.server.drain_timeout + 5)
+
+
+def _raise_fd_limit() -> None:
+    """Open files up to the hard limit: every client is a socket, and the usual soft limit
+    (1,024) would refuse clients long before server.max_clients."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def _recover_xa(config: Config) -> dict[str, int]:
