@@ -79,13 +79,9 @@ class Authenticator:
 
         ``start_tls``: DAL offers TLS; called on an SSLRequest, it upgrades the transport.
         """
-        backoff = self.backoff
-        blocked = backoff.blocked_for(peer) if backoff is not None else 0.0
-        if blocked:  # refused before the greeting, as MySQL refuses a blocked host
-            raise LoginFailed(ERR(*_code(
-                errors.HOST_BLOCKED, f"Host '{peer}' is blocked for {blocked:.0f} more seconds "
-                f"after {backoff.failures_of(peer)} failed logins (server.login_backoff); "
-                "wait, then log in with the right password")), 0)
+        blocked = self.blocked(peer)
+        if blocked is not None:  # refused before the greeting, as MySQL refuses a blocked host
+            raise LoginFailed(blocked, 0)
         scramble = auth.new_scramble()
         offered = int(SERVER_CAPABILITIES) | (Capability.SSL if start_tls else 0)
         hello = Handshake(server_version, connection_id, scramble, offered,
@@ -109,17 +105,11 @@ class Authenticator:
         plugin = response.auth_plugin or auth.NATIVE
         data = response.auth_response
         ok = False
-        delay = backoff.delay_for(name) if backoff is not None else 0.0
-        if delay:  # the user's recent failures: every attempt waits, whatever its password
-            await asyncio.sleep(delay)
+        await self.hold(name)
         if user is not None:
             ok, seq, data = await self.verify(user, plugin, data, scramble, seq, read, write,
                                                tls)
-        if backoff is not None:
-            if ok:
-                backoff.succeeded(peer, name)
-            else:
-                backoff.failed(peer, name)
+        self.outcome(peer, name, ok)
         if not ok:
             using = "YES" if data else "NO"
             raise LoginFailed(ERR(*_code(
@@ -134,6 +124,31 @@ class Authenticator:
         database = response.database.decode("utf-8", "replace") if response.database else None
         return LoginResult(name, user, caps, response.collation, database,
                            response.attributes, seq + 1, tls, response.extended & SERVER_EXTENDED)
+
+    def blocked(self, peer: str) -> ERR | None:
+        """The 1129 refusal when ``peer`` is blocked by server.login_backoff, else None."""
+        backoff = self.backoff
+        seconds = backoff.blocked_for(peer) if backoff is not None else 0.0
+        if backoff is None or not seconds:
+            return None
+        return ERR(*_code(errors.HOST_BLOCKED, f"Host '{peer}' is blocked for {seconds:.0f} more "
+                          f"seconds after {backoff.failures_of(peer)} failed logins "
+                          "(server.login_backoff); wait, then log in with the right password"))
+
+    async def hold(self, name: str) -> None:
+        """Wait before checking a password for a user with recent failures (every attempt
+        waits, whatever its password, so that hanging up early tells nothing)."""
+        delay = self.backoff.delay_for(name) if self.backoff is not None else 0.0
+        if delay:
+            await asyncio.sleep(delay)
+
+    def outcome(self, peer: str, name: str, ok: bool) -> None:
+        """Tell the backoff how a password check ended."""
+        if self.backoff is not None:
+            if ok:
+                self.backoff.succeeded(peer, name)
+            else:
+                self.backoff.failed(peer, name)
 
     async def verify(self, user: User, plugin: bytes, data: bytes, scramble: bytes, seq: int,
                       read: ReadPacket, write: Write,
