@@ -99,8 +99,7 @@ class TLSTransport(asyncio.Transport, asyncio.Protocol):
         if not self.handshake.done():
             self.handshake.set_exception(exc or ConnectionResetError(
                 "client went away during the TLS handshake"))
-            return
-        self._app.connection_lost(exc)
+        self._app.connection_lost(exc)  # the session saw connection_made: it leaves the server
 
     def pause_writing(self) -> None:
         pause = getattr(self._app, "pause_writing", None)

@@ -6,13 +6,18 @@ their size behind in every connection."""
 from __future__ import annotations
 
 import hashlib
+import struct
 import time
 from collections.abc import Iterator
 
 import pymysql
 import pytest
 
+from dal.wire.constants import Capability
+from dal.wire.framing import frame
 from tests.dal_process import ROOT, DalProcess, running_test_config, start_own_dal
+from tests.metrics_scrape import scrape, value
+from tests.rawclient import RawClient
 from tools import bench_idle
 
 CLIENTS = 300
@@ -24,13 +29,18 @@ TLS_KIB = 24
 
 
 @pytest.fixture(scope="module")
-def dal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DalProcess]:
+def own(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[DalProcess, dict]]:
     running_test_config()
     bench_idle.raise_fd_limit(2 * CLIENTS + 200)
-    proc, _, _ = start_own_dal(tmp_path_factory.mktemp("idle"),
-                               ROOT / "var" / "test" / "dal-idle.log", {})
-    yield proc
+    proc, raw, _ = start_own_dal(tmp_path_factory.mktemp("idle"),
+                                 ROOT / "var" / "test" / "dal-idle.log", {})
+    yield proc, raw
     proc.stop()
+
+
+@pytest.fixture
+def dal(own: tuple[DalProcess, dict]) -> DalProcess:
+    return own[0]
 
 
 @pytest.mark.parametrize(("tls", "bound"), [(False, PLAIN_KIB), (True, TLS_KIB)],
@@ -85,3 +95,24 @@ def test_a_large_result_leaves_no_large_buffer_behind(dal: DalProcess) -> None:
         for conn in conns:
             conn.close()
     assert grown < 20 * 1024, f"DAL grew {grown} KiB after 20 clients read 3 MB each"
+
+
+def test_failed_and_abandoned_tls_handshakes_leave_no_session(
+        own: tuple[DalProcess, dict]) -> None:
+    proc, raw = own
+    metrics = raw["server"]["metrics"]["port"]
+    before = value(scrape(metrics), "dal_client_connections")
+    request = frame(struct.pack("<IIB23x", int(Capability.PROTOCOL_41 | Capability.SSL
+                                               | Capability.SECURE_CONNECTION), 1 << 24, 45), 1)
+    for n in range(20):
+        client = RawClient(proc.port)
+        client.greeting()
+        # Garbage instead of a ClientHello, or the client hangs up mid-handshake.
+        client.sock.sendall(request + (b"GET / HTTP/1.1\r\n\r\n" if n % 2 else b"\x16\x03"))
+        if n % 2:
+            assert client.closed_by_server(timeout=10)
+        client.close()
+    deadline = time.monotonic() + 10
+    while value(scrape(metrics), "dal_client_connections") != before:
+        assert time.monotonic() < deadline, "sessions of failed TLS handshakes stay counted"
+        time.sleep(0.2)
