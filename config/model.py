@@ -231,6 +231,35 @@ class ServerTLS(Strict):
     key: str
 
 
+class LoginBackoff(Strict):
+    """Slowing down password guessing (dal/login_backoff.py, docs/errors.md 1129).
+
+    After ``failures`` failed logins from one client address within ``window`` seconds (no
+    successful login from it in between), the address is blocked: every login from it is
+    refused with 1129, the right password too, for ``base`` seconds, doubled at each further
+    failure up to ``max_block``. After ``failures`` failed logins for one user name (from any
+    address) within ``window``, every login attempt for that user waits ``base`` seconds,
+    doubled at each further failure up to ``max_delay``, before its password is checked; a
+    delay, not a block, so that an attacker elsewhere cannot lock the user out. A successful
+    login resets its user's and its address's counts. ``tracked``: at most this many addresses
+    and as many user names are remembered (least recently seen forgotten first).
+    """
+
+    enabled: bool = True
+    failures: int = Field(default=5, ge=1, le=1000)
+    window: float = Field(default=60.0, gt=0, le=86400)
+    base: float = Field(default=1.0, gt=0, le=3600)
+    max_block: float = Field(default=30.0, gt=0, le=86400)
+    max_delay: float = Field(default=5.0, ge=0, le=60)
+    tracked: int = Field(default=10000, ge=16, le=1_000_000)
+
+    @model_validator(mode="after")
+    def _caps(self) -> LoginBackoff:
+        if self.base > self.max_block:
+            raise ValueError(f"base ({self.base}) must not exceed max_block ({self.max_block})")
+        return self
+
+
 class Server(Strict):
     """The proxy process itself."""
 
@@ -260,6 +289,8 @@ class Server(Strict):
     server_version: str | None = None
     # With a certificate and key, DAL offers TLS (CLIENT_SSL) to its clients.
     tls: ServerTLS | None = None
+    # Blocks/delays after repeated failed logins (LoginBackoff above).
+    login_backoff: LoginBackoff = LoginBackoff()
 
 
 class SyncConfig(Strict):

@@ -58,10 +58,14 @@ async def authenticate(authenticator: Authenticator, request: ChangeUser, read: 
                        write: Write, peer: str, tls: bool) -> int:
     """Check the new user's password; returns the sequence id the final OK goes out at.
     Raises `LoginFailed` (ERR 1045 or 3159) when the user may not log in."""
+    blocked = authenticator.blocked(peer)  # server.login_backoff, as at login
+    if blocked is not None:
+        raise LoginFailed(blocked, 1)
     user = authenticator.users.get(request.user)
     seq = 0
     ok = False
     answered = False
+    await authenticator.hold(request.user)
     if user is not None:
         native, sha2 = user.native_hash(), user.sha2_hash()
         plugin = request.plugin
@@ -74,6 +78,7 @@ async def authenticate(authenticator: Authenticator, request: ChangeUser, read: 
         answered = bool(data)
         ok, seq, data = await authenticator.verify(user, plugin, data, scramble, seq, read,
                                                     write, tls)
+    authenticator.outcome(peer, request.user, ok)
     if not ok:
         using = "YES" if answered or request.auth_response else "NO"
         raise LoginFailed(ERR(errors.ACCESS_DENIED[0], f"Access denied for user "

@@ -7,12 +7,14 @@ that MySQL 8 clients take when DAL cannot verify a fast-auth scramble.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from config.model import User
 from dal import errors
+from dal.login_backoff import LoginBackoff
 from dal.wire import auth
 from dal.wire.constants import MARIADB_CLIENT_STMT_BULK_OPERATIONS, Capability, Status
 from dal.wire.errors import ProtocolError
@@ -64,9 +66,11 @@ StartTLS = Callable[[], Awaitable[None]]
 class Authenticator:
     """Checks logins against the configured users."""
 
-    def __init__(self, users: dict[str, User], rsa: auth.RSAKeys) -> None:
+    def __init__(self, users: dict[str, User], rsa: auth.RSAKeys,
+                 backoff: LoginBackoff | None = None) -> None:
         self.users = users
         self.rsa = rsa
+        self.backoff = backoff  # server.login_backoff; None: no backoff
 
     async def login(self, read: ReadPacket, write: Write, server_version: bytes,
                     connection_id: int, peer: str,
@@ -75,6 +79,9 @@ class Authenticator:
 
         ``start_tls``: DAL offers TLS; called on an SSLRequest, it upgrades the transport.
         """
+        blocked = self.blocked(peer)
+        if blocked is not None:  # refused before the greeting, as MySQL refuses a blocked host
+            raise LoginFailed(blocked, 0)
         scramble = auth.new_scramble()
         offered = int(SERVER_CAPABILITIES) | (Capability.SSL if start_tls else 0)
         hello = Handshake(server_version, connection_id, scramble, offered,
@@ -98,9 +105,11 @@ class Authenticator:
         plugin = response.auth_plugin or auth.NATIVE
         data = response.auth_response
         ok = False
+        await self.hold(name)
         if user is not None:
             ok, seq, data = await self.verify(user, plugin, data, scramble, seq, read, write,
                                                tls)
+        self.outcome(peer, name, ok)
         if not ok:
             using = "YES" if data else "NO"
             raise LoginFailed(ERR(*_code(
@@ -115,6 +124,31 @@ class Authenticator:
         database = response.database.decode("utf-8", "replace") if response.database else None
         return LoginResult(name, user, caps, response.collation, database,
                            response.attributes, seq + 1, tls, response.extended & SERVER_EXTENDED)
+
+    def blocked(self, peer: str) -> ERR | None:
+        """The 1129 refusal when ``peer`` is blocked by server.login_backoff, else None."""
+        backoff = self.backoff
+        seconds = backoff.blocked_for(peer) if backoff is not None else 0.0
+        if backoff is None or not seconds:
+            return None
+        return ERR(*_code(errors.HOST_BLOCKED, f"Host '{peer}' is blocked for {seconds:.0f} more "
+                          f"seconds after {backoff.failures_of(peer)} failed logins "
+                          "(server.login_backoff); wait, then log in with the right password"))
+
+    async def hold(self, name: str) -> None:
+        """Wait before checking a password for a user with recent failures (every attempt
+        waits, whatever its password, so that hanging up early tells nothing)."""
+        delay = self.backoff.delay_for(name) if self.backoff is not None else 0.0
+        if delay:
+            await asyncio.sleep(delay)
+
+    def outcome(self, peer: str, name: str, ok: bool) -> None:
+        """Tell the backoff how a password check ended."""
+        if self.backoff is not None:
+            if ok:
+                self.backoff.succeeded(peer, name)
+            else:
+                self.backoff.failed(peer, name)
 
     async def verify(self, user: User, plugin: bytes, data: bytes, scramble: bytes, seq: int,
                       read: ReadPacket, write: Write,

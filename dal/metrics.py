@@ -75,6 +75,7 @@ class ServerCollector:
                                        "beyond 32,000 ids/s, a clock stepped back)")
         borrowed.add_metric([], server.genes.borrowed / 1000)
         yield borrowed
+        yield login_backoff_family(server)
         yield from server.protection.metrics()
         yield from pool_families(server)
         latency = HistogramMetricFamily("dal_statement_latency_seconds", "Time from a "
@@ -95,6 +96,18 @@ def plan_labels(key: str) -> list[str]:
 
 
 PLANS = ("shard", "scatter", "insert")
+
+
+def login_backoff_family(server: Server) -> CounterMetricFamily:
+    """Login attempts held back by server.login_backoff: scope address = refused (1129) from a
+    blocked address, scope user = delayed for a user name with recent failures."""
+    family = CounterMetricFamily("dal_login_backoff", "Login attempts refused from a blocked "
+                                 "address (scope address) or delayed for a user with recent "
+                                 "failures (scope user)", labels=["scope"])
+    backoff = server.authenticator.backoff
+    for scope in ("address", "user"):
+        family.add_metric([scope], backoff.counts[scope] if backoff is not None else 0)
+    return family
 
 
 def pool_families(server: Server):

@@ -51,11 +51,13 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"dal serve: {exc}", file=sys.stderr)
         return 2
+    _raise_fd_limit()
     recovered = _recover_xa(config) if args.worker_index == 0 else {}
     children = _spawn_workers(args, workers, config) if args.worker_index == 0 else []
     if args.with_sync and args.worker_index == 0:
         children.append(subprocess.Popen([sys.executable, "-m", "dal.cli", "sync",
-                                          "--config", args.config]))
+                                          "--config", args.config],
+                                         preexec_fn=_die_with_parent))
     try:
         import uvloop
 
@@ -67,6 +69,17 @@ def run(args: argparse.Namespace) -> int:
                                  args.worker_index, args.config, recovered))
     finally:
         _stop_workers(children, config.server.drain_timeout + 5)
+
+
+def _raise_fd_limit() -> None:
+    """Open files up to the hard limit: every client is a socket, and the usual soft limit
+    (1,024) would refuse clients long before server.max_clients."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def _recover_xa(config: Config) -> dict[str, int]:
@@ -99,9 +112,10 @@ def for_worker(config: Config, workers: int, index: int) -> Config:
 
 
 def _die_with_parent() -> None:
-    """In a worker child, before exec: SIGTERM when the first process dies, however it dies
-    (even SIGKILL, or a SIGTERM before its handler is installed), so no worker is left
-    serving the port on its own."""
+    """In a child (worker or `dal sync`), before exec: SIGTERM when the first process dies,
+    however it dies (even SIGKILL, or a SIGTERM before its handler is installed), so no worker
+    is left serving the port on its own and no follower is left for the next `make run` to
+    duplicate."""
     import ctypes
 
     with contextlib.suppress(OSError, AttributeError):

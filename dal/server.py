@@ -12,6 +12,7 @@ from collections.abc import Coroutine
 from config.model import Config
 from dal import tls
 from dal.login import Authenticator
+from dal.login_backoff import LoginBackoff
 from dal.protection import Protection
 from dal.session import ClientSession
 from dal.stats import StatementStats
@@ -53,7 +54,8 @@ class Server:
         self.leased_genes = LeasedGenes(
             WorkerLease(config.instances[first_db.default_instance]), config.server.worker_id)
         self.genes = self.leased_genes.generator
-        self.authenticator = Authenticator(config.users, auth.RSAKeys())
+        self.authenticator = Authenticator(config.users, auth.RSAKeys(),
+                                           LoginBackoff(config.server.login_backoff))
         self.tls_context = tls.server_context(config.server.tls) if config.server.tls else None
         defaults = {db.default_instance: db.default_database for db in config.databases.values()}
         self.pools = {name: Pool(name, inst, config.pool, defaults.get(name))

@@ -219,6 +219,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "COMMIT) through two DALs started here, one in transaction mode "
                              "single and one in xa, alternated: what mode xa costs "
                              "(--clients, --rounds, --duration)")
+    parser.add_argument("--idle-clients", type=int, metavar="N",
+                        help="idle-clients mode: log N clients in and leave them idle; report "
+                        "DAL's memory per client (VmRSS) and the time they took to connect "
+                        "(tools/bench_idle.py)")
+    parser.add_argument("--tls", action="store_true",
+                        help="--idle-clients over TLS (needs server.tls in the config)")
     parser.add_argument("--json", metavar="FILE", help="write the figures to FILE as JSON")
 
 
@@ -249,6 +255,8 @@ def run(args: argparse.Namespace) -> int:
         from tools.bench_txn import run_txn_modes
 
         return run_txn_modes(args, config)
+    if args.idle_clients:
+        return run_idle(args, config, dal)
     layout = describe_layout(args, direct, dal, shards)
     print(f"dal bench: {layout}", file=sys.stderr)
     try:
@@ -304,6 +312,12 @@ def _check_args(args: argparse.Namespace) -> str | None:
         return "--procs must not exceed --clients"
     if args.many is not None and (args.many <= 0 or args.sysbench or args.sharded):
         return "--many needs a positive client count and goes without --sysbench and --sharded"
+    if args.idle_clients is not None and (args.idle_clients <= 0 or args.sysbench or args.many
+                                          or args.sharded):
+        return ("--idle-clients needs a positive client count and goes without --sysbench, "
+                "--many and --sharded")
+    if args.tls and not args.idle_clients:
+        return "--tls goes with --idle-clients"
     if getattr(args, "transactions", False) and not (
             args.sysbench and getattr(args, "workload", "") == "oltp_read_write"):
         return "--transactions goes with --sysbench --workload oltp_read_write"
@@ -1227,3 +1241,43 @@ def run_many(args: argparse.Namespace, config: Config, dal: Target) -> int:
             {"mode": "many", "clients": args.many, "targets": figures, "ratio": ratio,
              "samples": samples}, indent=2) + "\n")
     return 1 if any(f["errors"] or f["wrong"] for f in figures.values()) else 0
+
+
+# --- idle clients (tools/bench_idle.py) --------------------------------------------------------
+
+
+def run_idle(args: argparse.Namespace, config: Config, dal: Target) -> int:
+    """--idle-clients: DAL's memory per idle client and the time to connect them."""
+    from tools import bench_idle
+
+    if args.tls and config.server.tls is None:
+        print(f"dal bench: --tls needs server.tls in {args.config} (`dal certs` makes a pair)",
+              file=sys.stderr)
+        return 2
+    try:
+        bench_idle.raise_fd_limit(args.idle_clients + bench_idle.WARMUP + 200)
+    except ValueError as exc:
+        print(f"dal bench: --idle-clients {args.idle_clients}: {exc}", file=sys.stderr)
+        return 2
+    with _sigterm_as_exit(), dal_running(args.config, dal):
+        pids = bench_cpu.listening_pids({dal.port})
+        if len(pids) != 1:
+            print(f"dal bench: --idle-clients needs the one DAL process listening on "
+                  f"{dal.address()}; found {len(pids)} (server.workers must be 1)",
+                  file=sys.stderr)
+            return 1
+        try:
+            figures = bench_idle.run_idle(pids.pop(), dal.host, dal.port, dal.user,
+                                          dal.password, args.idle_clients, args.tls)
+        except (bench_idle.BackendError, OSError) as exc:
+            print(f"dal bench: idle clients: {exc}", file=sys.stderr)
+            return 1
+    print(figures.describe())
+    if args.json:
+        Path(args.json).write_text(json.dumps(
+            {"mode": "idle", "clients": figures.clients, "tls": figures.tls,
+             "connect_seconds": round(figures.connect_seconds, 3),
+             "rss_before_kib": figures.rss_before_kib, "rss_after_kib": figures.rss_after_kib,
+             "kib_per_client": round(figures.kib_per_client, 2),
+             "dal_cpu_seconds": round(figures.dal_cpu_seconds, 3)}, indent=2) + "\n")
+    return 0

@@ -21,6 +21,7 @@ Exit status: 0 done, 1 failed, 2 bad config, 3 (status) an instance is not runni
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import os
 import shutil
@@ -238,6 +239,26 @@ def _port_taken(host: str, port: int) -> bool:
         return False
 
 
+def _port_bound(host: str, port: int) -> bool:
+    """Whether another socket holds host:port, listening or not (a bind fails as mariadbd's
+    would; connecting alone misses a socket that is bound but not listening)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as mariadbd does
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def _port_in_use(m: Managed) -> str:
+    """The refusal when the instance's port is taken by something else."""
+    return (f"{m.name}: port {m.instance.port} ({m.address}) is already in use by a process "
+            f"that is not the mariadbd of {m.datadir}; stop it, or give instances.{m.name}.port "
+            "another port")
+
+
 # ---- connections ----------------------------------------------------------------------------
 
 
@@ -363,9 +384,12 @@ def _wait_ready(m: Managed, proc: subprocess.Popen[bytes] | None, pid: int) -> N
     while time.monotonic() < deadline:
         exited = proc.poll() if proc is not None else (None if _alive(pid) else -1)
         if exited is not None:
+            tail = _log_tail(m)
+            cause = (f"port {m.instance.port} ({m.address}) is in use; "
+                     if "already in use" in tail or "Bind on TCP/IP port" in tail else "")
             raise LocalDbError(
-                f"{m.name}: mariadbd exited (status {exited}) during start-up; "
-                f"end of {m.log}:\n{_log_tail(m)}"
+                f"{m.name}: mariadbd exited (status {exited}) during start-up: {cause}"
+                f"end of {m.log}:\n{tail}"
             )
         try:
             root_connect(m, timeout=1).close()
@@ -395,11 +419,9 @@ def up_one(m: Managed, say: Say) -> None:
             _wait_ready(m, None, pid)
             _ensure_user(m)
             return
-    if _port_taken(m.instance.host, m.instance.port):
-        raise LocalDbError(
-            f"{m.name}: {m.address} is already in use by a process that is not the mariadbd of "
-            f"{m.datadir}; stop it or choose another port"
-        )
+    if _port_taken(m.instance.host, m.instance.port) or _port_bound(m.instance.host,
+                                                                    m.instance.port):
+        raise LocalDbError(_port_in_use(m))
     if not _initialised(m.datadir):
         _initialise(m, say)
     m.pid_file.unlink(missing_ok=True)
@@ -454,14 +476,19 @@ def up(config: Config, say: Say = _print) -> None:
 
 def _stop(m: Managed, pid: int, say: Say) -> None:
     """SIGTERM, wait up to STOP_TIMEOUT, then SIGKILL and remove the pid file and socket."""
-    os.kill(pid, signal.SIGTERM)
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:  # already gone (e.g. a mariadbd that exited during start-up)
+        say(f"{m.name}: stopped")
+        return
     deadline = time.monotonic() + STOP_TIMEOUT
     while time.monotonic() < deadline:
         if not _alive(pid):
             say(f"{m.name}: stopped")
             return
         time.sleep(0.1)
-    os.kill(pid, signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
     while _alive(pid):
         time.sleep(0.1)
     m.pid_file.unlink(missing_ok=True)

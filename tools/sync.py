@@ -19,7 +19,8 @@ before that are copied by `dal verify dimensions --repair`.
 Lag per source (seconds, row events read and not yet applied, binlog bytes not yet applied)
 is served as Prometheus metrics on sync.metrics (default 127.0.0.1:9105/metrics) and written
 every second to sync.status_file (default var/sync-status.json), which `SHOW DAL SHARDS` reads.
-Exit status: 0 stopped by a signal, 1 a database error, 2 a bad config.
+Exit status: 0 stopped by a signal, 1 a database error, 2 a bad config, 3 another follower
+of this config is running (a lock next to sync.status_file names its pid).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from typing import TYPE_CHECKING
 
 from config.loader import load_config
 from config.model import Config
+from tools import sync_lock
 
 if TYPE_CHECKING:
     from tools.sync_follow import Follower
@@ -72,6 +74,11 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = load_config(args.config)
+    try:  # before anything else: one follower per config (tools/sync_lock.py)
+        lock = sync_lock.hold(args.status_file or config.sync.status_file, config.sync.server_id)
+    except sync_lock.AlreadyRunning as exc:
+        print(f"dal sync: {exc}", file=sys.stderr)
+        return 3
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -108,6 +115,7 @@ def run(args: argparse.Namespace) -> int:
         if t.name.startswith("apply-"):
             t.join(10.0)  # the batch in progress commits; readers are left to exit with us
     status.write()
+    lock.close()
     return code
 
 
