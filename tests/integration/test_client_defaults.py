@@ -13,6 +13,9 @@ Every write is checked in the backend shards directly.
 
 from __future__ import annotations
 
+import json
+import shutil
+import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -204,4 +207,37 @@ def test_session_values_inside_statements_match_mariadb(xdal: OwnDal, tmp_path: 
         with direct.cursor() as cur:
             cur.execute(f"DROP TABLE IF EXISTS {table}")
         direct.close()
+        cleanup(xdal)
+
+
+CONNECTOR_J = Path("/usr/share/java/mariadb-java-client.jar")
+
+
+def test_connector_j_with_default_properties(xdal: OwnDal, tmp_path: Path) -> None:
+    """MariaDB Connector/J's defaults (its sql_mode SET included): merchant reads on both
+    instances and a scatter after it, and a batch of inserts over users on both instances."""
+    if shutil.which("javac") is None or not CONNECTOR_J.exists():
+        pytest.skip("javac or MariaDB Connector/J (apt package libmariadb-java) missing")
+    source = ROOT / "tests" / "clients" / "java" / "Defaults.java"
+    compiled = subprocess.run(["javac", "-d", str(tmp_path), str(source)], capture_output=True,
+                              timeout=120, check=False)
+    assert compiled.returncode == 0, compiled.stderr.decode(errors="replace")
+    note = f"{MARK}-java"
+    pins = xdal.metric("dal_pins_total", reason="set_expression")
+    try:
+        done = subprocess.run(["java", "-cp", f"{tmp_path}:{CONNECTOR_J}", "Defaults",
+                               str(xdal.port), note, *map(str, USERS)], capture_output=True,
+                              timeout=120, check=False)
+        assert done.returncode == 0, done.stderr.decode(errors="replace")
+        seen = json.loads(done.stdout.decode().strip().splitlines()[-1])
+        assert seen["batch"] == len(USERS)
+        # read from the merchant copy (kept by `dal sync`, which this test does not run): what
+        # matters is that the reads ran, on both instances, after the driver's sql_mode SET
+        assert len(seen["merchant_counts"]) == len(USERS)
+        assert seen["scatter"] == [len(USERS), min(USERS), max(USERS)]
+        assert "STRICT_TRANS_TABLES" in seen["sql_mode"]
+        for user in USERS:
+            assert shard_notes(user) == [note]
+        assert xdal.metric("dal_pins_total", reason="set_expression") == pins
+    finally:
         cleanup(xdal)
