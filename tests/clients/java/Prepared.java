@@ -22,9 +22,9 @@ public class Prepared {
     }
 
     public static void main(String[] args) throws Exception {
-        // jdbcCompliantTruncation=false: else the driver sends SET sql_mode = concat(@@sql_mode, ...),
-        // an expression DAL cannot replay, which pins the session (and refuses scatters).
-        String url = "jdbc:mariadb://127.0.0.1:" + args[0] + "/trade?useServerPrepStmts=true&jdbcCompliantTruncation=false"
+        // The driver's SET sql_mode = concat(@@sql_mode, ...) is evaluated once by DAL and
+        // replayed as a literal: it no longer pins the session.
+        String url = "jdbc:mariadb://127.0.0.1:" + args[0] + "/trade?useServerPrepStmts=true"
             + "&user=app&password=app";
         String created = "2024-02-29 23:59:58.123456";
         StringBuilder out = new StringBuilder("{");
