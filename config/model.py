@@ -56,6 +56,10 @@ class Instance(Strict):
     server_id: int = Field(default=1, ge=1, le=4294967295)
     tls: BackendTLS | None = None
 
+    def login_as(self, user: str, password: str) -> Instance:
+        """This instance reached with another account (`dal sync`'s, the DBA's)."""
+        return self.model_copy(update={"user": user, "password": password})
+
 
 class PoolConfig(Strict):
     """Backend pool sizing and timeouts, per instance."""
@@ -295,8 +299,14 @@ class Server(Strict):
 
 class SyncConfig(Strict):
     """`dal sync` (the binlog follower that keeps the non-authoritative dimensions equal to the
-    authoritative one) and `dal verify dimensions`. Paths are relative to the working directory."""
+    authoritative one) and `dal verify dimensions`. Paths are relative to the working directory.
 
+    ``user``/``password``: the backend account `dal sync` logs in with on every instance, its own
+    (REPLICATION SLAVE, BINLOG MONITOR, and writes to the copy shards and ``dal_meta``; see
+    docs/security.md); the default is the local one `dal localdb up` creates."""
+
+    user: str = "dal_sync"
+    password: str = "dal_sync"
     metrics: Endpoint = Endpoint(port=9105)
     # The replica server id it registers with on each source; unique among the sources' replicas.
     server_id: int = Field(default=4105, ge=1, le=4294967295)
@@ -304,6 +314,15 @@ class SyncConfig(Strict):
     batch_transactions: int = Field(default=500, ge=1)  # source transactions per applied batch
     verify_rows_per_second: int = Field(default=50000, ge=1)  # load bound of `dal verify`
     verify_chunk_rows: int = Field(default=2000, ge=10)
+
+
+class DbaConfig(Strict):
+    """The backend account of the tools that create databases (`dal schema apply|check`); never
+    used by `dal serve`. The default is the local one `dal localdb up` creates
+    (docs/security.md lists what a production DBA account needs)."""
+
+    user: str = "dal_dba"
+    password: str = "dal_dba"
 
 
 class TransactionMode(StrEnum):
@@ -342,6 +361,7 @@ class Config(Strict):
 
     server: Server = Server()
     sync: SyncConfig = SyncConfig()
+    dba: DbaConfig = DbaConfig()
     instances: dict[str, Instance]
     pool: PoolConfig = PoolConfig()
     databases: dict[str, LogicalDatabase]
@@ -389,6 +409,19 @@ class Config(Strict):
             for db_name in user.databases or []:
                 if db_name not in self.databases:
                     raise ValueError(f"users.{user_name}.databases: unknown database {db_name!r}")
+        return self
+
+    @model_validator(mode="after")
+    def _distinct_accounts(self) -> Config:
+        """DAL's, `dal sync`'s and the DBA's backend accounts hold different grants."""
+        for name, inst in self.instances.items():
+            for key, other in (("sync.user", self.sync.user), ("dba.user", self.dba.user)):
+                if inst.user == other:
+                    raise ValueError(f"instances.{name}.user: {inst.user!r} is also {key}; DAL's "
+                                     "backend account must be its own (docs/security.md)")
+        if self.sync.user == self.dba.user:
+            raise ValueError(f"sync.user: {self.sync.user!r} is also dba.user; give `dal sync` "
+                             "its own account (docs/security.md)")
         return self
 
     def shard_instance(self, db: str, dimension: str, shard: int) -> str:

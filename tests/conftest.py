@@ -12,7 +12,7 @@ from pathlib import Path
 import pymysql
 import pytest
 
-from tests.dal_process import ROOT, DalProcess, free_port, write_config
+from tests.dal_process import ROOT, DalProcess, dba_login, free_port, write_config
 
 HOST = "127.0.0.1"
 
@@ -124,10 +124,15 @@ def direct(backends: dict[str, dict]) -> Iterator[Callable[..., pymysql.connecti
     """A factory of direct pymysql connections to a backend instance, closed after the test."""
     opened: list = []
 
-    def open_direct(instance: str = "a", database: str | None = None) -> pymysql.Connection:
+    def open_direct(instance: str = "a", database: str | None = None,
+                    account: str = "dal") -> pymysql.Connection:
+        """``account``: "dal" (DAL's backend account), "dba" (scratch databases, binlog
+        status) or "root" (fault injection: seeing and killing DAL's sessions)."""
         cfg = backends[instance]
-        conn = pymysql.connect(host=cfg["host"], port=cfg["port"], user=cfg["user"],
-                               password=cfg["password"], database=database, autocommit=True)
+        user, password = {"dal": (cfg["user"], cfg["password"]), "dba": dba_login(),
+                          "root": ("root", "")}[account]
+        conn = pymysql.connect(host=cfg["host"], port=cfg["port"], user=user,
+                               password=password, database=database, autocommit=True)
         opened.append(conn)
         return conn
 

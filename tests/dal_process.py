@@ -40,6 +40,15 @@ def running_test_config():
     return cfg
 
 
+def dba_login() -> tuple[str, str]:
+    """User and password of the test config's DBA account (`dba:`, docs/security.md): for
+    direct set-up DAL's own backend account may not do (scratch databases, binlog status)."""
+    from config.model import DbaConfig
+
+    dba = DbaConfig(**(yaml.safe_load(TEST_CONFIG.read_text()).get("dba") or {}))
+    return dba.user, dba.password
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -13,7 +13,7 @@ from pathlib import Path
 import pymysql
 import yaml
 
-from tests.dal_process import ROOT, TEST_CONFIG, free_port
+from tests.dal_process import ROOT, TEST_CONFIG, dba_login, free_port
 
 SHARDS = 120
 
@@ -92,8 +92,10 @@ class SyncProcess:
 
 
 def backend(inst: dict) -> pymysql.connections.Connection:
-    return pymysql.connect(host=inst["host"], port=inst["port"], user=inst["user"],
-                           password=inst["password"], autocommit=True)
+    """The instance as the DBA (binlog status, dal_meta and both dimensions: more than DAL's)."""
+    user, password = dba_login()
+    return pymysql.connect(host=inst["host"], port=inst["port"], user=user,
+                           password=password, autocommit=True)
 
 
 def master_status(inst: dict) -> tuple[str, int]:

@@ -1,7 +1,9 @@
 """Start, stop and inspect the local MariaDB instances that a config describes.
 
   dal localdb up       initialise (the first time) and start every instance that has a
-                       `datadir`, then create the backend user and password the config gives it
+                       `datadir`, then create the backend accounts with exactly their grants:
+                       DAL's (instances.*.user), `dal sync`'s (sync.user), the DBA's (dba.user);
+                       see tools/accounts.py and docs/security.md
   dal localdb down     stop them: SIGTERM, then SIGKILL after 60 s
   dal localdb status   one line per instance; exit 0 if all run, 3 otherwise
 
@@ -11,9 +13,11 @@ system MariaDB is never touched. It listens on the instance's host and port only
 row binlog (for `dal sync`) in its data directory. Beside a data directory DIR live DIR.sock,
 DIR.pid and DIR.log (the server's output and error log).
 
-`up` and `down` are idempotent: an instance that already runs and lets the config's user in is
-left alone, and stopping a stopped instance does nothing. MariaDB's root user has no password
-(the tools log in as root over the socket): local use only.
+`up` and `down` are idempotent: an instance that already runs is left running, only its accounts
+are brought to their grants (REVOKE ALL, then GRANT: an account an older version created with
+ALL PRIVILEGES is narrowed; a line says which changed), and stopping a stopped instance does
+nothing. MariaDB's root user has no password (`dal localdb` logs in as root over the socket):
+local use only.
 
 Exit status: 0 done, 1 failed, 2 bad config, 3 (status) an instance is not running.
 """
@@ -40,6 +44,7 @@ import pymysql
 
 from config.loader import ConfigError, load_config
 from config.model import Config, Instance
+from tools import accounts as acl
 
 MARIADBD = "/usr/sbin/mariadbd"
 INSTALL_DB = "/usr/bin/mariadb-install-db"
@@ -89,6 +94,7 @@ class Managed:
     socket: Path
     pid_file: Path
     log: Path
+    accounts: tuple[acl.Account, ...] = ()  # created by `up`, with their grants
 
     @property
     def address(self) -> str:
@@ -138,6 +144,7 @@ def managed(config: Config) -> list[Managed]:
                 socket=sock,
                 pid_file=datadir.with_name(datadir.name + ".pid"),
                 log=datadir.with_name(datadir.name + ".log"),
+                accounts=tuple(acl.accounts(config, name)),
             )
         )
     return result
@@ -297,20 +304,18 @@ def _user_version(m: Managed) -> str:
         conn.close()
 
 
-def _ensure_user(m: Managed) -> None:
-    """Create the config's backend user (for 127.0.0.1 and localhost) with every privilege."""
-    user, password = m.instance.user, m.instance.password
+def _ensure_accounts(m: Managed, say: Say) -> None:
+    """Bring DAL's, `dal sync`'s and the DBA's accounts to their grants (tools/accounts.py);
+    says so when an account changed, e.g. DAL's ALL PRIVILEGES from an older version."""
     conn = root_connect(m)
     try:
         with conn.cursor() as cur:
-            for host in ("127.0.0.1", "localhost"):
-                cur.execute(
-                    "CREATE USER IF NOT EXISTS %s@%s IDENTIFIED BY %s", (user, host, password)
-                )
-                cur.execute("ALTER USER %s@%s IDENTIFIED BY %s", (user, host, password))
-                cur.execute("GRANT ALL PRIVILEGES ON *.* TO %s@%s WITH GRANT OPTION", (user, host))
+            changed = [a for a in m.accounts if a.user != "root" and acl.ensure(cur, a)]
     finally:
         conn.close()
+    if changed:
+        say(f"{m.name}: granted " + "; ".join(f"{a.user} ({a.role}) its privileges"
+                                              for a in changed))
 
 
 # ---- up -------------------------------------------------------------------------------------
@@ -412,12 +417,13 @@ def up_one(m: Managed, say: Say) -> None:
     if pid is not None:
         try:
             _user_version(m)
+            _ensure_accounts(m, say)
             say(f"{m.name}: already running, pid {pid} on {m.address}")
             return
         except pymysql.err.MySQLError:
             say(f"{m.name}: running, pid {pid}; waiting for it and checking user {m.instance.user}")
             _wait_ready(m, None, pid)
-            _ensure_user(m)
+            _ensure_accounts(m, say)
             return
     if _port_taken(m.instance.host, m.instance.port) or _port_bound(m.instance.host,
                                                                     m.instance.port):
@@ -428,7 +434,7 @@ def up_one(m: Managed, say: Say) -> None:
     proc = _start(m)
     try:
         _wait_ready(m, proc, proc.pid)
-        _ensure_user(m)
+        _ensure_accounts(m, say)
     except (LocalDbError, pymysql.err.MySQLError):
         _stop(m, proc.pid, lambda line: None)
         raise

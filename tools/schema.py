@@ -17,6 +17,7 @@ where its kind in that logical database's config says:
   broadcast        every shard database and the default database
   unsharded        the default database only, as is any table the config does not name
 
+It logs in as the config's DBA account (`dba:`; docs/security.md), not as DAL's own.
 A table that already exists is left as it is, so a second apply changes nothing. Drift: every
 table's SHOW CREATE TABLE (AUTO_INCREMENT=N removed) is compared with a reference built from its
 file in a scratch database `_dal_schema_ref` on each instance (not binlogged, dropped at the
@@ -517,7 +518,9 @@ def run_targets(
     for target in targets:
         needed.setdefault(target.instance, set()).update(t.file for t in target.defs)
     instances = sorted({t.instance for t in targets})
-    pools = {name: _pool(config.instances[name], WORKERS) for name in instances}
+    dba = config.dba  # creating databases is the DBA account's job, not DAL's (docs/security.md)
+    pools = {name: _pool(config.instances[name].login_as(dba.user, dba.password), WORKERS)
+             for name in instances}
     try:
         refs: dict[str, dict[tuple[str, str], str]] = {}
         for name in instances:

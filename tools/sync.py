@@ -64,8 +64,11 @@ def followers(config: Config) -> list[Follower]:
     from tools.sync_route import Routes
 
     routes = Routes(config)
-    targets = {name: config.instances[name] for name in sorted(routes.targets)}
-    return [Follower(name, config.instances[name], routes, targets, config.sync.server_id,
+    # sync.user, never DAL's account: reading the binlog needs privileges DAL must not hold.
+    login = {name: inst.login_as(config.sync.user, config.sync.password)
+             for name, inst in config.instances.items()}
+    targets = {name: login[name] for name in sorted(routes.targets)}
+    return [Follower(name, login[name], routes, targets, config.sync.server_id,
                      config.sync.batch_transactions)
             for name in sorted(routes.sources())]
 

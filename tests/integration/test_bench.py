@@ -19,8 +19,10 @@ import pymysql
 import pytest
 import yaml
 
+from config.loader import load_config
 from config.model import Config
 from tests.dal_process import TEST_CONFIG, running_test_config
+from tools import localdb
 
 ROOT = Path(__file__).resolve().parents[2]
 SHORT = ["--duration", "2", "--rounds", "1", "--warmup", "1"]
@@ -167,6 +169,7 @@ def sharded_config(config: Config, tmp_path: Path) -> Iterator[Path]:
     raw["databases"]["sbtest"] = SBTEST
     path = tmp_path / "sharded.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    _grant(load_config(path))  # DAL's backend account may use sbtest
     before = _sbtest_databases(config)
     yield path
     for name, created in _sbtest_databases(config).items():
@@ -179,7 +182,17 @@ def sharded_config(config: Config, tmp_path: Path) -> Iterator[Path]:
                     cur.execute(f"DROP DATABASE IF EXISTS `{db}`")
         finally:
             conn.close()
-    assert _sbtest_databases(config) == before
+    try:
+        assert _sbtest_databases(config) == before
+    finally:
+        _grant(config)  # and no longer
+
+
+def _grant(cfg: Config) -> None:
+    """`dal localdb up`: DAL's backend account gets exactly the databases of ``cfg``."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(ROOT)  # the test config's datadirs are relative to the repository
+        localdb.up(cfg, say=lambda line: None)
 
 
 def test_sharded_builtin_generator(config: Config, sharded_config: Path, tmp_path: Path) -> None:

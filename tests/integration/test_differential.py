@@ -22,7 +22,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from tests.dal_process import ROOT
+from tests.dal_process import ROOT, dba_login
 from tests.differential.runner import Differential, Stats, purge
 from tests.differential.workload import Workload
 
@@ -47,8 +47,9 @@ def reference_ddl() -> list[str]:
 def reference(backends: dict[str, dict]) -> Iterator[str]:
     """`trade_ref` on instance a: the two tables, unsharded; dropped at the end."""
     cfg = backends["a"]
-    conn = pymysql.connect(host=cfg["host"], port=cfg["port"], user=cfg["user"],
-                           password=cfg["password"], autocommit=True)
+    user, password = dba_login()  # a scratch database: DAL's backend account may not create it
+    conn = pymysql.connect(host=cfg["host"], port=cfg["port"], user=user,
+                           password=password, autocommit=True)
     try:
         with conn.cursor() as cur:
             cur.execute(f"DROP DATABASE IF EXISTS {REFERENCE}")
@@ -70,7 +71,7 @@ def differential(connect: Callable[..., pymysql.connections.Connection],
     """``run(seed, count)``: one workload, compared, checked shard by shard, cleaned up.
     A failed run's rows are purged directly at the end of the test."""
     dal = connect()
-    ref = direct("a", reference)
+    ref = direct("a", reference, account="dba")
     instances = {"a": direct("a"), "b": direct("b")}
 
     def run(seed: int, count: int) -> Stats:

@@ -20,12 +20,12 @@ def gene_id(seq: int, user: int, merchant: int) -> int:
 
 @pytest.fixture
 def ref(direct):
-    conn = direct("a")
+    conn = direct("a", account="dba")  # a scratch database: DAL's backend account may not create it
     with conn.cursor() as cur:
         cur.execute(f"CREATE DATABASE IF NOT EXISTS {REF}")
         cur.execute(f"CREATE TABLE IF NOT EXISTS {REF}.orders LIKE user_000.orders")
         cur.execute(f"DELETE FROM {REF}.orders")
-    yield direct("a", REF)
+    yield direct("a", REF, account="dba")
 
 
 @pytest.fixture

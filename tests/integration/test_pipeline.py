@@ -33,7 +33,7 @@ def _describe(raw: bytes) -> object:
 
 async def _both_ways(cfg: dict, sql: list[str]) -> tuple[list, list]:
     conn = await BackendConnection.open("a", cfg["host"], cfg["port"], cfg["user"],
-                                        cfg["password"], "mysql")
+                                        cfg["password"], "trade")
     try:
         packets = [frame(b"\x03" + s.encode(), 0) for s in sql]
         one_by_one = [_describe(await conn.command(p)) for p in packets]

@@ -146,7 +146,7 @@ def test_a_failed_prepare_rolls_back_every_branch(xa_dal, direct, clean) -> None
         cur.execute(INSERT, (U_DEFAULT, "2.00"))
         cur.execute(INSERT, (U_A, "1.00"))
         # The branch on instance b loses its connection (the backend kills it) before COMMIT.
-        with direct("b").cursor() as kill:
+        with direct("b", account="root").cursor() as kill:
             kill.execute("SELECT trx_mysql_thread_id FROM information_schema.INNODB_TRX")
             (thread,), = kill.fetchall()
             kill.execute(f"KILL CONNECTION {thread}")
@@ -333,7 +333,7 @@ def test_a_branch_connection_lost_after_the_decision_is_committed_anyway(
                 log.read_text() if log.exists() else ""):
             time.sleep(0.02)
         # During the pause the branch on b is prepared; its connection is killed.
-        with direct("b").cursor() as cur:
+        with direct("b", account="root").cursor() as cur:
             cur.execute("SELECT trx_mysql_thread_id FROM information_schema.INNODB_TRX")
             threads = [row[0] for row in cur.fetchall()]
             for thread in threads:
