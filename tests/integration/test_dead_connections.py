@@ -122,6 +122,21 @@ def test_pinned_connection_killed_is_replaced(one_conn_dal) -> None:
     assert_pools_idle(dal.port)
 
 
+def bump(user: int, order_id: int) -> bytes:
+    """COM_QUERY adding 1 to an order's total."""
+    return frame(f"\x03UPDATE orders SET total = total + 1 WHERE user_id = {user} AND id = "
+                 f"{order_id}".encode(), 0)
+
+
+def bumped_once(dal, client: RawClient, instance: str, order_id: int) -> None:
+    """The client got OK (1 row) for `bump`, and the backend shows it applied once."""
+    answer = client.read_response()
+    assert answer[0][:2] == b"\x00\x01", answer
+    assert total_on(dal, instance, order_id) == 2
+    client.close()
+    assert_pools_idle(dal.port)
+
+
 def thread_on_b(client: RawClient) -> int:
     """The backend thread id of the connection DAL uses for instance b (the only one)."""
     payloads = client.query(b"SELECT @@pseudo_thread_id, COUNT(*) FROM orders WHERE user_id = "
@@ -164,15 +179,10 @@ def test_connection_killed_while_dal_is_frozen_is_replaced(one_conn_dal) -> None
     assert client.login()[:1] == b"\x00"
     thread_id = thread_on_b(client)
     with dal_stopped(dal):
-        client.send(frame(b"\x03UPDATE orders SET total = total + 1 WHERE user_id = "
-                          + f"{USER_ON_B} AND id = {order_id}".encode(), 0))
+        client.send(bump(USER_ON_B, order_id))
         time.sleep(0.1)
         kill(dal, "b", thread_id)
-    answer = client.read_response()
-    assert answer[0][:2] == b"\x00\x01", answer  # OK, 1 row affected
-    assert total_on(dal, "b", order_id) == 2
-    client.close()
-    assert_pools_idle(dal.port)
+    bumped_once(dal, client, "b", order_id)
 
 
 def test_statement_right_behind_a_self_kill_is_retried_once(one_conn_dal) -> None:
@@ -185,16 +195,10 @@ def test_statement_right_behind_a_self_kill_is_retried_once(one_conn_dal) -> Non
     client = RawClient(dal.port)
     assert client.login()[:1] == b"\x00"
     thread_id = int(decode_text_row(client.query(b"SELECT @@pseudo_thread_id")[3], 1)[0])
-    client.send(frame(f"\x03KILL {thread_id}".encode(), 0) + frame(
-        f"\x03UPDATE orders SET total = total + 1 WHERE user_id = {USER_ON_A} AND id = "
-        f"{order_id}".encode(), 0))
+    client.send(frame(f"\x03KILL {thread_id}".encode(), 0) + bump(USER_ON_A, order_id))
     killed = error_of(client.read_response()[0])
     assert killed.code == 1927  # ER_CONNECTION_KILLED, the backend's own answer
-    answer = client.read_response()
-    assert answer[0][:2] == b"\x00\x01", answer  # OK, 1 row affected
-    assert total_on(dal, "a", order_id) == 2
-    client.close()
-    assert_pools_idle(dal.port)
+    bumped_once(dal, client, "a", order_id)
 
 
 def test_prepared_execution_is_prepared_again_on_the_fresh_connection(one_conn_dal) -> None:

@@ -85,15 +85,22 @@ def test_disabled_breaker_never_opens() -> None:
     assert b.state == CLOSED and not b.rejecting
 
 
+def after(successes: int, failures: int, **config: object) -> Breaker:
+    """A breaker told ``successes`` fast calls, then ``failures`` backend failures."""
+    b = Breaker("b", BreakerConfig(window=10.0, **config))
+    now = time.monotonic()
+    for _ in range(successes):
+        b.success(0.001, now)
+    for _ in range(failures):
+        b.failure(now)
+    return b
+
+
 def test_consecutive_failures_open_it_whatever_the_window_holds() -> None:
     """A dead backend: its failures open the breaker at once, however many successes from
     before the failure the window still holds (the error rate would take seconds)."""
-    b = Breaker("b", BreakerConfig(window=10.0, consecutive_failures=5))
+    b = after(1000, 4, consecutive_failures=5)
     now = time.monotonic()
-    for _ in range(1000):
-        b.success(0.001, now)
-    for _ in range(4):
-        b.failure(now)
     assert b.state == CLOSED
     b.failure(now)
     assert b.state == OPEN and b.reason == "5 backend failures in a row, no success between"
@@ -126,14 +133,9 @@ def test_a_slow_query_is_not_a_failure() -> None:
 
 
 def test_zero_turns_the_count_off_and_the_error_rate_still_applies() -> None:
-    b = Breaker("b", BreakerConfig(window=10.0, consecutive_failures=0, min_calls=5))
-    now = time.monotonic()
-    for _ in range(100):
-        b.success(0.001, now)
-    for _ in range(99):
-        b.failure(now)
+    b = after(100, 99, consecutive_failures=0, min_calls=5)
     assert b.state == CLOSED
-    b.failure(now)  # 100 of 200: the error rate (0.5)
+    b.failure()  # 100 of 200: the error rate (0.5)
     assert b.state == OPEN and "100 of 200 calls failed" in b.reason
 
 
