@@ -49,20 +49,13 @@ def retry(session: ClientSession, conn: BackendConnection, plan: Plan | None) ->
     """``conn`` broke under the statement relayed for ``plan``: True when the statement runs
     again on a fresh connection (the dead one is given back), False when it must fail."""
     request = conn.unread_request()
-    if (request is None or plan is None or conn.retried is request[0] or session.phase != "command"
-            or session.txn_pending is not None or session.xa is not None
-            or session.pin_reason is not None or session.status & Status.IN_TRANS
-            or not session.status & Status.AUTOCOMMIT
-            or (session.pinned is not None and not (session.pinned is conn
-                                                    and session.soft_pin))):
+    if (request is None or plan is None or conn.retried is request[0]
+            or not _outside_transactions(session, conn)):
         return False
     packets, shape, rename = request
     if packets[4] == Command.STMT_EXECUTE and len(packets) - 4 != _length(packets):
         return False  # a multi-packet execution: not worth rebuilding
-    if session.pinned is conn:
-        session.pinned = None
-        session.soft_pin = False
-    session.server.pools[conn.instance].release(conn, reusable=False)
+    _give_back(session, conn)
     session._spawn(_again(session, conn, plan, packets, shape, rename))
     return True
 
@@ -70,14 +63,29 @@ def retry(session: ClientSession, conn: BackendConnection, plan: Plan | None) ->
 def drop_if_dead(session: ClientSession, conn: BackendConnection) -> BackendConnection | None:
     """A connection handed to a slow path that was found closed since: given back, and None
     (the caller takes a fresh one), unless the session's transaction lives on it."""
-    if (not conn.closed or session.xa is not None
-            or (session.pinned is conn and not session.soft_pin)):
+    if not conn.closed or session.xa is not None or (session.pinned is conn
+                                                      and not session.soft_pin):
         return conn
+    _give_back(session, conn)
+    return None
+
+
+def _outside_transactions(session: ClientSession, conn: BackendConnection) -> bool:
+    """Autocommit, no transaction open or pending (XA included), and no pin on the session
+    but the one kept for SHOW WARNINGS on ``conn``."""
+    pinned = session.pinned
+    return (session.phase == "command" and session.txn_pending is None and session.xa is None
+            and session.pin_reason is None and not session.status & Status.IN_TRANS
+            and bool(session.status & Status.AUTOCOMMIT)
+            and (pinned is None or (pinned is conn and session.soft_pin)))
+
+
+def _give_back(session: ClientSession, conn: BackendConnection) -> None:
+    """The dead ``conn`` leaves the session (a pin for SHOW WARNINGS included) and its pool."""
     if session.pinned is conn:
         session.pinned = None
         session.soft_pin = False
     session.server.pools[conn.instance].release(conn, reusable=False)
-    return None
 
 
 async def _again(session: ClientSession, dead: BackendConnection, plan: Plan, packets: bytes,
