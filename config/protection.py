@@ -15,17 +15,19 @@ class _Section(BaseModel):
 
 
 class BreakerConfig(_Section):
-    """A circuit breaker per backend instance over a sliding time window of statement outcomes.
+    """A circuit breaker per backend instance.
 
-    It opens when, with at least ``min_calls`` outcomes in the last ``window`` seconds, the
-    share of backend failures (lost connection, connect refused or timed out) reaches
-    ``error_rate`` or the share of calls slower than ``slow_call_seconds`` reaches
-    ``slow_call_rate``. Open, every statement for that instance fails at once (1105). After
-    ``cool_down`` seconds it is half-open: ``probes`` statements go through; a success closes
-    it, a failure opens it again.
+    It opens after ``consecutive_failures`` backend failures (lost connection, connect refused
+    or timed out) in a row with no success between, a dead backend (0: never on this count);
+    or when, with at least ``min_calls`` outcomes in the last ``window`` seconds, the share of
+    backend failures reaches ``error_rate`` or the share of calls slower than
+    ``slow_call_seconds`` reaches ``slow_call_rate``. Open, every statement for that instance
+    fails at once (1105). After ``cool_down`` seconds it is half-open: ``probes`` statements
+    go through; a success closes it, a failure opens it again.
     """
 
     enabled: bool = True
+    consecutive_failures: int = Field(default=5, ge=0, le=1_000_000)
     window: float = Field(default=10.0, gt=0, le=3600)
     min_calls: int = Field(default=5, ge=1)
     error_rate: float = Field(default=0.5, gt=0, le=1)

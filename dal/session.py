@@ -22,6 +22,7 @@ from dal import (
     errors,
     executor,
     local,
+    lost,
     multi,
     prepared,
     sessions_view,
@@ -492,7 +493,8 @@ class ClientSession(asyncio.Protocol):
     def _route(self, plan: Plan, payload: bytes, last_seq: int, shape: int = RESULT,
                raw: bytes | None = None, rename: HeaderRenamer | None = None) -> None:
         conn = self.pinned
-        if conn is not None and conn.instance != plan.instance and not plan.anywhere:
+        if conn is not None and (conn.closed or (conn.instance != plan.instance
+                                 and not plan.anywhere)):  # a dead soft pin is replaced too
             conn = self.drop_soft_pin()
         if plan.own_connection is not None and conn is None:
             self._error(errors.NOT_SUPPORTED, f"{plan.own_connection} is answered only inside a "
@@ -579,7 +581,8 @@ class ClientSession(asyncio.Protocol):
         if self._timer is not None:
             timeouts.ended(self, conn, scanner)  # a held answer or the timeout ERR goes out
         if scanner is None:
-            self._backend_lost(conn)
+            if not lost.retry(self, conn, plan):  # run again on a fresh connection if safe
+                self._backend_lost(conn)
             return
         if scanner.insert_id:
             self.last_insert_id = scanner.insert_id
@@ -620,7 +623,8 @@ class ClientSession(asyncio.Protocol):
         self.server.pools[conn.instance].release(conn)
 
     def _backend_lost(self, conn: BackendConnection) -> None:
-        relayed = conn.packets_relayed
+        relayed = conn.response_started
+        error = lost.lost_error(self, conn)
         self.pinned = None
         self.pin_reason = None
         xa.forget(self, conn)
@@ -628,8 +632,7 @@ class ClientSession(asyncio.Protocol):
         if relayed:  # part of a result already went out: the client must see a broken link
             self._abort()
             return
-        self._error(errors.UNKNOWN_ERROR, f"Lost connection to backend {conn.instance} during "
-                    "query; the statement may or may not have been applied")
+        self._send_error(error)
         if self.phase == COMMAND:
             self._drain()
 
@@ -661,6 +664,8 @@ class ClientSession(asyncio.Protocol):
         (and a deferred BEGIN sent if ``begin``). On failure the ERR is sent, the connection
         given back, and None returned."""
         try:
+            if conn is not None and conn.closed:  # died since it was handed over
+                conn = lost.drop_if_dead(self, conn)
             if conn is None:
                 conn = await self._connection_for(instance)
             await apply_state(conn, schema, state)
@@ -862,7 +867,7 @@ class ClientSession(asyncio.Protocol):
     async def _connection_for(self, instance: str) -> BackendConnection:
         if self.xa is not None:
             return await xa.branch(self, instance)
-        if self.pinned is not None and self.pinned.instance != instance:
+        if self.pinned is not None and (self.pinned.instance != instance or self.pinned.closed):
             self.drop_soft_pin()
         if self.pinned is not None:
             if self.pinned.instance != instance:

@@ -5,6 +5,10 @@ sliding time window of one-second-or-shorter buckets. Only backend failures coun
 a lost connection, a refused or timed-out connect. An ERR the backend answers (duplicate key,
 syntax) is a success: the backend is alive. A call slower than ``slow_call_seconds`` is slow.
 
+Two things open it: ``consecutive_failures`` backend failures in a row with no success
+between (a dead backend: under load this takes milliseconds, whatever the window holds), or
+the window's error rate or slow-call rate (a backend failing only part of the time).
+
 States: closed (everything passes), open (every call fails at once with `BreakerOpen`), and
 half-open after ``cool_down`` seconds (``probes`` calls pass; a success closes, a failure
 reopens). The hot path pays one attribute test (`rejecting`) before a call and one bucket
@@ -47,11 +51,13 @@ class Breaker:
         self.on_transition = on_transition
         self._probes = 0
         self._probe_started = 0.0
+        self.streak = 0  # backend failures since the last success
         self.configure(config)
 
     def configure(self, config: BreakerConfig) -> None:
         """New thresholds; the window restarts, the state is kept (closed if disabled)."""
         self.config = config
+        self.streak = 0
         self.slow_seconds = config.slow_call_seconds
         self._width = config.window / _BUCKETS
         self._index = 0
@@ -85,6 +91,7 @@ class Breaker:
 
     def success(self, seconds: float, now: float) -> None:
         """A call that reached the backend and got its answer, in ``seconds``."""
+        self.streak = 0
         if seconds >= self.slow_seconds:
             self._record(now, failed=False, slow=True)
             return
@@ -97,6 +104,7 @@ class Breaker:
 
     def failure(self, now: float | None = None) -> None:
         """A backend failure: lost connection, connect refused or timed out."""
+        self.streak += 1
         self._record(time.monotonic() if now is None else now, failed=True, slow=False)
 
     def _record(self, now: float, failed: bool, slow: bool) -> None:
@@ -113,6 +121,10 @@ class Breaker:
             self._probe_result(not failed and not slow)
             return
         if not self.config.enabled:
+            return
+        in_a_row = self.config.consecutive_failures
+        if failed and in_a_row and self.streak >= in_a_row:
+            self._open(f"{self.streak} backend failures in a row, no success between")
             return
         calls = sum(self._calls)
         if calls < self.config.min_calls:
@@ -150,6 +162,7 @@ class Breaker:
 
     def _open(self, reason: str) -> None:
         self.opened_at = time.monotonic()
+        self.streak = 0
         self._move(OPEN, reason)
 
     def refusal(self) -> BreakerOpen:

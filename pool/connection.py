@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import itertools
 import socket
 import ssl
 import struct
+import termios
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -67,11 +69,21 @@ class BackendError(Exception):
         return ERR(self.code, self.message, self.sqlstate)
 
 
-class ConnectionLost(BackendError):
-    """The backend connection closed or failed mid-command."""
+LOST_DURING_QUERY = (2013, "HY000")  # CR_SERVER_LOST, sent as an ERR (docs/errors.md)
 
-    def __init__(self, message: str) -> None:
-        super().__init__(1105, message, "HY000")
+
+class ConnectionLost(BackendError):
+    """The backend connection closed or failed: mid-command (2013), or while connecting or
+    shutting down (1105)."""
+
+    def __init__(self, message: str, code: int = 1105) -> None:
+        super().__init__(code, message, "HY000")
+
+
+def lost_during_query(instance: str, detail: str = "") -> ConnectionLost:
+    """The error of a command whose backend connection broke under it."""
+    return ConnectionLost(f"Lost connection to backend instance '{instance}' during query"
+                          f"{detail}", LOST_DURING_QUERY[0])
 
 
 @dataclass(slots=True)
@@ -105,6 +117,13 @@ class BackendConnection(asyncio.Protocol):
         self.breaker: Breaker | None = None  # set by the pool; told each call's outcome
         self.sent_at = 0.0
         self.aborted = False  # closed by DAL itself: not a backend failure
+        # The command in flight, and, once the connection is lost (a lost connection is never
+        # used again, so these are never reset): whether it was not even written, and whether
+        # the backend cannot have read it (`unread_request`).
+        self.request = b""
+        self.unsent = False
+        self.unread = False
+        self.retried: bytes | None = None  # a request DAL already ran again (dal/lost.py)
         self._buffer = PacketBuffer()
         self._waiter: asyncio.Future | None = None
         self._scanner = ResponseScanner(deprecate_eof=False)
@@ -116,14 +135,16 @@ class BackendConnection(asyncio.Protocol):
         self._answered: list[bytes] | None = None
         self._expected = 0
         self._pipeline_shape = RESULT
+        self._shape = RESULT  # of the relayed command in flight
         self._tls: ssl.SSLContext | None = None
         self._host = ""
         self.prepared: OrderedDict = OrderedDict()  # SQL -> pool.statements.BackendStatement
 
     @property
-    def packets_relayed(self) -> int:
-        """Packets of the current response seen so far (relayed to the sink, if any)."""
-        return self._scanner.packets
+    def response_started(self) -> bool:
+        """Some of the current response arrived (and may have been relayed already)."""
+        scanner = self._scanner
+        return bool(scanner.packets or scanner._carry or scanner._skip)
 
     # -- connecting --------------------------------------------------------------------------
 
@@ -139,10 +160,10 @@ class BackendConnection(asyncio.Protocol):
                 loop.create_connection(lambda: cls(instance, found_rows), host, port), timeout)
             conn._tls, conn._host = tls, host
             await asyncio.wait_for(conn._login(user, password.encode(), schema), timeout)
-        except (TimeoutError, OSError) as exc:  # ssl.SSLError is an OSError
+        except (TimeoutError, OSError, ConnectionLost) as exc:  # ssl.SSLError is an OSError
+            reason = exc.message if isinstance(exc, ConnectionLost) else exc or "timed out"
             raise ConnectionLost(
-                f"cannot connect to backend {instance} at {host}:{port}: {exc or 'timed out'}"
-            ) from None
+                f"cannot connect to backend {instance} at {host}:{port}: {reason}") from None
         return conn
 
     async def _login(self, user: str, password: bytes, schema: str | None) -> None:
@@ -212,7 +233,7 @@ class BackendConnection(asyncio.Protocol):
             if packet is not None:
                 return packet[0], packet[2]
             if self.closed:
-                raise ConnectionLost(f"backend {self.instance} closed the connection")
+                raise lost_during_query(self.instance)
             self._waiter = asyncio.get_running_loop().create_future()
             await self._waiter
 
@@ -275,8 +296,15 @@ class BackendConnection(asyncio.Protocol):
         self._buffer.feed(data)
         self._wake()
 
+    def eof_received(self) -> None:
+        """The backend closed its side (killed the connection, `wait_timeout`, shutdown):
+        dead from now on, so that the pool skips it before `connection_lost` comes."""
+        self.closed = True
+
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        if self.busy and not self.unread:
+            self.unread = self._request_unread()
         self._fail(f"lost connection to backend {self.instance}")
 
     # -- commands ----------------------------------------------------------------------------
@@ -297,12 +325,24 @@ class BackendConnection(asyncio.Protocol):
         self._sink = sink
         self._done = done
         self.sent_at = time.monotonic()
-        self._write(packets)
+        self.request = packets
+        self._shape = shape
+        transport = self.transport
+        if self.closed or transport is None or transport.is_closing():
+            # Found dead before anything was written (the backend closed it while it was idle
+            # or pinned): report the loss from the event loop, as any other, but unread.
+            self.unsent = self.unread = True
+            asyncio.get_running_loop().call_soon(self._fail, "closed before use")
+            return
+        transport.write(packets)
 
     async def command(self, packets: bytes, shape: int = RESULT) -> bytes:
         """Send framed command packets and return the whole raw response."""
         if self.busy:
             raise RuntimeError("backend connection already has a command in flight")
+        if self.closed or self.transport is None or self.transport.is_closing():
+            self.unsent = self.unread = self.closed = True
+            raise lost_during_query(self.instance)
         self.busy = True
         loop = asyncio.get_running_loop()
         waiter = loop.create_future()
@@ -312,13 +352,14 @@ class BackendConnection(asyncio.Protocol):
             if waiter.done():
                 return
             if scanner is None:
-                waiter.set_exception(ConnectionLost(f"lost connection to backend {self.instance}"))
+                waiter.set_exception(lost_during_query(self.instance))
             else:
                 waiter.set_result(bytes(self._collect or b""))
 
         self._scanner.reset(shape)
         self._done = done
         self.sent_at = time.monotonic()
+        self.request = packets
         self._write(packets)
         try:
             return await waiter
@@ -378,9 +419,33 @@ class BackendConnection(asyncio.Protocol):
 
     # -- internals ---------------------------------------------------------------------------
 
+    def unread_request(self) -> tuple[bytes, int, HeaderRenamer | None] | None:
+        """After a loss: the command in flight (packets, response shape, renamer) if the
+        backend cannot have read it and nothing of its answer arrived, else None."""
+        if not self.unread or not self.request or self.response_started:
+            return None
+        return self.request, self._shape, self._rename
+
+    def _request_unread(self) -> bool:
+        """Whether the backend cannot have read the command in flight: it never left DAL, or
+        the backend's kernel never acknowledged all of it (the connection was closed when it
+        arrived, and a reset answered it). Linux only; elsewhere: False (may have been read)."""
+        transport = self.transport
+        if self.unsent or transport is None or transport.get_write_buffer_size():
+            return True
+        sock = transport.get_extra_info("socket")
+        if sock is None or not hasattr(termios, "TIOCOUTQ"):
+            return False
+        try:
+            unacked = struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ,
+                                                     b"\0\0\0\0"))[0]
+        except (OSError, ValueError):
+            return False
+        return unacked > 0
+
     def _write(self, data: bytes) -> None:
         if self.closed or self.transport is None:
-            raise ConnectionLost(f"backend {self.instance} connection is closed")
+            raise lost_during_query(self.instance)
         self.transport.write(data)
 
     def _finish(self, scanner: ResponseScanner) -> None:
@@ -406,7 +471,9 @@ class BackendConnection(asyncio.Protocol):
         self._collect = None
         self.busy = False
         if done is not None:
-            if self.breaker is not None and not self.aborted:
+            # A connection found closed before use is not a failure of a call: the pool
+            # replaces it, as one that died idle.
+            if self.breaker is not None and not self.aborted and not self.unsent:
                 self.breaker.failure()
             done(self, None)
         self._wake()
