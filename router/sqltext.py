@@ -47,20 +47,6 @@ def string_end(text: str, start: int, quote: str, modes: int) -> int:
     return n
 
 
-def _identifier_end(text: str, start: int, quote: str) -> int:
-    i = start + 1
-    n = len(text)
-    while i < n:
-        if text[i] == quote:
-            if i + 1 < n and text[i + 1] == quote:
-                i += 2
-            else:
-                return i + 1
-        else:
-            i += 1
-    return n
-
-
 def _executable_head(text: str, i: int) -> int:
     """For ``/*!`` or ``/*M!`` at ``i``: the index where the executable body starts (after an
     optional 5- or 6-digit version); -1 when this is a plain comment."""
@@ -90,7 +76,7 @@ def security_text(sql: str, modes: int) -> str:
             i = string_end(sql, i, c, modes)
             out.append(" '' ")
         elif c == "`" or (c == '"' and ansi):
-            end = _identifier_end(sql, i, c)
+            end = string_end(sql, i, c, NO_BACKSLASH_ESCAPES)  # no escapes in identifiers
             out.append(" " + sql[i + 1:end - 1].replace(c * 2, c) + " ")
             i = end
         elif c == "/" and sql.startswith("/*", i):
