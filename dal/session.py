@@ -49,6 +49,7 @@ from pool.connection import (
 from pool.limits import Limiter, Throttled
 from pool.rename import HeaderRenamer
 from pool.state import apply_state
+from router.access import BAD_CHARSET, unsafe_charset_refusal
 from router.express import PASS, Express
 from router.fingerprint import (
     MAX_TRAILING_DIGITS,
@@ -252,6 +253,9 @@ class ClientSession(asyncio.Protocol):
         self.multi_statements = bool(result.capabilities & Capability.MULTI_STATEMENTS)
         self.bulk = bool(result.extended & MARIADB_CLIENT_STMT_BULK_OPERATIONS)
         names = self.login_names = self.server.names_for_collation(result.collation)
+        if names is not None and (unsafe := unsafe_charset_refusal(names.split()[1])):
+            self._fail(ERR(BAD_CHARSET[0], unsafe, BAD_CHARSET[1]), result.next_seq)
+            return
         if names is not None:
             self.state["names"] = names
         if result.database is not None:

@@ -231,6 +231,8 @@ class AccessPolicy:
         if _GLOBAL_SCOPE.search(text):
             return _privilege("SUPER", "global settings belong to the backend's DBA; a client "
                               "may set session variables only")
+        if denial := _client_charset(text, words):
+            return denial
         if second == "STATEMENT":  # SET STATEMENT v=x FOR <statement>: both parts checked
             head, _, inner = text.partition(" FOR ")
             denial = _variables(head)
@@ -347,6 +349,38 @@ def _routine_body_denial(words: list[str]) -> str | None:
             return f"{word} {words[i + 1]}"
         if word == "LOAD" and i + 1 < len(words) and words[i + 1] in ("DATA", "XML"):
             return f"LOAD {words[i + 1]}"
+    return None
+
+
+# Client character sets whose multibyte characters can end in the byte 0x5c (a backslash):
+# MariaDB then reads `'\xbf\x5c' ...` as a string that ends where DAL's byte scanner sees an
+# escaped quote, so code after it would be hidden from every check above.
+UNSAFE_CLIENT_CHARSETS = frozenset({"big5", "cp932", "gbk", "sjis", "gb18030"})
+BAD_CHARSET = (1115, "42000")  # ER_UNKNOWN_CHARACTER_SET
+
+
+def unsafe_charset_refusal(charset: str) -> str | None:
+    """The refusal message when ``charset`` may not be a client character set through DAL."""
+    name = charset.strip("'\"`").lower()
+    if name not in UNSAFE_CLIENT_CHARSETS:
+        return None
+    return (f"Unknown character set: '{name}' (DAL does not accept {name} as the client "
+            "character set: its multibyte characters can end in a backslash byte, so DAL "
+            "would read string literals differently from MariaDB; use utf8mb4)")
+
+
+_CLIENT_CHARSET = re.compile(r"\bCHARACTER_SET_CLIENT\s*:?=\s*(?:([\w$]+)\s*(?:,|$)|'')")
+
+
+def _client_charset(text: str, words: list[str]) -> Denial | None:
+    """A SET that would make the client character set one DAL cannot scan (or an expression
+    DAL cannot see the value of)."""
+    for word in words:
+        if word.lower() in UNSAFE_CLIENT_CHARSETS:
+            return Denial(*BAD_CHARSET, unsafe_charset_refusal(word) or "")
+    if "CHARACTER_SET_CLIENT" in words and not _CLIENT_CHARSET.search(text.strip().rstrip(";")):
+        return Denial(*BAD_CHARSET, "DAL takes SET character_set_client = <character set name> "
+                      "only, not an expression (it must know how to read the next statement)")
     return None
 
 

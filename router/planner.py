@@ -13,7 +13,13 @@ from sqlglot.errors import ParseError, TokenError
 
 from config.model import Config, TableKind
 from router import errors, express, info_schema
-from router.access import AccessPolicy, names_session_user, words_of
+from router.access import (
+    BAD_CHARSET,
+    AccessPolicy,
+    names_session_user,
+    unsafe_charset_refusal,
+    words_of,
+)
 from router.express import Express
 from router.fingerprint import Fingerprint
 from router.mariadb_sql import mariadb_sql
@@ -150,6 +156,8 @@ class Router:
             return local
         self.parses += 1
         if _EXECUTABLE_COMMENT.search(text):
+            if words[:1] == ["SET"]:
+                return _untracked_set(words, self._default_route(schema, "set"))
             return self._unparsed(text, schema, "it holds an executable comment (/*! ... */), "
                                   "which MariaDB runs and DAL cannot see into", _pin_reason(text))
         # REPLACE routes like INSERT; sqlglot's MySQL dialect only parses the latter.
@@ -168,6 +176,8 @@ class Router:
                          args=(f"@@session.{count.group(1).lower()[:-1]}_count",))
         pin = _pin_reason(text)
         if isinstance(tree, exp.Command):
+            if words[:1] == ["SET"]:
+                return _untracked_set(words, self._default_route(schema, "set"))
             plan = self._unparsed(text, schema, None, pin)
             if words and words[0] == "PREPARE":
                 plan = _with(plan, once=True)
@@ -282,6 +292,8 @@ class Router:
                 charset = item.this.name if item.this is not None else _DEFAULT_CHARSET
                 if charset.upper() == "DEFAULT":
                     charset = _DEFAULT_CHARSET
+                if unsafe := unsafe_charset_refusal(charset):
+                    return refuse(*BAD_CHARSET, unsafe)
                 collate = item.args.get("collate")
                 value = f"NAMES {charset}" + (f" COLLATE {collate.name}" if collate else "")
                 assignments.append(("names", value))
@@ -305,6 +317,9 @@ class Router:
             else:
                 return _with(self._default_route(schema, "set"), pin="set_other")
             name = _RENAMED_VARIABLES.get(name.lower(), name.lower())
+            if name == "character_set_client" and (
+                    unsafe := unsafe_charset_refusal(value.name if literal else "")):
+                return refuse(*BAD_CHARSET, unsafe)
             if literal:
                 assignments.append((name, f"@@session.{name}={value.sql(dialect='mysql')}"))
             else:  # evaluated once by the session on a backend, then replayed as a literal
@@ -408,6 +423,22 @@ def _local_statement(words: list[str], text: str) -> Plan | None:
             target = next((g for g in found.groups() if g is not None), None) if found else None
         return Plan(LOCAL, handler="grants", args=(target,), statement="show", once=True)
     return None
+
+
+_LEXER_VARIABLES = frozenset({"SQL_MODE", "NAMES", "CHARACTER", "CHARSET",
+                              "CHARACTER_SET_CLIENT"})
+
+
+def _untracked_set(words: list[str], route: Plan) -> Plan:
+    """A SET DAL cannot parse into replayable state: it runs on a connection pinned to the
+    session (never back in the pool with state DAL does not know), unless it changes how the
+    backend reads statements (sql_mode, the client character set), which DAL must know to
+    check them: that is refused."""
+    if _LEXER_VARIABLES.intersection(words):
+        return refuse(*errors.NOT_SUPPORTED, "DAL cannot read this SET of sql_mode or the "
+                      "character set (inside an executable comment or in a form it does not "
+                      "parse); write it as SET sql_mode = '...' or SET NAMES <charset>")
+    return _with(route, pin="set_other")
 
 
 def _evaluable(value: exp.Expression) -> bool:

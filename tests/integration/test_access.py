@@ -414,3 +414,20 @@ def test_kill_reaches_dal_sessions_only(connect, direct) -> None:
         cur.execute("SELECT CONNECTION_ID()")
         own = cur.fetchone()[0]
     assert _code(app, f"KILL {own}") == 1927
+
+
+def test_backslash_hiding_charsets_are_refused(connect, dal) -> None:
+    """gbk's 0xbf5c is one character to MariaDB: `'\xbf\' , LOAD_FILE(...) , '` would be a string
+    to DAL and code to the backend. Such client character sets are refused, at login and by
+    SET, and the session stays in its own character set."""
+    app = connect()
+    for sql in ("SET NAMES gbk", "SET NAMES sjis", "SET CHARACTER SET big5",
+                "SET character_set_client = cp932", "/*!40101 SET NAMES gbk */"):
+        assert _code(app, sql) in (1115, 1235), sql
+    with app.cursor() as cur:
+        cur.execute("SELECT @@character_set_client")
+        assert cur.fetchone()[0] != "gbk"
+    with pytest.raises(pymysql.MySQLError) as info:
+        pymysql.connect(host="127.0.0.1", port=dal.port, user="app", password="app",
+                        database="trade", charset="gbk", connect_timeout=10)
+    assert info.value.args[0] == 1115

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from router.access import AccessPolicy
 from router.fingerprint import fingerprint, fingerprint_in_modes
 from router.sqltext import ANSI_QUOTES, NO_BACKSLASH_ESCAPES, modes_of, security_text
+from tests.dal_process import ROOT
 
 POLICY = AccessPolicy(["user_", "merchant_"])
 FORBIDDEN = [
@@ -141,3 +142,28 @@ def test_compound_statements_outside_routines_are_refused(sql: str) -> None:
 def test_an_unknown_first_word_is_a_syntax_error(sql: str) -> None:
     denial = POLICY.check(sql, 0, admin=False)
     assert denial.code == 1064 and "right syntax to use near" in denial.message
+
+
+@pytest.mark.parametrize("sql", [
+    "SET NAMES gbk", "SET NAMES 'sjis' COLLATE sjis_japanese_ci", "SET CHARACTER SET big5",
+    "SET character_set_client = cp932", "/*!40101 SET NAMES gbk */",
+    "SET character_set_client = CONCAT('g', 'bk')"])
+def test_client_charsets_that_hide_a_backslash_are_refused(sql: str) -> None:
+    """In gbk, sjis, big5 and cp932 a multibyte character can end in 0x5c: MariaDB would end a
+    string where DAL's byte scanner sees an escaped quote."""
+    from config.loader import load_config
+    from router.planner import Router
+
+    plan = Router(load_config(ROOT / "config" / "test.yaml")).analyse(sql.encode(), "trade", False)
+    assert plan.error is not None and plan.error[0] in (1115, 1235), sql
+
+
+def test_sets_dal_cannot_track_are_pinned_or_refused() -> None:
+    from config.loader import load_config
+    from router.planner import Router
+
+    router = Router(load_config(ROOT / "config" / "test.yaml"))
+    plan = router.analyse(b"/*!40014 SET UNIQUE_CHECKS=0 */", "trade", False)
+    assert plan.pin == "set_other"  # never back in the pool with state DAL does not know
+    for sql in (b"/*!40101 SET sql_mode='ANSI_QUOTES' */", b"/*!40101 SET NAMES latin1 */"):
+        assert router.analyse(sql, "trade", False).error[0] == 1235
