@@ -1,6 +1,6 @@
 """A reference MariaDB and eight "shards" of it, for differential tests of the scatter merge.
 
-Instance a of config/test.yaml (127.0.0.1:33161, dal/dal) holds ``dal_merge_ref`` with every
+Instance a of config/test.yaml (127.0.0.1:33161, the DBA account) holds ``dal_merge_ref`` with every
 row and ``dal_merge_s0`` .. ``dal_merge_s7`` with the rows of ``t`` split by ``id % 8``, the rows of
 ``items`` stored with their ``t`` row (split by ``t_id % 8``, as a table bound to ``t``), and
 ``cat`` copied whole into every shard (a broadcast table). Queries run
@@ -30,7 +30,14 @@ def _instance_a_port() -> int:
     return int(yaml.safe_load(TEST_CONFIG.read_text())["instances"]["a"]["port"])
 
 
-HOST, PORT, USER, PASSWORD = "127.0.0.1", _instance_a_port(), "dal", "dal"
+def _dba() -> tuple[str, str]:
+    from tests.dal_process import dba_login
+
+    return dba_login()  # scratch databases are the DBA account's to create (docs/security.md)
+
+
+HOST, PORT = "127.0.0.1", _instance_a_port()
+USER, PASSWORD = _dba()
 SHARDS = 8
 REF = "dal_merge_ref"
 SHARD_DBS = [f"dal_merge_s{i}" for i in range(SHARDS)]
