@@ -105,6 +105,10 @@ class WorkerLease:
                                          password=i.password, connect_timeout=2, read_timeout=5,
                                          write_timeout=5, autocommit=False,
                                          client_flag=CLIENT.FOUND_ROWS)
+            # In dal_meta, so that the backend's processlist tells it from the pools' own.
+            with self._conn.cursor() as cur:
+                cur.execute(DDL[0])
+            self._conn.select_db("dal_meta")
         return self._conn
 
     def _run(self, work):

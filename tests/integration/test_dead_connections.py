@@ -25,7 +25,7 @@ from dal.wire.messages import decode_text_row
 from tests.conftest import assert_pools_idle
 from tests.own_dal import own_dal
 from tests.psclient import PsClient
-from tests.rawclient import RawClient, error_of
+from tests.rawclient import RawClient
 
 USER_ON_A = 1  # user shard 1, instance a (database user_001)
 USER_ON_B = 61  # user shard 61, instance b (database user_061)
@@ -185,19 +185,18 @@ def test_connection_killed_while_dal_is_frozen_is_replaced(one_conn_dal) -> None
     bumped_once(dal, client, "b", order_id)
 
 
-def test_statement_right_behind_a_self_kill_is_retried_once(one_conn_dal) -> None:
-    """`KILL <own thread>` and an UPDATE sent in one write: the backend answers the KILL
-    (1927) and closes the connection; DAL relays the UPDATE to that connection before it has
-    read the close. The backend never read the UPDATE, so DAL runs it once more on a fresh
-    connection: applied exactly once."""
+def test_statement_right_behind_a_backend_kill_is_retried_once(one_conn_dal) -> None:
+    """The backend kills the pooled connection (KILL on the backend: clients cannot reach
+    backend threads through DAL) and the next UPDATE follows at once: DAL finds the connection
+    closed, or writes to it before it has read the close. The backend never read the UPDATE,
+    so DAL runs it once more on a fresh connection: applied exactly once."""
     dal = one_conn_dal
     order_id = new_order(dal.connect(), USER_ON_A)
     client = RawClient(dal.port)
     assert client.login()[:1] == b"\x00"
     thread_id = int(decode_text_row(client.query(b"SELECT @@pseudo_thread_id")[3], 1)[0])
-    client.send(frame(f"\x03KILL {thread_id}".encode(), 0) + bump(USER_ON_A, order_id))
-    killed = error_of(client.read_response()[0])
-    assert killed.code == 1927  # ER_CONNECTION_KILLED, the backend's own answer
+    kill(dal, "a", thread_id)
+    client.send(bump(USER_ON_A, order_id))
     bumped_once(dal, client, "a", order_id)
 
 
@@ -214,9 +213,8 @@ def test_prepared_execution_is_prepared_again_on_the_fresh_connection(one_conn_d
     ps.execute(stmt.id, params)
     assert ps.read_result().affected_rows == 1
     thread_id = int(decode_text_row(ps.query(b"SELECT @@pseudo_thread_id")[3], 1)[0])
-    ps.send(frame(f"\x03KILL {thread_id}".encode(), 0) + ps.execute(stmt.id, params,
-                                                                     send=False))
-    assert error_of(ps.read_response()[0]).code == 1927
+    kill(dal, "a", thread_id)
+    ps.send(ps.execute(stmt.id, params, send=False))
     assert ps.read_result().affected_rows == 1
     assert total_on(dal, "a", order_id) == 3
     ps.close()

@@ -47,7 +47,9 @@ class ProcesslistSampler(threading.Thread):
         with conn.cursor() as cur:
             cur.execute("SHOW PROCESSLIST")
             own = conn.thread_id()
-            return {row[0] for row in cur.fetchall() if row[1] == self.user and row[0] != own}
+            # dal_meta: DAL's gene worker lease connection, not one of its pools'
+            return {row[0] for row in cur.fetchall()
+                    if row[1] == self.user and row[0] != own and row[3] != "dal_meta"}
 
     def run(self) -> None:
         while not self.stopping.is_set():
