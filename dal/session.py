@@ -107,6 +107,7 @@ class ClientSession(asyncio.Protocol):
         self.admin = False
         self.capabilities = 0
         self.bulk = False  # COM_STMT_BULK_EXECUTE negotiated (MariaDB extended capability)
+        self.scramble = b""  # the last one sent to the client (COM_CHANGE_USER answers over it)
         self.found_rows = False
         self.schema: str | None = None
         self.state: dict[str, str] = {}
@@ -245,6 +246,7 @@ class ClientSession(asyncio.Protocol):
         self.found_rows = bool(result.capabilities & Capability.FOUND_ROWS)
         self.multi_statements = bool(result.capabilities & Capability.MULTI_STATEMENTS)
         self.bulk = bool(result.extended & MARIADB_CLIENT_STMT_BULK_OPERATIONS)
+        self.scramble = result.scramble
         names = self.login_names = self.server.names_for_collation(result.collation)
         if names is not None:
             self.state["names"] = names
