@@ -21,6 +21,7 @@ from dal import (
     change_user,
     errors,
     executor,
+    idle,
     local,
     multi,
     prepared,
@@ -108,6 +109,10 @@ class ClientSession(asyncio.Protocol):
         self.capabilities = 0
         self.bulk = False  # COM_STMT_BULK_EXECUTE negotiated (MariaDB extended capability)
         self.scramble = b""  # the last one sent to the client (COM_CHANGE_USER answers over it)
+        self.commands = 0  # commands received; dal/idle.py sees a session's idleness by it
+        self.wait_timeout = 0  # the client's SET wait_timeout (dal/idle.py); 0: not enforced
+        self.idle_since: float | None = None
+        self.idle_mark = 0
         self.found_rows = False
         self.schema: str | None = None
         self.state: dict[str, str] = {}
@@ -330,6 +335,7 @@ class ClientSession(asyncio.Protocol):
             self._error(errors.UNKNOWN_COMMAND, "Unknown command: empty packet")
             return
         command = payload[0]
+        self.commands += 1
         if command == 3:  # COM_QUERY
             self._query(payload, last_seq, raw)
         elif command == 0x17:  # COM_STMT_EXECUTE: the other hot path
@@ -921,7 +927,10 @@ class ClientSession(asyncio.Protocol):
         await self._collect_and_send(conn, frame(payload, 0), None, FIELD_LIST, rename)
 
     async def _set(self, plan: Plan) -> None:
-        wanted = {**self.state, **dict(plan.assignments)}
+        assignments = dict(plan.assignments)
+        if "wait_timeout" in assignments or "interactive_timeout" in assignments:
+            idle.take_timeouts(self, assignments)  # the session's own, never replayed
+        wanted = {**self.state, **assignments}
         if self.xa is not None and wanted.get("autocommit") != self.state.get("autocommit"):
             self._error(xa.IN_TRANSACTION, xa.AUTOCOMMIT_REFUSAL)
             self.busy = False
@@ -1028,6 +1037,8 @@ class ClientSession(asyncio.Protocol):
         self.ansi_quotes = 0
         self.last_insert_id = 0
         self.prepared = None
+        if self.wait_timeout:
+            idle.set_wait_timeout(self, 0)
 
     async def _admin(self, sql: bytes) -> None:
         from dal import admin
@@ -1071,6 +1082,13 @@ class ClientSession(asyncio.Protocol):
         if transport.can_write_eof():
             transport.write_eof()
         asyncio.get_running_loop().call_later(LINGER_SECONDS, transport.close)
+
+    def close_idle(self) -> None:
+        """wait_timeout passed (dal/idle.py): reset the connection, as MariaDB does."""
+        log.info("session %d: closed after %d s idle (its wait_timeout)", self.id,
+                 self.wait_timeout)
+        idle.reset_transport(self.transport)
+        self.phase = CLOSED
 
     def _close(self) -> None:
         self.phase = CLOSED

@@ -26,6 +26,9 @@ from router.sqltext import security_text
 
 log = logging.getLogger(__name__)
 
+# Kept by the client's DAL session (dal/idle.py), never replayed onto backends.
+_DAL_TIMEOUTS = frozenset({"wait_timeout", "interactive_timeout"})
+
 SYSTEM_SCHEMAS = frozenset({"information_schema", "mysql", "performance_schema", "sys"})
 DDL = (exp.Create, exp.Drop, exp.Alter, exp.TruncateTable)
 WRITES = (exp.Insert, exp.Update, exp.Delete)
@@ -298,7 +301,8 @@ class Router:
                 assignments.append(("names", value))
                 continue
             target = item.this
-            if not isinstance(target, exp.EQ) or kind:
+            if not isinstance(target, exp.EQ) or (kind and not (
+                    kind in ("SESSION", "LOCAL") and target.this.name.lower() in _DAL_TIMEOUTS)):
                 return _with(self._default_route(schema, "set"), pin="set_other")
             var, value = target.this, target.expression
             if isinstance(var, exp.Parameter) or not isinstance(value, exp.Literal | exp.Null
