@@ -76,7 +76,8 @@ class ServerCollector:
                                         "statement's arrival to the end of its answer, by plan "
                                         "and statement kind", labels=["plan", "kind"])
         for kind, histogram in sorted(server.stats.latency.items()):
-            latency.add_metric(plan_labels(kind, result=False), histogram.cumulative(), histogram.sum)
+            latency.add_metric(plan_labels(kind, result=False), histogram.cumulative(),
+                               histogram.sum)
         yield latency
 
 

@@ -78,7 +78,8 @@ def _bar(used: int, size: int, width: int = 16) -> Text:
 # settings) and use short headers, so that every column keeps its numbers readable.
 WIDE = 120
 WIDE_BREAKERS = 180  # the breakers' settings (error_rate, window, ...) need this much more
-_SHORT = {"in_use": "used", "connecting": "conn", "waiting": "wait", "errors": "errs"}
+_SHORT = {"in_use": "used", "connecting": "conn", "waiting": "wait", "errors": "errs",
+          "failures": "fails", "rejected": "rejects", "retry_in": "retry"}
 _BREAKER_LIVE = ("instance", "state", "reason", "calls", "failures", "slow", "rejected",
                  "retry_in")
 
@@ -127,10 +128,12 @@ def render(frame: Frame, previous: Frame | None, limit: int, title: str,
         if width < WIDE_BREAKERS and frame.breakers:
             columns = [c for c in columns if c in _BREAKER_LIVE]
         for name in columns:
-            if name == "reason":
-                breakers.add_column(name, overflow="ellipsis", no_wrap=True)
+            header = _SHORT.get(name, name) if narrow else name
+            if name == "reason":  # free text: wraps in what the other columns leave
+                breakers.add_column(name, overflow="fold")
             else:
-                breakers.add_column(name, no_wrap=True, min_width=len(name))
+                breakers.add_column(header, no_wrap=True, min_width=len("half_open")
+                                    if name == "state" else len(header))
         for b in frame.breakers:
             breakers.add_row(*(str(b[c]) for c in columns))
         parts.append(breakers)
