@@ -34,15 +34,10 @@ def split_statements(sql: bytes) -> list[bytes]:
         if c in b"'\"`":
             i = _skip_quoted(sql, i)
             meaningful = True
-        elif c == 0x23 or (c == 0x2D and sql[i:i + 2] == b"--"
-                           and (i + 2 >= n or sql[i + 2] in _SPACE)):
-            end = sql.find(b"\n", i)
-            i = n if end < 0 else end + 1
-        elif c == 0x2F and sql[i:i + 2] == b"/*":
-            end = sql.find(b"*/", i + 2)
+        elif c in b"#-/" and (after := _skip_comment(sql, i)) is not None:
             if sql[i:i + 3] == b"/*!":  # executable comment: part of the statement
                 meaningful = True
-            i = n if end < 0 else end + 2
+            i = after
         elif c == 0x3B:  # ;
             if meaningful:
                 out.append(sql[start:i].strip(_SPACE))
@@ -62,6 +57,21 @@ def split_statements(sql: bytes) -> list[bytes]:
     if meaningful:
         out.append(sql[start:].strip(_SPACE))
     return out
+
+
+def _skip_comment(sql: bytes, i: int) -> int | None:
+    """The index after the comment that starts at ``i`` (``-- ``, ``#`` to the end of the line,
+    ``/* ... */``), or None when none starts there."""
+    n = len(sql)
+    c = sql[i]
+    if c == 0x23 or (c == 0x2D and sql[i:i + 2] == b"--"
+                     and (i + 2 >= n or sql[i + 2] in _SPACE)):
+        end = sql.find(b"\n", i)
+        return n if end < 0 else end + 1
+    if c == 0x2F and sql[i:i + 2] == b"/*":
+        end = sql.find(b"*/", i + 2)
+        return n if end < 0 else end + 2
+    return None
 
 
 def _skip_quoted(sql: bytes, i: int) -> int:
@@ -109,13 +119,8 @@ def _tokens(sql: bytes, i: int) -> Iterator[Token]:
             j = _skip_quoted(sql, i)
             yield "s", sql[i:j], i, j
             i = j
-        elif c == 0x23 or (c == 0x2D and sql[i:i + 2] == b"--"
-                           and (i + 2 >= n or sql[i + 2] in _SPACE)):
-            end = sql.find(b"\n", i)
-            i = n if end < 0 else end + 1
-        elif c == 0x2F and sql[i:i + 2] == b"/*":
-            end = sql.find(b"*/", i + 2)
-            i = n if end < 0 else end + 2
+        elif c in b"#-/" and (after := _skip_comment(sql, i)) is not None:
+            i = after
         elif (m := _WORD.match(sql, i)) is not None:
             yield "w", m.group().upper(), i, m.end()
             i = m.end()
