@@ -28,8 +28,8 @@ mariadb:
 	   echo "sysbench not installed: 'dal bench --sysbench' will be unavailable")
 
 # Client libraries the prepared-statement tests drive (each skipped with a reason if absent):
-# the `mariadb` Python connector (builds against libmariadb-dev), MariaDB Connector/J, and
-# node mysql2 under tests/clients/node.
+# the `mariadb` Python connector and mysqlclient (both build against libmariadb-dev), MariaDB
+# Connector/J, and node mysql2 under tests/clients/node.
 clients: $(STAMP)
 	@command -v mariadb_config >/dev/null 2>&1 || \
 	  (DEBIAN_FRONTEND=noninteractive apt-get install -y -q libmariadb-dev >/dev/null 2>&1 || \
@@ -39,6 +39,8 @@ clients: $(STAMP)
 	   echo "libmariadb-java not installed: the Connector/J tests will be skipped")
 	@$(BIN)/python -c 'import mariadb' 2>/dev/null || $(BIN)/pip install -q 'mariadb>=1.1,<2' || \
 	  echo "pip mariadb not installed: the mariadb connector tests will be skipped"
+	@$(BIN)/python -c 'import MySQLdb' 2>/dev/null || $(BIN)/pip install -q 'mysqlclient>=2.2,<3' || \
+	  echo "pip mysqlclient not installed: its multi-statement tests will be skipped"
 	@test -d tests/clients/node/node_modules/mysql2 || \
 	  (cd tests/clients/node && npm install --no-audit --no-fund --silent) || \
 	  echo "npm mysql2 not installed: the node tests will be skipped"

@@ -1,8 +1,11 @@
 """COM_CHANGE_USER: log in again as another user on the same client connection.
 
-The client's first answer was computed over the greeting's scramble; DAL always answers with
-an AuthSwitchRequest carrying a fresh scramble for a plugin it can check for that user (the
-client's own plugin when possible), then verifies as at login (dal.login). On success the
+The client's first answer was computed over the scramble in force (the greeting's, or the last
+AuthSwitchRequest's): DAL checks it against that scramble, as MariaDB does, and sends an
+AuthSwitchRequest (with a fresh scramble) only when it cannot check the client's plugin for
+that user or the client sent no answer (dal.login.switch_plugin). MariaDB Connector/C answers a
+switch during COM_CHANGE_USER over its old scramble, so a switch where none is needed fails it
+with 1045 whatever the password. On success the
 session is reset like MySQL's (transaction rolled back, variables and pins dropped), and takes
 the user, database and character set of the packet. On failure the client gets ERR 1045 and
 the connection stays open as the previous user, with its session state reset: what MariaDB
@@ -20,7 +23,6 @@ from dal.wire import auth
 from dal.wire.buffer import Reader
 from dal.wire.constants import Capability
 from dal.wire.errors import ProtocolError
-from dal.wire.framing import frame
 from dal.wire.messages import ERR
 
 if TYPE_CHECKING:
@@ -55,32 +57,25 @@ def decode(payload: bytes, capabilities: int) -> ChangeUser:
 
 
 async def authenticate(authenticator: Authenticator, request: ChangeUser, read: ReadPacket,
-                       write: Write, peer: str, tls: bool) -> int:
-    """Check the new user's password; returns the sequence id the final OK goes out at.
-    Raises `LoginFailed` (ERR 1045 or 3159) when the user may not log in."""
+                       write: Write, peer: str, tls: bool,
+                       scramble: bytes) -> tuple[int, bytes]:
+    """Check the new user's password; returns the sequence id the final OK goes out at and the
+    scramble now in force. Raises `LoginFailed` (ERR 1045 or 3159) when the user may not log
+    in. ``scramble`` is the one in force: the client made its first answer over it."""
     blocked = authenticator.blocked(peer)  # server.login_backoff, as at login
     if blocked is not None:
         raise LoginFailed(blocked, 1)
     user = authenticator.users.get(request.user)
     seq = 0
     ok = False
-    answered = False
     await authenticator.hold(request.user)
+    data = request.auth_response
     if user is not None:
-        native, sha2 = user.native_hash(), user.sha2_hash()
-        plugin = request.plugin
-        if not ((plugin == auth.CACHING_SHA2 and sha2 is not None)
-                or (plugin == auth.NATIVE and native is not None)):
-            plugin = auth.NATIVE if native is not None else auth.CACHING_SHA2
-        scramble = auth.new_scramble()
-        write(frame(b"\xfe" + plugin + b"\x00" + scramble + b"\x00", seq + 1))
-        seq, data = await read()
-        answered = bool(data)
-        ok, seq, data = await authenticator.verify(user, plugin, data, scramble, seq, read,
-                                                    write, tls)
+        ok, seq, data, scramble = await authenticator.verify(
+            user, request.plugin or auth.NATIVE, data, scramble, seq, read, write, tls)
     authenticator.outcome(peer, request.user, ok)
     if not ok:
-        using = "YES" if answered or request.auth_response else "NO"
+        using = "YES" if data or request.auth_response else "NO"
         raise LoginFailed(ERR(errors.ACCESS_DENIED[0], f"Access denied for user "
                               f"'{request.user}'@'{peer}' (using password: {using})",
                               errors.ACCESS_DENIED[1]), seq + 1)
@@ -90,7 +85,7 @@ async def authenticate(authenticator: Authenticator, request: ChangeUser, read: 
                               f"transport are prohibited for user '{request.user}' (users."
                               f"{request.user}.require_tls); connect with TLS",
                               errors.SECURE_TRANSPORT_REQUIRED[1]), seq + 1)
-    return seq + 1
+    return seq + 1, scramble
 
 
 async def run(session: ClientSession, payload: bytes) -> None:
@@ -98,8 +93,9 @@ async def run(session: ClientSession, payload: bytes) -> None:
     server = session.server
     try:
         request = decode(payload, session.capabilities)
-        seq = await authenticate(server.authenticator, request, session._read_login_packet,
-                                 session._write, session.peer, session.tls)
+        seq, session.scramble = await authenticate(
+            server.authenticator, request, session._read_login_packet, session._write,
+            session.peer, session.tls, session.scramble)
     except (LoginFailed, ProtocolError) as exc:
         await session._reset_session()
         server.count_login(False)

@@ -56,6 +56,7 @@ class LoginResult:
     next_seq: int
     tls: bool = False
     extended: int = 0  # MariaDB extended capabilities both sides have
+    scramble: bytes = b""  # the last one sent: COM_CHANGE_USER's first answer is made over it
 
 
 ReadPacket = Callable[[], Awaitable[tuple[int, bytes]]]
@@ -107,8 +108,8 @@ class Authenticator:
         ok = False
         await self.hold(name)
         if user is not None:
-            ok, seq, data = await self.verify(user, plugin, data, scramble, seq, read, write,
-                                               tls)
+            ok, seq, data, scramble = await self.verify(user, plugin, data, scramble, seq, read,
+                                                         write, tls)
         self.outcome(peer, name, ok)
         if not ok:
             using = "YES" if data else "NO"
@@ -123,7 +124,8 @@ class Authenticator:
                 "(ssl-mode=REQUIRED)")), seq + 1)
         database = response.database.decode("utf-8", "replace") if response.database else None
         return LoginResult(name, user, caps, response.collation, database,
-                           response.attributes, seq + 1, tls, response.extended & SERVER_EXTENDED)
+                           response.attributes, seq + 1, tls, response.extended & SERVER_EXTENDED,
+                           scramble)
 
     def blocked(self, peer: str) -> ERR | None:
         """The 1129 refusal when ``peer`` is blocked by server.login_backoff, else None."""
@@ -152,22 +154,24 @@ class Authenticator:
 
     async def verify(self, user: User, plugin: bytes, data: bytes, scramble: bytes, seq: int,
                       read: ReadPacket, write: Write,
-                      tls: bool = False) -> tuple[bool, int, bytes]:
-        """Check the password; returns (accepted, last sequence id, the client's last answer).
+                      tls: bool = False) -> tuple[bool, int, bytes, bytes]:
+        """Check the password; returns (accepted, last sequence id, the client's last answer,
+        the scramble in force: ``scramble``, or the one an AuthSwitchRequest sent).
 
         Over TLS, caching_sha2_password's full authentication takes the password in clear
         text (as MySQL does); over plain TCP only RSA-encrypted."""
-        native, sha2 = user.native_hash(), user.sha2_hash()
-        # Switch plugins when the client's cannot be checked, or when it sent no answer to the
-        # greeting's challenge (libmariadb does that when its default plugin differs from the
-        # one announced, and expects a switch).
-        if (plugin not in (auth.NATIVE, auth.CACHING_SHA2) or (plugin == auth.NATIVE
-                                                                 and native is None)
-                or (not data and not _empty_password(native, sha2))):
-            plugin = auth.NATIVE if native is not None else auth.CACHING_SHA2
+        switch = switch_plugin(user, plugin, data)
+        if switch is not None:
+            plugin = switch
             scramble = auth.new_scramble()
             write(frame(b"\xfe" + plugin + b"\x00" + scramble + b"\x00", seq + 1))
             seq, data = await read()
+        ok, seq, data = await self._check(user, plugin, data, scramble, seq, read, write, tls)
+        return ok, seq, data, scramble
+
+    async def _check(self, user: User, plugin: bytes, data: bytes, scramble: bytes, seq: int,
+                     read: ReadPacket, write: Write, tls: bool) -> tuple[bool, int, bytes]:
+        native, sha2 = user.native_hash(), user.sha2_hash()
         if not data:
             return _empty_password(native, sha2), seq, data
         if plugin == auth.NATIVE:
@@ -201,6 +205,19 @@ class Authenticator:
         except ValueError:
             return False, seq, data
         return auth.password_matches(password, native, sha2), seq, data
+
+
+def switch_plugin(user: User, plugin: bytes, data: bytes) -> bytes | None:
+    """The plugin to switch ``user`` to (AuthSwitchRequest), or None when the client's answer
+    ``data`` made with ``plugin`` can be checked as it is: switch when the plugin cannot be
+    checked, or when the client sent no answer to the challenge (libmariadb does that when its
+    default plugin differs from the one announced, and expects a switch)."""
+    native, sha2 = user.native_hash(), user.sha2_hash()
+    if (plugin not in (auth.NATIVE, auth.CACHING_SHA2) or (plugin == auth.NATIVE
+                                                             and native is None)
+            or (not data and not _empty_password(native, sha2))):
+        return auth.NATIVE if native is not None else auth.CACHING_SHA2
+    return None
 
 
 def _empty_password(native: bytes | None, sha2: bytes | None) -> bool:

@@ -82,15 +82,18 @@ class ServerCollector:
                                         "statement's arrival to the end of its answer, by plan "
                                         "and statement kind", labels=["plan", "kind"])
         for kind, histogram in sorted(server.stats.latency.items()):
-            latency.add_metric(plan_labels(kind)[:2], histogram.cumulative(), histogram.sum)
+            latency.add_metric(plan_labels(kind, result=False), histogram.cumulative(),
+                               histogram.sum)
         yield latency
 
 
-def plan_labels(key: str) -> list[str]:
-    """``shard:select:ok`` -> plan, kind[, result]. Keys without a plan prefix are statements
-    routed to one backend as they are (unsharded tables): plan ``route``."""
+def plan_labels(key: str, result: bool = True) -> list[str]:
+    """``shard:select:ok`` -> plan, kind, result (``result=False``: keys without a result,
+    ``shard:select`` -> plan, kind). Keys without a plan prefix are statements routed to one
+    backend as they are (unsharded tables): plan ``route``. The prefix is told by the number
+    of parts, not by its word: an unsharded INSERT counts as ``insert:ok``, plan ``route``."""
     parts = key.split(":")
-    if parts[0] not in PLANS:
+    if len(parts) < 2 + result or parts[0] not in PLANS:
         parts.insert(0, "route")
     return parts
 

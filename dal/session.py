@@ -21,6 +21,7 @@ from dal import (
     change_user,
     errors,
     executor,
+    idle,
     local,
     lost,
     multi,
@@ -112,6 +113,11 @@ class ClientSession(asyncio.Protocol):
         self.admin = False
         self.capabilities = 0
         self.bulk = False  # COM_STMT_BULK_EXECUTE negotiated (MariaDB extended capability)
+        self.scramble = b""  # the last one sent to the client (COM_CHANGE_USER answers over it)
+        self.commands = 0  # commands received; dal/idle.py sees a session's idleness by it
+        self.wait_timeout = 0  # the client's SET wait_timeout (dal/idle.py); 0: not enforced
+        self.idle_since: float | None = None
+        self.idle_mark = 0
         self.found_rows = False
         self.schema: str | None = None
         self.state: dict[str, str] = {}
@@ -252,6 +258,7 @@ class ClientSession(asyncio.Protocol):
         self.found_rows = bool(result.capabilities & Capability.FOUND_ROWS)
         self.multi_statements = bool(result.capabilities & Capability.MULTI_STATEMENTS)
         self.bulk = bool(result.extended & MARIADB_CLIENT_STMT_BULK_OPERATIONS)
+        self.scramble = result.scramble
         names = self.login_names = self.server.names_for_collation(result.collation)
         if names is not None and (unsafe := unsafe_charset_refusal(names.split()[1])):
             self._fail(ERR(BAD_CHARSET[0], unsafe, BAD_CHARSET[1]), result.next_seq)
@@ -338,6 +345,7 @@ class ClientSession(asyncio.Protocol):
             self._error(errors.UNKNOWN_COMMAND, "Unknown command: empty packet")
             return
         command = payload[0]
+        self.commands += 1
         if command == 3:  # COM_QUERY
             self._query(payload, last_seq, raw)
         elif command == 0x17:  # COM_STMT_EXECUTE: the other hot path
@@ -962,6 +970,8 @@ class ClientSession(asyncio.Protocol):
                 self._send_error(exc.to_err())
                 self.busy = False
                 return
+        if "wait_timeout" in assignments or "interactive_timeout" in assignments:
+            idle.take_timeouts(self, assignments)  # the session's own, never replayed
         wanted = {**self.state, **assignments}
         if self.xa is not None and wanted.get("autocommit") != self.state.get("autocommit"):
             if conn is not None:
@@ -1100,6 +1110,8 @@ class ClientSession(asyncio.Protocol):
         self.row_count = -1
         self.found_rows_count = 0
         self.prepared = None
+        if self.wait_timeout:
+            idle.set_wait_timeout(self, 0)
 
     async def _admin(self, sql: bytes) -> None:
         from dal import admin
@@ -1143,6 +1155,13 @@ class ClientSession(asyncio.Protocol):
         if transport.can_write_eof():
             transport.write_eof()
         asyncio.get_running_loop().call_later(LINGER_SECONDS, transport.close)
+
+    def close_idle(self) -> None:
+        """wait_timeout passed (dal/idle.py): reset the connection, as MariaDB does."""
+        log.info("session %d: closed after %d s idle (its wait_timeout)", self.id,
+                 self.wait_timeout)
+        idle.reset_transport(self.transport)
+        self.phase = CLOSED
 
     def _close(self) -> None:
         self.phase = CLOSED

@@ -5,6 +5,7 @@ The hot path of a repeated statement shape is `Router.plan` -> `PlanCache.get`: 
 
 from __future__ import annotations
 
+import logging
 import re
 
 import sqlglot
@@ -12,7 +13,7 @@ from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
 
 from config.model import Config, TableKind
-from router import errors, express, info_schema
+from router import errors, express, info_schema, syntax
 from router.access import (
     BAD_CHARSET,
     AccessPolicy,
@@ -28,6 +29,11 @@ from router.plan_cache import PlanCache
 from router.rules import check_rules, tagged
 from router.sharded import plan_sharded
 from router.sqltext import security_text
+
+log = logging.getLogger(__name__)
+
+# Kept by the client's DAL session (dal/idle.py), never replayed onto backends.
+_DAL_TIMEOUTS = frozenset({"wait_timeout", "interactive_timeout"})
 
 SYSTEM_SCHEMAS = frozenset({"information_schema", "mysql", "performance_schema", "sys"})
 DDL = (exp.Create, exp.Drop, exp.Alter, exp.TruncateTable)
@@ -165,12 +171,19 @@ class Router:
         try:
             trees = [t for t in sqlglot.parse(parsed, dialect="mysql") if t is not None]
         except (ParseError, TokenError) as exc:
-            return self._unparsed(text, schema, str(exc).splitlines()[0])
-        except Exception as exc:  # sqlglot bugs must not crash a session
-            return self._unparsed(text, schema, f"{type(exc).__name__}: {exc}")
+            position = syntax.error_position(parsed, exc)
+            if position is not None and parsed is not text:
+                position += len(text) - len(parsed)  # REPLACE is one longer than INSERT
+            return self._syntax_error(text, schema, position)
+        except Exception:  # sqlglot bugs must not crash a session
+            log.warning("sqlglot failed on %r", text[:200], exc_info=True)
+            return self._unparsed(text, schema, "its SQL parser failed (see the DAL log)")
         if len(trees) != 1:
             return self._unparsed(text, schema, "more than one statement")
         tree = trees[0]
+        if isinstance(tree, exp.Select) and not tree.expressions:  # bare SELECT, SELECT FROM t
+            head = re.match(r"\s*\w+\s*", text)
+            return self._syntax_error(text, schema, head.end() if head else None)
         if count := _COUNT_DIAGNOSTICS.match(text):
             return _with(self._default_route(schema, "show"), diagnostics=True, anywhere=True,
                          args=(f"@@session.{count.group(1).lower()[:-1]}_count",))
@@ -279,6 +292,13 @@ class Router:
                           f"analyse it{why}")
         return _with(self._default_route(schema), pin=pin)
 
+    def _syntax_error(self, text: str, schema: str | None, position: int | None) -> Plan:
+        """A statement DAL cannot parse: on unsharded tables the backend answers (its own
+        1064); on sharded or broadcast ones DAL answers MariaDB's 1064 itself."""
+        if self._sharded_words is not None and self._sharded_words.search(text):
+            return refuse(*syntax.PARSE_ERROR, syntax.message(text, position))
+        return self._default_route(schema)
+
     def _set(self, tree: exp.Set, text: str, schema: str | None) -> Plan:
         """Session variables to record and replay. ``SET v = <expression>`` (Connector/J's
         ``sql_mode = CONCAT(@@sql_mode, ...)``) is evaluated once on a backend with the
@@ -299,7 +319,8 @@ class Router:
                 assignments.append(("names", value))
                 continue
             target = item.this
-            if not isinstance(target, exp.EQ) or kind:
+            if not isinstance(target, exp.EQ) or (kind and not (
+                    kind in ("SESSION", "LOCAL") and target.this.name.lower() in _DAL_TIMEOUTS)):
                 return _with(self._default_route(schema, "set"), pin="set_other")
             var, value = target.this, target.expression
             literal = isinstance(value, exp.Literal | exp.Null | exp.Boolean | exp.Var)

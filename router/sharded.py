@@ -108,9 +108,10 @@ def _analyse(config: Config, db: str, key: bytes) -> ShardedPlan:
         parsed = text[:replace.start(1)] + "INSERT " + text[replace.end(1):]
     try:
         tree = sqlglot.parse_one(parsed, dialect="mysql")
-    except Exception as exc:
-        raise Unroutable(f"DAL cannot parse this statement on a sharded table: "
-                         f"{str(exc).splitlines()[0]}") from None
+    except Exception:  # the statement parsed; its shape (literals as '?') did not
+        raise Unroutable("DAL cannot analyse this statement on a sharded table: its shape "
+                         "(literals replaced by placeholders) does not parse; write the "
+                         "literal differently") from None
     cfg = config.databases[db]
     tables, unsharded = _tables(tree, cfg, db)
     if unsharded and not isinstance(tree, exp.Select):

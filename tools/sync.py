@@ -2,6 +2,7 @@
 holds user shards and apply each change of a sharded or bound table to its merchant shard.
 
   dal sync                       follow until Ctrl-C/SIGTERM; progress and lag lines on stderr
+                                 (a source's line when it changes, else every 10 minutes)
   dal sync --reset               forget the saved positions first and start at the binlog's end
   dal sync --from-beginning      with no saved position, start at the oldest binlog instead
 
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
     from tools.sync_status import SyncStatus
 
 log = logging.getLogger("dal.sync")
+IDLE_PROGRESS = 600.0  # seconds between repeats of a source's unchanged progress line
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -135,12 +137,17 @@ def _guard(follower: Follower, stop: threading.Event) -> None:
 def _supervise(group: list[Follower], status: SyncStatus, stop: threading.Event,
                progress: float) -> int:
     last_line = time.monotonic()
+    printed: dict[str, tuple[str, float]] = {}  # per source: its last line, and when
     while not stop.wait(1.0):
         status.write()
         if progress and time.monotonic() - last_line >= progress:
-            last_line = time.monotonic()
-            for line in status.lines():
-                print(line, file=sys.stderr, flush=True)
+            last_line = now = time.monotonic()
+            for line in status.lines():  # an idle source's unchanged line: every few minutes
+                source = line.partition(":")[0]
+                before = printed.get(source)
+                if before is None or before[0] != line or now - before[1] >= IDLE_PROGRESS:
+                    printed[source] = (line, now)
+                    print(line, file=sys.stderr, flush=True)
     for f in group:
         f.stop.set()
     failed = [f.error for f in group if f.error and f.error.startswith("applying")]

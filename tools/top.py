@@ -74,26 +74,47 @@ def _bar(used: int, size: int, width: int = 16) -> Text:
     return Text("#" * filled, style=style) + Text("." * (width - filled), style="dim")
 
 
-def render(frame: Frame, previous: Frame | None, limit: int, title: str) -> Group:
-    """The frame as rich tables; rates need the previous frame."""
+# Below this terminal width the tables drop what does not fit (pool addresses, the breakers'
+# settings) and use short headers, so that every column keeps its numbers readable.
+WIDE = 120
+WIDE_BREAKERS = 180  # the breakers' settings (error_rate, window, ...) need this much more
+_SHORT = {"in_use": "used", "connecting": "conn", "waiting": "wait", "errors": "errs",
+          "failures": "fails", "rejected": "rejects", "retry_in": "retry"}
+_BREAKER_LIVE = ("instance", "state", "reason", "calls", "failures", "slow", "rejected",
+                 "retry_in")
+
+
+def _numbers(table: Table, names: tuple[str, ...], narrow: bool) -> None:
+    """Right-aligned columns that never shrink below their header."""
+    for name in names:
+        header = _SHORT.get(name, name) if narrow else name
+        table.add_column(header, justify="right", no_wrap=True, min_width=len(header))
+
+
+def render(frame: Frame, previous: Frame | None, limit: int, title: str,
+           width: int = WIDE) -> Group:
+    """The frame as rich tables for a terminal ``width`` columns wide; rates need the previous
+    frame."""
+    narrow = width < WIDE
     pools = Table(title="backend pools", title_justify="left", expand=False)
-    for name in ("instance", "address", "use", "in_use", "idle", "connecting", "waiting", "max",
-                 "opened", "closed"):
-        pools.add_column(name, justify="left" if name in ("instance", "address", "use")
-                         else "right")
+    pools.add_column("instance", no_wrap=True)
+    if not narrow:
+        pools.add_column("address", no_wrap=True)
+    pools.add_column("use", no_wrap=True)
+    counts = ("in_use", "idle", "connecting", "waiting", "max", "opened", "closed")
+    _numbers(pools, counts, narrow)
     for p in frame.pools:
-        pools.add_row(str(p["instance"]), str(p["address"]),
-                      _bar(int(p["in_use"]), int(p["max"])),
-                      *(str(p[k]) for k in ("in_use", "idle", "connecting", "waiting", "max",
-                                            "opened", "closed")))
+        pools.add_row(str(p["instance"]), *(() if narrow else (str(p["address"]),)),
+                      _bar(int(p["in_use"]), int(p["max"]), 8 if narrow else 16),
+                      *(str(p[k]) for k in counts))
     before = {s["fingerprint"]: int(s["count"]) for s in previous.statements} if previous else {}
     seconds = frame.at - previous.at if previous else 0.0
     statements = Table(title=f"top statements (by total time, {limit} shown)",
                        title_justify="left")
-    for name in ("fingerprint", "count", "per_s", "errors", "avg_ms", "max_ms", "total_ms"):
-        statements.add_column(name, justify="left" if name == "fingerprint" else "right",
-                              overflow="ellipsis", no_wrap=name == "fingerprint",
-                              max_width=70 if name == "fingerprint" else None)
+    numbers = ("count", "per_s", "errors", "avg_ms", "max_ms", "total_ms")
+    statements.add_column("fingerprint", overflow="ellipsis", no_wrap=True,
+                          max_width=max(16, min(70, width - 60)))
+    _numbers(statements, numbers, narrow)
     for s in frame.statements[:limit]:
         rate = ((int(s["count"]) - before.get(s["fingerprint"], 0)) / seconds
                 if seconds > 0 else None)
@@ -104,10 +125,17 @@ def render(frame: Frame, previous: Frame | None, limit: int, title: str) -> Grou
     if frame.breakers is not None:
         breakers = Table(title="circuit breakers", title_justify="left")
         columns = list(frame.breakers[0]) if frame.breakers else ["(none)"]
+        if width < WIDE_BREAKERS and frame.breakers:
+            columns = [c for c in columns if c in _BREAKER_LIVE]
         for name in columns:
-            breakers.add_column(name)
+            header = _SHORT.get(name, name) if narrow else name
+            if name == "reason":  # free text: wraps in what the other columns leave
+                breakers.add_column(name, overflow="fold")
+            else:
+                breakers.add_column(header, no_wrap=True, min_width=len("half_open")
+                                    if name == "state" else len(header))
         for b in frame.breakers:
-            breakers.add_row(*(str(v) for v in b.values()))
+            breakers.add_row(*(str(b[c]) for c in columns))
         parts.append(breakers)
     return Group(*parts)
 
@@ -129,17 +157,18 @@ def run(args: argparse.Namespace) -> int:
     try:
         frame = read_frame(conn)
         if args.once:
-            console.print(render(frame, None, args.limit, title))
+            console.print(render(frame, None, args.limit, title, console.width))
             return 0
         from rich.live import Live
 
-        with Live(render(frame, None, args.limit, title), console=console,
+        with Live(render(frame, None, args.limit, title, console.width), console=console,
                   auto_refresh=False, screen=False) as live:
             while True:
                 time.sleep(args.interval)
                 previous, frame = frame, read_frame(conn)
                 live.update(render(frame, previous, args.limit,
-                                   f"{title}  {time.strftime('%H:%M:%S')}"), refresh=True)
+                                   f"{title}  {time.strftime('%H:%M:%S')}", console.width),
+                            refresh=True)
     except KeyboardInterrupt:
         return 0
     except pymysql.MySQLError as exc:

@@ -71,6 +71,10 @@ class Command(IntEnum):
 # extended capabilities in the greeting's reserved bytes; the client answers with its own.
 CLIENT_MYSQL = 1
 MARIADB_CLIENT_STMT_BULK_OPERATIONS = 1 << 2  # of the extended capabilities (1 << 34 in all)
+# Column definitions carry a block of extended type info after org_name (1 << 35 in all): the
+# data type name ("inet6", "uuid", "point", ...) and format ("json").
+MARIADB_CLIENT_EXTENDED_METADATA = 1 << 3
+EXTENDED_TYPE_NAME, EXTENDED_FORMAT = 0, 1  # the keys of its entries
 
 
 class Status(IntFlag):

@@ -267,18 +267,34 @@ class ColumnDefinition:
     decimals: int = 0
     catalog: bytes = b"def"
     default: bytes | None = None
+    # MariaDB's extended type info (MARIADB_CLIENT_EXTENDED_METADATA): its entries, each
+    # key int<1> + lenenc value; None when the connection did not negotiate it.
+    extended: bytes | None = None
 
     def encode(self) -> bytes:
         parts = [lenenc_bytes(self.catalog), lenenc_bytes(self.schema), lenenc_bytes(self.table),
                  lenenc_bytes(self.org_table), lenenc_bytes(self.name),
-                 lenenc_bytes(self.org_name), b"\x0c", u16(self.charset), u32(self.length),
-                 bytes((self.type,)), u16(self.flags), bytes((self.decimals,)), b"\x00\x00"]
+                 lenenc_bytes(self.org_name)]
+        if self.extended is not None:
+            parts.append(lenenc_bytes(self.extended))
+        parts += [b"\x0c", u16(self.charset), u32(self.length), bytes((self.type,)),
+                  u16(self.flags), bytes((self.decimals,)), b"\x00\x00"]
         if self.default is not None:
             parts.append(lenenc_bytes(self.default))
         return b"".join(parts)
 
+    def type_info(self) -> dict[int, bytes]:
+        """The extended type info entries: EXTENDED_TYPE_NAME / EXTENDED_FORMAT -> value."""
+        out: dict[int, bytes] = {}
+        r = Reader(self.extended or b"")
+        while r.remaining():
+            key = r.u8()
+            out[key] = r.lenenc_str()
+        return out
+
     @classmethod
-    def decode(cls, payload: bytes) -> ColumnDefinition:
+    def decode(cls, payload: bytes, extended: bool = False) -> ColumnDefinition:
+        """``extended``: the connection negotiated MARIADB_CLIENT_EXTENDED_METADATA."""
         r = Reader(payload)
         catalog = r.lenenc_str()
         schema = r.lenenc_str()
@@ -286,6 +302,7 @@ class ColumnDefinition:
         org_table = r.lenenc_str()
         name = r.lenenc_str()
         org_name = r.lenenc_str()
+        info = r.lenenc_str() if extended else None
         fixed_len = r.lenenc_int()
         if fixed_len is None or fixed_len < 10:
             raise ProtocolError("column definition: bad fixed-length block")
@@ -297,7 +314,18 @@ class ColumnDefinition:
         decimals = block.u8()
         default = r.lenenc_bytes() if r.remaining() else None
         return cls(name, col_type, schema, table, org_table, org_name, charset, length, flags,
-                   decimals, catalog, default)
+                   decimals, catalog, default, info)
+
+
+def strip_extended(payload: bytes) -> bytes:
+    """A column definition payload made with MARIADB_CLIENT_EXTENDED_METADATA, without its
+    extended type info: what a client that did not ask for it reads."""
+    r = Reader(payload)
+    for _ in range(6):  # catalog, schema, table, org_table, name, org_name
+        r.lenenc_str()
+    start = r.pos
+    r.lenenc_str()
+    return payload[:start] + payload[r.pos:]
 
 
 def encode_text_row(values: list[bytes | None]) -> bytes:
