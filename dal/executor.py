@@ -86,8 +86,8 @@ async def scatter(session: ClientSession, plan: ShardedPlan, slots: list[list[by
     if not write and merge_plan is not None and not isinstance(merge_plan, Exception):
         shard_slots = merge_plan.shard_slots(slots)  # e.g. LIMIT m, n becomes LIMIT m+n
     sqls = [template.render(shard_slots, t.database, t.only) for t in shards]
-    if (not write and merge_plan is None and not in_xa and not session.server.statement_timeout
-            and not session.server.config.rules.max_rows):
+    if (not write and _concatenation(merge_plan) and not in_xa
+            and not session.server.statement_timeout and not session.server.config.rules.max_rows):
         await scatter_stream.stream(session, shards, sqls, state, plan.db.encode())
         return b""
     if in_xa:  # on the transaction's branches: it reads its own writes
@@ -148,6 +148,14 @@ async def scatter(session: ClientSession, plan: ShardedPlan, slots: list[list[by
                for c in columns]
     return encode_result_set(renamed, rows, deprecate_eof=False,
                              status=status & ~Status.MORE_RESULTS_EXISTS, seq=seq)
+
+
+def _concatenation(merge_plan: object) -> bool:
+    """True when a scatter read's result is its shards' rows one after another (no ORDER BY,
+    GROUP BY, aggregate, DISTINCT, LIMIT, hidden or renamed column): it can stream."""
+    from router.merge import MergeSpec
+
+    return merge_plan is None or getattr(merge_plan, "spec", None) == MergeSpec()
 
 
 # Pins under which a scatter read may still run on pooled connections: the pinned state

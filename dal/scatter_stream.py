@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from dal.wire.buffer import Reader
 from dal.wire.constants import Status
-from dal.wire.framing import PacketBuffer, frame, packet_count
+from dal.wire.framing import frame, packet_count
 from dal.wire.messages import EOF, ERR, ColumnDefinition
 from pool.connection import BackendConnection, BackendError, ConnectionLost
 from pool.rename import rename_column
@@ -57,9 +57,8 @@ class _Leg:
         self.lost = scanner is None
         self.wake.set()
 
-    def take(self) -> bytes:
-        data = bytes(self.data)
-        self.data.clear()
+    def take(self) -> bytearray:
+        data, self.data = self.data, bytearray()
         self.resume()
         return data
 
@@ -85,7 +84,8 @@ async def _start(session: ClientSession, target: Target, sql: bytes,
 
 
 class _Relay:
-    """Turns the shards' responses into one result set written to the client."""
+    """Turns the shards' responses into one result set written to the client. Row packets
+    are relayed as the bytes they came in, with only their sequence ids rewritten."""
 
     def __init__(self, session: ClientSession, logical: bytes) -> None:
         self.session = session
@@ -106,55 +106,82 @@ class _Relay:
     async def relay(self, leg: _Leg) -> None:
         """Relay one shard's rows (and the header, for the first); raises BackendError on the
         shard's ERR or a lost connection."""
-        packets = PacketBuffer()
-        phase, columns = _COUNT, 0
+        buf = bytearray()
+        phase, columns, continued = _COUNT, 0, False
         first = not self.header_sent
         while True:
             await leg.wake.wait()
             leg.wake.clear()
-            packets.feed(leg.take())
-            while phase != _DONE and (packet := packets.next_packet()) is not None:
-                payload = packet[2]
-                head = payload[0]
-                if head == 0xFF:
-                    err = ERR.decode(payload)
-                    raise BackendError(err.code, err.message, err.sqlstate)
+            buf += leg.take()
+            pos, run, n = 0, -1, len(buf)
+            seq = self.seq
+            while phase != _DONE and pos + 4 <= n:
+                length = buf[pos] | buf[pos + 1] << 8 | buf[pos + 2] << 16
+                end = pos + 4 + length
+                if end > n:
+                    break
                 if phase == _ROWS:
-                    if head == 0xFE and len(payload) < 9:
+                    if not continued and buf[pos + 4] in (0xFE, 0xFF) and (
+                            length < 9 or buf[pos + 4] == 0xFF):
+                        if run >= 0:
+                            self.out.append(bytes(buf[run:pos]))
+                            run = -1
+                        if buf[pos + 4] == 0xFF:
+                            err = ERR.decode(bytes(buf[pos + 4:end]))
+                            self.seq = seq
+                            raise BackendError(err.code, err.message, err.sqlstate)
                         phase = _DONE
                     else:
-                        self.emit(payload)
-                elif phase == _COUNT:
-                    columns = Reader(payload, 0).lenenc_int()
-                    phase = _COLUMNS
-                    if first:
-                        self.emit(payload)
-                elif phase == _COLUMNS:
-                    columns -= 1
-                    if first:
-                        schema = ColumnDefinition.decode(payload).schema
-                        self.emit(rename_column(payload, self.logical) if schema else payload)
-                    if not columns:
-                        phase = _EOF
-                else:  # the EOF after the column definitions
-                    phase = _ROWS
-                    if first:
-                        self.emit(EOF(0, self.session.status).encode())
-                        self.header_sent = True
+                        buf[pos + 3] = seq & 0xFF
+                        seq += 1
+                        run = pos if run < 0 else run
+                    continued = length == 0xFFFFFF
+                else:
+                    self.seq = seq
+                    phase, columns = self._header(bytes(buf[pos + 4:end]), phase, columns,
+                                                  first)
+                    seq = self.seq
+                pos = end
+            if run >= 0:
+                self.out.append(bytes(buf[run:pos]))
+            self.seq = seq
+            del buf[:pos]
             self.flush()
-            if phase == _DONE or leg.ended:
-                break
             await self.drained()
+            if phase == _DONE or (leg.ended and not leg.data):  # else more came meanwhile
+                break
         if leg.lost or phase != _DONE:
             raise ConnectionLost(f"lost connection to backend {leg.conn.instance} during a "
                                  "scatter read")
 
+    def _header(self, payload: bytes, phase: int, columns: int, first: bool) -> tuple[int, int]:
+        """One packet before the rows: the column count, a definition, or the EOF after them
+        (sent for the first shard only, named for the logical database)."""
+        if payload[0] == 0xFF:
+            err = ERR.decode(payload)
+            raise BackendError(err.code, err.message, err.sqlstate)
+        if phase == _COUNT:
+            if first:
+                self.emit(payload)
+            return _COLUMNS, Reader(payload, 0).lenenc_int() or 0
+        if phase == _COLUMNS:
+            if first:
+                schema = ColumnDefinition.decode(payload).schema
+                self.emit(rename_column(payload, self.logical) if schema else payload)
+            return (_EOF if columns == 1 else _COLUMNS), columns - 1
+        if first:  # the EOF after the column definitions
+            self.emit(EOF(0, self.session.status).encode())
+            self.header_sent = True
+        return _ROWS, 0
+
     async def drained(self) -> None:
         """Wait while the client has more than `CLIENT_BUFFER` bytes unsent."""
         transport = self.session.transport
-        while (transport is not None and not transport.is_closing()
-               and transport.get_write_buffer_size() > CLIENT_BUFFER):
+        while transport is not None and not transport.is_closing() and (
+                transport.get_write_buffer_size() > CLIENT_BUFFER):
             await asyncio.sleep(0.002)
+        if transport is None or transport.is_closing():  # the client went away: stop reading
+            raise ConnectionLost("the client closed its connection during a scatter read")
 
 
 async def stream(session: ClientSession, shards: list[Target], sqls: list[bytes],
@@ -182,7 +209,6 @@ async def stream(session: ClientSession, shards: list[Target], sqls: list[bytes]
     except BackendError as exc:
         if not relay.header_sent:
             raise
-        relay.out.clear()
         relay.emit(exc.to_err().encode())
         relay.flush()
     finally:
