@@ -390,13 +390,9 @@ class Router:
         if what in ("DATABASES", "SCHEMAS"):
             return Plan(LOCAL, handler="show_databases", args=(like_value,), statement="show")
         if what == "TABLES":
-            db = tree.text("db") or schema
-            if db is None:
-                return refuse(*errors.NO_DATABASE, "No database selected")
-            if db not in self.config.databases:
-                if db.lower() in SYSTEM_SCHEMAS:
-                    return self._default_route(schema, "show")
-                return refuse(*errors.BAD_DB, f"Unknown database '{db}'")
+            db = self._shown_database(tree, schema)
+            if isinstance(db, Plan):
+                return db
             if tree.args.get("where") is not None:
                 return refuse(*errors.NOT_SUPPORTED, "SHOW TABLES ... WHERE is not supported "
                               "by DAL; use LIKE")
@@ -411,10 +407,9 @@ class Router:
             return self._metadata_for_table(tree, table, schema, "show")
         return self._default_route(schema, "show")
 
-    def _table_status(self, tree: exp.Show, text: str, schema: str | None) -> Plan:
-        """SHOW TABLE STATUS [FROM db] [LIKE ... | WHERE ...] of a logical database: answered
-        by DAL (dal/table_status.py) from its default database and, for sharded and bound
-        tables, from the first shard of the authoritative dimension."""
+    def _shown_database(self, tree: exp.Show, schema: str | None) -> str | Plan:
+        """The logical database a SHOW [FROM db] lists; else its plan (a system schema goes to
+        the default backend) or refusal."""
         db = tree.text("db") or schema
         if db is None:
             return refuse(*errors.NO_DATABASE, "No database selected")
@@ -422,6 +417,15 @@ class Router:
             if db.lower() in SYSTEM_SCHEMAS:
                 return self._default_route(schema, "show")
             return refuse(*errors.BAD_DB, f"Unknown database '{db}'")
+        return db
+
+    def _table_status(self, tree: exp.Show, text: str, schema: str | None) -> Plan:
+        """SHOW TABLE STATUS [FROM db] [LIKE ... | WHERE ...] of a logical database: answered
+        by DAL (dal/table_status.py) from its default database and, for sharded and bound
+        tables, from the first shard of the authoritative dimension."""
+        db = self._shown_database(tree, schema)
+        if isinstance(db, Plan):
+            return db
         match = _TABLE_STATUS.match(text)
         tail = (match.group(1) or "") if match else ""
         return Plan(LOCAL, handler="table_status", args=(db, tail), statement="show", once=True)

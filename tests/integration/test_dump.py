@@ -15,6 +15,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import pymysql
+import pymysql.cursors
 import pytest
 
 DUMP = shutil.which("mariadb-dump") or "/usr/bin/mariadb-dump"
@@ -153,3 +155,51 @@ def test_dumping_one_sharded_table_dumps_its_rows(dal, connect, direct, backends
         cur.execute(f"SHOW TABLES FROM {scratch}")
         assert cur.fetchall() == (("orders",),)
     assert rows_of(direct("a"), "orders", scratch) == rows_of(connect(), "orders")
+
+
+def test_show_table_status_lists_every_logical_table(connect, direct) -> None:
+    """Sharded and bound tables answer from the first user shard (Rows is that shard's
+    estimate), the others from the default database; LIKE and WHERE filter as MariaDB does."""
+    with connect("admin", "admin").cursor(pymysql.cursors.DictCursor) as cur:
+        cur.execute("SHOW TABLE STATUS")
+        listed = {row["Name"]: row for row in cur.fetchall()}
+        assert set(TABLES) <= set(listed)
+        cur.execute("SHOW TABLE STATUS LIKE 'order\\_items'")
+        assert [row["Name"] for row in cur.fetchall()] == ["order_items"]
+        cur.execute("SHOW TABLE STATUS FROM trade WHERE Name IN ('orders', 'regions')")
+        assert [row["Name"] for row in cur.fetchall()] == ["orders", "regions"]
+    with direct("a").cursor(pymysql.cursors.DictCursor) as cur:
+        cur.execute("SHOW TABLE STATUS FROM user_000 LIKE 'orders'")
+        shard = cur.fetchone()
+    for column in ("Engine", "Row_format", "Collation", "Create_options", "Comment"):
+        assert listed["orders"][column] == shard[column], column
+
+
+def test_lock_tables_read_on_sharded_tables_is_accepted_and_locks_nothing(connect) -> None:
+    app = connect()
+    with app.cursor() as cur:
+        cur.execute("LOCK TABLES orders READ /*!32311 LOCAL */, order_items READ, "
+                    "merchants READ /*!32311 LOCAL */")
+        cur.execute("SELECT COUNT(*) FROM orders")  # a scatter runs beside it
+        assert cur.fetchone()[0] >= 0
+        cur.execute("UNLOCK TABLES")
+        with pytest.raises(pymysql.MySQLError) as refused:
+            cur.execute("LOCK TABLES orders WRITE")
+        assert refused.value.args[0] == 1235 and "cannot lock" in refused.value.args[1]
+
+
+def test_scatter_reads_in_a_snapshot_transaction_only(connect) -> None:
+    """mariadb-dump --single-transaction's session: the scatter reads of a transaction begun
+    WITH CONSISTENT SNAPSHOT run beside it; an ordinary transaction still refuses them."""
+    with connect().cursor() as cur:
+        cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        cur.execute("START TRANSACTION /*!40100 WITH CONSISTENT SNAPSHOT */")
+        cur.execute("SAVEPOINT sp")
+        cur.execute("SELECT /*!40001 SQL_NO_CACHE */ COUNT(*) FROM orders")
+        cur.execute("ROLLBACK TO SAVEPOINT sp")
+        cur.execute("COMMIT")
+        cur.execute("START TRANSACTION")
+        with pytest.raises(pymysql.MySQLError) as refused:
+            cur.execute("SELECT COUNT(*) FROM orders")
+        assert refused.value.args[0] == 1235
+        cur.execute("ROLLBACK")

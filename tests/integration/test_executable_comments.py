@@ -11,14 +11,9 @@ from __future__ import annotations
 import pymysql
 import pytest
 
+from tests.integration.test_sharded_routing import INSERT, instance_of
+
 USERS = [5, 5 + 120 * 71, 5 + 120 * 72 + 61]  # shard 5 (twice) and shard 66, on both instances
-INSERT = ("INSERT INTO orders (user_id, merchant_id, status, total, note, created_at, "
-          "updated_at) VALUES (%s, %s, %s, %s, %s, '2026-11-22 12:00:00.123456', "
-          "'2026-11-22 12:00:00.123456')")
-
-
-def instance_of(shard: int) -> str:
-    return "a" if shard < 60 else "b"
 
 
 @pytest.fixture
