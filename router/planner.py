@@ -169,6 +169,19 @@ class Router:
         code = security_text(text, modes)
         denial = self.access.check_code(code, text, modes, admin)
         words = words_of(code)
+        if denial is None and _EXECUTABLE_COMMENT.search(text):
+            expanded = self._expanded(text, modes)
+            if expanded is None:
+                return self._unparsed(text, schema, "it holds an executable comment (/*! ... */) "
+                                      "that is unterminated or holds literals, sent in a "
+                                      "prepared statement or a multi-statement batch",
+                                      _pin_reason(text))
+            # Checked again as the backend reads it: `/*!99999 SELECT */ SHUTDOWN` passed the
+            # check above as a SELECT.
+            text = expanded
+            code = security_text(text, modes)
+            denial = self.access.check_code(code, text, modes, admin)
+            words = words_of(code)
         if denial is not None:
             # PREPARE's verdict depends on its literal body: planned for this text only.
             return _with(tagged(refuse(*denial.error), denial.rule),
@@ -177,14 +190,6 @@ class Router:
         if local is not None:
             return local
         self.parses += 1
-        if _EXECUTABLE_COMMENT.search(text):
-            expanded = self._expanded(text, modes)
-            if expanded is None:
-                return self._unparsed(text, schema, "it holds an executable comment (/*! ... */) "
-                                      "that is unterminated or holds literals, sent in a "
-                                      "prepared statement or a multi-statement batch",
-                                      _pin_reason(text))
-            text = expanded
         if (lock := _LOCK_TABLES.match(text)) is not None:
             return self._lock_tables(lock.group(1), text, schema)
         # REPLACE routes like INSERT; sqlglot's MySQL dialect only parses the latter.

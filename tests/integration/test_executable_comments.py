@@ -110,3 +110,17 @@ def test_executable_comments_in_a_batch(connect, direct, orders) -> None:
         assert cur.fetchall() == ((3,),)
         assert cur.nextset()
         assert cur.fetchall() == ((42,),)
+
+
+@pytest.mark.parametrize("batch", [False, True], ids=["alone", "in-a-batch"])
+def test_the_statement_the_backend_would_run_is_checked_too(connect, batch) -> None:
+    """Read with every body included, ``/*!99999 SELECT */ SET GLOBAL ...`` starts with
+    SELECT; the backend skips that comment and would run SET GLOBAL. DAL checks the expansion
+    as well, on the text path and in a batch (planned apart)."""
+    sql = "/*!99999 SELECT */ SET GLOBAL max_connections = max_connections"
+    conn = connect(client_flag=pymysql.constants.CLIENT.MULTI_STATEMENTS) if batch else connect()
+    with conn.cursor() as cur, pytest.raises(pymysql.MySQLError) as refused:
+        cur.execute(f"{sql}; SELECT 1" if batch else sql)
+        while cur.nextset():
+            pass
+    assert refused.value.args[0] == 1227
