@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
-from dal import xa
+from dal import scatter_stream, xa
 from dal.timeouts import STATEMENT_TIMEOUT, timed_command
 from dal.wire.constants import Command, Status
 from dal.wire.framing import frame
@@ -67,7 +67,8 @@ async def scatter(session: ClientSession, plan: ShardedPlan, slots: list[list[by
     in_xa = session.xa is not None or (session.server.xa is not None
                                        and session.txn_pending is not None)
     if not in_xa and (session.pinned is not None or session.txn_pending is not None or (
-            write and session.state.get("autocommit") == AUTOCOMMIT_OFF)):
+            write and session.state.get("autocommit") == AUTOCOMMIT_OFF)) and (
+            write or not _beside_session(session)):
         raise Refusal(NOT_SUPPORTED, "a statement reaching several shards inside a transaction "
                       "is refused (transaction mode 'single'); keep a transaction on one user")
     # Outside a transaction a read is its own snapshot on each shard: with autocommit off it
@@ -85,6 +86,10 @@ async def scatter(session: ClientSession, plan: ShardedPlan, slots: list[list[by
     if not write and merge_plan is not None and not isinstance(merge_plan, Exception):
         shard_slots = merge_plan.shard_slots(slots)  # e.g. LIMIT m, n becomes LIMIT m+n
     sqls = [template.render(shard_slots, t.database, t.only) for t in shards]
+    if (not write and _concatenation(merge_plan) and not in_xa
+            and not session.server.statement_timeout and not session.server.config.rules.max_rows):
+        await scatter_stream.stream(session, shards, sqls, state, plan.db.encode())
+        return b""
     if in_xa:  # on the transaction's branches: it reads its own writes
         outcomes = await xa.run_on_shards(session, [(t.instance, sql)
                                                     for t, sql in zip(shards, sqls, strict=True)])
@@ -143,6 +148,31 @@ async def scatter(session: ClientSession, plan: ShardedPlan, slots: list[list[by
                for c in columns]
     return encode_result_set(renamed, rows, deprecate_eof=False,
                              status=status & ~Status.MORE_RESULTS_EXISTS, seq=seq)
+
+
+def _concatenation(merge_plan: object) -> bool:
+    """True when a scatter read's result is its shards' rows one after another (no ORDER BY,
+    GROUP BY, aggregate, DISTINCT, LIMIT, hidden or renamed column): it can stream."""
+    from router.merge import MergeSpec
+
+    return merge_plan is None or getattr(merge_plan, "spec", None) == MergeSpec()
+
+
+# Pins under which a scatter read may still run on pooled connections: the pinned state
+# does not change what a plain read returns (SET TRANSACTION ..., LOCK TABLES of unsharded
+# tables).
+_READ_SAFE_PINS = frozenset({"set_other", "lock_tables"})
+
+
+def _beside_session(session: ClientSession) -> bool:
+    """True when a scatter read may run on pooled connections beside what the session holds:
+    a transaction begun WITH CONSISTENT SNAPSHOT (mariadb-dump --single-transaction) that has
+    not touched a shard yet, or a pin whose state a plain read does not depend on. Each shard
+    is then read in its own snapshot, not the transaction's (README, "What you see through
+    DAL")."""
+    if session.status & Status.IN_TRANS or session.txn_pending is not None:
+        return session.snapshot and session.txn_shard is None
+    return session.pin_reason in _READ_SAFE_PINS
 
 
 async def insert(session: ClientSession, plan: ShardedPlan,

@@ -23,6 +23,7 @@ from dal.xa import Coordinator
 from pool.connection import BackendConnection, BackendError
 from pool.pool import Pool
 from router.planner import Router
+from router.sqltext import version_id
 
 log = logging.getLogger("dal.server")
 
@@ -106,6 +107,9 @@ class Server:
             return
         try:
             version = (await conn.query("SELECT @@version")).rows[0][0] or b""
+            # Executable comments run by this version (router/sqltext.py), as the backend would.
+            self.router.version_id = version_id(version.decode()) or self.router.version_id
+            self.router.mariadb = b"MariaDB" in version
             if self.config.server.server_version is None:
                 prefix = b"5.5.5-" if b"MariaDB" in version else b""
                 self.version = prefix + version.split(b"-log")[0] + b"-dal"

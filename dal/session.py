@@ -28,6 +28,7 @@ from dal import (
     prepared,
     sessions_view,
     set_values,
+    table_status,
     timeouts,
     tls,
     xa,
@@ -131,6 +132,8 @@ class ClientSession(asyncio.Protocol):
         self.txn_pending: str | None = None  # BEGIN asked for, not yet sent to a backend
         self.txn_shard: bytes | None = None  # the shard database the open transaction uses
         self.xa: XaTransaction | None = None  # the open transaction in mode xa (dal/xa.py)
+        # Begun WITH CONSISTENT SNAPSHOT (a dump): scatter reads may run beside it (executor).
+        self.snapshot = False
         self.status = int(Status.AUTOCOMMIT)
         self.ansi_quotes = 0  # sqltext.ANSI_QUOTES when the session's sql_mode has it
         self._login_waiter: asyncio.Future[None] | None = None
@@ -425,9 +428,14 @@ class ClientSession(asyncio.Protocol):
             payload = payload[:1] + sql
             raw = None
         modes = self.lexer_modes()
+        original = None
+        if b"/*" in sql:  # executable comments: planned and sent as the backend reads them
+            expanded = server.router.expand(sql, modes)
+            if expanded is not None and packet_count(len(expanded) + 1) == last_seq + 1:
+                original, sql, payload, raw = sql, expanded, b"\x03" + expanded, None
         fp = fingerprint_in_modes(sql, modes) if modes else fingerprint(sql)
         self._fp = fp.key
-        plan = server.router.plan(sql, fp, self.schema, self.admin, modes)
+        plan = server.router.plan(sql, fp, self.schema, self.admin, modes, original)
         if server.limiter is not None and self.throttle(server.limiter, plan, fp.key,
                                                         self._run_plan, plan, fp, sql, payload,
                                                         last_seq, raw):
@@ -443,6 +451,7 @@ class ClientSession(asyncio.Protocol):
                 if self.xa is not None:
                     self._spawn(self._xa_end(xa.is_commit(sql)))
                     return
+                self.snapshot = False
                 if self.pinned is None:  # COMMIT/ROLLBACK, nothing open
                     self.txn_pending = None
                     self.txn_pending = xa.next_pending(self)
@@ -1031,6 +1040,7 @@ class ClientSession(asyncio.Protocol):
             # A connection kept only for SHOW WARNINGS must not decide where the transaction
             # lives: the transaction's first statement does.
             self.drop_soft_pin()
+            self.snapshot = "CONSISTENT SNAPSHOT" in plan.args[0].upper()
             if self.xa is not None:  # BEGIN inside a transaction commits it first
                 error = await xa.end(self, commit=True, reply=False)
                 if error is not None:
@@ -1047,6 +1057,13 @@ class ClientSession(asyncio.Protocol):
             self._write(ok_packet(self._seq, self.status))
         elif plan.handler == "use":
             self._use(plan.args[0])
+        elif plan.handler == "ok":
+            self._write(ok_packet(self._seq, self.status))
+        elif plan.handler == "table_status":
+            try:
+                self._write(await table_status.table_status(self, *plan.args))
+            except BackendError as exc:
+                self._send_error(exc.to_err())
         elif plan.handler == "session_functions":
             values = {"last_insert_id": self.last_insert_id, "connection_id": self.id,
                       "row_count": self.row_count, "found_rows": self.found_rows_count,

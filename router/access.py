@@ -51,6 +51,7 @@ INFO_TABLES = frozenset({
     "TRIGGERS", "PARTITIONS", "COLLATIONS", "CHARACTER_SETS",
     "COLLATION_CHARACTER_SET_APPLICABILITY", "ENGINES", "KEYWORDS", "SQL_FUNCTIONS",
     "SESSION_VARIABLES", "SESSION_STATUS", "PLUGINS",
+    "FILES",  # always empty on MariaDB (a stub kept for NDB); mariadb-dump reads it
 })
 
 _READ_WRITE = frozenset({"SELECT", "WITH", "VALUES", "INSERT", "REPLACE", "UPDATE", "DELETE",

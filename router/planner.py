@@ -22,13 +22,16 @@ from router.access import (
     words_of,
 )
 from router.express import Express
-from router.fingerprint import Fingerprint
+from router.fingerprint import Fingerprint, fingerprint_in_modes
 from router.mariadb_sql import mariadb_sql
 from router.plan import LOCAL, ROUTE, SET, SHARDED, Plan, refuse
 from router.plan_cache import PlanCache
 from router.rules import check_rules, tagged
 from router.sharded import plan_sharded
-from router.sqltext import security_text
+from router.sqltext import expand_executable, security_text
+
+# MYSQL_VERSION_ID assumed for executable comments until the server learns the backend's.
+DEFAULT_VERSION_ID = 101100
 
 log = logging.getLogger(__name__)
 
@@ -53,9 +56,16 @@ _PIN_PATTERNS = [
 _OWN_CONNECTION = re.compile(r"(?i)\b(FOUND_ROWS|ROW_COUNT)\s*\(")
 _COUNT_DIAGNOSTICS = re.compile(r"(?i)\s*SHOW\s+COUNT\s*\(\s*\*\s*\)\s+(WARNINGS|ERRORS)\s*;?\s*$")
 _REPLACE = re.compile(r"(?i)^\s*REPLACE(?=\s)")
-# MariaDB runs the inside of /*! ... */ and /*M! ... */; DAL's scanner and sqlglot skip it as a
-# comment, so a key predicate in one would be invisible to routing.
+# MariaDB runs the inside of /*! ... */ and /*M! ... */ by its version; DAL's scanner and
+# sqlglot would skip it as a comment, so statements are planned from their expansion.
 _EXECUTABLE_COMMENT = re.compile(r"/\*M?!")
+_TABLE_STATUS = re.compile(r"(?is)\s*SHOW\s+TABLE\s+STATUS(?:\s+(?:FROM|IN)\s+"
+                           r"(?:`(?:[^`]|``)+`|[\w$]+))?(\s.*?)?\s*;?\s*$")
+_START_TRANSACTION = re.compile(r"(?is)\s*START\s+TRANSACTION\b")
+_LOCK_TABLES = re.compile(r"(?is)\s*LOCK\s+TABLES?\s+(.*?)\s*;?\s*$")
+_LOCK_ITEM = re.compile(r'(?is)\s*((?:`(?:[^`]|``)+`|[\w$]+)(?:\s*\.\s*(?:`(?:[^`]|``)+`|[\w$]+))?)'
+                        r"(?:\s+(?:AS\s+)?(?!READ\b|WRITE\b|LOW_PRIORITY\b)[\w$`]+)?\s+"
+                        r"(READ(?:\s+LOCAL)?|(?:LOW_PRIORITY\s+)?WRITE(?:\s+CONCURRENT)?)\s*$")
 _TRANSACTION_ONLY = re.compile(r"(?i)\s*(SAVEPOINT|RELEASE\s+SAVEPOINT|ROLLBACK\s+(WORK\s+)?TO)\b")
 _RENAMED_VARIABLES = {"transaction_isolation": "tx_isolation",
                       "transaction_read_only": "tx_read_only"}
@@ -79,6 +89,9 @@ class Router:
         # Statement heads before a trailing integer -> their express route (router/express.py).
         self.express: dict[bytes, Express] = {}
         self._key = b""
+        # The backend's MYSQL_VERSION_ID, for executable comments (set by dal/server.py).
+        self.version_id = DEFAULT_VERSION_ID
+        self.mariadb = True  # MySQL reads /*M! as a plain comment and runs 5.7+ versions
         self.parses = 0  # sqlglot calls, counted so that tests can assert the hot path skips it
         self.access = AccessPolicy([dim.prefix for cfg in config.databases.values()
                                     for dim in cfg.dimensions.values()])
@@ -93,11 +106,18 @@ class Router:
             ) + r")\b") if any(self._names.values()) else None
 
     def plan(self, sql: bytes, fp: Fingerprint, schema: str | None, admin: bool,
-             modes: int = 0) -> Plan:
+             modes: int = 0, original: bytes | None = None) -> Plan:
         """The plan for a statement, from the cache when its shape was seen before.
 
         ``modes`` are the session's lexer modes (router/sqltext.py): a statement read under
-        NO_BACKSLASH_ESCAPES or ANSI_QUOTES is planned and cached apart."""
+        NO_BACKSLASH_ESCAPES or ANSI_QUOTES is planned and cached apart. ``original``: the
+        client's text when ``sql`` is its `expand` (the access check reads the original, every
+        executable comment included, whatever its version)."""
+        if original is not None:
+            text = original.decode("utf-8", "surrogateescape")
+            denial = self.access.check(text, modes, admin)
+            if denial is not None:
+                return tagged(refuse(*denial.error), denial.rule)
         key = (fp.key, schema, admin, modes) if modes else (fp.key, schema, admin)
         plan = self.cache.get(key)
         if plan is None:
@@ -113,6 +133,15 @@ class Router:
         self.rules = rules  # type: ignore[assignment]
         self.cache.clear()
         self.express.clear()
+
+    def expand(self, sql: bytes, modes: int = 0) -> bytes | None:
+        """``sql`` with its executable comments resolved as the backend reads them (run or
+        skipped by version, router/sqltext.py); None when it holds none."""
+        if b"/*" not in sql or (b"/*!" not in sql and b"/*M!" not in sql):
+            return None
+        expanded = expand_executable(sql.decode("utf-8", "surrogateescape"), modes,
+                                     self.version_id, self.mariadb)
+        return None if expanded is None else expanded.encode("utf-8", "surrogateescape")
 
     def learn_express(self, sql: bytes, fp: Fingerprint, plan: Plan, schema: str | None,
                       admin: bool) -> None:
@@ -153,6 +182,21 @@ class Router:
         code = security_text(text, modes)
         denial = self.access.check_code(code, text, modes, admin)
         words = words_of(code)
+        if denial is None and _EXECUTABLE_COMMENT.search(text):
+            expanded = self._expanded(text, modes)
+            if expanded is None and words[:1] == ["SET"]:
+                return _untracked_set(words, self._default_route(schema, "set"))
+            if expanded is None:
+                return self._unparsed(text, schema, "it holds an executable comment (/*! ... */) "
+                                      "that is unterminated or holds literals, sent in a "
+                                      "prepared statement or a multi-statement batch",
+                                      _pin_reason(text))
+            # Checked again as the backend reads it: `/*!99999 SELECT */ SHUTDOWN` passed the
+            # check above as a SELECT.
+            text = expanded
+            code = security_text(text, modes)
+            denial = self.access.check_code(code, text, modes, admin)
+            words = words_of(code)
         if denial is not None:
             # PREPARE's verdict depends on its literal body: planned for this text only.
             return _with(tagged(refuse(*denial.error), denial.rule),
@@ -161,16 +205,16 @@ class Router:
         if local is not None:
             return local
         self.parses += 1
-        if _EXECUTABLE_COMMENT.search(text):
-            if words[:1] == ["SET"]:
-                return _untracked_set(words, self._default_route(schema, "set"))
-            return self._unparsed(text, schema, "it holds an executable comment (/*! ... */), "
-                                  "which MariaDB runs and DAL cannot see into", _pin_reason(text))
+        if (lock := _LOCK_TABLES.match(text)) is not None:
+            return self._lock_tables(lock.group(1), text, schema)
         # REPLACE routes like INSERT; sqlglot's MySQL dialect only parses the latter.
         parsed = _REPLACE.sub("INSERT", text, count=1) if _REPLACE.match(text) else text
         try:
             trees = [t for t in sqlglot.parse(parsed, dialect="mysql") if t is not None]
         except (ParseError, TokenError) as exc:
+            if _START_TRANSACTION.match(text):  # ... WITH CONSISTENT SNAPSHOT, READ ONLY
+                return Plan(LOCAL, handler="begin", args=(text.strip().rstrip(";"),),
+                            statement="transaction")
             position = syntax.error_position(parsed, exc)
             if position is not None and parsed is not text:
                 position += len(text) - len(parsed)  # REPLACE is one longer than INSERT
@@ -209,6 +253,48 @@ class Router:
         if plan.kind == ROUTE and (own := _OWN_CONNECTION.search(text)):
             plan = _with(plan, own_connection=f"{own.group(1).upper()}()", anywhere=True)
         return plan
+
+    def _expanded(self, text: str, modes: int) -> str | None:
+        """A statement that reached the planner unexpanded (prepared, or in a batch): its
+        expansion, when the plan built from it serves the caller's literal slots (no literal
+        inside a run comment); else None."""
+        expanded = expand_executable(text, modes, self.version_id, self.mariadb)
+        if expanded is None:
+            return None
+        before = fingerprint_in_modes(text.encode("utf-8", "surrogateescape"), modes)
+        after = fingerprint_in_modes(expanded.encode("utf-8", "surrogateescape"), modes)
+        if len(before.literals) != len(after.literals) or before.groups != after.groups:
+            return None
+        self._key = after.key
+        return expanded
+
+    def _lock_tables(self, items: str, text: str, schema: str | None) -> Plan:
+        """LOCK TABLES: as it is on unsharded and broadcast tables (on the default database,
+        pinning the session). A list that names a sharded or bound table takes READ locks only,
+        and then locks nothing (no lock spans 120 shards; see README, "What you see through
+        DAL"): answered OK, so that mariadb-dump proceeds."""
+        sharded = []
+        for item in _split_top_level(items):
+            match = _LOCK_ITEM.match(item)
+            if match is None:
+                return self._unparsed(text, schema, "DAL reads LOCK TABLES <table> [[AS] alias] "
+                                      "READ [LOCAL] | [LOW_PRIORITY] WRITE [CONCURRENT]",
+                                      "lock_tables")
+            name = match.group(1).replace("`", "")
+            db, _, table = name.rpartition(".")
+            resolved = self._resolve(db.strip() or None, table.strip(), schema)
+            if isinstance(resolved, Plan):
+                return resolved
+            if resolved[1] in (TableKind.SHARDED, TableKind.BOUND):
+                if not match.group(2).upper().startswith("READ"):
+                    return refuse(*errors.NOT_SUPPORTED, f"LOCK TABLES ... WRITE on "
+                                  f"{resolved[1].value} table '{table.strip()}' is refused: DAL "
+                                  "cannot lock a table across its shards; use a transaction on "
+                                  "one user's rows")
+                sharded.append(table)
+        if not sharded:
+            return _with(self._default_route(schema, "lock"), pin="lock_tables")
+        return Plan(LOCAL, handler="ok", statement="lock")
 
     def _analyse_tree(self, tree: exp.Expression, text: str, schema: str | None,
                       admin: bool) -> Plan:
@@ -358,24 +444,45 @@ class Router:
         if what in ("DATABASES", "SCHEMAS"):
             return Plan(LOCAL, handler="show_databases", args=(like_value,), statement="show")
         if what == "TABLES":
-            db = tree.text("db") or schema
-            if db is None:
-                return refuse(*errors.NO_DATABASE, "No database selected")
-            if db not in self.config.databases:
-                if db.lower() in SYSTEM_SCHEMAS:
-                    return self._default_route(schema, "show")
-                return refuse(*errors.BAD_DB, f"Unknown database '{db}'")
+            db = self._shown_database(tree, schema)
+            if isinstance(db, Plan):
+                return db
             if tree.args.get("where") is not None:
                 return refuse(*errors.NOT_SUPPORTED, "SHOW TABLES ... WHERE is not supported "
                               "by DAL; use LIKE")
             return Plan(LOCAL, handler="show_tables",
                         args=(db, bool(tree.args.get("full")), like_value), statement="show")
+        if what == "TABLE STATUS":
+            return self._table_status(tree, text, schema)
         target = tree.args.get("target")
         if what in ("CREATE TABLE", "COLUMNS", "FIELDS", "INDEX", "INDEXES", "KEYS") and target:
             table = exp.Table(this=exp.to_identifier(target.name),
                               db=exp.to_identifier(tree.text("db")) if tree.text("db") else None)
             return self._metadata_for_table(tree, table, schema, "show")
         return self._default_route(schema, "show")
+
+    def _shown_database(self, tree: exp.Show, schema: str | None) -> str | Plan:
+        """The logical database a SHOW [FROM db] lists; else its plan (a system schema goes to
+        the default backend) or refusal."""
+        db = tree.text("db") or schema
+        if db is None:
+            return refuse(*errors.NO_DATABASE, "No database selected")
+        if db not in self.config.databases:
+            if db.lower() in SYSTEM_SCHEMAS:
+                return self._default_route(schema, "show")
+            return refuse(*errors.BAD_DB, f"Unknown database '{db}'")
+        return db
+
+    def _table_status(self, tree: exp.Show, text: str, schema: str | None) -> Plan:
+        """SHOW TABLE STATUS [FROM db] [LIKE ... | WHERE ...] of a logical database: answered
+        by DAL (dal/table_status.py) from its default database and, for sharded and bound
+        tables, from the first shard of the authoritative dimension."""
+        db = self._shown_database(tree, schema)
+        if isinstance(db, Plan):
+            return db
+        match = _TABLE_STATUS.match(text)
+        tail = (match.group(1) or "") if match else ""
+        return Plan(LOCAL, handler="table_status", args=(db, tail), statement="show", once=True)
 
     def _metadata_for_table(self, tree: exp.Expression, table: exp.Table, schema: str | None,
                             statement: str) -> Plan:
@@ -467,6 +574,17 @@ def _evaluable(value: exp.Expression) -> bool:
     session's connections), no subquery, no assignment."""
     return not any(isinstance(node, exp.Parameter | exp.Select | exp.Subquery | exp.PropertyEQ)
                    for node in value.walk())
+def _split_top_level(items: str) -> list[str]:
+    """A LOCK TABLES list split at its commas (none sits inside a quoted name)."""
+    parts, depth, start = [], False, 0
+    for i, c in enumerate(items):
+        if c == "`":
+            depth = not depth
+        elif c == "," and not depth:
+            parts.append(items[start:i])
+            start = i + 1
+    parts.append(items[start:])
+    return parts
 
 
 def _pin_reason(text: str) -> str | None:

@@ -105,3 +105,101 @@ def security_text(sql: str, modes: int) -> str:
             out.append(sql[i:j])
             i = j
     return "".join(out).upper()
+
+
+# MariaDB's sql_lex.cc: a versioned comment in the MySQL 5.7+ range runs only in its M! form
+# (MySQL syntax MariaDB may not understand).
+_MYSQL_RANGE = range(50700, 100000)
+
+
+def version_id(version: str) -> int:
+    """MYSQL_VERSION_ID of a server version string: ``10.11.19-MariaDB-log`` -> 101119."""
+    numbers = version.removeprefix("5.5.5-").split("-", 1)[0].split(".")
+    try:
+        major, minor, patch = (int(part) for part in [*numbers, "0", "0"][:3])
+    except ValueError:
+        return 0
+    return major * 10000 + minor * 100 + patch
+
+
+def _comment_end(text: str, start: int, nested: bool) -> int:
+    """Where a skipped comment whose body starts at ``start`` ends (past its ``*/``), as
+    MariaDB's consume_comment reads it: quotes mean nothing, and a comment skipped for its
+    version may hold one level of ``/* */`` inside; -1 when unterminated."""
+    i = start
+    n = len(text)
+    while i < n:
+        if nested and text.startswith("/*", i):
+            inner = _comment_end(text, i + 2, False)
+            if inner < 0:
+                return -1
+            i = inner
+        elif text.startswith("*/", i):
+            return i + 2
+        else:
+            i += 1
+    return -1
+
+
+def expand_executable(text: str, modes: int, server_version: int,
+                      mariadb: bool = True) -> str | None:
+    """The statement as a server of ``server_version`` (a MYSQL_VERSION_ID) reads it, with its
+    executable comments resolved; None when it holds none, or one is unterminated.
+
+    As MariaDB's lexer does: ``/*!`` and ``/*M!`` with an optional version of 5 or 6 digits;
+    the body is code when the version is at or below the server's, except that a MySQL-range
+    version (50700..99999) runs only in the ``M!`` form; otherwise the comment is skipped
+    (with one level of ``/* */`` inside). A run body keeps strings, quoted identifiers and
+    plain comments as they are. For a MySQL server (``mariadb`` false) ``/*M!`` is a plain
+    comment and no range is excluded. Markers become one space each."""
+    if "/*!" not in text and (not mariadb or "/*M!" not in text):
+        return None
+    out: list[str] = []
+    i = last = 0
+    n = len(text)
+    open_body = False  # inside a run executable comment whose */ is still to come
+    ansi = modes & ANSI_QUOTES
+    while i < n:
+        c = text[i]
+        if c == "'" or (c == '"' and not ansi):
+            i = string_end(text, i, c, modes)
+        elif c == "`" or (c == '"' and ansi):
+            i = string_end(text, i, c, NO_BACKSLASH_ESCAPES)
+        elif c == "/" and text.startswith("/*", i):
+            body = _executable_head(text, i) if mariadb or text[i + 2] == "!" else -1
+            if body < 0:  # a plain comment, kept as it is
+                end = _comment_end(text, i + 2, False)
+                if end < 0:
+                    return None
+                i = end
+                continue
+            maria = text[i + 2] == "M"
+            digits = body - (i + (4 if maria else 3))
+            version = int(text[body - digits:body]) if digits else 0
+            out.append(text[last:i])
+            if digits == 0 or (version <= server_version and (
+                    maria or not mariadb or version not in _MYSQL_RANGE)):
+                out.append(" ")
+                open_body = True
+                i = last = body
+            else:
+                end = _comment_end(text, body, True)
+                if end < 0:
+                    return None
+                out.append(" ")
+                i = last = end
+        elif c == "*" and open_body and text.startswith("*/", i):
+            out.append(text[last:i])
+            out.append(" ")
+            open_body = False
+            i = last = i + 2
+        elif c == "#" or (c == "-" and text.startswith("--", i)
+                          and (i + 2 >= n or text[i + 2] in " \t\r\n\x0b\x0c")):
+            end = text.find("\n", i)
+            i = n if end < 0 else end + 1
+        else:
+            i += 1
+    if open_body:
+        return None
+    out.append(text[last:])
+    return "".join(out)

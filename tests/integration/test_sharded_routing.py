@@ -289,27 +289,6 @@ def test_a_key_written_as_a_whole_decimal_hex_or_string_routes_to_its_shard(conn
         assert cur.fetchall() == ((3,),)
 
 
-def test_executable_comments_on_sharded_tables_are_refused(connect, direct, clean) -> None:
-    """MariaDB runs what is inside /*! ... */; DAL's routing cannot see it, so a key predicate
-    hidden there would read or write the wrong shard. Such statements are refused; on unsharded
-    tables they still reach the backend, which runs them."""
-    first, second = USERS[0], next(u for u in USERS if u % 120 != USERS[0] % 120)
-    with connect().cursor() as cur:
-        for user in (first, second):
-            cur.execute(INSERT, (user, 1, 0, "1.00", "kept"))
-        for sql in (f"SELECT note FROM orders WHERE /*!50000 user_id = {first} OR */ "
-                    f"user_id = {second}",
-                    f"DELETE FROM orders WHERE /*M!100500 user_id = {first} OR */ "
-                    f"user_id = {second}"):
-            with pytest.raises(pymysql.MySQLError) as refused:
-                cur.execute(sql)
-            assert refused.value.args[0] == 1235 and "executable comment" in refused.value.args[1]
-        cur.execute("SELECT /*!50000 20 + */ 22")
-        assert cur.fetchall() == ((42,),)
-    for user in (first, second):
-        assert len(shard_rows(direct, user % 120)) == 1
-
-
 def test_an_overlong_key_literal_is_refused_and_the_session_goes_on(connect, clean) -> None:
     """A known express head followed by 5,000 digits, alone and inside a multi-statement
     batch: a 1105 refusal each time, and the connection keeps working."""

@@ -1,0 +1,51 @@
+"""``SHOW TABLE STATUS`` of a logical database, answered by DAL.
+
+The default database answers for its own (unsharded and broadcast) tables; sharded and bound
+tables answer from the first shard of the authoritative dimension, whose copy of the table has
+the logical name. So Engine, Row_format, Collation, Create_options and Comment are the table's,
+and Rows, Avg_row_length, Data_length, Index_length, Data_free and Auto_increment describe
+that one shard only (an estimate of 1/shards of the table): InnoDB's Rows is an estimate
+anyway, and summing it would cost a query per shard. The client's LIKE or WHERE goes to both
+backends as written, so it filters exactly as MariaDB does.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from config.model import TableKind
+from dal.wire.results import encode_result_set
+from pool.connection import Result
+
+if TYPE_CHECKING:
+    from dal.session import ClientSession
+
+_SHARDED = (TableKind.SHARDED, TableKind.BOUND)
+
+
+async def _run(session: ClientSession, instance: str, sql: str) -> Result:
+    pool = session.server.pools[instance]
+    conn = await pool.acquire()
+    try:
+        return await conn.query(sql)
+    finally:
+        pool.release(conn, reusable=not conn.closed)
+
+
+async def table_status(session: ClientSession, db: str, tail: str) -> bytes:
+    """The framed result set of ``SHOW TABLE STATUS FROM db<tail>`` for the logical ``db``
+    (raises pool.connection.BackendError as the backend answered)."""
+    config = session.server.config
+    cfg = config.databases[db]
+    sharded = {name for name, table in cfg.tables.items() if table.kind in _SHARDED}
+    result = await _run(session, cfg.default_instance,
+                        f"SHOW TABLE STATUS FROM `{cfg.default_database}`{tail}")
+    rows = [row for row in result.rows if (row[0] or b"").decode() not in sharded]
+    if sharded:
+        shard_db = cfg.dimensions[cfg.authoritative].database(0)
+        first = await _run(session, config.shard_instance(db, cfg.authoritative, 0),
+                           f"SHOW TABLE STATUS FROM `{shard_db}`{tail}")
+        rows += [row for row in first.rows if (row[0] or b"").decode() in sharded]
+    rows.sort(key=lambda row: row[0] or b"")
+    return encode_result_set(result.columns, rows, deprecate_eof=False, status=session.status,
+                             seq=session.reply_seq)
