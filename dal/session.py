@@ -280,8 +280,11 @@ class ClientSession(asyncio.Protocol):
         self._drain()
 
     def _check_database(self, name: str) -> ERR | None:
-        if name.lower() == "information_schema":
-            return None
+        if name.lower() == "information_schema":  # its tables unqualified would bypass the view
+            return ERR(errors.DB_ACCESS_DENIED[0], f"Access denied for user '{self.user}'@"
+                       f"'{self.peer}' to database '{name}' (DAL shows information_schema as "
+                       "its logical view: qualify its tables, information_schema.TABLES)",
+                       errors.DB_ACCESS_DENIED[1])
         if name not in self.server.config.databases:
             return ERR(errors.BAD_DB[0], f"Unknown database '{name}'", errors.BAD_DB[1])
         allowed = self.server.config.users[self.user].databases

@@ -68,13 +68,14 @@ _CREATE_MODIFIERS = frozenset({"OR", "REPLACE", "TEMPORARY", "UNIQUE", "FULLTEXT
                                "ONLINE", "OFFLINE", "IGNORE", "AGGREGATE", "SQL", "SECURITY",
                                "DEFINER", "INVOKER", "ALGORITHM", "UNDEFINED", "MERGE",
                                "TEMPTABLE", "CURRENT_USER", "IF", "NOT", "EXISTS"})
+# Not PROFILE(S): the profiling history stays on a pooled connection, another session's.
 _SHOW_ALLOWED = frozenset({
     "TABLES", "DATABASES", "SCHEMAS", "COLUMNS", "FIELDS", "INDEX", "INDEXES", "KEYS",
     "TABLE", "WARNINGS", "ERRORS", "COUNT", "VARIABLES", "STATUS", "COLLATION", "CHARACTER",
     "CHARSET", "ENGINES", "STORAGE", "PLUGINS", "PRIVILEGES", "PROCESSLIST", "GRANTS",
-    "TRIGGERS", "PROCEDURE", "FUNCTION", "PROFILE", "PROFILES", "AUTHORS", "CONTRIBUTORS",
-    "CREATE",
+    "TRIGGERS", "PROCEDURE", "FUNCTION", "AUTHORS", "CONTRIBUTORS", "CREATE",
 })
+_FOR = re.compile(r"\sFOR\s")
 _SHOW_CREATE_ALLOWED = frozenset({"TABLE", "VIEW", "PROCEDURE", "FUNCTION", "TRIGGER",
                                   "SEQUENCE", "DATABASE", "SCHEMA"})
 _SHOW_SKIP = frozenset({"FULL", "GLOBAL", "SESSION", "LOCAL", "EXTENDED"})
@@ -83,7 +84,8 @@ _SHOW_SKIP = frozenset({"FULL", "GLOBAL", "SESSION", "LOCAL", "EXTENDED"})
 _PRIVILEGED_VARIABLES = frozenset({"SQL_LOG_BIN", "SQL_LOG_OFF", "SQL_LOG_UPDATE",
                                    "PSEUDO_THREAD_ID", "PSEUDO_SLAVE_MODE", "SERVER_ID",
                                    "SKIP_REPLICATION", "SQL_SLAVE_SKIP_COUNTER",
-                                   "DEFAULT_MASTER_CONNECTION"})
+                                   "DEFAULT_MASTER_CONNECTION", "PROFILING",
+                                   "PROFILING_HISTORY_SIZE"})
 _PRIVILEGED_PREFIXES = ("BINLOG_", "GTID_", "WSREP_", "SLAVE_", "REPLICA_", "DEBUG",
                         "SESSION_TRACK_", "MASTER_", "RPL_")
 # Privilege MariaDB names for a statement an application may never run, by its first word.
@@ -169,6 +171,9 @@ class AccessPolicy:
                                   "create a procedure and CALL it")
         if verb not in _STATEMENT_WORDS:
             return Denial(*errors.PARSE_ERROR, syntax_error(sql, verb), rule=None)
+        if verb == "EXECUTE" and nxt == "IMMEDIATE":
+            return _not_supported("EXECUTE IMMEDIATE: DAL cannot check a statement it cannot "
+                                  "see; use server-side prepared statements")
         if verb in _READ_WRITE or verb in _TRANSACTION or verb in _PREPARED or verb == "USE":
             return None
         if verb in _METADATA:
@@ -195,7 +200,7 @@ class AccessPolicy:
             return _not_supported("XA statements from clients: it runs XA itself in "
                                   "transaction mode xa (transactions.mode)")
         if verb in _DDL or verb in _MAINTENANCE:
-            return _ddl(verb, words[1:], admin)
+            return _ddl(verb, words[1:], admin, text)
         privilege = _PRIVILEGE.get(verb, "SUPER")
         return _privilege(privilege, f"{verb} is server administration, which DAL refuses "
                           "for every client; run it on the backend as a DBA")
@@ -235,7 +240,8 @@ class AccessPolicy:
         if denial := _client_charset(text, words):
             return denial
         if second == "STATEMENT":  # SET STATEMENT v=x FOR <statement>: both parts checked
-            head, _, inner = text.partition(" FOR ")
+            parts = _FOR.split(text, maxsplit=1)
+            head, inner = parts[0], parts[1] if len(parts) > 1 else ""
             denial = _variables(head)
             if denial is not None or not inner.strip():
                 return denial
@@ -307,7 +313,7 @@ def _variables(text: str) -> Denial | None:
     return None
 
 
-def _ddl(verb: str, words: list[str], admin: bool) -> Denial | None:
+def _ddl(verb: str, words: list[str], admin: bool, text: str) -> Denial | None:
     obj = next((w for w in words if w not in _CREATE_MODIFIERS and not w.startswith("@")
                 and w not in ("NO_WRITE_TO_BINLOG",)), "")
     objects = verb in ("CREATE", "DROP", "ALTER") or (verb == "RENAME" and obj == "USER")
@@ -322,7 +328,12 @@ def _ddl(verb: str, words: list[str], admin: bool) -> Denial | None:
                           "for every client")
     if obj == "FUNCTION" and "SONAME" in words:
         return _privilege("SUPER", "CREATE FUNCTION ... SONAME loads a server plugin")
-    if obj in ("PROCEDURE", "FUNCTION", "TRIGGER") and (bad := _routine_body_denial(words)):
+    if obj in ("VIEW", "PROCEDURE", "FUNCTION", "TRIGGER") and "INFORMATION_SCHEMA" in words:
+        return Denial(*errors.TABLE_ACCESS_DENIED, f"a {obj.lower()} may not read "
+                      "information_schema: it would show clients the backend's databases, not "
+                      "DAL's logical view")
+    if obj in ("PROCEDURE", "FUNCTION", "TRIGGER") and (
+            bad := _routine_body_denial(words) or _body_settings(text)):
         return _privilege("SUPER", f"a {obj.lower()} body may not run {bad} (it would run "
                           "later, as DAL's backend account)")
     if not admin:
@@ -339,6 +350,21 @@ _BODY_WORDS = frozenset({"SHUTDOWN", "RESTART", "GRANT", "REVOKE", "FLUSH", "RES
                          "PERSIST", "SQL_LOG_BIN", "BINLOG", "MASTER", "SLAVE", "REPLICA",
                          "XA", "IMMEDIATE"})
 _BODY_OBJECTS = frozenset({"USER", "ROLE", "DATABASE", "SCHEMA", "EVENT", "SERVER"})
+
+
+def _body_settings(text: str) -> str | None:
+    """A global setting or a privileged session variable set inside a routine body."""
+    if _GLOBAL_SCOPE.search(text):
+        return "SET GLOBAL"
+    for match in _BODY_SET.finditer(text):
+        if _variables("SET " + match.group(1)) is not None:
+            return "a SET of a privileged variable"
+    return None
+
+
+# A SET statement inside a routine body (not UPDATE ... SET): after ;, BEGIN, THEN, ELSE, DO...
+_BODY_SET = re.compile(r"(?:^|;|\)|\bBEGIN|\bTHEN|\bELSE|\bDO|\bLOOP|\bREPEAT|:)\s*SET\s+"
+                       r"([^;]*)")
 
 
 def _routine_body_denial(words: list[str]) -> str | None:

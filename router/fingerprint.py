@@ -17,7 +17,8 @@ _SINGLE = rb"""'[^'\\]*(?:(?:\\.|'')[^'\\]*)*'"""
 _DOUBLE = rb'"[^"\\]*(?:(?:\\.|"")[^"\\]*)*"'
 _SINGLE_RAW = rb"'[^']*(?:''[^']*)*'"  # NO_BACKSLASH_ESCAPES: a backslash is a character
 _DOUBLE_RAW = rb'"[^"]*(?:""[^"]*)*"'
-_REST = (rb"""|(/\*.*?\*/|--[ \t][^\n]*|--\n|\#[^\n]*)"""
+# `--` starts a comment before any space or control character (MariaDB's lexer), or at the end.
+_REST = (rb"""|(/\*.*?\*/|--(?:\n|[\x00-\x09\x0b-\x20\x7f][^\n]*|$)|\#[^\n]*)"""
          rb"""|((?<![\w$.@])(?:0x[0-9a-fA-F]+|[xX]'[0-9a-fA-F]*'|[bB]'[01]*'"""
          rb"""|\d+(?:\.\d*)?(?:[eE][+-]?\d+)?|\.\d+(?:[eE][+-]?\d+)?)(?![\w$]))""")
 

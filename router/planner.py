@@ -36,7 +36,6 @@ DEFAULT_VERSION_ID = 101100
 log = logging.getLogger(__name__)
 
 # Kept by the client's DAL session (dal/idle.py), never replayed onto backends.
-_DAL_TIMEOUTS = frozenset({"wait_timeout", "interactive_timeout"})
 
 SYSTEM_SCHEMAS = frozenset({"information_schema", "mysql", "performance_schema", "sys"})
 DDL = (exp.Create, exp.Drop, exp.Alter, exp.TruncateTable)
@@ -123,8 +122,11 @@ class Router:
         if plan is None:
             plan = self.analyse(sql, schema, admin, fp.key, modes)
             # A rule's refusal depends on the shape alone: cached, so a hit skips the rules.
-            if not plan.once and (plan.passthrough or not fp.literals or plan.kind == SHARDED
-                                  or plan.rule is not None):
+            # A statement with an executable comment is planned for its own text only: the
+            # scanner's key cannot tell what the comment runs (or skips) from its literals.
+            if not plan.once and not _has_executable(sql) and (
+                    plan.passthrough or not fp.literals or plan.kind == SHARDED
+                    or plan.rule is not None):
                 self.cache.put(key, plan)
         return plan
 
@@ -147,6 +149,8 @@ class Router:
                       admin: bool) -> None:
         """After the ordinary path ran ``sql`` with ``plan``: remember its head's express route
         (or that it has none) for the statements of its shape that follow."""
+        if plan.once or _has_executable(sql):
+            return
         express.learn(self.express, self.config, sql, fp, plan, schema, admin)
 
     def default_plan(self, schema: str | None) -> Plan:
@@ -183,6 +187,14 @@ class Router:
         denial = self.access.check_code(code, text, modes, admin)
         words = words_of(code)
         if denial is None and _EXECUTABLE_COMMENT.search(text):
+            read = expand_executable(text, modes, self.version_id, self.mariadb)
+            if read is None:
+                return _with(refuse(*errors.NOT_SUPPORTED, "DAL cannot read this executable "
+                                    "comment (/*! ... */): it is unterminated"), once=True)
+            # Checked as the backend reads it, whether or not the plan can use that reading.
+            denial = self.access.check(read, modes, admin)
+            if denial is not None:
+                return _with(tagged(refuse(*denial.error), denial.rule), once=True)
             expanded = self._expanded(text, modes)
             if expanded is None and words[:1] == ["SET"]:
                 return _untracked_set(words, self._default_route(schema, "set"))
@@ -376,12 +388,17 @@ class Router:
             return refuse(*errors.NOT_SUPPORTED, f"DAL cannot route this statement: it names "
                           f"sharded or broadcast table '{match.group(1)}' and DAL cannot "
                           f"analyse it{why}")
+        if _INFORMATION_SCHEMA.search(text):  # only its logical view, which needs a parse
+            return refuse(*errors.NOT_SUPPORTED, "DAL shows information_schema only through "
+                          "statements it can parse (its logical view); this one it cannot")
         return _with(self._default_route(schema), pin=pin)
 
     def _syntax_error(self, text: str, schema: str | None, position: int | None) -> Plan:
         """A statement DAL cannot parse: on unsharded tables the backend answers (its own
         1064); on sharded or broadcast ones DAL answers MariaDB's 1064 itself."""
         if self._sharded_words is not None and self._sharded_words.search(text):
+            return refuse(*syntax.PARSE_ERROR, syntax.message(text, position))
+        if _INFORMATION_SCHEMA.search(text):
             return refuse(*syntax.PARSE_ERROR, syntax.message(text, position))
         return self._default_route(schema)
 
@@ -405,12 +422,17 @@ class Router:
                 assignments.append(("names", value))
                 continue
             target = item.this
-            if not isinstance(target, exp.EQ) or (kind and not (
-                    kind in ("SESSION", "LOCAL") and target.this.name.lower() in _DAL_TIMEOUTS)):
+            if kind in ("SESSION", "LOCAL"):  # SET SESSION v = x: the session's, as SET v = x
+                kind = ""
+            if not isinstance(target, exp.EQ) or kind:
+                if "SQL_MODE" in text.upper():
+                    return refuse(*errors.NOT_SUPPORTED, _UNTRACKED_SQL_MODE)
                 return _with(self._default_route(schema, "set"), pin="set_other")
             var, value = target.this, target.expression
             literal = isinstance(value, exp.Literal | exp.Null | exp.Boolean | exp.Var)
             if isinstance(var, exp.Parameter) or not (literal or _evaluable(value)):
+                if "SQL_MODE" in text.upper():
+                    return refuse(*errors.NOT_SUPPORTED, _UNTRACKED_SQL_MODE)
                 return _with(self._default_route(schema, "set"), pin="set_expression")
             if isinstance(var, exp.SessionParameter):
                 if (var.text("kind") or "session").lower() not in ("session", "local"):
@@ -424,6 +446,11 @@ class Router:
             else:
                 return _with(self._default_route(schema, "set"), pin="set_other")
             name = _RENAMED_VARIABLES.get(name.lower(), name.lower())
+            if name == "sql_mode" and literal and not (
+                    isinstance(value, exp.Var) or (isinstance(value, exp.Literal)
+                                                   and value.is_string)):
+                return refuse(*errors.NOT_SUPPORTED, "DAL reads sql_mode from its names (SET "
+                              "sql_mode = 'STRICT_TRANS_TABLES,...'), not from a number or NULL")
             if name == "character_set_client" and (
                     unsafe := unsafe_charset_refusal(value.name if literal else "")):
                 return refuse(*BAD_CHARSET, unsafe)
@@ -553,8 +580,18 @@ def _local_statement(words: list[str], text: str) -> Plan | None:
     return None
 
 
+_UNTRACKED_SQL_MODE = ("DAL must know the session's sql_mode to read its statements: set it to "
+                       "names (SET sql_mode = '...') or to an expression without user "
+                       "variables or subqueries")
 _LEXER_VARIABLES = frozenset({"SQL_MODE", "NAMES", "CHARACTER", "CHARSET",
                               "CHARACTER_SET_CLIENT"})
+
+
+_INFORMATION_SCHEMA = re.compile(r"(?i)information_schema")
+
+
+def _has_executable(sql: bytes) -> bool:
+    return b"/*!" in sql or b"/*M!" in sql or b"/*m!" in sql
 
 
 def _untracked_set(words: list[str], route: Plan) -> Plan:

@@ -28,6 +28,11 @@ def modes_of(sql_mode: str) -> int:
     return bits | (ANSI_QUOTES if names & _ANSI_QUOTE_MODES else 0)
 
 
+def _comment_dash(c: str) -> bool:
+    """After ``--``: MariaDB starts a comment at any space or control character."""
+    return c <= " " or c == "\x7f"
+
+
 def string_end(text: str, start: int, quote: str, modes: int) -> int:
     """The index just past the string literal opened at ``start``; len(text) if unterminated."""
     i = start + 1
@@ -94,7 +99,7 @@ def security_text(sql: str, modes: int) -> str:
             out.append(" ")
             i += 2
         elif c == "#" or (c == "-" and sql.startswith("--", i)
-                          and (i + 2 >= n or sql[i + 2] in " \t\r\n\x0b\x0c")):
+                          and (i + 2 >= n or _comment_dash(sql[i + 2]))):
             end = sql.find("\n", i)
             i = n if end < 0 else end + 1
             out.append(" ")
@@ -194,7 +199,7 @@ def expand_executable(text: str, modes: int, server_version: int,
             open_body = False
             i = last = i + 2
         elif c == "#" or (c == "-" and text.startswith("--", i)
-                          and (i + 2 >= n or text[i + 2] in " \t\r\n\x0b\x0c")):
+                          and (i + 2 >= n or _comment_dash(text[i + 2]))):
             end = text.find("\n", i)
             i = n if end < 0 else end + 1
         else:

@@ -163,7 +163,13 @@ def test_sets_dal_cannot_track_are_pinned_or_refused() -> None:
     from router.planner import Router
 
     router = Router(load_config(ROOT / "config" / "test.yaml"))
-    plan = router.analyse(b"/*!40014 SET UNIQUE_CHECKS=0 */", "trade", False)
+    plan = router.analyse(b"SET TRANSACTION ISOLATION LEVEL READ COMMITTED", "trade", False)
     assert plan.pin == "set_other"  # never back in the pool with state DAL does not know
-    for sql in (b"/*!40101 SET sql_mode='ANSI_QUOTES' */", b"/*!40101 SET NAMES latin1 */"):
-        assert router.analyse(sql, "trade", False).error[0] == 1235
+    for sql in (b"SET sql_mode = @m", b"SET sql_mode = 4", b"SET sql_mode = (SELECT 'ANSI')",
+                b"SET sql_mode = NULL"):
+        assert router.analyse(sql, "trade", False).error[0] == 1235, sql
+    # an executable comment's SET is read as the backend reads it (the session expands a
+    # text statement before planning it), and recorded
+    expanded = router.expand(b"/*!40101 SET sql_mode='ANSI_QUOTES' */", 0)
+    plan = router.analyse(expanded, "trade", False)
+    assert plan.assignments == (("sql_mode", "@@session.sql_mode='ANSI_QUOTES'"),)
