@@ -93,6 +93,7 @@ class _Relay:
         self.seq = session.reply_seq
         self.header_sent = False
         self.out: list[bytes] = []
+        self.rows = 0  # for FOUND_ROWS()
 
     def emit(self, payload: bytes) -> None:
         self.out.append(frame(payload, self.seq & 0xFF))
@@ -132,6 +133,8 @@ class _Relay:
                             raise BackendError(err.code, err.message, err.sqlstate)
                         phase = _DONE
                     else:
+                        if not continued:  # a row's first packet
+                            self.rows += 1
                         buf[pos + 3] = seq & 0xFF
                         seq += 1
                         run = pos if run < 0 else run
@@ -206,6 +209,7 @@ async def stream(session: ClientSession, shards: list[Target], sqls: list[bytes]
                 _give_back(session, leg)
         relay.emit(EOF(0, session.status & ~Status.MORE_RESULTS_EXISTS).encode())
         relay.flush()
+        session.row_count, session.found_rows_count = -1, relay.rows
     except BackendError as exc:
         if not relay.header_sent:
             raise

@@ -1002,7 +1002,10 @@ class ClientSession(asyncio.Protocol):
         self.busy = False
 
     def note_response(self, response: bytes) -> None:
-        """ROW_COUNT() and FOUND_ROWS() after a response DAL built (a merge, a split insert)."""
+        """ROW_COUNT() and FOUND_ROWS() after a response DAL built (a merge, a split insert);
+        a streamed scatter (empty here) noted its own."""
+        if not response:
+            return
         scanner = ResponseScanner(False)
         try:
             scanner.feed(response)

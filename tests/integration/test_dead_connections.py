@@ -287,8 +287,9 @@ def test_connection_dying_mid_result_closes_the_client_connection(one_conn_dal) 
 
 
 def test_client_wait_timeout_is_not_applied_to_pooled_connections(one_conn_dal) -> None:
-    """`SET wait_timeout = 1` is the client's: the shared backend connection keeps the
-    server's value and is not dropped after a second idle."""
+    """`SET wait_timeout = 1` is the client's (DAL closes that idle client session itself,
+    dal/idle.py): the shared backend connection keeps the server's value and is not dropped
+    after a second idle."""
     dal = one_conn_dal
     client = dal.connect()
     with client.cursor() as cur:
@@ -297,7 +298,9 @@ def test_client_wait_timeout_is_not_applied_to_pooled_connections(one_conn_dal) 
     assert one(client, "SELECT @@session.wait_timeout")[0] == server_value
     before = pool(dal, "a")
     time.sleep(2.0)
-    assert one(client, "SELECT @@session.wait_timeout")[0] == server_value
+    other = dal.connect()  # on the same pooled connection (one per instance)
+    assert one(other, "SELECT @@session.wait_timeout")[0] == server_value
     assert pool(dal, "a")["closed"] == before["closed"]  # the same connection, still alive
+    other.close()
     client.close()
     assert_pools_idle(dal.port)

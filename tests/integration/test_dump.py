@@ -19,6 +19,8 @@ import pymysql
 import pymysql.cursors
 import pytest
 
+from tests.dal_process import dba_login
+
 DUMP = shutil.which("mariadb-dump") or "/usr/bin/mariadb-dump"
 CLIENT = shutil.which("mariadb") or "/usr/bin/mariadb"
 TABLES = ("merchants", "order_items", "orders", "regions")
@@ -64,10 +66,10 @@ def data(connect):
 def scratch(direct, backends):
     """An empty database on instance a to restore into, dropped after the test."""
     name = f"dump_check_{secrets.token_hex(4)}"
-    with direct("a").cursor() as cur:
+    with direct("a", account="dba").cursor() as cur:
         cur.execute(f"CREATE DATABASE {name}")
     yield name
-    with direct("a").cursor() as cur:
+    with direct("a", account="dba").cursor() as cur:
         cur.execute(f"DROP DATABASE IF EXISTS {name}")
 
 
@@ -91,9 +93,10 @@ def dump(port: int, tmp_path: Path, *options: str) -> Path:
 
 def restore(backend: dict, database: str, path: Path, tmp_path: Path) -> None:
     with path.open("rb") as source:
+        user, password = dba_login()  # the scratch database is the DBA account's
         proc = subprocess.run([CLIENT, "--no-defaults", f"-h{backend['host']}",
-                               f"-P{backend['port']}", f"-u{backend['user']}",
-                               f"-p{backend['password']}", database], stdin=source,
+                               f"-P{backend['port']}", f"-u{user}",
+                               f"-p{password}", database], stdin=source,
                               capture_output=True, timeout=300, env=_env(tmp_path), check=False)
     assert proc.returncode == 0, proc.stderr.decode(errors="replace")
 
@@ -118,7 +121,7 @@ def shard_count(direct, table: str) -> int:
 
 
 def checksum(direct, database: str, table: str) -> int:
-    with direct("a").cursor() as cur:
+    with direct("a", account="dba").cursor() as cur:
         cur.execute(f"CHECKSUM TABLE {database}.{table}")
         return int(cur.fetchone()[1])
 
@@ -130,7 +133,7 @@ def test_dump_through_dal_restores_every_table(options, dal, connect, direct, ba
     path = dump(dal.port, tmp_path, *options, "trade")
     restore(backends["a"], scratch, path, tmp_path)
     admin = connect("admin", "admin")
-    restored = direct("a")
+    restored = direct("a", account="dba")
     for table in TABLES:
         through_dal = rows_of(admin, table)
         assert rows_of(restored, table, scratch) == through_dal, table
@@ -151,10 +154,10 @@ def test_dumping_one_sharded_table_dumps_its_rows(dal, connect, direct, backends
     table orders" and no rows: SHOW TABLE STATUS did not list sharded tables."""
     path = dump(dal.port, tmp_path, "trade", "orders")
     restore(backends["a"], scratch, path, tmp_path)
-    with direct("a").cursor() as cur:
+    with direct("a", account="dba").cursor() as cur:
         cur.execute(f"SHOW TABLES FROM {scratch}")
         assert cur.fetchall() == (("orders",),)
-    assert rows_of(direct("a"), "orders", scratch) == rows_of(connect(), "orders")
+    assert rows_of(direct("a", account="dba"), "orders", scratch) == rows_of(connect(), "orders")
 
 
 def test_show_table_status_lists_every_logical_table(connect, direct) -> None:
@@ -168,7 +171,7 @@ def test_show_table_status_lists_every_logical_table(connect, direct) -> None:
         assert [row["Name"] for row in cur.fetchall()] == ["order_items"]
         cur.execute("SHOW TABLE STATUS FROM trade WHERE Name IN ('orders', 'regions')")
         assert [row["Name"] for row in cur.fetchall()] == ["orders", "regions"]
-    with direct("a").cursor(pymysql.cursors.DictCursor) as cur:
+    with direct("a", account="dba").cursor(pymysql.cursors.DictCursor) as cur:
         cur.execute("SHOW TABLE STATUS FROM user_000 LIKE 'orders'")
         shard = cur.fetchone()
     for column in ("Engine", "Row_format", "Collation", "Create_options", "Comment"):
