@@ -610,9 +610,7 @@ class ClientSession(asyncio.Protocol):
             return
         if scanner.insert_id:
             self.last_insert_id = scanner.insert_id
-        self.row_count = scanner.affected
-        if scanner.rows >= 0:
-            self.found_rows_count = scanner.rows
+        self._note_counts(scanner)
         # Warnings or an error stay readable for one more statement; SHOW WARNINGS itself
         # clears nothing, so they stay readable after it too.
         self._after_statement(conn, scanner.status, scanner.warnings > 0 or scanner.error
@@ -1011,6 +1009,10 @@ class ClientSession(asyncio.Protocol):
             scanner.feed(response)
         except ProtocolError:
             return
+        self._note_counts(scanner)
+
+    def _note_counts(self, scanner: ResponseScanner) -> None:
+        """What ROW_COUNT() and FOUND_ROWS() answer after the response ``scanner`` read."""
         self.row_count = scanner.affected
         if scanner.rows >= 0:
             self.found_rows_count = scanner.rows

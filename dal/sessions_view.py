@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING
 
 from dal import errors
 from dal.login import ok_packet
+from dal.timeouts import kill_statement
 from dal.wire.constants import ColumnFlag, ColumnType
 from dal.wire.messages import ERR
 from dal.wire.results import encode_result_set, text_column
-from pool.killer import kill_query
 
 if TYPE_CHECKING:
     from dal.session import ClientSession
@@ -93,13 +93,9 @@ async def kill(session: ClientSession, args: tuple) -> None:
 
 async def _stop_statement(target: ClientSession) -> None:
     """KILL QUERY on the backend connection serving ``target``'s running statement, if any."""
-    conn = target.serving or (target.pinned if target.busy else None)
-    if conn is None or not target.busy:
-        return
-    server = target.server
-    sent = conn.sent_at
-    await kill_query(conn.instance, server.pools[conn.instance].instance, conn.thread_id,
-                     lambda: conn.busy and not conn.closed and conn.sent_at == sent)
+    conn = (target.serving or target.pinned) if target.busy else None
+    if conn is not None:
+        await kill_statement(target.server, conn, conn.sent_at)
 
 
 async def grants(session: ClientSession, args: tuple) -> None:

@@ -11,6 +11,7 @@ sent as it was. If rows were already streaming, the backend's own 1317 ends the 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from dal.wire.messages import ERR
@@ -47,10 +48,8 @@ async def timed_command(server: Server, conn: BackendConnection, packets: bytes)
     def expire() -> None:
         nonlocal fired
         fired = True
-        sent = conn.sent_at  # this leg's command: a later one on the connection is left alone
-        server.background(kill_query(
-            conn.instance, server.pools[conn.instance].instance, conn.thread_id,
-            lambda: conn.busy and not conn.closed and conn.sent_at == sent))
+        # this leg's command: a later one on the connection is left alone
+        server.background(kill_statement(server, conn, conn.sent_at))
 
     timer = asyncio.get_running_loop().call_later(seconds, expire)
     try:
@@ -75,18 +74,26 @@ def arm(session: ClientSession, conn: BackendConnection) -> None:
         session.server.statement_timeout, _expired, session, conn, conn.sent_at)
 
 
-def _expired(session: ClientSession, conn: BackendConnection, sent_at: float) -> None:
-    def running() -> bool:
-        return conn.busy and not conn.closed and conn.sent_at == sent_at
+def still_running(conn: BackendConnection, sent_at: float) -> Callable[[], bool]:
+    """Whether ``conn`` still runs the command sent at ``sent_at`` (a later command on it is
+    someone else's)."""
+    return lambda: conn.busy and not conn.closed and conn.sent_at == sent_at
 
-    if not running():
+
+async def kill_statement(server: Server, conn: BackendConnection, sent_at: float) -> bool:
+    """KILL QUERY the command sent on ``conn`` at ``sent_at``, if it still runs then
+    (pool/killer.py: over a connection of its own)."""
+    return await kill_query(conn.instance, server.pools[conn.instance].instance,
+                            conn.thread_id, still_running(conn, sent_at))
+
+
+def _expired(session: ClientSession, conn: BackendConnection, sent_at: float) -> None:
+    if not still_running(conn, sent_at)():
         session._timer = None
         return
     seconds = session.server.statement_timeout
     session._timer = TimedOut(conn.hold_response(), conn.instance, seconds)
-    server = session.server
-    server.background(kill_query(conn.instance, server.pools[conn.instance].instance,
-                                 conn.thread_id, running))
+    session.server.background(kill_statement(session.server, conn, sent_at))
 
 
 def ended(session: ClientSession, conn: BackendConnection,

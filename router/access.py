@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from router import errors
+from router import errors, syntax
 from router.fingerprint import unquote_string
 from router.sqltext import NO_BACKSLASH_ESCAPES, security_text, string_end
 
@@ -113,14 +113,6 @@ _COMPOUND = frozenset({"CASE", "IF", "LOOP", "REPEAT", "WHILE", "FOR", "DECLARE"
 _LABEL = re.compile(r"\s*[\w$]+\s*:(?!=)")
 
 
-def syntax_error(sql: str, word: str) -> str:
-    """MariaDB's 1064 message for a statement that cannot start with ``word``."""
-    start = sql.upper().find(word)
-    near = sql[start if start >= 0 else 0:].strip()[:80]
-    return ("You have an error in your SQL syntax; check the manual that corresponds to your "
-            f"MariaDB server version for the right syntax to use near '{near}' at line 1")
-
-
 @dataclass(frozen=True, slots=True)
 class Denial:
     """Why a statement is refused: (code, SQLSTATE, message) and the rule counted for it."""
@@ -170,7 +162,9 @@ class AccessPolicy:
                                   "REPEAT, WHILE, FOR, labels) outside stored routines: "
                                   "create a procedure and CALL it")
         if verb not in _STATEMENT_WORDS:
-            return Denial(*errors.PARSE_ERROR, syntax_error(sql, verb), rule=None)
+            start = sql.upper().find(verb)  # near the word no statement starts with
+            return Denial(*errors.PARSE_ERROR, syntax.message(sql, start if start >= 0 else None),
+                          rule=None)
         if verb == "EXECUTE" and nxt == "IMMEDIATE":
             return _not_supported("EXECUTE IMMEDIATE: DAL cannot check a statement it cannot "
                                   "see; use server-side prepared statements")
@@ -188,7 +182,7 @@ class AccessPolicy:
                 "DIAGNOSTICS", "CURRENT", "STACKED")):
             return None
         if verb == "KILL":
-            return None  # answered by DAL for its own connection ids (dal/kill.py)
+            return None  # answered by DAL for its own connection ids (dal/sessions_view.py)
         if verb in ("DROP", "DEALLOCATE") and nxt == "PREPARE":
             return None
         if verb == "PREPARE":

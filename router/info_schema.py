@@ -136,15 +136,11 @@ def derived_sql(table: str, found: list[_Source]) -> str:
                if c in spec.schemas else c for c in spec.columns]
     keep = [f"{key} = {_quote(INFO)}"]
     for source in found:
-        if source.tables is None or spec.name is None:
-            if source.tables is None:
-                keep.append(f"{key} = {_quote(source.physical)}")
-            continue
-        tables = ", ".join(_quote(t) for t in source.tables)
-        keep.append(f"({key} = {_quote(source.physical)} AND {spec.name} IN ({tables}))")
-    if table == "SCHEMATA":
-        keep = [f"{key} = {_quote(INFO)}"] + [f"{key} = {_quote(s.physical)}" for s in found
-                                               if s.tables is None]
+        if source.tables is None:  # a default database: all of it
+            keep.append(f"{key} = {_quote(source.physical)}")
+        elif spec.name is not None:  # a shard database: its sharded tables only (SCHEMATA,
+            tables = ", ".join(_quote(t) for t in source.tables)  # ROUTINES: none of it)
+            keep.append(f"({key} = {_quote(source.physical)} AND {spec.name} IN ({tables}))")
     return (f"SELECT {', '.join(columns)} FROM {INFO}.{table} WHERE " + " OR ".join(keep))
 
 

@@ -35,8 +35,6 @@ DEFAULT_VERSION_ID = 101100
 
 log = logging.getLogger(__name__)
 
-# Kept by the client's DAL session (dal/idle.py), never replayed onto backends.
-
 SYSTEM_SCHEMAS = frozenset({"information_schema", "mysql", "performance_schema", "sys"})
 DDL = (exp.Create, exp.Drop, exp.Alter, exp.TruncateTable)
 WRITES = (exp.Insert, exp.Update, exp.Delete)
@@ -191,24 +189,20 @@ class Router:
             if read is None:
                 return _with(refuse(*errors.NOT_SUPPORTED, "DAL cannot read this executable "
                                     "comment (/*! ... */): it is unterminated"), once=True)
-            # Checked as the backend reads it, whether or not the plan can use that reading.
-            denial = self.access.check(read, modes, admin)
+            # Checked again as the backend reads it, whether or not the plan can use that
+            # reading: `/*!99999 SELECT */ SHUTDOWN` passed the check above as a SELECT.
+            code = security_text(read, modes)
+            denial = self.access.check_code(code, read, modes, admin)
+            words = words_of(code)
             if denial is not None:
                 return _with(tagged(refuse(*denial.error), denial.rule), once=True)
-            expanded = self._expanded(text, modes)
-            if expanded is None and words[:1] == ["SET"]:
-                return _untracked_set(words, self._default_route(schema, "set"))
-            if expanded is None:
+            if not self._serves_slots(text, read, modes):
+                if words[:1] == ["SET"]:
+                    return _untracked_set(words, self._default_route(schema, "set"))
                 return self._unparsed(text, schema, "it holds an executable comment (/*! ... */) "
-                                      "that is unterminated or holds literals, sent in a "
-                                      "prepared statement or a multi-statement batch",
-                                      _pin_reason(text))
-            # Checked again as the backend reads it: `/*!99999 SELECT */ SHUTDOWN` passed the
-            # check above as a SELECT.
-            text = expanded
-            code = security_text(text, modes)
-            denial = self.access.check_code(code, text, modes, admin)
-            words = words_of(code)
+                                      "that holds literals, sent in a prepared statement or a "
+                                      "multi-statement batch", _pin_reason(text))
+            text = read
         if denial is not None:
             # PREPARE's verdict depends on its literal body: planned for this text only.
             return _with(tagged(refuse(*denial.error), denial.rule),
@@ -266,19 +260,16 @@ class Router:
             plan = _with(plan, own_connection=f"{own.group(1).upper()}()", anywhere=True)
         return plan
 
-    def _expanded(self, text: str, modes: int) -> str | None:
-        """A statement that reached the planner unexpanded (prepared, or in a batch): its
-        expansion, when the plan built from it serves the caller's literal slots (no literal
-        inside a run comment); else None."""
-        expanded = expand_executable(text, modes, self.version_id, self.mariadb)
-        if expanded is None:
-            return None
+    def _serves_slots(self, text: str, expanded: str, modes: int) -> bool:
+        """For a statement that reached the planner unexpanded (prepared, or in a batch): True
+        when a plan built from its ``expanded`` reading serves the caller's literal slots (no
+        literal inside a run comment); that reading's key is then the one planned from."""
         before = fingerprint_in_modes(text.encode("utf-8", "surrogateescape"), modes)
         after = fingerprint_in_modes(expanded.encode("utf-8", "surrogateescape"), modes)
         if len(before.literals) != len(after.literals) or before.groups != after.groups:
-            return None
+            return False
         self._key = after.key
-        return expanded
+        return True
 
     def _lock_tables(self, items: str, text: str, schema: str | None) -> Plan:
         """LOCK TABLES: as it is on unsharded and broadcast tables (on the default database,
@@ -396,9 +387,8 @@ class Router:
     def _syntax_error(self, text: str, schema: str | None, position: int | None) -> Plan:
         """A statement DAL cannot parse: on unsharded tables the backend answers (its own
         1064); on sharded or broadcast ones DAL answers MariaDB's 1064 itself."""
-        if self._sharded_words is not None and self._sharded_words.search(text):
-            return refuse(*syntax.PARSE_ERROR, syntax.message(text, position))
-        if _INFORMATION_SCHEMA.search(text):
+        if ((self._sharded_words is not None and self._sharded_words.search(text))
+                or _INFORMATION_SCHEMA.search(text)):  # its logical view needs a parse
             return refuse(*syntax.PARSE_ERROR, syntax.message(text, position))
         return self._default_route(schema)
 
@@ -585,8 +575,6 @@ _UNTRACKED_SQL_MODE = ("DAL must know the session's sql_mode to read its stateme
                        "variables or subqueries")
 _LEXER_VARIABLES = frozenset({"SQL_MODE", "NAMES", "CHARACTER", "CHARSET",
                               "CHARACTER_SET_CLIENT"})
-
-
 _INFORMATION_SCHEMA = re.compile(r"(?i)information_schema")
 
 
@@ -611,6 +599,8 @@ def _evaluable(value: exp.Expression) -> bool:
     session's connections), no subquery, no assignment."""
     return not any(isinstance(node, exp.Parameter | exp.Select | exp.Subquery | exp.PropertyEQ)
                    for node in value.walk())
+
+
 def _split_top_level(items: str) -> list[str]:
     """A LOCK TABLES list split at its commas (none sits inside a quoted name)."""
     parts, depth, start = [], False, 0

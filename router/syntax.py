@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from sqlglot.errors import ParseError
 
-PARSE_ERROR = (1064, "42000")  # ER_PARSE_ERROR
+from router.errors import PARSE_ERROR as PARSE_ERROR  # ER_PARSE_ERROR, for the planner
 
 _NEAR_MAX = 80  # MariaDB prints the tail with '%-.80s'
 
