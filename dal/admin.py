@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING
 
 from dal import errors, protect_admin
 from dal.login import err_packet, ok_packet
-from dal.wire.constants import ColumnType
 from dal.wire.messages import ERR
 from dal.wire.results import encode_result_set, text_column
+from router.rows.types import ColumnType
 
 if TYPE_CHECKING:
     from dal.server import Server

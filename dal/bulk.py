@@ -23,18 +23,12 @@ from typing import TYPE_CHECKING
 
 from dal import multi
 from dal.login import err_packet
-from dal.wire.binary import (
-    KNOWN_TYPES,
-    UNSIGNED_PARAM,
-    ParamType,
-    decode_value,
-    param_positions,
-    sql_literal,
-)
-from dal.wire.buffer import Reader
-from dal.wire.errors import ProtocolError
+from dal.wire.binary import KNOWN_TYPES, UNSIGNED_PARAM, ParamType, decode_value, sql_literal
 from dal.wire.framing import frame
 from dal.wire.messages import ERR, OK
+from router.params import param_positions
+from router.rows.buffer import Reader
+from router.rows.errors import ProtocolError
 
 if TYPE_CHECKING:
     from dal.prepared import Statement

@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING
 from dal import errors
 from dal.login import Authenticator, LoginFailed, ReadPacket, Write, ok_packet
 from dal.wire import auth
-from dal.wire.buffer import Reader
 from dal.wire.constants import Capability
-from dal.wire.errors import ProtocolError
 from dal.wire.messages import ERR
+from router.rows.buffer import Reader
+from router.rows.errors import ProtocolError
 
 if TYPE_CHECKING:
     from dal.session import ClientSession

@@ -11,12 +11,13 @@ from dal import scatter_stream, xa
 from dal.timeouts import STATEMENT_TIMEOUT, timed_command
 from dal.wire.constants import Command, Status
 from dal.wire.framing import frame
-from dal.wire.messages import OK, ColumnDefinition
+from dal.wire.messages import OK
 from dal.wire.results import encode_result_set
 from pool.connection import BackendError, Result, decode_response
 from pool.rename import rename_column
 from pool.state import apply_state
 from router.genes import merchant_shard_of_gene, user_shard_of_gene
+from router.rows.columns import ColumnDefinition
 from router.sharded import ShardedPlan
 from router.targets import (
     AUTOCOMMIT_OFF,

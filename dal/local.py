@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
-from dal.wire.constants import ColumnFlag, ColumnType
 from dal.wire.results import encode_result_set, text_column
+from router.rows.types import ColumnFlag, ColumnType
 
 
 def like_matcher(pattern: str | None) -> re.Pattern[str] | None:

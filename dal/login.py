@@ -17,9 +17,9 @@ from dal import errors
 from dal.login_backoff import LoginBackoff
 from dal.wire import auth
 from dal.wire.constants import MARIADB_CLIENT_STMT_BULK_OPERATIONS, Capability, Status
-from dal.wire.errors import ProtocolError
 from dal.wire.framing import frame
 from dal.wire.messages import ERR, OK, Handshake, HandshakeResponse
+from router.rows.errors import ProtocolError
 
 # Without LONG_PASSWORD (CLIENT_MYSQL), as MariaDB: MariaDB clients then read the extended
 # capabilities, where DAL offers bulk execution (dal.bulk).

@@ -35,17 +35,19 @@ from dal.wire.binary import (
     PrepareOk,
     sql_literal,
 )
-from dal.wire.buffer import lenenc_bytes
-from dal.wire.constants import ColumnType, Command
-from dal.wire.errors import ProtocolError
+from dal.wire.constants import Command
 from dal.wire.framing import frame
-from dal.wire.messages import EOF, ERR, ColumnDefinition
+from dal.wire.messages import EOF, ERR
 from pool import statements
 from pool.connection import BackendError, decode_packets, decode_response
 from pool.rename import rename_column
 from pool.state import apply_state
 from router.params import Shape, shape_of
 from router.plan import LOCAL, REFUSE, ROUTE, SET, SHARDED, Plan
+from router.rows.buffer import lenenc_bytes
+from router.rows.columns import ColumnDefinition
+from router.rows.errors import ProtocolError
+from router.rows.types import ColumnType
 from router.targets import single_target, target_of
 
 if TYPE_CHECKING:

@@ -8,10 +8,12 @@ from typing import TYPE_CHECKING
 
 from dal import errors
 from dal.wire.binary import column_types, encode_binary_row, value_from_text
-from dal.wire.buffer import Reader, lenenc_int
-from dal.wire.constants import ColumnType, Status
+from dal.wire.constants import Status
 from dal.wire.framing import frame, packet_count
-from dal.wire.messages import EOF, ColumnDefinition, is_eof, is_err
+from dal.wire.messages import EOF, is_eof, is_err
+from router.rows.buffer import Reader, lenenc_int
+from router.rows.columns import ColumnDefinition
+from router.rows.types import ColumnType
 
 if TYPE_CHECKING:
     from dal.prepared import Statement

@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING
 
 from dal import timeouts
 from dal.prepared_results import reply
-from dal.wire.buffer import Reader
 from dal.wire.framing import frame, packet_count
 from dal.wire.messages import ERR
 from dal.wire.results import RESULT
@@ -21,6 +20,7 @@ from pool import statements
 from pool.connection import BackendConnection, BackendError, decode_packets
 from pool.rename import HeaderRenamer, rename_column
 from router.plan import Plan
+from router.rows.buffer import Reader
 
 if TYPE_CHECKING:
     from dal.prepared import Statement

@@ -16,13 +16,14 @@ import contextlib
 from collections import deque
 from typing import TYPE_CHECKING
 
-from dal.wire.buffer import Reader
 from dal.wire.constants import Status
 from dal.wire.framing import frame, packet_count
-from dal.wire.messages import EOF, ERR, ColumnDefinition
+from dal.wire.messages import EOF, ERR
 from pool.connection import BackendConnection, BackendError, ConnectionLost
 from pool.rename import rename_column
 from pool.state import apply_state
+from router.rows.buffer import Reader
+from router.rows.columns import ColumnDefinition
 
 if TYPE_CHECKING:
     from dal.session import ClientSession

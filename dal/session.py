@@ -35,11 +35,9 @@ from dal import (
 )
 from dal.login import LoginFailed, err_packet, ok_packet
 from dal.shard_route import route_plan, shard_renamer
-from dal.wire.buffer import u16
 from dal.wire.constants import MARIADB_CLIENT_STMT_BULK_OPERATIONS, Capability, Command, Status
-from dal.wire.errors import ProtocolError
 from dal.wire.framing import PacketBuffer, frame, packet_count
-from dal.wire.messages import ERR, ColumnDefinition
+from dal.wire.messages import ERR
 from dal.wire.results import FIELD_LIST, ONE_PACKET, RESULT, ResponseScanner
 from pool.connection import (
     BackendConnection,
@@ -60,6 +58,9 @@ from router.fingerprint import (
     fingerprint_in_modes,
 )
 from router.plan import LOCAL, REFUSE, ROUTE, SET, SHARDED, Plan
+from router.rows.buffer import u16
+from router.rows.columns import ColumnDefinition
+from router.rows.errors import ProtocolError
 from router.session_functions import rewrites as rewrites_session_functions
 from router.session_functions import substitute_session_functions
 from router.split import split_statements

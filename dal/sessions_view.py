@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING
 from dal import errors
 from dal.login import ok_packet
 from dal.timeouts import kill_statement
-from dal.wire.constants import ColumnFlag, ColumnType
 from dal.wire.messages import ERR
 from dal.wire.results import encode_result_set, text_column
+from router.rows.types import ColumnFlag, ColumnType
 
 if TYPE_CHECKING:
     from dal.session import ClientSession

@@ -8,8 +8,8 @@ session is not pinned and the value follows it onto every pooled connection.
 
 from __future__ import annotations
 
-from dal.wire.constants import ColumnType
 from pool.connection import BackendConnection
+from router.rows.types import ColumnType
 
 _NUMERIC = frozenset({ColumnType.DECIMAL, ColumnType.TINY, ColumnType.SHORT, ColumnType.LONG,
                       ColumnType.FLOAT, ColumnType.DOUBLE, ColumnType.LONGLONG,

@@ -26,22 +26,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from dal.wire import auth
-from dal.wire.buffer import Reader
 from dal.wire.constants import Capability, Command
-from dal.wire.errors import ProtocolError
 from dal.wire.framing import PacketBuffer, frame
-from dal.wire.messages import (
-    ERR,
-    OK,
-    ColumnDefinition,
-    Handshake,
-    HandshakeResponse,
-    decode_text_row,
-    is_eof,
-    is_err,
-)
+from dal.wire.messages import ERR, OK, Handshake, HandshakeResponse, is_eof, is_err
 from dal.wire.results import RESULT, ResponseScanner
 from pool.rename import HeaderRenamer, RenamingSink
+from router.rows.buffer import Reader
+from router.rows.columns import ColumnDefinition, decode_text_row
+from router.rows.errors import ProtocolError
 
 if TYPE_CHECKING:
     from pool.breaker import Breaker

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from dal.wire.buffer import Reader, lenenc_bytes
 from dal.wire.results import DONE, ResponseScanner
+from router.rows.buffer import Reader, lenenc_bytes
 
 _cache: dict[tuple[bytes, bytes], bytes] = {}
 MAX_CACHED = 20000

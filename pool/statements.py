@@ -13,11 +13,11 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from dal.wire.binary import PrepareOk
-from dal.wire.buffer import u32
 from dal.wire.constants import Command
 from dal.wire.framing import frame
 from dal.wire.messages import ERR, is_eof, is_err
 from pool.connection import BackendConnection, BackendError
+from router.rows.buffer import u32
 
 MAX_PER_CONNECTION = 256
 

@@ -22,12 +22,12 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from itertools import chain, islice
 
-from dal.wire.messages import ColumnDefinition
 from router.primitives import aggregate as agg
 from router.primitives.errors import MergeTooLarge, ScatterUnsupported
 from router.primitives.having import compile_predicate
 from router.primitives.sort import Row, kway_merge, row_key, top_n
 from router.primitives.values import literal_value, value_key
+from router.rows.columns import ColumnDefinition
 
 __all__ = ["Aggregate", "MergeSpec", "MergeTooLarge", "ScatterUnsupported", "SlotRef",
            "SortKey", "merge"]

@@ -9,9 +9,9 @@ statements: parameter values, written as SQL literals, fill their slots.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
-from dal.wire.binary import param_positions
 from router.fingerprint import Fingerprint, fingerprint
 from router.template import Template
 
@@ -79,3 +79,17 @@ def shape_of(sql: bytes) -> Shape:
             sources.append((sql[a:b],))
     unbound = tuple((b"?",) if s.__class__ is int else s for s in sources)
     return Shape(fp, tuple(sources), len(markers), unbound)  # type: ignore[arg-type]
+
+
+def param_count(sql: bytes) -> int:
+    """The number of ``?`` parameter markers outside strings, identifiers and comments."""
+    return len(param_positions(sql))
+
+
+_SKIP = re.compile(rb"""'[^'\\]*(?:(?:\\.|'')[^'\\]*)*'|"[^"\\]*(?:(?:\\.|"")[^"\\]*)*\""""
+                   rb"""|`(?:[^`]|``)*`|/\*.*?\*/|--[ \t][^\n]*|--\n|\#[^\n]*|\?""", re.S)
+
+
+def param_positions(sql: bytes) -> list[int]:
+    """Offsets of the ``?`` parameter markers of a statement."""
+    return [m.start() for m in _SKIP.finditer(sql) if m.group() == b"?"]

@@ -18,10 +18,11 @@ from dal.wire.binary import (
     decode_binary_row,
     encode_value,
 )
-from dal.wire.buffer import Reader
 from dal.wire.constants import MARIADB_CLIENT_STMT_BULK_OPERATIONS
 from dal.wire.framing import frame
-from dal.wire.messages import EOF, ERR, ColumnDefinition
+from dal.wire.messages import EOF, ERR
+from router.rows.buffer import Reader
+from router.rows.columns import ColumnDefinition
 from tests.rawclient import RawClient
 
 

@@ -16,9 +16,9 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from dal.wire.buffer import Reader, lenenc_bytes, u16, u32
-from dal.wire.constants import ColumnFlag, ColumnType
-from dal.wire.errors import ProtocolError
+from router.rows.buffer import Reader, lenenc_bytes, u16, u32
+from router.rows.errors import ProtocolError
+from router.rows.types import ColumnFlag, ColumnType
 
 UNSIGNED_PARAM = 0x80  # the flag byte after a parameter's type code
 CURSOR_READ_ONLY = 0x01
@@ -374,17 +374,3 @@ def decode_binary_row(payload: bytes, types: Sequence[ParamType]) -> list[Value]
     if r.remaining():
         raise ProtocolError(f"binary row has {r.remaining()} bytes after its values")
     return values
-
-
-def param_count(sql: bytes) -> int:
-    """The number of ``?`` parameter markers outside strings, identifiers and comments."""
-    return len(param_positions(sql))
-
-
-_SKIP = re.compile(rb"""'[^'\\]*(?:(?:\\.|'')[^'\\]*)*'|"[^"\\]*(?:(?:\\.|"")[^"\\]*)*\""""
-                   rb"""|`(?:[^`]|``)*`|/\*.*?\*/|--[ \t][^\n]*|--\n|\#[^\n]*|\?""", re.S)
-
-
-def param_positions(sql: bytes) -> list[int]:
-    """Offsets of the ``?`` parameter markers of a statement."""
-    return [m.start() for m in _SKIP.finditer(sql) if m.group() == b"?"]

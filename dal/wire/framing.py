@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 from dal.wire.constants import MAX_PAYLOAD
-from dal.wire.errors import ProtocolError
+from router.rows.errors import ProtocolError
 
 
 def frame(payload: bytes | bytearray | memoryview, seq: int) -> bytes:

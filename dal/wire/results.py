@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from dal.wire.buffer import lenenc_int
 from dal.wire.constants import MAX_PAYLOAD, Status
-from dal.wire.errors import ProtocolError
 from dal.wire.framing import frame
-from dal.wire.messages import EOF, OK, ColumnDefinition, encode_text_row
+from dal.wire.messages import EOF, OK
+from router.rows.buffer import lenenc_int
+from router.rows.columns import ColumnDefinition, encode_text_row
+from router.rows.errors import ProtocolError
 
 _MORE_RESULTS = int(Status.MORE_RESULTS_EXISTS)  # a plain int: IntFlag ops are slow
 _NOT_A_COUNT = frozenset({0x00, 0xFF, 0xFB, 0xFC, 0xFD, 0xFE})  # OK, ERR, INFILE, long counts

@@ -13,8 +13,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from decimal import Decimal
 
-from dal.wire.constants import ColumnType
-from dal.wire.messages import ColumnDefinition
 from router.primitives.errors import MergeTooLarge
 from router.primitives.values import (
     DECIMAL_CONTEXT,
@@ -26,6 +24,8 @@ from router.primitives.values import (
     number,
     value_key,
 )
+from router.rows.columns import ColumnDefinition
+from router.rows.types import ColumnType
 
 Row = list[bytes | None]
 Number = int | Decimal | float

@@ -22,8 +22,6 @@ import re
 from collections.abc import Callable, Sequence
 from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
 
-from dal.wire.constants import BINARY_COLLATION, ColumnFlag, ColumnType
-from dal.wire.messages import ColumnDefinition
 from router.primitives.values import (
     DATE_TYPES,
     DECIMAL_CONTEXT,
@@ -36,6 +34,8 @@ from router.primitives.values import (
     to_number,
     unicode_fold,
 )
+from router.rows.columns import ColumnDefinition
+from router.rows.types import BINARY_COLLATION, ColumnFlag, ColumnType
 
 Row = list[bytes | None]
 Value = object

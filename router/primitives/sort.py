@@ -10,8 +10,8 @@ import heapq
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
-from dal.wire.messages import ColumnDefinition
 from router.primitives.values import order_key
+from router.rows.columns import ColumnDefinition
 
 Row = list[bytes | None]
 RowKey = Callable[[Row], tuple]

@@ -31,10 +31,10 @@ from collections.abc import Callable
 from decimal import ROUND_HALF_UP, Context, Decimal, InvalidOperation
 from typing import Any
 
-from dal.wire.constants import BINARY_COLLATION, ColumnFlag, ColumnType
-from dal.wire.messages import ColumnDefinition
 from router.fingerprint import unquote_string
 from router.primitives.errors import ScatterUnsupported
+from router.rows.columns import ColumnDefinition
+from router.rows.types import BINARY_COLLATION, ColumnFlag, ColumnType
 
 Key = Any
 KeyFn = Callable[[bytes], Key]

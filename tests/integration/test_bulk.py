@@ -9,10 +9,10 @@ import time
 import pytest
 
 from dal.wire.binary import encode_value
-from dal.wire.buffer import u16, u32
 from dal.wire.constants import MARIADB_CLIENT_STMT_BULK_OPERATIONS
-from dal.wire.constants import ColumnType as T
 from dal.wire.framing import frame
+from router.rows.buffer import u16, u32
+from router.rows.types import ColumnType as T
 from tests.psclient import PsClient, ServerError
 
 USERS = [812_011 + i * 6133 for i in range(6)]  # shards on both instances

@@ -10,7 +10,7 @@ import uuid
 import pymysql
 import pytest
 
-from dal.wire.messages import decode_text_row
+from router.rows.columns import decode_text_row
 from tests.rawclient import RawClient
 
 USER = 907_011  # user shard 11, instance a

@@ -8,7 +8,8 @@ import uuid
 import pymysql
 import pytest
 
-from dal.wire.messages import EOF, ColumnDefinition
+from dal.wire.messages import EOF
+from router.rows.columns import ColumnDefinition
 from tests.rawclient import RawClient, error_of
 
 pytestmark = pytest.mark.usefixtures("connect")

@@ -19,9 +19,9 @@ from collections.abc import Iterator
 import pymysql
 import pytest
 
-from dal.wire.constants import ColumnType as T
 from dal.wire.framing import frame
-from dal.wire.messages import decode_text_row
+from router.rows.columns import decode_text_row
+from router.rows.types import ColumnType as T
 from tests.conftest import assert_pools_idle
 from tests.own_dal import own_dal
 from tests.psclient import PsClient

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pymysql
 import pytest
 
-from dal.wire.constants import ColumnType as T
+from router.rows.types import ColumnType as T
 from tests.dal_process import running_test_config
 from tests.own_dal import OwnDal, own_dal
 from tests.psclient import PsClient, ServerError

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from dal.wire.binary import DateTime
-from dal.wire.constants import ColumnType as T
 from dal.wire.constants import Status
+from router.rows.types import ColumnType as T
 from tests.dal_process import ROOT, DalProcess, free_port, write_config
 from tests.psclient import PsClient, ServerError
 

@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 
 from dal.prepared_results import binary_result
 from dal.wire.binary import DateTime, Time, column_types, decode_binary_row
-from dal.wire.constants import ColumnType as T
 from pool.connection import decode_response
+from router.rows.types import ColumnType as T
 from tests.psclient import PsClient
 
 

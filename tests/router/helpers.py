@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dal.wire.constants import ColumnFlag, ColumnType
-from dal.wire.messages import ColumnDefinition
+from router.rows.columns import ColumnDefinition
+from router.rows.types import ColumnFlag, ColumnType
 
 
 def col(name: str, type_: int = ColumnType.LONG, *, decimals: int = 0, charset: int = 63,

@@ -18,7 +18,8 @@ from decimal import Decimal
 
 import pymysql
 
-from dal.wire.messages import ERR, ColumnDefinition, decode_text_row
+from dal.wire.messages import ERR
+from router.rows.columns import ColumnDefinition, decode_text_row
 from tests.rawclient import RawClient
 
 

@@ -6,8 +6,8 @@ from decimal import Decimal
 
 import pytest
 
-from dal.wire.constants import ColumnType
 from router.primitives.having import arithmetic, compile_predicate
+from router.rows.types import ColumnType
 from tests.router.helpers import b, col, count, decimal, text
 
 COLUMNS = [count(), decimal("s", 2), text("g"), col("ts", ColumnType.DATETIME, charset=63),

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dal.wire.constants import ColumnFlag, ColumnType
 from router.merge import Aggregate, MergeSpec, MergeTooLarge, SlotRef, SortKey, merge
 from router.primitives.errors import ScatterUnsupported
+from router.rows.types import ColumnFlag, ColumnType
 from tests.router.helpers import b, col, count, decimal, double, text
 
 

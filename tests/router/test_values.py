@@ -9,7 +9,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dal.wire.constants import ColumnFlag, ColumnType
 from router.primitives.errors import ScatterUnsupported
 from router.primitives.values import (
     divide_decimal,
@@ -24,6 +23,7 @@ from router.primitives.values import (
     unicode_fold,
     value_key,
 )
+from router.rows.types import ColumnFlag, ColumnType
 from tests.router.helpers import col, text
 
 # (value, what MariaDB 10.11 prints for it in a DOUBLE column), read from the server.

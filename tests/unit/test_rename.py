@@ -6,9 +6,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dal.wire.framing import PacketBuffer
-from dal.wire.messages import ColumnDefinition, decode_text_row
 from dal.wire.results import ResponseScanner, encode_result_set
 from pool.rename import HeaderRenamer, RenamingSink
+from router.rows.columns import ColumnDefinition, decode_text_row
 
 
 def result(schema: bytes, names: list[str], rows: list[list[bytes | None]]) -> bytes:

@@ -17,14 +17,14 @@ from dal.wire.binary import (
     decode_value,
     encode_binary_row,
     encode_value,
-    param_count,
     sql_literal,
     value_from_text,
     value_to_text,
 )
-from dal.wire.buffer import Reader
-from dal.wire.constants import ColumnType as T
-from dal.wire.errors import ProtocolError
+from router.params import param_count
+from router.rows.buffer import Reader
+from router.rows.errors import ProtocolError
+from router.rows.types import ColumnType as T
 
 INT_BITS = {T.TINY: 8, T.SHORT: 16, T.YEAR: 16, T.LONG: 32, T.INT24: 32, T.LONGLONG: 64}
 STRINGS = [T.DECIMAL, T.NEWDECIMAL, T.VARCHAR, T.BIT, T.JSON, T.ENUM, T.SET, T.TINY_BLOB,
@@ -186,10 +186,11 @@ def test_param_markers_skip_strings_and_comments():
 def test_scanner_finds_the_end_of_binary_result_sets(items, nrows, chunk):
     """The relay's ResponseScanner frames binary results as text ones: byte by byte or in
     chunks, it ends exactly at the final EOF and reads its status."""
-    from dal.wire.buffer import lenenc_int
     from dal.wire.framing import frame
-    from dal.wire.messages import EOF, ColumnDefinition
+    from dal.wire.messages import EOF
     from dal.wire.results import ResponseScanner
+    from router.rows.buffer import lenenc_int
+    from router.rows.columns import ColumnDefinition
 
     types = [(T.VAR_STRING, False) if i is None else (i[0], i[1]) for i in items]
     values = [None if i is None else i[2] for i in items]

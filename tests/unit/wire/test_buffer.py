@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dal.wire.buffer import Reader, lenenc_bytes, lenenc_int, u16, u32
-from dal.wire.errors import ProtocolError
+from router.rows.buffer import Reader, lenenc_bytes, lenenc_int, u16, u32
+from router.rows.errors import ProtocolError
 
 # Every range boundary of the length-encoded integer, with its encoded size and first byte.
 BOUNDARIES = [

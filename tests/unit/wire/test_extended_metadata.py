@@ -5,7 +5,7 @@ what MariaDB 10.11 sent for `SELECT j, i, n` from a table (j JSON, i INET6, n IN
 from __future__ import annotations
 
 from dal.wire.constants import EXTENDED_FORMAT, EXTENDED_TYPE_NAME
-from dal.wire.messages import ColumnDefinition, strip_extended
+from router.rows.columns import ColumnDefinition, strip_extended
 
 JSON = (b"\x03def\x05trade\x02tj\x02tj\x01j\x01j\x06\x01\x04json"
         b"\x0c-\x00\xff\xff\xff\xff\xfc\x90\x00\x00\x00\x00")

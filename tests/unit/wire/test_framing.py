@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dal.wire.constants import MAX_PAYLOAD
-from dal.wire.errors import ProtocolError
 from dal.wire.framing import PacketBuffer, frame, packet_count
+from router.rows.errors import ProtocolError
 from tests.unit.wire.helpers import (
     chunk_sizes,
     physical_packets,

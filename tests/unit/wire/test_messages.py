@@ -10,22 +10,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dal.wire.buffer import lenenc_bytes, lenenc_int
 from dal.wire.constants import Capability, Status
-from dal.wire.errors import ProtocolError
-from dal.wire.messages import (
-    EOF,
-    ERR,
-    OK,
-    ColumnDefinition,
-    Handshake,
-    HandshakeResponse,
-    decode_text_row,
-    encode_text_row,
-    is_eof,
-    is_err,
-    is_ok,
-)
+from dal.wire.messages import EOF, ERR, OK, Handshake, HandshakeResponse, is_eof, is_err, is_ok
+from router.rows.buffer import lenenc_bytes, lenenc_int
+from router.rows.columns import ColumnDefinition, decode_text_row, encode_text_row
+from router.rows.errors import ProtocolError
 from tests.unit.wire.helpers import chunk_sizes, exchange
 
 u8s = st.integers(0, 0xFF)

@@ -9,19 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dal.wire.buffer import lenenc_int
 from dal.wire.constants import MAX_PAYLOAD, Status
-from dal.wire.errors import ProtocolError
 from dal.wire.framing import frame
-from dal.wire.messages import (
-    EOF,
-    ERR,
-    OK,
-    ColumnDefinition,
-    decode_text_row,
-    encode_text_row,
-    is_eof,
-)
+from dal.wire.messages import EOF, ERR, OK, is_eof
 from dal.wire.results import (
     FIELD_LIST,
     ONE_PACKET,
@@ -30,6 +20,9 @@ from dal.wire.results import (
     encode_result_set,
     text_column,
 )
+from router.rows.buffer import lenenc_int
+from router.rows.columns import ColumnDefinition, decode_text_row, encode_text_row
+from router.rows.errors import ProtocolError
 from tests.unit.wire.helpers import chunk_sizes, chunked, physical_packets, receive
 
 MORE = Status.MORE_RESULTS_EXISTS

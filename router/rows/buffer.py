@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import struct
 
-from dal.wire.errors import ProtocolError
+from router.rows.errors import ProtocolError
 
 _U16 = struct.Struct("<H")
 _U32 = struct.Struct("<I")
