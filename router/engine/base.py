@@ -1,0 +1,142 @@
+"""The primitive base class and the two interfaces an execution uses: `Cursor` and `Bindings`.
+
+A primitive is a node of a plan tree. ``execute(cursor, bindings)`` runs it and answers the
+client through the cursor; primitives that produce rows for a parent also have
+``fetch(cursor, bindings)``. ``inputs()`` are its children and ``describe()`` one line of
+``EXPLAIN DAL``. Primitives hold no literal values: one tree serves every statement of a shape.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Coroutine, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+from router.rows.columns import ColumnDefinition
+
+if TYPE_CHECKING:
+    from config.model import Config
+    from router.plan import Plan
+    from router.sharded import ShardedPlan
+    from router.targets import Target
+
+Row = list[bytes | None]
+
+
+class ShardOk(Protocol):
+    """What a backend's OK says (pool.connection's OK packet has these)."""
+
+    affected_rows: int
+    last_insert_id: int
+
+
+class ShardResult(Protocol):
+    """One backend's decoded answer (pool.connection.Result has this shape)."""
+
+    columns: list[ColumnDefinition]
+    rows: list[Row]
+    ok: ShardOk | None
+    status: int
+
+
+@dataclass(slots=True)
+class Rows:
+    """Rows flowing up a tree: the shard column definitions and one row stream per input
+    (several before a merge, one after)."""
+
+    columns: list[ColumnDefinition]
+    parts: list[Sequence[Row]]
+
+
+class Bindings(Protocol):
+    """What one execution binds to a tree: the literal values of the statement's slots (for a
+    prepared execution, its parameters written as SQL literals)."""
+
+    @property
+    def slots(self) -> list[list[bytes]]: ...
+
+
+class Cursor(Protocol):
+    """The execution context (Vitess's VCursor), implemented by `dal.execute`: it leases
+    backend connections with the session's state, pins, transaction, timeout, breaker, limits
+    and metrics, and owns the result sink (the client, or a batch's buffer).
+
+    Refusals are raised as `router.targets.Refusal`; backend errors as the pool's exceptions.
+    Coroutines handed to `spawn` may raise either: the cursor answers with the ERR."""
+
+    @property
+    def config(self) -> Config: ...
+
+    @property
+    def max_merge_rows(self) -> int: ...
+
+    def route(self, plan: Plan, bindings: Bindings) -> None:
+        """One backend instance named by ``plan`` (kind route): the statement as the client
+        sent it (or ``plan.sql``), the result relayed raw. Returns at once; the cursor
+        completes the command."""
+
+    def route_shard(self, sharded: ShardedPlan, target: Target, bindings: Bindings,
+                    statement: str) -> None:
+        """One shard: ``sharded.template`` rendered for ``target`` (the cursor renders it as
+        the bindings need: literals for text, ``?`` markers for a prepared execution), the
+        result relayed raw with the column headers renamed to the logical database."""
+
+    def check_shard(self, database: bytes) -> bool:
+        """Inside a transaction (mode single), may a statement reach shard ``database``?
+        False after the cursor sent the refusal."""
+
+    def guard_scatter(self, write: bool) -> None:
+        """Before a statement reaches several shards: drops a diagnostics-only pin and raises
+        `Refusal` where the transaction mode forbids it."""
+
+    def can_stream(self) -> bool:
+        """May a concatenation read be streamed shard by shard (no transaction branches, no
+        statement timeout, no rules.max_rows to count against)?"""
+
+    def spawn(self, coroutine: Coroutine[Any, Any, None], label: str) -> None:
+        """Run the rest of the command as a coroutine; ``label`` names it in the metrics
+        (``scatter:select``). Exceptions become the command's ERR."""
+
+    async def fetch_shards(self, targets: Sequence[Target], sqls: Sequence[bytes],
+                           write: bool) -> list[ShardResult]:
+        """Run one statement per target concurrently (on the transaction's branches in mode
+        xa, else pooled connections) and return every answer; raises the first failure."""
+
+    async def stream_shards(self, targets: Sequence[Target], sqls: Sequence[bytes],
+                            logical: bytes) -> None:
+        """Relay the shards' results one after another as one result set, in bounded memory."""
+
+    async def run_in_session(self, instance: str, sql: bytes) -> ShardResult:
+        """One statement on ``instance`` as part of the session (its pinned connection or
+        transaction branch, opening a pending transaction)."""
+
+    def next_id(self, user: int, merchant: int) -> int:
+        """A new order id (gene) for these keys."""
+
+    def count_rule(self, rule: str) -> None:
+        """Count a protection rule that stopped or shaped a statement."""
+
+    def send_rows(self, columns: list[ColumnDefinition], rows: Sequence[Row],
+                  logical: bytes) -> None:
+        """Answer with a result set (encoded once: text or binary rows as the command needs;
+        shard column definitions renamed to ``logical``)."""
+
+    def send_ok(self, affected: int, last_insert_id: int = 0) -> None:
+        """Answer with an OK (and remember LAST_INSERT_ID when given)."""
+
+
+class Primitive(ABC):
+    """A node of a plan tree."""
+
+    def inputs(self) -> tuple[Primitive, ...]:
+        """The children, in order (EXPLAIN DAL walks these)."""
+        return ()
+
+    @abstractmethod
+    def describe(self) -> str:
+        """One line for EXPLAIN DAL: the primitive's name and what it does."""
+
+    @abstractmethod
+    def execute(self, cursor: Cursor, bindings: Bindings) -> None:
+        """Run this (sub)tree and answer the client through ``cursor``."""
