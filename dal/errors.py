@@ -1,5 +1,7 @@
 """DAL's own error codes for the front end: (code, SQLSTATE). docs/errors.md lists them all."""
 
+from dal.wire.messages import ERR
+
 ACCESS_DENIED = (1045, "28000")          # ER_ACCESS_DENIED_ERROR: bad user or password
 DB_ACCESS_DENIED = (1044, "42000")       # ER_DBACCESS_DENIED_ERROR
 BAD_HANDSHAKE = (1043, "08S01")          # ER_HANDSHAKE_ERROR
@@ -16,3 +18,8 @@ TOO_MANY_CONNECTIONS = (1040, "08004")   # ER_CON_COUNT_ERROR
 SHUTTING_DOWN = (1053, "08S01")          # ER_SERVER_SHUTDOWN
 SECURE_TRANSPORT_REQUIRED = (3159, "HY000")  # ER_SECURE_TRANSPORT_REQUIRED: users.<n>.require_tls
 HOST_BLOCKED = (1129, "HY000")           # ER_HOST_IS_BLOCKED: server.login_backoff
+
+
+def err(pair: tuple[int, str], message: str) -> ERR:
+    """An ERR message for one of the codes above."""
+    return ERR(pair[0], message, pair[1])

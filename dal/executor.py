@@ -8,6 +8,7 @@ import asyncio
 from typing import TYPE_CHECKING
 
 from dal import scatter_stream, xa
+from dal.execute import leases
 from dal.timeouts import STATEMENT_TIMEOUT, timed_command
 from dal.wire.constants import Command, Status
 from dal.wire.framing import frame
@@ -64,7 +65,7 @@ async def scatter(session: ClientSession, plan: ShardedPlan, slots: list[list[by
         raise Refusal(NOT_SUPPORTED, f"UPDATE/DELETE with LIMIT reaching {len(shards)} shards is "
                       "refused: each shard would apply the LIMIT on its own. Name one user key "
                       "(or order id), or leave out the LIMIT")
-    session.drop_soft_pin()
+    leases.drop_soft_pin(session)
     in_xa = session.xa is not None or (session.server.xa is not None
                                        and session.txn_pending is not None)
     if not in_xa and (session.pinned is not None or session.txn_pending is not None or (
@@ -211,13 +212,13 @@ async def insert(session: ClientSession, plan: ShardedPlan,
         rows_by_shard.setdefault(shard, []).append(b"(" + b", ".join(cells) + b")")
     shards = sorted(rows_by_shard)
     if len(shards) > 1:
-        session.drop_soft_pin()
+        leases.drop_soft_pin(session)
     if len(shards) > 1 and session.server.xa is None and (
             session.pinned is not None or session.txn_pending is not None):
         raise Refusal(NOT_SUPPORTED, "an INSERT whose rows belong to several user shards is "
                       "refused inside a transaction (transaction mode 'single')")
     if len(shards) == 1:
-        refusal = session.second_shard_refusal(
+        refusal = leases.second_shard_refusal(session,
             target_of(config, plan.db, plan.routing.dimension, shards[0], None).database)
         if refusal is not None:
             raise Refusal(NOT_SUPPORTED, refusal)
@@ -228,7 +229,7 @@ async def insert(session: ClientSession, plan: ShardedPlan,
         target = target_of(config, plan.db, plan.routing.dimension, shard, None)
         sql = ins.head.render(slots, target.database) + b", ".join(rows_by_shard[shard]) + tail
         try:
-            result = await session.run_in_session(target.instance, sql)
+            result = await leases.run_in_session(session, target.instance, sql)
         except BackendError as exc:
             if exc.code == STATEMENT_TIMEOUT[0]:
                 session.server.protection.count_rule("statement_timeout")

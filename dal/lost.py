@@ -22,7 +22,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from dal import timeouts
 from dal.wire.constants import Command, Status
 from dal.wire.framing import frame
 from dal.wire.messages import ERR
@@ -56,7 +55,7 @@ def retry(session: ClientSession, conn: BackendConnection, plan: Plan | None) ->
     if packets[4] == Command.STMT_EXECUTE and len(packets) - 4 != _length(packets):
         return False  # a multi-packet execution: not worth rebuilding
     _give_back(session, conn)
-    session._spawn(_again(session, conn, plan, packets, shape, rename))
+    session.spawn(_again(session, conn, plan, packets, shape, rename))
     return True
 
 
@@ -94,7 +93,7 @@ async def _again(session: ClientSession, dead: BackendConnection, plan: Plan, pa
     try:
         fresh = await pool.acquire(dead.found_rows)
     except BackendError as exc:  # the breaker opened, or the backend refuses connections
-        session._send_error(exc.to_err())
+        session.send_error(exc.to_err())
         session.busy = False
         return
     try:
@@ -103,15 +102,11 @@ async def _again(session: ClientSession, dead: BackendConnection, plan: Plan, pa
             packets = await _prepared_again(fresh, dead, packets)
     except BackendError as exc:
         pool.release(fresh, reusable=not fresh.closed)
-        session._send_error(exc.to_err())
+        session.send_error(exc.to_err())
         session.busy = False
         return
-    session._plan = plan
-    fresh.relay(packets, session.transport.write, session._relay_done,  # type: ignore[union-attr]
-                shape, rename)
+    session.relay.start(fresh, packets, plan, shape, rename)
     fresh.retried = packets  # should this one break too, it is not run a third time
-    if session.server.statement_timeout:
-        timeouts.arm(session, fresh)
 
 
 async def _prepared_again(fresh: BackendConnection, dead: BackendConnection,

@@ -2,8 +2,8 @@
 login, or COM_SET_OPTION on).
 
 The batch is split (router.split), and each statement goes through the session's ordinary
-path (`_query`: planned, routed on its own, maybe relayed from a shard) while the session's
-transport is swapped for a `Capture`. Each statement's response is then re-framed with
+path (planned, routed on its own, maybe relayed from a shard) while the session's result sink
+is a `BatchSink` (dal/execute/sink.py). Each statement's response is then re-framed with
 sequence ids that continue across the batch, and SERVER_MORE_RESULTS_EXISTS is set in the
 closing OK/EOF of every result but the last. An ERR stops the batch and is its last packet,
 as in MySQL. Results are sent once the whole batch has run.
@@ -12,8 +12,9 @@ as in MySQL. Results are sent once the whole batch has run.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from dal.execute.sink import BatchSink
 from dal.wire.constants import Status
 from dal.wire.framing import frame, packet_count
 from pool.connection import decode_packets
@@ -22,23 +23,6 @@ if TYPE_CHECKING:
     from dal.session import ClientSession
 
 _MORE = int(Status.MORE_RESULTS_EXISTS)
-
-
-class Capture:
-    """Stands in for the client transport while one statement of a batch runs."""
-
-    def __init__(self, real: Any) -> None:
-        self.real = real
-        self.chunks: list[bytes] = []
-
-    def write(self, data: bytes) -> None:
-        self.chunks.append(bytes(data))
-
-    def is_closing(self) -> bool:
-        return self.real.is_closing()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.real, name)
 
 
 def _status_offset(payload: bytes) -> int | None:
@@ -67,23 +51,21 @@ def with_more_results(payload: bytes) -> bytes:
 async def run_captured(session: ClientSession, statement: bytes, seq: int) -> list[bytes]:
     """Run one text statement on the session's ordinary path with its response captured
     (replies framed from ``seq``); the response's payloads, empty if the client went away."""
-    real = session.transport
-    capture = Capture(real)
-    session.transport = capture  # type: ignore[assignment]
+    real = session.sink
+    capture = session.sink = BatchSink()
     try:
         waiter = asyncio.get_running_loop().create_future()
         session.batch_waiter = waiter
         session.busy = False
-        session._seq = seq
         try:
-            session._query(b"\x03" + statement, 0, None)
+            session.run_query(b"\x03" + statement, seq)
         except Exception:  # as on the ordinary path: an ERR for this statement, the batch ends
             session.internal_error("statement in a batch failed")
         if session.busy:
             await waiter  # the statement's path calls `_drain` when it is done
     finally:
         session.batch_waiter = None
-        session.transport = real
+        session.sink = real
     session.busy = True
     return decode_packets(b"".join(capture.chunks))
 
@@ -105,5 +87,5 @@ async def run_batch(session: ClientSession, statements: list[bytes]) -> None:
             seq = (seq + packet_count(len(body))) & 0xFF
         if failed or session.phase != "command":
             break
-    session._write(b"".join(out))
+    session.send(b"".join(out))
     session.busy = False

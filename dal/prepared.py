@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from dal import executor
+from dal.execute import leases
 from dal.login import err_packet, ok_packet
 from dal.prepared_fast import FastRoute, fast_route, fixed_route, try_execute
 from dal.prepared_results import Cursor, binary_result, fetch, reply
@@ -245,14 +246,14 @@ async def _definitions(session: ClientSession, sql: bytes, shape: Shape, plan: P
         finally:
             pool.release(conn, reusable=not conn.closed)
     else:  # the session's own connection: the statement may name its temporary tables
-        conn = await session._ready_connection(instance, schema, session.state,  # type: ignore[arg-type]
+        conn = await leases.ready_connection(session, instance, schema, session.state,  # type: ignore[arg-type]
                                                begin=False)
         if conn is None:
             return None, ()
         try:
             backend = await statements.prepare(conn, backend_sql)
         finally:
-            session._give_back(conn, conn.status, None)
+            leases.give_back(session, conn, conn.status, None)
     columns = backend.columns
     if logical is not None:
         columns = tuple(rename_column(c, logical) for c in columns)
@@ -383,7 +384,7 @@ def _sharded(session: ClientSession, statement: Statement, plan: Plan, ex: Execu
             _error(session, WRONG_ARGUMENTS, f"Incorrect arguments to mysqld_stmt_execute: {exc}")
             return
         if target is not None:
-            if not session.shard_allowed(target.database):
+            if not leases.shard_allowed(session, target.database):
                 return
             rendered = registry(session).rendered
             key = (statement.id, target.database)

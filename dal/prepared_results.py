@@ -83,7 +83,7 @@ def send(session: ClientSession, payloads: list[bytes]) -> None:
     for body in payloads:
         out.append(frame(body, seq))
         seq += packet_count(len(body))
-    session._write(b"".join(out))
+    session.send(b"".join(out))
 
 
 # -- COM_STMT_FETCH ------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from dal import timeouts
+from dal.execute import leases
 from dal.prepared_results import reply
 from dal.wire.framing import frame, packet_count
 from dal.wire.messages import ERR
@@ -36,7 +36,7 @@ def run(session: ClientSession, plan: Plan, instance: str, schema: str | None, s
     id) on ``instance``. ``cursor``: the statement that keeps the result for COM_STMT_FETCH."""
     if (session.pinned is not None or session.txn_pending is not None or cursor is not None
             or last_seq):
-        session._spawn(_run_slow(session, plan, instance, schema, sql, params, tail, rename,
+        session.spawn(_run_slow(session, plan, instance, schema, sql, params, tail, rename,
                                  cursor, last_seq, None))
         return
 
@@ -44,9 +44,9 @@ def run(session: ClientSession, plan: Plan, instance: str, schema: str | None, s
         if conn is None:
             session.busy = False
             if error is not None:
-                session._send_error(error.to_err())
-            session._drain()
-        elif session.phase == "closed":
+                session.send_error(error.to_err())
+            session.drain()
+        elif session.closed:
             session.busy = False
             session.server.pools[conn.instance].release(conn)
         else:
@@ -55,7 +55,7 @@ def run(session: ClientSession, plan: Plan, instance: str, schema: str | None, s
     try:
         conn = session.server.pools[instance].request(session.found_rows, ready)
     except BackendError as exc:
-        session._send_error(exc.to_err())
+        session.send_error(exc.to_err())
         return
     if conn is None:  # queued: `ready` continues
         session.busy = True
@@ -68,15 +68,10 @@ def _send(session: ClientSession, conn: BackendConnection, plan: Plan, schema: s
     if (schema is None or conn.schema == schema) and conn.variables == session.state:
         backend = conn.prepared.get(sql)  # prepared on this connection already?
         if backend is not None and len(backend.params) == params:
-            session.busy = True
-            session._plan = plan
-            conn.relay(frame(backend.execute_head + tail, 0),
-                       session.transport.write,  # type: ignore[union-attr]
-                       session._relay_done, RESULT, rename)
-            if session.server.statement_timeout:
-                timeouts.arm(session, conn)
+            session.relay.start(conn, frame(backend.execute_head + tail, 0), plan, RESULT,
+                                rename)
             return
-    session._spawn(_run_slow(session, plan, conn.instance, schema, sql, params, tail, rename,
+    session.spawn(_run_slow(session, plan, conn.instance, schema, sql, params, tail, rename,
                              None, 0, conn))
 
 
@@ -84,19 +79,19 @@ async def _run_slow(session: ClientSession, plan: Plan, instance: str, schema: s
                     sql: bytes, params: int, tail: bytes, rename: HeaderRenamer | None,
                     cursor: Statement | None, last_seq: int,
                     conn: BackendConnection | None) -> None:
-    conn = await session._ready_connection(instance, schema, session.state, conn)
+    conn = await leases.ready_connection(session, instance, schema, session.state, conn)
     if conn is None:
         return
     try:
         backend = await statements.prepare(conn, sql)
     except BackendError as exc:
-        session._give_back(conn, conn.status, None)
-        session._send_error(exc.to_err())
+        leases.give_back(session, conn, conn.status, None)
+        session.send_error(exc.to_err())
         session.busy = False
         return
     if len(backend.params) != params:
-        session._give_back(conn, conn.status, None)
-        session._send_error(ERR(WRONG_ARGUMENTS[0], f"the statement takes "
+        leases.give_back(session, conn, conn.status, None)
+        session.send_error(ERR(WRONG_ARGUMENTS[0], f"the statement takes "
                                 f"{len(backend.params)} parameters on backend {instance}, DAL "
                                 f"has {params}", WRONG_ARGUMENTS[1]))
         session.busy = False
@@ -104,18 +99,15 @@ async def _run_slow(session: ClientSession, plan: Plan, instance: str, schema: s
     payload = backend.execute_head + tail
     packets = frame(payload, 0)
     if cursor is None and packet_count(len(payload)) == last_seq + 1:
-        session._plan = plan
-        conn.relay(packets, session.transport.write, session._relay_done, RESULT, rename)  # type: ignore[union-attr]
-        if session.server.statement_timeout:
-            timeouts.arm(session, conn)
+        session.relay.start(conn, packets, plan, RESULT, rename)
         return
     try:
         raw = await conn.command(packets)
     except BackendError:
         session.busy = False
-        session._backend_lost(conn)
+        session.relay.backend_lost(conn)
         return
-    session._give_back(conn, conn.status, plan)
+    leases.give_back(session, conn, conn.status, plan)
     payloads = decode_packets(raw)
     if rename is not None and payloads and payloads[0][0] not in (0x00, 0xFF):
         count = Reader(payloads[0]).lenenc_int() or 0

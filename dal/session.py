@@ -11,10 +11,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Callable
-from dataclasses import replace
+from collections.abc import Callable, Coroutine
 from time import perf_counter
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from dal import (
     bulk,
@@ -23,16 +22,17 @@ from dal import (
     executor,
     idle,
     local,
-    lost,
     multi,
     prepared,
     sessions_view,
     set_values,
     table_status,
-    timeouts,
     tls,
     xa,
 )
+from dal.execute import leases
+from dal.execute.relay import Relay
+from dal.execute.sink import ClientSink
 from dal.login import LoginFailed, err_packet, ok_packet
 from dal.shard_route import route_plan, shard_renamer
 from dal.wire.constants import MARIADB_CLIENT_STMT_BULK_OPERATIONS, Capability, Command, Status
@@ -42,13 +42,8 @@ from dal.wire.results import FIELD_LIST, ONE_PACKET, RESULT, ResponseScanner
 from pool.connection import (
     BackendConnection,
     BackendError,
-    Result,
-    decode_packets,
-    decode_response,
 )
 from pool.limits import Limiter, Throttled
-from pool.rename import HeaderRenamer
-from pool.state import apply_state
 from router.access import BAD_CHARSET, unsafe_charset_refusal
 from router.express import PASS, Express
 from router.fingerprint import (
@@ -59,7 +54,6 @@ from router.fingerprint import (
 )
 from router.plan import LOCAL, REFUSE, ROUTE, SET, SHARDED, Plan
 from router.rows.buffer import u16
-from router.rows.columns import ColumnDefinition
 from router.rows.errors import ProtocolError
 from router.session_functions import rewrites as rewrites_session_functions
 from router.session_functions import substitute_session_functions
@@ -140,21 +134,20 @@ class ClientSession(asyncio.Protocol):
         self._login_waiter: asyncio.Future[None] | None = None
         self._read_timer: asyncio.TimerHandle | None = None
         self._task: asyncio.Task | None = None
-        self._plan: Plan | None = None
-        self.serving: BackendConnection | None = None  # the relay's connection (for KILL QUERY)
-        self._pending: tuple | None = None
-        self._timer: object | None = None  # statement timeout (dal/timeouts.py)
         self.multi_statements = False
         self.batch_waiter: asyncio.Future[None] | None = None  # a multi-statement batch runs
         self._seq = 0
         self._started = 0.0  # perf_counter() when the current statement arrived
         self._fp: bytes | None = None  # its fingerprint, for SHOW DAL STATEMENTS
         self.prepared: Registry | None = None  # COM_STMT_* statements, made at first use
+        self.sink = ClientSink(None)  # where answers go (a batch swaps in its own)
+        self.relay = Relay(self)  # the statement in flight on one backend
 
     # -- asyncio.Protocol --------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        self.sink.transport = transport
         peer = transport.get_extra_info("peername")
         self.peer = peer[0] if peer else "unknown"
         server = self.server
@@ -238,6 +231,7 @@ class ClientSession(asyncio.Protocol):
                 self.server.config.server.login_timeout)
         finally:
             self._upgrading = False
+        self.sink.transport = self.transport
         self.tls = True
 
     async def _login(self) -> None:
@@ -369,7 +363,7 @@ class ClientSession(asyncio.Protocol):
             self._spawn(self._field_list(payload))
         elif command == Command.STATISTICS:
             plan = self.server.router.default_plan(self.schema)
-            self._route(plan, payload, last_seq, shape=ONE_PACKET)
+            self.relay.route(plan, payload, last_seq, shape=ONE_PACKET)
         elif command == Command.RESET_CONNECTION:
             self._spawn(self._reset_connection())
         elif command == Command.CHANGE_USER:
@@ -464,7 +458,7 @@ class ClientSession(asyncio.Protocol):
                     return
             if self.status & _LANE_BITS == _AUTOCOMMIT and not self.ansi_quotes:
                 server.router.learn_express(sql, fp, plan, self.schema, self.admin)
-            self._route(plan, payload, last_seq, RESULT, raw)
+            self.relay.route(plan, payload, last_seq, RESULT, raw)
         elif kind == SHARDED:
             self._sharded(plan, fp.slots(sql), sql, fp)
         elif kind == REFUSE:
@@ -478,7 +472,7 @@ class ClientSession(asyncio.Protocol):
         elif kind == LOCAL:
             if (plan.handler == "session_functions" and self.pin_reason == "found_rows"
                     and self.pinned is not None):  # FOUND_ROWS() of SQL_CALC_FOUND_ROWS
-                self._route(Plan(ROUTE, instance=self.pinned.instance, anywhere=True,
+                self.relay.route(Plan(ROUTE, instance=self.pinned.instance, anywhere=True,
                                  statement="select"), payload, last_seq, RESULT, raw)
                 return
             self._spawn(self._local(plan))
@@ -513,152 +507,6 @@ class ClientSession(asyncio.Protocol):
         if not self.busy:
             self._drain()
 
-    # -- routing: the hot path ---------------------------------------------------------------
-
-    def _route(self, plan: Plan, payload: bytes, last_seq: int, shape: int = RESULT,
-               raw: bytes | None = None, rename: HeaderRenamer | None = None) -> None:
-        conn = self.pinned
-        if conn is not None and (conn.closed or (conn.instance != plan.instance
-                                 and not plan.anywhere)):  # a dead soft pin is replaced too
-            conn = self.drop_soft_pin()
-        if plan.own_connection is not None and conn is None:
-            self._error(errors.NOT_SUPPORTED, f"{plan.own_connection} is answered only inside a "
-                        "transaction or after SQL_CALC_FOUND_ROWS, on the session's own backend "
-                        "connection: outside one, the pooled connection's value belongs to "
-                        "whichever session used it last")
-            return
-        if plan.diagnostics and conn is None:
-            # The previous statement left no warnings on any connection of this session; a
-            # pooled connection's diagnostics belong to whoever used it before.
-            if plan.args[0] == "list":
-                self._write(local.empty_warnings(seq=self._seq, status=self.status))
-            else:
-                self._write(local.session_values([(plan.args[0], 0)], seq=self._seq,
-                                                 status=self.status))
-            return
-        if conn is not None:
-            if self.xa is not None and plan.anywhere and xa.savepoint_refusal(payload[1:]):
-                self._error(errors.NOT_SUPPORTED, "SAVEPOINT, RELEASE SAVEPOINT and ROLLBACK "
-                            "TO are not supported in transaction mode 'xa' (a savepoint would "
-                            "cover one backend only); ROLLBACK the whole transaction instead")
-                return
-            if conn.instance != plan.instance and plan.anywhere:
-                plan = replace(plan, instance=conn.instance, schema=None)
-            elif conn.instance != plan.instance and self.xa is not None:
-                self._spawn(self._route_slow(plan, payload, last_seq, None, shape, rename))
-                return
-            elif conn.instance != plan.instance:
-                self._error(errors.NOT_SUPPORTED, f"this session is pinned to backend "
-                            f"{conn.instance} ({self.pin_reason or 'open transaction'}); the "
-                            f"statement needs backend {plan.instance}. Finish the transaction "
-                            "(COMMIT or ROLLBACK) first")
-                return
-        else:
-            try:
-                conn = self.server.pools[plan.instance].request(  # type: ignore[index]
-                    self.found_rows, self._connection_ready)
-            except BackendError as exc:
-                self._send_error(exc.to_err())
-                return
-            if conn is None:  # queued: `_connection_ready` continues
-                self.busy = True
-                self._pending = (plan, payload, last_seq, shape, raw, rename)
-                return
-        self._run_on(conn, plan, payload, last_seq, shape, raw, rename)
-
-    def _connection_ready(self, conn: BackendConnection | None,
-                          error: BackendError | None) -> None:
-        """Pool callback: the connection this session queued for, or why there is none."""
-        pending = self._pending
-        self._pending = None
-        if conn is None or pending is None:
-            self.busy = False
-            if error is not None:
-                self._send_error(error.to_err())
-            if self.phase == COMMAND:
-                self._drain()
-            return
-        if self.phase == CLOSED:
-            self.busy = False
-            self.server.pools[conn.instance].release(conn)
-            return
-        self._run_on(conn, *pending)
-
-    def _run_on(self, conn: BackendConnection, plan: Plan, payload: bytes, last_seq: int,
-                shape: int, raw: bytes | None, rename: HeaderRenamer | None = None) -> None:
-        if (plan.sql is None and (plan.schema is None or conn.schema == plan.schema)
-                and conn.variables == self.state and self.txn_pending is None):
-            self.busy = True
-            self._plan = plan
-            self.serving = conn
-            conn.relay(raw or frame(payload, 0), self.transport.write,  # type: ignore[union-attr]
-                       self._relay_done, shape, rename)
-            if self.server.statement_timeout:
-                timeouts.arm(self, conn)
-            return
-        self._spawn(self._route_slow(plan, payload, last_seq, conn, shape, rename))
-
-    def _relay_done(self, conn: BackendConnection, scanner: ResponseScanner | None) -> None:
-        plan = self._plan
-        self._plan = None
-        self.serving = None
-        self.busy = False
-        if self._timer is not None:
-            timeouts.ended(self, conn, scanner)  # a held answer or the timeout ERR goes out
-        if scanner is None:
-            if not lost.retry(self, conn, plan):  # run again on a fresh connection if safe
-                self._backend_lost(conn)
-            return
-        if scanner.insert_id:
-            self.last_insert_id = scanner.insert_id
-        self._note_counts(scanner)
-        # Warnings or an error stay readable for one more statement; SHOW WARNINGS itself
-        # clears nothing, so they stay readable after it too.
-        self._after_statement(conn, scanner.status, scanner.warnings > 0 or scanner.error
-                              or (plan is not None and plan.diagnostics), plan)
-        self.server.finish_statement(plan.statement if plan else "other", scanner.error,
-                                     self._started, self._fp)
-        if self.phase == COMMAND:
-            self._drain()
-        elif self.phase == CLOSED:
-            self._close_backend()
-
-    def _after_statement(self, conn: BackendConnection, status: int, diagnostics: bool,
-                         plan: Plan | None) -> None:
-        """Keep the connection pinned to this session, or give it back to its pool.
-
-        ``diagnostics``: the statement left warnings or an error, which only this connection
-        can show; it stays with the session for one more statement, for SHOW WARNINGS.
-        """
-        self.status = status & _SESSION_STATUS
-        if plan is not None and plan.pin is not None and self.pin_reason is None:
-            self.pin_reason = plan.pin
-            self.server.count_pin(plan.pin)
-        if status & _IN_TRANS or self.pin_reason is not None or diagnostics:
-            if self.pinned is not conn and self.pin_reason is None:
-                self.server.count_pin("transaction" if status & _IN_TRANS else "diagnostics")
-            self.pinned = conn
-            self.soft_pin = not (status & _IN_TRANS or self.pin_reason is not None)
-            if not status & _IN_TRANS:
-                self.txn_shard = None
-            return
-        self.pinned = None
-        self.server.pools[conn.instance].release(conn)
-
-    def _backend_lost(self, conn: BackendConnection) -> None:
-        relayed = conn.response_started
-        error = lost.lost_error(self, conn)
-        self.pinned = None
-        self.pin_reason = None
-        xa.forget(self, conn)
-        self.server.pools[conn.instance].release(conn, reusable=False)
-        if relayed:  # part of a result already went out: the client must see a broken link
-            self._abort()
-            return
-        self._send_error(error)
-        if self.phase == COMMAND:
-            self._drain()
-
     # -- the slow paths ----------------------------------------------------------------------
 
     def _spawn(self, coro) -> None:
@@ -680,39 +528,6 @@ class ClientSession(asyncio.Protocol):
         elif self.phase == CLOSED:
             self._close_backend()
 
-    async def _ready_connection(self, instance: str, schema: str | None,
-                                state: dict[str, str], conn: BackendConnection | None = None,
-                                begin: bool = True) -> BackendConnection | None:
-        """A connection for this session's next statement, with schema and variables replayed
-        (and a deferred BEGIN sent if ``begin``). On failure the ERR is sent, the connection
-        given back, and None returned."""
-        try:
-            if conn is not None and conn.closed:  # died since it was handed over
-                conn = lost.drop_if_dead(self, conn)
-            if conn is None:
-                conn = await self._connection_for(instance)
-            await apply_state(conn, schema, state)
-            if begin:
-                await self._begin_if_pending(conn)
-        except BackendError as exc:
-            if conn is not None:
-                self._give_back(conn, conn.status, None)
-            self._send_error(exc.to_err())
-            self.busy = False
-            return None
-        return conn
-
-    async def _begin_if_pending(self, conn: BackendConnection) -> None:
-        """Open the transaction the client asked for on the connection its first statement
-        uses (BEGIN is deferred until DAL knows which backend the transaction lives on)."""
-        statement = self.txn_pending
-        if statement is not None:
-            self.txn_pending = None
-            if self.server.xa is not None:
-                await xa.begin(self, conn)
-            else:
-                await conn.query(statement)
-
     # -- sharded plans -----------------------------------------------------------------------
 
     def shard_targets(self, sharded: object, slots: list[list[bytes]]) -> list | None:
@@ -727,27 +542,16 @@ class ClientSession(asyncio.Protocol):
         except executor.Refusal as exc:
             self._send_error(ERR(exc.code, str(exc), exc.sqlstate))
             return None
-        if len(shards) == 1 and not self.shard_allowed(shards[0].database):
+        if len(shards) == 1 and not leases.shard_allowed(self, shards[0].database):
             return None
         return shards
-
-    def shard_allowed(self, database: bytes) -> bool:
-        """False after sending the refusal when an open transaction already uses another
-        shard (`second_shard_refusal`); one integer test outside transactions."""
-        if self.status & _TXN_BITS == _AUTOCOMMIT:
-            return True
-        refusal = self.second_shard_refusal(database)
-        if refusal is None:
-            return True
-        self._error(errors.NOT_SUPPORTED, refusal)
-        return False
 
     def _express(self, entry: Express, sql: bytes, cut: int, payload: bytes, last_seq: int,
                  raw: bytes | None) -> None:
         """The express lane (router/express.py): ``sql[:cut]`` is a head whose route is known,
         and ``sql[cut:]`` the integer that ends the statement."""
         if entry.lane == PASS:
-            self._route(entry.plan, payload, last_seq, RESULT, raw)
+            self.relay.route(entry.plan, payload, last_seq, RESULT, raw)
             return
         shard = entry.shard_of(int(sql[cut:]))
         target = entry.targets[shard]
@@ -757,7 +561,7 @@ class ClientSession(asyncio.Protocol):
                 route_plan(found.instance, entry.plan.statement), head,
                 shard_renamer(entry.plan.sharded, found.database))
         route, head, rename = target
-        self._route(route, head + sql[cut:], 0, RESULT, None, rename)
+        self.relay.route(route, head + sql[cut:], 0, RESULT, None, rename)
 
     def _sharded(self, plan: Plan, slots: list[list[bytes]], sql: bytes = b"",
                  fp: Fingerprint | None = None) -> None:
@@ -775,7 +579,7 @@ class ClientSession(asyncio.Protocol):
             target = shards[0]
             sql = sharded.template.render(slots, target.database, target.only)  # type: ignore[union-attr]
             route = route_plan(target.instance, plan.statement)
-            self._route(route, b"\x03" + sql, 0, RESULT, None,
+            self.relay.route(route, b"\x03" + sql, 0, RESULT, None,
                         shard_renamer(sharded, target.database))
             return
         self._spawn(self._scatter(plan, slots, shards))
@@ -817,38 +621,6 @@ class ClientSession(asyncio.Protocol):
                                          self._fp)
         self.busy = False
 
-    async def run_in_session(self, instance: str, sql: bytes) -> Result:
-        """Run one statement on ``instance`` as part of this session: on its pinned connection
-        (or a pooled one, with the session's state), opening a pending transaction, and keeping
-        the connection pinned if the reply says a transaction is open."""
-        conn = await self._connection_for(instance)
-        try:
-            await apply_state(conn, None, self.state)
-            await self._begin_if_pending(conn)
-            result = decode_response(await timeouts.timed_command(self.server, conn,
-                                                                  frame(b"\x03" + sql, 0)))
-        except BackendError:
-            self._give_back(conn, conn.status, None)
-            raise
-        self._give_back(conn, result.status, None)
-        return result
-
-    def second_shard_refusal(self, database: bytes) -> str | None:
-        """Inside a transaction (mode `single`): the first shard database a statement reaches
-        is the transaction's; a statement for another shard gets this refusal message, even on
-        the same backend instance, so that moving a shard never changes what commits together."""
-        if self.status & _TXN_BITS == _AUTOCOMMIT or self.server.xa is not None:
-            return None
-        if self.pinned is None or self.soft_pin or self.txn_shard is None:
-            self.txn_shard = database  # the transaction's first shard statement
-            return None
-        if self.txn_shard == database:
-            return None
-        return (f"this transaction already uses shard {self.txn_shard.decode()}; a statement "
-                f"for shard {database.decode()} is refused inside it (transaction mode "
-                "'single'). Keep a transaction on one user, or COMMIT first; the transaction "
-                "stays open")
-
     @property
     def statement_text(self) -> bytes | None:
         """The current (or last) statement's fingerprint, literals as ``?``."""
@@ -876,81 +648,37 @@ class ClientSession(asyncio.Protocol):
         """The sequence id of the reply to the current command."""
         return self._seq
 
-    def drop_soft_pin(self) -> BackendConnection | None:
-        """A connection kept only so that SHOW WARNINGS can read the last statement's
-        diagnostics goes back to its pool when the next statement needs another backend or
-        several shards; a transaction or a real pin stays. Returns what remains pinned."""
-        conn = self.pinned
-        if conn is not None and self.soft_pin:
-            self.pinned = None
-            self.server.pools[conn.instance].release(conn)
-            return None
-        return conn
+    @property
+    def closed(self) -> bool:
+        """The client connection is gone (or going): nothing more is read or answered."""
+        return self.phase == CLOSED
 
-    async def _connection_for(self, instance: str) -> BackendConnection:
-        if self.xa is not None:
-            return await xa.branch(self, instance)
-        if self.pinned is not None and (self.pinned.instance != instance or self.pinned.closed):
-            self.drop_soft_pin()
-        if self.pinned is not None:
-            if self.pinned.instance != instance:
-                raise BackendError(errors.NOT_SUPPORTED[0], "this session is pinned to backend "
-                                   f"{self.pinned.instance}; the statement needs backend "
-                                   f"{instance}", errors.NOT_SUPPORTED[1])
-            return self.pinned
-        return await self.server.pools[instance].acquire(self.found_rows)
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run the rest of the command as a coroutine (the slow path)."""
+        self._spawn(coro)
 
-    def _give_back(self, conn: BackendConnection, status: int, plan: Plan | None) -> None:
-        if conn.closed:
-            self.pinned = None
-            self.pin_reason = None
-            xa.forget(self, conn)
-            self.server.pools[conn.instance].release(conn, reusable=False)
-            return
-        self._after_statement(conn, status, False, plan)
+    def drain(self) -> None:
+        """The command is done: run the commands the client sent meanwhile."""
+        if self.phase == COMMAND:
+            self._drain()
 
-    async def _route_slow(self, plan: Plan, payload: bytes, last_seq: int,
-                          conn: BackendConnection | None, shape: int,
-                          rename: HeaderRenamer | None = None) -> None:
-        conn = await self._ready_connection(plan.instance, plan.schema,  # type: ignore[arg-type]
-                                            self.state, conn)
-        if conn is None:
-            return
-        if plan.sql is not None:
-            payload = bytes((Command.QUERY,)) + plan.sql
-            if packet_count(len(payload)) != last_seq + 1:  # sequence ids would not line up
-                await self._collect_and_send(conn, frame(payload, 0), plan, shape)
-                return
-        self._plan = plan
-        self.serving = conn
-        conn.relay(frame(payload, 0), self.transport.write,  # type: ignore[union-attr]
-                   self._relay_done, shape, rename)
-        if self.server.statement_timeout:
-            timeouts.arm(self, conn)
+    def abort(self) -> None:
+        """Break the client connection at once (part of an answer already went out)."""
+        self._abort()
 
-    async def _collect_and_send(self, conn: BackendConnection, packets: bytes, plan: Plan | None,
-                                shape: int,
-                                rewrite: bytes | None = None) -> None:
-        """Run a command, then send its response with sequence ids (and schema) rewritten."""
-        try:
-            raw = await conn.command(packets, shape)
-        except BackendError:
-            self.busy = False
-            self._backend_lost(conn)
-            return
-        payloads = decode_packets(raw)
-        seq = self._seq
-        out = []
-        for body in payloads:
-            if rewrite is not None and body[:1] not in (b"\xfe", b"\xff"):
-                col = ColumnDefinition.decode(body)
-                col.schema = rewrite
-                body = col.encode()
-            out.append(frame(body, seq))
-            seq += packet_count(len(body))
-        self._write(b"".join(out))
-        self._give_back(conn, conn.status, plan)
-        self.busy = False
+    def close_backend(self) -> None:
+        """Give back whatever the session holds (it closed while a command ran)."""
+        self._close_backend()
+
+    def run_query(self, payload: bytes, seq: int) -> None:
+        """Run one COM_QUERY ``payload`` of a multi-statement batch, its reply framed from
+        ``seq`` (dal/multi.py)."""
+        self._seq = seq
+        self._query(payload, 0, None)
+
+    def finish_statement(self, kind: str, failed: bool) -> None:
+        """Count the current statement in the metrics and SHOW DAL STATEMENTS."""
+        self.server.finish_statement(kind, failed, self._started, self._fp)
 
     async def _field_list(self, payload: bytes) -> None:
         table, _, _ = payload[1:].partition(b"\x00")
@@ -959,25 +687,25 @@ class ClientSession(asyncio.Protocol):
             self.busy = False
             return
         target = self.server.router.field_list_target(self.schema, table.decode("utf-8", "replace"))
-        conn = await self._ready_connection(target.instance, target.schema,  # type: ignore[arg-type]
+        conn = await leases.ready_connection(self, target.instance, target.schema,  # type: ignore[arg-type]
                                             self.state, begin=False)
         if conn is None:
             return
         rename = self.schema.encode() if target.schema != self.schema else None
-        await self._collect_and_send(conn, frame(payload, 0), None, FIELD_LIST, rename)
+        await self.relay.collect_and_send(conn, frame(payload, 0), None, FIELD_LIST, rename)
 
     async def _set(self, plan: Plan) -> None:
         instance = self.pinned.instance if self.pinned else self.server.default_instance
         assignments = dict(plan.assignments)
         conn = None
         if plan.args:  # SET v = <expression>: its value, with the session's state
-            conn = await self._ready_connection(instance, None, self.state, begin=False)
+            conn = await leases.ready_connection(self, instance, None, self.state, begin=False)
             if conn is None:
                 return
             try:
                 assignments.update(await set_values.evaluate(conn, plan.args))
             except BackendError as exc:
-                self._give_back(conn, conn.status, None)
+                leases.give_back(self, conn, conn.status, None)
                 self._send_error(exc.to_err())
                 self.busy = False
                 return
@@ -986,17 +714,17 @@ class ClientSession(asyncio.Protocol):
         wanted = {**self.state, **assignments}
         if self.xa is not None and wanted.get("autocommit") != self.state.get("autocommit"):
             if conn is not None:
-                self._give_back(conn, conn.status, None)
+                leases.give_back(self, conn, conn.status, None)
             self._error(xa.IN_TRANSACTION, xa.AUTOCOMMIT_REFUSAL)
             self.busy = False
             return
-        conn = await self._ready_connection(instance, None, wanted, conn, begin=False)
+        conn = await leases.ready_connection(self, instance, None, wanted, conn, begin=False)
         if conn is None:
             return
         self.state = wanted
         self.ansi_quotes = self._ansi_quotes()
         self.txn_pending = xa.next_pending(self)
-        self._give_back(conn, conn.status, plan)
+        leases.give_back(self, conn, conn.status, plan)
         self._write(ok_packet(self._seq, self.status))
         self.busy = False
 
@@ -1010,9 +738,9 @@ class ClientSession(asyncio.Protocol):
             scanner.feed(response)
         except ProtocolError:
             return
-        self._note_counts(scanner)
+        self.note_counts(scanner)
 
-    def _note_counts(self, scanner: ResponseScanner) -> None:
+    def note_counts(self, scanner: ResponseScanner) -> None:
         """What ROW_COUNT() and FOUND_ROWS() answer after the response ``scanner`` read."""
         self.row_count = scanner.affected
         if scanner.rows >= 0:
@@ -1048,7 +776,7 @@ class ClientSession(asyncio.Protocol):
         if plan.handler == "begin":
             # A connection kept only for SHOW WARNINGS must not decide where the transaction
             # lives: the transaction's first statement does.
-            self.drop_soft_pin()
+            leases.drop_soft_pin(self)
             self.snapshot = "CONSISTENT SNAPSHOT" in plan.args[0].upper()
             if self.xa is not None:  # BEGIN inside a transaction commits it first
                 error = await xa.end(self, commit=True, reply=False)
@@ -1058,8 +786,8 @@ class ClientSession(asyncio.Protocol):
                     return
             if self.pinned is not None:  # BEGIN inside a transaction commits it first
                 self.busy = False
-                self._route(Plan(ROUTE, instance=self.pinned.instance, statement="transaction"),
-                            b"\x03" + plan.args[0].encode(), 0)
+                self.relay.route(Plan(ROUTE, instance=self.pinned.instance,
+                                      statement="transaction"), b"\x03" + plan.args[0].encode(), 0)
                 return
             self.txn_pending = plan.args[0]
             self.status |= _IN_TRANS
@@ -1157,8 +885,7 @@ class ClientSession(asyncio.Protocol):
     # -- output and teardown -----------------------------------------------------------------
 
     def _write(self, data: bytes) -> None:
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.write(data)
+        self.sink.write(data)
 
     def _error(self, pair: tuple[int, str], message: str) -> None:
         self._send_error(ERR(pair[0], message, pair[1]))

@@ -93,7 +93,7 @@ async def kill(session: ClientSession, args: tuple) -> None:
 
 async def _stop_statement(target: ClientSession) -> None:
     """KILL QUERY on the backend connection serving ``target``'s running statement, if any."""
-    conn = (target.serving or target.pinned) if target.busy else None
+    conn = (target.relay.serving or target.pinned) if target.busy else None
     if conn is not None:
         await kill_statement(target.server, conn, conn.sent_at)
 

@@ -70,7 +70,7 @@ def timeout_message(seconds: float, instance: str) -> str:
 
 def arm(session: ClientSession, conn: BackendConnection) -> None:
     """Start the timer of the statement just sent on ``conn``."""
-    session._timer = asyncio.get_running_loop().call_later(
+    session.relay.timer = asyncio.get_running_loop().call_later(
         session.server.statement_timeout, _expired, session, conn, conn.sent_at)
 
 
@@ -89,10 +89,10 @@ async def kill_statement(server: Server, conn: BackendConnection, sent_at: float
 
 def _expired(session: ClientSession, conn: BackendConnection, sent_at: float) -> None:
     if not still_running(conn, sent_at)():
-        session._timer = None
+        session.relay.timer = None
         return
     seconds = session.server.statement_timeout
-    session._timer = TimedOut(conn.hold_response(), conn.instance, seconds)
+    session.relay.timer = TimedOut(conn.hold_response(), conn.instance, seconds)
     session.server.background(kill_statement(session.server, conn, sent_at))
 
 
@@ -101,8 +101,8 @@ def ended(session: ClientSession, conn: BackendConnection,
     """The statement's response is complete: stop its timer, or, if it fired, send the client
     the held answer or DAL's timeout ERR (nothing if the relay had already begun, or the
     connection was lost: the session reports that)."""
-    timer = session._timer
-    session._timer = None
+    timer = session.relay.timer
+    session.relay.timer = None
     if not isinstance(timer, TimedOut):
         timer.cancel()  # type: ignore[union-attr]
         return
@@ -110,8 +110,8 @@ def ended(session: ClientSession, conn: BackendConnection,
     if scanner is None or timer.held is None:
         return
     if scanner.error:
-        session._send_error(ERR(STATEMENT_TIMEOUT[0],
+        session.send_error(ERR(STATEMENT_TIMEOUT[0],
                                 timeout_message(timer.seconds, timer.instance),
                                 STATEMENT_TIMEOUT[1]))
     else:  # it finished before the kill landed: its own answer, late
-        session._write(bytes(timer.held))
+        session.send(bytes(timer.held))

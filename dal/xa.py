@@ -326,9 +326,9 @@ async def _finish(session: ClientSession, txn: XaTransaction, commit: bool,
         session.txn_pending = next_pending(session)
     if reply:
         if error is None:
-            session._write(ok_packet(session.reply_seq, session.status))
+            session.send(ok_packet(session.reply_seq, session.status))
         else:
-            session._send_error(error)
+            session.send_error(error)
     return error
 
 

@@ -1,0 +1,109 @@
+"""The interfaces the session's collaborators see: `SessionPort` and `ServerPort`.
+
+`dal.session.ClientSession` and `dal.server.Server` implement them. Modules below the session
+(the execution context, XA, timeouts, KILL, lost connections, prepared statements) type their
+arguments with these, never by importing the session or server modules, so that `dal` has no
+import cycle, type-only imports included. Only `pool`, `router`, `config` and the wire codec
+are imported here; DAL's own objects that would close a cycle are typed `Any`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    import asyncio
+
+    from config.model import Config
+    from dal.wire.messages import ERR
+    from dal.wire.results import ResponseScanner
+    from pool.connection import BackendConnection
+    from pool.pool import Pool
+    from router.planner import Router
+
+
+class Sink(Protocol):
+    """Where a command's framed answer goes (dal/execute/sink.py)."""
+
+    def write(self, data: bytes) -> None: ...
+
+
+class ServerPort(Protocol):
+    """What a session's collaborators use of the DAL server process."""
+
+    config: Config
+    router: Router
+    pools: dict[str, Pool]
+    xa: Any  # dal.xa.Coordinator in transaction mode xa, else None
+    genes: Any  # router.genes generator of this worker
+    protection: Any  # dal.protection.Protection
+    statement_timeout: float
+    default_instance: str
+    sessions: set[Any]
+    limiter: Any
+
+    def count_pin(self, reason: str) -> None: ...
+
+    def count_refusal(self, code: int) -> None: ...
+
+    def background(self, coro: Coroutine[Any, Any, Any]) -> None: ...
+
+    def finish_statement(self, kind: str, failed: bool, started: float,
+                         fingerprint: bytes | None) -> None: ...
+
+    async def reset_and_release(self, conn: BackendConnection, close: bool = False) -> None: ...
+
+    async def logical_tables(self, db: str) -> dict[str, str]: ...
+
+
+class SessionPort(Protocol):
+    """What the execution context and the session's helpers use of one client session."""
+
+    server: ServerPort
+    id: int
+    user: str
+    peer: str
+    admin: bool
+    schema: str | None
+    state: dict[str, str]
+    status: int
+    busy: bool
+    found_rows: bool
+    pinned: BackendConnection | None
+    soft_pin: bool
+    pin_reason: str | None
+    txn_pending: str | None
+    txn_shard: bytes | None
+    xa: Any  # dal.xa.XaTransaction while one is open
+    snapshot: bool
+    last_insert_id: int
+    row_count: int
+    found_rows_count: int
+    phase: str
+    sink: Sink
+    relay: Any  # dal.execute.relay.Relay
+    prepared: Any  # dal.prepared.Registry, made at first use
+    transport: asyncio.Transport | None
+
+    @property
+    def closed(self) -> bool: ...
+
+    @property
+    def reply_seq(self) -> int: ...
+
+    def send(self, data: bytes) -> None: ...
+
+    def send_error(self, err: ERR) -> None: ...
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None: ...
+
+    def drain(self) -> None: ...
+
+    def abort(self) -> None: ...
+
+    def close_backend(self) -> None: ...
+
+    def note_counts(self, scanner: ResponseScanner) -> None: ...
+
+    def finish_statement(self, kind: str, failed: bool) -> None: ...
