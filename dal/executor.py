@@ -7,8 +7,9 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
-from dal import scatter_stream, xa
+from dal import xa
 from dal.execute import leases
+from dal.execute import stream as scatter_stream
 from dal.timeouts import STATEMENT_TIMEOUT, timed_command
 from dal.wire.constants import Command, Status
 from dal.wire.framing import frame

@@ -21,13 +21,13 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from dal import executor
 from dal.execute import leases
+from dal.execute.cursor import ExecutionCursor
 from dal.login import err_packet, ok_packet
+from dal.prepared_bindings import PreparedBindings, execute_tail
 from dal.prepared_fast import FastRoute, fast_route, fixed_route, try_execute
-from dal.prepared_results import Cursor, binary_result, fetch, reply
+from dal.prepared_results import Cursor, fetch
 from dal.prepared_run import WRONG_ARGUMENTS, run
-from dal.shard_route import route_plan, shard_renamer
 from dal.wire.binary import (
     CURSOR_READ_ONLY,
     LAST_PREPARED,
@@ -40,7 +40,7 @@ from dal.wire.constants import Command
 from dal.wire.framing import frame
 from dal.wire.messages import EOF, ERR
 from pool import statements
-from pool.connection import BackendError, decode_packets, decode_response
+from pool.connection import BackendError
 from pool.rename import rename_column
 from pool.state import apply_state
 from router.params import Shape, shape_of
@@ -49,7 +49,7 @@ from router.rows.buffer import lenenc_bytes
 from router.rows.columns import ColumnDefinition
 from router.rows.errors import ProtocolError
 from router.rows.types import ColumnType
-from router.targets import single_target, target_of
+from router.targets import Refusal, single_target, target_of
 
 if TYPE_CHECKING:
     from dal.session import ClientSession
@@ -345,7 +345,7 @@ def _execute(session: ClientSession, statement: Statement, payload: bytes,
         if not cursor:
             statement.fast = fixed_route(session, plan, ex)
         run(session, plan, instance, schema, plan.sql or statement.sql,  # type: ignore[arg-type]
-            len(ex.values), _tail(ex.types, ex.values), None, statement if cursor else None,
+            len(ex.values), execute_tail(ex.types, ex.values), None, statement if cursor else None,
             last_seq)
     elif plan.kind == SHARDED:
         _sharded(session, statement, plan, ex, cursor, last_seq)
@@ -377,7 +377,7 @@ def _sharded(session: ClientSession, statement: Statement, plan: Plan, ex: Execu
                 slots = list(slots)
                 slots[slot] = [sql_literal(ex.types[source][0], ex.value(source))]  # type: ignore[index]
             target = single_target(config, sharded, slots)  # type: ignore[arg-type]
-        except executor.Refusal as exc:
+        except Refusal as exc:
             session._send_error(ERR(exc.code, str(exc), exc.sqlstate))
             return
         except ValueError as exc:
@@ -396,64 +396,13 @@ def _sharded(session: ClientSession, statement: Statement, plan: Plan, ex: Execu
                     sharded.template, slots, target.database))  # type: ignore[union-attr]
             if not cursor:
                 statement.fast = fast_route(session, statement, plan, ex, found[2])  # type: ignore[arg-type]
-            _run_on_shard(session, plan, target, found[1:], ex, cursor, statement,  # type: ignore[arg-type]
-                          last_seq)
+            PreparedBindings(slots, statement, ex, cursor, last_seq).run_rendered(  # type: ignore[arg-type]
+                session, sharded, target, found[1], found[2], plan.statement)  # type: ignore[arg-type]
             return
     try:
         slots = statement.shape.slots(_literals(ex))
     except ValueError as exc:
         _error(session, WRONG_ARGUMENTS, f"Incorrect arguments to mysqld_stmt_execute: {exc}")
         return
-    if sharded.insert is not None:  # type: ignore[union-attr]
-        session._spawn(session._insert(plan, slots))
-        return
-    shards = session.shard_targets(sharded, slots)
-    if shards is None:
-        return
-    if len(shards) != 1:
-        session._spawn(_scatter(session, plan, slots, shards, statement if cursor else None))
-        return
-    target = shards[0]
-    rendered = statement.shape.render(sharded.template, slots, target.database,  # type: ignore[union-attr]
-                                      target.only)
-    _run_on_shard(session, plan, target, rendered, ex, cursor, statement, last_seq)
-
-
-def _run_on_shard(session: ClientSession, plan: Plan, target, rendered: tuple[bytes, list[int]],
-                  ex: Execute, cursor: bool, statement: Statement, last_seq: int) -> None:
-    sharded = plan.sharded
-    sql, order = rendered
-    rename = shard_renamer(sharded, target.database)
-
-    route = route_plan(target.instance, plan.statement)
-    if len(order) == len(ex.values) and order == sorted(order):
-        types, values = ex.types, ex.values
-    else:
-        types, values = [ex.types[i] for i in order], [ex.values[i] for i in order]
-    run(session, route, target.instance, None, sql, len(values), _tail(types, values), rename,
-        statement if cursor else None, last_seq)
-
-
-def _tail(types: list[ParamType], values: list[bytes | None]) -> bytes:
-    """An execute payload after its statement id, for a backend statement."""
-    return Execute(0, 0, 1, types, values).encode()[5:]
-
-
-async def _scatter(session: ClientSession, plan: Plan, slots: list[list[bytes]], shards: list,
-                   cursor: Statement | None) -> None:
-    """Several shards: the text path runs and merges; the result goes out as binary rows."""
-    try:
-        framed = await executor.scatter(session, plan.sharded, slots, shards,  # type: ignore[arg-type]
-                                        session.server.config.server.max_merge_rows)
-    except executor.Refusal as exc:
-        session._send_error(ERR(exc.code, str(exc), exc.sqlstate))
-    except BackendError as exc:
-        session._send_error(exc.to_err())
-    else:
-        payloads = decode_packets(framed)
-        if payloads and payloads[0][0] not in (0x00, 0xFF):
-            result = decode_response(framed)
-            payloads = binary_result(result.columns, result.rows, result.status)
-        reply(session, payloads, cursor)
-    session.server.finish_statement(f"scatter:{plan.statement}", False, session._started, None)
-    session.busy = False
+    bindings = PreparedBindings(slots, statement, ex, cursor, last_seq)
+    plan.root.execute(ExecutionCursor(session, bindings), bindings)

@@ -19,7 +19,6 @@ from dal import (
     bulk,
     change_user,
     errors,
-    executor,
     idle,
     local,
     multi,
@@ -31,6 +30,8 @@ from dal import (
     xa,
 )
 from dal.execute import leases
+from dal.execute.bindings import TextBindings
+from dal.execute.cursor import ExecutionCursor
 from dal.execute.relay import Relay
 from dal.execute.sink import ClientSink
 from dal.login import LoginFailed, err_packet, ok_packet
@@ -59,7 +60,6 @@ from router.session_functions import rewrites as rewrites_session_functions
 from router.session_functions import substitute_session_functions
 from router.split import split_statements
 from router.sqltext import ANSI_QUOTES, modes_of
-from router.targets import single_target
 
 if TYPE_CHECKING:
     from dal.prepared import Registry
@@ -127,7 +127,8 @@ class ClientSession(asyncio.Protocol):
         self.txn_pending: str | None = None  # BEGIN asked for, not yet sent to a backend
         self.txn_shard: bytes | None = None  # the shard database the open transaction uses
         self.xa: XaTransaction | None = None  # the open transaction in mode xa (dal/xa.py)
-        # Begun WITH CONSISTENT SNAPSHOT (a dump): scatter reads may run beside it (executor).
+        # Begun WITH CONSISTENT SNAPSHOT (a dump): scatter reads may run beside it
+        # (dal/execute/cursor.py).
         self.snapshot = False
         self.status = int(Status.AUTOCOMMIT)
         self.ansi_quotes = 0  # sqltext.ANSI_QUOTES when the session's sql_mode has it
@@ -460,7 +461,7 @@ class ClientSession(asyncio.Protocol):
                 server.router.learn_express(sql, fp, plan, self.schema, self.admin)
             self.relay.route(plan, payload, last_seq, RESULT, raw)
         elif kind == SHARDED:
-            self._sharded(plan, fp.slots(sql), sql, fp)
+            self._sharded(plan, fp, sql, payload, last_seq, raw)
         elif kind == REFUSE:
             code, state, message = plan.error  # type: ignore[misc]
             server.count_refusal(code)
@@ -530,21 +531,11 @@ class ClientSession(asyncio.Protocol):
 
     # -- sharded plans -----------------------------------------------------------------------
 
-    def shard_targets(self, sharded: object, slots: list[list[bytes]]) -> list | None:
-        """The shards a sharded plan reaches with these slot values, for text statements and
-        prepared executions alike; None after sending the refusal when it may reach none (a
-        bad key value, a join away from its home, a second shard inside a transaction)."""
-        config = self.server.config
-        try:
-            target = single_target(config, sharded, slots)  # type: ignore[arg-type]
-            shards = [target] if target is not None else executor.targets(
-                config, sharded, slots)  # type: ignore[arg-type]
-        except executor.Refusal as exc:
-            self._send_error(ERR(exc.code, str(exc), exc.sqlstate))
-            return None
-        if len(shards) == 1 and not leases.shard_allowed(self, shards[0].database):
-            return None
-        return shards
+    def _sharded(self, plan: Plan, fp: Fingerprint, sql: bytes, payload: bytes,
+                 last_seq: int, raw: bytes | None) -> None:
+        """A plan on sharded tables: its tree runs through the execution context."""
+        bindings = TextBindings(fp.slots(sql), plan, sql, payload, last_seq, raw, fp)
+        plan.root.execute(ExecutionCursor(self, bindings), bindings)
 
     def _express(self, entry: Express, sql: bytes, cut: int, payload: bytes, last_seq: int,
                  raw: bytes | None) -> None:
@@ -563,62 +554,9 @@ class ClientSession(asyncio.Protocol):
         route, head, rename = target
         self.relay.route(route, head + sql[cut:], 0, RESULT, None, rename)
 
-    def _sharded(self, plan: Plan, slots: list[list[bytes]], sql: bytes = b"",
-                 fp: Fingerprint | None = None) -> None:
-        sharded = plan.sharded
-        if sharded.insert is not None:  # type: ignore[union-attr]
-            self._spawn(self._insert(plan, slots))
-            return
-        shards = self.shard_targets(sharded, slots)
-        if shards is None:
-            return
-        if len(shards) == 1:
-            if (fp is not None and self.status & _LANE_BITS == _AUTOCOMMIT
-                    and not self.ansi_quotes):
-                self.server.router.learn_express(sql, fp, plan, self.schema, self.admin)
-            target = shards[0]
-            sql = sharded.template.render(slots, target.database, target.only)  # type: ignore[union-attr]
-            route = route_plan(target.instance, plan.statement)
-            self.relay.route(route, b"\x03" + sql, 0, RESULT, None,
-                        shard_renamer(sharded, target.database))
-            return
-        self._spawn(self._scatter(plan, slots, shards))
-
-    async def _scatter(self, plan: Plan, slots: list[list[bytes]], shards: list) -> None:
-        failed = True
-        try:
-            response = await executor.scatter(self, plan.sharded, slots, shards,  # type: ignore[arg-type]
-                                              self.server.config.server.max_merge_rows)
-            self.note_response(response)
-            self._write(response)
-            failed = False
-        except executor.Refusal as exc:
-            self._send_error(ERR(exc.code, str(exc), exc.sqlstate))
-        except BackendError as exc:
-            self._send_error(exc.to_err())
-        self.server.finish_statement(f"scatter:{plan.statement}", failed, self._started,
-                                     self._fp)
-        self.busy = False
-
     async def _xa_end(self, commit: bool) -> None:
         failed = await xa.end(self, commit) is not None
         self.server.finish_statement("transaction", failed, self._started, self._fp)
-        self.busy = False
-
-    async def _insert(self, plan: Plan, slots: list[list[bytes]]) -> None:
-        try:
-            response, first_id = await executor.insert(self, plan.sharded, slots)  # type: ignore[arg-type]
-        except executor.Refusal as exc:
-            self._send_error(ERR(exc.code, str(exc), exc.sqlstate))
-        except BackendError as exc:
-            self._send_error(exc.to_err())
-        else:
-            if first_id:
-                self.last_insert_id = first_id
-            self.note_response(response)
-            self._write(response)
-            self.server.finish_statement(f"insert:{plan.statement}", False, self._started,
-                                         self._fp)
         self.busy = False
 
     @property
@@ -727,18 +665,6 @@ class ClientSession(asyncio.Protocol):
         leases.give_back(self, conn, conn.status, plan)
         self._write(ok_packet(self._seq, self.status))
         self.busy = False
-
-    def note_response(self, response: bytes) -> None:
-        """ROW_COUNT() and FOUND_ROWS() after a response DAL built (a merge, a split insert);
-        a streamed scatter (empty here) noted its own."""
-        if not response:
-            return
-        scanner = ResponseScanner(False)
-        try:
-            scanner.feed(response)
-        except ProtocolError:
-            return
-        self.note_counts(scanner)
 
     def note_counts(self, scanner: ResponseScanner) -> None:
         """What ROW_COUNT() and FOUND_ROWS() answer after the response ``scanner`` read."""

@@ -1,0 +1,95 @@
+"""What one execution binds to a plan tree: its literal values, how a single-shard route is
+sent, and how a result DAL builds is encoded.
+
+`TextBindings` serve COM_QUERY (the shard gets the statement text, rows go out as text);
+`PreparedBindings` serve COM_STMT_EXECUTE (the shard gets a prepared execution, rows go out as
+binary rows, a cursor keeps them for COM_STMT_FETCH). The tree is the same for both.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from dal.shard_route import route_plan, shard_renamer
+from dal.wire.constants import Status
+from dal.wire.framing import frame
+from dal.wire.messages import OK
+from dal.wire.results import RESULT, ResponseScanner, encode_result_set
+from pool.rename import rename_column
+from router.rows.columns import ColumnDefinition
+from router.rows.errors import ProtocolError
+
+if TYPE_CHECKING:
+    from dal.ports import SessionPort
+    from router.fingerprint import Fingerprint
+    from router.plan import Plan
+    from router.sharded import ShardedPlan
+    from router.targets import Target
+
+_MORE = int(Status.MORE_RESULTS_EXISTS)
+_LANE_BITS = int(Status.IN_TRANS | Status.AUTOCOMMIT | Status.NO_BACKSLASH_ESCAPES)
+_AUTOCOMMIT = int(Status.AUTOCOMMIT)
+
+
+def logical_columns(columns: list[ColumnDefinition], logical: bytes) -> list[ColumnDefinition]:
+    """Shard column definitions as the client sees them: schema = the logical database."""
+    return [ColumnDefinition.decode(rename_column(c.encode(), logical)) if c.schema else c
+            for c in columns]
+
+
+def note_response(session: SessionPort, response: bytes) -> None:
+    """ROW_COUNT() and FOUND_ROWS() after a response DAL built (a merge, a split insert)."""
+    scanner = ResponseScanner(False)
+    try:
+        scanner.feed(response)
+    except ProtocolError:
+        return
+    session.note_counts(scanner)
+
+
+@dataclass(slots=True)
+class TextBindings:
+    """A COM_QUERY execution: ``sql`` planned as ``plan`` with fingerprint ``fp``."""
+
+    slots: list[list[bytes]]
+    plan: Plan
+    sql: bytes
+    payload: bytes
+    last_seq: int
+    raw: bytes | None
+    fp: Fingerprint | None
+
+    def route(self, session: SessionPort, plan: Plan) -> None:
+        """The client's statement (or ``plan.sql``) on ``plan.instance``, relayed raw."""
+        session.relay.route(plan, self.payload, self.last_seq, RESULT, self.raw)
+
+    def route_shard(self, session: SessionPort, sharded: ShardedPlan, target: Target,
+                    statement: str) -> None:
+        """The statement for one shard, relayed raw; a repeated shape may join the express
+        lane (router/express.py)."""
+        if (self.fp is not None and session.status & _LANE_BITS == _AUTOCOMMIT
+                and not session.ansi_quotes):
+            session.server.router.learn_express(self.sql, self.fp, self.plan, session.schema,
+                                                session.admin)
+        sql = sharded.template.render(self.slots, target.database, target.only)
+        session.relay.route(route_plan(target.instance, statement), b"\x03" + sql, 0, RESULT,
+                            None, shard_renamer(sharded, target.database))
+
+    def send_rows(self, session: SessionPort, columns: list[ColumnDefinition],
+                  rows: list[list[bytes | None]], logical: bytes) -> None:
+        """A merged result as a text result set."""
+        response = encode_result_set(logical_columns(columns, logical), rows,
+                                     deprecate_eof=False, status=session.status & ~_MORE,
+                                     seq=session.reply_seq)
+        note_response(session, response)
+        session.send(response)
+
+    def send_ok(self, session: SessionPort, affected: int, last_insert_id: int) -> None:
+        """The OK of a write DAL split or scattered."""
+        if last_insert_id:
+            session.last_insert_id = last_insert_id
+        response = frame(OK(affected_rows=affected, last_insert_id=last_insert_id,
+                            status=session.status).encode(), session.reply_seq)
+        note_response(session, response)
+        session.send(response)

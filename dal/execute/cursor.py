@@ -1,0 +1,200 @@
+"""The `router.engine.base.Cursor` of one session: what a plan tree's primitives run through.
+
+It owns no state of its own beyond the session and the execution's bindings; the session's
+pins and transaction are handled by `leases`, one statement's relay by `relay`, a merge-free
+scatter by `stream`, the transaction's branches by `xa`. The bindings (`dal.execute.bindings`)
+decide how a single-shard route is sent (COM_QUERY or COM_STMT_EXECUTE) and how rows are
+encoded (text or binary), so one tree serves text and prepared executions alike.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine, Sequence
+from typing import TYPE_CHECKING, Any
+
+from dal import errors, xa
+from dal.execute import leases
+from dal.execute import stream as scatter_stream
+from dal.timeouts import STATEMENT_TIMEOUT, timed_command
+from dal.wire.constants import Status
+from dal.wire.framing import frame
+from pool.connection import BackendError, Result, decode_response
+from pool.state import apply_state
+from router.targets import AUTOCOMMIT_OFF, NOT_SUPPORTED, Refusal
+
+if TYPE_CHECKING:
+    from config.model import Config
+    from dal.execute.bindings import ExecutionBindings
+    from dal.ports import SessionPort
+    from router.plan import Plan
+    from router.rows.columns import ColumnDefinition
+    from router.sharded import ShardedPlan
+    from router.targets import Target
+
+# Pins under which a scatter read may still run on pooled connections: the pinned state
+# does not change what a plain read returns (SET TRANSACTION ..., LOCK TABLES of unsharded
+# tables).
+_READ_SAFE_PINS = frozenset({"set_other", "lock_tables"})
+
+
+class ExecutionCursor:
+    """One execution of a plan tree for one session, with its bindings."""
+
+    __slots__ = ("bindings", "session")
+
+    def __init__(self, session: SessionPort, bindings: ExecutionBindings) -> None:
+        self.session = session
+        self.bindings = bindings
+
+    @property
+    def config(self) -> Config:
+        return self.session.server.config
+
+    @property
+    def max_merge_rows(self) -> int:
+        return self.session.server.config.server.max_merge_rows
+
+    @property
+    def max_rows(self) -> int:
+        """rules.max_rows: the most rows a merged result may hold (0: no limit)."""
+        return self.session.server.config.rules.max_rows
+
+    def route(self, plan: Plan, bindings: ExecutionBindings) -> None:
+        bindings.route(self.session, plan)
+
+    def route_shard(self, sharded: ShardedPlan, target: Target, bindings: ExecutionBindings,
+                    statement: str) -> None:
+        bindings.route_shard(self.session, sharded, target, statement)
+
+    def check_shard(self, database: bytes) -> bool:
+        return leases.shard_allowed(self.session, database)
+
+    def in_xa(self) -> bool:
+        """The statement runs on the XA transaction's branches (mode xa, inside one)."""
+        session = self.session
+        return session.xa is not None or (session.server.xa is not None
+                                          and session.txn_pending is not None)
+
+    def guard_scatter(self, write: bool) -> None:
+        session = self.session
+        leases.drop_soft_pin(session)
+        if self.in_xa():
+            return
+        if (session.pinned is not None or session.txn_pending is not None or (
+                write and session.state.get("autocommit") == AUTOCOMMIT_OFF)) and (
+                write or not self._beside_session()):
+            raise Refusal(NOT_SUPPORTED, "a statement reaching several shards inside a "
+                          "transaction is refused (transaction mode 'single'); keep a "
+                          "transaction on one user")
+
+    def _beside_session(self) -> bool:
+        """True when a scatter read may run on pooled connections beside what the session
+        holds: a transaction begun WITH CONSISTENT SNAPSHOT (mariadb-dump
+        --single-transaction) that has not touched a shard yet, or a pin whose state a plain
+        read does not depend on. Each shard is then read in its own snapshot, not the
+        transaction's (README, "What you see through DAL")."""
+        session = self.session
+        if session.status & Status.IN_TRANS or session.txn_pending is not None:
+            return session.snapshot and session.txn_shard is None
+        return session.pin_reason in _READ_SAFE_PINS
+
+    def can_stream(self) -> bool:
+        server = self.session.server
+        return (not self.in_xa() and not server.statement_timeout
+                and not server.config.rules.max_rows)
+
+    def spawn(self, coroutine: Coroutine[Any, Any, None], label: str) -> None:
+        self.session.spawn(self._answered(coroutine, label))
+
+    async def _answered(self, coroutine: Coroutine[Any, Any, None], label: str) -> None:
+        session = self.session
+        failed = True
+        try:
+            await coroutine
+            failed = False
+        except Refusal as exc:
+            session.send_error(errors.err((exc.code, exc.sqlstate), str(exc)))
+        except BackendError as exc:
+            if exc.code == STATEMENT_TIMEOUT[0]:
+                self.count_rule("statement_timeout")
+            session.send_error(exc.to_err())
+        session.finish_statement(label, failed)
+        session.busy = False
+
+    def _read_state(self, write: bool) -> dict[str, str]:
+        """The session state a pooled shard connection gets: outside a transaction a read is
+        its own snapshot on each shard (with autocommit off it would leave a transaction open
+        on every pooled connection it used)."""
+        state = self.session.state
+        if write or self.in_xa():
+            return state
+        return {k: v for k, v in state.items() if k != "autocommit"}
+
+    async def fetch_shards(self, targets: Sequence[Target], sqls: Sequence[bytes],
+                           write: bool) -> list[Result]:
+        if self.in_xa():  # on the transaction's branches: it reads its own writes
+            outcomes = await xa.run_on_shards(
+                self.session, [(t.instance, sql) for t, sql in zip(targets, sqls, strict=True)])
+        else:
+            state = self._read_state(write)
+            outcomes = await asyncio.gather(*(self._on_shard(t, sql, state)
+                                              for t, sql in zip(targets, sqls, strict=True)),
+                                            return_exceptions=True)
+        failed = [(t, o) for t, o in zip(targets, outcomes, strict=True)
+                  if isinstance(o, BaseException)]
+        if failed:
+            raise _first_failure(failed, len(targets), write)
+        return outcomes
+
+    async def _on_shard(self, target: Target, sql: bytes, state: dict[str, str]) -> Result:
+        """One statement on one shard through the pool, with the given session state."""
+        session = self.session
+        pool = session.server.pools[target.instance]
+        conn = await pool.acquire(session.found_rows)
+        reusable = True
+        try:
+            await apply_state(conn, None, state)
+            raw = await timed_command(session.server, conn,
+                                      frame(bytes((3,)) + sql, 0))
+            return decode_response(raw)
+        except BackendError:
+            reusable = not conn.closed
+            raise
+        finally:
+            pool.release(conn, reusable=reusable and not conn.closed)
+
+    async def stream_shards(self, targets: Sequence[Target], sqls: Sequence[bytes],
+                            logical: bytes) -> None:
+        await scatter_stream.stream(self.session, list(targets), list(sqls),
+                                    self._read_state(False), logical)
+
+    async def run_in_session(self, instance: str, sql: bytes) -> Result:
+        return await leases.run_in_session(self.session, instance, sql)
+
+    def next_id(self, user: int, merchant: int) -> int:
+        return self.session.server.genes.next_id(user, merchant)
+
+    def count_rule(self, rule: str) -> None:
+        self.session.server.protection.count_rule(rule)
+
+    def send_rows(self, columns: list[ColumnDefinition], rows: Sequence[list[bytes | None]],
+                  logical: bytes) -> None:
+        self.bindings.send_rows(self.session, columns, list(rows), logical)
+
+    def send_ok(self, affected: int, last_insert_id: int = 0) -> None:
+        self.bindings.send_ok(self.session, affected, last_insert_id)
+
+
+def _first_failure(failed: list[tuple[Target, BaseException]], total: int,
+                   write: bool) -> BaseException:
+    """The exception a scatter raises: the first failure, naming the shards that failed
+    when a write was applied by the others."""
+    first = failed[0][1]
+    if isinstance(first, BackendError) and write and len(failed) < total:
+        names = ", ".join(t.database.decode() for t, _ in failed[:5])
+        more = f" and {len(failed) - 5} more" if len(failed) > 5 else ""
+        return BackendError(first.code, f"{first.message} (failed on {names}{more}; the "
+                            f"other {total - len(failed)} of {total} databases applied it)",
+                            first.sqlstate)
+    return first
