@@ -155,17 +155,17 @@ async def run(session: ClientSession, statement: Statement, payload: bytes) -> N
             return  # the client went away
         head = payloads[-1]
         if head[:1] != b"\x00":  # an ERR (or a result set, which a bulk does not return)
-            session._write(b"".join(frame(p, seq + i) for i, p in enumerate(payloads)))
+            session.send(b"".join(frame(p, seq + i) for i, p in enumerate(payloads)))
             session.busy = False
             return
         ok = OK.decode(head)
         affected += ok.affected_rows
         first_id = first_id or ok.last_insert_id
     status = session.status
-    session._write(frame(OK(affected, first_id, status).encode(), seq))
+    session.send(frame(OK(affected, first_id, status).encode(), seq))
     session.busy = False
 
 
 def _reply_error(session: ClientSession, seq: int, pair: tuple[int, str], message: str) -> None:
-    session._write(err_packet(ERR(pair[0], message, pair[1]), seq))
+    session.send(err_packet(ERR(pair[0], message, pair[1]), seq))
     session.busy = False

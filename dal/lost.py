@@ -94,7 +94,7 @@ async def _again(session: ClientSession, dead: BackendConnection, plan: Plan, pa
     try:
         fresh = await pool.acquire(dead.found_rows)
     except BackendError as exc:  # the breaker opened, or the backend refuses connections
-        session._send_error(exc.to_err())
+        session.send_error(exc.to_err())
         session.busy = False
         return
     try:
@@ -103,7 +103,7 @@ async def _again(session: ClientSession, dead: BackendConnection, plan: Plan, pa
             packets = await _prepared_again(fresh, dead, packets)
     except BackendError as exc:
         pool.release(fresh, reusable=not fresh.closed)
-        session._send_error(exc.to_err())
+        session.send_error(exc.to_err())
         session.busy = False
         return
     session._plan = plan

@@ -110,8 +110,8 @@ def ended(session: ClientSession, conn: BackendConnection,
     if scanner is None or timer.held is None:
         return
     if scanner.error:
-        session._send_error(ERR(STATEMENT_TIMEOUT[0],
+        session.send_error(ERR(STATEMENT_TIMEOUT[0],
                                 timeout_message(timer.seconds, timer.instance),
                                 STATEMENT_TIMEOUT[1]))
     else:  # it finished before the kill landed: its own answer, late
-        session._write(bytes(timer.held))
+        session.send(bytes(timer.held))
