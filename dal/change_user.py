@@ -94,19 +94,19 @@ async def run(session: ClientSession, payload: bytes) -> None:
     try:
         request = decode(payload, session.capabilities)
         seq, session.scramble = await authenticate(
-            server.authenticator, request, session._read_login_packet, session._write,
+            server.authenticator, request, session.read_packet, session.send,
             session.peer, session.tls, session.scramble)
     except (LoginFailed, ProtocolError) as exc:
-        await session._reset_session()
+        await session.reset_session()
         server.count_login(False)
         if isinstance(exc, LoginFailed):
-            session._seq = exc.seq
-            session._send_error(exc.err)
+            session.reply_seq = exc.seq
+            session.send_error(exc.err)
         else:
-            session._error(errors.BAD_HANDSHAKE, f"Bad COM_CHANGE_USER packet: {exc}")
+            session.error(errors.BAD_HANDSHAKE, f"Bad COM_CHANGE_USER packet: {exc}")
         session.busy = False
         return
-    await session._reset_session()
+    await session.reset_session()
     server.count_login(True)
     session.user = request.user
     session.admin = server.config.users[request.user].role.value == "admin"
@@ -116,14 +116,14 @@ async def run(session: ClientSession, payload: bytes) -> None:
         session.state.pop("names", None)
         if session.login_names is not None:
             session.state["names"] = session.login_names
-    session._seq = seq
+    session.reply_seq = seq
     problem = None
     if request.database is not None:
-        problem = session._check_database(request.database)
+        problem = session.check_database(request.database)
         if problem is None:
             session.schema = request.database
     if problem is not None:
-        session._send_error(problem)
+        session.send_error(problem)
     else:
-        session._write(ok_packet(seq, session.status))
+        session.send(ok_packet(seq, session.status))
     session.busy = False

@@ -10,7 +10,7 @@ a connection. Each execution is planned like a text statement with the same shap
   backend connection and executed with COM_STMT_EXECUTE; its binary result is relayed as it
   arrives, column definitions renamed to the logical schema.
 - Several shards, or an INSERT split by shard: the parameters are written as SQL literals and
-  the existing text paths run it (`dal.executor`); a merged result is encoded as binary rows.
+  the statement's plan tree runs it (`dal.execute`); a merged result is encoded as binary rows.
 - COM_STMT_FETCH: DAL runs the statement without a cursor, keeps the rows (at most
   ``server.max_merge_rows``) and serves fetches itself (`dal.prepared_results`).
 """
@@ -130,7 +130,7 @@ def dispatch(session: ClientSession, command: int, payload: bytes, last_seq: int
         if statement is not None:
             statement.long_data.clear()
             statement.cursor = None
-            session._write(ok_packet(session.reply_seq, session.status))
+            session.send(ok_packet(session.reply_seq, session.status))
     elif command == Command.STMT_FETCH:
         statement = named_statement(session, payload, "mysqld_stmt_fetch")
         if statement is not None:
@@ -149,7 +149,7 @@ def named_statement(session: ClientSession, payload: bytes, what: str) -> Statem
 
 
 def _error(session: ClientSession, pair: tuple[int, str], message: str) -> None:
-    session._send_error(ERR(pair[0], message, pair[1]))
+    session.send_error(ERR(pair[0], message, pair[1]))
 
 
 # -- COM_STMT_PREPARE ----------------------------------------------------------------------------
@@ -169,7 +169,7 @@ def prepare(session: ClientSession, sql: bytes) -> None:
     if plan.kind == REFUSE:
         code, state, message = plan.error  # type: ignore[misc]
         session.server.count_refusal(code)
-        session._write(err_packet(ERR(code, message, state), session.reply_seq))
+        session.send(err_packet(ERR(code, message, state), session.reply_seq))
         return
     text_mode = (plan.kind == SET or (plan.kind == LOCAL and plan.handler in ("begin", "use"))
                  or (plan.kind == ROUTE and plan.handler == "end"))
@@ -181,7 +181,7 @@ def prepare(session: ClientSession, sql: bytes) -> None:
         _error(session, UNSUPPORTED_IN_PS, "DAL does not take parameters in BEGIN, COMMIT, "
                "SET or USE statements; send them as text queries")
         return
-    session._spawn(_prepare(session, sql, shape, plan, text_mode))
+    session.spawn(_prepare(session, sql, shape, plan, text_mode))
 
 
 async def _prepare(session: ClientSession, sql: bytes, shape: Shape, plan: Plan,
@@ -189,7 +189,7 @@ async def _prepare(session: ClientSession, sql: bytes, shape: Shape, plan: Plan,
     try:
         params, columns = await _definitions(session, sql, shape, plan, text_mode)
     except BackendError as exc:
-        session._send_error(exc.to_err())
+        session.send_error(exc.to_err())
         session.busy = False
         return
     if params is None:  # _definitions sent the ERR already
@@ -209,7 +209,7 @@ async def _prepare(session: ClientSession, sql: bytes, shape: Shape, plan: Plan,
         if group:
             seq += 1
             out.append(frame(EOF(0, session.status).encode(), seq))
-    session._write(b"".join(out))
+    session.send(b"".join(out))
     session.busy = False
 
 
@@ -292,7 +292,7 @@ def execute(session: ClientSession, payload: bytes, last_seq: int) -> None:
         if statement is None:
             return
         reg = registry(session)
-    session._fp = statement.shape.fp.key
+    session.statement_text = statement.shape.fp.key
     limiter = session.server.limiter
     if limiter is not None:
         plan = session.server.router.plan(statement.sql, statement.shape.fp, session.schema,
@@ -334,7 +334,7 @@ def _execute(session: ClientSession, statement: Statement, payload: bytes,
     statement.cursor = None
     cursor = bool(ex.flags & CURSOR_READ_ONLY)
     if statement.text_mode:
-        session._query(b"\x03" + statement.sql, 0, None)
+        session.run_query(b"\x03" + statement.sql, session.reply_seq)
         return
     plan = session.server.router.plan(statement.sql, statement.shape.fp, session.schema,
                                       session.admin, session.lexer_modes())
@@ -351,7 +351,7 @@ def _execute(session: ClientSession, statement: Statement, payload: bytes,
         _sharded(session, statement, plan, ex, cursor, last_seq)
     elif plan.kind == REFUSE:
         code, state, message = plan.error  # type: ignore[misc]
-        session._send_error(ERR(code, message, state))
+        session.send_error(ERR(code, message, state))
     else:
         _error(session, UNSUPPORTED_IN_PS, "This command is not supported in the prepared "
                "statement protocol yet; send it as a text query")
@@ -378,7 +378,7 @@ def _sharded(session: ClientSession, statement: Statement, plan: Plan, ex: Execu
                 slots[slot] = [sql_literal(ex.types[source][0], ex.value(source))]  # type: ignore[index]
             target = single_target(config, sharded, slots)  # type: ignore[arg-type]
         except Refusal as exc:
-            session._send_error(ERR(exc.code, str(exc), exc.sqlstate))
+            session.send_error(ERR(exc.code, str(exc), exc.sqlstate))
             return
         except ValueError as exc:
             _error(session, WRONG_ARGUMENTS, f"Incorrect arguments to mysqld_stmt_execute: {exc}")

@@ -67,7 +67,7 @@ def reply(session: ClientSession, payloads: list[bytes], cursor: Statement | Non
         status = int.from_bytes(end[3:5], "little") if len(end) >= 5 else session.status
         limit = session.server.config.server.max_merge_rows
         if len(rows) > limit:
-            session._error(errors.UNKNOWN_ERROR, f"a cursor would hold {len(rows)} rows, more "
+            session.error(errors.UNKNOWN_ERROR, f"a cursor would hold {len(rows)} rows, more "
                            f"than server.max_merge_rows ({limit}); add a LIMIT or fetch "
                            "without a cursor")
             return
@@ -94,7 +94,7 @@ def fetch(session: ClientSession, statement: Statement, payload: bytes) -> None:
     the cursor closed after the last)."""
     cursor = statement.cursor
     if cursor is None:
-        session._error(NO_CURSOR, f"The statement ({statement.id}) has no open cursor: "
+        session.error(NO_CURSOR, f"The statement ({statement.id}) has no open cursor: "
                        "execute it with a read-only cursor first")
         return
     wanted = int.from_bytes(payload[5:9], "little") if len(payload) >= 9 else 1

@@ -1,9 +1,12 @@
 """One client connection: login, then commands, each planned by the router and executed.
 
-The command phase runs in `asyncio.Protocol` callbacks: a repeated statement routed to one
-backend goes fingerprint -> plan cache -> idle pooled connection -> relay, with no coroutine,
-no sqlglot and no row decoding. Everything else (login, state replay, waiting for a pooled
-connection, statements DAL answers itself) runs in a coroutine, the slow path.
+The front end (`dal.frontend.Frontend`, which this class extends) reads the client's bytes as
+`dal.wire` events; each goes to its handler through the dispatch table at the end of the
+command-phase section. The command phase runs in `asyncio.Protocol` callbacks: a repeated
+statement routed to one backend goes fingerprint -> plan cache -> idle pooled connection ->
+relay, with no coroutine, no sqlglot and no row decoding. Everything else (login, state
+replay, waiting for a pooled connection, statements DAL answers itself) runs in a coroutine,
+the slow path.
 """
 
 from __future__ import annotations
@@ -26,20 +29,41 @@ from dal import (
     sessions_view,
     set_values,
     table_status,
-    tls,
     xa,
 )
 from dal.execute import leases
 from dal.execute.bindings import TextBindings
 from dal.execute.cursor import ExecutionCursor
 from dal.execute.relay import Relay
-from dal.execute.sink import ClientSink
-from dal.login import LoginFailed, err_packet, ok_packet
+from dal.frontend import Frontend
+from dal.login import LoginResult, err_packet, ok_packet
 from dal.shard_route import route_plan, shard_renamer
 from dal.wire.constants import MARIADB_CLIENT_STMT_BULK_OPERATIONS, Capability, Command, Status
-from dal.wire.framing import PacketBuffer, frame, packet_count
+from dal.wire.events import (
+    ComChangeUser,
+    ComFieldList,
+    ComInitDb,
+    ComPing,
+    ComQuery,
+    ComQuit,
+    ComResetConnection,
+    ComSetOption,
+    ComStatistics,
+    ComStmtBulkExecute,
+    ComStmtClose,
+    ComStmtExecute,
+    ComStmtFetch,
+    ComStmtPrepare,
+    ComStmtReset,
+    ComStmtSendLongData,
+    EmptyPacket,
+    StmtCommand,
+    UnknownCommand,
+)
+from dal.wire.framing import frame, packet_count
 from dal.wire.messages import ERR
 from dal.wire.results import FIELD_LIST, ONE_PACKET, RESULT, ResponseScanner
+from dal.wire.server import CLOSED, COMMAND
 from pool.connection import (
     BackendConnection,
     BackendError,
@@ -55,7 +79,6 @@ from router.fingerprint import (
 )
 from router.plan import LOCAL, REFUSE, ROUTE, SET, SHARDED, Plan
 from router.rows.buffer import u16
-from router.rows.errors import ProtocolError
 from router.session_functions import rewrites as rewrites_session_functions
 from router.session_functions import substitute_session_functions
 from router.split import split_statements
@@ -85,32 +108,18 @@ _TXN_BITS = _IN_TRANS | _AUTOCOMMIT  # anything but AUTOCOMMIT alone: inside a t
 # The express lane and its learning: autocommit, outside a transaction, read with the ordinary
 # lexer (no NO_BACKSLASH_ESCAPES: its heads were learnt under the default reading).
 _LANE_BITS = _TXN_BITS | _NBE
-_STMT_COMMANDS = frozenset({Command.STMT_PREPARE, Command.STMT_CLOSE,
-                            Command.STMT_RESET, Command.STMT_SEND_LONG_DATA, Command.STMT_FETCH})
-
-LOGIN, COMMAND, CLOSED = "login", "command", "closed"
-LINGER_SECONDS = 2.0
 
 
-class ClientSession(asyncio.Protocol):
-    """The server-role protocol for one client connection."""
+class ClientSession(Frontend):
+    """One client's session: its state, and a handler for each command event."""
 
     def __init__(self, server: Server) -> None:
-        self.server = server
-        self.id = server.next_connection_id()
-        self.transport: asyncio.Transport | None = None
-        self.peer = "unknown"
-        self.phase = LOGIN
-        self.tls = False
-        self._upgrading = False
-        self.buffer = PacketBuffer(server.config.server.max_packet)
-        self.busy = False
+        super().__init__(server)
         self.user = ""
         self.admin = False
         self.capabilities = 0
         self.bulk = False  # COM_STMT_BULK_EXECUTE negotiated (MariaDB extended capability)
         self.scramble = b""  # the last one sent to the client (COM_CHANGE_USER answers over it)
-        self.commands = 0  # commands received; dal/idle.py sees a session's idleness by it
         self.wait_timeout = 0  # the client's SET wait_timeout (dal/idle.py); 0: not enforced
         self.idle_since: float | None = None
         self.idle_mark = 0
@@ -132,125 +141,16 @@ class ClientSession(asyncio.Protocol):
         self.snapshot = False
         self.status = int(Status.AUTOCOMMIT)
         self.ansi_quotes = 0  # sqltext.ANSI_QUOTES when the session's sql_mode has it
-        self._login_waiter: asyncio.Future[None] | None = None
-        self._read_timer: asyncio.TimerHandle | None = None
-        self._task: asyncio.Task | None = None
         self.multi_statements = False
-        self.batch_waiter: asyncio.Future[None] | None = None  # a multi-statement batch runs
-        self._seq = 0
         self._started = 0.0  # perf_counter() when the current statement arrived
         self._fp: bytes | None = None  # its fingerprint, for SHOW DAL STATEMENTS
         self.prepared: Registry | None = None  # COM_STMT_* statements, made at first use
-        self.sink = ClientSink(None)  # where answers go (a batch swaps in its own)
         self.relay = Relay(self)  # the statement in flight on one backend
 
-    # -- asyncio.Protocol --------------------------------------------------------------------
+    # -- login -------------------------------------------------------------------------------
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-        self.sink.transport = transport
-        peer = transport.get_extra_info("peername")
-        self.peer = peer[0] if peer else "unknown"
-        server = self.server
-        if len(server.sessions) >= server.config.server.max_clients:
-            self._fail(ERR(errors.TOO_MANY_CONNECTIONS[0], "Too many connections: DAL serves at "
-                           f"most {server.config.server.max_clients} clients",
-                           errors.TOO_MANY_CONNECTIONS[1]), 0)
-            return
-        server.sessions.add(self)
-        self._task = asyncio.ensure_future(self._login())
-
-    def data_received(self, data: bytes) -> None:
-        phase = self.phase
-        if phase == COMMAND and not self.busy and not self.buffer.pending():
-            # The common case: the chunk is exactly one whole command packet with sequence id
-            # 0. It is dispatched without copying it through the packet buffer.
-            n = len(data) - 4
-            if (n > 0 and data[3] == 0 and data[0] | data[1] << 8 | data[2] << 16 == n
-                    and n <= self.buffer.max_payload and n < 0xFFFFFF):
-                if self._read_timer is not None:
-                    self._read_timer.cancel()
-                    self._read_timer = None
-                self._seq = 1
-                try:
-                    self._dispatch(data[4:], 0, data)
-                except Exception:
-                    self.internal_error("command failed")
-                return
-        if phase == CLOSED:
-            return
-        self.buffer.feed(data)
-        if self.phase == LOGIN:
-            # The login coroutine asks for more when it needs it: an SSLRequest must not be
-            # followed by reads of the TLS handshake before the upgrade takes the socket.
-            # (Not while the TLS layer is being set up: it may deliver the first decrypted
-            # bytes before `_start_tls` has the TLS transport, which is the one to pause.)
-            if not self._upgrading:
-                self.transport.pause_reading()  # type: ignore[union-attr]
-            waiter = self._login_waiter
-            if waiter is not None and not waiter.done():
-                waiter.set_result(None)
-        elif not self.busy:
-            self._drain()
-        else:  # a slow path reading more packets of the command (COM_CHANGE_USER's auth)
-            waiter = self._login_waiter
-            if waiter is not None and not waiter.done():
-                waiter.set_result(None)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.phase = CLOSED
-        if not self.busy:  # else the command in flight gives the backend back when it ends
-            self._close_backend()
-        self.server.sessions.discard(self)
-        if self._read_timer is not None:
-            self._read_timer.cancel()
-        waiter = self._login_waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_exception(ConnectionResetError("client went away"))
-        if self.batch_waiter is not None and not self.batch_waiter.done():
-            self.batch_waiter.set_result(None)
-
-    # -- login (slow path) -------------------------------------------------------------------
-
-    async def _read_login_packet(self) -> tuple[int, bytes]:
-        while True:
-            packet = self.buffer.next_packet()
-            if packet is not None:
-                return packet[1], packet[2]
-            self._login_waiter = asyncio.get_running_loop().create_future()
-            self.transport.resume_reading()  # type: ignore[union-attr]
-            await asyncio.wait_for(self._login_waiter, self.server.config.server.login_timeout)
-
-    async def _start_tls(self) -> None:
-        """Upgrade the client transport to TLS (after an SSLRequest); this protocol object
-        keeps receiving the decrypted data."""
-        early = self.buffer.take_rest()
-        self._upgrading = True
-        try:
-            self.transport = await tls.upgrade_server(
-                self.transport, self, self.server.tls_context, early,  # type: ignore[arg-type]
-                self.server.config.server.login_timeout)
-        finally:
-            self._upgrading = False
-        self.sink.transport = self.transport
-        self.tls = True
-
-    async def _login(self) -> None:
-        try:
-            result = await self.server.authenticator.login(
-                self._read_login_packet, self._write, self.server.version,
-                self.id, self.peer, self._start_tls if self.server.tls_context else None)
-        except LoginFailed as exc:
-            self._fail(exc.err, exc.seq)
-            self.server.count_login(False)
-            return
-        except ProtocolError as exc:
-            self._fail(ERR(exc.code, f"Bad handshake: {exc}", exc.sqlstate), 2)
-            return
-        except (TimeoutError, ConnectionResetError, asyncio.CancelledError, OSError):
-            self._abort()  # also a failed TLS handshake (ssl.SSLError is an OSError)
-            return
-        self.transport.resume_reading()  # type: ignore[union-attr]
+    def open_session(self, result: LoginResult) -> ERR | None:
+        """Take the logged-in user's session (the front end's hook); an ERR refuses it."""
         self.user = result.user
         self.admin = result.user_config.role.value == "admin"
         self.capabilities = result.capabilities
@@ -260,22 +160,17 @@ class ClientSession(asyncio.Protocol):
         self.scramble = result.scramble
         names = self.login_names = self.server.names_for_collation(result.collation)
         if names is not None and (unsafe := unsafe_charset_refusal(names.split()[1])):
-            self._fail(ERR(BAD_CHARSET[0], unsafe, BAD_CHARSET[1]), result.next_seq)
-            return
+            return ERR(BAD_CHARSET[0], unsafe, BAD_CHARSET[1])
         if names is not None:
             self.state["names"] = names
         if result.database is not None:
-            problem = self._check_database(result.database)
+            problem = self.check_database(result.database)
             if problem is not None:
-                self._fail(problem, result.next_seq)
-                return
+                return problem
             self.schema = result.database
-        self.server.count_login(True)
-        self.phase = COMMAND
-        self._write(ok_packet(result.next_seq, self.status))
-        self._drain()
+        return None
 
-    def _check_database(self, name: str) -> ERR | None:
+    def check_database(self, name: str) -> ERR | None:
         if name.lower() == "information_schema":  # its tables unqualified would bypass the view
             return ERR(errors.DB_ACCESS_DENIED[0], f"Access denied for user '{self.user}'@"
                        f"'{self.peer}' to database '{name}' (DAL shows information_schema as "
@@ -291,108 +186,74 @@ class ClientSession(asyncio.Protocol):
 
     # -- command phase -----------------------------------------------------------------------
 
-    def _drain(self) -> None:
-        """Run buffered commands until one has to wait for a backend."""
-        if self.batch_waiter is not None:  # a statement of a batch is done: the batch goes on
-            self.busy = True
-            if not self.batch_waiter.done():
-                self.batch_waiter.set_result(None)
+    def _on_query(self, event: ComQuery) -> None:
+        self._query(event.payload, event.last_seq, event.raw)
+
+    def _on_execute(self, event: ComStmtExecute) -> None:  # the other hot path
+        self._started = perf_counter()
+        prepared.execute(self, event.payload, event.last_seq)
+
+    def _on_ping(self, event: ComPing) -> None:
+        self.send(ok_packet(self._seq, self.status))
+
+    def _on_quit(self, event: ComQuit) -> None:
+        self.release_backend()
+        self.close_connection()
+
+    def _on_init_db(self, event: ComInitDb) -> None:
+        self._use(event.name)
+
+    def _on_field_list(self, event: ComFieldList) -> None:
+        self.spawn(self._field_list(event.payload))
+
+    def _on_statistics(self, event: ComStatistics) -> None:
+        plan = self.server.router.default_plan(self.schema)
+        self.relay.route(plan, event.payload, event.last_seq, shape=ONE_PACKET)
+
+    def _on_reset_connection(self, event: ComResetConnection) -> None:
+        self.spawn(self._reset_connection())
+
+    def _on_change_user(self, event: ComChangeUser) -> None:
+        self.spawn(change_user.run(self, event.payload))
+
+    def _on_set_option(self, event: ComSetOption) -> None:
+        if event.option not in (0, 1):
+            self.error(errors.UNKNOWN_COMMAND, "COM_SET_OPTION: bad option")
+        else:  # 0: MYSQL_OPTION_MULTI_STATEMENTS_ON, 1: OFF
+            self.multi_statements = event.option == 0
+            self.send(frame(b"\xfe\x00\x00" + u16(self.status), self._seq))
+
+    def _on_stmt(self, event: StmtCommand) -> None:
+        prepared.dispatch(self, event.code, event.payload, event.last_seq)
+
+    def _on_bulk_execute(self, event: ComStmtBulkExecute) -> None:
+        if not self.bulk:  # not negotiated: as unknown as any other
+            self._on_unknown(UnknownCommand(Command.STMT_BULK_EXECUTE))
             return
-        buffer = self.buffer
-        while not self.busy and self.phase == COMMAND:
-            if not buffer.pending():  # the common case: nothing came in meanwhile
-                if self._read_timer is not None:
-                    self._read_timer.cancel()
-                    self._read_timer = None
-                return
-            try:
-                packet = buffer.next_packet()
-            except ProtocolError as exc:
-                self._fail(ERR(exc.code, str(exc), exc.sqlstate), 1)
-                return
-            if packet is None:
-                self._watch_partial_packet()
-                return
-            first_seq, last_seq, payload = packet
-            if first_seq != 0:
-                self._fail(ERR(errors.OUT_OF_ORDER[0], "Got packets out of order: a command "
-                               f"must start at sequence id 0, got {first_seq}",
-                               errors.OUT_OF_ORDER[1]), (last_seq + 1) & 0xFF)
-                return
-            self._seq = (last_seq + 1) & 0xFF
-            try:
-                self._dispatch(payload, last_seq)
-            except Exception:  # a bug must cost one statement, never the process
-                self.internal_error("command failed")
-
-    def _watch_partial_packet(self) -> None:
-        if self._read_timer is not None:
-            self._read_timer.cancel()
-            self._read_timer = None
-        if self.buffer.pending():
-            self._read_timer = asyncio.get_running_loop().call_later(
-                self.server.config.server.read_timeout, self._partial_packet_timeout)
-
-    def _partial_packet_timeout(self) -> None:
-        self._read_timer = None
-        if self.buffer.pending() and not self.busy and self.phase == COMMAND:
-            self._fail(ERR(errors.READ_TIMEOUT[0], "Got timeout reading communication packets: "
-                           f"{self.buffer.pending()} bytes of an incomplete packet, then nothing "
-                           f"for {self.server.config.server.read_timeout:g} s",
-                           errors.READ_TIMEOUT[1]), 1)
-
-    def _dispatch(self, payload: bytes, last_seq: int, raw: bytes | None = None) -> None:
-        """Run one command. ``raw`` is the framed packet when the client sent exactly that."""
-        if not payload:
-            self._error(errors.UNKNOWN_COMMAND, "Unknown command: empty packet")
-            return
-        command = payload[0]
-        self.commands += 1
-        if command == 3:  # COM_QUERY
-            self._query(payload, last_seq, raw)
-        elif command == 0x17:  # COM_STMT_EXECUTE: the other hot path
+        statement = prepared.named_statement(self, event.payload, "mysqld_stmt_bulk_execute")
+        if statement is not None:
             self._started = perf_counter()
-            prepared.execute(self, payload, last_seq)
-        elif command == Command.PING:
-            self._write(ok_packet(self._seq, self.status))
-        elif command == Command.QUIT:
-            self._close_backend()
-            self._close()
-        elif command == Command.INIT_DB:
-            self._use(payload[1:].decode("utf-8", "replace"))
-        elif command == Command.FIELD_LIST:
-            self._spawn(self._field_list(payload))
-        elif command == Command.STATISTICS:
-            plan = self.server.router.default_plan(self.schema)
-            self.relay.route(plan, payload, last_seq, shape=ONE_PACKET)
-        elif command == Command.RESET_CONNECTION:
-            self._spawn(self._reset_connection())
-        elif command == Command.CHANGE_USER:
-            self._spawn(change_user.run(self, payload))
-        elif command == Command.SET_OPTION:
-            if len(payload) < 3 or payload[1] > 1:
-                self._error(errors.UNKNOWN_COMMAND, "COM_SET_OPTION: bad option")
-            else:  # 0: MYSQL_OPTION_MULTI_STATEMENTS_ON, 1: OFF
-                self.multi_statements = payload[1] == 0
-                self._write(frame(b"\xfe\x00\x00" + u16(self.status), self._seq))
-        elif command in _STMT_COMMANDS:
-            prepared.dispatch(self, command, payload, last_seq)
-        elif command == Command.STMT_BULK_EXECUTE and self.bulk:
-            statement = prepared.named_statement(self, payload, "mysqld_stmt_bulk_execute")
-            if statement is not None:
-                self._started = perf_counter()
-                self._spawn(bulk.run(self, statement, payload))
-        else:
-            name = Command(command).name if command in Command._value2member_map_ else "?"
-            self._error(errors.UNKNOWN_COMMAND,
-                        f"Unknown command 0x{command:02x} (COM_{name}): DAL does not support it")
+            self.spawn(bulk.run(self, statement, event.payload))
 
-    def internal_error(self, what: str, exc: BaseException | None = None) -> None:
-        """A bug costs the statement, never the session: log it (``exc``, else the exception
-        being handled) and answer 1105."""
-        log.error("session %d: %s", self.id, what, exc_info=exc if exc is not None else True)
-        self.busy = False
-        self._error(errors.UNKNOWN_ERROR, "DAL internal error; see the DAL log")
+    def _on_unknown(self, event: UnknownCommand) -> None:
+        code = event.code
+        name = Command(code).name if code in Command._value2member_map_ else "?"
+        self.error(errors.UNKNOWN_COMMAND,
+                    f"Unknown command 0x{code:02x} (COM_{name}): DAL does not support it")
+
+    def _on_empty(self, event: EmptyPacket) -> None:
+        self.error(errors.UNKNOWN_COMMAND, "Unknown command: empty packet")
+
+    handlers = {
+        ComQuery: _on_query, ComStmtExecute: _on_execute, ComPing: _on_ping,
+        ComQuit: _on_quit, ComInitDb: _on_init_db, ComFieldList: _on_field_list,
+        ComStatistics: _on_statistics, ComResetConnection: _on_reset_connection,
+        ComChangeUser: _on_change_user, ComSetOption: _on_set_option,
+        ComStmtPrepare: _on_stmt, ComStmtClose: _on_stmt, ComStmtReset: _on_stmt,
+        ComStmtSendLongData: _on_stmt, ComStmtFetch: _on_stmt,
+        ComStmtBulkExecute: _on_bulk_execute, UnknownCommand: _on_unknown,
+        EmptyPacket: _on_empty,
+    }
 
     def _query(self, payload: bytes, last_seq: int, raw: bytes | None) -> None:
         self._started = perf_counter()
@@ -417,10 +278,10 @@ class ClientSession(asyncio.Protocol):
         if self.multi_statements and b";" in sql:
             statements = split_statements(sql)
             if len(statements) > 1:
-                self._spawn(multi.run_batch(self, statements))
+                self.spawn(multi.run_batch(self, statements))
                 return
         if (sql[:3].upper() in _ADMIN_HEADS or (sql and sql[0] in _SPACE)) and _ADMIN.match(sql):
-            self._spawn(self._admin(sql))
+            self.spawn(self._admin(sql))
             return
         if rewrites_session_functions(sql):
             sql = self.session_values_in(sql)
@@ -448,14 +309,14 @@ class ClientSession(asyncio.Protocol):
         if kind == ROUTE:
             if plan.handler == "end":
                 if self.xa is not None:
-                    self._spawn(self._xa_end(xa.is_commit(sql)))
+                    self.spawn(self._xa_end(xa.is_commit(sql)))
                     return
                 self.snapshot = False
                 if self.pinned is None:  # COMMIT/ROLLBACK, nothing open
                     self.txn_pending = None
                     self.txn_pending = xa.next_pending(self)
                     self.status &= ~_IN_TRANS
-                    self._write(ok_packet(self._seq, self.status))
+                    self.send(ok_packet(self._seq, self.status))
                     return
             if self.status & _LANE_BITS == _AUTOCOMMIT and not self.ansi_quotes:
                 server.router.learn_express(sql, fp, plan, self.schema, self.admin)
@@ -467,16 +328,16 @@ class ClientSession(asyncio.Protocol):
             server.count_refusal(code)
             if plan.rule is not None:
                 server.protection.count_rule(plan.rule)
-            self._write(err_packet(ERR(code, message, state), self._seq))
+            self.send(err_packet(ERR(code, message, state), self._seq))
         elif kind == SET:
-            self._spawn(self._set(plan))
+            self.spawn(self._set(plan))
         elif kind == LOCAL:
             if (plan.handler == "session_functions" and self.pin_reason == "found_rows"
                     and self.pinned is not None):  # FOUND_ROWS() of SQL_CALC_FOUND_ROWS
                 self.relay.route(Plan(ROUTE, instance=self.pinned.instance, anywhere=True,
                                  statement="select"), payload, last_seq, RESULT, raw)
                 return
-            self._spawn(self._local(plan))
+            self.spawn(self._local(plan))
 
     def throttle(self, limiter: Limiter, plan: Plan, key: bytes, resume: Callable[..., None],
                  *args: object) -> bool:
@@ -487,7 +348,7 @@ class ClientSession(asyncio.Protocol):
             wait = limiter.check(self.user, key, plan.tables)
         except Throttled as exc:
             self.server.protection.count_throttled(exc.rule)
-            self._send_error(ERR(exc.code, str(exc), exc.sqlstate))
+            self.send_error(ERR(exc.code, str(exc), exc.sqlstate))
             return True
         if not wait:
             return False
@@ -499,18 +360,19 @@ class ClientSession(asyncio.Protocol):
         self.busy = False
         if self.phase != COMMAND:
             if self.phase == CLOSED:
-                self._close_backend()
+                self.release_backend()
             return
         try:
             resume(*args)
         except Exception:
             self.internal_error("command failed")
         if not self.busy:
-            self._drain()
+            self.drain()
 
     # -- the slow paths ----------------------------------------------------------------------
 
-    def _spawn(self, coro) -> None:
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run the rest of the command as a coroutine (the slow path)."""
         self.busy = True
         task = asyncio.ensure_future(coro)
         self._task = task
@@ -525,9 +387,9 @@ class ClientSession(asyncio.Protocol):
         if self.busy:
             return
         if self.phase == COMMAND:
-            self._drain()
+            self.drain()
         elif self.phase == CLOSED:
-            self._close_backend()
+            self.release_backend()
 
     # -- sharded plans -----------------------------------------------------------------------
 
@@ -564,49 +426,23 @@ class ClientSession(asyncio.Protocol):
         """The current (or last) statement's fingerprint, literals as ``?``."""
         return self._fp
 
+    @statement_text.setter
+    def statement_text(self, key: bytes | None) -> None:
+        self._fp = key
+
     @property
     def statement_started(self) -> float:
         """perf_counter() when the current (or last) statement arrived; 0 before the first."""
         return self._started
-
-    def send(self, data: bytes) -> None:
-        """Write framed packets to the client."""
-        self._write(data)
-
-    def send_error(self, err: ERR) -> None:
-        """Answer the current command with ``err`` (counted by code)."""
-        self._send_error(err)
-
-    def close_connection(self) -> None:
-        """End this client connection (KILL CONNECTION): whatever it holds is given back."""
-        self._close()
-
-    @property
-    def reply_seq(self) -> int:
-        """The sequence id of the reply to the current command."""
-        return self._seq
 
     @property
     def closed(self) -> bool:
         """The client connection is gone (or going): nothing more is read or answered."""
         return self.phase == CLOSED
 
-    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        """Run the rest of the command as a coroutine (the slow path)."""
-        self._spawn(coro)
 
-    def drain(self) -> None:
-        """The command is done: run the commands the client sent meanwhile."""
-        if self.phase == COMMAND:
-            self._drain()
 
-    def abort(self) -> None:
-        """Break the client connection at once (part of an answer already went out)."""
-        self._abort()
 
-    def close_backend(self) -> None:
-        """Give back whatever the session holds (it closed while a command ran)."""
-        self._close_backend()
 
     def run_query(self, payload: bytes, seq: int) -> None:
         """Run one COM_QUERY ``payload`` of a multi-statement batch, its reply framed from
@@ -621,7 +457,7 @@ class ClientSession(asyncio.Protocol):
     async def _field_list(self, payload: bytes) -> None:
         table, _, _ = payload[1:].partition(b"\x00")
         if self.schema is None:
-            self._error(errors.NO_DATABASE, "No database selected")
+            self.error(errors.NO_DATABASE, "No database selected")
             self.busy = False
             return
         target = self.server.router.field_list_target(self.schema, table.decode("utf-8", "replace"))
@@ -644,7 +480,7 @@ class ClientSession(asyncio.Protocol):
                 assignments.update(await set_values.evaluate(conn, plan.args))
             except BackendError as exc:
                 leases.give_back(self, conn, conn.status, None)
-                self._send_error(exc.to_err())
+                self.send_error(exc.to_err())
                 self.busy = False
                 return
         if "wait_timeout" in assignments or "interactive_timeout" in assignments:
@@ -653,7 +489,7 @@ class ClientSession(asyncio.Protocol):
         if self.xa is not None and wanted.get("autocommit") != self.state.get("autocommit"):
             if conn is not None:
                 leases.give_back(self, conn, conn.status, None)
-            self._error(xa.IN_TRANSACTION, xa.AUTOCOMMIT_REFUSAL)
+            self.error(xa.IN_TRANSACTION, xa.AUTOCOMMIT_REFUSAL)
             self.busy = False
             return
         conn = await leases.ready_connection(self, instance, None, wanted, conn, begin=False)
@@ -663,7 +499,7 @@ class ClientSession(asyncio.Protocol):
         self.ansi_quotes = self._ansi_quotes()
         self.txn_pending = xa.next_pending(self)
         leases.give_back(self, conn, conn.status, plan)
-        self._write(ok_packet(self._seq, self.status))
+        self.send(ok_packet(self._seq, self.status))
         self.busy = False
 
     def note_counts(self, scanner: ResponseScanner) -> None:
@@ -707,7 +543,7 @@ class ClientSession(asyncio.Protocol):
             if self.xa is not None:  # BEGIN inside a transaction commits it first
                 error = await xa.end(self, commit=True, reply=False)
                 if error is not None:
-                    self._send_error(error)
+                    self.send_error(error)
                     self.busy = False
                     return
             if self.pinned is not None:  # BEGIN inside a transaction commits it first
@@ -717,36 +553,36 @@ class ClientSession(asyncio.Protocol):
                 return
             self.txn_pending = plan.args[0]
             self.status |= _IN_TRANS
-            self._write(ok_packet(self._seq, self.status))
+            self.send(ok_packet(self._seq, self.status))
         elif plan.handler == "use":
             self._use(plan.args[0])
         elif plan.handler == "ok":
-            self._write(ok_packet(self._seq, self.status))
+            self.send(ok_packet(self._seq, self.status))
         elif plan.handler == "table_status":
             try:
-                self._write(await table_status.table_status(self, *plan.args))
+                self.send(await table_status.table_status(self, *plan.args))
             except BackendError as exc:
-                self._send_error(exc.to_err())
+                self.send_error(exc.to_err())
         elif plan.handler == "session_functions":
             values = {"last_insert_id": self.last_insert_id, "connection_id": self.id,
                       "row_count": self.row_count, "found_rows": self.found_rows_count,
                       "user": f"{self.user}@{self.peer}", "current_user": f"{self.user}@%"}
-            self._write(local.session_values([(name, values[function])
+            self.send(local.session_values([(name, values[function])
                                               for name, function in plan.args],
                                              seq=self._seq, status=self.status))
             self.row_count, self.found_rows_count = -1, 1  # as after any one-row SELECT
         elif plan.handler == "show_databases":
             names = ["information_schema", *self._visible_databases()]
-            self._write(local.show_databases(names, plan.args[0], seq=self._seq,
+            self.send(local.show_databases(names, plan.args[0], seq=self._seq,
                                              status=self.status))
         elif plan.handler == "show_tables":
             db, full, like = plan.args
             try:
                 tables = await server.logical_tables(db)
             except BackendError as exc:
-                self._send_error(exc.to_err())
+                self.send_error(exc.to_err())
             else:
-                self._write(local.show_tables(db, tables, full, like, seq=self._seq,
+                self.send(local.show_tables(db, tables, full, like, seq=self._seq,
                                               status=self.status))
         elif plan.handler in sessions_view.HANDLERS:
             await sessions_view.HANDLERS[plan.handler](self, plan.args)
@@ -757,19 +593,19 @@ class ClientSession(asyncio.Protocol):
         return [d for d in self.server.config.databases if allowed is None or d in allowed]
 
     def _use(self, name: str) -> None:
-        problem = self._check_database(name)
+        problem = self.check_database(name)
         if problem is not None:
-            self._send_error(problem)
+            self.send_error(problem)
             return
         self.schema = name
-        self._write(ok_packet(self._seq, self.status))
+        self.send(ok_packet(self._seq, self.status))
 
     async def _reset_connection(self) -> None:
-        await self._reset_session()
-        self._write(ok_packet(self._seq, self.status))
+        await self.reset_session()
+        self.send(ok_packet(self._seq, self.status))
         self.busy = False
 
-    async def _reset_session(self) -> None:
+    async def reset_session(self) -> None:
         """What COM_RESET_CONNECTION and COM_CHANGE_USER clear, as MySQL does: the transaction
         (rolled back on the backend), pins, session and user variables, LAST_INSERT_ID().
         The character set goes back to the handshake's, as MariaDB does; prepared statements
@@ -797,71 +633,29 @@ class ClientSession(asyncio.Protocol):
         from dal import admin
 
         if sql.lstrip()[:7].upper() == b"EXPLAIN":  # for every user: it runs nothing
-            self._write(admin.explain(self.server, sql, self.schema, self.admin, seq=self._seq,
+            self.send(admin.explain(self.server, sql, self.schema, self.admin, seq=self._seq,
                                       status=self.status))
         elif not self.admin:
-            self._error(errors.SPECIFIC_ACCESS_DENIED, "Access denied; you need (at least one "
+            self.error(errors.SPECIFIC_ACCESS_DENIED, "Access denied; you need (at least one "
                         "of) the DAL admin privilege(s) for this operation")
         else:
             response = admin.execute(self.server, sql.decode("utf-8", "replace"),
                                      seq=self._seq, status=self.status)
-            self._write(response)
+            self.send(response)
         self.busy = False
 
-    # -- output and teardown -----------------------------------------------------------------
-
-    def _write(self, data: bytes) -> None:
-        self.sink.write(data)
-
-    def _error(self, pair: tuple[int, str], message: str) -> None:
-        self._send_error(ERR(pair[0], message, pair[1]))
-
-    def _send_error(self, err: ERR) -> None:
-        self.server.count_refusal(err.code)
-        self._write(err_packet(err, self._seq))
-
-    def _fail(self, err: ERR, seq: int) -> None:
-        """Send a last ERR and close. Bytes the client is still sending are read and dropped
-        for a moment first: closing with unread data would reset the connection, and the
-        client could lose the ERR that says why."""
-        self._write(err_packet(err, seq))
-        self.phase = CLOSED
-        transport = self.transport
-        if transport is None or transport.is_closing():
-            return
-        self.buffer = PacketBuffer(1 << 62)  # what still arrives is discarded
-        transport.resume_reading()  # paused during login
-        if transport.can_write_eof():
-            transport.write_eof()
-        asyncio.get_running_loop().call_later(LINGER_SECONDS, transport.close)
+    # -- teardown ----------------------------------------------------------------------------
 
     def close_idle(self) -> None:
         """wait_timeout passed (dal/idle.py): reset the connection, as MariaDB does."""
         log.info("session %d: closed after %d s idle (its wait_timeout)", self.id,
                  self.wait_timeout)
         idle.reset_transport(self.transport)
-        self.phase = CLOSED
+        self.wire.close()
 
-    def _close(self) -> None:
-        self.phase = CLOSED
-        if self.transport is not None:
-            self.transport.close()
-
-    def shutdown(self) -> None:
-        """Server shutdown: tell an idle client why, then close."""
-        if self.phase == COMMAND and not self.busy:
-            self._error(errors.SHUTTING_DOWN, "Server shutdown in progress")
-        self._close()
-        if not self.busy:
-            self._close_backend()
-
-    def _abort(self) -> None:
-        self.phase = CLOSED
-        if self.transport is not None:
-            self.transport.abort()
-
-    def _close_backend(self) -> None:
-        """Give back whatever this session holds; a pinned connection is reset first."""
+    def release_backend(self) -> None:
+        """Give back whatever this session holds (the client is gone or going); a pinned
+        connection is reset first."""
         if self.xa is not None:
             xa.abandon(self)  # rolled back, and every branch connection given back
             return

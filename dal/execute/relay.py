@@ -164,7 +164,7 @@ class Relay:
                                or scanner.error or (plan is not None and plan.diagnostics), plan)
         session.finish_statement(plan.statement if plan else "other", scanner.error)
         if session.closed:
-            session.close_backend()
+            session.release_backend()
         else:
             session.drain()
 
