@@ -16,12 +16,12 @@ from dal.wire.results import encode_result_set, text_column
 from router.rows.types import ColumnType
 
 if TYPE_CHECKING:
-    from dal.server import Server
+    from dal.ports import ServerPort
 
 Rows = tuple[list[str], list[list[object]]]
 
 
-def _pools(server: Server) -> Rows:
+def _pools(server: ServerPort) -> Rows:
     header = ["instance", "address", "max", "in_use", "idle", "connecting", "waiting", "opened",
               "closed"]
     rows: list[list[object]] = []
@@ -33,10 +33,10 @@ def _pools(server: Server) -> Rows:
     return header, rows
 
 
-def _shards(server: Server) -> Rows:
+def _shards(server: ServerPort) -> Rows:
     """One row per placement; sync_lag_* is `dal sync`'s lag from that placement's instance
     (authoritative dimension) or the worst over all sources (copies), NULL if it is not running."""
-    from tools.sync_status import read_status, shard_lag
+    from dal.sync_lag import read_status, shard_lag
 
     header = ["database", "dimension", "shards", "instance", "first", "last",
               "sync_lag_seconds", "sync_lag_events"]
@@ -54,7 +54,7 @@ def _shards(server: Server) -> Rows:
     return header, rows
 
 
-def _statements(server: Server) -> Rows:
+def _statements(server: ServerPort) -> Rows:
     """Per statement fingerprint, the most total time first (dal/stats.py)."""
     header = ["fingerprint", "count", "errors", "total_ms", "avg_ms", "max_ms"]
     rows: list[list[object]] = [
@@ -64,7 +64,7 @@ def _statements(server: Server) -> Rows:
     return header, rows
 
 
-def _counters(server: Server) -> Rows:
+def _counters(server: ServerPort) -> Rows:
     header = ["counter", "label", "value"]
     rows: list[list[object]] = [[k[0], k[1], v] for k, v in sorted(server.counters.items())]
     cache = server.router.cache
@@ -73,7 +73,7 @@ def _counters(server: Server) -> Rows:
     return header, rows
 
 
-def _genes(server: Server) -> Rows:
+def _genes(server: ServerPort) -> Rows:
     """One row per leased gene worker id (dal_meta.gene_workers): its holder, lease and
     high-water mark; the row of this process also shows how far its ids run ahead of the clock."""
     from dal.worker_lease import genes_rows
@@ -81,7 +81,7 @@ def _genes(server: Server) -> Rows:
     return genes_rows(server.leased_genes)
 
 
-COMMANDS: dict[str, Callable[[Server], Rows]] = {
+COMMANDS: dict[str, Callable[[ServerPort], Rows]] = {
     "POOLS": _pools,
     "SHARDS": _shards,
     "STATEMENTS": _statements,
@@ -94,7 +94,7 @@ _SHOW = re.compile(r"(?is)\s*SHOW\s+DAL\s+(\w+)\s*;?\s*$")
 _EXPLAIN = re.compile(rb"(?is)\s*EXPLAIN\s+DAL\s+")
 
 
-def explain(server: Server, sql: bytes, schema: str | None, admin: bool, *, seq: int,
+def explain(server: ServerPort, sql: bytes, schema: str | None, admin: bool, *, seq: int,
             status: int) -> bytes:
     """``EXPLAIN DAL <statement>``: its plan, one row per target."""
     from router.explain import HEADER
@@ -109,7 +109,7 @@ def explain(server: Server, sql: bytes, schema: str | None, admin: bool, *, seq:
     return _result(HEADER, rows, seq=seq, status=status)
 
 
-def execute(server: Server, sql: str, *, seq: int, status: int) -> bytes:
+def execute(server: ServerPort, sql: str, *, seq: int, status: int) -> bytes:
     """Run one admin statement and return the framed response."""
     try:
         changed = protect_admin.run(server, sql)  # SET DAL, RELOAD DAL CONFIG

@@ -31,8 +31,8 @@ from router.rows.buffer import Reader
 from router.rows.errors import ProtocolError
 
 if TYPE_CHECKING:
-    from dal.prepared import Statement
-    from dal.session import ClientSession
+    from dal.ports import SessionPort
+    from dal.prepared_statements import Statement
 
 SEND_TYPES = 128
 SEND_UNIT_RESULTS = 64
@@ -129,7 +129,7 @@ def _values_tuple(sql: bytes, markers: list[int]) -> tuple[int, int] | None:
     return start, end
 
 
-async def run(session: ClientSession, statement: Statement, payload: bytes) -> None:
+async def run(session: SessionPort, statement: Statement, payload: bytes) -> None:
     """Run one COM_STMT_BULK_EXECUTE and send its one reply."""
     seq = session.reply_seq
     try:
@@ -166,6 +166,6 @@ async def run(session: ClientSession, statement: Statement, payload: bytes) -> N
     session.busy = False
 
 
-def _reply_error(session: ClientSession, seq: int, pair: tuple[int, str], message: str) -> None:
+def _reply_error(session: SessionPort, seq: int, pair: tuple[int, str], message: str) -> None:
     session.send(err_packet(ERR(pair[0], message, pair[1]), seq))
     session.busy = False

@@ -26,7 +26,7 @@ from router.rows.buffer import Reader
 from router.rows.errors import ProtocolError
 
 if TYPE_CHECKING:
-    from dal.session import ClientSession
+    from dal.ports import SessionPort
 
 
 @dataclass(slots=True)
@@ -88,7 +88,7 @@ async def authenticate(authenticator: Authenticator, request: ChangeUser, read: 
     return seq + 1, scramble
 
 
-async def run(session: ClientSession, payload: bytes) -> None:
+async def run(session: SessionPort, payload: bytes) -> None:
     """The session's COM_CHANGE_USER command (a slow path: `session.busy` is set)."""
     server = session.server
     try:

@@ -34,14 +34,14 @@ from router.targets import (
 )
 
 if TYPE_CHECKING:
-    from dal.session import ClientSession
+    from dal.ports import SessionPort
 
 MAX_ROWS = (1104, "42000")  # ER_TOO_BIG_SELECT: rules.max_rows (docs/errors.md)
 
 __all__ = ["Refusal", "Target", "insert", "key_value", "scatter", "targets"]
 
 
-async def run_on_shard(session: ClientSession, target: Target, sql: bytes,
+async def run_on_shard(session: SessionPort, target: Target, sql: bytes,
                        state: dict[str, str]) -> Result:
     """Run one statement on one shard through the pool, with the given session state."""
     pool = session.server.pools[target.instance]
@@ -58,7 +58,7 @@ async def run_on_shard(session: ClientSession, target: Target, sql: bytes,
         pool.release(conn, reusable=reusable and not conn.closed)
 
 
-async def scatter(session: ClientSession, plan: ShardedPlan, slots: list[list[bytes]],
+async def scatter(session: SessionPort, plan: ShardedPlan, slots: list[list[bytes]],
                   shards: list[Target], max_rows: int) -> bytes:
     """Run a read or write on several shards concurrently; the framed response."""
     write = plan.write
@@ -167,7 +167,7 @@ def _concatenation(merge_plan: object) -> bool:
 _READ_SAFE_PINS = frozenset({"set_other", "lock_tables"})
 
 
-def _beside_session(session: ClientSession) -> bool:
+def _beside_session(session: SessionPort) -> bool:
     """True when a scatter read may run on pooled connections beside what the session holds:
     a transaction begun WITH CONSISTENT SNAPSHOT (mariadb-dump --single-transaction) that has
     not touched a shard yet, or a pin whose state a plain read does not depend on. Each shard
@@ -178,7 +178,7 @@ def _beside_session(session: ClientSession) -> bool:
     return session.pin_reason in _READ_SAFE_PINS
 
 
-async def insert(session: ClientSession, plan: ShardedPlan,
+async def insert(session: SessionPort, plan: ShardedPlan,
                  slots: list[list[bytes]]) -> tuple[bytes, int]:
     """Split an INSERT's rows by user shard, generate gene IDs, run each shard's part.
 

@@ -20,34 +20,22 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from config.model import Config
 from dal import errors, tls
 from dal.execute.sink import BatchSink, ClientSink
-from dal.login import Authenticator, LoginFailed, LoginResult, err_packet, ok_packet
+from dal.login import LoginFailed, LoginResult, err_packet, ok_packet
 from dal.wire.events import ProtocolViolation
 from dal.wire.messages import ERR
 from dal.wire.server import CLOSED, COMMAND, LOGIN, ServerConnection
 from router.rows.errors import ProtocolError
 
+if TYPE_CHECKING:
+    from dal.ports import ServerPort
+
 log = logging.getLogger("dal.session")
 
 LINGER_SECONDS = 2.0
-
-
-class Server(Protocol):
-    """What the front end uses of `dal.server.Server` (named here: no import back)."""
-
-    config: Config
-    sessions: Any
-    authenticator: Authenticator
-    tls_context: Any
-    version: bytes
-
-    def next_connection_id(self) -> int: ...
-    def count_login(self, ok: bool) -> None: ...
-    def count_refusal(self, code: int) -> None: ...
 
 
 class Frontend(asyncio.Protocol):
@@ -57,7 +45,7 @@ class Frontend(asyncio.Protocol):
     handlers: ClassVar[dict[type, Callable[[Any, Any], None]]] = {}
     status: int  # the server status flags the session's replies carry
 
-    def __init__(self, server: Server) -> None:
+    def __init__(self, server: ServerPort) -> None:
         self.server = server
         self.id = server.next_connection_id()
         self.transport: asyncio.Transport | None = None

@@ -21,18 +21,18 @@ import weakref
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from dal.session import ClientSession
+    from dal.ports import SessionPort
 
 VARIABLES = ("wait_timeout", "interactive_timeout")
 SWEEP_SECONDS = 0.5
 MAX_TIMEOUT = 31536000  # MariaDB's maximum (one year); larger values are capped, as there
 
-_watched: weakref.WeakSet[ClientSession] = weakref.WeakSet()
+_watched: weakref.WeakSet[SessionPort] = weakref.WeakSet()
 _timer: asyncio.TimerHandle | None = None
 _INTEGER = re.compile(r"=\s*'?(\d+)(?:\.\d*)?'?\s*$")
 
 
-def take_timeouts(session: ClientSession, assignments: dict[str, str]) -> None:
+def take_timeouts(session: SessionPort, assignments: dict[str, str]) -> None:
     """Remove wait_timeout/interactive_timeout from a SET's ``assignments`` (name -> SQL, as
     the planner makes them) and record wait_timeout on ``session``. ``DEFAULT`` or a value that
     is not an integer stops enforcing it."""
@@ -45,7 +45,7 @@ def take_timeouts(session: ClientSession, assignments: dict[str, str]) -> None:
         set_wait_timeout(session, max(seconds, 1) if match else 0)
 
 
-def set_wait_timeout(session: ClientSession, seconds: int) -> None:
+def set_wait_timeout(session: SessionPort, seconds: int) -> None:
     """Enforce ``seconds`` of idleness on ``session`` (0: never close it)."""
     session.wait_timeout = seconds
     session.idle_since = None

@@ -31,11 +31,11 @@ from pool.rename import HeaderRenamer
 from pool.state import apply_state
 
 if TYPE_CHECKING:
-    from dal.session import ClientSession
+    from dal.ports import SessionPort
     from router.plan import Plan
 
 
-def lost_error(session: ClientSession, conn: BackendConnection) -> ERR:
+def lost_error(session: SessionPort, conn: BackendConnection) -> ERR:
     """2013 naming the instance, and what became of the statement or the transaction."""
     if session.pinned is conn and not session.soft_pin:
         detail = "; the open transaction was rolled back by the backend"
@@ -44,7 +44,7 @@ def lost_error(session: ClientSession, conn: BackendConnection) -> ERR:
     return lost_during_query(conn.instance, detail).to_err()
 
 
-def retry(session: ClientSession, conn: BackendConnection, plan: Plan | None) -> bool:
+def retry(session: SessionPort, conn: BackendConnection, plan: Plan | None) -> bool:
     """``conn`` broke under the statement relayed for ``plan``: True when the statement runs
     again on a fresh connection (the dead one is given back), False when it must fail."""
     request = conn.unread_request()
@@ -59,7 +59,7 @@ def retry(session: ClientSession, conn: BackendConnection, plan: Plan | None) ->
     return True
 
 
-def drop_if_dead(session: ClientSession, conn: BackendConnection) -> BackendConnection | None:
+def drop_if_dead(session: SessionPort, conn: BackendConnection) -> BackendConnection | None:
     """A connection handed to a slow path that was found closed since: given back, and None
     (the caller takes a fresh one), unless the session's transaction lives on it."""
     if not conn.closed or session.xa is not None or (session.pinned is conn
@@ -69,7 +69,7 @@ def drop_if_dead(session: ClientSession, conn: BackendConnection) -> BackendConn
     return None
 
 
-def _outside_transactions(session: ClientSession, conn: BackendConnection) -> bool:
+def _outside_transactions(session: SessionPort, conn: BackendConnection) -> bool:
     """Autocommit, no transaction open or pending (XA included), and no pin on the session
     but the one kept for SHOW WARNINGS on ``conn``."""
     pinned = session.pinned
@@ -79,7 +79,7 @@ def _outside_transactions(session: ClientSession, conn: BackendConnection) -> bo
             and (pinned is None or (pinned is conn and session.soft_pin)))
 
 
-def _give_back(session: ClientSession, conn: BackendConnection) -> None:
+def _give_back(session: SessionPort, conn: BackendConnection) -> None:
     """The dead ``conn`` leaves the session (a pin for SHOW WARNINGS included) and its pool."""
     if session.pinned is conn:
         session.pinned = None
@@ -87,7 +87,7 @@ def _give_back(session: ClientSession, conn: BackendConnection) -> None:
     session.server.pools[conn.instance].release(conn, reusable=False)
 
 
-async def _again(session: ClientSession, dead: BackendConnection, plan: Plan, packets: bytes,
+async def _again(session: SessionPort, dead: BackendConnection, plan: Plan, packets: bytes,
                  shape: int, rename: HeaderRenamer | None) -> None:
     pool = session.server.pools[dead.instance]
     try:

@@ -15,13 +15,13 @@ from prometheus_client.core import (
 from pool.histogram import Histogram
 
 if TYPE_CHECKING:
-    from dal.server import Server
+    from dal.ports import ServerPort
 
 
 class ServerCollector:
     """Reads the server's pools and counters at scrape time; nothing is kept twice."""
 
-    def __init__(self, server: Server) -> None:
+    def __init__(self, server: ServerPort) -> None:
         self.server = server
 
     def collect(self):
@@ -101,7 +101,7 @@ def plan_labels(key: str, result: bool = True) -> list[str]:
 PLANS = ("shard", "scatter", "insert")
 
 
-def login_backoff_family(server: Server) -> CounterMetricFamily:
+def login_backoff_family(server: ServerPort) -> CounterMetricFamily:
     """Login attempts held back by server.login_backoff: scope address = refused (1129) from a
     blocked address, scope user = delayed for a user name with recent failures."""
     family = CounterMetricFamily("dal_login_backoff", "Login attempts refused from a blocked "
@@ -113,7 +113,7 @@ def login_backoff_family(server: Server) -> CounterMetricFamily:
     return family
 
 
-def pool_families(server: Server):
+def pool_families(server: ServerPort):
     """Per-instance pool counters and the acquire-wait histogram (immediate acquires count
     as waits of 0 s)."""
     families = {
@@ -148,7 +148,7 @@ def pool_families(server: Server):
     yield wait
 
 
-def start_metrics(server: Server) -> None:
+def start_metrics(server: ServerPort) -> None:
     """Register the collector and serve /metrics on the configured address."""
     REGISTRY.register(ServerCollector(server))
     endpoint = server.config.server.metrics

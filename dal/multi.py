@@ -20,7 +20,7 @@ from dal.wire.framing import frame, packet_count
 from pool.connection import decode_packets
 
 if TYPE_CHECKING:
-    from dal.session import ClientSession
+    from dal.ports import SessionPort
 
 _MORE = int(Status.MORE_RESULTS_EXISTS)
 
@@ -48,7 +48,7 @@ def with_more_results(payload: bytes) -> bytes:
     return payload[:at] + bytes((status & 0xFF, status >> 8)) + payload[at + 2:]
 
 
-async def run_captured(session: ClientSession, statement: bytes, seq: int) -> list[bytes]:
+async def run_captured(session: SessionPort, statement: bytes, seq: int) -> list[bytes]:
     """Run one text statement on the session's ordinary path with its response captured
     (replies framed from ``seq``); the response's payloads, empty if the client went away."""
     real = session.sink
@@ -70,7 +70,7 @@ async def run_captured(session: ClientSession, statement: bytes, seq: int) -> li
     return decode_packets(b"".join(capture.chunks))
 
 
-async def run_batch(session: ClientSession, statements: list[bytes]) -> None:
+async def run_batch(session: SessionPort, statements: list[bytes]) -> None:
     """Run the statements in order and send their results as one multi-result response."""
     seq = session.reply_seq
     out: list[bytes] = []

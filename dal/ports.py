@@ -42,6 +42,13 @@ class ServerPort(Protocol):
     default_instance: str
     sessions: set[Any]
     limiter: Any
+    authenticator: Any  # dal.login.Authenticator
+    tls_context: Any  # ssl.SSLContext when clients may use TLS
+    version: bytes
+
+    def next_connection_id(self) -> int: ...
+
+    def count_login(self, ok: bool) -> None: ...
 
     def count_pin(self, reason: str) -> None: ...
 
@@ -83,7 +90,7 @@ class SessionPort(Protocol):
     phase: str
     sink: Sink
     relay: Any  # dal.execute.relay.Relay
-    prepared: Any  # dal.prepared.Registry, made at first use
+    prepared: Any  # dal.prepared_statements.Registry, made at first use
     transport: asyncio.Transport | None
 
     @property

@@ -18,21 +18,19 @@ a connection. Each execution is planned like a text statement with the same shap
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from dal.execute import leases
 from dal.execute.cursor import ExecutionCursor
 from dal.login import err_packet, ok_packet
 from dal.prepared_bindings import PreparedBindings, execute_tail
-from dal.prepared_fast import FastRoute, fast_route, fixed_route, try_execute
-from dal.prepared_results import Cursor, fetch
+from dal.prepared_fast import fast_route, fixed_route, try_execute
+from dal.prepared_results import fetch
 from dal.prepared_run import WRONG_ARGUMENTS, run
+from dal.prepared_statements import Registry, Statement
 from dal.wire.binary import (
     CURSOR_READ_ONLY,
-    LAST_PREPARED,
     Execute,
-    ParamType,
     PrepareOk,
     sql_literal,
 )
@@ -52,7 +50,7 @@ from router.rows.types import ColumnType
 from router.targets import Refusal, single_target, target_of
 
 if TYPE_CHECKING:
-    from dal.session import ClientSession
+    from dal.ports import SessionPort
 
 UNKNOWN_STATEMENT = (1243, "HY000")
 TOO_MANY_STATEMENTS = (1461, "42000")
@@ -72,47 +70,14 @@ PARAM_DEFINITION = ColumnDefinition(name=b"?", type=ColumnType.VAR_STRING, chars
                                     catalog=b"def").encode()
 
 
-@dataclass(slots=True)
-class Statement:
-    """One prepared statement of a client session."""
-
-    id: int
-    sql: bytes
-    shape: Shape
-    columns: int
-    text_mode: bool  # BEGIN, COMMIT, SET, USE: answered as the text statement (OK or ERR)
-    types: list[ParamType] | None = None
-    long_data: dict[int, bytearray] = field(default_factory=dict)
-    cursor: Cursor | None = None  # a result kept for COM_STMT_FETCH
-    fast: FastRoute | None = None  # how repeated executions skip decoding (dal.prepared_fast)
-
-
-class Registry:
-    """The prepared statements of one session, at most ``limit`` of them."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.statements: dict[int, Statement] = {}
-        self.next_id = 1
-        self.last: int = 0
-        # (statement id, shard database) -> (its sharded plan, the statement for that shard,
-        # which parameter each ``?`` takes); at most MAX_RENDERED for the whole session.
-        self.rendered: dict[tuple[int, bytes], tuple[object, bytes, list[int]]] = {}
-
-    def get(self, statement_id: int) -> Statement | None:
-        if statement_id == LAST_PREPARED:
-            statement_id = self.last
-        return self.statements.get(statement_id)
-
-
-def registry(session: ClientSession) -> Registry:
+def registry(session: SessionPort) -> Registry:
     found = session.prepared
     if found is None:
         found = session.prepared = Registry(session.server.config.server.max_prepared_per_session)
     return found
 
 
-def dispatch(session: ClientSession, command: int, payload: bytes, last_seq: int) -> None:
+def dispatch(session: SessionPort, command: int, payload: bytes, last_seq: int) -> None:
     """Run one COM_STMT_* command other than COM_STMT_EXECUTE, which the session's dispatcher
     sends straight to `execute`."""
     if command == Command.STMT_PREPARE:
@@ -137,7 +102,7 @@ def dispatch(session: ClientSession, command: int, payload: bytes, last_seq: int
             fetch(session, statement, payload)
 
 
-def named_statement(session: ClientSession, payload: bytes, what: str) -> Statement | None:
+def named_statement(session: SessionPort, payload: bytes, what: str) -> Statement | None:
     """The statement a command names, or None after sending the ERR."""
     statement_id = int.from_bytes(payload[1:5], "little") if len(payload) >= 5 else -1
     statement = registry(session).get(statement_id) if statement_id >= 0 else None
@@ -148,14 +113,14 @@ def named_statement(session: ClientSession, payload: bytes, what: str) -> Statem
     return statement
 
 
-def _error(session: ClientSession, pair: tuple[int, str], message: str) -> None:
+def _error(session: SessionPort, pair: tuple[int, str], message: str) -> None:
     session.send_error(ERR(pair[0], message, pair[1]))
 
 
 # -- COM_STMT_PREPARE ----------------------------------------------------------------------------
 
 
-def prepare(session: ClientSession, sql: bytes) -> None:
+def prepare(session: SessionPort, sql: bytes) -> None:
     reg = registry(session)
     if len(reg.statements) >= reg.limit:
         _error(session, TOO_MANY_STATEMENTS, "Can't create more than max_prepared_stmt_count "
@@ -184,7 +149,7 @@ def prepare(session: ClientSession, sql: bytes) -> None:
     session.spawn(_prepare(session, sql, shape, plan, text_mode))
 
 
-async def _prepare(session: ClientSession, sql: bytes, shape: Shape, plan: Plan,
+async def _prepare(session: SessionPort, sql: bytes, shape: Shape, plan: Plan,
                    text_mode: bool) -> None:
     try:
         params, columns = await _definitions(session, sql, shape, plan, text_mode)
@@ -213,7 +178,7 @@ async def _prepare(session: ClientSession, sql: bytes, shape: Shape, plan: Plan,
     session.busy = False
 
 
-async def _definitions(session: ClientSession, sql: bytes, shape: Shape, plan: Plan,
+async def _definitions(session: SessionPort, sql: bytes, shape: Shape, plan: Plan,
                        text_mode: bool) -> tuple[tuple[bytes, ...] | None, tuple[bytes, ...]]:
     """Parameter and column definitions: from a backend prepare of the statement (for a
     sharded one, its form for the first shard), cached; made up for writes DAL splits."""
@@ -267,7 +232,7 @@ async def _definitions(session: ClientSession, sql: bytes, shape: Shape, plan: P
 # -- COM_STMT_SEND_LONG_DATA ---------------------------------------------------------------------
 
 
-def _long_data(session: ClientSession, payload: bytes) -> None:
+def _long_data(session: SessionPort, payload: bytes) -> None:
     """Append a chunk to a parameter's value; no reply, as MySQL (errors show at execute)."""
     if len(payload) < 7:
         return
@@ -282,7 +247,7 @@ def _long_data(session: ClientSession, payload: bytes) -> None:
 # -- COM_STMT_EXECUTE ----------------------------------------------------------------------------
 
 
-def execute(session: ClientSession, payload: bytes, last_seq: int) -> None:
+def execute(session: SessionPort, payload: bytes, last_seq: int) -> None:
     """COM_STMT_EXECUTE: the fast route when the statement has one, else the full path."""
     reg = session.prepared
     statement = (reg.statements.get(int.from_bytes(payload[1:5], "little"))
@@ -307,7 +272,7 @@ def execute(session: ClientSession, payload: bytes, last_seq: int) -> None:
     _execute(session, statement, payload, last_seq)
 
 
-def _execute(session: ClientSession, statement: Statement, payload: bytes,
+def _execute(session: SessionPort, statement: Statement, payload: bytes,
              last_seq: int) -> None:
     """An execution on the full path: parameters decoded, planned like a text statement."""
     try:
@@ -361,7 +326,7 @@ def _literals(ex: Execute) -> list[bytes]:
     return [sql_literal(code, ex.value(i)) for i, (code, _) in enumerate(ex.types)]
 
 
-def _sharded(session: ClientSession, statement: Statement, plan: Plan, ex: Execute,
+def _sharded(session: SessionPort, statement: Statement, plan: Plan, ex: Execute,
              cursor: bool, last_seq: int) -> None:
     sharded = plan.sharded
     config = session.server.config

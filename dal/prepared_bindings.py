@@ -20,7 +20,7 @@ from dal.wire.messages import OK
 
 if TYPE_CHECKING:
     from dal.ports import SessionPort
-    from dal.prepared import Statement
+    from dal.prepared_statements import Statement
     from router.plan import Plan
     from router.sharded import ShardedPlan
     from router.targets import Target

@@ -15,43 +15,26 @@ False and the full path runs, so the two cannot disagree.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from dal.prepared_run import run
+from dal.prepared_statements import FastRoute
 from dal.shard_route import route_plan, shard_renamer
 from dal.wire.binary import INT_SIZES, UNSIGNED_PARAM, Execute
 from router.plan import Plan
 from router.targets import Refusal, target_for
 
 if TYPE_CHECKING:
-    from dal.prepared import Registry, Statement
-    from dal.session import ClientSession
+    from dal.ports import SessionPort
+    from dal.prepared_statements import Registry, Statement
 
 
 MAX_TAIL = 0xFFFFFF - 5  # the relayed execute must stay one packet
 
 
-@dataclass(slots=True, frozen=True)
-class FastRoute:
-    """How to route one prepared statement without decoding it (valid for one config and
-    default schema)."""
-
-    config: object
-    schema: str | None
-    plan: Plan
-    params: int
-    bitmap_end: int  # offset of the new-params-bound byte
-    types: bytes  # the types block, 2 bytes per parameter
-    key_at: int  # the key's offset from the first value; -1: one fixed backend (`fixed_route`)
-    key_size: int
-    key_signed: bool
-    # shard database -> (the statement for it, its one-backend plan, its header renamer), filled
-    # from the session's rendered statements on first use; at most one entry per shard.
-    shards: dict[bytes, tuple] = field(default_factory=dict, compare=False)
 
 
-def fast_route(session: ClientSession, statement: Statement, plan: Plan, ex: Execute,
+def fast_route(session: SessionPort, statement: Statement, plan: Plan, ex: Execute,
                order: list[int]) -> FastRoute | None:
     """The fast route of ``statement`` after a single-shard execution ``ex`` of ``plan``, or
     None when its executions need the full path: the key must be an integer parameter, every
@@ -78,7 +61,7 @@ def fast_route(session: ClientSession, statement: Statement, plan: Plan, ex: Exe
                      10 + (ex_params + 7) // 8, types, offset, INT_SIZES[code], not unsigned)
 
 
-def fixed_route(session: ClientSession, plan: Plan, ex: Execute) -> FastRoute | None:
+def fixed_route(session: SessionPort, plan: Plan, ex: Execute) -> FastRoute | None:
     """The fast route of a statement whose plan sends it unchanged to one backend (an
     unsharded table): every execution is relayed there, NULLs included."""
     if plan.sql is not None or plan.handler is not None or plan.pin is not None or plan.anywhere:
@@ -89,7 +72,7 @@ def fixed_route(session: ClientSession, plan: Plan, ex: Execute) -> FastRoute | 
                      10 + (params + 7) // 8, types, -1, 0, False)
 
 
-def try_execute(session: ClientSession, statement: Statement, fast: FastRoute, reg: Registry,
+def try_execute(session: SessionPort, statement: Statement, fast: FastRoute, reg: Registry,
                 payload: bytes) -> bool:
     """Send this execution on the fast route; False (nothing done) when it needs the full
     path."""

@@ -3,10 +3,10 @@ binary format, and cursors (DAL keeps the rows and serves COM_STMT_FETCH)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from dal import errors
+from dal.prepared_statements import Cursor
 from dal.wire.binary import column_types, encode_binary_row, value_from_text
 from dal.wire.constants import Status
 from dal.wire.framing import frame, packet_count
@@ -16,21 +16,12 @@ from router.rows.columns import ColumnDefinition
 from router.rows.types import ColumnType
 
 if TYPE_CHECKING:
-    from dal.prepared import Statement
-    from dal.session import ClientSession
+    from dal.ports import SessionPort
+    from dal.prepared_statements import Statement
 
 NO_CURSOR = (1421, "HY000")
 _CURSOR_EXISTS = int(Status.CURSOR_EXISTS)
 _LAST_ROW_SENT = int(Status.LAST_ROW_SENT)
-
-
-@dataclass(slots=True)
-class Cursor:
-    """A result kept by DAL for COM_STMT_FETCH: binary row payloads, served in order."""
-
-    rows: list[bytes]
-    status: int
-    position: int = 0
 
 
 def binary_result(columns: list[ColumnDefinition], rows: list[list[bytes | None]],
@@ -55,7 +46,7 @@ def binary_result(columns: list[ColumnDefinition], rows: list[list[bytes | None]
     return out
 
 
-def reply(session: ClientSession, payloads: list[bytes], cursor: Statement | None) -> None:
+def reply(session: SessionPort, payloads: list[bytes], cursor: Statement | None) -> None:
     """Send a whole response; with a cursor, only its header, the rows kept for fetches."""
     if cursor is not None and payloads and payloads[0][0] not in (0x00, 0xFF):
         count = Reader(payloads[0]).lenenc_int() or 0
@@ -76,7 +67,7 @@ def reply(session: ClientSession, payloads: list[bytes], cursor: Statement | Non
     send(session, payloads)
 
 
-def send(session: ClientSession, payloads: list[bytes]) -> None:
+def send(session: SessionPort, payloads: list[bytes]) -> None:
     """Frame payloads as the reply to the session's current command."""
     seq = session.reply_seq
     out = []
@@ -89,7 +80,7 @@ def send(session: ClientSession, payloads: list[bytes]) -> None:
 # -- COM_STMT_FETCH ------------------------------------------------------------------------------
 
 
-def fetch(session: ClientSession, statement: Statement, payload: bytes) -> None:
+def fetch(session: SessionPort, statement: Statement, payload: bytes) -> None:
     """COM_STMT_FETCH: the next rows of the statement's cursor, then EOF (LAST_ROW_SENT and
     the cursor closed after the last)."""
     cursor = statement.cursor

@@ -23,13 +23,13 @@ from router.plan import Plan
 from router.rows.buffer import Reader
 
 if TYPE_CHECKING:
-    from dal.prepared import Statement
-    from dal.session import ClientSession
+    from dal.ports import SessionPort
+    from dal.prepared_statements import Statement
 
 WRONG_ARGUMENTS = (1210, "HY000")
 
 
-def run(session: ClientSession, plan: Plan, instance: str, schema: str | None, sql: bytes,
+def run(session: SessionPort, plan: Plan, instance: str, schema: str | None, sql: bytes,
         params: int, tail: bytes, rename: HeaderRenamer | None, cursor: Statement | None,
         last_seq: int) -> None:
     """Execute ``sql`` (``params`` parameters; ``tail``: the execute payload after the statement
@@ -63,7 +63,7 @@ def run(session: ClientSession, plan: Plan, instance: str, schema: str | None, s
     _send(session, conn, plan, schema, sql, params, tail, rename)
 
 
-def _send(session: ClientSession, conn: BackendConnection, plan: Plan, schema: str | None,
+def _send(session: SessionPort, conn: BackendConnection, plan: Plan, schema: str | None,
           sql: bytes, params: int, tail: bytes, rename: HeaderRenamer | None) -> None:
     if (schema is None or conn.schema == schema) and conn.variables == session.state:
         backend = conn.prepared.get(sql)  # prepared on this connection already?
@@ -75,7 +75,7 @@ def _send(session: ClientSession, conn: BackendConnection, plan: Plan, schema: s
                              None, 0, conn))
 
 
-async def _run_slow(session: ClientSession, plan: Plan, instance: str, schema: str | None,
+async def _run_slow(session: SessionPort, plan: Plan, instance: str, schema: str | None,
                     sql: bytes, params: int, tail: bytes, rename: HeaderRenamer | None,
                     cursor: Statement | None, last_seq: int,
                     conn: BackendConnection | None) -> None:

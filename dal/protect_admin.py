@@ -25,7 +25,7 @@ from dal.protection import LIVE_POOL_KEYS
 from pool.breaker import OPEN
 
 if TYPE_CHECKING:
-    from dal.server import Server
+    from dal.ports import ServerPort
 
 Rows = tuple[list[str], list[list[object]]]
 
@@ -46,7 +46,7 @@ class AdminError(Exception):
 
 # -- SHOW --------------------------------------------------------------------------------------
 
-def show_breakers(server: Server) -> Rows:
+def show_breakers(server: ServerPort) -> Rows:
     header = ["instance", "state", "reason", "calls", "failures", "slow", "rejected",
               "retry_in", "error_rate", "slow_call_rate", "slow_call_seconds", "min_calls",
               "window", "cool_down"]
@@ -65,7 +65,7 @@ def show_breakers(server: Server) -> Rows:
     return header, rows
 
 
-def show_limits(server: Server) -> Rows:
+def show_limits(server: ServerPort) -> Rows:
     header = ["rule", "rate", "burst", "action", "max_delay", "tokens", "throttled"]
     limiter = server.protection.limiter
     counters = server.protection.counters
@@ -78,7 +78,7 @@ def show_limits(server: Server) -> Rows:
     return header, rows
 
 
-def show_rules(server: Server) -> Rows:
+def show_rules(server: ServerPort) -> Rows:
     header = ["rule", "value", "refused"]
     counters = server.protection.counters
     rules = server.config.rules
@@ -158,7 +158,7 @@ def parse_set(sql: str) -> tuple[list[str], object] | None:
                          "{rate: 10, burst: 20}") from None
 
 
-def set_setting(server: Server, path: list[str], value: object) -> list[str]:
+def set_setting(server: ServerPort, path: list[str], value: object) -> list[str]:
     """Change one live setting; the new config is validated whole, then swapped in."""
     dotted = ".".join(path)
     if not (path[0] in LIVE_SECTIONS
@@ -186,7 +186,7 @@ def set_setting(server: Server, path: list[str], value: object) -> list[str]:
     return server.protection.apply(config)
 
 
-def reload_config(server: Server) -> Rows:
+def reload_config(server: ServerPort) -> Rows:
     """RELOAD DAL CONFIG: apply the live sections of the file; report what needs a restart."""
     if server.config_path is None:
         raise AdminError(RELOAD_FAILED, "RELOAD DAL CONFIG: this DAL was not started from a "
@@ -209,7 +209,7 @@ def reload_config(server: Server) -> Rows:
     return ["section", "status"], rows
 
 
-def run(server: Server, sql: str) -> Rows | None:
+def run(server: ServerPort, sql: str) -> Rows | None:
     """``SET DAL`` (no rows: answer OK) or ``RELOAD DAL CONFIG``; None for other statements.
     Raises `AdminError`."""
     if _RELOAD.match(sql):

@@ -18,7 +18,7 @@ from pool.limits import Limiter
 from router.fingerprint import fingerprint
 
 if TYPE_CHECKING:
-    from dal.server import Server
+    from dal.ports import ServerPort
 
 # Pool settings that change live; the others (max_size, ...) need a restart.
 LIVE_POOL_KEYS = ("max_waiters", "acquire_timeout")
@@ -33,7 +33,7 @@ def statement_shape(text: str) -> bytes:
 class Protection:
     """Owns the live protection settings of one server and their counters."""
 
-    def __init__(self, server: Server) -> None:
+    def __init__(self, server: ServerPort) -> None:
         self.server = server
         self.counters: Counter[tuple[str, str]] = Counter()
         self.limiter: Limiter | None = None

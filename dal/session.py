@@ -85,8 +85,8 @@ from router.split import split_statements
 from router.sqltext import ANSI_QUOTES, modes_of
 
 if TYPE_CHECKING:
-    from dal.prepared import Registry
-    from dal.server import Server
+    from dal.ports import ServerPort
+    from dal.prepared_statements import Registry
     from dal.xa import XaTransaction
 
 log = logging.getLogger("dal.session")
@@ -113,7 +113,7 @@ _LANE_BITS = _TXN_BITS | _NBE
 class ClientSession(Frontend):
     """One client's session: its state, and a handler for each command event."""
 
-    def __init__(self, server: Server) -> None:
+    def __init__(self, server: ServerPort) -> None:
         super().__init__(server)
         self.user = ""
         self.admin = False

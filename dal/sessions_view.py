@@ -19,7 +19,7 @@ from dal.wire.results import encode_result_set, text_column
 from router.rows.types import ColumnFlag, ColumnType
 
 if TYPE_CHECKING:
-    from dal.session import ClientSession
+    from dal.ports import SessionPort
 
 UNKNOWN_THREAD = (1094, "HY000")      # ER_NO_SUCH_THREAD
 NOT_OWNER = (1095, "HY000")           # ER_KILL_DENIED_ERROR
@@ -34,7 +34,7 @@ _ROLE_PRIVILEGES = {
 }
 
 
-async def processlist(session: ClientSession, args: tuple) -> None:
+async def processlist(session: SessionPort, args: tuple) -> None:
     """SHOW [FULL] PROCESSLIST: DAL's client sessions (an admin sees all, others their own
     user's). Info is the statement's fingerprint (literals as ?), never a backend's text."""
     (full,) = args
@@ -66,7 +66,7 @@ async def processlist(session: ClientSession, args: tuple) -> None:
                                    status=session.status, seq=session.reply_seq))
 
 
-async def kill(session: ClientSession, args: tuple) -> None:
+async def kill(session: SessionPort, args: tuple) -> None:
     """KILL [CONNECTION|QUERY] <DAL connection id>."""
     number, query_only = args
     target = next((s for s in session.server.sessions if s.id == number), None)
@@ -91,14 +91,14 @@ async def kill(session: ClientSession, args: tuple) -> None:
     session.send(ok_packet(session.reply_seq, session.status))
 
 
-async def _stop_statement(target: ClientSession) -> None:
+async def _stop_statement(target: SessionPort) -> None:
     """KILL QUERY on the backend connection serving ``target``'s running statement, if any."""
     conn = (target.relay.serving or target.pinned) if target.busy else None
     if conn is not None:
         await kill_statement(target.server, conn, conn.sent_at)
 
 
-async def grants(session: ClientSession, args: tuple) -> None:
+async def grants(session: SessionPort, args: tuple) -> None:
     """SHOW GRANTS [FOR user]: what DAL lets that user do, in GRANT form."""
     (target,) = args
     name = target if target is not None else session.user
@@ -124,5 +124,5 @@ async def grants(session: ClientSession, args: tuple) -> None:
                                    seq=session.reply_seq))
 
 
-HANDLERS: dict[str, Callable[[ClientSession, tuple], Awaitable[None]]] = {
+HANDLERS: dict[str, Callable[[SessionPort, tuple], Awaitable[None]]] = {
     "processlist": processlist, "kill": kill, "grants": grants}

@@ -18,12 +18,12 @@ from dal.wire.results import encode_result_set
 from pool.connection import Result
 
 if TYPE_CHECKING:
-    from dal.session import ClientSession
+    from dal.ports import SessionPort
 
 _SHARDED = (TableKind.SHARDED, TableKind.BOUND)
 
 
-async def _run(session: ClientSession, instance: str, sql: str) -> Result:
+async def _run(session: SessionPort, instance: str, sql: str) -> Result:
     pool = session.server.pools[instance]
     conn = await pool.acquire()
     try:
@@ -32,7 +32,7 @@ async def _run(session: ClientSession, instance: str, sql: str) -> Result:
         pool.release(conn, reusable=not conn.closed)
 
 
-async def table_status(session: ClientSession, db: str, tail: str) -> bytes:
+async def table_status(session: SessionPort, db: str, tail: str) -> bytes:
     """The framed result set of ``SHOW TABLE STATUS FROM db<tail>`` for the logical ``db``
     (raises pool.connection.BackendError as the backend answered)."""
     config = session.server.config

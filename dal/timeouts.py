@@ -20,8 +20,7 @@ from pool.connection import BackendConnection, BackendError, decode_packets
 from pool.killer import kill_query
 
 if TYPE_CHECKING:
-    from dal.server import Server
-    from dal.session import ClientSession
+    from dal.ports import ServerPort, SessionPort
 
 STATEMENT_TIMEOUT = (1969, "70100")  # ER_STATEMENT_TIMEOUT (MariaDB)
 
@@ -37,7 +36,7 @@ class TimedOut:
         self.seconds = seconds
 
 
-async def timed_command(server: Server, conn: BackendConnection, packets: bytes) -> bytes:
+async def timed_command(server: ServerPort, conn: BackendConnection, packets: bytes) -> bytes:
     """``conn.command(packets)`` under the statement timeout (a scatter leg): past it, KILL
     QUERY on the backend, and the leg fails with 1969 instead of the backend's 1317."""
     seconds = server.statement_timeout
@@ -68,7 +67,7 @@ def timeout_message(seconds: float, instance: str) -> str:
             "raise rules.statement_timeout")
 
 
-def arm(session: ClientSession, conn: BackendConnection) -> None:
+def arm(session: SessionPort, conn: BackendConnection) -> None:
     """Start the timer of the statement just sent on ``conn``."""
     session.relay.timer = asyncio.get_running_loop().call_later(
         session.server.statement_timeout, _expired, session, conn, conn.sent_at)
@@ -80,14 +79,14 @@ def still_running(conn: BackendConnection, sent_at: float) -> Callable[[], bool]
     return lambda: conn.busy and not conn.closed and conn.sent_at == sent_at
 
 
-async def kill_statement(server: Server, conn: BackendConnection, sent_at: float) -> bool:
+async def kill_statement(server: ServerPort, conn: BackendConnection, sent_at: float) -> bool:
     """KILL QUERY the command sent on ``conn`` at ``sent_at``, if it still runs then
     (pool/killer.py: over a connection of its own)."""
     return await kill_query(conn.instance, server.pools[conn.instance].instance,
                             conn.thread_id, still_running(conn, sent_at))
 
 
-def _expired(session: ClientSession, conn: BackendConnection, sent_at: float) -> None:
+def _expired(session: SessionPort, conn: BackendConnection, sent_at: float) -> None:
     if not still_running(conn, sent_at)():
         session.relay.timer = None
         return
@@ -96,7 +95,7 @@ def _expired(session: ClientSession, conn: BackendConnection, sent_at: float) ->
     session.server.background(kill_statement(session.server, conn, sent_at))
 
 
-def ended(session: ClientSession, conn: BackendConnection,
+def ended(session: SessionPort, conn: BackendConnection,
           scanner: ResponseScanner | None) -> None:
     """The statement's response is complete: stop its timer, or, if it fired, send the client
     the held answer or DAL's timeout ERR (nothing if the relay had already begun, or the

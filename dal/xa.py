@@ -35,12 +35,11 @@ from router.targets import AUTOCOMMIT_OFF
 
 if TYPE_CHECKING:
     from config.model import Config
-    from dal.server import Server
-    from dal.session import ClientSession
+    from dal.ports import ServerPort, SessionPort
 
 log = logging.getLogger("dal.xa")
 
-# `ClientSession.txn_pending` when autocommit is off and no transaction is open: the next
+# `SessionPort.txn_pending` when autocommit is off and no transaction is open: the next
 # statement opens one (with XA START, not with the statement text, in this mode).
 XA_PENDING = "XA START"
 LOCK_WAIT_KEY = "innodb_lock_wait_timeout"  # set per branch from transactions.lock_wait_timeout
@@ -64,7 +63,7 @@ def xid(gtrid: str, bqual: str) -> str:
 class Coordinator:
     """Per process: the decision log, the gtrid source and the outcome counters."""
 
-    def __init__(self, server: Server, config: Config) -> None:
+    def __init__(self, server: ServerPort, config: Config) -> None:
         self.server = server
         self.prefix = config.transactions.xid_prefix + ":"
         self.log = DecisionLog(config.transactions.decision_log)
@@ -92,14 +91,14 @@ class XaTransaction:
         # A pin the session held before (e.g. a temporary table): kept after the end.
         self.saved_pin: tuple[str, BackendConnection] | None = None
 
-    async def open(self, session: ClientSession, conn: BackendConnection) -> None:
+    async def open(self, session: SessionPort, conn: BackendConnection) -> None:
         await apply_state(conn, None, session.state)  # a no-op unless begin() added the lock wait
         await conn.query(f"XA START {xid(self.gtrid, conn.instance)}")
         self.branches[conn.instance] = conn
         session.server.count_pin("transaction")
 
 
-def next_pending(session: ClientSession) -> str | None:
+def next_pending(session: SessionPort) -> str | None:
     """What `txn_pending` becomes when no transaction is open: with autocommit off in mode
     xa, the next statement starts one."""
     if session.server.xa is None or session.xa is not None:
@@ -109,7 +108,7 @@ def next_pending(session: ClientSession) -> str | None:
     return XA_PENDING if session.state.get("autocommit") == AUTOCOMMIT_OFF else None
 
 
-async def begin(session: ClientSession, conn: BackendConnection) -> None:
+async def begin(session: SessionPort, conn: BackendConnection) -> None:
     """The transaction's first statement goes to ``conn``: open the first branch there."""
     coordinator = session.server.xa
     assert coordinator is not None
@@ -132,12 +131,12 @@ async def begin(session: ClientSession, conn: BackendConnection) -> None:
     session.soft_pin = False
 
 
-def _lock_wait_fragment(session: ClientSession) -> str | None:
+def _lock_wait_fragment(session: SessionPort) -> str | None:
     seconds = session.server.config.transactions.lock_wait_timeout
     return None if seconds is None else f"@@session.{LOCK_WAIT_KEY}={seconds}"
 
 
-def _add_lock_wait(session: ClientSession) -> None:
+def _add_lock_wait(session: SessionPort) -> None:
     """transactions.lock_wait_timeout joins the session's replayed variables for the
     transaction (unless the client set its own), so every branch gets it with the rest."""
     fragment = _lock_wait_fragment(session)
@@ -145,14 +144,14 @@ def _add_lock_wait(session: ClientSession) -> None:
         session.state = {**session.state, LOCK_WAIT_KEY: fragment}
 
 
-def _drop_lock_wait(session: ClientSession) -> None:
+def _drop_lock_wait(session: SessionPort) -> None:
     """After the transaction: the next replay onto any connection puts the default back."""
     fragment = _lock_wait_fragment(session)
     if fragment is not None and session.state.get(LOCK_WAIT_KEY) == fragment:
         session.state = {k: v for k, v in session.state.items() if k != LOCK_WAIT_KEY}
 
 
-async def branch(session: ClientSession, instance: str) -> BackendConnection:
+async def branch(session: SessionPort, instance: str) -> BackendConnection:
     """The transaction's connection to ``instance``, opening a branch there if it has none.
     The session's variables are replayed before XA START (autocommit cannot change inside)."""
     txn = session.xa
@@ -178,7 +177,7 @@ def _lost_message(txn: XaTransaction) -> str:
             "branch was rolled back by the backend. ROLLBACK the transaction")
 
 
-def forget(session: ClientSession, conn: BackendConnection) -> None:
+def forget(session: SessionPort, conn: BackendConnection) -> None:
     """``conn`` broke (the session gives it back as unusable): it is no longer a branch."""
     txn = session.xa
     if txn is None:
@@ -209,7 +208,7 @@ def savepoint_refusal(sql: bytes) -> bool:
         head.startswith(b"ROLLBACK") and b" TO" not in sql.upper())
 
 
-async def run_on_shards(session: ClientSession, jobs: list[tuple[str, bytes]]) -> list:
+async def run_on_shards(session: SessionPort, jobs: list[tuple[str, bytes]]) -> list:
     """Run a scatter's statements (instance, sql) on the transaction's branches: one
     connection per instance, its statements pipelined (one after another under a statement
     timeout), instances concurrently.
@@ -273,14 +272,14 @@ async def run_on_shards(session: ClientSession, jobs: list[tuple[str, bytes]]) -
     return outcomes
 
 
-def _drop(session: ClientSession, conn: BackendConnection) -> None:
+def _drop(session: SessionPort, conn: BackendConnection) -> None:
     forget(session, conn)
     if session.pinned is conn:
         session.pinned = None
     session.server.pools[conn.instance].release(conn, reusable=False)
 
 
-async def end(session: ClientSession, commit: bool, reply: bool = True) -> ERR | None:
+async def end(session: SessionPort, commit: bool, reply: bool = True) -> ERR | None:
     """COMMIT or ROLLBACK the session's XA transaction; sends OK or ERR when ``reply``.
     Every branch connection goes back to its pool. Returns the ERR, None on success."""
     txn = session.xa
@@ -289,7 +288,7 @@ async def end(session: ClientSession, commit: bool, reply: bool = True) -> ERR |
     return await _finish(session, txn, commit, reply)
 
 
-async def _finish(session: ClientSession, txn: XaTransaction, commit: bool,
+async def _finish(session: SessionPort, txn: XaTransaction, commit: bool,
                   reply: bool) -> ERR | None:
     server = session.server
     coordinator = server.xa
@@ -332,7 +331,7 @@ async def _finish(session: ClientSession, txn: XaTransaction, commit: bool,
     return error
 
 
-async def _one_phase(session: ClientSession, txn: XaTransaction,
+async def _one_phase(session: SessionPort, txn: XaTransaction,
                      conn: BackendConnection) -> ERR | None:
     coordinator = session.server.xa
     assert coordinator is not None
@@ -349,7 +348,7 @@ async def _one_phase(session: ClientSession, txn: XaTransaction,
     return None
 
 
-async def _two_phase(session: ClientSession, txn: XaTransaction,
+async def _two_phase(session: SessionPort, txn: XaTransaction,
                      branches: dict[str, BackendConnection]) -> ERR | None:
     coordinator = session.server.xa
     assert coordinator is not None
@@ -397,7 +396,7 @@ async def _two_phase(session: ClientSession, txn: XaTransaction,
     return None
 
 
-async def _commit_elsewhere(session: ClientSession, gtrid: str, instance: str) -> bool:
+async def _commit_elsewhere(session: SessionPort, gtrid: str, instance: str) -> bool:
     """Commit a prepared branch from a fresh connection (its own broke after the decision:
     MariaDB keeps prepared branches across disconnects)."""
     pool = session.server.pools[instance]
@@ -436,7 +435,7 @@ async def _rollback_all(branches: dict[str, BackendConnection], gtrid: str) -> N
     await asyncio.gather(*(rollback(c) for c in branches.values() if not c.busy))
 
 
-def abandon(session: ClientSession) -> None:
+def abandon(session: SessionPort) -> None:
     """The client went away (or reset its session) mid-transaction: roll back in the
     background."""
     txn = session.xa

@@ -3,7 +3,6 @@ read by `SHOW DAL SHARDS`) and Prometheus metrics on the follower's own port."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import time
@@ -12,9 +11,6 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from tools.sync_follow import Follower
-
-STALE_AFTER = 10.0  # seconds: an older status file means the follower is not running
-
 
 class SyncStatus:
     """Collects the followers' counters for the status file, the metrics and stderr."""
@@ -106,22 +102,3 @@ def start_metrics(status: SyncStatus, host: str, port: int) -> None:
 
     REGISTRY.register(Collector())
     start_http_server(port, addr=host)
-
-
-def read_status(path: str) -> dict | None:
-    """The status file if the follower wrote it within STALE_AFTER seconds, else None."""
-    with contextlib.suppress(OSError, ValueError):
-        data = json.loads(Path(path).read_text())
-        if time.time() - float(data.get("updated", 0)) <= STALE_AFTER:
-            return data
-    return None
-
-
-def shard_lag(status: dict | None, sources: list[str]) -> tuple[object, object]:
-    """(lag seconds, lag events) over ``sources``: the worst of them; None when unknown."""
-    if status is None:
-        return None, None
-    rows = [status["sources"][s] for s in sources if s in status["sources"]]
-    if not rows:
-        return None, None
-    return (max(r["lag_seconds"] for r in rows), max(r["lag_events"] for r in rows))

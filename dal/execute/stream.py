@@ -26,7 +26,7 @@ from router.rows.buffer import Reader
 from router.rows.columns import ColumnDefinition
 
 if TYPE_CHECKING:
-    from dal.session import ClientSession
+    from dal.ports import SessionPort
     from router.targets import Target
 
 WINDOW = 8  # shards read concurrently
@@ -70,7 +70,7 @@ class _Leg:
                 self.conn.transport.resume_reading()
 
 
-async def _start(session: ClientSession, target: Target, sql: bytes,
+async def _start(session: SessionPort, target: Target, sql: bytes,
                  state: dict[str, str]) -> _Leg:
     pool = session.server.pools[target.instance]
     conn = await pool.acquire(session.found_rows)
@@ -88,7 +88,7 @@ class _Relay:
     """Turns the shards' responses into one result set written to the client. Row packets
     are relayed as the bytes they came in, with only their sequence ids rewritten."""
 
-    def __init__(self, session: ClientSession, logical: bytes) -> None:
+    def __init__(self, session: SessionPort, logical: bytes) -> None:
         self.session = session
         self.logical = logical
         self.seq = session.reply_seq
@@ -188,7 +188,7 @@ class _Relay:
             raise ConnectionLost("the client closed its connection during a scatter read")
 
 
-async def stream(session: ClientSession, shards: list[Target], sqls: list[bytes],
+async def stream(session: SessionPort, shards: list[Target], sqls: list[bytes],
                  state: dict[str, str], logical: bytes) -> None:
     """Run a merge-free scatter read and write its result to the client as it arrives.
 
@@ -224,7 +224,7 @@ async def stream(session: ClientSession, shards: list[Target], sqls: list[bytes]
                 _give_back(session, await future)
 
 
-def _give_back(session: ClientSession, leg: _Leg) -> None:
+def _give_back(session: SessionPort, leg: _Leg) -> None:
     """A finished leg's connection goes back to its pool; one still answering is closed."""
     leg.resume()
     pool = session.server.pools[leg.conn.instance]
