@@ -112,6 +112,20 @@ _COMPOUND = frozenset({"CASE", "IF", "LOOP", "REPEAT", "WHILE", "FOR", "DECLARE"
                        "LEAVE", "RETURN", "OPEN", "FETCH", "CLOSE"})
 _LABEL = re.compile(r"\s*[\w$]+\s*:(?!=)")
 
+# Statement classes every role may run without further checks: first word -> the second words
+# that make it one of them (None: any). KILL is answered by DAL for its own connection ids
+# (dal/sessions_view.py).
+_ALLOWED: dict[str, frozenset[str] | None] = {
+    **dict.fromkeys(_READ_WRITE | _TRANSACTION | _PREPARED | _METADATA | {"USE", "KILL"}),
+    "LOCK": frozenset({"TABLE", "TABLES"}),
+    "UNLOCK": frozenset({"TABLE", "TABLES"}),
+    "START": frozenset({"TRANSACTION"}),
+    "GET": frozenset({"DIAGNOSTICS", "CURRENT", "STACKED"}),
+    "DROP": frozenset({"PREPARE"}),
+    "ANALYZE": frozenset({"SELECT", "INSERT", "UPDATE", "DELETE", "REPLACE", "FORMAT", "WITH"}),
+}
+_NEVER: frozenset[str] = frozenset()
+
 
 @dataclass(frozen=True, slots=True)
 class Denial:
@@ -136,6 +150,24 @@ def _not_supported(what: str) -> Denial:
     return Denial(*errors.NOT_SUPPORTED, f"DAL does not run {what}")
 
 
+def _unchecked_form(text: str, sql: str, verb: str, nxt: str) -> Denial | None:
+    """Statements DAL cannot check: compound statements outside stored routines, EXECUTE
+    IMMEDIATE, and (a syntax error) a first word no statement starts with."""
+    if (verb in _COMPOUND or (verb == "BEGIN" and nxt == "NOT")
+            or _LABEL.match(text)):
+        return _not_supported("compound statements (BEGIN NOT ATOMIC, IF, CASE, LOOP, "
+                              "REPEAT, WHILE, FOR, labels) outside stored routines: "
+                              "create a procedure and CALL it")
+    if verb not in _STATEMENT_WORDS:
+        start = sql.upper().find(verb)  # near the word no statement starts with
+        return Denial(*errors.PARSE_ERROR, syntax.message(sql, start if start >= 0 else None),
+                      rule=None)
+    if verb == "EXECUTE" and nxt == "IMMEDIATE":
+        return _not_supported("EXECUTE IMMEDIATE: DAL cannot check a statement it cannot "
+                              "see; use server-side prepared statements")
+    return None
+
+
 class AccessPolicy:
     """The allowlist of one config generation: ``check`` a statement for a role."""
 
@@ -148,48 +180,34 @@ class AccessPolicy:
         return self.check_code(security_text(sql, modes), sql, modes, admin)
 
     def check_code(self, text: str, sql: str, modes: int, admin: bool) -> Denial | None:
+        """None when the role may run the statement whose `security_text` is ``text`` (``sql``
+        as sent); else the refusal."""
         words = _WORD.findall(text)
         if not words:
             return None  # empty or only comments: the backend answers as MariaDB does
         verb = words[0]
         nxt = words[1] if len(words) > 1 else ""
         denial = self._everywhere(text, verb)
+        if denial is None:
+            denial = _unchecked_form(text, sql, verb, nxt)
         if denial is not None:
             return denial
-        if (verb in _COMPOUND or (verb == "BEGIN" and nxt == "NOT")
-                or _LABEL.match(text)):
-            return _not_supported("compound statements (BEGIN NOT ATOMIC, IF, CASE, LOOP, "
-                                  "REPEAT, WHILE, FOR, labels) outside stored routines: "
-                                  "create a procedure and CALL it")
-        if verb not in _STATEMENT_WORDS:
-            start = sql.upper().find(verb)  # near the word no statement starts with
-            return Denial(*errors.PARSE_ERROR, syntax.message(sql, start if start >= 0 else None),
-                          rule=None)
-        if verb == "EXECUTE" and nxt == "IMMEDIATE":
-            return _not_supported("EXECUTE IMMEDIATE: DAL cannot check a statement it cannot "
-                                  "see; use server-side prepared statements")
-        if verb in _READ_WRITE or verb in _TRANSACTION or verb in _PREPARED or verb == "USE":
+        allowed = _ALLOWED.get(verb, _NEVER)
+        if allowed is None or nxt in allowed:
             return None
-        if verb in _METADATA:
-            return None
+        return self._by_verb(text, sql, words, modes, admin)
+
+    def _by_verb(self, text: str, sql: str, words: list[str], modes: int,
+                 admin: bool) -> Denial | None:
+        """The statement classes checked beyond their first words (SHOW, SET, PREPARE, DDL),
+        and the refusal of the rest."""
+        verb = words[0]
         if verb == "SHOW":
             return _show(words[1:])
         if verb == "SET":
             return self._set(text, words, modes, admin)
-        if verb in ("LOCK", "UNLOCK") and nxt in ("TABLE", "TABLES"):
-            return None
-        if (verb == "START" and nxt == "TRANSACTION") or (verb == "GET" and nxt in (
-                "DIAGNOSTICS", "CURRENT", "STACKED")):
-            return None
-        if verb == "KILL":
-            return None  # answered by DAL for its own connection ids (dal/sessions_view.py)
-        if verb in ("DROP", "DEALLOCATE") and nxt == "PREPARE":
-            return None
         if verb == "PREPARE":
             return self._prepare(sql, modes, admin)
-        if verb == "ANALYZE" and nxt in ("SELECT", "INSERT", "UPDATE", "DELETE", "REPLACE",
-                                         "FORMAT", "WITH"):
-            return None
         if verb == "XA":
             return _not_supported("XA statements from clients: it runs XA itself in "
                                   "transaction mode xa (transactions.mode)")

@@ -229,56 +229,93 @@ def _scan_body(sql: bytes, i: int, header: bool) -> int:
 
     ``header``: the statement starts with a CREATE ... header; its body begins at the first
     block word outside parentheses (``IF`` right after PROCEDURE/... is IF NOT EXISTS)."""
-    toks = list(_tokens(sql, i))
-    stack: list[bytes] = []  # open blocks: BEGIN, IF, CASE (statement), CASEX (expression), ...
-    start = not header  # at the start of a statement of a body (where IF is a statement)
-    parens = 0
-    prev, prev_kind = b"", ""
-    for k, (kind, text, pos, _) in enumerate(toks):
-        nxt = toks[k + 1][1] if k + 1 < len(toks) else b""
-        is_start, start = start, False
-        if kind == "p":
-            if text == b"(":
-                parens += 1
-            elif text == b")":
-                parens = max(0, parens - 1)
-            elif text == b";":
-                if not stack:
+    return _Body(list(_tokens(sql, i)), header).end(len(sql))
+
+
+class _Body:
+    """`_scan_body`'s reading of a compound statement, token by token."""
+
+    def __init__(self, toks: list[Token], header: bool) -> None:
+        self.toks = toks
+        self.header = header
+        # Open blocks: BEGIN, IF, CASE (statement), CASEX (expression), ...
+        self.stack: list[bytes] = []
+        self.start = not header  # at the start of a statement of a body (IF is a statement)
+        self.parens = 0
+        self.prev, self.prev_kind = b"", ""
+
+    def end(self, n: int) -> int:
+        """The position of the ``;`` that ends the statement, else ``n`` (its end)."""
+        for k, (kind, text, pos, _) in enumerate(self.toks):
+            is_start, self.start = self.start, False
+            if kind == "p":
+                if self._punctuation(text):
                     return pos
-                start, parens = True, 0
-            elif text == b":" and prev_kind in "ws":
-                start = True  # after a label
-            prev, prev_kind = text, kind
-            continue
-        prev_kind = kind
-        if kind == "w" and parens == 0:
-            opens_body = header and not stack and prev not in _ROUTINES
-            if text == b"END":
-                if stack:
-                    stack.pop()
-                if nxt in _END_KINDS:  # END IF / END CASE / ...: the next word is not a block
-                    prev = b"END_" + nxt
-                    toks[k + 1] = ("x", nxt, toks[k + 1][2], toks[k + 1][3])
-                    continue
-                if not stack and header:
-                    header = False
-            elif text == b"BEGIN" and (is_start or opens_body or stack):
-                stack.append(b"BEGIN")
-                start = True
-            elif text == b"CASE":
-                stack.append(b"CASE" if (is_start or opens_body) else b"CASEX")
-            elif text in (b"IF", b"REPEAT") and (is_start or opens_body):
-                if not _is_function_call(toks, k):
-                    stack.append(text)
-                    start = text == b"REPEAT"
-            elif text in (b"LOOP", b"WHILE") and (is_start or opens_body or stack):
+                continue
+            self.prev_kind = kind
+            if kind == "w" and self.parens == 0 and self._word(k, text, is_start):
+                continue
+            self.prev = text
+        return n
+
+    def _punctuation(self, text: bytes) -> bool:
+        """True at a ``;`` outside every block: the end of the statement."""
+        if text == b"(":
+            self.parens += 1
+        elif text == b")":
+            self.parens = max(0, self.parens - 1)
+        elif text == b";":
+            if not self.stack:
+                return True
+            self.start, self.parens = True, 0
+        elif text == b":" and self.prev_kind in "ws":
+            self.start = True  # after a label
+        self.prev, self.prev_kind = text, "p"
+        return False
+
+    def _word(self, k: int, text: bytes, is_start: bool) -> bool:
+        """A word outside parentheses; True for the END of END IF / END CASE / ..., whose
+        next word is then not a block."""
+        opens_body = self.header and not self.stack and self.prev not in _ROUTINES
+        if text == b"END":
+            if self._end(k):
+                return True
+        else:
+            self._block_word(k, text, is_start or opens_body)
+        if self.stack and self.header:
+            self.header = False  # the body has begun
+        return False
+
+    def _end(self, k: int) -> bool:
+        if self.stack:
+            self.stack.pop()
+        toks = self.toks
+        nxt = toks[k + 1][1] if k + 1 < len(toks) else b""
+        if nxt in _END_KINDS:  # END IF / END CASE / ...: the next word is not a block
+            self.prev = b"END_" + nxt
+            toks[k + 1] = ("x", nxt, toks[k + 1][2], toks[k + 1][3])
+            return True
+        if not self.stack and self.header:
+            self.header = False
+        return False
+
+    def _block_word(self, k: int, text: bytes, opens: bool) -> None:
+        """A word that may open a block or start a statement of the body; ``opens``: at the
+        start of a statement, or where the body of a CREATE ... begins."""
+        stack = self.stack
+        if text == b"BEGIN" and (opens or stack):
+            stack.append(b"BEGIN")
+            self.start = True
+        elif text == b"CASE":
+            stack.append(b"CASE" if opens else b"CASEX")
+        elif text in (b"IF", b"REPEAT") and opens:
+            if not _is_function_call(self.toks, k):
                 stack.append(text)
-                start = text == b"LOOP"
-            elif text in (b"THEN", b"ELSE"):
-                start = bool(stack) and stack[-1] in (b"IF", b"CASE")
-            elif text in _STARTS:
-                start = True
-            if stack and header:
-                header = False  # the body has begun
-        prev = text
-    return len(sql)
+                self.start = text == b"REPEAT"
+        elif text in (b"LOOP", b"WHILE") and (opens or stack):
+            stack.append(text)
+            self.start = text == b"LOOP"
+        elif text in (b"THEN", b"ELSE"):
+            self.start = bool(stack) and stack[-1] in (b"IF", b"CASE")
+        elif text in _STARTS:
+            self.start = True

@@ -95,7 +95,7 @@ def test_string_in_executable_comment_cannot_poison_the_plan_cache(connect) -> N
 # only space, tab, CR, LF, VT, FF. So after `--\x01` it reads a quote as opening a string and
 # blanks everything up to the next quote, which MariaDB runs. With `/*!*/` anywhere the
 # planner does not parse the statement either (router/planner.py `_EXECUTABLE_COMMENT` ->
-# `_unparsed`, a plain route to the default instance): no cache needed.
+# router/catalog.py `Catalog.unparsed`, a plain route to the default instance): no cache needed.
 
 
 def _hidden(body: str, ctl: str = "\x01") -> str:
@@ -329,7 +329,7 @@ def test_execute_immediate_is_checked_or_refused(connect, direct) -> None:
 #
 # The logical rewrite (router/info_schema.py) runs only on a statement sqlglot parsed; one
 # that holds any executable comment, or that sqlglot cannot parse (PROCEDURE ANALYSE()), is
-# routed as written (router/planner.py `_unparsed`) and reads the backend's own
+# routed as written (router/catalog.py `Catalog.unparsed`) and reads the backend's own
 # information_schema. And router/access.py refuses information_schema tables off its list only
 # when qualified (`_INFO_TABLE`): with information_schema as the default database (USE,
 # COM_INIT_DB, or the handshake), USER_PRIVILEGES, SCHEMA_PRIVILEGES and PROCESSLIST are read

@@ -1,0 +1,84 @@
+"""What one config generation names: its logical databases, the kind of each table, and the
+routes to their default backends (and the refusal when a statement names what it cannot)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+
+from config.model import Config, TableKind
+from router import errors, syntax
+from router.plan import ROUTE, Plan, refuse
+
+SYSTEM_SCHEMAS = frozenset({"information_schema", "mysql", "performance_schema", "sys"})
+SHARDED_KINDS = (TableKind.SHARDED, TableKind.BOUND)
+_INFORMATION_SCHEMA = re.compile(r"(?i)information_schema")
+
+
+class Catalog:
+    """The logical names of ``config``: resolved to (database, table kind), or refused."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.kinds = {
+            db: {name: table.kind for name, table in cfg.tables.items()}
+            for db, cfg in config.databases.items()
+        }
+        self._sharded_words = re.compile(
+            r"(?i)\b(" + "|".join(
+                re.escape(name) for cfg in config.databases.values()
+                for name, table in cfg.tables.items() if table.kind is not TableKind.UNSHARDED
+            ) + r")\b") if any(self.kinds.values()) else None
+
+    def resolve(self, db: str | None, name: str,
+                schema: str | None) -> tuple[str, TableKind] | Plan:
+        """Table ``name`` of ``db`` (else of the session's ``schema``) as (database, kind);
+        a refusal plan when no database is selected or the database is unknown."""
+        if db is None:
+            if schema is None:
+                return refuse(*errors.NO_DATABASE, "No database selected")
+            db = schema
+        if db.lower() in SYSTEM_SCHEMAS:
+            return db, TableKind.UNSHARDED
+        if db not in self.config.databases:
+            return refuse(*errors.BAD_DB, f"Unknown database '{db}'")
+        return db, self.kinds[db].get(name, TableKind.UNSHARDED)
+
+    def default_route(self, schema: str | None, statement: str = "other") -> Plan:
+        """A route to the backend that holds ``schema``'s default (unsharded) database."""
+        if schema is not None and schema in self.config.databases:
+            db = self.config.databases[schema]
+            return Plan(ROUTE, instance=db.default_instance, schema=db.default_database,
+                        statement=statement)
+        first = next(iter(self.config.databases.values()))
+        return Plan(ROUTE, instance=first.default_instance,
+                    schema=schema if schema else first.default_database, statement=statement)
+
+    def shard_zero(self, db: str) -> tuple[str, str]:
+        """(instance, shard database) of the first shard of ``db``'s authoritative dimension,
+        where the metadata of its sharded and bound tables is read."""
+        cfg = self.config.databases[db]
+        return (self.config.shard_instance(db, cfg.authoritative, 0),
+                cfg.dimensions[cfg.authoritative].database(0))
+
+    def unparsed(self, text: str, schema: str | None, reason: str | None,
+                 pin: str | None = None) -> Plan:
+        """A statement DAL cannot analyse: routed as written to the default database, unless
+        it names a sharded or broadcast table or information_schema (refused)."""
+        if self._sharded_words is not None and (match := self._sharded_words.search(text)):
+            why = f": {reason}" if reason else ""
+            return refuse(*errors.NOT_SUPPORTED, f"DAL cannot route this statement: it names "
+                          f"sharded or broadcast table '{match.group(1)}' and DAL cannot "
+                          f"analyse it{why}")
+        if _INFORMATION_SCHEMA.search(text):  # only its logical view, which needs a parse
+            return refuse(*errors.NOT_SUPPORTED, "DAL shows information_schema only through "
+                          "statements it can parse (its logical view); this one it cannot")
+        return replace(self.default_route(schema), pin=pin)
+
+    def syntax_error(self, text: str, schema: str | None, position: int | None) -> Plan:
+        """A statement DAL cannot parse: on unsharded tables the backend answers (its own
+        1064); on sharded or broadcast ones DAL answers MariaDB's 1064 itself."""
+        if ((self._sharded_words is not None and self._sharded_words.search(text))
+                or _INFORMATION_SCHEMA.search(text)):  # its logical view needs a parse
+            return refuse(*syntax.PARSE_ERROR, syntax.message(text, position))
+        return self.default_route(schema)
