@@ -115,7 +115,13 @@ def merge_rows(root: Primitive, rows: Rows, slots: Slots,
 
 def merge_results(spec: MergeSpec, columns: list[ColumnDefinition],
                   results: Sequence[Sequence[Row]], max_rows: int,
-                  slots: Slots = ()) -> tuple[list[ColumnDefinition], list[Row]]:
-    """The merge of ``spec`` over shard results already fetched (one row list per shard)."""
+                  slots: Slots | None = None) -> tuple[list[ColumnDefinition], list[Row]]:
+    """The merge of ``spec`` over shard results already fetched (one row list per shard):
+    the client's column definitions and rows. ``slots`` are the statement's literal slots,
+    needed when ``spec.slotted``."""
+    if slots is None:
+        if spec.slotted:
+            raise ValueError("this merge spec refers to literal slots: pass them")
+        slots = ()
     rows = Rows(columns, list(results))
     return merge_rows(merge_tree(spec, Given(rows)), rows, slots, max_rows)
