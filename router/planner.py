@@ -21,6 +21,7 @@ from router.access import (
     unsafe_charset_refusal,
     words_of,
 )
+from router.engine.build import rooted
 from router.express import Express
 from router.fingerprint import Fingerprint, fingerprint_in_modes
 from router.mariadb_sql import mariadb_sql
@@ -114,11 +115,11 @@ class Router:
             text = original.decode("utf-8", "surrogateescape")
             denial = self.access.check(text, modes, admin)
             if denial is not None:
-                return tagged(refuse(*denial.error), denial.rule)
+                return rooted(tagged(refuse(*denial.error), denial.rule))
         key = (fp.key, schema, admin, modes) if modes else (fp.key, schema, admin)
         plan = self.cache.get(key)
         if plan is None:
-            plan = self.analyse(sql, schema, admin, fp.key, modes)
+            plan = rooted(self.analyse(sql, schema, admin, fp.key, modes))  # its tree, once
             # A rule's refusal depends on the shape alone: cached, so a hit skips the rules.
             # A statement with an executable comment is planned for its own text only: the
             # scanner's key cannot tell what the comment runs (or skips) from its literals.

@@ -9,6 +9,9 @@ id. A failure after some shards applied their rows says which.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+from config.model import Config
 from router.engine.base import (
     STATEMENT_TIMEOUT_CODE,
     BackendFailure,
@@ -20,7 +23,7 @@ from router.engine.base import (
 )
 from router.genes import merchant_shard_of_gene, user_shard_of_gene
 from router.sharded import InsertPlan, ShardedPlan
-from router.targets import BAD_VALUE, Refusal, key_value, target_of
+from router.targets import BAD_VALUE, Refusal, Target, key_value, target_of
 
 
 class InsertSplit(Primitive):
@@ -40,10 +43,12 @@ class InsertSplit(Primitive):
     def execute(self, cursor: Cursor, bindings: Bindings) -> None:
         cursor.spawn(self.run(cursor, bindings), f"insert:{self.statement}")
 
-    def split(self, cursor: Cursor, slots: Slots) -> tuple[dict[int, list[bytes]], int]:
-        """Per user shard, its rows as SQL tuples; and the first generated id (0: none)."""
+    def split(self, config: Config, slots: Slots, next_id: Callable[[int, int], int] | None,
+              ) -> tuple[dict[int, list[bytes]], int]:
+        """Per user shard, its rows as SQL tuples; and the first generated id (0: none).
+        Without ``next_id`` (EXPLAIN DAL) a generated id is written ``<generated id>``."""
         ins = self.insert
-        shards_of = cursor.config.databases[self.sharded.db].dimensions[
+        shards_of = config.databases[self.sharded.db].dimensions[
             self.sharded.routing.dimension].shards
         rows_by_shard: dict[int, list[bytes]] = {}
         first_id = 0
@@ -55,30 +60,32 @@ class InsertSplit(Primitive):
                         if ins.merchant_index is not None else None)
             for index in ins.gene_indexes:
                 _check_gene(key_value(cells[index]), shard, merchant, shards_of)
-            if ins.generated:
-                new_id = cursor.next_id(user, merchant or 0)
+            if ins.generated and next_id is None:
+                cells.append(b"<generated id>")
+            elif ins.generated:
+                new_id = next_id(user, merchant or 0)  # type: ignore[misc]
                 cells.append(str(new_id).encode())
                 first_id = first_id or new_id
             rows_by_shard.setdefault(shard, []).append(b"(" + b", ".join(cells) + b")")
         return rows_by_shard, first_id
 
-    def statements(self, cursor: Cursor, slots: Slots,
-                   rows_by_shard: dict[int, list[bytes]]) -> list[tuple[int, str, bytes]]:
-        """(shard, instance, statement) per shard, in shard order."""
+    def statements(self, config: Config, slots: Slots,
+                   rows_by_shard: dict[int, list[bytes]]) -> list[tuple[Target, bytes]]:
+        """(target, statement) per shard, in shard order."""
         sharded, ins = self.sharded, self.insert
         tail = ins.tail.render(slots, b"")  # type: ignore[arg-type]
         out = []
         for shard in sorted(rows_by_shard):
-            target = target_of(cursor.config, sharded.db, sharded.routing.dimension, shard, None)
+            target = target_of(config, sharded.db, sharded.routing.dimension, shard, None)
             sql = (ins.head.render(slots, target.database)  # type: ignore[arg-type]
                    + b", ".join(rows_by_shard[shard]) + tail)
-            out.append((shard, target.instance, sql))
+            out.append((target, sql))
         return out
 
     async def run(self, cursor: Cursor, bindings: Bindings) -> None:
         """Split, check the transaction rules, run each shard's part, answer the OK."""
         slots = bindings.slots
-        rows_by_shard, first_id = self.split(cursor, slots)
+        rows_by_shard, first_id = self.split(cursor.config, slots, cursor.next_id)
         if len(rows_by_shard) > 1:
             cursor.guard_scatter(True, insert=True)
         else:
@@ -89,9 +96,10 @@ class InsertSplit(Primitive):
                 return
         affected = 0
         done: list[int] = []
-        for shard, instance, sql in self.statements(cursor, slots, rows_by_shard):
+        for target, sql in self.statements(cursor.config, slots, rows_by_shard):
+            shard = target.shard
             try:
-                result = await cursor.run_in_session(instance, sql)
+                result = await cursor.run_in_session(target.instance, sql)
             except Exception as exc:
                 if not isinstance(exc, BackendFailure):
                     raise
