@@ -96,7 +96,8 @@ _EXPLAIN = re.compile(rb"(?is)\s*EXPLAIN\s+DAL\s+")
 
 def explain(server: ServerPort, sql: bytes, schema: str | None, admin: bool, *, seq: int,
             status: int) -> bytes:
-    """``EXPLAIN DAL <statement>``: its plan, one row per target."""
+    """``EXPLAIN DAL <statement>``: its plan's tree of primitives (router/explain.py), as a
+    result set."""
     from router.explain import HEADER
     from router.explain import explain as explain_plan
 

@@ -8,6 +8,9 @@ one plan serves every statement of the same shape. The kinds used so far:
 - ``local``: answered by DAL itself (``handler`` names the function in `dal.local`).
 - ``set``: session variables to record and replay on whatever connection serves the session.
 - ``refuse``: an ERR with a documented code and a message that says what to change.
+- ``sharded``: a statement on sharded tables (``sharded`` is its router.sharded.ShardedPlan).
+
+``root`` is the plan as a tree of primitives (router/engine/), which executes it.
 """
 
 from __future__ import annotations
@@ -49,6 +52,9 @@ class Plan:
     # Planned for this statement text only, never cached: its verdict depends on a literal
     # (the statement inside PREPARE ... FROM '...').
     once: bool = False
+    # The tree of primitives that executes this plan (router.engine.base.Primitive), built
+    # once per shape by router.engine.build.rooted; None for a plan made outside the planner.
+    root: object | None = field(default=None, compare=False, repr=False)
 
     @property
     def passthrough(self) -> bool:

@@ -23,6 +23,7 @@ from config.model import Config, TableKind
 from router import errors, express, syntax
 from router.access import AccessPolicy, names_session_user, words_of
 from router.catalog import SHARDED_KINDS, Catalog
+from router.engine.build import rooted
 from router.express import Express
 from router.fingerprint import Fingerprint, fingerprint_in_modes
 from router.local_statements import local_statement
@@ -98,11 +99,11 @@ class Router:
             text = original.decode("utf-8", "surrogateescape")
             denial = self.access.check(text, modes, admin)
             if denial is not None:
-                return tagged(refuse(*denial.error), denial.rule)
+                return rooted(tagged(refuse(*denial.error), denial.rule))
         key = (fp.key, schema, admin, modes) if modes else (fp.key, schema, admin)
         plan = self.cache.get(key)
         if plan is None:
-            plan = self.analyse(sql, schema, admin, fp.key, modes)
+            plan = rooted(self.analyse(sql, schema, admin, fp.key, modes))  # its tree, once
             # A rule's refusal depends on the shape alone: cached, so a hit skips the rules.
             # A statement with an executable comment is planned for its own text only: the
             # scanner's key cannot tell what the comment runs (or skips) from its literals.

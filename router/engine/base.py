@@ -4,16 +4,21 @@ A primitive is a node of a plan tree. ``execute(cursor, bindings)`` runs it and 
 client through the cursor; primitives that produce rows for a parent also have
 ``fetch(cursor, bindings)``. ``inputs()`` are its children and ``describe()`` one line of
 ``EXPLAIN DAL``. Primitives hold no literal values: one tree serves every statement of a shape.
+
+Errors: refusals are `router.targets.Refusal`; a shard's error that a primitive annotates (which
+shards failed, which applied) is a `ShardFailure`, a Refusal with the backend's own code and
+SQLSTATE; other backend errors pass through as the cursor raised them (`BackendFailure`).
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Coroutine, Sequence
+from collections.abc import Coroutine, Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from router.rows.columns import ColumnDefinition
+from router.targets import Refusal
 
 if TYPE_CHECKING:
     from config.model import Config
@@ -22,6 +27,28 @@ if TYPE_CHECKING:
     from router.targets import Target
 
 Row = list[bytes | None]
+Slots = Sequence[Sequence[bytes]]
+
+# ER_STATEMENT_TIMEOUT: a backend stopped a statement at max_statement_time (dal.timeouts).
+STATEMENT_TIMEOUT_CODE = 1969
+
+
+@runtime_checkable
+class BackendFailure(Protocol):
+    """A backend's error as the cursor raises it (pool.connection.BackendError has this shape;
+    a `Refusal` has no ``message``)."""
+
+    code: int
+    message: str
+    sqlstate: str
+
+
+class ShardFailure(Refusal):
+    """A backend's error with DAL's note of what the other shards did; it keeps the backend's
+    code and SQLSTATE, and the client sees it as that backend error."""
+
+    def __init__(self, failure: BackendFailure, note: str) -> None:
+        super().__init__((failure.code, failure.sqlstate), f"{failure.message} ({note})")
 
 
 class ShardOk(Protocol):
@@ -43,10 +70,11 @@ class ShardResult(Protocol):
 @dataclass(slots=True)
 class Rows:
     """Rows flowing up a tree: the shard column definitions and one row stream per input
-    (several before a merge, one after)."""
+    (several before a merge, one after). A stream may be a lazy iterator (a k-way merge, a
+    DISTINCT, a LIMIT that stops early); the tree's root materialises it once."""
 
     columns: list[ColumnDefinition]
-    parts: list[Sequence[Row]]
+    parts: list[Iterable[Row]]
 
 
 class Bindings(Protocol):
@@ -86,9 +114,11 @@ class Cursor(Protocol):
         """Inside a transaction (mode single), may a statement reach shard ``database``?
         False after the cursor sent the refusal."""
 
-    def guard_scatter(self, write: bool) -> None:
+    def guard_scatter(self, write: bool, insert: bool = False) -> None:
         """Before a statement reaches several shards: drops a diagnostics-only pin and raises
-        `Refusal` where the transaction mode forbids it."""
+        `Refusal` where the transaction mode forbids it. ``insert``: an INSERT whose rows
+        belong to several user shards (run through `run_in_session`), refused in mode single
+        only while the session is pinned or a transaction is pending, with its own message."""
 
     def can_stream(self) -> bool:
         """May a concatenation read be streamed shard by shard (no transaction branches, no
@@ -99,9 +129,12 @@ class Cursor(Protocol):
         (``scatter:select``). Exceptions become the command's ERR."""
 
     async def fetch_shards(self, targets: Sequence[Target], sqls: Sequence[bytes],
-                           write: bool) -> list[ShardResult]:
+                           write: bool) -> list[ShardResult | BaseException]:
         """Run one statement per target concurrently (on the transaction's branches in mode
-        xa, else pooled connections) and return every answer; raises the first failure."""
+        xa, else pooled connections); per target in order, its answer or the exception it
+        raised (as ``asyncio.gather(return_exceptions=True)``): the primitive decides what a
+        partial failure says. A failure before any statement ran (opening the transaction)
+        may be raised instead."""
 
     async def stream_shards(self, targets: Sequence[Target], sqls: Sequence[bytes],
                             logical: bytes) -> None:
@@ -125,6 +158,18 @@ class Cursor(Protocol):
     def send_ok(self, affected: int, last_insert_id: int = 0) -> None:
         """Answer with an OK (and remember LAST_INSERT_ID when given)."""
 
+    def send_error(self, code: int, sqlstate: str, message: str) -> None:
+        """Answer with an ERR of DAL's own (counted as a refusal by its code)."""
+
+    def local(self, plan: Plan, bindings: Bindings) -> None:
+        """Answer a plan of kind local: DAL's own handler ``plan.handler`` (dal.local) with
+        ``plan.args``. Returns at once; the cursor completes the command."""
+
+    def set_variables(self, plan: Plan) -> None:
+        """Record a plan of kind set: ``plan.assignments`` replayed on the session's
+        connections, ``plan.args`` (name, expression) evaluated once first. Returns at once;
+        the cursor completes the command."""
+
 
 class Primitive(ABC):
     """A node of a plan tree."""
@@ -134,8 +179,9 @@ class Primitive(ABC):
         return ()
 
     @abstractmethod
-    def describe(self) -> str:
-        """One line for EXPLAIN DAL: the primitive's name and what it does."""
+    def describe(self, slots: Slots | None = None) -> str:
+        """One line for EXPLAIN DAL: the primitive's name and what it does; with a
+        statement's ``slots``, the values it takes from them (a LIMIT's count)."""
 
     @abstractmethod
     def execute(self, cursor: Cursor, bindings: Bindings) -> None:

@@ -18,8 +18,8 @@ import sqlglot
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from router.engine.build import merge_results as merge
 from router.fingerprint import fingerprint
-from router.merge import merge
 from router.primitives.values import general_fold
 from router.rewrite import plan_scatter
 from router.template import analysis_text, build_template

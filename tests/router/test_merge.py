@@ -9,8 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from router.merge import Aggregate, MergeSpec, MergeTooLarge, SlotRef, SortKey, merge
-from router.primitives.errors import ScatterUnsupported
+from router.engine.build import merge_results as merge
+from router.engine.spec import Aggregate, MergeSpec, SlotRef, SortKey
+from router.primitives.errors import MergeTooLarge, ScatterUnsupported
 from router.rows.types import ColumnFlag, ColumnType
 from tests.router.helpers import b, col, count, decimal, double, text
 
