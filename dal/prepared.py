@@ -21,12 +21,12 @@ from collections import OrderedDict
 from typing import TYPE_CHECKING
 
 from dal.execute import leases
-from dal.execute.cursor import ExecutionCursor
+from dal.execute.cursor import run_tree
 from dal.login import err_packet, ok_packet
-from dal.prepared_bindings import PreparedBindings, execute_tail
-from dal.prepared_fast import fast_route, fixed_route, try_execute
+from dal.prepared_bindings import PreparedBindings
+from dal.prepared_fast import fast_route, try_execute
 from dal.prepared_results import fetch
-from dal.prepared_run import WRONG_ARGUMENTS, run
+from dal.prepared_run import WRONG_ARGUMENTS
 from dal.prepared_statements import Registry, Statement
 from dal.wire.binary import (
     CURSOR_READ_ONLY,
@@ -303,20 +303,10 @@ def _execute(session: SessionPort, statement: Statement, payload: bytes,
         return
     plan = session.server.router.plan(statement.sql, statement.shape.fp, session.schema,
                                       session.admin, session.lexer_modes())
-    if plan.kind == ROUTE:
-        instance, schema = plan.instance, plan.schema
-        if plan.anywhere and session.pinned is not None:  # touches no table: follow the pin
-            instance, schema = session.pinned.instance, None
-        if not cursor:
-            statement.fast = fixed_route(session, plan, ex)
-        run(session, plan, instance, schema, plan.sql or statement.sql,  # type: ignore[arg-type]
-            len(ex.values), execute_tail(ex.types, ex.values), None, statement if cursor else None,
-            last_seq)
-    elif plan.kind == SHARDED:
+    if plan.kind == SHARDED:
         _sharded(session, statement, plan, ex, cursor, last_seq)
-    elif plan.kind == REFUSE:
-        code, state, message = plan.error  # type: ignore[misc]
-        session.send_error(ERR(code, message, state))
+    elif plan.kind in (ROUTE, REFUSE):
+        run_tree(session, plan, PreparedBindings([], statement, ex, cursor, last_seq))
     else:
         _error(session, UNSUPPORTED_IN_PS, "This command is not supported in the prepared "
                "statement protocol yet; send it as a text query")
@@ -369,5 +359,4 @@ def _sharded(session: SessionPort, statement: Statement, plan: Plan, ex: Execute
     except ValueError as exc:
         _error(session, WRONG_ARGUMENTS, f"Incorrect arguments to mysqld_stmt_execute: {exc}")
         return
-    bindings = PreparedBindings(slots, statement, ex, cursor, last_seq)
-    plan.root.execute(ExecutionCursor(session, bindings), bindings)
+    run_tree(session, plan, PreparedBindings(slots, statement, ex, cursor, last_seq))

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from dal.execute.bindings import logical_columns
+from dal.prepared_fast import fixed_route
 from dal.prepared_results import binary_result, reply
 from dal.prepared_run import run
 from dal.shard_route import route_plan, shard_renamer
@@ -45,11 +46,17 @@ class PreparedBindings:
     last_seq: int
 
     def route(self, session: SessionPort, plan: Plan) -> None:
-        """The statement on ``plan.instance``, prepared there."""
+        """The statement on ``plan.instance``, prepared there (a statement that touches no
+        table follows the session's pin); repeated executions take a fixed fast route."""
         ex = self.ex
-        run(session, plan, plan.instance, plan.schema,  # type: ignore[arg-type]
-            plan.sql or self.statement.sql, len(ex.values), execute_tail(ex.types, ex.values),
-            None, self.statement if self.cursor else None, self.last_seq)
+        instance, schema = plan.instance, plan.schema
+        if plan.anywhere and session.pinned is not None:
+            instance, schema = session.pinned.instance, None
+        if not self.cursor:
+            self.statement.fast = fixed_route(session, plan, ex)
+        run(session, plan, instance, schema, plan.sql or self.statement.sql,  # type: ignore[arg-type]
+            len(ex.values), execute_tail(ex.types, ex.values), None,
+            self.statement if self.cursor else None, self.last_seq)
 
     def route_shard(self, session: SessionPort, sharded: ShardedPlan, target: Target,
                     statement: str) -> None:

@@ -33,10 +33,10 @@ from dal import (
 )
 from dal.execute import leases
 from dal.execute.bindings import TextBindings
-from dal.execute.cursor import ExecutionCursor
+from dal.execute.cursor import run_tree
 from dal.execute.relay import Relay
 from dal.frontend import Frontend
-from dal.login import LoginResult, err_packet, ok_packet
+from dal.login import LoginResult, ok_packet
 from dal.shard_route import route_plan, shard_renamer
 from dal.wire.constants import MARIADB_CLIENT_STMT_BULK_OPERATIONS, Capability, Command, Status
 from dal.wire.events import (
@@ -77,7 +77,7 @@ from router.fingerprint import (
     fingerprint,
     fingerprint_in_modes,
 )
-from router.plan import LOCAL, REFUSE, ROUTE, SET, SHARDED, Plan
+from router.plan import LOCAL, ROUTE, SHARDED, Plan
 from router.rows.buffer import u16
 from router.session_functions import rewrites as rewrites_session_functions
 from router.session_functions import substitute_session_functions
@@ -108,6 +108,7 @@ _TXN_BITS = _IN_TRANS | _AUTOCOMMIT  # anything but AUTOCOMMIT alone: inside a t
 # The express lane and its learning: autocommit, outside a transaction, read with the ordinary
 # lexer (no NO_BACKSLASH_ESCAPES: its heads were learnt under the default reading).
 _LANE_BITS = _TXN_BITS | _NBE
+_NO_SLOTS: list[list[bytes]] = []  # a plan that routes by no literal
 
 
 class ClientSession(Frontend):
@@ -304,40 +305,35 @@ class ClientSession(Frontend):
 
     def _run_plan(self, plan: Plan, fp: Fingerprint, sql: bytes, payload: bytes, last_seq: int,
                   raw: bytes | None) -> None:
-        server = self.server
+        """Run a planned text statement: its tree, through the execution context."""
         kind = plan.kind
         if kind == ROUTE:
-            if plan.handler == "end":
-                if self.xa is not None:
-                    self.spawn(self._xa_end(xa.is_commit(sql)))
-                    return
-                self.snapshot = False
-                if self.pinned is None:  # COMMIT/ROLLBACK, nothing open
-                    self.txn_pending = None
-                    self.txn_pending = xa.next_pending(self)
-                    self.status &= ~_IN_TRANS
-                    self.send(ok_packet(self._seq, self.status))
-                    return
-            if self.status & _LANE_BITS == _AUTOCOMMIT and not self.ansi_quotes:
-                server.router.learn_express(sql, fp, plan, self.schema, self.admin)
-            self.relay.route(plan, payload, last_seq, RESULT, raw)
-        elif kind == SHARDED:
-            self._sharded(plan, fp, sql, payload, last_seq, raw)
-        elif kind == REFUSE:
-            code, state, message = plan.error  # type: ignore[misc]
-            server.count_refusal(code)
-            if plan.rule is not None:
-                server.protection.count_rule(plan.rule)
-            self.send(err_packet(ERR(code, message, state), self._seq))
-        elif kind == SET:
-            self.spawn(self._set(plan))
-        elif kind == LOCAL:
-            if (plan.handler == "session_functions" and self.pin_reason == "found_rows"
-                    and self.pinned is not None):  # FOUND_ROWS() of SQL_CALC_FOUND_ROWS
-                self.relay.route(Plan(ROUTE, instance=self.pinned.instance, anywhere=True,
-                                 statement="select"), payload, last_seq, RESULT, raw)
+            if plan.handler == "end" and self._end_transaction(sql):
                 return
-            self.spawn(self._local(plan))
+            if self.status & _LANE_BITS == _AUTOCOMMIT and not self.ansi_quotes:
+                self.server.router.learn_express(sql, fp, plan, self.schema, self.admin)
+        elif (kind == LOCAL and plan.handler == "session_functions"
+              and self.pin_reason == "found_rows" and self.pinned is not None):
+            # FOUND_ROWS() of SQL_CALC_FOUND_ROWS: the pinned connection holds it
+            self.relay.route(Plan(ROUTE, instance=self.pinned.instance, anywhere=True,
+                                  statement="select"), payload, last_seq, RESULT, raw)
+            return
+        slots = fp.slots(sql) if kind == SHARDED else _NO_SLOTS
+        run_tree(self, plan, TextBindings(slots, plan, sql, payload, last_seq, raw, fp))
+
+    def _end_transaction(self, sql: bytes) -> bool:
+        """COMMIT or ROLLBACK DAL answers itself (mode xa, or nothing open): True if it did."""
+        if self.xa is not None:
+            self.spawn(self._xa_end(xa.is_commit(sql)))
+            return True
+        self.snapshot = False
+        if self.pinned is not None:
+            return False
+        self.txn_pending = None  # a BEGIN not sent yet ends here
+        self.txn_pending = xa.next_pending(self)
+        self.status &= ~_IN_TRANS
+        self.send(ok_packet(self._seq, self.status))
+        return True
 
     def throttle(self, limiter: Limiter, plan: Plan, key: bytes, resume: Callable[..., None],
                  *args: object) -> bool:
@@ -392,12 +388,6 @@ class ClientSession(Frontend):
             self.release_backend()
 
     # -- sharded plans -----------------------------------------------------------------------
-
-    def _sharded(self, plan: Plan, fp: Fingerprint, sql: bytes, payload: bytes,
-                 last_seq: int, raw: bytes | None) -> None:
-        """A plan on sharded tables: its tree runs through the execution context."""
-        bindings = TextBindings(fp.slots(sql), plan, sql, payload, last_seq, raw, fp)
-        plan.root.execute(ExecutionCursor(self, bindings), bindings)
 
     def _express(self, entry: Express, sql: bytes, cut: int, payload: bytes, last_seq: int,
                  raw: bytes | None) -> None:
@@ -468,7 +458,9 @@ class ClientSession(Frontend):
         rename = self.schema.encode() if target.schema != self.schema else None
         await self.relay.collect_and_send(conn, frame(payload, 0), None, FIELD_LIST, rename)
 
-    async def _set(self, plan: Plan) -> None:
+    async def set_variables(self, plan: Plan) -> None:
+        """SET: the assignments recorded (evaluated once first where needed) and replayed on
+        the session's connection."""
         instance = self.pinned.instance if self.pinned else self.server.default_instance
         assignments = dict(plan.assignments)
         conn = None
@@ -533,7 +525,8 @@ class ClientSession(Frontend):
             return 0
         return modes_of(value.partition("=")[2]) & ANSI_QUOTES
 
-    async def _local(self, plan: Plan) -> None:
+    async def answer_locally(self, plan: Plan) -> None:
+        """A statement DAL answers itself (plan kind local)."""
         server = self.server
         if plan.handler == "begin":
             # A connection kept only for SHOW WARNINGS must not decide where the transaction

@@ -9,7 +9,7 @@ binary rows, a cursor keeps them for COM_STMT_FETCH). The tree is the same for b
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from dal.shard_route import route_plan, shard_renamer
 from dal.wire.constants import Status
@@ -30,6 +30,23 @@ if TYPE_CHECKING:
 _MORE = int(Status.MORE_RESULTS_EXISTS)
 _LANE_BITS = int(Status.IN_TRANS | Status.AUTOCOMMIT | Status.NO_BACKSLASH_ESCAPES)
 _AUTOCOMMIT = int(Status.AUTOCOMMIT)
+
+
+class ExecutionBindings(Protocol):
+    """What the execution context asks of an execution's bindings (text or prepared)."""
+
+    @property
+    def slots(self) -> list[list[bytes]]: ...
+
+    def route(self, session: SessionPort, plan: Plan) -> None: ...
+
+    def route_shard(self, session: SessionPort, sharded: ShardedPlan, target: Target,
+                    statement: str) -> None: ...
+
+    def send_rows(self, session: SessionPort, columns: list[ColumnDefinition],
+                  rows: list[list[bytes | None]], logical: bytes) -> None: ...
+
+    def send_ok(self, session: SessionPort, affected: int, last_insert_id: int) -> None: ...
 
 
 def logical_columns(columns: list[ColumnDefinition], logical: bytes) -> list[ColumnDefinition]:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from dal import errors, xa
 from dal.execute import leases
 from dal.execute import stream as scatter_stream
-from dal.timeouts import STATEMENT_TIMEOUT, timed_command
+from dal.timeouts import timed_command
 from dal.wire.constants import Status
 from dal.wire.framing import frame
 from pool.connection import BackendError, Result, decode_response
@@ -76,9 +76,16 @@ class ExecutionCursor:
         return session.xa is not None or (session.server.xa is not None
                                           and session.txn_pending is not None)
 
-    def guard_scatter(self, write: bool) -> None:
+    def guard_scatter(self, write: bool, insert: bool = False) -> None:
         session = self.session
         leases.drop_soft_pin(session)
+        if insert:  # rows run one shard after another in the session (its branches in xa)
+            if session.server.xa is None and (session.pinned is not None
+                                              or session.txn_pending is not None):
+                raise Refusal(NOT_SUPPORTED, "an INSERT whose rows belong to several user "
+                              "shards is refused inside a transaction (transaction mode "
+                              "'single')")
+            return
         if self.in_xa():
             return
         if (session.pinned is not None or session.txn_pending is not None or (
@@ -116,8 +123,6 @@ class ExecutionCursor:
         except Refusal as exc:
             session.send_error(errors.err((exc.code, exc.sqlstate), str(exc)))
         except BackendError as exc:
-            if exc.code == STATEMENT_TIMEOUT[0]:
-                self.count_rule("statement_timeout")
             session.send_error(exc.to_err())
         session.finish_statement(label, failed)
         session.busy = False
@@ -132,20 +137,14 @@ class ExecutionCursor:
         return {k: v for k, v in state.items() if k != "autocommit"}
 
     async def fetch_shards(self, targets: Sequence[Target], sqls: Sequence[bytes],
-                           write: bool) -> list[Result]:
+                           write: bool) -> list[Result | BaseException]:
         if self.in_xa():  # on the transaction's branches: it reads its own writes
-            outcomes = await xa.run_on_shards(
+            return await xa.run_on_shards(
                 self.session, [(t.instance, sql) for t, sql in zip(targets, sqls, strict=True)])
-        else:
-            state = self._read_state(write)
-            outcomes = await asyncio.gather(*(self._on_shard(t, sql, state)
-                                              for t, sql in zip(targets, sqls, strict=True)),
-                                            return_exceptions=True)
-        failed = [(t, o) for t, o in zip(targets, outcomes, strict=True)
-                  if isinstance(o, BaseException)]
-        if failed:
-            raise _first_failure(failed, len(targets), write)
-        return outcomes
+        state = self._read_state(write)
+        return await asyncio.gather(*(self._on_shard(t, sql, state)
+                                      for t, sql in zip(targets, sqls, strict=True)),
+                                    return_exceptions=True)
 
     async def _on_shard(self, target: Target, sql: bytes, state: dict[str, str]) -> Result:
         """One statement on one shard through the pool, with the given session state."""
@@ -185,16 +184,20 @@ class ExecutionCursor:
     def send_ok(self, affected: int, last_insert_id: int = 0) -> None:
         self.bindings.send_ok(self.session, affected, last_insert_id)
 
+    def send_error(self, code: int, sqlstate: str, message: str) -> None:
+        self.session.send_error(errors.err((code, sqlstate), message))
 
-def _first_failure(failed: list[tuple[Target, BaseException]], total: int,
-                   write: bool) -> BaseException:
-    """The exception a scatter raises: the first failure, naming the shards that failed
-    when a write was applied by the others."""
-    first = failed[0][1]
-    if isinstance(first, BackendError) and write and len(failed) < total:
-        names = ", ".join(t.database.decode() for t, _ in failed[:5])
-        more = f" and {len(failed) - 5} more" if len(failed) > 5 else ""
-        return BackendError(first.code, f"{first.message} (failed on {names}{more}; the "
-                            f"other {total - len(failed)} of {total} databases applied it)",
-                            first.sqlstate)
-    return first
+    def local(self, plan: Plan, bindings: ExecutionBindings) -> None:
+        self.session.spawn(self.session.answer_locally(plan))
+
+    def set_variables(self, plan: Plan) -> None:
+        self.session.spawn(self.session.set_variables(plan))
+
+
+def run_tree(session: SessionPort, plan: Plan, bindings: ExecutionBindings) -> None:
+    """Execute ``plan``'s tree for ``session``; a refusal found before anything ran (a bad
+    shard key, a join away from its home) is the command's ERR."""
+    try:
+        plan.root.execute(ExecutionCursor(session, bindings), bindings)
+    except Refusal as exc:
+        session.send_error(errors.err((exc.code, exc.sqlstate), str(exc)))

@@ -38,8 +38,8 @@ from dataclasses import dataclass
 
 from sqlglot import exp
 
+from router.engine.spec import MergeSpec, slot_int
 from router.mariadb_sql import mariadb_sql
-from router.merge import MergeSpec, slot_int
 from router.primitives.errors import ScatterUnsupported
 from router.rewrite.builder import Builder
 from router.rewrite.checks import check_statement

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from sqlglot import exp
 
-from router.merge import Aggregate, MergeSpec, SlotRef, SortKey
+from router.engine.spec import Aggregate, MergeSpec, SlotRef, SortKey
 from router.primitives import aggregate as agg
 from router.primitives.errors import ScatterUnsupported
 from router.rewrite.nodes import (

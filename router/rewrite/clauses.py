@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from sqlglot import exp
 
-from router.merge import SlotRef
+from router.engine.spec import SlotRef
 from router.primitives.errors import ScatterUnsupported
 from router.rewrite.builder import HIDDEN, BRef, Builder, Hidden
 from router.rewrite.nodes import AGGREGATES, has_aggregate, is_position, slot_number

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import sqlglot
 
+from router.engine.spec import Aggregate, SlotRef, SortKey
 from router.mariadb_sql import mariadb_sql
-from router.merge import Aggregate, SlotRef, SortKey
 from router.rewrite import ScatterPlan, ScatterUnsupported, plan_scatter
 from tests.router.test_differential import CASES
 
