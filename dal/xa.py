@@ -214,62 +214,70 @@ async def run_on_shards(session: SessionPort, jobs: list[tuple[str, bytes]]) -> 
     timeout), instances concurrently.
     Returns a Result or an exception per job, in order."""
     if session.xa is None:  # the transaction's first statement is this scatter
-        first = jobs[0][0]
-        conn = await session.server.pools[first].acquire(session.found_rows)
-        try:
-            await apply_state(conn, None, session.state)
-            session.txn_pending = None
-            await begin(session, conn)
-        except BackendError:
-            session.server.pools[first].release(conn, reusable=not conn.closed)
-            raise
+        await _begin_on(session, jobs[0][0])
     by_instance: dict[str, list[int]] = {}
     for index, (instance, _) in enumerate(jobs):
         by_instance.setdefault(instance, []).append(index)
     outcomes: list = [None] * len(jobs)
-
-    async def on_instance(instance: str, indexes: list[int]) -> None:
-        try:
-            conn = await branch(session, instance)
-        except BackendError as exc:
-            for i in indexes:
-                outcomes[i] = exc
-            return
-        if not session.server.statement_timeout:  # one round trip for the instance's shards
-            try:
-                responses = await conn.pipeline(
-                    [frame(bytes((Command.QUERY,)) + jobs[i][1], 0) for i in indexes])
-            except BackendError as exc:  # the connection broke: no answer is known
-                for i in indexes:
-                    outcomes[i] = exc
-                if conn.closed:
-                    _drop(session, conn)
-                return
-            for i, raw in zip(indexes, responses, strict=True):
-                try:
-                    outcomes[i] = decode_response(raw)
-                except BackendError as exc:
-                    outcomes[i] = exc
-            return
-        for i in indexes:  # one at a time, each under the statement timeout
-            try:
-                outcomes[i] = decode_response(await timed_command(
-                    session.server, conn, frame(bytes((Command.QUERY,)) + jobs[i][1], 0)))
-            except BackendError as exc:
-                outcomes[i] = exc
-                if conn.closed:
-                    _drop(session, conn)
-                    for j in indexes[indexes.index(i) + 1:]:
-                        outcomes[j] = exc
-                    return
-
-    await asyncio.gather(*(on_instance(i, ix) for i, ix in by_instance.items()))
+    await asyncio.gather(*(_on_instance(session, instance, [(i, jobs[i][1]) for i in indexes],
+                                        outcomes)
+                           for instance, indexes in by_instance.items()))
     txn = session.xa
     if txn is not None and txn.branches:
         last = next(iter(txn.branches.values()))
         session.pinned = session.pinned if session.pinned in txn.branches.values() else last
         session.status = last.status & _SESSION_STATUS
     return outcomes
+
+
+async def _begin_on(session: SessionPort, instance: str) -> None:
+    """Open the transaction's first branch on a pooled connection of ``instance``."""
+    conn = await session.server.pools[instance].acquire(session.found_rows)
+    try:
+        await apply_state(conn, None, session.state)
+        session.txn_pending = None
+        await begin(session, conn)
+    except BackendError:
+        session.server.pools[instance].release(conn, reusable=not conn.closed)
+        raise
+
+
+async def _on_instance(session: SessionPort, instance: str, jobs: list[tuple[int, bytes]],
+                       outcomes: list) -> None:
+    """One instance's share of a scatter on its branch: each job's Result or exception goes
+    to ``outcomes[index]``."""
+    try:
+        conn = await branch(session, instance)
+    except BackendError as exc:
+        for i, _ in jobs:
+            outcomes[i] = exc
+        return
+    packets = [frame(bytes((Command.QUERY,)) + sql, 0) for _, sql in jobs]
+    if not session.server.statement_timeout:  # one round trip for the instance's shards
+        try:
+            responses = await conn.pipeline(packets)
+        except BackendError as exc:  # the connection broke: no answer is known
+            for i, _ in jobs:
+                outcomes[i] = exc
+            if conn.closed:
+                _drop(session, conn)
+            return
+        for (i, _), raw in zip(jobs, responses, strict=True):
+            try:
+                outcomes[i] = decode_response(raw)
+            except BackendError as exc:
+                outcomes[i] = exc
+        return
+    for n, ((i, _), packet) in enumerate(zip(jobs, packets, strict=True)):
+        try:  # one at a time, each under the statement timeout
+            outcomes[i] = decode_response(await timed_command(session.server, conn, packet))
+        except BackendError as exc:
+            outcomes[i] = exc
+            if conn.closed:
+                _drop(session, conn)
+                for j, _ in jobs[n + 1:]:
+                    outcomes[j] = exc
+                return
 
 
 def _drop(session: SessionPort, conn: BackendConnection) -> None:
