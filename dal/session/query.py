@@ -180,14 +180,12 @@ class QuerySession(SessionState):
             self.relay.route(entry.plan, payload, last_seq, RESULT, raw)
             return
         shard = entry.shard_of(int(sql[cut:]))
-        target = entry.targets[shard]
-        if target is None:
-            found, head = entry.target(shard)
-            target = entry.targets[shard] = (
-                route_plan(found.instance, entry.plan.statement), head,
-                shard_renamer(entry.plan.sharded, found.database))
-        route, head, rename = target
-        self.relay.route(route, head + sql[cut:], 0, RESULT, None, rename)
+        known = entry.targets[shard]
+        if known is None:
+            known = entry.targets[shard] = entry.target(shard)
+        target, head = known
+        self.relay.route(route_plan(target.instance, entry.plan.statement), head + sql[cut:], 0,
+                         RESULT, None, shard_renamer(entry.plan.sharded, target.database))
 
     async def _xa_end(self, commit: bool) -> None:
         failed = await xa.end(self, commit) is not None
