@@ -7,20 +7,29 @@ from __future__ import annotations
 
 from pool.rename import HeaderRenamer
 from router.plan import ROUTE, Plan
+from router.sharded import ShardedPlan
 
 _route_plans: dict[tuple[str, str], Plan] = {}
+# (id of a sharded plan, shard database) -> (that plan, its renamer). Kept here, not on the
+# router's plan: a plan is the router's, the renamer the executor's. The plan is held so that
+# its id is not reused while the entry lives.
+_renamers: dict[tuple[int, bytes], tuple[ShardedPlan, HeaderRenamer]] = {}
+MAX_RENAMERS = 50_000
 
 
-def shard_renamer(sharded: object, database: bytes) -> HeaderRenamer | None:
-    """The header renamer of a sharded read's results from shard ``database`` (cached on the
-    plan), which puts the logical database into its column definitions; None for writes."""
-    if sharded.write:  # type: ignore[attr-defined]
+def shard_renamer(sharded: ShardedPlan, database: bytes) -> HeaderRenamer | None:
+    """The header renamer of a sharded read's results from shard ``database`` (one per
+    statement shape and shard), which puts the logical database into its column definitions;
+    None for writes."""
+    if sharded.write:
         return None
-    renamers = sharded.renamers  # type: ignore[attr-defined]
-    rename = renamers.get(database)
-    if rename is None:
-        rename = renamers[database] = HeaderRenamer(sharded.logical)  # type: ignore[attr-defined]
-    return rename
+    key = (id(sharded), database)
+    found = _renamers.get(key)
+    if found is None or found[0] is not sharded:
+        if len(_renamers) >= MAX_RENAMERS:
+            _renamers.clear()
+        found = _renamers[key] = (sharded, HeaderRenamer(sharded.logical))
+    return found[1]
 
 
 def route_plan(instance: str, statement: str) -> Plan:

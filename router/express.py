@@ -52,8 +52,8 @@ class Express:
         self.multi = b";" in head  # a multi-statement session must split such a statement
         self.shards = 0
         self.gene: Callable[[int, int], int] | None = None
-        # Per shard, whatever the executor caches for it (dal: route plan, head, renamer).
-        self.targets: list = []
+        # Per shard, once known: its target and its statement up to the routing integer.
+        self.targets: list[tuple[Target, bytes] | None] = []
         self._config = config
         self._head = head
         if lane == SHARD:

@@ -8,7 +8,7 @@ target kind. Execution never parses: it reads the slot's values, computes shards
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import sqlglot
 from sqlglot import exp
@@ -57,8 +57,6 @@ class ShardedPlan:
     scatter: object | None = None        # router.rewrite.ScatterPlan for multi-shard reads
     scatter_template: Template | None = None
     insert: InsertPlan | None = None
-    # Per shard database, the column-header renamer of this shape (pool.rename.HeaderRenamer).
-    renamers: dict = field(default_factory=dict, compare=False, hash=False)
     # A read that joins unsharded tables (of the default database) can run only on one shard
     # held by the default database's instance: that instance, and the unsharded tables' names.
     home: str | None = None

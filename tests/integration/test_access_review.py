@@ -185,7 +185,7 @@ def test_skipped_executable_comment_hides_drop_database(connect, direct) -> None
 
 # -- ANSI_QUOTES that DAL does not know about ----------------------------------------------
 #
-# dal/session.py `_ansi_quotes` reads ANSI_QUOTES from the sql_mode DAL recorded
+# dal/session/state.py `sql_mode_ansi_quotes` reads ANSI_QUOTES from the sql_mode DAL recorded
 # (self.state["sql_mode"]) and router/sqltext.py `modes_of` from mode *names*. A SET it does
 # not record (SESSION keyword, a user variable, a subquery: pinned and forwarded) or a numeric
 # sql_mode (4 = ANSI_QUOTES) leaves the backend with ANSI_QUOTES and DAL without: `"x\"` is
