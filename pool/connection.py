@@ -25,10 +25,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from dal.wire import auth
+from dal.wire.client import AUTH, ClientConnection, LoginRefused
 from dal.wire.constants import Capability, Command
 from dal.wire.framing import PacketBuffer, frame
-from dal.wire.messages import ERR, OK, Handshake, HandshakeResponse, is_eof, is_err
+from dal.wire.messages import ERR, OK, is_eof, is_err
 from dal.wire.results import RESULT, ResponseScanner
 from pool.rename import HeaderRenamer, RenamingSink
 from router.rows.buffer import Reader
@@ -37,13 +37,6 @@ from router.rows.errors import ProtocolError
 
 if TYPE_CHECKING:
     from pool.breaker import Breaker
-
-BACKEND_CAPABILITIES = (
-    Capability.LONG_PASSWORD | Capability.LONG_FLAG | Capability.PROTOCOL_41
-    | Capability.TRANSACTIONS | Capability.SECURE_CONNECTION | Capability.MULTI_RESULTS
-    | Capability.PS_MULTI_RESULTS | Capability.PLUGIN_AUTH
-    | Capability.PLUGIN_AUTH_LENENC_CLIENT_DATA | Capability.CONNECT_ATTRS
-)
 
 _ids = itertools.count(1)
 
@@ -89,7 +82,9 @@ class Result:
 
 
 class BackendConnection(asyncio.Protocol):
-    """A client-role MySQL connection to one backend instance."""
+    """A client-role MySQL connection to one backend instance: the socket side of a
+    `dal.wire.client.ClientConnection`, which names its state (GREETING, AUTH, READY, BUSY,
+    LOST, CLOSED) and keeps ``busy`` and ``closed``."""
 
     def __init__(self, instance: str, found_rows: bool = False) -> None:
         self.id = next(_ids)
@@ -103,8 +98,7 @@ class BackendConnection(asyncio.Protocol):
         self.variables: dict[str, str] = {}
         self.created = time.monotonic()
         self.last_used = self.created
-        self.closed = False
-        self.busy = False
+        self.wire = ClientConnection()
         self.status = 0
         self.breaker: Breaker | None = None  # set by the pool; told each call's outcome
         self.sent_at = 0.0
@@ -116,7 +110,6 @@ class BackendConnection(asyncio.Protocol):
         self.unsent = False
         self.unread = False
         self.retried: bytes | None = None  # a request DAL already ran again (dal/lost.py)
-        self._buffer = PacketBuffer()
         self._waiter: asyncio.Future | None = None
         self._scanner = ResponseScanner(deprecate_eof=False)
         self._sink: Callable[[bytes], None] | None = None
@@ -131,6 +124,16 @@ class BackendConnection(asyncio.Protocol):
         self._tls: ssl.SSLContext | None = None
         self._host = ""
         self.prepared: OrderedDict = OrderedDict()  # SQL -> pool.statements.BackendStatement
+
+    @property
+    def busy(self) -> bool:
+        """A command is in flight."""
+        return self.wire.busy
+
+    @property
+    def closed(self) -> bool:
+        """Closed or failed (the backend hung up, or DAL closed it): never used again."""
+        return self.wire.closed
 
     @property
     def response_started(self) -> bool:
@@ -159,72 +162,35 @@ class BackendConnection(asyncio.Protocol):
         return conn
 
     async def _login(self, user: str, password: bytes, schema: str | None) -> None:
-        seq, payload = await self._read_packet()
-        if is_err(payload):
-            err = ERR.decode(payload)
-            raise BackendError(err.code, err.message, err.sqlstate)
-        hello = Handshake.decode(payload)
-        self.server_version = hello.server_version
-        self.thread_id = hello.connection_id
-        caps = BACKEND_CAPABILITIES | (Capability.FOUND_ROWS if self.found_rows else 0)
-        if schema:
-            caps |= Capability.CONNECT_WITH_DB
-        if self._tls is not None:
-            seq = await self._start_tls(caps, hello.capabilities, seq)
-            caps |= Capability.SSL
-        plugin = hello.auth_plugin or auth.NATIVE
-        scramble = hello.scramble
-        response = _auth_response(plugin, password, scramble)
-        login = HandshakeResponse(
-            capabilities=int(caps), max_packet=1 << 30, collation=45, user=user.encode(),
-            auth_response=response, database=schema.encode() if schema else None,
-            auth_plugin=plugin, attributes={b"program_name": b"dal"},
-        )
-        self._write(frame(login.encode(), seq + 1))
-        while True:
-            seq, payload = await self._read_packet()
-            head = payload[:1]
-            if head == b"\x00":
-                self.status = OK.decode(payload).status
-                self.schema = schema
-                return
-            if head == b"\xff":
-                err = ERR.decode(payload)
-                raise BackendError(err.code, err.message, err.sqlstate)
-            if head == b"\xfe":  # auth switch
-                plugin, _, data = payload[1:].partition(b"\x00")
-                scramble = data.rstrip(b"\x00") or scramble
-                self._write(frame(_auth_response(plugin, password, scramble), seq + 1))
-            elif head == b"\x01" and payload[1:2] == b"\x03":
-                continue  # sha2 fast auth succeeded; OK follows
-            elif head == b"\x01" and payload[1:2] == b"\x04" and self._tls is not None:
-                self._write(frame(password + b"\x00", seq + 1))  # over TLS: clear text
-            elif head == b"\x01" and payload[1:2] == b"\x04":
-                self._write(frame(auth.SHA2_REQUEST_PUBLIC_KEY, seq + 1))
-            elif head == b"\x01":
-                self._write(frame(_rsa_encrypt(payload[1:], password, scramble), seq + 1))
-            else:
-                raise ProtocolError(f"unexpected packet during login: {payload[:16]!r}")
-
-    async def _start_tls(self, caps: int, offered: int, seq: int) -> int:
-        """Send an SSLRequest and upgrade the transport; returns the sequence id it used."""
-        if not offered & Capability.SSL:
-            raise BackendError(1105, f"backend {self.instance} does not offer TLS, but "
-                               f"instances.{self.instance}.tls is set", "HY000")
-        request = struct.pack("<IIB23x", int(caps | Capability.SSL), 1 << 30, 45)
-        self._write(frame(request, seq + 1))
-        loop = asyncio.get_running_loop()
-        self.transport = await loop.start_tls(  # type: ignore[assignment]
-            self.transport, self, self._tls,
-            server_hostname=self._host if self._tls.check_hostname else None)  # type: ignore[union-attr, arg-type]
-        return seq + 1
+        wire = self.wire
+        try:
+            hello = wire.greeting(*await self._read_packet(), found_rows=self.found_rows,
+                                  schema=schema, tls=self._tls is not None)
+            self.server_version, self.thread_id = hello.server_version, hello.connection_id
+            if self._tls is not None:
+                if not hello.capabilities & Capability.SSL:
+                    raise BackendError(1105, f"backend {self.instance} does not offer TLS, but "
+                                       f"instances.{self.instance}.tls is set", "HY000")
+                self._write(wire.ssl_request())
+                self.transport = await asyncio.get_running_loop().start_tls(  # type: ignore[assignment]
+                    self.transport, self, self._tls,  # type: ignore[arg-type]
+                    server_hostname=self._host if self._tls.check_hostname else None)
+            self._write(wire.login_response(user, password, schema))
+            while wire.state is AUTH:
+                reply = wire.auth_reply(*await self._read_packet())
+                if reply:
+                    self._write(reply)
+        except LoginRefused as exc:
+            raise BackendError(exc.code, exc.message, exc.sqlstate) from None
+        self.status = wire.status
+        self.schema = schema
 
     async def _read_packet(self) -> tuple[int, bytes]:
         while True:
-            packet = self._buffer.next_packet()
+            packet = self.wire.next_packet()
             if packet is not None:
-                return packet[0], packet[2]
-            if self.closed:
+                return packet
+            if self.wire.closed:
                 raise lost_during_query(self.instance)
             self._waiter = asyncio.get_running_loop().create_future()
             await self._waiter
@@ -285,17 +251,17 @@ class BackendConnection(asyncio.Protocol):
                 data = data[used:]
                 if not data:
                     return
-        self._buffer.feed(data)
+        self.wire.receive_data(data)
         self._wake()
 
     def eof_received(self) -> None:
         """The backend closed its side (killed the connection, `wait_timeout`, shutdown):
         dead from now on, so that the pool skips it before `connection_lost` comes."""
-        self.closed = True
+        self.wire.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
-        if self.busy and not self.unread:
+        self.wire.close()
+        if self.wire.busy and not self.unread:
             self.unread = self._request_unread()
         self._fail(f"lost connection to backend {self.instance}")
 
@@ -309,9 +275,7 @@ class BackendConnection(asyncio.Protocol):
         ``done(conn, scanner)`` gets None for the scanner if the connection failed mid-way.
         ``rename`` puts the logical schema into the result's column definitions.
         """
-        if self.busy:
-            raise RuntimeError("backend connection already has a command in flight")
-        self.busy = True
+        self.wire.start_command()
         self._scanner.reset(shape)
         self._rename = rename
         self._sink = sink
@@ -320,7 +284,7 @@ class BackendConnection(asyncio.Protocol):
         self.request = packets
         self._shape = shape
         transport = self.transport
-        if self.closed or transport is None or transport.is_closing():
+        if self.wire.closed or transport is None or transport.is_closing():
             # Found dead before anything was written (the backend closed it while it was idle
             # or pinned): report the loss from the event loop, as any other, but unread.
             self.unsent = self.unread = True
@@ -330,12 +294,14 @@ class BackendConnection(asyncio.Protocol):
 
     async def command(self, packets: bytes, shape: int = RESULT) -> bytes:
         """Send framed command packets and return the whole raw response."""
-        if self.busy:
+        wire = self.wire
+        if wire.busy:
             raise RuntimeError("backend connection already has a command in flight")
-        if self.closed or self.transport is None or self.transport.is_closing():
-            self.unsent = self.unread = self.closed = True
+        if wire.closed or self.transport is None or self.transport.is_closing():
+            self.unsent = self.unread = True
+            wire.close()
             raise lost_during_query(self.instance)
-        self.busy = True
+        wire.start_command()
         loop = asyncio.get_running_loop()
         waiter = loop.create_future()
         self._collect = bytearray()
@@ -396,15 +362,15 @@ class BackendConnection(asyncio.Protocol):
 
     def close(self) -> None:
         """Send COM_QUIT and close; safe to call twice."""
-        if self.transport is not None and not self.closed:
-            self.closed = True
+        if self.transport is not None and not self.wire.closed:
+            self.wire.close()
             with contextlib.suppress(Exception):
                 self.transport.write(b"\x01\x00\x00\x00\x01")
             self.transport.close()
 
     def abort(self) -> None:
         """Drop the connection at once (after a protocol error or a timeout)."""
-        self.closed = True
+        self.wire.close()
         self.aborted = True
         if self.transport is not None:
             self.transport.abort()
@@ -436,7 +402,7 @@ class BackendConnection(asyncio.Protocol):
         return unacked > 0
 
     def _write(self, data: bytes) -> None:
-        if self.closed or self.transport is None:
+        if self.wire.closed or self.transport is None:
             raise lost_during_query(self.instance)
         self.transport.write(data)
 
@@ -444,7 +410,7 @@ class BackendConnection(asyncio.Protocol):
         done = self._done
         self._sink = None
         self._done = None
-        self.busy = False
+        self.wire.command_done()
         self.status = scanner.status
         self.last_used = now = time.monotonic()
         breaker = self.breaker
@@ -454,14 +420,14 @@ class BackendConnection(asyncio.Protocol):
             done(self, scanner)
 
     def _fail(self, reason: str) -> None:
-        self.closed = True
+        self.wire.close()
         if self.transport is not None:
             self.transport.abort()
         done = self._done
         self._sink = None
         self._done = None
         self._collect = None
-        self.busy = False
+        self.wire.command_done()
         if done is not None:
             # A connection found closed before use is not a failure of a call: the pool
             # replaces it, as one that died idle.
@@ -479,27 +445,6 @@ class BackendConnection(asyncio.Protocol):
 
 def _discard(data: bytes) -> None:
     """The sink of a response whose client is gone: the connection still reads it to the end."""
-
-
-def _auth_response(plugin: bytes, password: bytes, scramble: bytes) -> bytes:
-    if plugin == auth.CACHING_SHA2:
-        return auth.sha2_response(password, scramble)
-    if plugin == auth.NATIVE:
-        return auth.native_response(password, scramble)
-    raise BackendError(1251, f"backend asks for unsupported auth plugin {plugin.decode()!r}",
-                       "08004")
-
-
-def _rsa_encrypt(pem: bytes, password: bytes, scramble: bytes) -> bytes:
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import padding
-
-    key = serialization.load_pem_public_key(pem)
-    clear = password + b"\x00"
-    nonce = scramble[:20]
-    xored = bytes(b ^ nonce[i % len(nonce)] for i, b in enumerate(clear))
-    return key.encrypt(xored, padding.OAEP(mgf=padding.MGF1(hashes.SHA1()),  # type: ignore[union-attr]
-                                           algorithm=hashes.SHA1(), label=None))
 
 
 def decode_response(response: bytes) -> Result:
