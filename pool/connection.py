@@ -81,12 +81,13 @@ class Result:
     status: int = 0
 
 
-class BackendConnection(asyncio.Protocol):
-    """A client-role MySQL connection to one backend instance: the socket side of a
-    `dal.wire.client.ClientConnection`, which names its state (GREETING, AUTH, READY, BUSY,
-    LOST, CLOSED) and keeps ``busy`` and ``closed``."""
+class BackendConnection(ClientConnection, asyncio.Protocol):
+    """A client-role MySQL connection to one backend instance: the socket and asyncio side of
+    the sans-IO `ClientConnection` it extends, which names its state (GREETING, AUTH, READY,
+    BUSY, LOST, CLOSED) and keeps ``busy`` and ``closed``."""
 
     def __init__(self, instance: str, found_rows: bool = False) -> None:
+        super().__init__()
         self.id = next(_ids)
         self.instance = instance
         self.found_rows = found_rows
@@ -98,8 +99,6 @@ class BackendConnection(asyncio.Protocol):
         self.variables: dict[str, str] = {}
         self.created = time.monotonic()
         self.last_used = self.created
-        self.wire = ClientConnection()
-        self.status = 0
         self.breaker: Breaker | None = None  # set by the pool; told each call's outcome
         self.sent_at = 0.0
         self.aborted = False  # closed by DAL itself: not a backend failure
@@ -124,16 +123,6 @@ class BackendConnection(asyncio.Protocol):
         self._tls: ssl.SSLContext | None = None
         self._host = ""
         self.prepared: OrderedDict = OrderedDict()  # SQL -> pool.statements.BackendStatement
-
-    @property
-    def busy(self) -> bool:
-        """A command is in flight."""
-        return self.wire.busy
-
-    @property
-    def closed(self) -> bool:
-        """Closed or failed (the backend hung up, or DAL closed it): never used again."""
-        return self.wire.closed
 
     @property
     def response_started(self) -> bool:
@@ -162,35 +151,33 @@ class BackendConnection(asyncio.Protocol):
         return conn
 
     async def _login(self, user: str, password: bytes, schema: str | None) -> None:
-        wire = self.wire
         try:
-            hello = wire.greeting(*await self._read_packet(), found_rows=self.found_rows,
+            hello = self.greeting(*await self._read_packet(), found_rows=self.found_rows,
                                   schema=schema, tls=self._tls is not None)
             self.server_version, self.thread_id = hello.server_version, hello.connection_id
             if self._tls is not None:
                 if not hello.capabilities & Capability.SSL:
                     raise BackendError(1105, f"backend {self.instance} does not offer TLS, but "
                                        f"instances.{self.instance}.tls is set", "HY000")
-                self._write(wire.ssl_request())
+                self._write(self.ssl_request())
                 self.transport = await asyncio.get_running_loop().start_tls(  # type: ignore[assignment]
                     self.transport, self, self._tls,  # type: ignore[arg-type]
                     server_hostname=self._host if self._tls.check_hostname else None)
-            self._write(wire.login_response(user, password, schema))
-            while wire.state is AUTH:
-                reply = wire.auth_reply(*await self._read_packet())
+            self._write(self.login_response(user, password, schema))
+            while self.state is AUTH:
+                reply = self.auth_reply(*await self._read_packet())
                 if reply:
                     self._write(reply)
         except LoginRefused as exc:
             raise BackendError(exc.code, exc.message, exc.sqlstate) from None
-        self.status = wire.status
         self.schema = schema
 
     async def _read_packet(self) -> tuple[int, bytes]:
         while True:
-            packet = self.wire.next_packet()
+            packet = self.next_packet()
             if packet is not None:
                 return packet
-            if self.wire.closed:
+            if self.closed:
                 raise lost_during_query(self.instance)
             self._waiter = asyncio.get_running_loop().create_future()
             await self._waiter
@@ -251,17 +238,17 @@ class BackendConnection(asyncio.Protocol):
                 data = data[used:]
                 if not data:
                     return
-        self.wire.receive_data(data)
+        self.receive_data(data)
         self._wake()
 
     def eof_received(self) -> None:
         """The backend closed its side (killed the connection, `wait_timeout`, shutdown):
         dead from now on, so that the pool skips it before `connection_lost` comes."""
-        self.wire.close()
+        self.mark_closed()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.wire.close()
-        if self.wire.busy and not self.unread:
+        self.mark_closed()
+        if self.busy and not self.unread:
             self.unread = self._request_unread()
         self._fail(f"lost connection to backend {self.instance}")
 
@@ -275,7 +262,7 @@ class BackendConnection(asyncio.Protocol):
         ``done(conn, scanner)`` gets None for the scanner if the connection failed mid-way.
         ``rename`` puts the logical schema into the result's column definitions.
         """
-        self.wire.start_command()
+        self.start_command()
         self._scanner.reset(shape)
         self._rename = rename
         self._sink = sink
@@ -284,7 +271,7 @@ class BackendConnection(asyncio.Protocol):
         self.request = packets
         self._shape = shape
         transport = self.transport
-        if self.wire.closed or transport is None or transport.is_closing():
+        if self.closed or transport is None or transport.is_closing():
             # Found dead before anything was written (the backend closed it while it was idle
             # or pinned): report the loss from the event loop, as any other, but unread.
             self.unsent = self.unread = True
@@ -294,14 +281,13 @@ class BackendConnection(asyncio.Protocol):
 
     async def command(self, packets: bytes, shape: int = RESULT) -> bytes:
         """Send framed command packets and return the whole raw response."""
-        wire = self.wire
-        if wire.busy:
+        if self.busy:
             raise RuntimeError("backend connection already has a command in flight")
-        if wire.closed or self.transport is None or self.transport.is_closing():
+        if self.closed or self.transport is None or self.transport.is_closing():
             self.unsent = self.unread = True
-            wire.close()
+            self.mark_closed()
             raise lost_during_query(self.instance)
-        wire.start_command()
+        self.start_command()
         loop = asyncio.get_running_loop()
         waiter = loop.create_future()
         self._collect = bytearray()
@@ -362,15 +348,15 @@ class BackendConnection(asyncio.Protocol):
 
     def close(self) -> None:
         """Send COM_QUIT and close; safe to call twice."""
-        if self.transport is not None and not self.wire.closed:
-            self.wire.close()
+        if self.transport is not None and not self.closed:
+            self.mark_closed()
             with contextlib.suppress(Exception):
                 self.transport.write(b"\x01\x00\x00\x00\x01")
             self.transport.close()
 
     def abort(self) -> None:
         """Drop the connection at once (after a protocol error or a timeout)."""
-        self.wire.close()
+        self.mark_closed()
         self.aborted = True
         if self.transport is not None:
             self.transport.abort()
@@ -402,7 +388,7 @@ class BackendConnection(asyncio.Protocol):
         return unacked > 0
 
     def _write(self, data: bytes) -> None:
-        if self.wire.closed or self.transport is None:
+        if self.closed or self.transport is None:
             raise lost_during_query(self.instance)
         self.transport.write(data)
 
@@ -410,7 +396,7 @@ class BackendConnection(asyncio.Protocol):
         done = self._done
         self._sink = None
         self._done = None
-        self.wire.command_done()
+        self.command_done()
         self.status = scanner.status
         self.last_used = now = time.monotonic()
         breaker = self.breaker
@@ -420,14 +406,14 @@ class BackendConnection(asyncio.Protocol):
             done(self, scanner)
 
     def _fail(self, reason: str) -> None:
-        self.wire.close()
+        self.mark_closed()
         if self.transport is not None:
             self.transport.abort()
         done = self._done
         self._sink = None
         self._done = None
         self._collect = None
-        self.wire.command_done()
+        self.command_done()
         if done is not None:
             # A connection found closed before use is not a failure of a call: the pool
             # replaces it, as one that died idle.

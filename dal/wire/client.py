@@ -1,6 +1,6 @@
 """The client role of the MySQL protocol, sans-IO: the login exchange, then one command at a
-time (asyncpg's core protocol, h11's shape). `pool.connection.BackendConnection` owns the
-socket and feeds it; nothing here reads or writes one.
+time. As asyncpg's core protocol, it is the base of the class that owns the socket
+(`pool.connection.BackendConnection`), which feeds it; nothing here reads or writes one.
 
 States (named, and changed only by the methods below):
   GREETING  connected, waiting for the server's handshake
@@ -11,7 +11,7 @@ States (named, and changed only by the methods below):
   CLOSED    closed or failed; never used again
 
 ``busy`` (BUSY or LOST) and ``closed`` (LOST or CLOSED) are kept beside ``state``, set by the
-same transitions, so that the pool's hot path reads a plain attribute.
+same transitions, so that the pool's hot path reads plain attributes.
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ class LoginRefused(Exception):
 class ClientConnection:
     """One backend connection's protocol state, client role."""
 
-    __slots__ = ("_buffer", "_caps", "_password", "_plugin", "_scramble", "_seq", "_tls",
+    __slots__ = ("_buffer", "_caps", "_over_tls", "_password", "_plugin", "_scramble", "_seq",
                  "busy", "closed", "hello", "state", "status")
 
     def __init__(self) -> None:
@@ -71,10 +71,10 @@ class ClientConnection:
         self.closed = False
         self._buffer = PacketBuffer()
         self.hello: Handshake | None = None  # the server's greeting
-        self.status = 0  # the server status of the OK that ended the login
+        self.status = 0  # the server status flags of the last reply
         self._caps = 0
         self._seq = 0
-        self._tls = False
+        self._over_tls = False
         self._password = b""
         self._scramble = b""
         self._plugin = auth.NATIVE
@@ -114,7 +114,7 @@ class ClientConnection:
             caps |= Capability.CONNECT_WITH_DB
         if tls:
             caps |= Capability.SSL
-        self._caps, self._tls, self._seq = int(caps), tls, seq
+        self._caps, self._over_tls, self._seq = int(caps), tls, seq
         return hello
 
     def ssl_request(self) -> bytes:
@@ -159,7 +159,7 @@ class ClientConnection:
         more = payload[1:2]
         if more == b"\x03":
             return b""  # sha2 fast auth succeeded; OK follows
-        if more == b"\x04" and self._tls:
+        if more == b"\x04" and self._over_tls:
             return frame(password + b"\x00", seq + 1)  # over TLS: clear text
         if more == b"\x04":
             return frame(auth.SHA2_REQUEST_PUBLIC_KEY, seq + 1)
@@ -188,7 +188,7 @@ class ClientConnection:
         elif state is LOST:
             self._move("done")
 
-    def close(self) -> None:
+    def mark_closed(self) -> None:
         """Closed or failed: never used again."""
         self._move("close")
 

@@ -32,7 +32,7 @@ async def _lost_under(read_first: bool) -> tuple[BackendConnection, list]:
     server = await asyncio.start_server(serve, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     _, conn = await loop.create_connection(lambda: BackendConnection("t"), "127.0.0.1", port)
-    conn.wire = logged_in()  # the login, played in memory: this test is about the socket
+    logged_in(conn)  # the login, played in memory: this test is about the socket
     ended: list = []
     if not read_first:
         conn.transport.pause_reading()  # DAL has not read the close yet

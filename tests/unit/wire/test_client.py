@@ -31,9 +31,10 @@ def greeting(plugin: bytes = auth.NATIVE, caps: int = 0xFFFFFFFF) -> bytes:
     return Handshake(b"10.11.0-MariaDB", 7, SCRAMBLE, caps, auth_plugin=plugin).encode()
 
 
-def logged_in() -> ClientConnection:
-    """A connection through a whole native-password login, as a backend would answer it."""
-    wire = ClientConnection()
+def logged_in(wire: ClientConnection | None = None) -> ClientConnection:
+    """``wire`` (a new one if None) through a whole native-password login, as a backend would
+    answer it."""
+    wire = wire if wire is not None else ClientConnection()
     wire.greeting(0, greeting(), found_rows=False, schema=None, tls=False)
     wire.login_response("dal", b"pw", None)
     assert wire.auth_reply(2, OK().encode()) == b""
@@ -127,7 +128,7 @@ def test_no_command_before_the_login_ends() -> None:
 def test_closed_under_a_command_until_its_end_is_reported() -> None:
     wire = logged_in()
     wire.start_command()
-    wire.close()  # the backend hung up: the command is still the owner's to report
+    wire.mark_closed()  # the backend hung up: the command is still the owner's to report
     assert wire.state is LOST and wire.closed and wire.busy
     wire.command_done()
     assert wire.state is CLOSED and wire.closed and not wire.busy
@@ -148,9 +149,9 @@ def test_hot_transitions_follow_the_table() -> None:
         if state is not READY:
             wire.start_command()
         if state is LOST:
-            wire.close()
+            wire.mark_closed()
         elif state is CLOSED:
-            wire.close()
+            wire.mark_closed()
             wire.command_done()
         assert wire.state is state
         getattr(wire, method)()
