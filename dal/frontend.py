@@ -95,7 +95,7 @@ class Frontend(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         wire = self.wire
-        if not self.busy and wire.state is COMMAND:
+        if not self.busy:
             event = wire.whole_command(data)  # the common case: exactly one command packet
             if event is not None:
                 if self._read_timer is not None:

@@ -25,10 +25,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from dal.wire import auth
+from dal.wire.client import AUTH, ClientConnection, LoginRefused
 from dal.wire.constants import Capability, Command
 from dal.wire.framing import PacketBuffer, frame
-from dal.wire.messages import ERR, OK, Handshake, HandshakeResponse, is_eof, is_err
+from dal.wire.messages import ERR, OK, is_eof, is_err
 from dal.wire.results import RESULT, ResponseScanner
 from pool.rename import HeaderRenamer, RenamingSink
 from router.rows.buffer import Reader
@@ -37,13 +37,6 @@ from router.rows.errors import ProtocolError
 
 if TYPE_CHECKING:
     from pool.breaker import Breaker
-
-BACKEND_CAPABILITIES = (
-    Capability.LONG_PASSWORD | Capability.LONG_FLAG | Capability.PROTOCOL_41
-    | Capability.TRANSACTIONS | Capability.SECURE_CONNECTION | Capability.MULTI_RESULTS
-    | Capability.PS_MULTI_RESULTS | Capability.PLUGIN_AUTH
-    | Capability.PLUGIN_AUTH_LENENC_CLIENT_DATA | Capability.CONNECT_ATTRS
-)
 
 _ids = itertools.count(1)
 
@@ -88,10 +81,13 @@ class Result:
     status: int = 0
 
 
-class BackendConnection(asyncio.Protocol):
-    """A client-role MySQL connection to one backend instance."""
+class BackendConnection(ClientConnection, asyncio.Protocol):
+    """A client-role MySQL connection to one backend instance: the socket and asyncio side of
+    the sans-IO `ClientConnection` it extends, which names its state (GREETING, AUTH, READY,
+    BUSY, LOST, CLOSED) and keeps ``busy`` and ``closed``."""
 
     def __init__(self, instance: str, found_rows: bool = False) -> None:
+        super().__init__()
         self.id = next(_ids)
         self.instance = instance
         self.found_rows = found_rows
@@ -103,9 +99,6 @@ class BackendConnection(asyncio.Protocol):
         self.variables: dict[str, str] = {}
         self.created = time.monotonic()
         self.last_used = self.created
-        self.closed = False
-        self.busy = False
-        self.status = 0
         self.breaker: Breaker | None = None  # set by the pool; told each call's outcome
         self.sent_at = 0.0
         self.aborted = False  # closed by DAL itself: not a backend failure
@@ -116,7 +109,6 @@ class BackendConnection(asyncio.Protocol):
         self.unsent = False
         self.unread = False
         self.retried: bytes | None = None  # a request DAL already ran again (dal/lost.py)
-        self._buffer = PacketBuffer()
         self._waiter: asyncio.Future | None = None
         self._scanner = ResponseScanner(deprecate_eof=False)
         self._sink: Callable[[bytes], None] | None = None
@@ -159,71 +151,32 @@ class BackendConnection(asyncio.Protocol):
         return conn
 
     async def _login(self, user: str, password: bytes, schema: str | None) -> None:
-        seq, payload = await self._read_packet()
-        if is_err(payload):
-            err = ERR.decode(payload)
-            raise BackendError(err.code, err.message, err.sqlstate)
-        hello = Handshake.decode(payload)
-        self.server_version = hello.server_version
-        self.thread_id = hello.connection_id
-        caps = BACKEND_CAPABILITIES | (Capability.FOUND_ROWS if self.found_rows else 0)
-        if schema:
-            caps |= Capability.CONNECT_WITH_DB
-        if self._tls is not None:
-            seq = await self._start_tls(caps, hello.capabilities, seq)
-            caps |= Capability.SSL
-        plugin = hello.auth_plugin or auth.NATIVE
-        scramble = hello.scramble
-        response = _auth_response(plugin, password, scramble)
-        login = HandshakeResponse(
-            capabilities=int(caps), max_packet=1 << 30, collation=45, user=user.encode(),
-            auth_response=response, database=schema.encode() if schema else None,
-            auth_plugin=plugin, attributes={b"program_name": b"dal"},
-        )
-        self._write(frame(login.encode(), seq + 1))
-        while True:
-            seq, payload = await self._read_packet()
-            head = payload[:1]
-            if head == b"\x00":
-                self.status = OK.decode(payload).status
-                self.schema = schema
-                return
-            if head == b"\xff":
-                err = ERR.decode(payload)
-                raise BackendError(err.code, err.message, err.sqlstate)
-            if head == b"\xfe":  # auth switch
-                plugin, _, data = payload[1:].partition(b"\x00")
-                scramble = data.rstrip(b"\x00") or scramble
-                self._write(frame(_auth_response(plugin, password, scramble), seq + 1))
-            elif head == b"\x01" and payload[1:2] == b"\x03":
-                continue  # sha2 fast auth succeeded; OK follows
-            elif head == b"\x01" and payload[1:2] == b"\x04" and self._tls is not None:
-                self._write(frame(password + b"\x00", seq + 1))  # over TLS: clear text
-            elif head == b"\x01" and payload[1:2] == b"\x04":
-                self._write(frame(auth.SHA2_REQUEST_PUBLIC_KEY, seq + 1))
-            elif head == b"\x01":
-                self._write(frame(_rsa_encrypt(payload[1:], password, scramble), seq + 1))
-            else:
-                raise ProtocolError(f"unexpected packet during login: {payload[:16]!r}")
-
-    async def _start_tls(self, caps: int, offered: int, seq: int) -> int:
-        """Send an SSLRequest and upgrade the transport; returns the sequence id it used."""
-        if not offered & Capability.SSL:
-            raise BackendError(1105, f"backend {self.instance} does not offer TLS, but "
-                               f"instances.{self.instance}.tls is set", "HY000")
-        request = struct.pack("<IIB23x", int(caps | Capability.SSL), 1 << 30, 45)
-        self._write(frame(request, seq + 1))
-        loop = asyncio.get_running_loop()
-        self.transport = await loop.start_tls(  # type: ignore[assignment]
-            self.transport, self, self._tls,
-            server_hostname=self._host if self._tls.check_hostname else None)  # type: ignore[union-attr, arg-type]
-        return seq + 1
+        try:
+            hello = self.greeting(*await self._read_packet(), found_rows=self.found_rows,
+                                  schema=schema, tls=self._tls is not None)
+            self.server_version, self.thread_id = hello.server_version, hello.connection_id
+            if self._tls is not None:
+                if not hello.capabilities & Capability.SSL:
+                    raise BackendError(1105, f"backend {self.instance} does not offer TLS, but "
+                                       f"instances.{self.instance}.tls is set", "HY000")
+                self._write(self.ssl_request())
+                self.transport = await asyncio.get_running_loop().start_tls(  # type: ignore[assignment]
+                    self.transport, self, self._tls,  # type: ignore[arg-type]
+                    server_hostname=self._host if self._tls.check_hostname else None)
+            self._write(self.login_response(user, password, schema))
+            while self.state is AUTH:
+                reply = self.auth_reply(*await self._read_packet())
+                if reply:
+                    self._write(reply)
+        except LoginRefused as exc:
+            raise BackendError(exc.code, exc.message, exc.sqlstate) from None
+        self.schema = schema
 
     async def _read_packet(self) -> tuple[int, bytes]:
         while True:
-            packet = self._buffer.next_packet()
+            packet = self.next_packet()
             if packet is not None:
-                return packet[0], packet[2]
+                return packet
             if self.closed:
                 raise lost_during_query(self.instance)
             self._waiter = asyncio.get_running_loop().create_future()
@@ -285,16 +238,16 @@ class BackendConnection(asyncio.Protocol):
                 data = data[used:]
                 if not data:
                     return
-        self._buffer.feed(data)
+        self.receive_data(data)
         self._wake()
 
     def eof_received(self) -> None:
         """The backend closed its side (killed the connection, `wait_timeout`, shutdown):
         dead from now on, so that the pool skips it before `connection_lost` comes."""
-        self.closed = True
+        self.mark_closed()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
+        self.mark_closed()
         if self.busy and not self.unread:
             self.unread = self._request_unread()
         self._fail(f"lost connection to backend {self.instance}")
@@ -309,9 +262,7 @@ class BackendConnection(asyncio.Protocol):
         ``done(conn, scanner)`` gets None for the scanner if the connection failed mid-way.
         ``rename`` puts the logical schema into the result's column definitions.
         """
-        if self.busy:
-            raise RuntimeError("backend connection already has a command in flight")
-        self.busy = True
+        self.start_command()
         self._scanner.reset(shape)
         self._rename = rename
         self._sink = sink
@@ -333,9 +284,10 @@ class BackendConnection(asyncio.Protocol):
         if self.busy:
             raise RuntimeError("backend connection already has a command in flight")
         if self.closed or self.transport is None or self.transport.is_closing():
-            self.unsent = self.unread = self.closed = True
+            self.unsent = self.unread = True
+            self.mark_closed()
             raise lost_during_query(self.instance)
-        self.busy = True
+        self.start_command()
         loop = asyncio.get_running_loop()
         waiter = loop.create_future()
         self._collect = bytearray()
@@ -397,14 +349,14 @@ class BackendConnection(asyncio.Protocol):
     def close(self) -> None:
         """Send COM_QUIT and close; safe to call twice."""
         if self.transport is not None and not self.closed:
-            self.closed = True
+            self.mark_closed()
             with contextlib.suppress(Exception):
                 self.transport.write(b"\x01\x00\x00\x00\x01")
             self.transport.close()
 
     def abort(self) -> None:
         """Drop the connection at once (after a protocol error or a timeout)."""
-        self.closed = True
+        self.mark_closed()
         self.aborted = True
         if self.transport is not None:
             self.transport.abort()
@@ -444,7 +396,7 @@ class BackendConnection(asyncio.Protocol):
         done = self._done
         self._sink = None
         self._done = None
-        self.busy = False
+        self.command_done()
         self.status = scanner.status
         self.last_used = now = time.monotonic()
         breaker = self.breaker
@@ -454,14 +406,14 @@ class BackendConnection(asyncio.Protocol):
             done(self, scanner)
 
     def _fail(self, reason: str) -> None:
-        self.closed = True
+        self.mark_closed()
         if self.transport is not None:
             self.transport.abort()
         done = self._done
         self._sink = None
         self._done = None
         self._collect = None
-        self.busy = False
+        self.command_done()
         if done is not None:
             # A connection found closed before use is not a failure of a call: the pool
             # replaces it, as one that died idle.
@@ -479,27 +431,6 @@ class BackendConnection(asyncio.Protocol):
 
 def _discard(data: bytes) -> None:
     """The sink of a response whose client is gone: the connection still reads it to the end."""
-
-
-def _auth_response(plugin: bytes, password: bytes, scramble: bytes) -> bytes:
-    if plugin == auth.CACHING_SHA2:
-        return auth.sha2_response(password, scramble)
-    if plugin == auth.NATIVE:
-        return auth.native_response(password, scramble)
-    raise BackendError(1251, f"backend asks for unsupported auth plugin {plugin.decode()!r}",
-                       "08004")
-
-
-def _rsa_encrypt(pem: bytes, password: bytes, scramble: bytes) -> bytes:
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import padding
-
-    key = serialization.load_pem_public_key(pem)
-    clear = password + b"\x00"
-    nonce = scramble[:20]
-    xored = bytes(b ^ nonce[i % len(nonce)] for i, b in enumerate(clear))
-    return key.encrypt(xored, padding.OAEP(mgf=padding.MGF1(hashes.SHA1()),  # type: ignore[union-attr]
-                                           algorithm=hashes.SHA1(), label=None))
 
 
 def decode_response(response: bytes) -> Result:

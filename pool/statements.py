@@ -42,9 +42,7 @@ async def prepare(conn: BackendConnection, sql: bytes) -> BackendStatement:
     if found is not None:
         cache.move_to_end(sql)
         return found
-    if conn.busy:
-        raise RuntimeError("backend connection already has a command in flight")
-    conn.busy = True
+    conn.start_command()  # raises if one is in flight already
     err = None
     try:
         conn._write(frame(bytes((Command.STMT_PREPARE,)) + sql, 0))
@@ -59,7 +57,7 @@ async def prepare(conn: BackendConnection, sql: bytes) -> BackendStatement:
         conn.abort()  # a half-read reply leaves the connection unusable
         raise
     finally:
-        conn.busy = False
+        conn.command_done()
     if err is not None:
         raise BackendError(err.code, err.message, err.sqlstate)
     statement = BackendStatement(ok.statement_id, params, columns,

@@ -35,15 +35,32 @@ class AuthPacket:
     payload: bytes
 
 
-@dataclass(slots=True)
 class ComQuery:
     """COM_QUERY. ``raw``: the framed packet, when the client sent exactly that one packet
-    (relayed as it is)."""
+    (relayed as it is). Built for every statement: a hand-written slotted class, and ``sql``
+    cut from the payload only when asked for."""
 
-    sql: bytes
-    payload: bytes
-    last_seq: int
-    raw: bytes | None = None
+    __slots__ = ("last_seq", "payload", "raw")
+
+    def __init__(self, payload: bytes, last_seq: int, raw: bytes | None = None) -> None:
+        self.payload = payload
+        self.last_seq = last_seq
+        self.raw = raw
+
+    @property
+    def sql(self) -> bytes:
+        """The statement text."""
+        return self.payload[1:]
+
+    def __eq__(self, other: object) -> bool:
+        return (isinstance(other, ComQuery) and self.payload == other.payload
+                and self.last_seq == other.last_seq and self.raw == other.raw)
+
+    def __hash__(self) -> int:
+        return hash((self.payload, self.last_seq, self.raw))
+
+    def __repr__(self) -> str:
+        return f"ComQuery({self.payload!r}, {self.last_seq}, {self.raw!r})"
 
 
 @dataclass(slots=True)

@@ -41,12 +41,15 @@ class PacketBuffer:
     ``feed(data)`` appends; ``next_packet()`` returns ``(first_seq, last_seq, payload)`` of the
     next complete logical packet, or None. A payload larger than ``max_payload`` raises
     `ProtocolError` (code 1153) as soon as its size is known.
+
+    ``held`` is the buffer itself, for a test with no call: it is empty exactly when nothing
+    is pending (bytes returned as packets are dropped once none is left).
     """
 
-    __slots__ = ("_buf", "_pos", "max_payload")
+    __slots__ = ("_buf", "_pos", "held", "max_payload")
 
     def __init__(self, max_payload: int = 1 << 30) -> None:
-        self._buf = bytearray()
+        self._buf = self.held = bytearray()
         self._pos = 0
         self.max_payload = max_payload
 

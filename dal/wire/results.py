@@ -107,15 +107,7 @@ class ResponseScanner:
             body = pos + 4
             after = body + length
             if self._split or length >= MAX_PAYLOAD:
-                # A row of 16 MiB or more, split into packets: the ones after the first are its
-                # continuation, whatever their first byte, and the last is shorter than 0xFFFFFF.
-                if self.state != ROWS:
-                    raise ProtocolError("split packet outside the rows of a result set")
-                self._split = length >= MAX_PAYLOAD
-                self.last_seq = data[pos + 3]
-                self.packets += 1
-                if after > end:
-                    self._skip = after - end
+                if self._split_packet(data[pos + 3], length, after - end):
                     return start_len
                 pos = after
                 continue
@@ -138,6 +130,20 @@ class ResponseScanner:
                 return start_len
             pos = after
         return start_len
+
+    def _split_packet(self, seq: int, length: int, beyond: int) -> bool:
+        """A packet of a row of 16 MiB or more, split into packets: the ones after the first
+        are its continuation, whatever their first byte, and the last is shorter than
+        0xFFFFFF. ``beyond``: how far the packet runs past the chunk; True if it does."""
+        if self.state != ROWS:
+            raise ProtocolError("split packet outside the rows of a result set")
+        self._split = length >= MAX_PAYLOAD
+        self.last_seq = seq
+        self.packets += 1
+        if beyond > 0:
+            self._skip = beyond
+            return True
+        return False
 
     def _whole(self, data: bytes) -> int:
         """The common case in one pass: ``data`` starts with a whole result set, no packet of
@@ -207,22 +213,32 @@ class ResponseScanner:
                 self.state = ROWS if self._deprecate_eof else COLUMNS_EOF
                 self._rows_from = self.packets
             return
-        if state == FIRST:
-            if first == 0x00:
-                self._end_result(data, body, length)
-            elif first == 0xFF:
-                self._fail()
-            elif first == 0xFB:
-                raise ProtocolError("backend asked for LOCAL INFILE, which DAL does not support")
-            else:
-                if _lenenc_size(first) > length:
-                    raise ProtocolError("truncated column count")
-                count = _lenenc_at(data, body)
-                if count <= 0:
-                    raise ProtocolError("result set with no columns")
-                self._columns = count
-                self.state = COLUMNS
-            return
+        if state == FIRST and first == 0x00:  # an OK: the answer to most writes
+            self._end_result(data, body, length)
+        elif state == FIRST:
+            self._first(first, data, body, length)
+        else:
+            self._terminator(state, first, data, body, length)
+
+    def _first(self, first: int, data: bytes, body: int, length: int) -> None:
+        """The first packet of a response (or of the next result), not an OK: ERR or a
+        column count."""
+        if first == 0xFF:
+            self._fail()
+        elif first == 0xFB:
+            raise ProtocolError("backend asked for LOCAL INFILE, which DAL does not support")
+        else:
+            if _lenenc_size(first) > length:
+                raise ProtocolError("truncated column count")
+            count = _lenenc_at(data, body)
+            if count <= 0:
+                raise ProtocolError("result set with no columns")
+            self._columns = count
+            self.state = COLUMNS
+
+    def _terminator(self, state: int, first: int, data: bytes, body: int, length: int) -> None:
+        """A packet in the states that wait for one terminator: the EOF after column
+        definitions, the end of COM_FIELD_LIST's definitions, a one-packet response."""
         if state == COLUMNS_EOF:
             if first == 0xFE and length < 9:
                 self.state = ROWS

@@ -67,7 +67,7 @@ def _stmt(cls: type) -> Decoder:
 
 # Command byte -> decoder(payload, last_seq, raw). COM_QUERY is decoded inline (the hot path).
 DECODERS: dict[int, Decoder] = {
-    Command.QUERY: lambda payload, last_seq, raw: ComQuery(payload[1:], payload, last_seq, raw),
+    Command.QUERY: lambda payload, last_seq, raw: ComQuery(payload, last_seq, raw),
     Command.STMT_EXECUTE: lambda payload, last_seq, raw: ComStmtExecute(payload, last_seq),
     Command.PING: lambda payload, last_seq, raw: ComPing(),
     Command.QUIT: lambda payload, last_seq, raw: ComQuit(),
@@ -92,8 +92,6 @@ def decode_command(payload: bytes, last_seq: int, raw: bytes | None = None) -> C
     """The event of one command's payload; ``raw`` is its framed packet, if sent as one."""
     if not payload:
         return EmptyPacket()
-    if payload[0] == 3:  # COM_QUERY
-        return ComQuery(payload[1:], payload, last_seq, raw)
     decoder = DECODERS.get(payload[0])
     if decoder is None:
         return UnknownCommand(payload[0])
@@ -103,11 +101,13 @@ def decode_command(payload: bytes, last_seq: int, raw: bytes | None = None) -> C
 class ServerConnection:
     """One client connection's protocol state, server role."""
 
-    __slots__ = ("_buffer", "reply_seq", "state")
+    __slots__ = ("_buffer", "_held", "_whole_limit", "reply_seq", "state")
 
     def __init__(self, max_payload: int) -> None:
         self.state = LOGIN
         self._buffer = PacketBuffer(max_payload)
+        self._held = self._buffer.held  # empty exactly when nothing is buffered
+        self._whole_limit = min(max_payload, MAX_PAYLOAD - 1)  # largest one-packet command
         self.reply_seq = 0  # the sequence id the reply to the last command starts at
 
     def _move(self, what: str) -> None:
@@ -124,6 +124,7 @@ class ServerConnection:
         """Closed, or closing: nothing more is read, and what arrives is dropped."""
         self._move("close")
         self._buffer = PacketBuffer(0)
+        self._held = self._buffer.held
 
     # -- bytes in ----------------------------------------------------------------------------
 
@@ -141,16 +142,15 @@ class ServerConnection:
         return self._buffer.take_rest()
 
     def whole_command(self, data: bytes) -> CommandEvent | None:
-        """The hot path: ``data`` as one command event when it is exactly one whole packet
-        with sequence id 0 and nothing is buffered before it; else None (then `receive_data`
-        and `next_event`). Call only in state COMMAND."""
+        """The hot path: ``data`` as one command event when, in state COMMAND, it is exactly
+        one whole packet with sequence id 0 and nothing is buffered before it; else None
+        (then `receive_data` and `next_event`)."""
         n = len(data) - 4
-        if (n > 0 and data[3] == 0 and data[0] | data[1] << 8 | data[2] << 16 == n
-                and n < MAX_PAYLOAD and n <= self._buffer.max_payload
-                and not self._buffer.pending()):
+        if (self.state is COMMAND and not self._held and n > 0 and data[3] == 0
+                and data[0] | data[1] << 8 | data[2] << 16 == n and n <= self._whole_limit):
             self.reply_seq = 1
             if data[4] == 3:  # COM_QUERY
-                return ComQuery(data[5:], data[4:], 0, data)
+                return ComQuery(data[4:], 0, data)
             return decode_command(data[4:], 0, data)
         return None
 

@@ -12,6 +12,7 @@ from config.protection import BreakerConfig
 from dal.wire.results import RESULT
 from pool.breaker import Breaker
 from pool.connection import BackendConnection
+from tests.unit.wire.test_client import logged_in
 
 REQUEST = b"\x09\x00\x00\x00\x03SELECT 1"
 
@@ -31,6 +32,7 @@ async def _lost_under(read_first: bool) -> tuple[BackendConnection, list]:
     server = await asyncio.start_server(serve, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     _, conn = await loop.create_connection(lambda: BackendConnection("t"), "127.0.0.1", port)
+    logged_in(conn)  # the login, played in memory: this test is about the socket
     ended: list = []
     if not read_first:
         conn.transport.pause_reading()  # DAL has not read the close yet

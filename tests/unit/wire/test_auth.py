@@ -18,7 +18,7 @@ from dal.wire.auth import (
     sha2_check,
     sha2_response,
 )
-from pool.connection import _rsa_encrypt
+from dal.wire.client import rsa_encrypt
 
 passwords = st.binary(min_size=1, max_size=64)
 scrambles = st.binary(min_size=20, max_size=20)
@@ -155,7 +155,7 @@ rsa_passwords = st.binary(min_size=1, max_size=100).filter(lambda p: not p.endsw
 @settings(max_examples=15, deadline=None)
 def test_rsa_round_trip_as_dal_client_encrypts(keys: RSAKeys, password: bytes,
                                                scramble: bytes) -> None:
-    ciphertext = _rsa_encrypt(keys.public_pem(), password, scramble)
+    ciphertext = rsa_encrypt(keys.public_pem(), password, scramble)
     assert len(ciphertext) == 256
     assert keys.decrypt_password(ciphertext, scramble) == password
 
@@ -175,7 +175,7 @@ def test_rsa_public_key_is_stable_pem(keys: RSAKeys) -> None:
 
 
 def test_rsa_wrong_scramble_does_not_give_the_password(keys: RSAKeys) -> None:
-    ciphertext = _rsa_encrypt(keys.public_pem(), b"secret", b"a" * 20)
+    ciphertext = rsa_encrypt(keys.public_pem(), b"secret", b"a" * 20)
     assert keys.decrypt_password(ciphertext, b"b" * 20) != b"secret"
 
 
