@@ -218,23 +218,7 @@ class Follower:
         pending: list[Change] = []
         for event in stream:
             if isinstance(event, WriteRowsEvent | UpdateRowsEvent | DeleteRowsEvent):
-                if self.routes.table(event.schema, event.table) is None:
-                    continue
-                pk = event.primary_key
-                key = tuple(pk) if isinstance(pk, tuple | list) else (pk,)
-                if not pk:
-                    raise RuntimeError(f"{event.schema}.{event.table} has no primary key in the "
-                                       "binlog metadata (binlog_row_metadata=FULL needed)")
-                for row in event.rows:
-                    if isinstance(event, WriteRowsEvent):
-                        pending.append(Change(event.schema, event.table, key, None,
-                                              row["values"]))
-                    elif isinstance(event, DeleteRowsEvent):
-                        pending.append(Change(event.schema, event.table, key, row["values"],
-                                              None))
-                    else:
-                        pending.append(Change(event.schema, event.table, key,
-                                              row["before_values"], row["after_values"]))
+                pending.extend(self._row_changes(event))
                 continue
             end = (stream.log_file, stream.log_pos)
             if isinstance(event, XAPrepareEvent):
@@ -244,34 +228,62 @@ class Follower:
                 pending = []
                 continue
             if isinstance(event, QueryEvent):
-                query = event.query if isinstance(event.query, str) else event.query.decode()
-                head = query.lstrip()[:8].upper()
-                if head.startswith("BEGIN"):
-                    continue
-                if head.startswith("XA"):
-                    xa = parse_xa(query)
-                    if xa is not None and xa[0] in ("commit", "rollback"):
-                        if xa[1] is None:
-                            raise RuntimeError(f"cannot read the XID of {query[:200]!r} at "
-                                               f"{end[0]}:{end[1]}")
-                        # Its own group, or the end of one (ONE PHASE): rows before it belong
-                        # to it; a rollback drops them with the held ones.
-                        self._put(Txn(end, event.timestamp,
-                                      pending if xa[0] == "commit" else [], None, (xa[0], xa[1])))
-                        pending = []
-                    if xa is not None:
-                        continue  # XA START/END/PREPARE: within the group, the rows go on
-                if not head.startswith("COMMIT") and DDL.match(query):
-                    schema = event.schema.decode() if isinstance(event.schema, bytes) \
-                        else event.schema
-                    self._put(Txn(end, event.timestamp, pending, None))
-                    self._put(Txn(end, event.timestamp, [], (schema, query)))
-                    pending = []
+                taken = self._query_event(event, end, pending)
+                if taken is not None:  # None: within the group, the rows go on
+                    pending = [] if taken else pending
+                if taken is None or taken:
                     continue
             self._put(Txn(end, event.timestamp, pending))
             pending = []
             if self.stop.is_set():
                 return
+
+    def _row_changes(self, event: WriteRowsEvent | UpdateRowsEvent | DeleteRowsEvent,
+                     ) -> list[Change]:
+        """The changes of one rows event of a routed table (none for other tables)."""
+        if self.routes.table(event.schema, event.table) is None:
+            return []
+        pk = event.primary_key
+        key = tuple(pk) if isinstance(pk, tuple | list) else (pk,)
+        if not pk:
+            raise RuntimeError(f"{event.schema}.{event.table} has no primary key in the "
+                               "binlog metadata (binlog_row_metadata=FULL needed)")
+        if isinstance(event, WriteRowsEvent):
+            return [Change(event.schema, event.table, key, None, row["values"])
+                    for row in event.rows]
+        if isinstance(event, DeleteRowsEvent):
+            return [Change(event.schema, event.table, key, row["values"], None)
+                    for row in event.rows]
+        return [Change(event.schema, event.table, key, row["before_values"],
+                       row["after_values"]) for row in event.rows]
+
+    def _query_event(self, event: QueryEvent, end: tuple[str, int],
+                     pending: list[Change]) -> bool | None:
+        """A statement event: None when it is inside a group (BEGIN, XA START/END/PREPARE),
+        True when it ended the group itself (XA COMMIT/ROLLBACK, DDL: ``pending`` was put),
+        False when it ends the group as a commit does."""
+        query = event.query if isinstance(event.query, str) else event.query.decode()
+        head = query.lstrip()[:8].upper()
+        if head.startswith("BEGIN"):
+            return None
+        if head.startswith("XA"):
+            xa = parse_xa(query)
+            if xa is None or xa[0] not in ("commit", "rollback"):
+                return None if xa is not None else False
+            if xa[1] is None:
+                raise RuntimeError(f"cannot read the XID of {query[:200]!r} at "
+                                   f"{end[0]}:{end[1]}")
+            # Its own group, or the end of one (ONE PHASE): rows before it belong to it; a
+            # rollback drops them with the held ones.
+            self._put(Txn(end, event.timestamp, pending if xa[0] == "commit" else [], None,
+                          (xa[0], xa[1])))
+            return True
+        if not head.startswith("COMMIT") and DDL.match(query):
+            schema = event.schema.decode() if isinstance(event.schema, bytes) else event.schema
+            self._put(Txn(end, event.timestamp, pending, None))
+            self._put(Txn(end, event.timestamp, [], (schema, query)))
+            return True
+        return False
 
     def _put(self, txn: Txn) -> None:
         while not self.stop.is_set():
