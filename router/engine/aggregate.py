@@ -8,7 +8,7 @@ Without GROUP BY exactly one row comes out, even from no rows. HAVING runs on me
 from __future__ import annotations
 
 from router.engine import describe, spec
-from router.engine.base import Primitive, Rows, Slots
+from router.engine.base import RowPrimitive, Rows, Slots
 from router.engine.merging import Merge, Step, one_stream
 from router.primitives import aggregate as agg
 from router.primitives.having import compile_predicate
@@ -18,7 +18,7 @@ from router.rows.columns import ColumnDefinition
 class Aggregate(Merge):
     """GROUP BY / aggregates without GROUP BY, merged across shards; HAVING after."""
 
-    def __init__(self, source: Primitive, group_by: tuple[spec.Ref, ...],
+    def __init__(self, source: RowPrimitive, group_by: tuple[spec.Ref, ...],
                  aggregates: tuple[spec.Aggregate, ...], grouped: bool, having: tuple | None,
                  slotted: bool) -> None:
         super().__init__(source)

@@ -186,3 +186,11 @@ class Primitive(ABC):
     @abstractmethod
     def execute(self, cursor: Cursor, bindings: Bindings) -> None:
         """Run this (sub)tree and answer the client through ``cursor``."""
+
+
+class RowPrimitive(Primitive):
+    """A primitive whose rows a parent merges (a Scatter, and the merges above it)."""
+
+    @abstractmethod
+    async def fetch(self, cursor: Cursor, bindings: Bindings) -> Rows:
+        """This subtree's rows for one execution (streams may be lazy)."""

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from router.engine.aggregate import Aggregate
-from router.engine.base import Bindings, Cursor, Primitive, Row, Rows, Slots
+from router.engine.base import Bindings, Cursor, Primitive, Row, RowPrimitive, Rows, Slots
 from router.engine.broadcast import Broadcast
 from router.engine.distinct import Distinct
 from router.engine.insert import InsertSplit
@@ -64,9 +64,9 @@ def sharded_tree(sharded: ShardedPlan, statement: str) -> Primitive:
     return leaf if spec is None else merge_tree(spec, leaf)
 
 
-def merge_tree(spec: MergeSpec, leaf: Primitive) -> Primitive:
+def merge_tree(spec: MergeSpec, leaf: RowPrimitive) -> RowPrimitive:
     """The merge primitives ``spec`` asks for, over ``leaf``."""
-    node = leaf
+    node: RowPrimitive = leaf
     slotted = spec.slotted
     if spec.aggregated:
         node = Aggregate(node, spec.group_by, spec.aggregates, spec.grouped, spec.having,
@@ -87,7 +87,7 @@ def merge_tree(spec: MergeSpec, leaf: Primitive) -> Primitive:
     return node
 
 
-class Given(Primitive):
+class Given(RowPrimitive):
     """A leaf of rows already fetched: merges run over it without a cursor."""
 
     def __init__(self, rows: Rows) -> None:

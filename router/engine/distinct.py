@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 
-from router.engine.base import Primitive, Row, Rows, Slots
+from router.engine.base import Row, RowPrimitive, Rows, Slots
 from router.engine.merging import Merge, Step, one_stream
 from router.primitives.errors import MergeTooLarge
 from router.primitives.values import value_key
@@ -15,7 +15,7 @@ from router.rows.columns import ColumnDefinition
 class Distinct(Merge):
     """SELECT DISTINCT across shards; ``hidden`` trailing columns do not count."""
 
-    def __init__(self, source: Primitive, hidden: int) -> None:
+    def __init__(self, source: RowPrimitive, hidden: int) -> None:
         super().__init__(source)
         self.hidden = hidden
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 from itertools import islice
 
 from router.engine import describe, spec
-from router.engine.base import Primitive, Rows, Slots
+from router.engine.base import RowPrimitive, Rows, Slots
 from router.engine.merging import Merge, Step, one_stream
 
 
 class Limit(Merge):
     """The client's LIMIT (``None``: none) and OFFSET, either a number or a literal slot."""
 
-    def __init__(self, source: Primitive, limit: spec.Ref | None, offset: spec.Ref) -> None:
+    def __init__(self, source: RowPrimitive, limit: spec.Ref | None, offset: spec.Ref) -> None:
         super().__init__(source)
         self.limit = limit
         self.offset = offset

@@ -9,7 +9,7 @@ descending (`router.primitives.sort`).
 from __future__ import annotations
 
 from router.engine import describe, spec
-from router.engine.base import Primitive, Rows, Slots
+from router.engine.base import RowPrimitive, Rows, Slots
 from router.engine.merging import Merge, Step, one_stream
 from router.primitives.sort import kway_merge, row_key, top_n
 
@@ -18,7 +18,7 @@ class MergeSort(Merge):
     """Order rows by ``order``: k-way (``presorted`` inputs) or in memory (top-n under the
     ``limit``/``offset`` that follow)."""
 
-    def __init__(self, source: Primitive, order: tuple[spec.SortKey, ...], presorted: bool,
+    def __init__(self, source: RowPrimitive, order: tuple[spec.SortKey, ...], presorted: bool,
                  limit: spec.Ref | None = None, offset: spec.Ref = 0,
                  slotted: bool = False) -> None:
         super().__init__(source)

@@ -14,15 +14,15 @@ from abc import abstractmethod
 from collections.abc import Callable, Iterable
 from itertools import chain
 
-from router.engine.base import Bindings, Cursor, Primitive, Row, Rows, Slots
+from router.engine.base import Bindings, Cursor, Primitive, Row, RowPrimitive, Rows, Slots
 
 Step = Callable[[Rows, int], Rows]
 
 
-class Merge(Primitive):
+class Merge(RowPrimitive):
     """A primitive that merges the rows of its one input."""
 
-    def __init__(self, source: Primitive) -> None:
+    def __init__(self, source: RowPrimitive) -> None:
         self.source = source
 
     def inputs(self) -> tuple[Primitive, ...]:
@@ -35,7 +35,7 @@ class Merge(Primitive):
     async def fetch(self, cursor: Cursor, bindings: Bindings) -> Rows:
         """The merged rows of this subtree (lazy until the caller reads them)."""
         step = self.step(bindings.slots)
-        rows = await self.source.fetch(cursor, bindings)  # type: ignore[attr-defined]
+        rows = await self.source.fetch(cursor, bindings)
         return step(rows, cursor.max_merge_rows)
 
     def execute(self, cursor: Cursor, bindings: Bindings) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from router.engine import describe, spec
-from router.engine.base import Primitive, Rows, Slots
+from router.engine.base import RowPrimitive, Rows, Slots
 from router.engine.merging import Merge, Step, one_stream
 
 Names = tuple[tuple[int, tuple[str | int, ...]], ...]
@@ -15,7 +15,7 @@ Names = tuple[tuple[int, tuple[str | int, ...]], ...]
 class Project(Merge):
     """Drop ``hidden`` trailing columns; rename by ``names`` (column, text or slot parts)."""
 
-    def __init__(self, source: Primitive, hidden: int, names: Names, slotted: bool) -> None:
+    def __init__(self, source: RowPrimitive, hidden: int, names: Names, slotted: bool) -> None:
         super().__init__(source)
         self.hidden = hidden
         self.names = names

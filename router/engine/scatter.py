@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+from config.model import Config
 from router.engine.base import (
     STATEMENT_TIMEOUT_CODE,
     BackendFailure,
@@ -23,6 +24,7 @@ from router.engine.base import (
     Cursor,
     Primitive,
     Row,
+    RowPrimitive,
     Rows,
     ShardFailure,
     ShardResult,
@@ -39,7 +41,7 @@ MAX_ROWS = (1104, "42000")  # ER_TOO_BIG_SELECT: rules.max_rows (docs/errors.md)
 UNMERGEABLE = "DAL cannot merge this statement across shards: "
 
 
-class Scatter(Primitive):
+class Scatter(RowPrimitive):
     """A read or write on the shards of one dimension that ``sharded.routing`` names."""
 
     def __init__(self, sharded: ShardedPlan, statement: str) -> None:
@@ -77,7 +79,7 @@ class Scatter(Primitive):
             return text + f"; refused on several shards ({self.unmergeable})"
         return text + ("; rows concatenated (streamed when allowed)" if self.streamable else "")
 
-    def targets(self, config: object, slots: Slots) -> list[Target]:
+    def targets(self, config: Config, slots: Slots) -> list[Target]:
         """The shards this execution reaches (a cached target for one key value)."""
         one = single_target(config, self.sharded, slots)  # type: ignore[arg-type]
         return [one] if one is not None else targets(config, self.sharded, slots)  # type: ignore[arg-type]

@@ -169,11 +169,31 @@ def test_transaction_lives_on_the_shards_backend(connect, direct, clean) -> None
 def test_explain_dal_shows_each_shard_and_its_values(connect) -> None:
     with connect().cursor() as cur:
         cur.execute("EXPLAIN DAL SELECT * FROM orders WHERE user_id IN (1, 2, 121)")
+        assert [d[0] for d in cur.description] == ["plan", "targets", "sql"]
         rows = cur.fetchall()
-    assert [(r[2], r[3], r[4]) for r in rows] == [
-        ("1", "a", "SELECT * FROM user_001.orders WHERE user_id IN (1, 121)"),
-        ("2", "a", "SELECT * FROM user_002.orders WHERE user_id IN (2)"),
-    ]
+    assert rows[0][0].startswith("Scatter SELECT on user shards")
+    assert rows[0][1:] == ("2 databases: user_001 on a, user_002 on a", None)
+    assert rows[1:] == (
+        ("  -> user_001", "user_001 on a",
+         "SELECT * FROM user_001.orders WHERE user_id IN (1, 121)"),
+        ("  -> user_002", "user_002 on a", "SELECT * FROM user_002.orders WHERE user_id IN (2)"),
+    )
+
+
+def test_explain_dal_prints_the_tree_of_a_sorted_scatter(connect) -> None:
+    with connect().cursor() as cur:
+        cur.execute("EXPLAIN DAL SELECT id, created_at FROM orders ORDER BY created_at "
+                    "LIMIT 5, 20")
+        rows = cur.fetchall()
+    assert [r[0] for r in rows[:3]] == [
+        "Limit 20 offset 5",
+        "  MergeSort k-way by #2 (every shard sends its rows sorted)",
+        "    Scatter SELECT on user shards: every shard (no shard key)"]
+    assert rows[2][1] == "120 databases: user_000..user_059 on a, user_060..user_119 on b"
+    assert rows[3] == ("      -> user_000 (each of the 120 the same, with its own database)",
+                       "user_000 on a", "SELECT id, created_at FROM user_000.orders "
+                       "ORDER BY created_at LIMIT 25")
+    assert len(rows) == 4
 
 
 def copies_of_region(direct, region_id: int) -> list:
