@@ -2,8 +2,9 @@
 
 On a small machine DAL, the database servers and the load generator share the same cores, so a
 throughput ratio alone does not say who spent the time. `CpuMeter` reads the CPU time (user +
-system, from /proc) of the processes listening on DAL's port and on the database servers'
-ports, and of the bench's own finished children (the load generator), before and after a round;
+system, from /proc) of the processes listening on DAL's port, on the database servers' ports
+and on the port of every other target measured (the TCP hop, compared DALs), and of the
+bench's own finished children (the load generator), before and after a round;
 `per_query` turns the differences into microseconds per query. On a system without /proc the
 meter finds no processes and the report leaves the line out.
 """
@@ -70,26 +71,26 @@ def _children_seconds() -> float:
 
 @dataclass
 class CpuMeter:
-    """The processes of each group; `sample` reads their CPU seconds so far."""
+    """The processes of each group (a name per port set: "dal", "hop", a compared DAL's label,
+    "servers"); `sample` reads their CPU seconds so far."""
 
-    dal: set[int] = field(default_factory=set)
-    servers: set[int] = field(default_factory=set)
+    groups: dict[str, set[int]] = field(default_factory=dict)
 
     @classmethod
-    def find(cls, dal_port: int, server_ports: set[int]) -> CpuMeter:
-        """The meter of the processes listening on DAL's port and on the servers' ports."""
-        return cls(listening_pids({dal_port}), listening_pids(server_ports))
+    def find(cls, ports: dict[str, set[int]]) -> CpuMeter:
+        """The meter of the processes listening on each group's ports."""
+        return cls({name: listening_pids(group) for name, group in ports.items()})
 
     @property
     def usable(self) -> bool:
-        return bool(self.dal or self.servers)
+        return any(self.groups.values())
 
     def sample(self) -> dict[str, float]:
         """CPU seconds so far per group found (a group whose processes could not be found, say
         servers of another user, is left out rather than shown as 0); `client`: the bench's
         finished child processes."""
-        found = {"dal": self.dal, "servers": self.servers}
-        seconds = {name: sum(map(cpu_seconds, pids)) for name, pids in found.items() if pids}
+        seconds = {name: sum(map(cpu_seconds, pids)) for name, pids in self.groups.items()
+                   if pids}
         return {**seconds, "client": _children_seconds()}
 
 
@@ -106,5 +107,7 @@ def per_query(seconds: dict[str, float], queries: int) -> dict[str, float]:
 
 
 def describe(us: dict[str, float]) -> str:
-    """'dal 40 us, servers 45 us, client 22 us' in GROUPS order."""
-    return ", ".join(f"{name} {us[name]:.0f} us" for name in GROUPS if name in us)
+    """'dal 40 us, servers 45 us, client 22 us': GROUPS first, then the other groups (the hop,
+    compared DALs) in the order measured."""
+    names = [n for n in GROUPS if n in us] + [n for n in us if n not in GROUPS]
+    return ", ".join(f"{name} {us[name]:.0f} us" for name in names)
