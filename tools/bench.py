@@ -290,7 +290,8 @@ def run_picture(args: argparse.Namespace, config: Config, direct: Target, dal: T
     """The point-select rounds over every target (per client count with --clients-set), then
     the scatter and the id generator when asked; one report and one JSON."""
     layout = describe_layout(args, direct, dal, shards)
-    result: dict[str, Any] = {}
+    result: dict[str, Any] = {"date": time.strftime("%Y-%m-%d %H:%M:%S %z")}
+    machine = bench_cpu.machine_sample()
     try:
         with _sigterm_as_exit():
             if args.point_selects or args.scatter:
@@ -307,6 +308,7 @@ def run_picture(args: argparse.Namespace, config: Config, direct: Target, dal: T
     except (BenchError, ValueError) as exc:
         print(f"dal bench: {exc}", file=sys.stderr)
         return 1
+    result["machine"] = bench_cpu.machine_summary(machine, bench_cpu.machine_sample())
     return emit(args, result, layout)
 
 
@@ -399,6 +401,7 @@ def emit(args: argparse.Namespace, result: dict[str, Any], layout: str) -> int:
         bench_scatter.report(result["scatter"])
     if "ids" in result:
         print(bench_ids.IdFigures(**result["ids"]).describe())
+    print(f"{result['date']}: {bench_cpu.describe_machine(result['machine'])} during the run")
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
     # With --transactions the unsharded targets (direct, the hop) may deadlock; only the DALs'

@@ -111,3 +111,38 @@ def describe(us: dict[str, float]) -> str:
     compared DALs) in the order measured."""
     names = [n for n in GROUPS if n in us] + [n for n in us if n not in GROUPS]
     return ", ".join(f"{name} {us[name]:.0f} us" for name in names)
+
+
+def machine_sample() -> dict[str, float]:
+    """The machine's CPU tick counters so far (/proc/stat: all, idle, steal) and its load
+    average; {} without /proc."""
+    try:
+        cells = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+        load = float(Path("/proc/loadavg").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return {}
+    ticks = [int(c) for c in cells]
+    # user nice system idle iowait irq softirq steal (guest ticks are inside user already)
+    return {"total": sum(ticks[:8]), "idle": ticks[3] + ticks[4], "steal": ticks[7] if len(
+        ticks) > 7 else 0, "load": load}
+
+
+def machine_summary(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """Steal and busy percent of all CPUs between two samples, and the load averages at both
+    ends: how loaded the shared machine was while the figures were taken."""
+    if not before or not after or after["total"] <= before["total"]:
+        return {}
+    total = after["total"] - before["total"]
+    return {"cpus": os.cpu_count() or 0,
+            "steal_percent": round(100 * (after["steal"] - before["steal"]) / total, 1),
+            "busy_percent": round(100 * (1 - (after["idle"] - before["idle"]) / total), 1),
+            "load_start": before["load"], "load_end": after["load"]}
+
+
+def describe_machine(summary: dict[str, float]) -> str:
+    """'2 CPUs, 93 % busy, steal 0.0 %, load 3.1 -> 14.7'."""
+    if not summary:
+        return "machine load unknown (no /proc)"
+    return (f"{summary['cpus']:.0f} CPUs, {summary['busy_percent']:.0f} % busy, steal "
+            f"{summary['steal_percent']:.1f} %, load average {summary['load_start']:.1f} -> "
+            f"{summary['load_end']:.1f}")

@@ -1,7 +1,7 @@
 """`dal bench --ids`: order ids generated per second in one process (router/genes.py).
 
 The hot call DAL makes for each generated id, `GeneGenerator.next_id(user, merchant)`, in a
-tight loop of this process, no database and no DAL needed. Three alternated-free runs of
+tight loop of this process, no database and no DAL needed. Three runs of
 ``count`` ids each; the report gives ids per second of wall time (median and best run) and of
 CPU time (`time.process_time`, which on a shared machine is not inflated by stolen time).
 
