@@ -40,9 +40,9 @@ Load generators:
 
 Reading the report: per target, the queries, qps (all rounds together: total queries / total
 seconds), avg/p50/p99 latency in ms and errors. `ratio qps` = dal qps / direct qps: 1.00 means
-DAL costs nothing, 0.50 means DAL serves half the direct throughput. For reference (DESIGN.md,
-sysbench, 32 threads): a plain TCP hop (HAProxy) is 0.64-0.70, DAL's target for unsharded
-tables is >= 0.45 first, then >= 0.60. `ratio p99` = dal p99 / direct p99 (above 1: slower).
+DAL costs nothing, 0.50 means DAL serves half the direct throughput; --hop measures the floor
+a proxy reaches on the machine in the same run (below). `ratio p99` = dal p99 / direct p99
+(above 1: slower).
 In sysbench mode the p99 of a target is the median of its rounds' p99s. With --ps-mode both,
 every round runs direct and dal in ps-mode disable, then in auto, and the report has a table per
 mode and the ratio of the two ratios (auto / disable), all from the same run.
@@ -51,6 +51,22 @@ mode and the ratio of the two ratios (auto / disable), all from the same run.
 processes listening on its port; idle in direct rounds), the database servers (those listening
 on the config's instance ports) and the load generator. On a machine where all three share the
 cores, it shows where the time went: the ratio falls as DAL's share of the CPU grows.
+
+The whole picture in one run (docs/performance.md has the figures and how to reproduce them):
+  --hop                  one more target: HAProxy (mode tcp) in front of direct, started on a
+                         free port and stopped after (tools/bench_hop.py; skipped, with the
+                         reason, when haproxy is not installed): the floor any proxy reaches
+  --compare-port P[:L]   one more target per option: another DAL already listening on P (an
+                         older build, say), with its own CPU per query: an A/B in one run
+  --clients-set 32,1000  the alternated rounds once per client count: sysbench threads, or the
+                         asyncio generator (tools/bench_async.py) above --sysbench-max-threads
+                         or without --sysbench; a summary table of the ratios per count
+  --scatter              a 120-shard ORDER BY ... LIMIT 20 through DAL against the same query
+                         on one unsharded table (tools/bench_scatter.py), p50/p99
+  --ids                  order ids generated per second in this process (tools/bench_ids.py)
+  --no-point-selects     only the --scatter and --ids parts
+Every target gets its rounds in turn, all alternated; each ratio is to direct. The report ends
+with the machine's load and CPU steal during the run (from /proc/stat).
 
 Progress goes to stderr, one line per round; the report to stdout (a table on a terminal, plain
 aligned text otherwise); --json FILE writes the figures. Exit status: 0 done, 1 a target is
