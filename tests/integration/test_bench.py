@@ -319,8 +319,9 @@ def test_client_counts_in_one_run(config: Config, tmp_path: Path) -> None:
     # With sysbench: 4 clients as sysbench threads, 40 above --sysbench-max-threads with the
     # asyncio generator; without sysbench both counts use the asyncio generator.
     sysbench = shutil.which("sysbench") is not None
-    proc, result = run_bench(tmp_path, "--port", str(free_port()), *SHORT, "--clients-set",
-                             "4,40", "--procs", "1", "--sysbench-max-threads", "8",
+    proc, result = run_bench(tmp_path, "--port", str(free_port()), "--duration", "1.5",
+                             "--rounds", "1", "--warmup", "0", "--clients-set", "4,40",
+                             "--procs", "1", "--sysbench-max-threads", "8",
                              *(["--sysbench"] if sysbench else []))
     by_clients = result["by_clients"]
     assert list(by_clients) == ["4", "40"]
