@@ -26,6 +26,9 @@ mariadb:
 	@command -v sysbench >/dev/null 2>&1 || \
 	  (DEBIAN_FRONTEND=noninteractive apt-get install -y -q sysbench >/dev/null 2>&1 || \
 	   echo "sysbench not installed: 'dal bench --sysbench' will be unavailable")
+	@command -v haproxy >/dev/null 2>&1 || test -x /usr/sbin/haproxy || \
+	  (DEBIAN_FRONTEND=noninteractive apt-get install -y -q haproxy >/dev/null 2>&1 || \
+	   echo "haproxy not installed: 'dal bench --hop' will go on without the TCP hop")
 
 # Client libraries the prepared-statement tests drive (each skipped with a reason if absent):
 # the `mariadb` Python connector and mysqlclient (both build against libmariadb-dev), MariaDB

@@ -40,9 +40,9 @@ Load generators:
 
 Reading the report: per target, the queries, qps (all rounds together: total queries / total
 seconds), avg/p50/p99 latency in ms and errors. `ratio qps` = dal qps / direct qps: 1.00 means
-DAL costs nothing, 0.50 means DAL serves half the direct throughput. For reference (DESIGN.md,
-sysbench, 32 threads): a plain TCP hop (HAProxy) is 0.64-0.70, DAL's target for unsharded
-tables is >= 0.45 first, then >= 0.60. `ratio p99` = dal p99 / direct p99 (above 1: slower).
+DAL costs nothing, 0.50 means DAL serves half the direct throughput; --hop measures the floor
+a proxy reaches on the machine in the same run (below). `ratio p99` = dal p99 / direct p99
+(above 1: slower).
 In sysbench mode the p99 of a target is the median of its rounds' p99s. With --ps-mode both,
 every round runs direct and dal in ps-mode disable, then in auto, and the report has a table per
 mode and the ratio of the two ratios (auto / disable), all from the same run.
@@ -51,6 +51,22 @@ mode and the ratio of the two ratios (auto / disable), all from the same run.
 processes listening on its port; idle in direct rounds), the database servers (those listening
 on the config's instance ports) and the load generator. On a machine where all three share the
 cores, it shows where the time went: the ratio falls as DAL's share of the CPU grows.
+
+The whole picture in one run (docs/performance.md has the figures and how to reproduce them):
+  --hop                  one more target: HAProxy (mode tcp) in front of direct, started on a
+                         free port and stopped after (tools/bench_hop.py; skipped, with the
+                         reason, when haproxy is not installed): the floor any proxy reaches
+  --compare-port P[:L]   one more target per option: another DAL already listening on P (an
+                         older build, say), with its own CPU per query: an A/B in one run
+  --clients-set 32,1000  the alternated rounds once per client count: sysbench threads, or the
+                         asyncio generator (tools/bench_async.py) above --sysbench-max-threads
+                         or without --sysbench; a summary table of the ratios per count
+  --scatter              a 120-shard ORDER BY ... LIMIT 20 through DAL against the same query
+                         on one unsharded table (tools/bench_scatter.py), p50/p99
+  --ids                  order ids generated per second in this process (tools/bench_ids.py)
+  --no-point-selects     only the --scatter and --ids parts
+Every target gets its rounds in turn, all alternated; each ratio is to direct. The report ends
+with the machine's load and CPU steal during the run (from /proc/stat).
 
 Progress goes to stderr, one line per round; the report to stdout (a table on a terminal, plain
 aligned text otherwise); --json FILE writes the figures. Exit status: 0 done, 1 a target is
@@ -77,7 +93,7 @@ import tempfile
 import threading
 import time
 from array import array
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -85,52 +101,35 @@ from typing import Any
 import pymysql
 
 from config.loader import load_config
-from config.model import Config, Dimension, TableKind
-from tools import bench_cpu
-from tools import schema as schema_tool
+from config.model import Config
+from tools import bench_cpu, bench_hop, bench_idle, bench_ids, bench_report, bench_scatter
+from tools.bench_common import (
+    CONNECT_TIMEOUT,
+    MAX_ERROR_SAMPLES,
+    QUERY,
+    BenchConfigError,
+    BenchError,
+    Target,
+)
+from tools.bench_common import describe_error as _describe
+from tools.bench_common import ms as _ms
+from tools.bench_common import percentile as _percentile
+from tools.bench_common import ratio as _ratio
+from tools.bench_layout import (
+    SHARD_KEY,
+    SHARDED_DB,
+    TABLE,
+    ShardTable,
+    apply_schema,
+    sharded_layout,
+)
 
-TABLE = "sbtest1"
-SHARDED_DB = "sbtest"  # the logical database --sharded measures (config/bench.yaml)
-SHARD_KEY = "id"
 FILL_WORKERS = 4  # connections filling the shards
-QUERY = "SELECT c FROM sbtest1 WHERE id=%d"
 DAL_START_TIMEOUT = 20.0
-CONNECT_TIMEOUT = 5.0
 QUERY_TIMEOUT = 10  # seconds a single query may take before it counts as an error
 READY_TIMEOUT = 30.0  # seconds for the worker processes to open their connections
 SAMPLES_PER_PROC = 500_000  # latency samples kept per worker process and round
 INSERT_BATCH = 1000
-MAX_ERROR_SAMPLES = 5
-
-
-class BenchError(Exception):
-    """A target is unreachable, a round failed or the setup did not work. The message says why."""
-
-
-class BenchConfigError(Exception):
-    """The config cannot be used for the run asked for (exit status 2)."""
-
-
-@dataclass(frozen=True)
-class Target:
-    """Where one side of the comparison connects."""
-
-    name: str
-    host: str
-    port: int
-    user: str
-    password: str
-    database: str
-
-    def address(self) -> str:
-        return f"{self.host}:{self.port}"
-
-    def connect(self, **extra: Any) -> pymysql.connections.Connection:
-        return pymysql.connect(
-            host=self.host, port=self.port, user=self.user, password=self.password,
-            database=self.database, autocommit=True, connect_timeout=CONNECT_TIMEOUT,
-            ssl_disabled=True, **extra,  # plain TCP on both sides, as sysbench (--mysql-ssl=off)
-        )
 
 
 @dataclass
@@ -225,7 +224,49 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "(tools/bench_idle.py)")
     parser.add_argument("--tls", action="store_true",
                         help="--idle-clients over TLS (needs server.tls in the config)")
+    parser.add_argument("--hop", action="store_true",
+                        help="also measure a plain TCP hop: HAProxy (mode tcp) started on a free "
+                        "port in front of the direct target (tools/bench_hop.py); without "
+                        "haproxy installed the bench says so and goes on without it")
+    parser.add_argument("--compare-port", action="append", default=[], metavar="PORT[:LABEL]",
+                        type=_compare_port,
+                        help="also measure another DAL already listening on PORT (e.g. an older "
+                        "build from another checkout) as target LABEL (default dal@PORT), with "
+                        "its own CPU per query; repeatable")
+    parser.add_argument("--clients-set", type=_counts, metavar="N,N,...",
+                        help="run the rounds once per client count, e.g. 32,1000,5000: sysbench "
+                        "threads with --sysbench up to --sysbench-max-threads, the asyncio "
+                        "generator (tools/bench_async.py, --procs processes) otherwise")
+    parser.add_argument("--sysbench-max-threads", type=int, default=10_000,
+                        help="--clients-set: above this count the asyncio generator runs "
+                        "instead of sysbench (default: %(default)s)")
+    parser.add_argument("--ids", action="store_true",
+                        help="also measure order ids generated per second in this process "
+                        "(router/genes.py; no database needed; tools/bench_ids.py)")
+    parser.add_argument("--ids-count", type=int, default=bench_ids.DEFAULT_COUNT,
+                        help="--ids: ids per run (default: %(default)s)")
+    parser.add_argument("--point-selects", action=argparse.BooleanOptionalAction, default=True,
+                        help="the point-select rounds (default: on); --no-point-selects with "
+                        "--scatter and/or --ids runs only those")
+    bench_scatter.add_arguments(parser)
     parser.add_argument("--json", metavar="FILE", help="write the figures to FILE as JSON")
+
+
+def _compare_port(text: str) -> tuple[int, str]:
+    port, _, label = text.partition(":")
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"not a port: {port!r}")
+    return int(port), label or f"dal@{port}"
+
+
+def _counts(text: str) -> list[int]:
+    try:
+        counts = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of counts: {text!r}") from None
+    if not counts or min(counts) <= 0:
+        raise argparse.ArgumentTypeError(f"counts must be positive: {text!r}")
+    return counts
 
 
 def run(args: argparse.Namespace) -> int:
@@ -257,45 +298,139 @@ def run(args: argparse.Namespace) -> int:
         return run_txn_modes(args, config)
     if args.idle_clients:
         return run_idle(args, config, dal)
+    return run_picture(args, config, direct, dal, shards)
+
+
+def run_picture(args: argparse.Namespace, config: Config, direct: Target, dal: Target,
+                shards: list[tuple[str, list[ShardTable]]]) -> int:
+    """The point-select rounds over every target (per client count with --clients-set), then
+    the scatter and the id generator when asked; one report and one JSON."""
     layout = describe_layout(args, direct, dal, shards)
-    print(f"dal bench: {layout}", file=sys.stderr)
+    result: dict[str, Any] = {"date": time.strftime("%Y-%m-%d %H:%M:%S %z")}
+    machine = bench_cpu.machine_sample()
     try:
         with _sigterm_as_exit():
-            setup_table(direct, args.table_size)
-            if args.sharded:
-                setup_sharded(config, shards, args.table_size)
-            probe(direct)
-            with dal_running(args.config, dal) as started:
-                probe(dal, hint="" if started or not args.sharded else (
-                    f" (the DAL already listening there may run a config without the logical "
-                    f"database {SHARDED_DB!r}; stop it, or give --port for a DAL of its own)"))
-                servers = {instance.port for instance in config.instances.values()}
-                meter = bench_cpu.CpuMeter.find(dal.port, servers)
-                result = benchmark(args, direct, dal, meter)
-                result["dal_started"] = started
-                result["layout"] = "sharded" if args.sharded else "unsharded"
-                result["layout_text"] = layout
-                result["shards"] = len(shards[0][1]) if shards else None
+            if args.point_selects or args.scatter:
+                if max(args.clients_set or [0]) > 500:
+                    bench_idle.raise_fd_limit(2 * max(args.clients_set) + 500)  # DAL inherits it
+                measure_servers(args, config, direct, dal, shards, layout, result)
+            if args.ids:
+                figures = bench_ids.measure(args.ids_count)
+                print(f"dal bench: {figures.describe()}", file=sys.stderr)
+                result["ids"] = figures.as_json()
     except BenchConfigError as exc:
         print(f"dal bench: {exc}", file=sys.stderr)
         return 2
-    except BenchError as exc:
+    except (BenchError, ValueError) as exc:
         print(f"dal bench: {exc}", file=sys.stderr)
         return 1
-    per_mode = list(result.get("by_ps_mode", {"": result}).values())
+    result["machine"] = bench_cpu.machine_summary(machine, bench_cpu.machine_sample())
+    return emit(args, result, layout)
+
+
+def measure_servers(args: argparse.Namespace, config: Config, direct: Target, dal: Target,
+                    shards: list[tuple[str, list[ShardTable]]], layout: str,
+                    result: dict[str, Any]) -> None:
+    """Set up the tables, start what the run needs (DAL, the hop) and measure into ``result``."""
+    if args.point_selects:
+        print(f"dal bench: {layout}", file=sys.stderr)
+        setup_table(direct, args.table_size)
+        if args.sharded:
+            setup_sharded(config, shards, args.table_size)
+        probe(direct)
+    scatter_shards = (bench_scatter.setup(config, direct, args.scatter_rows) if args.scatter
+                      else None)
+    with contextlib.ExitStack() as stack:
+        started = stack.enter_context(dal_running(args.config, dal))
+        compared = [Target(label, dal.host, port, dal.user, dal.password, dal.database)
+                    for port, label in args.compare_port]
+        targets = [direct, dal]
+        if args.point_selects:
+            for target in (dal, *compared):
+                probe(target, hint="" if started or not args.sharded else (
+                    f" (the DAL listening there may run a config without the logical "
+                    f"database {SHARDED_DB!r}; stop it, or give --port for a DAL of its own)"))
+            hop_port = stack.enter_context(bench_hop.hop_running(direct.host, direct.port)) \
+                if args.hop else None
+            result["hop"] = {"measured": hop_port is not None,
+                             "reason": bench_hop.unavailable() if args.hop else "not asked"}
+            if hop_port is not None:
+                targets.append(Target("hop", direct.host, hop_port, direct.user,
+                                      direct.password, direct.database))
+            targets += compared
+            ports = {t.name: {t.port} for t in targets[1:]}
+            ports["servers"] = {instance.port for instance in config.instances.values()}
+            meter = bench_cpu.CpuMeter.find(ports)
+            if args.clients_set:
+                result["by_clients"] = clients_set(args, targets, meter)
+            else:
+                result.update(benchmark(args, targets, meter))
+            result.update(dal_started=started, layout="sharded" if args.sharded else "unsharded",
+                          layout_text=layout, shards=len(shards[0][1]) if shards else None)
+        if scatter_shards is not None:
+            sbtest = [Target(t.name, t.host, t.port, t.user, t.password, SHARDED_DB)
+                      for t in (dal, *compared)]
+            scatter = bench_scatter.measure([direct, *sbtest], args.rounds, args.duration,
+                                            args.warmup)
+            result["scatter"] = {"rows": args.scatter_rows, "shards": scatter_shards, **scatter}
+
+
+def clients_set(args: argparse.Namespace, targets: list[Target],
+                meter: bench_cpu.CpuMeter) -> dict[str, dict[str, Any]]:
+    """The alternated rounds once per --clients-set count; a count whose round failed is kept
+    with the reason (`failed`) and the run goes on to the next."""
+    out: dict[str, dict[str, Any]] = {}
+    for count in args.clients_set:
+        generator = ("sysbench" if args.sysbench and count <= args.sysbench_max_threads
+                     else "asyncio")
+        per = argparse.Namespace(**{
+            **vars(args), "threads": count, "clients": count, "procs": min(args.procs, count),
+            "sysbench": generator == "sysbench", "generator": generator,
+            "max_queries": max(args.max_queries, count)})
+        print(f"dal bench: {count} clients ({generator})", file=sys.stderr, flush=True)
+        try:
+            figures = benchmark(per, targets, meter)
+        except BenchError as exc:
+            print(f"dal bench: {count} clients: {exc}", file=sys.stderr)
+            figures = {"failed": str(exc)}
+        out[str(count)] = {"clients": count, "generator": generator, **figures}
+    return out
+
+
+def emit(args: argparse.Namespace, result: dict[str, Any], layout: str) -> int:
+    """Print the report, write the JSON; the exit status (1 when a query failed)."""
+    if "by_clients" in result:
+        per_mode = [f for f in result["by_clients"].values() if "targets" in f]
+    else:
+        per_mode = list(result.get("by_ps_mode", {"": result}).values()) \
+            if "targets" in result or "by_ps_mode" in result else []
     for figures in per_mode:
-        report({**figures, "layout_text": layout})
+        bench_report.report({**figures, "layout_text": layout})
+    if "by_clients" in result:
+        bench_report.clients_summary(result["by_clients"])
     if "ratio_auto_over_disable" in result:
         print(f"ratio in auto / ratio in disable: {result['ratio_auto_over_disable']:.2f} "
               "(1.00 or more: prepared statements cost DAL no more than they save the backend)")
+    if result.get("hop", {}).get("measured") is False and args.hop:
+        print(f"hop: not measured: {result['hop']['reason']}")
+    if "scatter" in result:
+        bench_scatter.report(result["scatter"])
+    if "ids" in result:
+        print(bench_ids.IdFigures(**result["ids"]).describe())
+    print(f"{result['date']}: {bench_cpu.describe_machine(result['machine'])} during the run")
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
-    counted = ["dal"] if getattr(args, "transactions", False) else ["direct", "dal"]
-    errors = sum(figures["targets"][name]["errors"] for figures in per_mode
-                 for name in counted if name in figures["targets"])
-    if errors:
-        print(f"dal bench: {errors} queries failed on {' and '.join(counted)} (see the error "
-              "samples in the report)", file=sys.stderr)
+    # With --transactions the unsharded targets (direct, the hop) may deadlock; only the DALs'
+    # errors count then.
+    transactions = getattr(args, "transactions", False)
+    errors = sum(t["errors"] for figures in per_mode for name, t in figures["targets"].items()
+                 if not (transactions and name in ("direct", "hop")))
+    errors += sum(result.get("scatter", {}).get("errors", {}).values())
+    failed = [c for c, f in result.get("by_clients", {}).items() if "failed" in f]
+    if errors or failed:
+        print(f"dal bench: {errors} queries failed" + (
+            f"; the rounds of {', '.join(failed)} clients failed" if failed else "")
+            + " (see the error samples in the report)", file=sys.stderr)
         return 1
     return 0
 
@@ -321,6 +456,31 @@ def _check_args(args: argparse.Namespace) -> str | None:
     if getattr(args, "transactions", False) and not (
             args.sysbench and getattr(args, "workload", "") == "oltp_read_write"):
         return "--transactions goes with --sysbench --workload oltp_read_write"
+    return _check_picture_args(args)
+
+
+RESERVED_NAMES = {"direct", "dal", "hop", "servers", "client"}  # targets and CPU groups
+
+
+def _check_picture_args(args: argparse.Namespace) -> str | None:
+    """The options of the whole-picture run (--hop, --compare-port, --clients-set, --scatter,
+    --ids)."""
+    labels = [label for _, label in args.compare_port]
+    if set(labels) & RESERVED_NAMES or len(set(labels)) != len(labels):
+        return (f"--compare-port labels must be distinct and none of "
+                f"{', '.join(sorted(RESERVED_NAMES))} (got {', '.join(labels)})")
+    if args.clients_set and args.ps_mode == "both":
+        return "--clients-set goes without --ps-mode both (run each ps-mode on its own)"
+    special = args.many or args.idle_clients or getattr(args, "txn_modes", False)
+    picture = (args.hop or args.compare_port or args.clients_set or args.scatter or args.ids
+               or not args.point_selects)
+    if special and picture:
+        return ("--many, --idle-clients and --txn-modes go without --hop, --compare-port, "
+                "--clients-set, --scatter, --ids and --no-point-selects")
+    if not (args.point_selects or args.scatter or args.ids):
+        return "--no-point-selects leaves nothing to measure: add --scatter and/or --ids"
+    if args.scatter_rows <= 0 or args.ids_count <= 0 or args.sysbench_max_threads <= 0:
+        return "--scatter-rows, --ids-count and --sysbench-max-threads must be positive"
     return None
 
 
@@ -537,75 +697,10 @@ def _insert(cur: pymysql.cursors.Cursor, table: str, rows: list[tuple[int, int, 
 # --- the sharded table (--sharded) --------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class ShardTable:
-    """One physical copy of sbtest1: shard `shard` of `shards`, in `database` on `instance`."""
-
-    instance: str
-    database: str
-    shard: int
-    shards: int
-
-    def expected(self, size: int) -> tuple[int, int, int]:
-        """(count, min id, max id) of the rows with id in 1..size and id % shards == shard."""
-        first = self.shard or self.shards
-        if first > size:
-            return 0, 0, 0
-        count = (size - first) // self.shards + 1
-        return count, first, first + (count - 1) * self.shards
-
-
-def sharded_layout(config: Config) -> list[tuple[str, list[ShardTable]]]:
-    """Per dimension that holds sbtest1 in the logical database `sbtest`: its shard tables.
-
-    BenchConfigError if the config lacks `sbtest`, or sbtest1 is not sharded by `id`.
-    """
-    db = config.databases.get(SHARDED_DB)
-    if db is None:
-        raise BenchConfigError(
-            f"--sharded measures the logical database {SHARDED_DB!r} (sbtest1 sharded by "
-            f"{SHARD_KEY}), which this config does not define (it has "
-            f"{', '.join(config.databases)}); use --config config/bench.yaml, which defines it, "
-            "or add it to your config as config/bench.yaml does")
-    table = db.tables.get(TABLE)
-    if table is None or table.kind is not TableKind.SHARDED:
-        raise BenchConfigError(
-            f"--sharded needs databases.{SHARDED_DB}.tables.{TABLE} of kind sharded in the "
-            f"config (got {table.kind.value if table else 'no entry'})")
-    keys = table.keys if table.keys is not None else {
-        name: dim.key for name, dim in db.dimensions.items()}
-    out: list[tuple[str, list[ShardTable]]] = []
-    for dim_name, column in keys.items():
-        dim: Dimension | None = db.dimensions.get(dim_name)
-        if dim is None or column != SHARD_KEY:
-            raise BenchConfigError(
-                f"--sharded needs {SHARDED_DB}.{TABLE} sharded by {SHARD_KEY!r} in every "
-                f"dimension it lives in; dimension {dim_name!r} "
-                + ("is not defined" if dim is None else f"keys it by {column!r}"))
-        out.append((dim_name, [
-            ShardTable(config.shard_instance(SHARDED_DB, dim_name, n), dim.database(n), n,
-                       dim.shards)
-            for n in range(dim.shards)
-        ]))
-    if not out:
-        raise BenchConfigError(f"{SHARDED_DB}.{TABLE} lives in no dimension of the config")
-    return out
-
-
 def setup_sharded(config: Config, layout: list[tuple[str, list[ShardTable]]], size: int) -> None:
     """Create the shard databases and tables (`dal schema apply` for `sbtest`), then refill the
     shards whose rows differ from ids 1..size, directly on their instances."""
-    only = config.model_copy(update={"databases": {SHARDED_DB: config.databases[SHARDED_DB]}})
-    try:
-        report = schema_tool.apply(only, progress=False)
-    except schema_tool.SchemaError as exc:
-        raise BenchConfigError(f"schema apply for {SHARDED_DB}: {exc}") from None
-    except schema_tool.SchemaDbError as exc:
-        raise BenchError(f"schema apply for {SHARDED_DB}: {exc}") from None
-    if report.databases_created or report.tables_created or report.drift:
-        print(f"dal bench: {report.summary()} (logical database {SHARDED_DB})", file=sys.stderr)
-    for drift in report.drift[:MAX_ERROR_SAMPLES]:
-        print(f"dal bench: warning: drift: {drift}", file=sys.stderr)
+    apply_schema(config)
     tables = [t for _, shard_tables in layout for t in shard_tables]
     with _Connections(config) as conns:
         stale: list[ShardTable] = []
@@ -723,34 +818,29 @@ def _digits(rnd: random.Random, groups: int) -> str:
     return "-".join(f"{rnd.randrange(10**11):011d}" for _ in range(groups))
 
 
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, pymysql.err.Error) and len(exc.args) == 2:
-        return f"({exc.args[0]}) {exc.args[1]}"
-    return f"{type(exc).__name__}: {exc}"
-
-
 # --- the benchmark -----------------------------------------------------------------------------
 
 
-def benchmark(args: argparse.Namespace, direct: Target, dal: Target,
+def benchmark(args: argparse.Namespace, targets: list[Target],
               meter: bench_cpu.CpuMeter | None = None) -> dict[str, Any]:
-    """Run the alternated rounds against both targets; the figures as a JSON-ready dict.
-    ``meter``: whose CPU time each round records (DAL, the servers, the load generator).
+    """Run the alternated rounds against every target (the first is direct, the baseline of the
+    ratios); the figures as a JSON-ready dict. ``meter``: whose CPU time each round records
+    (DAL, the hop, compared DALs, the servers, the load generator).
 
-    With --ps-mode both, each round runs direct and dal in ps-mode disable, then in auto, and
+    With --ps-mode both, each round runs every target in ps-mode disable, then in auto, and
     the figures of each mode are under ``by_ps_mode``."""
     modes = PS_MODES if args.ps_mode == "both" else (args.ps_mode,)
     per_mode = {m: argparse.Namespace(**{**vars(args), "ps_mode": m}) for m in modes}
-    rounds: dict[str, dict[str, list[Round]]] = {m: {"direct": [], "dal": []} for m in modes}
-    latencies: dict[str, list[array[float]]] = {"direct": [], "dal": []}
+    rounds: dict[str, dict[str, list[Round]]] = {m: {t.name: [] for t in targets} for m in modes}
+    latencies: dict[str, list[array[float]]] = {t.name: [] for t in targets}
     if args.warmup > 0:
         for mode in modes:
-            warm(per_mode[mode], (direct, dal))
-    total = 2 * args.rounds * len(modes)
+            warm(per_mode[mode], targets)
+    total = len(targets) * args.rounds * len(modes)
     number = 0
     for _ in range(args.rounds):
         for mode in modes:
-            for target in (direct, dal):
+            for target in targets:
                 number += 1
                 before = meter.sample() if meter is not None and meter.usable else None
                 result, samples = one_round(per_mode[mode], target, number)
@@ -764,7 +854,7 @@ def benchmark(args: argparse.Namespace, direct: Target, dal: Target,
                 print(f"round {number}/{total}: {target.name:<6}{label} {result.queries:>9} "
                       f"queries {result.qps:>9.0f} qps  p99 {p99} ms  errors {result.errors}",
                       file=sys.stderr, flush=True)
-    figures = {m: _figures(per_mode[m], direct, dal, rounds[m],
+    figures = {m: _figures(per_mode[m], targets, rounds[m],
                            latencies if not args.sysbench else None) for m in modes}
     if len(modes) == 1:
         return figures[modes[0]]
@@ -781,24 +871,37 @@ SHARED_FIGURES = ("mode", "dal_database", "direct_database", "query", "params")
 
 def one_round(args: argparse.Namespace, target: Target,
               number: int) -> tuple[Round, array[float] | None]:
-    """One round against one target with the load generator ``args`` names; the built-in one
-    also returns its latency samples."""
+    """One round against one target with the load generator ``args`` names (sysbench, the
+    asyncio generator of --clients-set, or the built-in one); the last two also return their
+    latency samples."""
     if args.sysbench:
         return sysbench_round(args, target, number), None
+    if getattr(args, "generator", None) == "asyncio":
+        from tools import bench_async
+
+        return builtin_round(args, target, number, worker=bench_async.worker,
+                             ready_timeout=bench_async.ready_timeout(args.clients))
     return builtin_round(args, target, number)
 
 
-def _figures(args: argparse.Namespace, direct: Target, dal: Target,
-             rounds: dict[str, list[Round]],
+def _figures(args: argparse.Namespace, targets: list[Target], rounds: dict[str, list[Round]],
              latencies: dict[str, list[array[float]]] | None) -> dict[str, Any]:
-    """The figures of one ps-mode's rounds as a JSON-ready dict."""
+    """The figures of one ps-mode's rounds as a JSON-ready dict: per target, and per target
+    other than direct (the first) its ratios to direct."""
     summaries = {t.name: summarize(t, rounds[t.name], latencies[t.name] if latencies else None)
-                 for t in (direct, dal)}
-    d, x = summaries["direct"], summaries["dal"]
+                 for t in targets}
+    d = summaries[targets[0].name]
+    ratios = {t.name: {"qps": _ratio(summaries[t.name].qps, d.qps),
+                       "qps_median": _ratio(summaries[t.name].qps_median, d.qps_median),
+                       "p99": _ratio(summaries[t.name].p99_ms, d.p99_ms)} for t in targets[1:]}
+    # Each proxy's own CPU per query in its own rounds (its group is named after the target).
+    own = {name: s.cpu_us[name] for name, s in summaries.items() if name in s.cpu_us}
+    generator = getattr(args, "generator", None) or ("sysbench" if args.sysbench else "builtin")
+    dal = next(t for t in targets if t.name == "dal")
     return {
-        "mode": "sysbench" if args.sysbench else "builtin",
+        "mode": generator,
         "dal_database": dal.database,
-        "direct_database": direct.database,
+        "direct_database": targets[0].database,
         "query": QUERY.replace("%d", "?"),
         "params": {
             "duration": args.duration, "rounds": args.rounds, "warmup": args.warmup,
@@ -809,15 +912,19 @@ def _figures(args: argparse.Namespace, direct: Target, dal: Target,
                else {"clients": args.clients, "procs": args.procs}),
         },
         "targets": {name: asdict(s) for name, s in summaries.items()},
-        "rounds": [asdict(r) for r in sorted(rounds["direct"] + rounds["dal"],
+        "rounds": [asdict(r) for r in sorted((r for rs in rounds.values() for r in rs),
                                              key=lambda r: r.number)],
-        "ratio": _ratio(x.qps, d.qps),
-        "ratio_median": _ratio(x.qps_median, d.qps_median),
-        "ratio_p99": _ratio(x.p99_ms, d.p99_ms),
+        "ratios": ratios,
+        "ratio": ratios["dal"]["qps"],
+        "ratio_median": ratios["dal"]["qps_median"],
+        "ratio_p99": ratios["dal"]["p99"],
+        "cpu_own_us": own,
+        "cpu_ratio_to_hop": ({name: _ratio(us, own["hop"]) for name, us in own.items()}
+                             if own.get("hop") else {}),
     }
 
 
-def warm(args: argparse.Namespace, targets: tuple[Target, ...]) -> None:
+def warm(args: argparse.Namespace, targets: list[Target]) -> None:
     """One uncounted round of --warmup seconds per target, so that no measured round pays for
     cold caches."""
     short = argparse.Namespace(**{**vars(args), "duration": args.warmup})
@@ -825,10 +932,6 @@ def warm(args: argparse.Namespace, targets: tuple[Target, ...]) -> None:
         result, _ = one_round(short, target, 0)
         print(f"warm-up: {target.name:<6} {result.queries:>9} queries {result.qps:>9.0f} qps "
               "(not counted)", file=sys.stderr, flush=True)
-
-
-def _ratio(a: float | None, b: float | None) -> float | None:
-    return round(a / b, 4) if a is not None and b else None
 
 
 def summarize(target: Target, rounds: list[Round], latencies: list[array[float]] | None) -> Summary:
@@ -862,30 +965,22 @@ def summarize(target: Target, rounds: list[Round], latencies: list[array[float]]
     )
 
 
-def _percentile(ordered: list[float], pct: float) -> float | None:
-    if not ordered:
-        return None
-    index = min(len(ordered) - 1, max(0, round(pct / 100 * len(ordered)) - 1))
-    return ordered[index] * 1000
-
-
-def _ms(value: float | None) -> float | None:
-    return round(value, 3) if value is not None else None
-
-
 # --- built-in generator ------------------------------------------------------------------------
 
 
-def builtin_round(args: argparse.Namespace, target: Target,
-                  number: int) -> tuple[Round, array[float]]:
-    """One bounded round of the built-in generator: --clients connections over --procs processes."""
+def builtin_round(args: argparse.Namespace, target: Target, number: int,
+                  worker: Callable[..., None] | None = None,
+                  ready_timeout: float = READY_TIMEOUT) -> tuple[Round, array[float]]:
+    """One bounded round of the built-in generator: --clients connections over --procs processes.
+    ``worker``: the function each process runs (`_worker`, or tools/bench_async.py's, which
+    speaks the same messages)."""
     ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
     results: mp.Queue[dict[str, Any]] = ctx.Queue()
     start = ctx.Event()
     per_proc = [args.clients // args.procs + (i < args.clients % args.procs)
                 for i in range(args.procs)]
     cap = max(1, args.max_queries // args.clients)
-    procs = [ctx.Process(target=_worker, daemon=True,
+    procs = [ctx.Process(target=worker or _worker, daemon=True,
                          args=(target, n, args.table_size, args.duration, cap, start, results))
              for n in per_proc]
     out = Round(number=number, target=target.name)
@@ -894,12 +989,12 @@ def builtin_round(args: argparse.Namespace, target: Target,
         for proc in procs:
             proc.start()
         ready = 0
-        deadline = time.monotonic() + READY_TIMEOUT
+        deadline = time.monotonic() + ready_timeout
         while ready < len(procs):
             msg = _get(results, deadline)
             if msg is None:
                 raise BenchError(f"round {number}: the {target.name} clients did not connect to "
-                                 f"{target.address()} within {READY_TIMEOUT:.0f} s")
+                                 f"{target.address()} within {ready_timeout:.0f} s")
             if msg["kind"] == "failed":
                 raise BenchError(f"round {number}: cannot connect to {target.name} at "
                                  f"{target.address()}: {msg['error']}")
@@ -1100,82 +1195,6 @@ def parse_sysbench(output: str, number: int, target: str) -> Round:
         number=number, target=target, queries=int(queries[1]), seconds=float(total[1]),
         qps=float(queries[2]), avg_ms=float(avg[1]), p99_ms=float(pct[1]), errors=int(errors[1]),
     )
-
-
-# --- report ------------------------------------------------------------------------------------
-
-COLUMNS = ("target", "address", "rounds", "queries", "qps", "avg ms", "p50 ms", "p99 ms", "errors")
-
-
-def _rows(result: dict[str, Any]) -> list[list[str]]:
-    def num(value: float | None, fmt: str) -> str:
-        return "-" if value is None else format(value, fmt)
-
-    rows = []
-    for s in result["targets"].values():
-        rows.append([s["target"], s["address"], str(s["rounds"]), str(s["queries"]),
-                     num(s["qps"], ".0f"), num(s["avg_ms"], ".3f"), num(s["p50_ms"], ".3f"),
-                     num(s["p99_ms"], ".3f"), str(s["errors"])])
-    return rows
-
-
-def _ratio_line(result: dict[str, Any]) -> str:
-    def r(value: float | None) -> str:
-        return "-" if value is None else f"{value:.2f}"
-
-    return (f"ratio dal/direct: qps {r(result['ratio'])} (median of rounds "
-            f"{r(result['ratio_median'])}), p99 {r(result['ratio_p99'])}")
-
-
-def _cpu_lines(result: dict[str, Any]) -> list[str]:
-    return [f"cpu per query, {s['target']} rounds: {bench_cpu.describe(s['cpu_us'])}"
-            for s in result["targets"].values() if s.get("cpu_us")]
-
-
-def report(result: dict[str, Any]) -> None:
-    """Print the figures: a rich table on a terminal, plain aligned text otherwise."""
-    params = result["params"]
-    load = (f"sysbench {params.get('workload', 'oltp_point_select')}, {params['threads']} "
-            f"threads, ps-mode {params['ps_mode']}"
-            + (", with BEGIN/COMMIT" if params.get("transactions") else "")
-            if result["mode"] == "sysbench"
-            else f"built-in, {params['clients']} clients over {params['procs']} process(es)")
-    title = (f"{result['query']}  ({load}; {params['rounds']} x {params['duration']:g} s "
-             f"per target, {params['table_size']} rows)\n{result.get('layout_text', '')}")
-    rows = _rows(result)
-    errors = [f"{s['target']}: {m}" for s in result["targets"].values() for m in s["error_samples"]]
-    if sys.stdout.isatty():
-        from rich.console import Console
-        from rich.table import Table
-
-        table = Table(title=title)
-        for i, name in enumerate(COLUMNS):
-            table.add_column(name, justify="left" if i < 2 else "right")
-        for row in rows:
-            table.add_row(*row)
-        console = Console()
-        console.print(table)
-        console.print(_ratio_line(result), style="bold")
-        for line in _cpu_lines(result):
-            console.print(line, markup=False)
-        for line in errors:
-            console.print(line, style="red", markup=False)
-        return
-    widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(COLUMNS)]
-
-    def fmt(cells: list[str] | tuple[str, ...]) -> str:
-        return "  ".join(c.ljust(w) if i < 2 else c.rjust(w)
-                         for i, (c, w) in enumerate(zip(cells, widths, strict=True))).rstrip()
-
-    print(title)
-    print(fmt(COLUMNS))
-    for row in rows:
-        print(fmt(row))
-    print(_ratio_line(result))
-    for line in _cpu_lines(result):
-        print(line)
-    for line in errors:
-        print(line)
 
 
 # --- many clients (tools/loadgen.py) -----------------------------------------------------------

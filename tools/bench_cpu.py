@@ -2,8 +2,9 @@
 
 On a small machine DAL, the database servers and the load generator share the same cores, so a
 throughput ratio alone does not say who spent the time. `CpuMeter` reads the CPU time (user +
-system, from /proc) of the processes listening on DAL's port and on the database servers'
-ports, and of the bench's own finished children (the load generator), before and after a round;
+system, from /proc) of the processes listening on DAL's port, on the database servers' ports
+and on the port of every other target measured (the TCP hop, compared DALs), and of the
+bench's own finished children (the load generator), before and after a round;
 `per_query` turns the differences into microseconds per query. On a system without /proc the
 meter finds no processes and the report leaves the line out.
 """
@@ -70,26 +71,26 @@ def _children_seconds() -> float:
 
 @dataclass
 class CpuMeter:
-    """The processes of each group; `sample` reads their CPU seconds so far."""
+    """The processes of each group (a name per port set: "dal", "hop", a compared DAL's label,
+    "servers"); `sample` reads their CPU seconds so far."""
 
-    dal: set[int] = field(default_factory=set)
-    servers: set[int] = field(default_factory=set)
+    groups: dict[str, set[int]] = field(default_factory=dict)
 
     @classmethod
-    def find(cls, dal_port: int, server_ports: set[int]) -> CpuMeter:
-        """The meter of the processes listening on DAL's port and on the servers' ports."""
-        return cls(listening_pids({dal_port}), listening_pids(server_ports))
+    def find(cls, ports: dict[str, set[int]]) -> CpuMeter:
+        """The meter of the processes listening on each group's ports."""
+        return cls({name: listening_pids(group) for name, group in ports.items()})
 
     @property
     def usable(self) -> bool:
-        return bool(self.dal or self.servers)
+        return any(self.groups.values())
 
     def sample(self) -> dict[str, float]:
         """CPU seconds so far per group found (a group whose processes could not be found, say
         servers of another user, is left out rather than shown as 0); `client`: the bench's
         finished child processes."""
-        found = {"dal": self.dal, "servers": self.servers}
-        seconds = {name: sum(map(cpu_seconds, pids)) for name, pids in found.items() if pids}
+        seconds = {name: sum(map(cpu_seconds, pids)) for name, pids in self.groups.items()
+                   if pids}
         return {**seconds, "client": _children_seconds()}
 
 
@@ -106,5 +107,42 @@ def per_query(seconds: dict[str, float], queries: int) -> dict[str, float]:
 
 
 def describe(us: dict[str, float]) -> str:
-    """'dal 40 us, servers 45 us, client 22 us' in GROUPS order."""
-    return ", ".join(f"{name} {us[name]:.0f} us" for name in GROUPS if name in us)
+    """'dal 40 us, servers 45 us, client 22 us': GROUPS first, then the other groups (the hop,
+    compared DALs) in the order measured."""
+    names = [n for n in GROUPS if n in us] + [n for n in us if n not in GROUPS]
+    return ", ".join(f"{name} {us[name]:.0f} us" for name in names)
+
+
+def machine_sample() -> dict[str, float]:
+    """The machine's CPU tick counters so far (/proc/stat: all, idle, steal) and its load
+    average; {} without /proc."""
+    try:
+        cells = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+        load = float(Path("/proc/loadavg").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return {}
+    ticks = [int(c) for c in cells]
+    # user nice system idle iowait irq softirq steal (guest ticks are inside user already)
+    return {"total": sum(ticks[:8]), "idle": ticks[3] + ticks[4], "steal": ticks[7] if len(
+        ticks) > 7 else 0, "load": load}
+
+
+def machine_summary(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """Steal and busy percent of all CPUs between two samples, and the load averages at both
+    ends: how loaded the shared machine was while the figures were taken."""
+    if not before or not after or after["total"] <= before["total"]:
+        return {}
+    total = after["total"] - before["total"]
+    return {"cpus": os.cpu_count() or 0,
+            "steal_percent": round(100 * (after["steal"] - before["steal"]) / total, 1),
+            "busy_percent": round(100 * (1 - (after["idle"] - before["idle"]) / total), 1),
+            "load_start": before["load"], "load_end": after["load"]}
+
+
+def describe_machine(summary: dict[str, float]) -> str:
+    """'2 CPUs, 93 % busy, steal 0.0 %, load 3.1 -> 14.7'."""
+    if not summary:
+        return "machine load unknown (no /proc)"
+    return (f"{summary['cpus']:.0f} CPUs, {summary['busy_percent']:.0f} % busy, steal "
+            f"{summary['steal_percent']:.1f} %, load average {summary['load_start']:.1f} -> "
+            f"{summary['load_end']:.1f}")

@@ -22,7 +22,9 @@ import yaml
 from config.loader import load_config
 from config.model import Config
 from tests.dal_process import TEST_CONFIG, running_test_config
-from tools import localdb
+from tools import bench_hop, localdb
+from tools.bench import dal_running
+from tools.bench_common import Target
 
 ROOT = Path(__file__).resolve().parents[2]
 SHORT = ["--duration", "2", "--rounds", "1", "--warmup", "1"]
@@ -138,7 +140,7 @@ SBTEST = {
     "default_database": "sbtest",
     "dimensions": {"user": {"key": "id", "shards": 120, "prefix": "sbtest_", "placement": [
         {"shards": "0-59", "instance": "a"}, {"shards": "60-119", "instance": "b"}]}},
-    "tables": {"sbtest1": {"kind": "sharded"}},
+    "tables": {"sbtest1": {"kind": "sharded"}, "orders": {"kind": "sharded"}},
 }
 
 
@@ -248,3 +250,142 @@ def test_many_clients_mode(config: Config, tmp_path: Path) -> None:
         assert figures["transactions"] > 0 and figures["statements_per_second"] > 0, figures
         assert figures["errors"] == 0 and figures["wrong"] == 0, figures
     assert 0 < result["ratio"] < 2
+
+
+# --- the whole picture in one run (issue 23) ---------------------------------------------------
+
+
+def run_bench(tmp_path: Path, *args: str, config_path: Path = TEST_CONFIG,
+              env: dict[str, str] | None = None,
+              status: int = 0) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    """`dal bench ... --json` in a subprocess; its output and (status 0) the JSON it wrote."""
+    import os
+
+    out = tmp_path / "bench.json"
+    cmd = [sys.executable, "-m", "dal.cli", "bench", "--config", str(config_path),
+           "--json", str(out), *args]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=180,
+                          env={**os.environ, **(env or {})})
+    assert proc.returncode == status, f"{proc.stdout}\n{proc.stderr}"
+    return proc, json.loads(out.read_text()) if status == 0 else {}
+
+
+def test_hop_and_compared_dal_are_targets_of_the_same_run(config: Config,
+                                                          tmp_path: Path) -> None:
+    # Another DAL already listening (as an older build would be) is measured as target "old".
+    other = Target("old", "127.0.0.1", free_port(), "app", "app", "trade")
+    with dal_running(str(TEST_CONFIG), other):
+        proc, result = run_bench(tmp_path, "--port", str(free_port()), *SHORT, "--clients",
+                                 "4", "--procs", "1", "--hop", "--compare-port",
+                                 f"{other.port}:old")
+    hop = bench_hop.program() is not None
+    expected = ["direct", "dal", *(["hop"] if hop else []), "old"]
+    assert list(result["targets"]) == expected
+    assert [r["target"] for r in result["rounds"]] == expected  # rounds alternate over all
+    for name in expected:
+        figures = result["targets"][name]
+        assert figures["queries"] > 0 and figures["errors"] == 0, figures
+    for name in expected[1:]:
+        ratios = result["ratios"][name]
+        assert ratios["qps"] == pytest.approx(
+            result["targets"][name]["qps"] / result["targets"]["direct"]["qps"], abs=1e-3)
+        assert f"ratio {name}/direct: qps" in proc.stdout
+    # Each proxy's own CPU per query, measured from the processes listening on its port.
+    own = result["cpu_own_us"]
+    assert set(own) == set(expected[1:]) and all(us > 0 for us in own.values()), own
+    assert result["targets"]["old"]["cpu_us"]["old"] > 5 * result["targets"]["dal"]["cpu_us"][
+        "old"], result["targets"]
+    assert "own cpu per query" in proc.stdout
+    if hop:
+        assert result["hop"] == {"measured": True, "reason": None}
+        assert result["cpu_ratio_to_hop"]["dal"] == pytest.approx(own["dal"] / own["hop"],
+                                                                  abs=1e-3)
+    else:
+        assert "hop: not measured: haproxy is not installed" in proc.stdout
+
+
+def test_hop_without_haproxy_is_skipped_with_a_reason(config: Config, tmp_path: Path) -> None:
+    proc, result = run_bench(tmp_path, "--port", str(free_port()), "--duration", "1",
+                             "--rounds", "1", "--warmup", "0", "--clients", "2", "--procs",
+                             "1", "--hop", env={"DAL_BENCH_HAPROXY": str(tmp_path / "none")})
+    assert list(result["targets"]) == ["direct", "dal"]
+    assert result["hop"]["measured"] is False
+    assert "haproxy is not installed" in result["hop"]["reason"]
+    assert "--hop: haproxy is not installed" in proc.stderr
+    assert "hop: not measured: haproxy is not installed" in proc.stdout
+
+
+def test_client_counts_in_one_run(config: Config, tmp_path: Path) -> None:
+    # With sysbench: 4 clients as sysbench threads, 40 above --sysbench-max-threads with the
+    # asyncio generator; without sysbench both counts use the asyncio generator.
+    sysbench = shutil.which("sysbench") is not None
+    proc, result = run_bench(tmp_path, "--port", str(free_port()), "--duration", "1.5",
+                             "--rounds", "1", "--warmup", "0", "--clients-set", "4,40",
+                             "--procs", "1", "--sysbench-max-threads", "8",
+                             *(["--sysbench"] if sysbench else []))
+    by_clients = result["by_clients"]
+    assert list(by_clients) == ["4", "40"]
+    assert by_clients["4"]["generator"] == ("sysbench" if sysbench else "asyncio")
+    assert by_clients["40"]["generator"] == "asyncio"
+    assert by_clients["40"]["params"]["clients"] == 40
+    for figures in by_clients.values():
+        assert list(figures["targets"]) == ["direct", "dal"]
+        for target in figures["targets"].values():
+            assert target["queries"] > 0 and target["errors"] == 0, target
+        assert 0 < figures["ratios"]["dal"]["qps"] < 2
+    assert by_clients["40"]["targets"]["dal"]["p50_ms"] is not None
+    assert "client counts" in proc.stdout and "dal/direct" in proc.stdout
+
+
+def test_scatter_and_ids(config: Config, sharded_config: Path, tmp_path: Path) -> None:
+    try:
+        proc, result = run_bench(tmp_path, "--port", str(free_port()), *SHORT,
+                                 "--no-point-selects", "--scatter", "--scatter-rows", "1200",
+                                 "--ids", "--ids-count", "20000", config_path=sharded_config)
+    finally:
+        conn = _connect(config)
+        try:
+            conn.cursor().execute("DROP TABLE IF EXISTS scatter_orders")
+        finally:
+            conn.close()
+    assert "targets" not in result and "by_clients" not in result
+    scatter = result["scatter"]
+    assert (scatter["rows"], scatter["shards"]) == (1200, 120)
+    assert set(scatter["queries"]) == {"created_at", "id"}
+    for query in scatter["queries"].values():
+        assert list(query["targets"]) == ["direct", "dal"]
+        assert "scatter_orders" in query["targets"]["direct"]["sql"]
+        for figures in query["targets"].values():
+            assert figures["queries"] > 0 and 0 < figures["p50_ms"] <= figures["p99_ms"]
+        assert query["ratios"]["dal"]["p50"] == pytest.approx(
+            query["targets"]["dal"]["p50_ms"] / query["targets"]["direct"]["p50_ms"], abs=1e-3)
+    assert scatter["errors"] == {"direct": 0, "dal": 0}
+    assert "scatter over 120 shards, 1200 orders" in proc.stdout
+    ids = result["ids"]
+    assert ids["count"] == 20000 and ids["ids_per_second"] > 0 and ids["ids_per_cpu_second"] > 0
+    assert "order ids, one process" in proc.stdout
+    assert {"steal_percent", "busy_percent"} <= set(result["machine"])
+
+
+def test_ids_need_no_database(tmp_path: Path) -> None:
+    # Every instance of this config points at a port nothing listens on.
+    raw = yaml.safe_load(TEST_CONFIG.read_text())
+    for inst in raw["instances"].values():
+        inst["port"] = free_port()
+    path = tmp_path / "nowhere.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    _proc, result = run_bench(tmp_path, "--no-point-selects", "--ids", "--ids-count", "5000",
+                              config_path=path)
+    assert result["ids"]["count"] == 5000 and result["ids"]["runs"] == 3
+    assert result["ids"]["ids_per_second_best"] >= result["ids"]["ids_per_second"] > 0
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--no-point-selects"], "--no-point-selects leaves nothing to measure"),
+    (["--compare-port", "3999:hop"], "--compare-port labels must be distinct"),
+    (["--clients-set", "4,8", "--sysbench", "--ps-mode", "both"], "goes without --ps-mode both"),
+])
+def test_whole_picture_arguments_are_checked(tmp_path: Path, args: list[str],
+                                             message: str) -> None:
+    proc, _ = run_bench(tmp_path, *args, status=2)
+    assert message in proc.stderr
