@@ -766,44 +766,12 @@ def fill_shards(config: Config, layout: list[tuple[str, list[ShardTable]]],
     work: queue.Queue[tuple[ShardTable, list[tuple[int, int, str, str]]] | None] = queue.Queue(
         maxsize=FILL_WORKERS * 4)
     failed: list[str] = []
-
-    def worker() -> None:
-        with _Connections(config) as conns:
-            while (item := work.get()) is not None:
-                if failed:
-                    continue  # drain, so that the producer never blocks
-                t, rows = item
-                try:
-                    _insert(conns.cursor(t.instance), f"`{t.database}`.{TABLE}", rows)
-                except pymysql.err.Error as exc:
-                    failed.append(f"cannot fill {t.database}.{TABLE} on instance {t.instance}: "
-                                  f"{_describe(exc)}")
-                except BenchError as exc:
-                    failed.append(str(exc))
-
-    threads = [threading.Thread(target=worker, daemon=True) for _ in range(FILL_WORKERS)]
+    threads = [threading.Thread(target=_fill_worker, args=(config, work, failed), daemon=True)
+               for _ in range(FILL_WORKERS)]
     for thread in threads:
         thread.start()
-    # Per dimension, the shard tables to fill by shard number; a row goes to id % shards.
-    fills = [[t if (t.database, t.instance) in stale else None for t in tables]
-             for _, tables in layout]
-    buffers: dict[ShardTable, list[tuple[int, int, str, str]]] = {}
     try:
-        for row in table_rows(size):
-            if failed:
-                break
-            for by_shard in fills:
-                t = by_shard[row[0] % len(by_shard)]
-                if t is None:
-                    continue
-                buf = buffers.setdefault(t, [])
-                buf.append(row)
-                if len(buf) == INSERT_BATCH:
-                    work.put((t, buf))
-                    buffers[t] = []
-        for t, buf in buffers.items():
-            if buf and not failed:
-                work.put((t, buf))
+        _queue_rows(layout, stale, size, work, failed)
     finally:
         for _ in threads:
             work.put(None)
@@ -811,6 +779,46 @@ def fill_shards(config: Config, layout: list[tuple[str, list[ShardTable]]],
             thread.join()
     if failed:
         raise BenchError(failed[0])
+
+
+def _fill_worker(config: Config, work: queue.Queue, failed: list[str]) -> None:
+    """Insert the batches ``work`` holds until a None; the first failure goes to ``failed``."""
+    with _Connections(config) as conns:
+        while (item := work.get()) is not None:
+            if failed:
+                continue  # drain, so that the producer never blocks
+            t, rows = item
+            try:
+                _insert(conns.cursor(t.instance), f"`{t.database}`.{TABLE}", rows)
+            except pymysql.err.Error as exc:
+                failed.append(f"cannot fill {t.database}.{TABLE} on instance {t.instance}: "
+                              f"{_describe(exc)}")
+            except BenchError as exc:
+                failed.append(str(exc))
+
+
+def _queue_rows(layout: list[tuple[str, list[ShardTable]]], stale: set[tuple[str, str]],
+                size: int, work: queue.Queue, failed: list[str]) -> None:
+    """Batch rows 1..size by the stale shard table each belongs to (id % shards, per
+    dimension) and queue the batches."""
+    fills = [[t if (t.database, t.instance) in stale else None for t in tables]
+             for _, tables in layout]
+    buffers: dict[ShardTable, list[tuple[int, int, str, str]]] = {}
+    for row in table_rows(size):
+        if failed:
+            return
+        for by_shard in fills:
+            t = by_shard[row[0] % len(by_shard)]
+            if t is None:
+                continue
+            buf = buffers.setdefault(t, [])
+            buf.append(row)
+            if len(buf) == INSERT_BATCH:
+                work.put((t, buf))
+                buffers[t] = []
+    for t, buf in buffers.items():
+        if buf and not failed:
+            work.put((t, buf))
 
 
 def _digits(rnd: random.Random, groups: int) -> str:
