@@ -127,8 +127,7 @@ class BackendConnection(ClientConnection, asyncio.Protocol):
     @property
     def response_started(self) -> bool:
         """Some of the current response arrived (and may have been relayed already)."""
-        scanner = self._scanner
-        return bool(scanner.packets or scanner._carry or scanner._skip)
+        return self._scanner.started
 
     # -- connecting --------------------------------------------------------------------------
 
@@ -152,27 +151,28 @@ class BackendConnection(ClientConnection, asyncio.Protocol):
 
     async def _login(self, user: str, password: bytes, schema: str | None) -> None:
         try:
-            hello = self.greeting(*await self._read_packet(), found_rows=self.found_rows,
+            hello = self.greeting(*await self.read_packet(), found_rows=self.found_rows,
                                   schema=schema, tls=self._tls is not None)
             self.server_version, self.thread_id = hello.server_version, hello.connection_id
             if self._tls is not None:
                 if not hello.capabilities & Capability.SSL:
                     raise BackendError(1105, f"backend {self.instance} does not offer TLS, but "
                                        f"instances.{self.instance}.tls is set", "HY000")
-                self._write(self.ssl_request())
+                self.write(self.ssl_request())
                 self.transport = await asyncio.get_running_loop().start_tls(  # type: ignore[assignment]
                     self.transport, self, self._tls,  # type: ignore[arg-type]
                     server_hostname=self._host if self._tls.check_hostname else None)
-            self._write(self.login_response(user, password, schema))
+            self.write(self.login_response(user, password, schema))
             while self.state is AUTH:
-                reply = self.auth_reply(*await self._read_packet())
+                reply = self.auth_reply(*await self.read_packet())
                 if reply:
-                    self._write(reply)
+                    self.write(reply)
         except LoginRefused as exc:
             raise BackendError(exc.code, exc.message, exc.sqlstate) from None
         self.schema = schema
 
-    async def _read_packet(self) -> tuple[int, bytes]:
+    async def read_packet(self) -> tuple[int, bytes]:
+        """The next whole packet of the reply (sequence id, payload), waiting for it."""
         while True:
             packet = self.next_packet()
             if packet is not None:
@@ -304,7 +304,7 @@ class BackendConnection(ClientConnection, asyncio.Protocol):
         self._done = done
         self.sent_at = time.monotonic()
         self.request = packets
-        self._write(packets)
+        self.write(packets)
         try:
             return await waiter
         finally:
@@ -387,7 +387,8 @@ class BackendConnection(ClientConnection, asyncio.Protocol):
             return False
         return unacked > 0
 
-    def _write(self, data: bytes) -> None:
+    def write(self, data: bytes) -> None:
+        """Send framed packets (a lost connection raises the 2013 BackendError)."""
         if self.closed or self.transport is None:
             raise lost_during_query(self.instance)
         self.transport.write(data)

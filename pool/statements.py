@@ -45,8 +45,8 @@ async def prepare(conn: BackendConnection, sql: bytes) -> BackendStatement:
     conn.start_command()  # raises if one is in flight already
     err = None
     try:
-        conn._write(frame(bytes((Command.STMT_PREPARE,)) + sql, 0))
-        _, first = await conn._read_packet()
+        conn.write(frame(bytes((Command.STMT_PREPARE,)) + sql, 0))
+        _, first = await conn.read_packet()
         if is_err(first):
             err = ERR.decode(first)
         else:
@@ -65,7 +65,7 @@ async def prepare(conn: BackendConnection, sql: bytes) -> BackendStatement:
     cache[sql] = statement
     while len(cache) > MAX_PER_CONNECTION:
         _, old = cache.popitem(last=False)
-        conn._write(frame(bytes((Command.STMT_CLOSE,)) + u32(old.id), 0))  # no reply
+        conn.write(frame(bytes((Command.STMT_CLOSE,)) + u32(old.id), 0))  # no reply
     return statement
 
 
@@ -75,8 +75,8 @@ async def _definitions(conn: BackendConnection, count: int) -> tuple[bytes, ...]
         return ()
     out = []
     for _ in range(count):
-        out.append((await conn._read_packet())[1])
-    _, eof = await conn._read_packet()
+        out.append((await conn.read_packet())[1])
+    _, eof = await conn.read_packet()
     if not is_eof(eof):
         raise BackendError(1105, "backend sent no EOF after prepared statement definitions")
     return tuple(out)

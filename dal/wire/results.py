@@ -74,6 +74,12 @@ class ResponseScanner:
     def done(self) -> bool:
         return self.state == DONE
 
+
+    @property
+    def started(self) -> bool:
+        """Some of the response has been read (a packet, or part of one)."""
+        return bool(self.packets or self._carry or self._skip)
+
     def feed(self, data: bytes) -> int:
         """Scan a chunk. Returns the number of bytes of it that belong to this response.
 
