@@ -55,11 +55,6 @@ class ExecutionCursor:
     def max_merge_rows(self) -> int:
         return self.session.server.config.server.max_merge_rows
 
-    @property
-    def max_rows(self) -> int:
-        """rules.max_rows: the most rows a merged result may hold (0: no limit)."""
-        return self.session.server.config.rules.max_rows
-
     def route(self, plan: Plan, bindings: ExecutionBindings) -> None:
         bindings.route(self.session, plan)
 
