@@ -7,6 +7,7 @@ skipped. Each run starts its own DAL on a free port, so it never meets another t
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -259,8 +260,6 @@ def run_bench(tmp_path: Path, *args: str, config_path: Path = TEST_CONFIG,
               env: dict[str, str] | None = None,
               status: int = 0) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
     """`dal bench ... --json` in a subprocess; its output and (status 0) the JSON it wrote."""
-    import os
-
     out = tmp_path / "bench.json"
     cmd = [sys.executable, "-m", "dal.cli", "bench", "--config", str(config_path),
            "--json", str(out), *args]

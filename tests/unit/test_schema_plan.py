@@ -109,14 +109,14 @@ def test_each_logical_database_gets_only_its_own_schema_file() -> None:
     assert schema_path("sbtest", config.databases["sbtest"]) == SBTEST_SCHEMA
     schemas = load_schemas(config)
     assert [t.name for t in schemas["trade"]] == ["orders", "order_items", "merchants", "regions"]
-    # sbtest1 for the point selects, orders for `dal bench --scatter`
+    # sbtest1 for `dal bench --sharded`, orders for `dal bench --scatter`
     assert [t.name for t in schemas["sbtest"]] == ["sbtest1", "orders"]
-    assert schemas["sbtest"][0].file == str(SBTEST_SCHEMA)
+    assert {t.file for t in schemas["sbtest"]} == {str(SBTEST_SCHEMA)}
     targets = {t.database: t for t in plan(config, schemas)}
     assert len(targets) == 241 + 121
     assert targets["trade"].tables == ("merchants", "regions")
     assert targets["user_007"].tables == ("orders", "order_items", "regions")
-    assert targets["sbtest"].tables == ()  # the default database: sbtest1 is sharded
+    assert targets["sbtest"].tables == ()  # the default database: both tables are sharded
     for shard in range(120):
         target = targets[f"sbtest_{shard:03d}"]
         assert target.tables == ("sbtest1", "orders")
@@ -131,7 +131,7 @@ def test_an_explicit_schema_file_applies_to_every_logical_database() -> None:
     schemas = load_schemas(config, DEFAULT_SCHEMA)
     assert schemas["sbtest"] == schemas["trade"] == parse_schema(DEFAULT_SCHEMA)
     targets = {t.database: t for t in plan(config, schemas)}
-    # of trade's tables sbtest's config names only orders (sharded): the rest are unsharded
+    # Of trade's tables sbtest's config names only orders (sharded); the rest are unsharded.
     assert targets["sbtest_003"].tables == ("orders",)
     assert targets["sbtest"].tables == ("order_items", "merchants", "regions")
     assert "sbtest: table 'sbtest1' is in the config but not in the schema file" in (
@@ -151,6 +151,7 @@ def test_the_schema_key_names_a_file_relative_to_the_config_directory(tmp_path: 
     assert schemas["third"][0].file == str(mine)
     targets = {t.database: t for t in plan(config, schemas)}
     assert targets["other_119"].tables == ("sbtest1",)
+    assert targets["other"].tables == ("orders",)  # not named by other's config: unsharded
     assert targets["third"].tables == ("t",)
     assert targets["third_000"].tables == ()
 
