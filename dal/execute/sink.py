@@ -11,18 +11,29 @@ from collections.abc import Callable
 
 
 class ClientSink:
-    """Writes to the client's transport (a closing transport drops what is written)."""
+    """Writes to the client's transport. ``write`` is the transport's own (a C method on the
+    hot path, as asyncio's transports drop what is written once they are closing)."""
 
-    __slots__ = ("transport", "write")
+    __slots__ = ("_transport", "write")
 
     def __init__(self, transport: object) -> None:
+        self._transport = None
+        self.write: Callable[[bytes], None] = _nowhere
         self.transport = transport
-        self.write: Callable[[bytes], None] = self._write
 
-    def _write(self, data: bytes) -> None:
-        transport = self.transport
-        if transport is not None and not transport.is_closing():  # type: ignore[attr-defined]
-            transport.write(data)  # type: ignore[attr-defined]
+    @property
+    def transport(self) -> object:
+        """The client's transport (the TLS one after an upgrade)."""
+        return self._transport
+
+    @transport.setter
+    def transport(self, transport: object) -> None:
+        self._transport = transport
+        self.write = _nowhere if transport is None else transport.write  # type: ignore[attr-defined]
+
+
+def _nowhere(data: bytes) -> None:
+    """Before the connection is made (or after it is gone): nothing to write to."""
 
 
 class BatchSink:
