@@ -105,18 +105,18 @@ def test_dual_writes_in_each_phase(env: MigrationEnv, tmp_path: Path) -> None:
 
 
 def _model_check(env: MigrationEnv, dal: MigratingDal, expected: dict[int, str],
-                 authority: str) -> None:
-    """Every order written is on the authoritative side with its last total (and, in dual
-    phases, on the other side too)."""
+                 authority: str, stale: set[int] = frozenset()) -> None:
+    """Every order written has its last total on the authoritative side, on the other side
+    in dual phases, and as DAL reads it. ``stale``: rows written in phase sharded, which legacy
+    no longer follows (`dal migrate verify --repair` brings them back after such a rollback)."""
     for row_id, total in expected.items():
         user = USERS[3]
         legacy = _total(env.legacy_rows("orders", "id = %s", (row_id,)), row_id)
         shard = _total(env.shard_rows("orders", user, "id = %s", (row_id,)), row_id)
-        if authority in ("legacy", "dual_legacy", "shadow"):
+        if authority != "sharded" and row_id not in stale:  # legacy: all phases but the last
             assert legacy == total, (row_id, authority)
-        if authority != "legacy":
-            if authority != "sharded":
-                assert shard == total, (row_id, authority)
+        if authority != "legacy":  # the shards, from dual_legacy on
+            assert shard == total, (row_id, authority)
         got = dal.run("SELECT total FROM orders WHERE id = %s", (row_id,))[0]
         assert got and f"{got[0][0]:.2f}" == total
 
@@ -136,13 +136,15 @@ def test_rollback_one_step_at_each_phase_loses_nothing(env: MigrationEnv,
                 copy_legacy(env)
             new = _order(dal, user, f"{step}.50")
             expected[new] = f"{step}.50"
-            for row_id in list(expected)[:2]:
+            touched = [new, *list(expected)[:2]]
+            for row_id in touched[1:]:
                 dal.run("UPDATE orders SET total = total + 1 WHERE id = %s", (row_id,))
                 expected[row_id] = f"{float(expected[row_id]) + 1:.2f}"
+            stale = set(touched) if forward == "sharded" else set()
             _model_check(env, dal, expected, forward)
             _switch(dal, back)  # one step back: nothing written in `forward` is lost
             expected[_order(dal, user, f"{step}.75")] = f"{step}.75"
-            _model_check(env, dal, expected, back)
+            _model_check(env, dal, expected, back, stale)
             if back == "legacy":  # rows written in legacy since: copied again, as a DBA does
                 _switch(dal, forward)
                 copy_legacy(env)
