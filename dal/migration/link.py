@@ -40,7 +40,7 @@ class ControlLink:
                 try:
                     with self._conn.cursor() as cur:
                         return work(cur)
-                except pymysql.err.OperationalError:
+                except (pymysql.err.OperationalError, pymysql.err.InterfaceError):
                     self.close_locked()
                     if attempt:
                         raise
