@@ -14,6 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from config.migration import MigrationConfig
 from config.protection import BreakerConfig, LimitsConfig, RulesConfig
 
 NATIVE_HASH = re.compile(r"^\*[0-9A-Fa-f]{40}$")
@@ -163,6 +164,8 @@ class LogicalDatabase(Strict):
     # as is). Default: ``schema/<logical database name>.sql``, e.g. config/schema/trade.sql for
     # `trade`. (Named schema_file in Python: `schema` is taken by pydantic's BaseModel.)
     schema_file: str | None = Field(default=None, alias="schema")
+    # A live move of some of these tables from an unsharded legacy database (config/migration.py).
+    migration: MigrationConfig | None = None
 
     @field_validator("schema_file")
     @classmethod
@@ -179,6 +182,10 @@ class LogicalDatabase(Strict):
         for name, table in self.tables.items():
             if table.bound_to is not None and table.bound_to not in self.tables:
                 raise ValueError(f"table {name!r} is bound to unknown table {table.bound_to!r}")
+        for name in self.migration.tables if self.migration else ():
+            kind = self.tables[name].kind if name in self.tables else None
+            if kind not in (TableKind.SHARDED, TableKind.BOUND):
+                raise ValueError(f"migration.tables: {name!r} is not a sharded or bound table")
         return self
 
 
@@ -380,6 +387,9 @@ class Config(Strict):
                     f"databases.{db_name}.default_instance: "
                     f"unknown instance {db.default_instance!r}"
                 )
+            if db.migration and db.migration.source_instance not in self.instances:
+                raise ValueError(f"databases.{db_name}.migration.source_instance: unknown "
+                                 f"instance {db.migration.source_instance!r}")
             for dim_name, dim in db.dimensions.items():
                 seen: dict[int, str] = {}
                 for place in dim.placement:

@@ -75,11 +75,14 @@ def database(name: str, prefix: bool = False) -> str:
 
 
 def dal_scopes(config: Config) -> list[str]:
-    """Every database the config names: default databases and shard database prefixes."""
+    """Every database the config names: default databases, shard database prefixes and the
+    legacy databases of migrations."""
     scopes: list[str] = []
     for logical in config.databases.values():
         scopes.append(database(logical.default_database))
         scopes += [database(dim.prefix, prefix=True) for dim in logical.dimensions.values()]
+        if logical.migration is not None:  # the legacy database a live migration moves from
+            scopes.append(database(logical.migration.source_database))
     return list(dict.fromkeys(scopes))
 
 
