@@ -146,30 +146,31 @@ class Layout:
             places += [Place(copy.placement[s], copy.database(s)) for s in range(copy.shards)]
         return places
 
-    def replace_rows(self, table: str, columns: Sequence[str], rows: Iterable[tuple],
-                     conn_for=None) -> int:
-        """REPLACE each row into its shard places, one multi-row statement per place. Returns
-        the number of rows. ``conn_for(instance)`` gives the connection (default: shared)."""
-        grouped: dict[Place, list[tuple]] = {}
+    def replace_rows(self, table: str, columns: Sequence[str], rows: Iterable[tuple]) -> int:
+        """REPLACE each row into its shard places: one multi-row statement per place, one
+        transaction per instance. Returns the number of rows."""
+        grouped: dict[Place, list[str]] = {}
+        literal = self.conns.get(self.legacy.instance).literal
         count = 0
         for row in rows:
             count += 1
+            text = literal(tuple(row))  # escaped once, whatever the number of places
             for place in self.places_of(table, dict(zip(columns, row, strict=True))):
-                grouped.setdefault(place, []).append(tuple(row))
+                grouped.setdefault(place, []).append(text)
         names = ", ".join(map(quote, columns))
-        marks = "(" + ", ".join(["%s"] * len(columns)) + ")"
-        for place, values in grouped.items():
-            conn = conn_for(place.instance) if conn_for else self.conns.get(place.instance)
+        for instance in sorted({p.instance for p in grouped}):
+            conn = self.conns.get(instance)
+            conn.begin()
             with conn.cursor() as cur:
-                cur.execute(f"REPLACE INTO {place.table(table)} ({names}) VALUES "
-                            + ", ".join([marks] * len(values)),
-                            [v for value in values for v in value])
+                for place in (p for p in grouped if p.instance == instance):
+                    cur.execute(f"REPLACE INTO {place.table(table)} ({names}) VALUES "
+                                + ", ".join(grouped[place]))
+            conn.commit()
         return count
 
-    def delete_id(self, table: str, place: Place, id_: int, conn_for=None) -> None:
+    def delete_id(self, table: str, place: Place, id_: int) -> None:
         """Delete row ``id_`` of ``table`` at ``place``."""
-        conn = conn_for(place.instance) if conn_for else self.conns.get(place.instance)
-        with conn.cursor() as cur:
+        with self.conns.get(place.instance).cursor() as cur:
             cur.execute(f"DELETE FROM {place.table(table)} WHERE id = %s", (id_,))
 
     def close(self) -> None:
