@@ -122,11 +122,17 @@ def execute(server: ServerPort, sql: str, *, seq: int, status: int) -> bytes:
     match = _SHOW.match(sql)
     handler = COMMANDS.get(match.group(1).upper()) if match else None
     if handler is None:
-        known = ", ".join(f"SHOW DAL {name}" for name in COMMANDS) + (
-            ", SET DAL <key> = <value>, RELOAD DAL CONFIG")
+        known = ", ".join(f"SHOW DAL {name}" for name in (*COMMANDS, "MIGRATION")) + (
+            ", SET DAL <key> = <value>, SET DAL MIGRATION PHASE = '<phase>', "
+            "RELOAD DAL CONFIG")
         return err_packet(ERR(errors.NOT_SUPPORTED[0], f"Unknown DAL admin statement; this "
                               f"build knows: {known}", errors.NOT_SUPPORTED[1]), seq)
     header, rows = handler(server)
+    return _result(header, rows, seq=seq, status=status)
+
+
+def result_set(header: list[str], rows: list[list[object]], *, seq: int, status: int) -> bytes:
+    """Rows DAL answers itself, framed from ``seq``."""
     return _result(header, rows, seq=seq, status=status)
 
 

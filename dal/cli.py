@@ -27,6 +27,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "xa": ("dal.xa_recover", "resolve XA branches left prepared by a crash (xa recover "
            "[--apply])"),
     "top": ("tools.top", "a live terminal view of a running DAL: pools, top statements, breakers"),
+    "migrate": ("tools.migrate", "move a live unsharded database into the shards: phase, "
+                "status, backfill, verify, demo"),
     "explain": ("tools.explain", "show a statement's plan (its tree of primitives, the shards and "
                 "the SQL each gets) without a running DAL"),
 }

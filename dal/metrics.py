@@ -12,6 +12,7 @@ from prometheus_client.core import (
     HistogramMetricFamily,
 )
 
+from dal.migration.metrics import migration_families
 from pool.histogram import Histogram
 
 if TYPE_CHECKING:
@@ -78,6 +79,8 @@ class ServerCollector:
         yield login_backoff_family(server)
         yield from server.protection.metrics()
         yield from pool_families(server)
+        if server.migration is not None:
+            yield from migration_families(server.migration)
         latency = HistogramMetricFamily("dal_statement_latency_seconds", "Time from a "
                                         "statement's arrival to the end of its answer, by plan "
                                         "and statement kind", labels=["plan", "kind"])

@@ -36,6 +36,7 @@ class ServerPort(Protocol):
     router: Router
     pools: dict[str, Pool]
     xa: Any  # dal.xa.Coordinator in transaction mode xa, else None
+    migration: Any  # dal.migration.service.Migrations when a database migrates, else None
     genes: Any  # router.genes generator of this worker
     protection: Any  # dal.protection.Protection
     statement_timeout: float

@@ -18,6 +18,7 @@ a connection. Each execution is planned like a text statement with the same shap
 from __future__ import annotations
 
 from collections import OrderedDict
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from dal.execute import leases
@@ -42,7 +43,7 @@ from pool.connection import BackendError
 from pool.rename import rename_column
 from pool.state import apply_state
 from router.params import Shape, shape_of
-from router.plan import LOCAL, REFUSE, ROUTE, SET, SHARDED, Plan
+from router.plan import LOCAL, MIGRATED, REFUSE, ROUTE, SET, SHARDED, Plan
 from router.rows.buffer import lenenc_bytes
 from router.rows.columns import ColumnDefinition
 from router.rows.errors import ProtocolError
@@ -185,6 +186,10 @@ async def _definitions(session: SessionPort, sql: bytes, shape: Shape, plan: Pla
     synthetic = (PARAM_DEFINITION,) * shape.params, ()
     if text_mode:
         return synthetic
+    if plan.kind == MIGRATED:  # a read as the shards describe it, else as legacy does
+        sharded = plan.sharded
+        plan = replace(plan, kind=SHARDED if sharded is not None and not sharded.write  # type: ignore[attr-defined]
+                       else ROUTE, sql=None, anywhere=False)
     if plan.kind == SHARDED:
         sharded = plan.sharded
         if sharded.write or sharded.insert is not None:  # type: ignore[union-attr]
@@ -305,6 +310,13 @@ def _execute(session: SessionPort, statement: Statement, payload: bytes,
                                       session.admin, session.lexer_modes())
     if plan.kind == SHARDED:
         _sharded(session, statement, plan, ex, cursor, last_seq)
+    elif plan.kind == MIGRATED:  # a live migration's table: its phase's tree, no shortcut
+        try:
+            slots = statement.shape.slots(_literals(ex))
+        except ValueError as exc:
+            _error(session, WRONG_ARGUMENTS, f"Incorrect arguments to mysqld_stmt_execute: {exc}")
+            return
+        run_tree(session, plan, PreparedBindings(slots, statement, ex, cursor, last_seq))
     elif plan.kind in (ROUTE, REFUSE):
         run_tree(session, plan, PreparedBindings([], statement, ex, cursor, last_seq))
     else:

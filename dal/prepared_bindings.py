@@ -45,6 +45,12 @@ class PreparedBindings:
     cursor: bool
     last_seq: int
 
+    def replan(self, session: SessionPort) -> Plan:
+        """This statement planned again (the plan cache answers for its shape)."""
+        statement = self.statement
+        return session.server.router.plan(statement.sql, statement.shape.fp, session.schema,
+                                          session.admin, session.lexer_modes())
+
     def route(self, session: SessionPort, plan: Plan) -> None:
         """The statement on ``plan.instance``, prepared there (a statement that touches no
         table follows the session's pin); repeated executions take a fixed fast route."""

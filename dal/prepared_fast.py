@@ -64,7 +64,8 @@ def fast_route(session: SessionPort, statement: Statement, plan: Plan, ex: Execu
 def fixed_route(session: SessionPort, plan: Plan, ex: Execute) -> FastRoute | None:
     """The fast route of a statement whose plan sends it unchanged to one backend (an
     unsharded table): every execution is relayed there, NULLs included."""
-    if plan.sql is not None or plan.handler is not None or plan.pin is not None or plan.anywhere:
+    if (plan.sql is not None or plan.handler is not None or plan.pin is not None or plan.anywhere
+            or plan.phase is not None):
         return None
     types = b"".join(bytes((c, UNSIGNED_PARAM if u else 0)) for c, u in ex.types)
     params = len(ex.types)

@@ -13,6 +13,7 @@ from config.model import Config
 from dal import tls
 from dal.login import Authenticator
 from dal.login_backoff import LoginBackoff
+from dal.migration.service import Migrations
 from dal.protection import Protection
 from dal.session import ClientSession
 from dal.stats import StatementStats
@@ -80,6 +81,10 @@ class Server:
         self.protection = Protection(self)
         # Transaction mode xa (dal/xa.py): None in mode single, so sessions test one attribute.
         self.xa = Coordinator(self, config) if config.transactions.mode == "xa" else None
+        # Live migrations (dal/migration/service.py): None when no database has one.
+        self.migration = (Migrations(self) if any(db.migration is not None
+                                                   for db in config.databases.values())
+                          else None)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -90,6 +95,8 @@ class Server:
         self.leased_genes.run_renewals()
         for pool in self.pools.values():
             pool.warm()
+        if self.migration is not None:
+            await self.migration.start()
         listen = self.config.server.listen
         loop = asyncio.get_running_loop()
         self._listener = await loop.create_server(
@@ -141,6 +148,8 @@ class Server:
         if self._sweeper is not None:
             self._sweeper.cancel()
         await self.leased_genes.stop()
+        if self.migration is not None:
+            await self.migration.stop()
         await asyncio.sleep(0.05)
         for pool in self.pools.values():
             await pool.close()

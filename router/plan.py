@@ -9,6 +9,9 @@ one plan serves every statement of the same shape. The kinds used so far:
 - ``set``: session variables to record and replay on whatever connection serves the session.
 - ``refuse``: an ERR with a documented code and a message that says what to change.
 - ``sharded``: a statement on sharded tables (``sharded`` is its router.sharded.ShardedPlan).
+- ``migrated``: a statement on the tables of a live migration (router/migration.py): its tree
+  depends on the migration's ``phase``; ``instance``/``schema`` name the legacy database and
+  ``sharded`` the sharded plan (None when the sharded planner refused the statement).
 
 ``root`` is the plan as a tree of primitives (router/engine/), which executes it.
 """
@@ -22,6 +25,7 @@ LOCAL = "local"
 SET = "set"
 REFUSE = "refuse"
 SHARDED = "sharded"
+MIGRATED = "migrated"
 
 
 @dataclass(slots=True, frozen=True)
@@ -52,6 +56,9 @@ class Plan:
     # Planned for this statement text only, never cached: its verdict depends on a literal
     # (the statement inside PREPARE ... FROM '...').
     once: bool = False
+    # Planned for this migration phase (router/migration.py): its route changes at a phase
+    # switch, so it is never memoised outside the plan cache (express lane, fast routes).
+    phase: str | None = None
     # The tree of primitives that executes this plan (router.engine.base.Primitive), built
     # once per shape by router.engine.build.rooted; None for a plan made outside the planner.
     root: object | None = field(default=None, compare=False, repr=False)

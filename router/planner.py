@@ -28,7 +28,8 @@ from router.express import Express
 from router.fingerprint import Fingerprint, fingerprint_in_modes
 from router.local_statements import local_statement
 from router.lock_tables import plan_lock_tables
-from router.plan import LOCAL, ROUTE, SHARDED, Plan, refuse
+from router.migration import plan_migrated
+from router.plan import LOCAL, MIGRATED, ROUTE, SHARDED, Plan, refuse
 from router.plan_cache import PlanCache
 from router.rules import check_rules, tagged
 from router.set_statement import untracked_set
@@ -58,6 +59,7 @@ _REPLACE = re.compile(r"(?i)^\s*REPLACE(?=\s)")
 # sqlglot would skip it as a comment, so statements are planned from their expansion.
 _EXECUTABLE_COMMENT = re.compile(r"/\*M?!")
 _START_TRANSACTION = re.compile(r"(?is)\s*START\s+TRANSACTION\b")
+_SHAPED = (SHARDED, MIGRATED)  # plans made from the fingerprint key: cached with literals
 
 
 class _Reading(NamedTuple):
@@ -86,6 +88,10 @@ class Router:
         self.access = AccessPolicy([dim.prefix for cfg in config.databases.values()
                                     for dim in cfg.dimensions.values()])
         self.catalog = Catalog(config)
+        # Live migrations (router/migration.py): which databases have one, and the phase of
+        # each as DAL's phase watcher last applied it (`set_phase`).
+        self.migrating = any(cfg.migration is not None for cfg in config.databases.values())
+        self.phases: dict[str, str] = {}
 
     def plan(self, sql: bytes, fp: Fingerprint, schema: str | None, admin: bool,
              modes: int = 0, original: bytes | None = None) -> Plan:
@@ -108,10 +114,18 @@ class Router:
             # A statement with an executable comment is planned for its own text only: the
             # scanner's key cannot tell what the comment runs (or skips) from its literals.
             if not plan.once and not _has_executable(sql) and (
-                    plan.passthrough or not fp.literals or plan.kind == SHARDED
+                    plan.passthrough or not fp.literals or plan.kind in _SHAPED
                     or plan.rule is not None):
                 self.cache.put(key, plan)
         return plan
+
+    def set_phase(self, db: str, phase: str) -> None:
+        """Plan ``db``'s migrated tables for ``phase`` from now on; cached plans are dropped,
+        so that no tree of the old phase serves a statement after the switch."""
+        if self.phases.get(db) != phase:
+            self.phases[db] = phase
+            self.cache.clear()
+            self.express.clear()
 
     def set_rules(self, rules: object) -> None:
         """New statement rules (config.protection.RulesConfig); cached plans are dropped."""
@@ -187,6 +201,8 @@ class Router:
             return plan_command(self.catalog, words, text, schema, pin)
         plan = check_rules(self.rules, tree,
                            plan_statement(self.catalog, tree, text, schema, admin, key), admin)
+        if self.migrating:  # a live migration's tables (router/migration.py)
+            plan = plan_migrated(self.config, tree, key, schema, plan, self.phases)
         if plan.handler != "session_functions" and names_session_user(code):
             return refuse(*errors.NOT_SUPPORTED, "DAL answers CURRENT_USER(), USER() and "
                           "SESSION_USER() only on their own (SELECT CURRENT_USER()); inside "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -134,8 +135,11 @@ def _refuse_away_from_home(plan: ShardedPlan, reached: list[Target]) -> None:
                   f"instance, and this statement {where}. Read the unsharded table separately")
 
 
-def targets(config: Config, plan: ShardedPlan, slots: list[list[bytes]]) -> list[Target]:
-    """The shards a statement reaches, each with its own share of IN-list values."""
+def targets(config: Config, plan: ShardedPlan, slots: list[list[bytes]],
+            shard_of: Callable[[int, int], int | None] | None = None) -> list[Target]:
+    """The shards a statement reaches, each with its own share of IN-list values.
+    ``shard_of(slot, value)``: a shard found elsewhere for a routing value (a legacy id's,
+    router/migration.py), or None to compute it as usual."""
     cfg = config.databases[plan.db]
     routing = plan.routing
     if routing.broadcast:
@@ -151,7 +155,10 @@ def targets(config: Config, plan: ShardedPlan, slots: list[list[bytes]]) -> list
     for slot in routing.slots:
         for literal in slots[slot]:
             value = key_value(literal)
-            if routing.gene:
+            found = shard_of(slot, value) if shard_of is not None else None
+            if found is not None:
+                shard = found
+            elif routing.gene:
                 shard = (user_shard_of_gene(value, dim.shards) if routing.dimension ==
                          cfg.authoritative else merchant_shard_of_gene(value, dim.shards))
             else:

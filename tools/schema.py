@@ -266,6 +266,15 @@ def load_schemas(
     return out
 
 
+def legacy_schema(db: LogicalDatabase) -> list[TableDef] | None:
+    """The tables of a migration's legacy database, from config/schema/<source_database>.sql
+    when that file exists (docs/migration.md)."""
+    if db.migration is None:
+        return None
+    path = SCHEMA_DIR / f"schema/{db.migration.source_database}.sql"
+    return parse_schema(path) if path.is_file() else None
+
+
 def _per_database(config: Config, tables: Schemas) -> Mapping[str, list[TableDef]]:
     if isinstance(tables, list):
         return {db_name: tables for db_name in config.databases}
@@ -303,6 +312,9 @@ def plan(config: Config, tables: Schemas) -> list[Target]:
         for dim_name, dim in db.dimensions.items():
             for shard in range(dim.shards):
                 add(config.shard_instance(db_name, dim_name, shard), dim.database(shard), in_shards)
+        legacy = legacy_schema(db)
+        if legacy is not None and db.migration is not None:  # a live migration's source
+            add(db.migration.source_instance, db.migration.source_database, legacy)
     return [
         Target(inst, name, tuple(defs), tuple(defs.values()))
         for (inst, name), defs in wanted.items()
@@ -609,6 +621,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def ensure_migration_tables(config: Config) -> None:
+    """The migration control tables in dal_meta on the default instance, when a database of
+    the config has a migration (dal/migration/control.py)."""
+    if not any(db.migration is not None for db in config.databases.values()):
+        return
+    from dal.migration import control
+
+    first = next(iter(config.databases.values()))
+    dba = config.instances[first.default_instance].login_as(config.dba.user,
+                                                             config.dba.password)
+    conn = control.connect(dba)
+    try:
+        with conn.cursor() as cur:
+            control.ensure_tables(cur)
+    finally:
+        conn.close()
+
+
 def _print_list(label: str, items: list[str]) -> None:
     for item in items[:SHOWN_MAX]:
         print(f"{label}: {item}")
@@ -624,6 +654,8 @@ def run(args: argparse.Namespace) -> int:
             report = check(config, args.schema)
         else:
             report = apply(config, args.schema, dry_run=args.dry_run)
+            if not args.dry_run:
+                ensure_migration_tables(config)
     except (ConfigError, SchemaError) as exc:
         print(exc, file=sys.stderr)
         return 2

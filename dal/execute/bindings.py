@@ -48,6 +48,8 @@ class ExecutionBindings(Protocol):
 
     def send_ok(self, session: SessionPort, affected: int, last_insert_id: int) -> None: ...
 
+    def replan(self, session: SessionPort) -> Plan: ...
+
 
 def logical_columns(columns: list[ColumnDefinition], logical: bytes) -> list[ColumnDefinition]:
     """Shard column definitions as the client sees them: schema = the logical database."""
@@ -76,6 +78,12 @@ class TextBindings:
     last_seq: int
     raw: bytes | None
     fp: Fingerprint | None
+
+    def replan(self, session: SessionPort) -> Plan:
+        """This statement planned again (the plan cache answers for its shape)."""
+        assert self.fp is not None
+        return session.server.router.plan(self.sql, self.fp, session.schema, session.admin,
+                                          session.lexer_modes())
 
     def route(self, session: SessionPort, plan: Plan) -> None:
         """The client's statement (or ``plan.sql``) on ``plan.instance``, relayed raw."""

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Coroutine, Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any
 
 from dal import errors, xa
-from dal.execute import leases
+from dal.execute import leases, own
 from dal.execute import stream as scatter_stream
 from dal.timeouts import timed_command
 from dal.wire.constants import Status
@@ -192,6 +193,37 @@ class ExecutionCursor:
 
     def set_variables(self, plan: Plan) -> None:
         self.session.spawn(self.session.set_variables(plan))
+
+    # -- live migration (dal/migration/service.py) -------------------------------------------
+
+    def migration_gate(self, db: str) -> AbstractAsyncContextManager[str]:
+        return self.session.server.migration.gate(db).enter()
+
+    def replanned(self) -> Any:
+        return self.bindings.replan(self.session).root
+
+    def max_legacy_id(self, db: str) -> int:
+        return self.session.server.migration.max_legacy_id(db)
+
+    async def legacy_users(self, db: str, tbl: str, ids: Sequence[int]) -> dict[int, int]:
+        return await self.session.server.migration.legacy_users(db, tbl, ids)
+
+    async def own_transaction(self, instance: str) -> own.OwnTransaction:
+        return await own.begin(self.session, instance)
+
+    async def run_pooled(self, instance: str, sql: bytes) -> Result:
+        return await own.run_pooled(self.session, instance, sql)
+
+    async def record_repair(self, db: str, tbl: str, ids: Sequence[int], direction: str,
+                            error: str) -> None:
+        await self.session.server.migration.record_repair(db, tbl, ids, direction, error)
+
+    async def record_lookup(self, db: str, tbl: str,
+                            rows: Sequence[tuple[int, int, int]]) -> None:
+        await self.session.server.migration.record_lookup(db, tbl, rows)
+
+    def count_migration(self, db: str, what: str, value: float, note: str = "") -> None:
+        self.session.server.migration.count(db, what, value, note)
 
 
 def run_tree(session: SessionPort, plan: Plan, bindings: ExecutionBindings) -> None:

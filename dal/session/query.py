@@ -23,6 +23,7 @@ from dal import (
 from dal.execute.bindings import TextBindings
 from dal.execute.cursor import run_tree
 from dal.login import ok_packet
+from dal.migration import admin as migration_admin
 from dal.session.state import SessionState
 from dal.shard_route import route_plan, shard_renamer
 from dal.wire.constants import Status
@@ -38,7 +39,7 @@ from router.fingerprint import (
     fingerprint,
     fingerprint_in_modes,
 )
-from router.plan import LOCAL, ROUTE, SHARDED, Plan
+from router.plan import LOCAL, MIGRATED, ROUTE, SHARDED, Plan
 from router.session_functions import rewrites as rewrites_session_functions
 from router.split import split_statements
 
@@ -57,6 +58,7 @@ _AUTOCOMMIT = int(Status.AUTOCOMMIT)
 # lexer (no NO_BACKSLASH_ESCAPES: its heads were learnt under the default reading).
 _LANE_BITS = int(Status.IN_TRANS | Status.AUTOCOMMIT | Status.NO_BACKSLASH_ESCAPES)
 _NO_SLOTS: list[list[bytes]] = []  # a plan that routes by no literal
+_SLOTTED = (SHARDED, MIGRATED)  # plans whose trees read the statement's literal slots
 
 
 
@@ -125,7 +127,7 @@ class QuerySession(SessionState):
             self.relay.route(Plan(ROUTE, instance=self.pinned.instance, anywhere=True,
                                   statement="select"), payload, last_seq, RESULT, raw)
             return
-        slots = fp.slots(sql) if kind == SHARDED else _NO_SLOTS
+        slots = fp.slots(sql) if kind in _SLOTTED else _NO_SLOTS
         run_tree(self, plan, TextBindings(slots, plan, sql, payload, last_seq, raw, fp))
 
     def _end_transaction(self, sql: bytes) -> bool:
@@ -207,6 +209,9 @@ class QuerySession(SessionState):
         elif not self.admin:
             self.error(errors.SPECIFIC_ACCESS_DENIED, "Access denied; you need (at least one "
                         "of) the DAL admin privilege(s) for this operation")
+        elif migration_admin.matches(sql):  # waits for the fleet: not on the event loop
+            self.send(await migration_admin.execute(self.server, sql.decode("utf-8", "replace"),
+                                                    seq=self._seq, status=self.status))
         else:
             response = admin.execute(self.server, sql.decode("utf-8", "replace"),
                                      seq=self._seq, status=self.status)

@@ -13,7 +13,8 @@ SQLSTATE; other backend errors pass through as the cursor raised them (`BackendF
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Coroutine, Iterable, Sequence
+from collections.abc import Coroutine, Iterable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -65,6 +66,21 @@ class ShardResult(Protocol):
     rows: list[Row]
     ok: ShardOk | None
     status: int
+
+
+@dataclass(slots=True)
+class OwnTransaction(Protocol):
+    """A transaction on one backend that DAL opens for itself, apart from the session's (a
+    dual write's authoritative side, router/engine/dualwrite.py)."""
+
+    async def run(self, sql: bytes) -> ShardResult:
+        """One statement in the transaction."""
+
+    async def commit(self) -> None:
+        """Commit and give the connection back."""
+
+    async def rollback(self) -> None:
+        """Roll back (if still open) and give the connection back; never raises."""
 
 
 @dataclass(slots=True)
@@ -169,6 +185,40 @@ class Cursor(Protocol):
         """Record a plan of kind set: ``plan.assignments`` replayed on the session's
         connections, ``plan.args`` (name, expression) evaluated once first. Returns at once;
         the cursor completes the command."""
+
+    # -- live migration (router/engine/migrated.py, dualwrite.py) ----------------------------
+
+    def migration_gate(self, db: str) -> AbstractAsyncContextManager[str]:
+        """Enter a write to ``db``'s migrated tables: held while a phase switch drains (up to
+        the migration's write_pause, then a `Refusal`), counted in flight until it exits. It
+        yields the phase the write must run under."""
+
+    def replanned(self) -> Primitive | None:
+        """This statement's tree planned again (after a phase switch it waited for)."""
+
+    def max_legacy_id(self, db: str) -> int:
+        """The highest id the legacy database had when ``db`` left phase legacy."""
+
+    async def legacy_users(self, db: str, tbl: str, ids: Sequence[int]) -> Mapping[int, int]:
+        """``id -> user key`` of legacy ids of ``tbl`` (the lookup, cached)."""
+
+    async def own_transaction(self, instance: str) -> OwnTransaction:
+        """A transaction of DAL's own on ``instance`` (BEGIN sent)."""
+
+    async def run_pooled(self, instance: str, sql: bytes) -> ShardResult:
+        """One autocommitted statement on a pooled connection of ``instance``."""
+
+    async def record_repair(self, db: str, tbl: str, ids: Sequence[int], direction: str,
+                            error: str) -> None:
+        """Record failed mirrors durably (the repair log) for the repairer."""
+
+    async def record_lookup(self, db: str, tbl: str,
+                            rows: Sequence[tuple[int, int, int]]) -> None:
+        """Record ``(id, user key, merchant key)`` of legacy rows in the lookup."""
+
+    def count_migration(self, db: str, what: str, value: float, note: str = "") -> None:
+        """A migration metric: ``shadow`` (value 1: a mismatch, logged with ``note``) or
+        ``dual_write`` (value: seconds)."""
 
 
 class Primitive(ABC):

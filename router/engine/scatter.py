@@ -101,7 +101,7 @@ class Scatter(RowPrimitive):
             if cursor.check_shard(found[0].database):
                 cursor.route_shard(self.sharded, found[0], bindings, self.statement)
             return
-        run = self._write(cursor, bindings, found) if self.write else self._read(
+        run = self.write_on(cursor, bindings, found) if self.write else self.read_on(
             root, cursor, bindings, found)
         cursor.spawn(run, self.label)
 
@@ -127,13 +127,22 @@ class Scatter(RowPrimitive):
         results = settle(cursor, found, await cursor.fetch_shards(found, sqls, False), False)
         return Rows(results[0].columns, [r.rows for r in results])
 
-    async def _read(self, root: Primitive, cursor: Cursor, bindings: Bindings,
-                    found: list[Target]) -> None:
+    async def read_on(self, root: Primitive, cursor: Cursor, bindings: Bindings,
+                      found: list[Target]) -> None:
+        """Read ``found`` (the targets, resolved already), merge with ``root``'s tree, answer."""
+        columns, rows = await self.rows_on(root, cursor, bindings, found)
+        if columns is not None:
+            cursor.send_rows(columns, rows, self.sharded.logical)
+
+    async def rows_on(self, root: Primitive, cursor: Cursor, bindings: Bindings,
+                      found: list[Target]) -> tuple[list[ColumnDefinition] | None, list[Row]]:
+        """The merged rows of ``root``'s tree over ``found``; (None, []) when they were
+        streamed to the client already."""
         slots = bindings.slots
         sqls = self.sqls(cursor, slots, found)
-        if root is self and self.streamable and cursor.can_stream():
+        if root is self and self.streamable and cursor.can_stream() and len(found) > 1:
             await cursor.stream_shards(found, sqls, self.sharded.logical)
-            return
+            return None, []
         nodes, _ = chain_of(root)
         steps = bind(nodes, slots)
         max_rows = cursor.max_merge_rows
@@ -145,7 +154,7 @@ class Scatter(RowPrimitive):
             raise Refusal(MAX_ROWS, f"DAL rule max_rows: the merged result has {len(rows)} "
                           f"rows, more than rules.max_rows = {limit}; add a shard key, a "
                           "narrower WHERE or a LIMIT")
-        cursor.send_rows(columns, rows, self.sharded.logical)
+        return columns, rows
 
     def materialize(self, merged: Rows, max_rows: int) -> tuple[list[ColumnDefinition],
                                                                  list[Row]]:
@@ -161,7 +170,8 @@ class Scatter(RowPrimitive):
                           "(server.max_merge_rows); add a shard key or a LIMIT")
         return merged.columns, rows
 
-    async def _write(self, cursor: Cursor, bindings: Bindings, found: list[Target]) -> None:
+    async def write_on(self, cursor: Cursor, bindings: Bindings, found: list[Target]) -> None:
+        """Write ``found`` (the targets, resolved already); answer the summed OK."""
         sqls = self.sqls(cursor, bindings.slots, found)
         results = settle(cursor, found, await cursor.fetch_shards(found, sqls, True), True)
         cursor.send_ok(self.affected(results))

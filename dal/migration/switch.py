@@ -1,0 +1,126 @@
+"""The phase switch protocol (docs/migration.md), run by `dal migrate phase` and by
+``SET DAL MIGRATION PHASE``; it talks to the fleet only through the control tables.
+
+1. state='drain', next_phase=NAME, version+1;
+2. wait until every live process acked 'drained' at that version (each holds its writes to
+   the migrated tables meanwhile and waits for those in flight);
+3. phase=NAME, state='active', version+1 (leaving legacy: max_legacy_id recorded first, while
+   no write runs); processes apply it and release their held writes under the new phase;
+4. wait until every live process acked 'active' at that version.
+A timeout in 2 or 4 puts the old phase back (state 'active', version+1) and fails.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import pymysql
+
+from config.model import Config
+from dal.migration import control
+
+POLL = 0.1
+
+
+class SwitchError(Exception):
+    """A switch that was refused or rolled back; the message says why."""
+
+
+def control_instance(config: Config):
+    """The instance holding dal_meta: the first logical database's default instance."""
+    first = next(iter(config.databases.values()))
+    return config.instances[first.default_instance]
+
+
+def switch(config: Config, db: str, target: str, timeout: float = 30.0,
+           say: Callable[[str], None] = lambda line: None) -> control.PhaseRow:
+    """Move ``db`` one step to phase ``target``, fleet-safely; the new phase row."""
+    cfg = config.databases.get(db)
+    if cfg is None or cfg.migration is None:
+        raise SwitchError(f"database {db!r} has no migration section in this config")
+    if target not in control.PHASES:
+        raise SwitchError(f"unknown phase {target!r}; phases: {', '.join(control.PHASES)}")
+    conn = control.connect(control_instance(config))
+    try:
+        with conn.cursor() as cur:
+            control.ensure_tables(cur)
+            control.ensure_phase(cur, db)
+            old = _begin(conn, db, target)
+            say(f"{db}: draining for {old.phase} -> {target} (version {old.version + 1})")
+            drain = old.version + 1
+            if not _wait(cur, db, drain, control.DRAINED, timeout):
+                _restore(cur, db, old, drain + 1)
+                raise SwitchError(f"not every live DAL process drained within {timeout} s; "
+                                  f"{db} stays in phase {old.phase}")
+            max_id = None
+            if old.phase == "legacy" and target == "dual_legacy":
+                max_id = legacy_max_id(config, db)
+                say(f"{db}: highest legacy id {max_id}")
+            control.write_phase(cur, db, target, control.ACTIVE, None, drain + 1, max_id)
+            if not _wait(cur, db, drain + 1, control.ACTIVE, timeout):
+                _restore(cur, db, old, drain + 2)
+                raise SwitchError(f"not every live DAL process applied {target} within "
+                                  f"{timeout} s; {db} is back in phase {old.phase}")
+            row = control.read_phase(cur, db)
+            assert row is not None
+            say(f"{db}: phase {target} (version {row.version}), acked by every live process")
+            return row
+    finally:
+        conn.close()
+
+
+def _begin(conn: pymysql.connections.Connection, db: str, target: str) -> control.PhaseRow:
+    """Check the move and mark the drain, atomically."""
+    conn.begin()
+    try:
+        with conn.cursor() as cur:
+            row = control.read_phase(cur, db, for_update=True)
+            assert row is not None
+            if row.state != control.ACTIVE:
+                raise SwitchError(f"{db} is already switching ({row.phase} -> {row.next_phase}, "
+                                  f"version {row.version}); wait for it")
+            if row.phase == target:
+                raise SwitchError(f"{db} is in phase {target} already")
+            if not control.next_phase_ok(row.phase, target):
+                raise SwitchError(f"{db} cannot go from {row.phase} to {target}: one step "
+                                  f"at a time along {' <-> '.join(control.PHASES)}")
+            control.write_phase(cur, db, row.phase, control.DRAIN, target, row.version + 1)
+        conn.commit()
+    except BaseException:
+        conn.rollback()
+        raise
+    return row
+
+
+def _wait(cur: control.Cursor, db: str, version: int, state: str, timeout: float) -> bool:
+    """Until every live process of ``db`` acked ``state`` at ``version`` (or later)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        acks = [a for a in control.read_acks(cur, db) if a.live]
+        if all(a.version > version or (a.version == version and a.state == state)
+               for a in acks):
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(POLL)
+
+
+def _restore(cur: control.Cursor, db: str, old: control.PhaseRow, version: int) -> None:
+    control.write_phase(cur, db, old.phase, control.ACTIVE, None, version)
+
+
+def legacy_max_id(config: Config, db: str) -> int:
+    """The largest id over the migrated tables of the legacy database."""
+    mig = config.databases[db].migration
+    assert mig is not None
+    conn = control.connect(config.instances[mig.source_instance])
+    try:
+        with conn.cursor() as cur:
+            best = 0
+            for table in mig.tables:
+                cur.execute(f"SELECT COALESCE(MAX(id), 0) FROM `{mig.source_database}`.`{table}`")
+                best = max(best, int(cur.fetchone()[0]))
+            return best
+    finally:
+        conn.close()
