@@ -63,7 +63,7 @@ def dal(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
 
 def migrate_argv(config: Path, sub: str, *args: str) -> list[str]:
     """The command line of `dal migrate SUB --config CONFIG ARGS... --no-progress`."""
-    return [sys.executable, "-m", "tests.migrate_env", sub, "--config", str(config), *args,
+    return [sys.executable, "-m", "dal.cli", "migrate", sub, "--config", str(config), *args,
             "--no-progress"]
 
 
@@ -74,10 +74,14 @@ def migrate(config: Path, sub: str, *args: str, timeout: float = 300
                           capture_output=True, timeout=timeout)
 
 
-def prepare(config: Path, rows: int, seed: int = 1) -> None:
-    """Shard databases of `mt` created, and legacy refilled with ``rows`` demo orders."""
+def create(config: Path) -> None:
+    """The databases of `mt` created where missing (`dal schema apply`)."""
     done = dal("schema", "apply", "--config", str(config))
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def prepare(config: Path, rows: int, seed: int = 1) -> None:
+    """Legacy refilled with ``rows`` demo orders; the shards and control rows of `mt` empty."""
     done = migrate(config, "demo", "--rows", str(rows), "--seed", str(seed), "--reset",
                    "--force")
     assert done.returncode == 0, done.stdout + done.stderr
@@ -142,17 +146,3 @@ def legacy_rows(raw: dict, table: str) -> dict[int, tuple]:
     finally:
         conn.close()
 
-
-def _main() -> int:
-    import argparse
-    import importlib
-
-    module = importlib.import_module(f"tools.migrate_{sys.argv[1]}")
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--config")
-    module.add_arguments(parser)
-    return module.run(parser.parse_args(sys.argv[2:]))
-
-
-if __name__ == "__main__":
-    sys.exit(_main())

@@ -36,6 +36,7 @@ import pymysql
 from config.loader import load_config
 from dal.migration import control
 from dal.sync_lag import read_status
+from tools.migrate import SUBCOMMANDS, Subcommand
 from tools.migrate_layout import Layout, migrated_database, quote
 from tools.verify import Throttle
 
@@ -304,6 +305,7 @@ class Backfill:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description, parser.formatter_class = __doc__, argparse.RawDescriptionHelpFormatter
     parser.add_argument("--db", help="the logical database (default: the one with a migration)")
     parser.add_argument("--chunk", type=int, default=1000, help="rows per chunk (default: "
                         "%(default)s)")
@@ -345,3 +347,8 @@ def run(args: argparse.Namespace) -> int:
         if backfill is not None:
             backfill.close()
         layout.close()
+
+
+SUBCOMMANDS["backfill"] = Subcommand(
+    "copy legacy into the shards chunk by chunk under row locks (resumable)",
+    add_arguments, run)

@@ -29,6 +29,7 @@ import pymysql
 
 from config.loader import load_config
 from dal.migration import control
+from tools.migrate import SUBCOMMANDS, Subcommand
 from tools.migrate_layout import Layout, migrated_database, quote
 from tools.schema import SCHEMA_DIR, split_statements
 
@@ -195,6 +196,7 @@ def demo(layout: Layout, args: argparse.Namespace) -> int:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description, parser.formatter_class = __doc__, argparse.RawDescriptionHelpFormatter
     parser.add_argument("--rows", type=int, default=200_000, help="orders (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=1, help="random seed (default: %(default)s)")
     parser.add_argument("--db", help="the logical database (default: the one with a migration)")
@@ -218,3 +220,8 @@ def run(args: argparse.Namespace) -> int:
         return 1
     finally:
         layout.close()
+
+
+SUBCOMMANDS["demo"] = Subcommand(
+    "fill the legacy database with demo orders (phase legacy)",
+    add_arguments, run)

@@ -42,6 +42,7 @@ import pymysql
 
 from config.loader import load_config
 from dal.migration import control
+from tools.migrate import SUBCOMMANDS, Subcommand
 from tools.migrate_layout import (
     Layout,
     Place,
@@ -366,6 +367,7 @@ class Verify:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description, parser.formatter_class = __doc__, argparse.RawDescriptionHelpFormatter
     parser.add_argument("--db", help="the logical database (default: the one with a migration)")
     parser.add_argument("--repair", action="store_true",
                         help="rewrite each differing id on the non-authoritative side")
@@ -409,3 +411,8 @@ def run(args: argparse.Namespace) -> int:
           f"differences ({detail})" + (f"; {stats.repaired} ids repaired, {stats.left} left"
                                        if args.repair else ""), flush=True)
     return DIFF_EXIT if stats.left else 0
+
+
+SUBCOMMANDS["verify"] = Subcommand(
+    "compare legacy with the shards by chunk checksums; --repair fixes the other side",
+    add_arguments, run)

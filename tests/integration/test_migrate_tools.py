@@ -20,6 +20,7 @@ from tests.migrate_env import (
     DIFF,
     LEGACY,
     SHARDS,
+    create,
     dal,
     direct,
     legacy_rows,
@@ -37,7 +38,9 @@ from tests.migrate_env import (
 def mt(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     running_test_config()
     path = tmp_path_factory.mktemp("migrate") / "mt.yaml"
-    return path, write_mt_config(path)
+    raw = write_mt_config(path)
+    create(path)
+    return path, raw
 
 
 def _checkpoint(raw: dict, table: str) -> tuple[int, int, int] | None:
