@@ -62,14 +62,15 @@ def dal(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
 
 
 def migrate_argv(config: Path, sub: str, *args: str) -> list[str]:
-    """The command line of `dal migrate SUB --config CONFIG ARGS... --no-progress`."""
+    """The command line of `dal migrate SUB --config CONFIG ARGS...` (no progress bars)."""
+    quiet = ["--no-progress"] if sub in ("backfill", "verify", "demo") else []
     return [sys.executable, "-m", "dal.cli", "migrate", sub, "--config", str(config), *args,
-            "--no-progress"]
+            *quiet]
 
 
 def migrate(config: Path, sub: str, *args: str, timeout: float = 300
             ) -> subprocess.CompletedProcess:
-    """`dal migrate SUB --config CONFIG ARGS... --no-progress`, waited for."""
+    """`dal migrate SUB --config CONFIG ARGS...`, waited for."""
     return subprocess.run(migrate_argv(config, sub, *args), cwd=ROOT, text=True,
                           capture_output=True, timeout=timeout)
 
