@@ -48,7 +48,8 @@ class Copy:
 
     def __init__(self, table: str, result: ShardResult, key_columns: Sequence[str]) -> None:
         self.table = _quote(table)
-        names = [c.name for c in result.columns]
+        names = [c.name.decode() if isinstance(c.name, bytes) else c.name
+                 for c in result.columns]
         self.columns = b"(" + b", ".join(_quote(n) for n in names) + b")"
         self.rows = result.rows
         self.id_at = names.index("id")
