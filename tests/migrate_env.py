@@ -1,6 +1,6 @@
-"""A migration of its own for tests: the logical database `mt` (8 user and 8 merchant shards)
-on the test instances, moved from the legacy database `user_mt_legacy`, so that rows other
-tests leave in `trade`'s shards never count.
+"""A migration of its own for tests: the logical database `mt` (120 user and 120 merchant
+shards, as the genes of order ids need) on the test instances, moved from the legacy database
+`user_mt_legacy`, so that rows other tests leave in `trade`'s shards never count.
 
 The names all start with ``user_``/``merchant_``: DAL's backend account already holds its
 grants on those prefixes (tools/accounts.py), so a DAL serving `mt` needs no new grant and the
@@ -20,7 +20,7 @@ from tests.dal_process import ROOT, TEST_CONFIG, dba_login
 
 DB = "mt"
 LEGACY = "user_mt_legacy"
-SHARDS = 8
+SHARDS = 120
 DIFF = re.compile(r"^(missing|extra|changed) (\w+) id=(\d+) ", re.M)
 
 

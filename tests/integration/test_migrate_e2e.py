@@ -37,7 +37,7 @@ from tests.migrate_env import (
 CLIENTS = 3
 ORDERS = 1500
 ORDER_COLS = ("user_id", "merchant_id", "status", "total", "note")
-PHASE_SECONDS = 2.0
+PHASE_SECONDS = 1.5  # of client writes in each phase
 
 
 class Client(threading.Thread):
