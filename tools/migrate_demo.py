@@ -30,7 +30,7 @@ import pymysql
 from config.loader import load_config
 from dal.migration import control
 from tools.migrate import SUBCOMMANDS, Subcommand
-from tools.migrate_layout import Layout, migrated_database, quote
+from tools.migrate_layout import Layout, Place, migrated_database, quote
 from tools.schema import SCHEMA_DIR, split_statements
 
 LEGACY_SCHEMA = SCHEMA_DIR / "schema" / "legacy_trade.sql"
@@ -137,8 +137,14 @@ def empty_everything(layout: Layout) -> None:
     """Empty the legacy tables, the migrated tables on every shard, and the control rows."""
     for table in layout.tables:
         layout.conns.query(layout.legacy.instance, f"TRUNCATE {layout.legacy.table(table)}")
+        by_instance: dict[str, list[Place]] = {}
         for place in layout.all_places(table):
-            layout.conns.query(place.instance, f"TRUNCATE {place.table(table)}")
+            by_instance.setdefault(place.instance, []).append(place)
+        for instance, places in by_instance.items():  # only the non-empty ones (fast)
+            found = layout.conns.query(instance, " UNION ALL ".join(
+                f"(SELECT {i} FROM {p.table(table)} LIMIT 1)" for i, p in enumerate(places)))
+            for (i,) in found:
+                layout.conns.query(instance, f"TRUNCATE {places[int(i)].table(table)}")
     meta = layout.meta()
     try:
         with meta.cursor() as cur:
