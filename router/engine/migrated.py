@@ -104,6 +104,16 @@ async def resolve(cursor: Cursor, spec: MigrationSpec, sharded: ShardedPlan,
     return targets(cursor.config, sharded, slots, shard_of)  # type: ignore[arg-type]
 
 
+async def on_one_shard(cursor: Cursor, sharded: ShardedPlan, target: Target,
+                       slots: Slots) -> ShardResult | None:
+    """The single-shard statement on ``target``, in the session (its transaction, if any);
+    None when the transaction mode refused the shard (the cursor answered)."""
+    if not cursor.check_shard(target.database):
+        return None
+    sql = sharded.template.render(slots, target.database, target.only)  # type: ignore[arg-type]
+    return await cursor.run_in_session(target.instance, sql)
+
+
 def needs_lookup(cursor: Cursor, spec: MigrationSpec, slots: Slots) -> bool:
     """Whether a routing value of this execution is a legacy id."""
     limit = cursor.max_legacy_id(spec.db)
@@ -197,11 +207,9 @@ class ShardWrite(Primitive):
         if len(found) != 1:
             await tree.write_on(cursor, bindings, found)
             return
-        target = found[0]
-        sql = self.sharded.template.render(bindings.slots, target.database,  # type: ignore[arg-type]
-                                           target.only)
-        result = await cursor.run_in_session(target.instance, sql)
-        cursor.send_ok(result.ok.affected_rows if result.ok else 0)
+        result = await on_one_shard(cursor, self.sharded, found[0], bindings.slots)
+        if result is not None:
+            cursor.send_ok(result.ok.affected_rows if result.ok else 0)
 
 
 class LegacyIds(Primitive):
@@ -230,7 +238,12 @@ class LegacyIds(Primitive):
         scatter = scatter_of(self.tree)
         assert scatter is not None
         found = await resolve(cursor, self.spec, self.sharded, bindings.slots)
-        await scatter.read_on(self.tree, cursor, bindings, found)
+        if len(found) != 1:
+            await scatter.read_on(self.tree, cursor, bindings, found)
+            return
+        result = await on_one_shard(cursor, self.sharded, found[0], bindings.slots)
+        if result is not None:
+            answer(cursor, result, self.sharded.logical)
 
 
 class ShadowRead(Primitive):

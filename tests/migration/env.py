@@ -90,16 +90,19 @@ class MigrationEnv:
         self.reset_control()
 
     def delete_shard_rows(self, users: range) -> None:
-        """Delete the rows of these users from their user and merchant shards."""
-        for prefix in ("user", "merchant"):
-            key = f"{prefix}_id"
-            for shard in sorted({u % SHARDS for u in users}) if prefix == "user" else range(SHARDS):
-                with contextlib.closing(self.connect(self.instance_of(shard))) as conn, \
-                        conn.cursor() as cur:
-                    for table in TABLES:
-                        cur.execute(f"DELETE FROM {prefix}_{shard:03d}.{table} WHERE user_id "
-                                    f"BETWEEN %s AND %s", (users.start, users.stop - 1))
-                _ = key
+        """Delete the rows of these users from every user and merchant shard."""
+        conns = {name: self.connect(name) for name in ("a", "b")}
+        try:
+            for shard in range(SHARDS):
+                with conns[self.instance_of(shard)].cursor() as cur:
+                    for prefix in ("user", "merchant"):
+                        for table in TABLES:
+                            cur.execute(f"DELETE FROM {prefix}_{shard:03d}.{table} WHERE "
+                                        "user_id BETWEEN %s AND %s",
+                                        (users.start, users.stop - 1))
+        finally:
+            for conn in conns.values():
+                conn.close()
 
     def instance_of(self, shard: int) -> str:
         """The instance of user (and merchant) shard ``shard`` in the test topology."""
