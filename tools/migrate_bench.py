@@ -9,8 +9,8 @@ time with `dal migrate phase`, and measures:
 - the latency a client sees for a write (an UPDATE of an old order by id, an INSERT of a new
   one, alternately) in each phase: --clients connections through DAL for --seconds each,
   p50/p99/max and writes per second, and p50/p99 against phase legacy;
-- the backfill's rows per second on the demo set, once without other load and once (after
-  --restart) while the same clients write through DAL.
+- the backfill's rows per second on the demo set into empty shards, once without other load
+  and once while the same clients write through DAL.
 
 Ends in phase sharded. Prints a Markdown table (and --json FILE writes the numbers). Load:
 --clients connections (default 4) on the machine that runs DAL and the backends.
@@ -34,7 +34,7 @@ from config.model import Config
 from dal.migration.switch import SwitchError, switch
 from tools.migrate import SUBCOMMANDS, Subcommand
 from tools.migrate_backfill import Backfill
-from tools.migrate_demo import demo
+from tools.migrate_demo import demo, empty_copies
 from tools.migrate_layout import Layout, migrated_database
 
 
@@ -50,6 +50,7 @@ class Writers:
         self.stop = threading.Event()
         self.latencies: list[float] = []
         self.errors = 0
+        self.failure: Exception | None = None
         self.threads: list[threading.Thread] = []
 
     def __enter__(self) -> Writers:
@@ -65,10 +66,16 @@ class Writers:
         self.stop.set()
         for thread in self.threads:
             thread.join(30)
+        if self.failure is not None:
+            raise ValueError(f"cannot write through DAL: {self.failure}")
 
     def _run(self, number: int) -> None:
         rng = random.Random(number)
-        conn = pymysql.connect(**self.connect)
+        try:
+            conn = pymysql.connect(**self.connect)
+        except pymysql.err.MySQLError as exc:
+            self.failure = exc
+            return
         mine: list[float] = []
         try:
             with conn.cursor() as cur:
@@ -100,10 +107,10 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(int(q * len(ordered)), len(ordered) - 1)] if ordered else float("nan")
 
 
-def _backfill(layout: Layout, restart: bool) -> float:
+def _backfill(layout: Layout) -> float:
     """One whole backfill (rows per second over its run)."""
     args = argparse.Namespace(chunk=1000, rows_per_second=0, max_latency_ms=1000.0,
-                              max_sync_lag=60.0, restart=restart, metrics_port=None,
+                              max_sync_lag=60.0, restart=True, metrics_port=None,
                               metrics_host="127.0.0.1", no_progress=True)
     run = Backfill(layout, args, lambda line: None)
     start = time.monotonic()
@@ -138,9 +145,11 @@ def bench(config: Config, args: argparse.Namespace) -> dict:
         measure("legacy")
         switch(config, db, "dual_legacy", 60)
         measure("dual_legacy")
-        figures["backfill"]["idle"] = _backfill(layout, restart=False)
+        empty_copies(layout)  # both runs copy into empty shards
+        figures["backfill"]["idle"] = _backfill(layout)
+        empty_copies(layout)
         with writers:
-            figures["backfill"]["loaded"] = _backfill(layout, restart=True)
+            figures["backfill"]["loaded"] = _backfill(layout)
         print(f"backfill: {figures['backfill']}", file=sys.stderr, flush=True)
         for phase in ("shadow", "dual_sharded", "sharded"):
             switch(config, db, phase, 60)

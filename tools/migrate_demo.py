@@ -137,6 +137,12 @@ def empty_everything(layout: Layout) -> None:
     """Empty the legacy tables, the migrated tables on every shard, and the control rows."""
     for table in layout.tables:
         layout.conns.query(layout.legacy.instance, f"TRUNCATE {layout.legacy.table(table)}")
+    empty_copies(layout)
+
+
+def empty_copies(layout: Layout) -> None:
+    """Empty the migrated tables on every shard, and the migration's control rows."""
+    for table in layout.tables:
         by_instance: dict[str, list[Place]] = {}
         for place in layout.all_places(table):
             by_instance.setdefault(place.instance, []).append(place)
