@@ -258,7 +258,8 @@ class TableCompare:
         image = self._image(legacy[0]) if legacy else None
         home = candidates[0] if candidates else (
             self.layout.user_shard(self.table, image) if image else None)
-        if home is None:
+        if home is None:  # neither side has a row at its user shard: only strays to drop
+            self._drop_copies(diff, set())
             return
         place = self.layout.user_places[home]
         conn = self.layout.connect(place.instance, autocommit=False)
