@@ -37,7 +37,8 @@ class Subcommand(NamedTuple):
 
 SUBCOMMANDS: dict[str, Subcommand] = {}
 # Modules that add their subcommands to SUBCOMMANDS when imported (absent ones are skipped).
-EXTENSIONS = ("tools.migrate_backfill", "tools.migrate_verify", "tools.migrate_demo")
+EXTENSIONS = ("tools.migrate_backfill", "tools.migrate_verify", "tools.migrate_demo",
+              "tools.migrate_bench")
 
 
 def _database(args: argparse.Namespace, config) -> str:
