@@ -6,6 +6,7 @@ Both are cached, so that the hot paths (text and prepared) build neither per sta
 from __future__ import annotations
 
 from pool.rename import HeaderRenamer
+from router.express import Express
 from router.plan import ROUTE, Plan
 from router.sharded import ShardedPlan
 
@@ -30,6 +31,28 @@ def shard_renamer(sharded: ShardedPlan, database: bytes) -> HeaderRenamer | None
             _renamers.clear()
         found = _renamers[key] = (sharded, HeaderRenamer(sharded.logical))
     return found[1]
+
+
+# The express lane's routes, per head (router/express.py's entry) and shard: its one-backend
+# plan, its statement up to the routing integer, its renamer. Keyed by the entry itself (an
+# identity hash), one lookup per statement; bounded like the router's own cache of heads.
+_lanes: dict[Express, list[tuple[Plan, bytes, HeaderRenamer | None] | None]] = {}
+MAX_LANES = 10_000
+
+
+def express_route(entry: Express, shard: int) -> tuple[Plan, bytes, HeaderRenamer | None]:
+    """Shard ``shard``'s route for the express lane's ``entry``."""
+    routes = _lanes.get(entry)
+    if routes is None:
+        if len(_lanes) >= MAX_LANES:
+            _lanes.clear()
+        routes = _lanes[entry] = [None] * entry.shards
+    found = routes[shard]
+    if found is None:
+        target, head = entry.target(shard)
+        found = routes[shard] = (route_plan(target.instance, entry.plan.statement), head,
+                                 shard_renamer(entry.plan.sharded, target.database))
+    return found
 
 
 def route_plan(instance: str, statement: str) -> Plan:

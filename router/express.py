@@ -40,7 +40,7 @@ class Express:
     """One statement head's route, for sessions in ``schema`` with admin rights ``admin``."""
 
     __slots__ = ("_config", "_head", "admin", "gene", "key", "lane", "multi", "plan", "schema",
-                 "shards", "targets")
+                 "shards")
 
     def __init__(self, lane: int, config: Config, plan: Plan, key: bytes, schema: str | None,
                  admin: bool, head: bytes) -> None:
@@ -52,8 +52,6 @@ class Express:
         self.multi = b";" in head  # a multi-statement session must split such a statement
         self.shards = 0
         self.gene: Callable[[int, int], int] | None = None
-        # Per shard, once known: its target and its statement up to the routing integer.
-        self.targets: list[tuple[Target, bytes] | None] = []
         self._config = config
         self._head = head
         if lane == SHARD:
@@ -63,7 +61,6 @@ class Express:
             if routing.gene:
                 self.gene = (user_shard_of_gene if routing.dimension == cfg.authoritative
                              else merchant_shard_of_gene)
-            self.targets = [None] * self.shards
 
     def shard_of(self, number: int) -> int:
         """The shard the routing integer names."""

@@ -25,7 +25,7 @@ from dal.execute.cursor import run_tree
 from dal.login import ok_packet
 from dal.migration import admin as migration_admin
 from dal.session.state import SessionState
-from dal.shard_route import route_plan, shard_renamer
+from dal.shard_route import express_route
 from dal.wire.constants import Status
 from dal.wire.framing import packet_count
 from dal.wire.messages import ERR
@@ -181,13 +181,8 @@ class QuerySession(SessionState):
         if entry.lane == PASS:
             self.relay.route(entry.plan, payload, last_seq, RESULT, raw)
             return
-        shard = entry.shard_of(int(sql[cut:]))
-        known = entry.targets[shard]
-        if known is None:
-            known = entry.targets[shard] = entry.target(shard)
-        target, head = known
-        self.relay.route(route_plan(target.instance, entry.plan.statement), head + sql[cut:], 0,
-                         RESULT, None, shard_renamer(entry.plan.sharded, target.database))
+        route, head, rename = express_route(entry, entry.shard_of(int(sql[cut:])))
+        self.relay.route(route, head + sql[cut:], 0, RESULT, None, rename)
 
     async def _xa_end(self, commit: bool) -> None:
         failed = await xa.end(self, commit) is not None

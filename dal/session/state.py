@@ -151,7 +151,7 @@ class SessionState(Frontend):
     @property
     def closed(self) -> bool:
         """The client connection is gone (or going): nothing more is read or answered."""
-        return self.phase == CLOSED
+        return self.wire.state is CLOSED
 
     def finish_statement(self, kind: str, failed: bool) -> None:
         """Count the current statement in the metrics and SHOW DAL STATEMENTS."""
