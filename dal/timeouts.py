@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING
 
 from dal.wire.messages import ERR
 from dal.wire.results import ResponseScanner
-from pool.connection import BackendConnection, BackendError, decode_packets
+from pool.connection import BackendConnection, BackendError
 from pool.killer import kill_query
+from pool.responses import decode_packets
 
 if TYPE_CHECKING:
     from dal.ports import ServerPort, SessionPort

@@ -22,63 +22,21 @@ import termios
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from dal.wire.client import AUTH, ClientConnection, LoginRefused
 from dal.wire.constants import Capability, Command
-from dal.wire.framing import PacketBuffer, frame
-from dal.wire.messages import ERR, OK, is_eof, is_err
+from dal.wire.framing import frame
 from dal.wire.results import RESULT, ResponseScanner
+from pool.errors import BackendError, ConnectionLost, lost_during_query
 from pool.rename import HeaderRenamer, RenamingSink
-from router.rows.buffer import Reader
-from router.rows.columns import ColumnDefinition, decode_text_row
+from pool.responses import Result, decode_response
 from router.rows.errors import ProtocolError
 
 if TYPE_CHECKING:
     from pool.breaker import Breaker
 
 _ids = itertools.count(1)
-
-
-class BackendError(Exception):
-    """The backend answered with an ERR packet, or the connection failed."""
-
-    def __init__(self, code: int, message: str, sqlstate: str = "HY000") -> None:
-        super().__init__(f"({code}) {message}")
-        self.code = code
-        self.message = message
-        self.sqlstate = sqlstate
-
-    def to_err(self) -> ERR:
-        return ERR(self.code, self.message, self.sqlstate)
-
-
-LOST_DURING_QUERY = (2013, "HY000")  # CR_SERVER_LOST, sent as an ERR (docs/errors.md)
-
-
-class ConnectionLost(BackendError):
-    """The backend connection closed or failed: mid-command (2013), or while connecting or
-    shutting down (1105)."""
-
-    def __init__(self, message: str, code: int = 1105) -> None:
-        super().__init__(code, message, "HY000")
-
-
-def lost_during_query(instance: str, detail: str = "") -> ConnectionLost:
-    """The error of a command whose backend connection broke under it."""
-    return ConnectionLost(f"Lost connection to backend instance '{instance}' during query"
-                          f"{detail}", LOST_DURING_QUERY[0])
-
-
-@dataclass(slots=True)
-class Result:
-    """A decoded response: OK fields, or columns and text rows."""
-
-    columns: list[ColumnDefinition] = field(default_factory=list)
-    rows: list[list[bytes | None]] = field(default_factory=list)
-    ok: OK | None = None
-    status: int = 0
 
 
 class BackendConnection(ClientConnection, asyncio.Protocol):
@@ -431,45 +389,3 @@ class BackendConnection(ClientConnection, asyncio.Protocol):
 
 def _discard(data: bytes) -> None:
     """The sink of a response whose client is gone: the connection still reads it to the end."""
-
-
-def decode_response(response: bytes) -> Result:
-    """Decode a whole collected response (its first result set if there are several)."""
-    result = Result()
-    packets = decode_packets(response)
-    if not packets:
-        raise ProtocolError("empty response")
-    first = packets[0]
-    if is_err(first):
-        err = ERR.decode(first)
-        raise BackendError(err.code, err.message, err.sqlstate)
-    if first[0] == 0x00:
-        result.ok = OK.decode(first)
-        result.status = result.ok.status
-        return result
-    ncols = Reader(first).lenenc_int() or 0
-    i = 1
-    for _ in range(ncols):
-        result.columns.append(ColumnDefinition.decode(packets[i]))
-        i += 1
-    if i < len(packets) and is_eof(packets[i]):
-        i += 1
-    for payload in packets[i:]:
-        if is_err(payload):
-            err = ERR.decode(payload)
-            raise BackendError(err.code, err.message, err.sqlstate)
-        if is_eof(payload):  # backend connections never ask for DEPRECATE_EOF
-            result.status = int.from_bytes(payload[3:5], "little") if len(payload) >= 5 else 0
-            break
-        result.rows.append(decode_text_row(payload, ncols))
-    return result
-
-
-def decode_packets(response: bytes) -> list[bytes]:
-    """Split a collected response into packet payloads."""
-    buf = PacketBuffer()
-    buf.feed(response)
-    payloads = []
-    while (packet := buf.next_packet()) is not None:
-        payloads.append(packet[2])
-    return payloads

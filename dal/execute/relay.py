@@ -18,8 +18,9 @@ from dal.execute import leases
 from dal.wire.constants import Command
 from dal.wire.framing import frame, packet_count
 from dal.wire.results import RESULT, ResponseScanner
-from pool.connection import BackendConnection, BackendError, decode_packets
+from pool.connection import BackendConnection, BackendError
 from pool.rename import HeaderRenamer
+from pool.responses import decode_packets
 from router.rows.columns import ColumnDefinition
 
 if TYPE_CHECKING:
