@@ -6,29 +6,29 @@ Two ways to run a command:
 - `query()` / `command()`: the slow path, a coroutine that collects the whole response and
   decodes it (state replay, metadata, tools).
 
-One command is in flight at a time; starting a second one is an error, not a queue.
+One command is in flight at a time, except relayed ones: a `relay()` while another is in
+flight is a pipelined request of another session (pool/flights.py), written behind it and
+answered in order. The slow path never shares a connection.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import itertools
 import socket
 import ssl
-import struct
-import termios
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from dal.wire.client import AUTH, ClientConnection, LoginRefused
+from dal.wire.client import AUTH, BUSY, ClientConnection, LoginRefused
 from dal.wire.constants import Capability, Command
 from dal.wire.framing import frame
 from dal.wire.results import RESULT, ResponseScanner
 from pool.errors import BackendError, ConnectionLost, lost_during_query
+from pool.flights import NOT_WRITTEN, Flight, unacked_bytes
 from pool.rename import HeaderRenamer, RenamingSink
 from pool.responses import Result, decode_response
 from router.rows.errors import ProtocolError
@@ -66,6 +66,19 @@ class BackendConnection(ClientConnection, asyncio.Protocol):
         self.request = b""
         self.unsent = False
         self.unread = False
+        # Bytes written since connect, and where the command in flight ends among them; after a
+        # loss, how many of them the backend's kernel acknowledged (None: unknown).
+        self.written = 0
+        self.request_end = 0
+        self.acked: int | None = None
+        # Pipelining (pool/flights.py): requests queued behind the one in flight, those of
+        # them not written yet, whether others may join (set by the pool), and how many more
+        # sessions than one hold the connection (the pool counts them down on release).
+        self._flights: deque[Flight] = deque()
+        self._outbox: list[Flight] = []
+        self.shared = False
+        self.joined = 0
+        self._loop: asyncio.AbstractEventLoop | None = None  # asking for it costs a getpid()
         self.retried: bytes | None = None  # a request DAL already ran again (dal/lost.py)
         self._waiter: asyncio.Future | None = None
         self._scanner = ResponseScanner(deprecate_eof=False)
@@ -81,6 +94,11 @@ class BackendConnection(ClientConnection, asyncio.Protocol):
         self._tls: ssl.SSLContext | None = None
         self._host = ""
         self.prepared: OrderedDict = OrderedDict()  # SQL -> pool.statements.BackendStatement
+
+    @property
+    def depth(self) -> int:
+        """Requests in flight: the current one and those pipelined behind it."""
+        return len(self._flights) + self.busy
 
     @property
     def response_started(self) -> bool:
@@ -144,6 +162,7 @@ class BackendConnection(ClientConnection, asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        self._loop = asyncio.get_running_loop()
         sock = transport.get_extra_info("socket")
         if sock is not None:
             with contextlib.suppress(OSError):
@@ -151,7 +170,7 @@ class BackendConnection(ClientConnection, asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         sink = self._sink
-        if sink is not None:  # hot path: relay while scanning
+        while sink is not None:  # hot path: relay while scanning (pipelined: answer by answer)
             scanner = self._scanner
             try:
                 used = scanner.feed(data)
@@ -171,9 +190,14 @@ class BackendConnection(ClientConnection, asyncio.Protocol):
                 sink(chunk)
             except Exception:  # the client went away: finish reading, drop the rest
                 self._sink = _discard
-            if scanner.state == 6:  # DONE
-                self._finish(scanner)
-            return
+            if scanner.state != 6:  # DONE
+                return
+            if not self._finish(scanner) or used >= len(data):
+                return  # bytes past the last answer are not the backend's to send: dropped
+            data = data[used:]  # the next pipelined request's answer
+            sink = self._sink
+            if sink is None:  # failed meanwhile
+                return
         collect = self._collect
         if collect is not None:
             scanner = self._scanner
@@ -218,8 +242,12 @@ class BackendConnection(ClientConnection, asyncio.Protocol):
         """Send framed command packets; stream the response to ``sink``; call ``done`` at its end.
 
         ``done(conn, scanner)`` gets None for the scanner if the connection failed mid-way.
-        ``rename`` puts the logical schema into the result's column definitions.
+        ``rename`` puts the logical schema into the result's column definitions. On a
+        connection with a relayed command in flight, the request is pipelined behind it.
         """
+        if self.state is BUSY and self._sink is not None:
+            self._follow(Flight(packets, sink, done, shape, rename))
+            return
         self.start_command()
         self._scanner.reset(shape)
         self._rename = rename
@@ -235,7 +263,31 @@ class BackendConnection(ClientConnection, asyncio.Protocol):
             self.unsent = self.unread = True
             asyncio.get_running_loop().call_soon(self._fail, "closed before use")
             return
+        self.written += len(packets)
+        self.request_end = self.written
         transport.write(packets)
+
+    def _follow(self, flight: Flight) -> None:
+        """Queue ``flight`` behind the requests in flight; written at the end of this loop
+        turn, together with any other queued in it."""
+        self._flights.append(flight)
+        outbox = self._outbox
+        outbox.append(flight)
+        if len(outbox) == 1:
+            (self._loop or asyncio.get_running_loop()).call_soon(self._flush)
+
+    def _flush(self) -> None:
+        outbox = self._outbox
+        if not outbox or self.closed or self.transport is None:
+            return  # a loss fails them, unwritten
+        self._outbox = []
+        written = self.written
+        for flight in outbox:
+            written += len(flight.packets)
+            flight.end = written
+        self.written = written
+        self.transport.write(outbox[0].packets if len(outbox) == 1
+                             else b"".join([flight.packets for flight in outbox]))
 
     async def command(self, packets: bytes, shape: int = RESULT) -> bytes:
         """Send framed command packets and return the whole raw response."""
@@ -263,6 +315,7 @@ class BackendConnection(ClientConnection, asyncio.Protocol):
         self.sent_at = time.monotonic()
         self.request = packets
         self._write(packets)
+        self.request_end = self.written
         try:
             return await waiter
         finally:
@@ -331,37 +384,47 @@ class BackendConnection(ClientConnection, asyncio.Protocol):
     def _request_unread(self) -> bool:
         """Whether the backend cannot have read the command in flight: it never left DAL, or
         the backend's kernel never acknowledged all of it (the connection was closed when it
-        arrived, and a reset answered it). Linux only; elsewhere: False (may have been read)."""
+        arrived, and a reset answered it). Also notes how much was acknowledged, for the
+        requests pipelined behind it. Linux only; elsewhere only what DAL still buffers counts
+        as unread."""
         transport = self.transport
-        if self.unsent or transport is None or transport.get_write_buffer_size():
+        if self.unsent or transport is None:
             return True
-        sock = transport.get_extra_info("socket")
-        if sock is None or not hasattr(termios, "TIOCOUTQ"):
-            return False
-        try:
-            unacked = struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ,
-                                                     b"\0\0\0\0"))[0]
-        except (OSError, ValueError):
-            return False
-        return unacked > 0
+        self.acked = self.written - unacked_bytes(transport)
+        return self.acked < self.request_end
 
     def _write(self, data: bytes) -> None:
         if self.closed or self.transport is None:
             raise lost_during_query(self.instance)
+        self.written += len(data)
         self.transport.write(data)
 
-    def _finish(self, scanner: ResponseScanner) -> None:
+    def _finish(self, scanner: ResponseScanner) -> bool:
+        """The answer in flight is complete: report it. True when a pipelined request is
+        now the one in flight (its answer may follow in the same chunk)."""
         done = self._done
-        self._sink = None
-        self._done = None
-        self.command_done()
         self.status = scanner.status
         self.last_used = now = time.monotonic()
         breaker = self.breaker
         if breaker is not None:
             breaker.success(now - self.sent_at, now)
+        flights = self._flights
+        if flights:  # the next request's answer comes next, scanned by a scanner of its own
+            flight = flights.popleft()
+            self._scanner = ResponseScanner(deprecate_eof=False, shape=flight.shape)
+            self._sink, self._done, self._rename = flight.sink, flight.done, flight.rename
+            self.request, self._shape, self.sent_at = flight.packets, flight.shape, flight.sent_at
+            self.request_end = flight.end
+            if done is not None:
+                done(self, scanner)
+            return True
+        self._sink = None
+        self._done = None
+        self.shared = False
+        self.command_done()
         if done is not None:
             done(self, scanner)
+        return False
 
     def _fail(self, reason: str) -> None:
         self.mark_closed()
@@ -371,13 +434,21 @@ class BackendConnection(ClientConnection, asyncio.Protocol):
         self._sink = None
         self._done = None
         self._collect = None
+        self.shared = False
         self.command_done()
+        flights, self._flights, self._outbox = self._flights, deque(), []
         if done is not None:
             # A connection found closed before use is not a failure of a call: the pool
             # replaces it, as one that died idle.
             if self.breaker is not None and not self.aborted and not self.unsent:
                 self.breaker.failure()
             done(self, None)
+        acked = self.acked
+        for flight in flights:  # each pipelined request fails too, retried only if unread
+            self._scanner = ResponseScanner(deprecate_eof=False, shape=flight.shape)
+            self.request, self._shape, self._rename = flight.packets, flight.shape, flight.rename
+            self.unread = flight.end == NOT_WRITTEN or (acked is not None and acked < flight.end)
+            flight.done(self, None)
         self._wake()
 
     def _wake(self) -> None:
