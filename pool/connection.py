@@ -348,6 +348,16 @@ class BackendConnection(ClientConnection, asyncio.Protocol):
         decode_response(response)
         self.schema = schema
 
+    def relayed_for(self, done: Callable[..., None]) -> tuple[int, bytes] | None:
+        """The relayed request that reports to ``done``: how many requests run before it (0:
+        it is running) and its packets; None when it is not on this connection."""
+        if self.busy and self._done == done:
+            return 0, self.request
+        for place, flight in enumerate(self._flights, 1):
+            if flight.done == done:
+                return place, flight.packets
+        return None
+
     def hold_response(self) -> bytearray | None:
         """Keep the rest of the relayed response here instead of sending it to the sink; None
         (nothing held) if part of it was relayed already or no relay is in flight."""

@@ -183,3 +183,32 @@ def test_a_session_in_a_transaction_is_never_pipelined(piped_dal) -> None:
     txn.close()
     setup.close()
     assert_pools_idle(dal.port)
+
+
+def test_kill_query_reaches_only_the_pipelined_statement_it_names(piped_dal) -> None:
+    """KILL QUERY for a session whose statement waits behind another session's on the same
+    backend thread: the statement ahead runs to its end untouched; the named one is
+    interrupted once it runs (MariaDB ends it with 1317, or an interrupted SLEEP with 1)."""
+    dal = piped_dal
+    victim = raw_client(dal)
+    victim_id = int(rows(victim.query(b"SELECT CONNECTION_ID()"))[0][0])
+    killer = dal.connect("admin", "admin")  # its login's statements need the connection too
+    first, (bystander,) = behind(dal, b"SELECT 'ahead', SLEEP(1.5)", [b"SELECT 'next', 1"])
+    started = time.monotonic()
+    victim.send(_query(b"SELECT 'victim', SLEEP(20)"))
+    time.sleep(0.2)
+    with killer.cursor() as cur:
+        cur.execute(f"KILL QUERY {victim_id}")
+    assert rows(first.read_response()) == [[b"ahead", b"0"]]  # not interrupted
+    assert rows(bystander.read_response()) == [[b"next", b"1"]]
+    answer = victim.read_response()
+    assert time.monotonic() - started < 10
+    if answer[-1][:1] == b"\xff":  # before or after the result's header
+        assert error_of(answer[-1]).code == 1317
+    else:
+        assert rows(answer) == [[b"victim", b"1"]]
+    for client in (victim, first, bystander):  # the victim's error keeps the connection
+        assert rows(client.query(b"SELECT 8")) == [[b"8"]]  # for SHOW WARNINGS until then
+        client.close()
+    killer.close()
+    assert_pools_idle(dal.port)
