@@ -286,6 +286,8 @@ class BackendConnection(ClientConnection, asyncio.Protocol):
             written += len(flight.packets)
             flight.end = written
         self.written = written
+        if self.request_end == NOT_WRITTEN:  # the first of them is in flight already
+            self.request_end = outbox[0].end
         self.transport.write(outbox[0].packets if len(outbox) == 1
                              else b"".join([flight.packets for flight in outbox]))
 
@@ -398,7 +400,7 @@ class BackendConnection(ClientConnection, asyncio.Protocol):
         requests pipelined behind it. Linux only; elsewhere only what DAL still buffers counts
         as unread."""
         transport = self.transport
-        if self.unsent or transport is None:
+        if self.unsent or transport is None or self.request_end == NOT_WRITTEN:
             return True
         self.acked = self.written - unacked_bytes(transport)
         return self.acked < self.request_end
