@@ -75,6 +75,9 @@ class PoolConfig(Strict):
     max_waiters: int = Field(default=10000, ge=0)
     # Seconds between sweeps: close expired and broken idle connections, warm up to min_idle.
     sweep_interval: float = Field(default=5.0, gt=0)
+    # Autocommit statements of different sessions in flight at once on one backend connection
+    # when the pool is full (docs/design-notes.md "Pipelining"); 0 = one at a time.
+    pipeline_depth: int = Field(default=8, ge=0, le=256)
 
     @model_validator(mode="after")
     def _min_within_max(self) -> PoolConfig:

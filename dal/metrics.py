@@ -133,6 +133,9 @@ def pool_families(server: ServerPort):
                                         "longer than pool.acquire_timeout", labels=["instance"]),
         "full": CounterMetricFamily("dal_pool_queue_full", "Acquires refused because the wait "
                                     "queue was full", labels=["instance"]),
+        "pipelined": CounterMetricFamily("dal_pool_pipelined", "Statements written behind "
+                                         "other sessions' on a busy backend connection "
+                                         "(pool.pipeline_depth)", labels=["instance"]),
     }
     wait = HistogramMetricFamily("dal_pool_acquire_wait_seconds", "Time to get a backend "
                                  "connection", labels=["instance"])
@@ -143,6 +146,7 @@ def pool_families(server: ServerPort):
         families["failed"].add_metric([name], pool.failed_opens)
         families["timeouts"].add_metric([name], pool.timeouts)
         families["full"].add_metric([name], pool.queue_full)
+        families["pipelined"].add_metric([name], pool.pipelined)
         merged = Histogram(pool.wait.bounds)
         merged.counts = list(pool.wait.counts)
         merged.counts[0] += pool.immediate

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from dal.execute.sink import BatchSink
 from dal.wire.constants import Status
 from dal.wire.framing import frame, packet_count
-from pool.connection import decode_packets
+from pool.responses import decode_packets
 
 if TYPE_CHECKING:
     from dal.ports import SessionPort

@@ -17,8 +17,9 @@ from dal.wire.framing import frame, packet_count
 from dal.wire.messages import ERR
 from dal.wire.results import RESULT
 from pool import statements
-from pool.connection import BackendConnection, BackendError, decode_packets
+from pool.connection import BackendConnection, BackendError
 from pool.rename import HeaderRenamer, rename_column
+from pool.responses import decode_packets
 from router.plan import Plan
 from router.rows.buffer import Reader
 

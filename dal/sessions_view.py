@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from dal import errors
 from dal.login import ok_packet
-from dal.timeouts import kill_statement
+from dal.timeouts import kill_pipelined, kill_statement
 from dal.wire.messages import ERR
 from dal.wire.results import encode_result_set, text_column
 from router.rows.types import ColumnFlag, ColumnType
@@ -92,9 +92,12 @@ async def kill(session: SessionPort, args: tuple) -> None:
 
 
 async def _stop_statement(target: SessionPort) -> None:
-    """KILL QUERY on the backend connection serving ``target``'s running statement, if any."""
+    """KILL QUERY on the backend connection serving ``target``'s running statement, if any
+    (a pipelined one once it runs there, by its query id: `kill_pipelined`)."""
     conn = (target.relay.serving or target.pinned) if target.busy else None
-    if conn is not None:
+    if conn is not None and conn.shared:
+        await kill_pipelined(target.server, conn, target.relay.done)
+    elif conn is not None:
         await kill_statement(target.server, conn, conn.sent_at)
 
 

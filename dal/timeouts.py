@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING
 
 from dal.wire.messages import ERR
 from dal.wire.results import ResponseScanner
-from pool.connection import BackendConnection, BackendError, decode_packets
+from pool.connection import BackendConnection, BackendError
 from pool.killer import kill_query
+from pool.responses import decode_packets
 
 if TYPE_CHECKING:
     from dal.ports import ServerPort, SessionPort
@@ -84,6 +85,23 @@ async def kill_statement(server: ServerPort, conn: BackendConnection, sent_at: f
     (pool/killer.py: over a connection of its own)."""
     return await kill_query(conn.instance, server.pools[conn.instance].instance,
                             conn.thread_id, still_running(conn, sent_at))
+
+
+async def kill_pipelined(server: ServerPort, conn: BackendConnection,
+                         done: Callable[..., None]) -> bool:
+    """KILL QUERY the relayed statement reporting to ``done`` on ``conn``, where other
+    sessions' statements are pipelined: once those ahead of it have answered, by its query id
+    and text (pool/killer.py), so that no other session's statement is interrupted."""
+    found = conn.relayed_for(done)
+    while found is not None and found[0] > 0:  # still queued behind others' statements
+        await asyncio.sleep(0.005)
+        found = conn.relayed_for(done)
+    if found is None or found[1][4:5] != b"\x03" or len(found[1]) - 4 >= 0xFFFFFF:
+        return False  # ended, or not a one-packet COM_QUERY (never pipelined)
+    packets = found[1]
+    return await kill_query(conn.instance, server.pools[conn.instance].instance,
+                            conn.thread_id, lambda: conn.relayed_for(done) is not None,
+                            sql=packets[5:])
 
 
 def _expired(session: SessionPort, conn: BackendConnection, sent_at: float) -> None:

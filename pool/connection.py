@@ -6,79 +6,37 @@ Two ways to run a command:
 - `query()` / `command()`: the slow path, a coroutine that collects the whole response and
   decodes it (state replay, metadata, tools).
 
-One command is in flight at a time; starting a second one is an error, not a queue.
+One command is in flight at a time, except relayed ones: a `relay()` while another is in
+flight is a pipelined request of another session (pool/flights.py), written behind it and
+answered in order. The slow path never shares a connection.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import itertools
 import socket
 import ssl
-import struct
-import termios
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from dal.wire.client import AUTH, ClientConnection, LoginRefused
+from dal.wire.client import AUTH, BUSY, ClientConnection, LoginRefused
 from dal.wire.constants import Capability, Command
-from dal.wire.framing import PacketBuffer, frame
-from dal.wire.messages import ERR, OK, is_eof, is_err
+from dal.wire.framing import frame
 from dal.wire.results import RESULT, ResponseScanner
+from pool.errors import BackendError, ConnectionLost, lost_during_query
+from pool.flights import NOT_WRITTEN, Flight, unacked_bytes
 from pool.rename import HeaderRenamer, RenamingSink
-from router.rows.buffer import Reader
-from router.rows.columns import ColumnDefinition, decode_text_row
+from pool.responses import Result, decode_response
 from router.rows.errors import ProtocolError
 
 if TYPE_CHECKING:
     from pool.breaker import Breaker
 
 _ids = itertools.count(1)
-
-
-class BackendError(Exception):
-    """The backend answered with an ERR packet, or the connection failed."""
-
-    def __init__(self, code: int, message: str, sqlstate: str = "HY000") -> None:
-        super().__init__(f"({code}) {message}")
-        self.code = code
-        self.message = message
-        self.sqlstate = sqlstate
-
-    def to_err(self) -> ERR:
-        return ERR(self.code, self.message, self.sqlstate)
-
-
-LOST_DURING_QUERY = (2013, "HY000")  # CR_SERVER_LOST, sent as an ERR (docs/errors.md)
-
-
-class ConnectionLost(BackendError):
-    """The backend connection closed or failed: mid-command (2013), or while connecting or
-    shutting down (1105)."""
-
-    def __init__(self, message: str, code: int = 1105) -> None:
-        super().__init__(code, message, "HY000")
-
-
-def lost_during_query(instance: str, detail: str = "") -> ConnectionLost:
-    """The error of a command whose backend connection broke under it."""
-    return ConnectionLost(f"Lost connection to backend instance '{instance}' during query"
-                          f"{detail}", LOST_DURING_QUERY[0])
-
-
-@dataclass(slots=True)
-class Result:
-    """A decoded response: OK fields, or columns and text rows."""
-
-    columns: list[ColumnDefinition] = field(default_factory=list)
-    rows: list[list[bytes | None]] = field(default_factory=list)
-    ok: OK | None = None
-    status: int = 0
 
 
 class BackendConnection(ClientConnection, asyncio.Protocol):
@@ -108,6 +66,19 @@ class BackendConnection(ClientConnection, asyncio.Protocol):
         self.request = b""
         self.unsent = False
         self.unread = False
+        # Bytes written since connect, and where the command in flight ends among them; after a
+        # loss, how many of them the backend's kernel acknowledged (None: unknown).
+        self.written = 0
+        self.request_end = 0
+        self.acked: int | None = None
+        # Pipelining (pool/flights.py): requests queued behind the one in flight, those of
+        # them not written yet, whether others may join (set by the pool), and how many more
+        # sessions than one hold the connection (the pool counts them down on release).
+        self._flights: deque[Flight] = deque()
+        self._outbox: list[Flight] = []
+        self.shared = False
+        self.joined = 0
+        self._loop: asyncio.AbstractEventLoop | None = None  # asking for it costs a getpid()
         self.retried: bytes | None = None  # a request DAL already ran again (dal/lost.py)
         self._waiter: asyncio.Future | None = None
         self._scanner = ResponseScanner(deprecate_eof=False)
@@ -123,6 +94,11 @@ class BackendConnection(ClientConnection, asyncio.Protocol):
         self._tls: ssl.SSLContext | None = None
         self._host = ""
         self.prepared: OrderedDict = OrderedDict()  # SQL -> pool.statements.BackendStatement
+
+    @property
+    def depth(self) -> int:
+        """Requests in flight: the current one and those pipelined behind it."""
+        return len(self._flights) + self.busy
 
     @property
     def response_started(self) -> bool:
@@ -186,6 +162,7 @@ class BackendConnection(ClientConnection, asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        self._loop = asyncio.get_running_loop()
         sock = transport.get_extra_info("socket")
         if sock is not None:
             with contextlib.suppress(OSError):
@@ -193,7 +170,7 @@ class BackendConnection(ClientConnection, asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         sink = self._sink
-        if sink is not None:  # hot path: relay while scanning
+        while sink is not None:  # hot path: relay while scanning (pipelined: answer by answer)
             scanner = self._scanner
             try:
                 used = scanner.feed(data)
@@ -213,9 +190,14 @@ class BackendConnection(ClientConnection, asyncio.Protocol):
                 sink(chunk)
             except Exception:  # the client went away: finish reading, drop the rest
                 self._sink = _discard
-            if scanner.state == 6:  # DONE
-                self._finish(scanner)
-            return
+            if scanner.state != 6:  # DONE
+                return
+            if not self._finish(scanner) or used >= len(data):
+                return  # bytes past the last answer are not the backend's to send: dropped
+            data = data[used:]  # the next pipelined request's answer
+            sink = self._sink
+            if sink is None:  # failed meanwhile
+                return
         collect = self._collect
         if collect is not None:
             scanner = self._scanner
@@ -260,8 +242,12 @@ class BackendConnection(ClientConnection, asyncio.Protocol):
         """Send framed command packets; stream the response to ``sink``; call ``done`` at its end.
 
         ``done(conn, scanner)`` gets None for the scanner if the connection failed mid-way.
-        ``rename`` puts the logical schema into the result's column definitions.
+        ``rename`` puts the logical schema into the result's column definitions. On a
+        connection with a relayed command in flight, the request is pipelined behind it.
         """
+        if self.state is BUSY and self._sink is not None:
+            self._follow(Flight(packets, sink, done, shape, rename))
+            return
         self.start_command()
         self._scanner.reset(shape)
         self._rename = rename
@@ -277,7 +263,33 @@ class BackendConnection(ClientConnection, asyncio.Protocol):
             self.unsent = self.unread = True
             asyncio.get_running_loop().call_soon(self._fail, "closed before use")
             return
+        self.written += len(packets)
+        self.request_end = self.written
         transport.write(packets)
+
+    def _follow(self, flight: Flight) -> None:
+        """Queue ``flight`` behind the requests in flight; written at the end of this loop
+        turn, together with any other queued in it."""
+        self._flights.append(flight)
+        outbox = self._outbox
+        outbox.append(flight)
+        if len(outbox) == 1:
+            (self._loop or asyncio.get_running_loop()).call_soon(self._flush)
+
+    def _flush(self) -> None:
+        outbox = self._outbox
+        if not outbox or self.closed or self.transport is None:
+            return  # a loss fails them, unwritten
+        self._outbox = []
+        written = self.written
+        for flight in outbox:
+            written += len(flight.packets)
+            flight.end = written
+        self.written = written
+        if self.request_end == NOT_WRITTEN:  # the first of them is in flight already
+            self.request_end = outbox[0].end
+        self.transport.write(outbox[0].packets if len(outbox) == 1
+                             else b"".join([flight.packets for flight in outbox]))
 
     async def command(self, packets: bytes, shape: int = RESULT) -> bytes:
         """Send framed command packets and return the whole raw response."""
@@ -305,6 +317,7 @@ class BackendConnection(ClientConnection, asyncio.Protocol):
         self.sent_at = time.monotonic()
         self.request = packets
         self.write(packets)
+        self.request_end = self.written
         try:
             return await waiter
         finally:
@@ -336,6 +349,16 @@ class BackendConnection(ClientConnection, asyncio.Protocol):
         response = await self.command(frame(bytes((Command.INIT_DB,)) + schema.encode(), 0))
         decode_response(response)
         self.schema = schema
+
+    def relayed_for(self, done: Callable[..., None]) -> tuple[int, bytes] | None:
+        """The relayed request that reports to ``done``: how many requests run before it (0:
+        it is running) and its packets; None when it is not on this connection."""
+        if self.busy and self._done == done:
+            return 0, self.request
+        for place, flight in enumerate(self._flights, 1):
+            if flight.done == done:
+                return place, flight.packets
+        return None
 
     def hold_response(self) -> bytearray | None:
         """Keep the rest of the relayed response here instead of sending it to the sink; None
@@ -373,38 +396,48 @@ class BackendConnection(ClientConnection, asyncio.Protocol):
     def _request_unread(self) -> bool:
         """Whether the backend cannot have read the command in flight: it never left DAL, or
         the backend's kernel never acknowledged all of it (the connection was closed when it
-        arrived, and a reset answered it). Linux only; elsewhere: False (may have been read)."""
+        arrived, and a reset answered it). Also notes how much was acknowledged, for the
+        requests pipelined behind it. Linux only; elsewhere only what DAL still buffers counts
+        as unread."""
         transport = self.transport
-        if self.unsent or transport is None or transport.get_write_buffer_size():
+        if self.unsent or transport is None or self.request_end == NOT_WRITTEN:
             return True
-        sock = transport.get_extra_info("socket")
-        if sock is None or not hasattr(termios, "TIOCOUTQ"):
-            return False
-        try:
-            unacked = struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ,
-                                                     b"\0\0\0\0"))[0]
-        except (OSError, ValueError):
-            return False
-        return unacked > 0
+        self.acked = self.written - unacked_bytes(transport)
+        return self.acked < self.request_end
 
     def write(self, data: bytes) -> None:
         """Send framed packets (a lost connection raises the 2013 BackendError)."""
         if self.closed or self.transport is None:
             raise lost_during_query(self.instance)
+        self.written += len(data)
         self.transport.write(data)
 
-    def _finish(self, scanner: ResponseScanner) -> None:
+    def _finish(self, scanner: ResponseScanner) -> bool:
+        """The answer in flight is complete: report it. True when a pipelined request is
+        now the one in flight (its answer may follow in the same chunk)."""
         done = self._done
-        self._sink = None
-        self._done = None
-        self.command_done()
         self.status = scanner.status
         self.last_used = now = time.monotonic()
         breaker = self.breaker
         if breaker is not None:
             breaker.success(now - self.sent_at, now)
+        flights = self._flights
+        if flights:  # the next request's answer comes next, scanned by a scanner of its own
+            flight = flights.popleft()
+            self._scanner = ResponseScanner(deprecate_eof=False, shape=flight.shape)
+            self._sink, self._done, self._rename = flight.sink, flight.done, flight.rename
+            self.request, self._shape, self.sent_at = flight.packets, flight.shape, flight.sent_at
+            self.request_end = flight.end
+            if done is not None:
+                done(self, scanner)
+            return True
+        self._sink = None
+        self._done = None
+        self.shared = False
+        self.command_done()
         if done is not None:
             done(self, scanner)
+        return False
 
     def _fail(self, reason: str) -> None:
         self.mark_closed()
@@ -414,13 +447,21 @@ class BackendConnection(ClientConnection, asyncio.Protocol):
         self._sink = None
         self._done = None
         self._collect = None
+        self.shared = False
         self.command_done()
+        flights, self._flights, self._outbox = self._flights, deque(), []
         if done is not None:
             # A connection found closed before use is not a failure of a call: the pool
             # replaces it, as one that died idle.
             if self.breaker is not None and not self.aborted and not self.unsent:
                 self.breaker.failure()
             done(self, None)
+        acked = self.acked
+        for flight in flights:  # each pipelined request fails too, retried only if unread
+            self._scanner = ResponseScanner(deprecate_eof=False, shape=flight.shape)
+            self.request, self._shape, self._rename = flight.packets, flight.shape, flight.rename
+            self.unread = flight.end == NOT_WRITTEN or (acked is not None and acked < flight.end)
+            flight.done(self, None)
         self._wake()
 
     def _wake(self) -> None:
@@ -432,45 +473,3 @@ class BackendConnection(ClientConnection, asyncio.Protocol):
 
 def _discard(data: bytes) -> None:
     """The sink of a response whose client is gone: the connection still reads it to the end."""
-
-
-def decode_response(response: bytes) -> Result:
-    """Decode a whole collected response (its first result set if there are several)."""
-    result = Result()
-    packets = decode_packets(response)
-    if not packets:
-        raise ProtocolError("empty response")
-    first = packets[0]
-    if is_err(first):
-        err = ERR.decode(first)
-        raise BackendError(err.code, err.message, err.sqlstate)
-    if first[0] == 0x00:
-        result.ok = OK.decode(first)
-        result.status = result.ok.status
-        return result
-    ncols = Reader(first).lenenc_int() or 0
-    i = 1
-    for _ in range(ncols):
-        result.columns.append(ColumnDefinition.decode(packets[i]))
-        i += 1
-    if i < len(packets) and is_eof(packets[i]):
-        i += 1
-    for payload in packets[i:]:
-        if is_err(payload):
-            err = ERR.decode(payload)
-            raise BackendError(err.code, err.message, err.sqlstate)
-        if is_eof(payload):  # backend connections never ask for DEPRECATE_EOF
-            result.status = int.from_bytes(payload[3:5], "little") if len(payload) >= 5 else 0
-            break
-        result.rows.append(decode_text_row(payload, ncols))
-    return result
-
-
-def decode_packets(response: bytes) -> list[bytes]:
-    """Split a collected response into packet payloads."""
-    buf = PacketBuffer()
-    buf.feed(response)
-    payloads = []
-    while (packet := buf.next_packet()) is not None:
-        payloads.append(packet[2])
-    return payloads

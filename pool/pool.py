@@ -1,8 +1,11 @@
 """A pool of backend connections to one instance, shared by every client session.
 
 Connections are kept in explicit sets (idle, in use) so that metrics and `SHOW DAL POOLS` just
-count them. Idle connections are reused most-recently-used first. When the pool is full,
-acquirers wait in a FIFO queue with a timeout; a full queue is refused at once.
+count them. Idle connections are reused most-recently-used first. When the pool is full, a
+statement that may share (an autocommit one on the hot path, `Share`) is pipelined behind the
+statements in flight on a connection running such statements, up to ``pool.pipeline_depth``
+of them (pool/flights.py); other acquirers, and those that find every shared connection at
+that depth, wait in a FIFO queue with a timeout; a full queue is refused at once.
 """
 
 from __future__ import annotations
@@ -31,6 +34,9 @@ class PoolExhausted(BackendError):
 
 
 Callback = Callable[[BackendConnection | None, BackendError | None], None]
+# What a statement that may be pipelined needs of the connection it joins: the schema
+# (None: any) and the session variables replayed on it.
+Share = tuple[str | None, dict[str, str]]
 
 
 @dataclass(slots=True)
@@ -41,6 +47,7 @@ class Waiter:
     found_rows: bool
     callback: Callback
     queued: float
+    share: Share | None = None
 
 
 @dataclass(slots=True)
@@ -70,6 +77,8 @@ class Pool:
         self.tls = client_context(instance.tls) if instance.tls is not None else None
         self.idle: list[BackendConnection] = []
         self.in_use: set[BackendConnection] = set()
+        self.sharing: set[BackendConnection] = set()  # in use, open to pipelined statements
+        self.pipelined = 0  # statements written behind another on a busy connection
         self.connecting = 0
         self.waiters: deque[Waiter] = deque()
         self._expiry: asyncio.TimerHandle | None = None
@@ -106,9 +115,12 @@ class Pool:
                     return conn
         return None
 
-    def request(self, found_rows: bool, callback: Callback) -> BackendConnection | None:
+    def request(self, found_rows: bool, callback: Callback,
+                share: Share | None = None) -> BackendConnection | None:
         """An idle connection now, or None and ``callback(conn, error)`` later.
 
+        With ``share``, a full pool may hand out a connection with statements in flight, to
+        pipeline behind them (`offer`): its ``busy`` says so.
         No coroutine and no future on this path: a waiter is a callback in a FIFO queue, served
         by `release()` or failed by the expiry timer. Raises `PoolExhausted` at once when the
         wait queue is full, and `ConnectionLost` when the pool is closing.
@@ -128,6 +140,11 @@ class Pool:
         if self.size < self.config.max_size:
             self._open_for(found_rows, callback)
             return None
+        if share is not None and self.sharing and not self.waiters:
+            conn = self._join(found_rows, share)
+            if conn is not None:
+                self.immediate += 1
+                return conn
         if self.idle:  # only connections of the other flavour are idle: replace one
             self._discard(self.idle.pop(0))
             self._open_for(found_rows, callback)
@@ -139,7 +156,8 @@ class Pool:
                 f"its wait queue is full ({self.config.max_waiters} waiting, "
                 "pool.max_waiters); retry later")
         now = time.monotonic()
-        self.waiters.append(Waiter(now + self.config.acquire_timeout, found_rows, callback, now))
+        self.waiters.append(Waiter(now + self.config.acquire_timeout, found_rows, callback, now,
+                                   share))
         if self._expiry is None:
             self._expiry = asyncio.get_running_loop().call_later(
                 self.config.acquire_timeout, self._expire)
@@ -217,10 +235,62 @@ class Pool:
             self._expiry = asyncio.get_running_loop().call_later(
                 max(waiters[0].deadline - now, 0.001), self._expire)
 
+    def offer(self, conn: BackendConnection) -> None:
+        """``conn`` (in use) runs a statement others may pipeline behind, until its last
+        request in flight ends (`BackendConnection.shared`). Not over TLS: what the backend
+        acknowledged is counted in plaintext bytes (pool/flights.py)."""
+        if self.config.pipeline_depth > 1 and self.tls is None:
+            conn.shared = True
+            self.sharing.add(conn)
+
+    def _join(self, found_rows: bool, share: Share) -> BackendConnection | None:
+        """The shared connection with the fewest requests in flight, below the depth limit,
+        of the flavour and with the state ``share`` needs; counted as one more holder."""
+        best: BackendConnection | None = None
+        lowest = self.config.pipeline_depth
+        schema, variables = share
+        stale = None
+        for conn in self.sharing:
+            if not conn.shared or conn.closed:
+                stale = [*(stale or ()), conn]
+            elif (conn.depth < lowest and conn.found_rows == found_rows
+                  and (schema is None or conn.schema == schema) and conn.variables == variables):
+                best, lowest = conn, conn.depth
+        if stale:
+            self.sharing.difference_update(stale)
+        if best is not None:
+            best.joined += 1
+            self.pipelined += 1
+        return best
+
+    def _serve_joiners(self, conn: BackendConnection, now: float) -> None:
+        """Queued statements that may share, at the head of the queue, pipelined on ``conn``
+        while it stays below the depth limit (FIFO: stops at the first that may not)."""
+        waiters = self.waiters
+        limit = self.config.pipeline_depth
+        while waiters and conn.shared and not conn.closed and conn.depth < limit:
+            waiter = waiters[0]
+            share = waiter.share
+            if (share is None or waiter.found_rows != conn.found_rows
+                    or (share[0] is not None and conn.schema != share[0])
+                    or conn.variables != share[1]):
+                return
+            waiters.popleft()
+            conn.joined += 1
+            self.pipelined += 1
+            self.wait.observe(now - waiter.queued)
+            waiter.callback(conn, None)
+
     def release(self, conn: BackendConnection, reusable: bool = True) -> None:
-        """Give a connection back. A broken, busy or unwanted one is closed instead."""
+        """Give a connection back. A broken, busy or unwanted one is closed instead. A
+        connection other sessions' pipelined statements still hold stays in use."""
         if conn not in self.in_use:
             raise RuntimeError(f"connection {conn.id} released twice or to the wrong pool")
+        if conn.joined:
+            conn.joined -= 1
+            if self.waiters:
+                self._serve_joiners(conn, time.monotonic())
+            return
         self.in_use.discard(conn)
         now = time.monotonic()
         if (not reusable or conn.closed or conn.busy or self.closing
@@ -235,6 +305,8 @@ class Pool:
                 self.in_use.add(conn)
                 self.wait.observe(now - waiter.queued)
                 waiter.callback(conn, None)
+                if self.waiters and conn.shared:  # its statement may be shared: fill it up
+                    self._serve_joiners(conn, now)
             else:
                 self._discard(conn)
                 self._open_for(waiter.found_rows, waiter.callback, waiter.queued)
@@ -255,6 +327,7 @@ class Pool:
 
     def _discard(self, conn: BackendConnection) -> None:
         self.closed_count += 1
+        self.sharing.discard(conn)
         conn.close()
 
     def warm(self) -> None:

@@ -35,13 +35,15 @@ def after_statement(session: SessionPort, conn: BackendConnection, status: int,
     """Keep the connection pinned to this session, or give it back to its pool.
 
     ``diagnostics``: the statement left warnings or an error, which only this connection
-    can show; it stays with the session for one more statement, for SHOW WARNINGS.
+    can show; it stays with the session for one more statement, for SHOW WARNINGS. Not when
+    other sessions' statements were pipelined behind it (``conn.busy``): they replaced them.
     """
     session.status = status & SESSION_STATUS
     if plan is not None and plan.pin is not None and session.pin_reason is None:
         session.pin_reason = plan.pin
         session.server.count_pin(plan.pin)
-    if status & IN_TRANS or session.pin_reason is not None or diagnostics:
+    if status & IN_TRANS or session.pin_reason is not None or (diagnostics and not conn.busy):
+        conn.shared = False  # nobody joins a pinned connection
         if session.pinned is not conn and session.pin_reason is None:
             session.server.count_pin("transaction" if status & IN_TRANS else "diagnostics")
         session.pinned = conn

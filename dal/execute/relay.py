@@ -6,6 +6,10 @@ arrives, the connection kept pinned or given back by `leases.after_statement`. A
 without the session's state (or a statement that needs rewriting or preparing) takes the slow
 path, a coroutine that replays the state first. Text statements, prepared executions, the
 express lane and a sharded plan's one target all come through `Relay.route`.
+
+When the pool is full, an autocommit statement that holds no state (`shareable`) may be
+pipelined behind other sessions' statements on a connection (pool/pool.py `offer`, `_join`):
+its answer comes back in order, to this session's sink and `done`.
 """
 
 from __future__ import annotations
@@ -15,23 +19,31 @@ from typing import TYPE_CHECKING
 
 from dal import errors, local, lost, timeouts, xa
 from dal.execute import leases
+from dal.execute.leases import AUTOCOMMIT, TXN_BITS
 from dal.wire.constants import Command
 from dal.wire.framing import frame, packet_count
 from dal.wire.results import RESULT, ResponseScanner
-from pool.connection import BackendConnection, BackendError, decode_packets
+from pool.connection import BackendConnection, BackendError
 from pool.rename import HeaderRenamer
+from pool.responses import decode_packets
 from router.rows.columns import ColumnDefinition
 
 if TYPE_CHECKING:
     from dal.ports import SessionPort
+    from pool.pool import Share
     from router.plan import Plan
+
+# Statement kinds that may be pipelined behind other sessions' (with no pin, no rewrite, in
+# autocommit): they change no session state on the backend connection.
+SHAREABLE = frozenset({"select", "insert", "update", "delete", "shard:select", "shard:insert",
+                       "shard:update", "shard:delete"})
 
 
 class Relay:
     """The relaying state of one session: the statement in flight (its plan, the connection
     serving it, its statement-timeout timer) and a request queued for a pooled connection."""
 
-    __slots__ = ("pending", "plan", "serving", "session", "timer")
+    __slots__ = ("pending", "plan", "serving", "session", "shareable", "timer")
 
     def __init__(self, session: SessionPort) -> None:
         self.session = session
@@ -39,6 +51,7 @@ class Relay:
         self.serving: BackendConnection | None = None  # for KILL QUERY and the timeout
         self.timer: object | None = None  # statement timeout (dal/timeouts.py)
         self.pending: tuple | None = None
+        self.shareable = False  # the statement in flight may have others' behind it
 
     def route(self, plan: Plan, payload: bytes, last_seq: int, shape: int = RESULT,
               raw: bytes | None = None, rename: HeaderRenamer | None = None) -> None:
@@ -66,6 +79,7 @@ class Relay:
                                                   status=session.status))
             return
         if conn is not None:
+            self.shareable = False
             if not self._fits_pin(conn, plan, payload):
                 return
             if conn.instance != plan.instance and plan.anywhere:
@@ -74,10 +88,13 @@ class Relay:
                 session.spawn(self.route_slow(plan, payload, last_seq, None, shape, rename))
                 return
         else:
+            pool = session.server.pools[plan.instance]  # type: ignore[index]
+            share = self._share(plan, payload) if pool.config.pipeline_depth else None
+            self.shareable = share is not None
             try:
-                conn = session.server.pools[plan.instance].request(  # type: ignore[index]
-                    session.found_rows, self._connection_ready)
+                conn = pool.request(session.found_rows, self._connection_ready, share)
             except BackendError as exc:
+                self.shareable = False
                 session.send_error(exc.to_err())
                 return
             if conn is None:  # queued: `_connection_ready` continues
@@ -85,6 +102,19 @@ class Relay:
                 self.pending = (plan, payload, last_seq, shape, raw, rename)
                 return
         self._run_on(conn, plan, payload, last_seq, shape, raw, rename)
+
+    def _share(self, plan: Plan, payload: bytes) -> Share | None:
+        """What a pipelined statement needs of the connection it joins, if this one may be
+        pipelined: a passthrough COM_QUERY of a `SHAREABLE` kind, no pin, autocommit with no
+        transaction open, pending or XA, and no statement timeout to enforce (its KILL QUERY
+        would reach whatever the connection runs)."""
+        session = self.session
+        if (plan.statement in SHAREABLE and plan.sql is None and plan.pin is None
+                and payload[0] == Command.QUERY and session.txn_pending is None
+                and session.xa is None and session.status & TXN_BITS == AUTOCOMMIT
+                and not session.server.statement_timeout):
+            return plan.schema, session.state
+        return None
 
     def _fits_pin(self, conn: BackendConnection, plan: Plan, payload: bytes) -> bool:
         """May the statement run beside the session's pinned ``conn``? False after the
@@ -112,12 +142,14 @@ class Relay:
         self.pending = None
         if conn is None or pending is None:
             session.busy = False
+            self.shareable = False
             if error is not None:
                 session.send_error(error.to_err())
             session.drain()
             return
         if session.closed:
             session.busy = False
+            self.shareable = False
             session.server.pools[conn.instance].release(conn)
             return
         self._run_on(conn, *pending)
@@ -129,6 +161,13 @@ class Relay:
                 and conn.variables == session.state and session.txn_pending is None):
             self.start(conn, raw or frame(payload, 0), plan, shape, rename)
             return
+        if conn.busy:  # joined for a pipeline (the pool checked the state): never expected
+            session.server.pools[conn.instance].release(conn)
+            session.busy = False
+            session.send_error(errors.err(errors.NOT_SUPPORTED, "DAL: a pipelined statement "
+                                          "met a backend connection in another state"))
+            session.drain()
+            return
         session.spawn(self.route_slow(plan, payload, last_seq, conn, shape, rename))
 
     def start(self, conn: BackendConnection, packets: bytes, plan: Plan | None,
@@ -138,6 +177,10 @@ class Relay:
         session.busy = True
         self.plan = plan
         self.serving = conn
+        if self.shareable:  # set by `route` for this statement only
+            self.shareable = False
+            if not conn.shared and session.pinned is not conn:
+                session.server.pools[conn.instance].offer(conn)
         conn.relay(packets, session.sink.write, self.done, shape, rename)
         if session.server.statement_timeout:
             timeouts.arm(session, conn)

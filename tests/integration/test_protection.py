@@ -314,17 +314,42 @@ def test_fingerprint_rate_limit(pdal, app) -> None:
 # -- wait queue ---------------------------------------------------------------------------------
 
 def test_wait_queue_is_bounded_and_the_pool_never_exceeds_its_max(pdal, shard) -> None:
-    """Pool max 2, max_waiters 2: of 6 concurrent slow statements on one instance, 2 run, 2
-    wait, and 2 are refused at once; the backend never runs more than 2 of them."""
+    """Pool max 2, max_waiters 2, no pipelining: of 6 concurrent slow statements on one
+    instance, 2 run, 2 wait, and 2 are refused at once; the backend never runs more than 2
+    of them."""
     pdal.admin("SET DAL pool.max_waiters = 2")
+    pdal.admin("SET DAL pool.pipeline_depth = 0")
     try:
-        _wait_queue(pdal, shard)
+        results, peak = _wait_queue(pdal, shard)
     finally:
         pdal.admin("SET DAL pool.max_waiters = 200")
+        pdal.admin("SET DAL pool.pipeline_depth = 8")
+    codes = sorted(code for code, _ in results)
+    assert codes.count(0) >= 4 - 1 and codes.count(1105) >= 1, results
+    assert all(took < 0.5 for code, took in results if code == 1105), results
+    assert peak <= 2, f"the backend ran {peak} of DAL's statements at once; pool max is 2"
     assert_pools_idle(pdal.port)
 
 
-def _wait_queue(pdal: OwnDal, shard) -> None:
+def test_pipelined_statements_wait_in_no_queue_and_the_pool_never_exceeds_its_max(
+        pdal, shard) -> None:
+    """Pool max 2, max_waiters 2, pipeline depth 3: the 4 statements past the pool's 2 are
+    written behind the 2 running ones instead of queued or refused; all 6 answer, and the
+    backend still never runs more than 2 of them at once."""
+    pdal.admin("SET DAL pool.max_waiters = 2")
+    pdal.admin("SET DAL pool.pipeline_depth = 3")
+    try:
+        results, peak = _wait_queue(pdal, shard)
+    finally:
+        pdal.admin("SET DAL pool.max_waiters = 200")
+        pdal.admin("SET DAL pool.pipeline_depth = 8")
+    assert sorted(code for code, _ in results) == [0] * 6, results
+    assert max(took for _, took in results) < 3 * 0.8 + 1.5, results  # 3 deep on each
+    assert peak <= 2, f"the backend ran {peak} of DAL's statements at once; pool max is 2"
+    assert_pools_idle(pdal.port)
+
+
+def _wait_queue(pdal: OwnDal, shard) -> tuple[list[tuple[int, float]], int]:
     results: list[tuple[int, float]] = []
     lock = threading.Lock()
     peak = 0
@@ -362,10 +387,7 @@ def _wait_queue(pdal: OwnDal, shard) -> None:
         t.join(15)
     stop.set()
     watcher.join(5)
-    codes = sorted(code for code, _ in results)
-    assert codes.count(0) >= 4 - 1 and codes.count(1105) >= 1, results
-    assert all(took < 0.5 for code, took in results if code == 1105), results
-    assert peak <= 2, f"the backend ran {peak} of DAL's statements at once; pool max is 2"
+    return results, peak
 
 
 # -- admin statements ---------------------------------------------------------------------------
