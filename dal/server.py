@@ -11,6 +11,7 @@ from collections.abc import Coroutine
 
 from config.model import Config
 from dal import tls
+from dal.fleet import Fleet
 from dal.login import Authenticator
 from dal.login_backoff import LoginBackoff
 from dal.protection import Protection
@@ -80,12 +81,16 @@ class Server:
         self.protection = Protection(self)
         # Transaction mode xa (dal/xa.py): None in mode single, so sessions test one attribute.
         self.xa = Coordinator(self, config) if config.transactions.mode == "xa" else None
+        # With several workers, the channel to the others (dal/fleet.py); set before start().
+        self.fleet: Fleet | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
         """Learn the backend's version and collations, then listen."""
         await self._probe_backend()
+        if self.fleet is not None:
+            await self.fleet.start()
         await asyncio.to_thread(self.leased_genes.start)
         self.leased_genes.run_renewals()
         for pool in self.pools.values():
@@ -141,6 +146,8 @@ class Server:
         if self._sweeper is not None:
             self._sweeper.cancel()
         await self.leased_genes.stop()
+        if self.fleet is not None:
+            await self.fleet.stop()
         await asyncio.sleep(0.05)
         for pool in self.pools.values():
             await pool.close()

@@ -208,7 +208,7 @@ class QuerySession(SessionState):
             self.error(errors.SPECIFIC_ACCESS_DENIED, "Access denied; you need (at least one "
                         "of) the DAL admin privilege(s) for this operation")
         else:
-            response = admin.execute(self.server, sql.decode("utf-8", "replace"),
-                                     seq=self._seq, status=self.status)
+            response = await admin.answer(self.server, sql.decode("utf-8", "replace"),
+                                          seq=self._seq, status=self.status)
             self.send(response)
         self.busy = False
