@@ -169,7 +169,9 @@ def execute(server: ServerPort, sql: str, *, seq: int, status: int) -> bytes:
 def _result(header: list[str], rows: list[list[object]], *, seq: int, status: int) -> bytes:
     columns = []
     for i, name in enumerate(header):
-        numeric = bool(rows) and all(isinstance(r[i], int) for r in rows)
+        # Integers (NULL allowed): a column's type must not depend on which rows it has.
+        numeric = any(isinstance(r[i], int) for r in rows) and all(
+            r[i] is None or isinstance(r[i], int) for r in rows)
         columns.append(text_column(name, type_=ColumnType.LONGLONG if numeric else 253,
                                    length=20 if numeric else 256, charset=63 if numeric else 45))
     encoded = [[None if v is None else str(v).encode() for v in row] for row in rows]
