@@ -19,6 +19,7 @@ import contextlib
 import json
 import logging
 import shutil
+import socket
 import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -33,14 +34,29 @@ Answerer = Callable[[dict[str, Any]], Awaitable[Any]]
 
 
 def run_directory(port: int) -> Path:
-    """A new, empty directory for one DAL run's worker sockets (worker 0 makes it; removed by
-    `remove_run_directory` on exit). Under the system temporary directory: a Unix socket's
-    path is limited to 107 bytes."""
-    return Path(tempfile.mkdtemp(prefix=f"dal-{port}-workers-"))
+    """A new, empty directory for one DAL run's worker sockets (worker 0 makes it; removed on
+    exit). Under the system temporary directory: a Unix socket's path is limited to 107 bytes.
+    Directories of earlier runs on this port where no worker listens any more (a worker 0
+    killed before its workers had started) are removed first."""
+    prefix = f"dal-{port}-workers-"
+    for stale in Path(tempfile.gettempdir()).glob(prefix + "*"):
+        if not any(_listening(path) for path in stale.glob("worker-*.sock")):
+            remove_run_directory(stale)
+    return Path(tempfile.mkdtemp(prefix=prefix))
 
 
 def remove_run_directory(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
+
+
+def _listening(path: Path) -> bool:
+    """Whether a worker still listens on the Unix socket ``path``."""
+    with socket.socket(socket.AF_UNIX) as probe:
+        try:
+            probe.connect(str(path))
+        except OSError:
+            return False
+    return True
 
 
 def owner_of(connection_id: int, workers: int) -> int:
@@ -74,10 +90,14 @@ class Fleet:
         self._server = await asyncio.start_unix_server(self._serve, path=str(path), limit=LIMIT)
 
     async def stop(self) -> None:
+        """Stop answering; the last worker to stop removes the run directory (worker 0 does
+        too on a clean exit; this covers a worker 0 that was killed)."""
         if self._server is not None:
             self._server.close()
             self._server = None
         self.socket_path(self.index).unlink(missing_ok=True)
+        if not any(_listening(path) for path in self.directory.glob("worker-*.sock")):
+            remove_run_directory(self.directory)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
-from dal.fleet import owner_of
+from dal.fleet import owner_of, remove_run_directory, run_directory
 from dal.fleet_admin import MERGES
 from dal.fleet_metrics import from_wire, merge, to_wire
 
@@ -87,3 +87,14 @@ def test_show_dal_genes_completed_by_each_worker() -> None:
 def test_a_connection_ids_owner() -> None:
     # worker i of 3 gives out i + 1, i + 4, i + 7, ...
     assert [owner_of(n, 3) for n in range(1, 8)] == [0, 1, 2, 0, 1, 2, 0]
+
+
+def test_a_run_directory_no_worker_listens_in_is_removed_at_the_next_start() -> None:
+    port = 1  # no DAL listens there
+    stale = run_directory(port)
+    (stale / "worker-0.sock").touch()  # left by a worker 0 that was SIGKILLed
+    fresh = run_directory(port)
+    try:
+        assert not stale.exists() and fresh.is_dir()
+    finally:
+        remove_run_directory(fresh)
