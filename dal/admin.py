@@ -5,11 +5,12 @@ A dispatch table maps each statement to a handler that returns rows; unknown one
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from dal import errors, protect_admin
+from dal import errors, fleet_admin, protect_admin
 from dal.login import err_packet, ok_packet
 from dal.wire.messages import ERR
 from dal.wire.results import encode_result_set, text_column
@@ -20,16 +21,19 @@ if TYPE_CHECKING:
 
 Rows = tuple[list[str], list[list[object]]]
 
+log = logging.getLogger("dal.admin")
+
 
 def _pools(server: ServerPort) -> Rows:
-    header = ["instance", "address", "max", "in_use", "idle", "connecting", "waiting", "opened",
-              "closed"]
+    """One row per instance of this worker's pools (``worker``: its index)."""
+    header = ["worker", "instance", "address", "max", "in_use", "idle", "connecting", "waiting",
+              "opened", "closed"]
     rows: list[list[object]] = []
     for name, pool in server.pools.items():
         s = pool.stats()
         address = f"{pool.instance.host}:{pool.instance.port}"
-        rows.append([name, address, s.max_size, s.in_use, s.idle, s.connecting, s.waiting,
-                     s.opened, s.closed])
+        rows.append([server.worker_index, name, address, s.max_size, s.in_use, s.idle,
+                     s.connecting, s.waiting, s.opened, s.closed])
     return header, rows
 
 
@@ -75,10 +79,14 @@ def _counters(server: ServerPort) -> Rows:
 
 def _genes(server: ServerPort) -> Rows:
     """One row per leased gene worker id (dal_meta.gene_workers): its holder, lease and
-    high-water mark; the row of this process also shows how far its ids run ahead of the clock."""
+    high-water mark; the row of this process also shows how far its ids run ahead of the clock,
+    and ``worker``, this process's worker index."""
     from dal.worker_lease import genes_rows
 
-    return genes_rows(server.leased_genes)
+    header, rows = genes_rows(server.leased_genes)
+    this = header.index("this_process")
+    return ["worker", *header], [[server.worker_index if row[this] == "yes" else None, *row]
+                                 for row in rows]
 
 
 COMMANDS: dict[str, Callable[[ServerPort], Rows]] = {
@@ -110,8 +118,36 @@ def explain(server: ServerPort, sql: bytes, schema: str | None, admin: bool, *, 
     return _result(HEADER, rows, seq=seq, status=status)
 
 
+async def answer(server: ServerPort, sql: str, *, seq: int, status: int) -> bytes:
+    """Run one admin statement for the whole DAL and return the framed response: with several
+    workers, SHOW DAL merges every worker's rows (dal/fleet_admin.py) and SET DAL / RELOAD DAL
+    CONFIG, once applied here, are applied by every other worker too."""
+    fleet = server.fleet
+    if fleet is None:
+        return execute(server, sql, seq=seq, status=status)
+    match = _SHOW.match(sql)
+    name = match.group(1).upper() if match else ""
+    merge = fleet_admin.MERGES.get(name)
+    if merge is not None:
+        answers = {server.worker_index: COMMANDS[name](server),
+                   **await fleet.ask({"op": "show", "name": name})}
+        header, rows = merge([answers[i] for i in sorted(answers)])
+        return _result(header, rows, seq=seq, status=status)
+    response = execute(server, sql, seq=seq, status=status)
+    if protect_admin.changes_settings(sql) and response[4] != ERR_MARKER:
+        applied = await fleet.ask({"op": "admin", "sql": sql})
+        for index in fleet.peers:
+            if applied.get(index) != "applied":
+                log.warning("worker %d did not apply %r: %s", index, sql,
+                            applied.get(index, "no answer"))
+    return response
+
+
+ERR_MARKER = 0xFF  # the first payload byte of an ERR packet
+
+
 def execute(server: ServerPort, sql: str, *, seq: int, status: int) -> bytes:
-    """Run one admin statement and return the framed response."""
+    """Run one admin statement in this worker and return the framed response."""
     try:
         changed = protect_admin.run(server, sql)  # SET DAL, RELOAD DAL CONFIG
     except protect_admin.AdminError as exc:
@@ -139,7 +175,9 @@ def result_set(header: list[str], rows: list[list[object]], *, seq: int, status:
 def _result(header: list[str], rows: list[list[object]], *, seq: int, status: int) -> bytes:
     columns = []
     for i, name in enumerate(header):
-        numeric = bool(rows) and all(isinstance(r[i], int) for r in rows)
+        # Integers (NULL allowed): a column's type must not depend on which rows it has.
+        numeric = any(isinstance(r[i], int) for r in rows) and all(
+            r[i] is None or isinstance(r[i], int) for r in rows)
         columns.append(text_column(name, type_=ColumnType.LONGLONG if numeric else 253,
                                    length=20 if numeric else 256, charset=63 if numeric else 45))
     encoded = [[None if v is None else str(v).encode() for v in row] for row in rows]

@@ -155,8 +155,9 @@ def pool_families(server: ServerPort):
     yield wait
 
 
-def start_metrics(server: ServerPort) -> None:
-    """Register the collector and serve /metrics on the configured address."""
-    REGISTRY.register(ServerCollector(server))
+def start_metrics(server: ServerPort, collector: object = None) -> None:
+    """Register the collector (``collector``, or this process's `ServerCollector`) and serve
+    /metrics on the configured address."""
+    REGISTRY.register(collector or ServerCollector(server))  # type: ignore[arg-type]
     endpoint = server.config.server.metrics
     start_http_server(endpoint.port, addr=endpoint.host)

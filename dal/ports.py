@@ -46,6 +46,8 @@ class ServerPort(Protocol):
     authenticator: Any  # dal.login.Authenticator
     tls_context: Any  # ssl.SSLContext when clients may use TLS
     version: bytes
+    worker_index: int  # this process's index among server.workers
+    fleet: Any  # dal.fleet.Fleet with several workers, else None
 
     def next_connection_id(self) -> int: ...
 

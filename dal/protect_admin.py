@@ -47,7 +47,7 @@ class AdminError(Exception):
 # -- SHOW --------------------------------------------------------------------------------------
 
 def show_breakers(server: ServerPort) -> Rows:
-    header = ["instance", "state", "reason", "calls", "failures", "slow", "rejected",
+    header = ["worker", "instance", "state", "reason", "calls", "failures", "slow", "rejected",
               "retry_in", "error_rate", "slow_call_rate", "slow_call_seconds", "min_calls",
               "window", "cool_down"]
     rows: list[list[object]] = []
@@ -58,22 +58,22 @@ def show_breakers(server: ServerPort) -> Rows:
         cfg = b.config
         retry = (f"{max(0.0, b.opened_at + cfg.cool_down - now):.1f}" if b.state == OPEN
                  else None)
-        rows.append([name, b.state, b.reason or None, calls, failures, slow, b.rejected, retry,
-                     f"{cfg.error_rate:g}", f"{cfg.slow_call_rate:g}",
+        rows.append([server.worker_index, name, b.state, b.reason or None, calls, failures,
+                     slow, b.rejected, retry, f"{cfg.error_rate:g}", f"{cfg.slow_call_rate:g}",
                      f"{cfg.slow_call_seconds:g}", cfg.min_calls, f"{cfg.window:g}",
                      f"{cfg.cool_down:g}"])
     return header, rows
 
 
 def show_limits(server: ServerPort) -> Rows:
-    header = ["rule", "rate", "burst", "action", "max_delay", "tokens", "throttled"]
+    header = ["worker", "rule", "rate", "burst", "action", "max_delay", "tokens", "throttled"]
     limiter = server.protection.limiter
     counters = server.protection.counters
     rows: list[list[object]] = []
     for bucket in limiter.buckets() if limiter is not None else []:
         lim = bucket.limit
-        rows.append([bucket.rule, f"{lim.rate:g}", f"{bucket.capacity:g}", lim.action.value,
-                     f"{lim.max_delay:g}", f"{bucket.tokens:.2f}",
+        rows.append([server.worker_index, bucket.rule, f"{lim.rate:g}", f"{bucket.capacity:g}",
+                     lim.action.value, f"{lim.max_delay:g}", f"{bucket.tokens:.2f}",
                      counters[("throttled", bucket.rule)]])
     return header, rows
 
@@ -207,6 +207,11 @@ def reload_config(server: ServerPort) -> Rows:
     same = config.server.model_dump(exclude=fixed) == old.server.model_dump(exclude=fixed)
     rows.append(["server", "unchanged" if same else "changed: restart DAL to apply"])
     return ["section", "status"], rows
+
+
+def changes_settings(sql: str) -> bool:
+    """Whether ``sql`` is ``SET DAL`` or ``RELOAD DAL CONFIG`` (what every worker must run)."""
+    return bool(_RELOAD.match(sql) or _SET.match(sql))
 
 
 def run(server: ServerPort, sql: str) -> Rows | None:

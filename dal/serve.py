@@ -14,9 +14,11 @@ import logging
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 from config.loader import load_config
 from config.model import Config
+from dal.fleet import remove_run_directory, run_directory
 from router.genes import WORKERS
 
 
@@ -28,6 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int,
                         help="processes sharing the port (default: server.workers)")
     parser.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--fleet-dir", help=argparse.SUPPRESS)  # the workers' sockets
     parser.add_argument("--with-sync", action="store_true",
                         help="also run `dal sync` as a child process (what `make run` does)")
 
@@ -53,7 +56,10 @@ def run(args: argparse.Namespace) -> int:
         return 2
     _raise_fd_limit()
     recovered = _recover_xa(config) if args.worker_index == 0 else {}
-    children = _spawn_workers(args, workers, config) if args.worker_index == 0 else []
+    first = args.worker_index == 0
+    if workers > 1 and first:
+        args.fleet_dir = str(run_directory(config.server.listen.port))
+    children = _spawn_workers(args, workers, config) if first else []
     if args.with_sync and args.worker_index == 0:
         children.append(subprocess.Popen([sys.executable, "-m", "dal.cli", "sync",
                                           "--config", args.config],
@@ -66,9 +72,12 @@ def run(args: argparse.Namespace) -> int:
         pass
     try:
         return asyncio.run(_main(config, not args.no_metrics and args.worker_index == 0,
-                                 args.worker_index, args.config, recovered))
+                                 args.worker_index, args.config, recovered,
+                                 Path(args.fleet_dir) if args.fleet_dir else None))
     finally:
         _stop_workers(children, config.server.drain_timeout + 5)
+        if first and args.fleet_dir:
+            remove_run_directory(Path(args.fleet_dir))
 
 
 def _raise_fd_limit() -> None:
@@ -132,7 +141,8 @@ def _spawn_workers(args: argparse.Namespace, workers: int,
         children.append(subprocess.Popen([
             sys.executable, "-m", "dal.cli", "serve", "--config", args.config,
             "--port", str(config.server.listen.port), "--workers", str(workers),
-            "--worker-index", str(index), "--no-metrics", "--log-level", args.log_level],
+            "--worker-index", str(index), "--fleet-dir", args.fleet_dir, "--no-metrics",
+            "--log-level", args.log_level],
             preexec_fn=_die_with_parent))
     return children
 
@@ -165,7 +175,8 @@ def _tls_problem(config: Config, path: str) -> str | None:
 
 
 async def _main(config: Config, metrics: bool, worker_index: int = 0,
-                config_path: str | None = None, recovered: dict[str, int] | None = None) -> int:
+                config_path: str | None = None, recovered: dict[str, int] | None = None,
+                fleet_dir: Path | None = None) -> int:
     from dal.server import Server, serve_forever
     from dal.worker_lease import LeaseError
 
@@ -173,11 +184,19 @@ async def _main(config: Config, metrics: bool, worker_index: int = 0,
     server.config_path = config_path
     for outcome, count in (recovered or {}).items():
         server.counters[("xa", outcome)] += count
+    if fleet_dir is not None:
+        from dal.fleet import Fleet
+        from dal.fleet_answers import answerer
+
+        server.fleet = Fleet(fleet_dir, worker_index, config.server.workers, answerer(server))
     if metrics:
+        from dal.fleet_metrics import FleetCollector
         from dal.metrics import start_metrics
 
+        collector = (FleetCollector(server, asyncio.get_running_loop())
+                     if server.fleet is not None else None)
         try:
-            start_metrics(server)
+            start_metrics(server, collector)
         except OSError as exc:
             print(f"dal serve: cannot serve metrics on {config.server.metrics.port}: {exc}",
                   file=sys.stderr)

@@ -11,6 +11,7 @@ from collections.abc import Coroutine
 
 from config.model import Config
 from dal import tls
+from dal.fleet import Fleet
 from dal.login import Authenticator
 from dal.login_backoff import LoginBackoff
 from dal.migration.service import Migrations
@@ -85,12 +86,16 @@ class Server:
         self.migration = (Migrations(self) if any(db.migration is not None
                                                    for db in config.databases.values())
                           else None)
+        # With several workers, the channel to the others (dal/fleet.py); set before start().
+        self.fleet: Fleet | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
         """Learn the backend's version and collations, then listen."""
         await self._probe_backend()
+        if self.fleet is not None:
+            await self.fleet.start()
         await asyncio.to_thread(self.leased_genes.start)
         self.leased_genes.run_renewals()
         for pool in self.pools.values():
@@ -150,6 +155,8 @@ class Server:
         await self.leased_genes.stop()
         if self.migration is not None:
             await self.migration.stop()
+        if self.fleet is not None:
+            await self.fleet.stop()
         await asyncio.sleep(0.05)
         for pool in self.pools.values():
             await pool.close()

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from dal import errors
+from dal.fleet import owner_of
 from dal.login import ok_packet
 from dal.timeouts import kill_pipelined, kill_statement
 from dal.wire.messages import ERR
@@ -19,7 +20,7 @@ from dal.wire.results import encode_result_set, text_column
 from router.rows.types import ColumnFlag, ColumnType
 
 if TYPE_CHECKING:
-    from dal.ports import SessionPort
+    from dal.ports import ServerPort, SessionPort
 
 UNKNOWN_THREAD = (1094, "HY000")      # ER_NO_SUCH_THREAD
 NOT_OWNER = (1095, "HY000")           # ER_KILL_DENIED_ERROR
@@ -35,10 +36,10 @@ _ROLE_PRIVILEGES = {
 
 
 async def processlist(session: SessionPort, args: tuple) -> None:
-    """SHOW [FULL] PROCESSLIST: DAL's client sessions (an admin sees all, others their own
-    user's). Info is the statement's fingerprint (literals as ?), never a backend's text."""
+    """SHOW [FULL] PROCESSLIST: DAL's client sessions, in every worker (an admin sees all,
+    others their own user's). Info is the statement's fingerprint (literals as ?), never a
+    backend's text."""
     (full,) = args
-    now = time.perf_counter()
     number = int(ColumnFlag.NOT_NULL | ColumnFlag.NUM | ColumnFlag.UNSIGNED)
     columns = [text_column("Id", type_=ColumnType.LONGLONG, length=21, charset=63,
                            flags=number),
@@ -47,48 +48,85 @@ async def processlist(session: SessionPort, args: tuple) -> None:
                text_column("Time", type_=ColumnType.LONG, length=7, charset=63, flags=number),
                text_column("State", length=64), text_column("Info", length=65535),
                text_column("Progress", type_=ColumnType.NEWDECIMAL, length=7, charset=63)]
-    rows = []
-    for other in sorted(session.server.sessions, key=lambda s: s.id):
-        if not other.user or (not session.admin and other.user != session.user):
-            continue  # still logging in, or another user's
-        busy = other.busy or other is session
-        info = None
-        if busy and other.statement_text is not None:
-            text = other.statement_text.decode("utf-8", "replace")
-            info = (text if full else text[:INFO_CHARS]).encode()
-        started = other.statement_started
-        rows.append([str(other.id).encode(), other.user.encode(), other.peer.encode(),
-                     other.schema.encode() if other.schema else None,
-                     b"Query" if busy else b"Sleep",
-                     str(max(0, int(now - started)) if started else 0).encode(),
-                     b"executing" if busy else b"", info, b"0.000"])
-    session.send(encode_result_set(columns, rows, deprecate_eof=False,
+    rows = process_rows(session.server, session.user, session.admin, full, session)
+    fleet = session.server.fleet
+    if fleet is not None:
+        asked = {"op": "processlist", "user": session.user, "admin": session.admin,
+                 "full": full}
+        for peer_rows in (await fleet.ask(asked)).values():
+            rows += peer_rows
+        rows.sort(key=lambda row: int(row[0]))
+    encoded = [[None if v is None else str(v).encode() for v in row] for row in rows]
+    session.send(encode_result_set(columns, encoded, deprecate_eof=False,
                                    status=session.status, seq=session.reply_seq))
 
 
+def process_rows(server: ServerPort, user: str, admin: bool, full: bool,
+                 asking: SessionPort | None = None) -> list[list[str | None]]:
+    """This worker's SHOW PROCESSLIST rows that ``user`` may see (``asking``: the session
+    running it, shown busy)."""
+    now = time.perf_counter()
+    rows: list[list[str | None]] = []
+    for other in sorted(server.sessions, key=lambda s: s.id):
+        if not other.user or (not admin and other.user != user):
+            continue  # still logging in, or another user's
+        busy = other.busy or other is asking
+        info = None
+        if busy and other.statement_text is not None:
+            text = other.statement_text.decode("utf-8", "replace")
+            info = text if full else text[:INFO_CHARS]
+        started = other.statement_started
+        rows.append([str(other.id), other.user, other.peer, other.schema or None,
+                     "Query" if busy else "Sleep",
+                     str(max(0, int(now - started)) if started else 0),
+                     "executing" if busy else "", info, "0.000"])
+    return rows
+
+
 async def kill(session: SessionPort, args: tuple) -> None:
-    """KILL [CONNECTION|QUERY] <DAL connection id>."""
+    """KILL [CONNECTION|QUERY] <DAL connection id>, in whichever worker has that connection."""
     number, query_only = args
-    target = next((s for s in session.server.sessions if s.id == number), None)
-    if target is None or not target.user:
+    outcome = await kill_in_worker(session.server, number, query_only, session.user,
+                                   session.admin, session)
+    fleet = session.server.fleet
+    owner = owner_of(number, fleet.workers) if fleet is not None else None
+    if outcome == UNKNOWN and fleet is not None and owner != fleet.index:
+        asked = {"op": "kill", "id": number, "query_only": query_only, "user": session.user,
+                 "admin": session.admin}
+        outcome = await fleet.ask_one(owner, asked) or UNKNOWN
+    if outcome == UNKNOWN:
         session.send_error(ERR(UNKNOWN_THREAD[0], f"Unknown thread id: {number}",
                                UNKNOWN_THREAD[1]))
-        return
-    if not session.admin and target.user != session.user:
+    elif outcome == DENIED:
         session.send_error(ERR(NOT_OWNER[0], f"You are not owner of thread {number}",
                                NOT_OWNER[1]))
-        return
-    if target is session:
-        if not query_only:  # as MariaDB: the killer's own connection ends with 1927
-            session.send_error(ERR(CONNECTION_KILLED[0], "Connection was killed",
-                                   CONNECTION_KILLED[1]))
-            session.close_connection()
-            return
+    elif outcome == SELF:  # as MariaDB: the killer's own connection ends with 1927
+        session.send_error(ERR(CONNECTION_KILLED[0], "Connection was killed",
+                               CONNECTION_KILLED[1]))
+        session.close_connection()
     else:
-        await _stop_statement(target)
-        if not query_only:
-            target.close_connection()
-    session.send(ok_packet(session.reply_seq, session.status))
+        session.send(ok_packet(session.reply_seq, session.status))
+
+
+UNKNOWN, DENIED, SELF, KILLED = "unknown", "denied", "self", "killed"
+
+
+async def kill_in_worker(server: ServerPort, number: int, query_only: bool, user: str,
+                         admin: bool, asking: SessionPort | None = None) -> str:
+    """KILL of this worker's connection ``number`` on behalf of ``user``: `UNKNOWN` (none
+    here), `DENIED`, `SELF` (``asking`` killing its own connection: the caller closes it) or
+    `KILLED`."""
+    target = next((s for s in server.sessions if s.id == number), None)
+    if target is None or not target.user:
+        return UNKNOWN
+    if not admin and target.user != user:
+        return DENIED
+    if target is asking:
+        return KILLED if query_only else SELF
+    await _stop_statement(target)
+    if not query_only:
+        target.close_connection()
+    return KILLED
 
 
 async def _stop_statement(target: SessionPort) -> None:

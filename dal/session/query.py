@@ -208,7 +208,7 @@ class QuerySession(SessionState):
             self.send(await migration_admin.execute(self.server, sql.decode("utf-8", "replace"),
                                                     seq=self._seq, status=self.status))
         else:
-            response = admin.execute(self.server, sql.decode("utf-8", "replace"),
-                                     seq=self._seq, status=self.status)
+            response = await admin.answer(self.server, sql.decode("utf-8", "replace"),
+                                          seq=self._seq, status=self.status)
             self.send(response)
         self.busy = False

@@ -4,6 +4,7 @@ SIGTERM to the first stops them all."""
 from __future__ import annotations
 
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -26,6 +27,11 @@ def workers_left(port: int) -> str:
     found = subprocess.run(["pgrep", "-f", "--", f"--port {port} --workers 2"],
                            capture_output=True, text=True, cwd=ROOT, check=False)
     return found.stdout.strip()
+
+
+def run_directories(port: int) -> list[Path]:
+    """The workers' socket directories (dal/fleet.py) of the DAL on ``port`` still present."""
+    return list(Path(tempfile.gettempdir()).glob(f"dal-{port}-workers-*"))
 
 
 def test_two_workers_share_the_port_and_stop_together(tmp_path) -> None:
@@ -52,6 +58,7 @@ def test_two_workers_share_the_port_and_stop_together(tmp_path) -> None:
         code = proc.stop()
     assert code == 0
     assert workers_left(port) == "", "a worker outlived the first one's SIGTERM"
+    assert run_directories(port) == []
 
 
 def test_workers_die_with_the_first_process_even_on_sigkill(tmp_path) -> None:
