@@ -95,7 +95,7 @@ _EXPLAIN = re.compile(rb"(?is)\s*EXPLAIN\s+DAL\s+")
 
 
 def explain(server: ServerPort, sql: bytes, schema: str | None, admin: bool, *, seq: int,
-            status: int) -> bytes:
+            status: int, extended: bool = False) -> bytes:
     """``EXPLAIN DAL <statement>``: its plan's tree of primitives (router/explain.py), as a
     result set."""
     from router.explain import HEADER
@@ -107,18 +107,21 @@ def explain(server: ServerPort, sql: bytes, schema: str | None, admin: bool, *, 
         return err_packet(ERR(errors.NOT_SUPPORTED[0], "EXPLAIN DAL needs a statement",
                               errors.NOT_SUPPORTED[1]), seq)
     rows = explain_plan(server.router, server.config, statement, schema, admin)
-    return _result(HEADER, rows, seq=seq, status=status)
+    return _result(HEADER, rows, seq=seq, status=status, extended=extended)
 
 
-def execute(server: ServerPort, sql: str, *, seq: int, status: int) -> bytes:
-    """Run one admin statement and return the framed response."""
+def execute(server: ServerPort, sql: str, *, seq: int, status: int,
+            extended: bool = False) -> bytes:
+    """Run one admin statement and return the framed response (``extended``: the client's
+    column definitions carry MariaDB's extended type info)."""
     try:
         changed = protect_admin.run(server, sql)  # SET DAL, RELOAD DAL CONFIG
     except protect_admin.AdminError as exc:
         server.count_refusal(exc.code)
         return err_packet(ERR(exc.code, str(exc), exc.sqlstate), seq)
     if changed is not None:
-        return _result(*changed, seq=seq, status=status) if changed[0] else ok_packet(seq, status)
+        return (_result(*changed, seq=seq, status=status, extended=extended) if changed[0]
+                else ok_packet(seq, status))
     match = _SHOW.match(sql)
     handler = COMMANDS.get(match.group(1).upper()) if match else None
     if handler is None:
@@ -127,14 +130,16 @@ def execute(server: ServerPort, sql: str, *, seq: int, status: int) -> bytes:
         return err_packet(ERR(errors.NOT_SUPPORTED[0], f"Unknown DAL admin statement; this "
                               f"build knows: {known}", errors.NOT_SUPPORTED[1]), seq)
     header, rows = handler(server)
-    return _result(header, rows, seq=seq, status=status)
+    return _result(header, rows, seq=seq, status=status, extended=extended)
 
 
-def _result(header: list[str], rows: list[list[object]], *, seq: int, status: int) -> bytes:
+def _result(header: list[str], rows: list[list[object]], *, seq: int, status: int,
+            extended: bool) -> bytes:
     columns = []
     for i, name in enumerate(header):
         numeric = bool(rows) and all(isinstance(r[i], int) for r in rows)
         columns.append(text_column(name, type_=ColumnType.LONGLONG if numeric else 253,
                                    length=20 if numeric else 256, charset=63 if numeric else 45))
     encoded = [[None if v is None else str(v).encode() for v in row] for row in rows]
-    return encode_result_set(columns, encoded, deprecate_eof=False, status=status, seq=seq)
+    return encode_result_set(columns, encoded, deprecate_eof=False, status=status, seq=seq,
+                             extended=extended)

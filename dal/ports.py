@@ -76,7 +76,8 @@ class SessionPort(Protocol):
     state: dict[str, str]
     status: int
     busy: bool
-    found_rows: bool
+    flavour: int  # of its backend connections (dal.wire.constants.FLAVOUR_*)
+    extended_metadata: bool  # column definitions carry MariaDB's extended type info
     pinned: BackendConnection | None
     soft_pin: bool
     pin_reason: str | None

@@ -17,6 +17,7 @@ from dal.protection import Protection
 from dal.session import ClientSession
 from dal.stats import StatementStats
 from dal.wire import auth
+from dal.wire.constants import MARIADB_CLIENT_EXTENDED_METADATA
 from dal.wire.framing import frame
 from dal.worker_lease import LeasedGenes, WorkerLease
 from dal.xa import Coordinator
@@ -105,6 +106,9 @@ class Server:
         except BackendError as exc:
             log.warning("default backend unavailable at start (%s); serving anyway", exc.message)
             return
+        if conn.hello is not None and not conn.hello.extended & MARIADB_CLIENT_EXTENDED_METADATA:
+            # A backend without extended type info (MySQL, MariaDB < 10.5): not offered.
+            self.authenticator.extended &= ~MARIADB_CLIENT_EXTENDED_METADATA
         try:
             version = (await conn.query("SELECT @@version")).rows[0][0] or b""
             # Executable comments run by this version (router/sqltext.py), as the backend would.

@@ -63,7 +63,8 @@ async def processlist(session: SessionPort, args: tuple) -> None:
                      str(max(0, int(now - started)) if started else 0).encode(),
                      b"executing" if busy else b"", info, b"0.000"])
     session.send(encode_result_set(columns, rows, deprecate_eof=False,
-                                   status=session.status, seq=session.reply_seq))
+                                   status=session.status, seq=session.reply_seq,
+                                   extended=session.extended_metadata))
 
 
 async def kill(session: SessionPort, args: tuple) -> None:
@@ -121,7 +122,7 @@ async def grants(session: SessionPort, args: tuple) -> None:
              for db in sorted(databases)]
     column = text_column(f"Grants for {name}@%", length=1024)
     session.send(encode_result_set([column], rows, deprecate_eof=False, status=session.status,
-                                   seq=session.reply_seq))
+                                   seq=session.reply_seq, extended=session.extended_metadata))
 
 
 HANDLERS: dict[str, Callable[[SessionPort, tuple], Awaitable[None]]] = {

@@ -162,7 +162,7 @@ async def branch(session: SessionPort, instance: str) -> BackendConnection:
     if txn.lost:
         raise BackendError(BRANCH_LOST[0], _lost_message(txn), BRANCH_LOST[1])
     pool = session.server.pools[instance]
-    conn = await pool.acquire(session.found_rows)
+    conn = await pool.acquire(session.flavour)
     try:
         await apply_state(conn, None, session.state)
         await txn.open(session, conn)
@@ -232,7 +232,7 @@ async def run_on_shards(session: SessionPort, jobs: list[tuple[str, bytes]]) -> 
 
 async def _begin_on(session: SessionPort, instance: str) -> None:
     """Open the transaction's first branch on a pooled connection of ``instance``."""
-    conn = await session.server.pools[instance].acquire(session.found_rows)
+    conn = await session.server.pools[instance].acquire(session.flavour)
     try:
         await apply_state(conn, None, session.state)
         session.txn_pending = None
@@ -264,13 +264,14 @@ async def _on_instance(session: SessionPort, instance: str, jobs: list[tuple[int
             return
         for (i, _), raw in zip(jobs, responses, strict=True):
             try:
-                outcomes[i] = decode_response(raw)
+                outcomes[i] = decode_response(raw, conn.extended_metadata)
             except BackendError as exc:
                 outcomes[i] = exc
         return
     for n, ((i, _), packet) in enumerate(zip(jobs, packets, strict=True)):
         try:  # one at a time, each under the statement timeout
-            outcomes[i] = decode_response(await timed_command(session.server, conn, packet))
+            outcomes[i] = decode_response(await timed_command(session.server, conn, packet),
+                                          conn.extended_metadata)
         except BackendError as exc:
             outcomes[i] = exc
             if conn.closed:

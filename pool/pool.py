@@ -38,7 +38,7 @@ class Waiter:
     """An acquirer in the FIFO queue."""
 
     deadline: float
-    found_rows: bool
+    flavour: int
     callback: Callback
     queued: float
 
@@ -89,24 +89,24 @@ class Pool:
     def size(self) -> int:
         return len(self.idle) + len(self.in_use) + self.connecting
 
-    def try_acquire(self, found_rows: bool = False) -> BackendConnection | None:
+    def try_acquire(self, flavour: int = 0) -> BackendConnection | None:
         """The hot path: an idle connection of the right flavour, or None."""
         idle = self.idle
         if idle and not self.waiters:
             conn = idle[-1]
-            if conn.found_rows == found_rows and not conn.closed:
+            if conn.flavour == flavour and not conn.closed:
                 idle.pop()
                 self.in_use.add(conn)
                 return conn
             for i in range(len(idle) - 2, -1, -1):
                 conn = idle[i]
-                if conn.found_rows == found_rows and not conn.closed:
+                if conn.flavour == flavour and not conn.closed:
                     del idle[i]
                     self.in_use.add(conn)
                     return conn
         return None
 
-    def request(self, found_rows: bool, callback: Callback) -> BackendConnection | None:
+    def request(self, flavour: int, callback: Callback) -> BackendConnection | None:
         """An idle connection now, or None and ``callback(conn, error)`` later.
 
         No coroutine and no future on this path: a waiter is a callback in a FIFO queue, served
@@ -117,7 +117,7 @@ class Pool:
             raise ConnectionLost(f"pool {self.name} is shutting down")
         if self.breaker.rejecting:
             self.breaker.admit()  # raises BreakerOpen unless this is a half-open probe
-        conn = self.try_acquire(found_rows)
+        conn = self.try_acquire(flavour)
         if conn is not None:
             self.immediate += 1
             return conn
@@ -126,11 +126,11 @@ class Pool:
                 self.idle.remove(conn)
                 self._discard(conn)
         if self.size < self.config.max_size:
-            self._open_for(found_rows, callback)
+            self._open_for(flavour, callback)
             return None
-        if self.idle:  # only connections of the other flavour are idle: replace one
+        if self.idle:  # only connections of other flavours are idle: replace one
             self._discard(self.idle.pop(0))
-            self._open_for(found_rows, callback)
+            self._open_for(flavour, callback)
             return None
         if len(self.waiters) >= self.config.max_waiters:
             self.queue_full += 1
@@ -139,13 +139,13 @@ class Pool:
                 f"its wait queue is full ({self.config.max_waiters} waiting, "
                 "pool.max_waiters); retry later")
         now = time.monotonic()
-        self.waiters.append(Waiter(now + self.config.acquire_timeout, found_rows, callback, now))
+        self.waiters.append(Waiter(now + self.config.acquire_timeout, flavour, callback, now))
         if self._expiry is None:
             self._expiry = asyncio.get_running_loop().call_later(
                 self.config.acquire_timeout, self._expire)
         return None
 
-    async def acquire(self, found_rows: bool = False) -> BackendConnection:
+    async def acquire(self, flavour: int = 0) -> BackendConnection:
         """A connection for exclusive use until `release`; raises `BackendError` on failure."""
         future: asyncio.Future[BackendConnection] = asyncio.get_running_loop().create_future()
 
@@ -159,23 +159,23 @@ class Pool:
             else:
                 future.set_exception(error or ConnectionLost("no connection"))
 
-        conn = self.request(found_rows, deliver)
+        conn = self.request(flavour, deliver)
         if conn is not None:
             return conn
         return await future
 
-    def _open_for(self, found_rows: bool, callback: Callback, queued: float | None = None) -> None:
+    def _open_for(self, flavour: int, callback: Callback, queued: float | None = None) -> None:
         self.connecting += 1
-        task = asyncio.ensure_future(self._open(found_rows, callback,
+        task = asyncio.ensure_future(self._open(flavour, callback,
                                                 time.monotonic() if queued is None else queued))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _open(self, found_rows: bool, callback: Callback, queued: float) -> None:
+    async def _open(self, flavour: int, callback: Callback, queued: float) -> None:
         try:
             conn = await BackendConnection.open(
                 self.name, self.instance.host, self.instance.port, self.instance.user,
-                self.instance.password, self.schema, found_rows=found_rows,
+                self.instance.password, self.schema, flavour=flavour,
                 timeout=self.config.connect_timeout, tls=self.tls)
         except BackendError as exc:
             self.connecting -= 1
@@ -231,13 +231,13 @@ class Pool:
         conn.last_used = now
         if self.waiters:
             waiter = self.waiters.popleft()
-            if waiter.found_rows == conn.found_rows:
+            if waiter.flavour == conn.flavour:
                 self.in_use.add(conn)
                 self.wait.observe(now - waiter.queued)
                 waiter.callback(conn, None)
             else:
                 self._discard(conn)
-                self._open_for(waiter.found_rows, waiter.callback, waiter.queued)
+                self._open_for(waiter.flavour, waiter.callback, waiter.queued)
             return
         self.idle.append(conn)
 
@@ -251,7 +251,7 @@ class Pool:
         """A connection was closed: open a new one for the first waiter, if any."""
         if self.waiters and self.size < self.config.max_size and not self.closing:
             waiter = self.waiters.popleft()
-            self._open_for(waiter.found_rows, waiter.callback, waiter.queued)
+            self._open_for(waiter.flavour, waiter.callback, waiter.queued)
 
     def _discard(self, conn: BackendConnection) -> None:
         self.closed_count += 1
@@ -263,7 +263,7 @@ class Pool:
         missing = min(self.config.min_idle - len(self.idle) - self.connecting,
                       self.config.max_size - self.size)
         for _ in range(max(missing, 0) if not self.closing else 0):
-            self._open_for(False, self._park)
+            self._open_for(0, self._park)
 
     def _park(self, conn: BackendConnection | None, error: BackendError | None) -> None:
         if conn is not None:

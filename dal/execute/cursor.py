@@ -150,13 +150,13 @@ class ExecutionCursor:
         """One statement on one shard through the pool, with the given session state."""
         session = self.session
         pool = session.server.pools[target.instance]
-        conn = await pool.acquire(session.found_rows)
+        conn = await pool.acquire(session.flavour)
         reusable = True
         try:
             await apply_state(conn, None, state)
             raw = await timed_command(session.server, conn,
                                       frame(bytes((3,)) + sql, 0))
-            return decode_response(raw)
+            return decode_response(raw, conn.extended_metadata)
         except BackendError:
             reusable = not conn.closed
             raise

@@ -19,8 +19,7 @@ from dal.wire.constants import Command
 from dal.wire.framing import frame, packet_count
 from dal.wire.results import RESULT, ResponseScanner
 from pool.connection import BackendConnection, BackendError, decode_packets
-from pool.rename import HeaderRenamer
-from router.rows.columns import ColumnDefinition
+from pool.rename import HeaderRenamer, rename_column
 
 if TYPE_CHECKING:
     from dal.ports import SessionPort
@@ -60,10 +59,12 @@ class Relay:
             # The previous statement left no warnings on any connection of this session; a
             # pooled connection's diagnostics belong to whoever used it before.
             if plan.args[0] == "list":
-                session.send(local.empty_warnings(seq=session.reply_seq, status=session.status))
+                session.send(local.empty_warnings(seq=session.reply_seq, status=session.status,
+                                                  extended=session.extended_metadata))
             else:
                 session.send(local.session_values([(plan.args[0], 0)], seq=session.reply_seq,
-                                                  status=session.status))
+                                                  status=session.status,
+                                                  extended=session.extended_metadata))
             return
         if conn is not None:
             if not self._fits_pin(conn, plan, payload):
@@ -76,7 +77,7 @@ class Relay:
         else:
             try:
                 conn = session.server.pools[plan.instance].request(  # type: ignore[index]
-                    session.found_rows, self._connection_ready)
+                    session.flavour, self._connection_ready)
             except BackendError as exc:
                 session.send_error(exc.to_err())
                 return
@@ -215,9 +216,7 @@ class Relay:
         out = []
         for body in decode_packets(raw):
             if rewrite is not None and body[:1] not in (b"\xfe", b"\xff"):
-                col = ColumnDefinition.decode(body)
-                col.schema = rewrite
-                body = col.encode()
+                body = rename_column(body, rewrite)
             out.append(frame(body, seq))
             seq += packet_count(len(body))
         session.send(b"".join(out))

@@ -23,7 +23,7 @@ from pool.connection import BackendConnection, BackendError, ConnectionLost
 from pool.rename import rename_column
 from pool.state import apply_state
 from router.rows.buffer import Reader
-from router.rows.columns import ColumnDefinition
+from router.rows.columns import column_schema
 
 if TYPE_CHECKING:
     from dal.ports import SessionPort
@@ -73,7 +73,7 @@ class _Leg:
 async def _start(session: SessionPort, target: Target, sql: bytes,
                  state: dict[str, str]) -> _Leg:
     pool = session.server.pools[target.instance]
-    conn = await pool.acquire(session.found_rows)
+    conn = await pool.acquire(session.flavour)
     try:
         await apply_state(conn, None, state)
     except BaseException:
@@ -170,7 +170,7 @@ class _Relay:
             return _COLUMNS, Reader(payload, 0).lenenc_int() or 0
         if phase == _COLUMNS:
             if first:
-                schema = ColumnDefinition.decode(payload).schema
+                schema = column_schema(payload)
                 self.emit(rename_column(payload, self.logical) if schema else payload)
             return (_EOF if columns == 1 else _COLUMNS), columns - 1
         if first:  # the EOF after the column definitions

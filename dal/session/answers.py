@@ -61,12 +61,14 @@ async def answer_locally(session: SessionState, plan: Plan) -> None:
                   "user": f"{session.user}@{session.peer}", "current_user": f"{session.user}@%"}
         session.send(local.session_values([(name, values[function])
                                           for name, function in plan.args],
-                                         seq=session.reply_seq, status=session.status))
+                                         seq=session.reply_seq, status=session.status,
+                                         extended=session.extended_metadata))
         session.row_count, session.found_rows_count = -1, 1  # as after any one-row SELECT
     elif plan.handler == "show_databases":
         names = ["information_schema", *session.visible_databases()]
         session.send(local.show_databases(names, plan.args[0], seq=session.reply_seq,
-                                         status=session.status))
+                                         status=session.status,
+                                         extended=session.extended_metadata))
     elif plan.handler == "show_tables":
         db, full, like = plan.args
         try:
@@ -75,7 +77,8 @@ async def answer_locally(session: SessionState, plan: Plan) -> None:
             session.send_error(exc.to_err())
         else:
             session.send(local.show_tables(db, tables, full, like, seq=session.reply_seq,
-                                          status=session.status))
+                                          status=session.status,
+                                          extended=session.extended_metadata))
     elif plan.handler in sessions_view.HANDLERS:
         await sessions_view.HANDLERS[plan.handler](session, plan.args)
     session.busy = False
