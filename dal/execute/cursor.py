@@ -107,9 +107,11 @@ class ExecutionCursor:
         return session.pin_reason in _READ_SAFE_PINS
 
     def can_stream(self) -> bool:
+        """A merge-free scatter read may stream (also on the branches of an XA transaction):
+        not under a statement timeout or rules.max_rows, which need a KILL per leg or the
+        whole result."""
         server = self.session.server
-        return (not self.in_xa() and not server.statement_timeout
-                and not server.config.rules.max_rows)
+        return not server.statement_timeout and not server.config.rules.max_rows
 
     def spawn(self, coroutine: Coroutine[Any, Any, None], label: str) -> None:
         self.session.spawn(self._answered(coroutine, label))
@@ -166,7 +168,7 @@ class ExecutionCursor:
     async def stream_shards(self, targets: Sequence[Target], sqls: Sequence[bytes],
                             logical: bytes) -> None:
         await scatter_stream.stream(self.session, list(targets), list(sqls),
-                                    self._read_state(False), logical)
+                                    self._read_state(False), logical, self.in_xa())
 
     async def run_in_session(self, instance: str, sql: bytes) -> Result:
         return await leases.run_in_session(self.session, instance, sql)
