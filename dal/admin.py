@@ -43,6 +43,8 @@ def _shards(server: ServerPort) -> Rows:
     status = read_status(server.config.sync.status_file)
     rows: list[list[object]] = []
     for db_name, db in server.config.databases.items():
+        if not db.dimensions:  # a database an admin created: unsharded
+            continue
         sources = sorted({p.instance for p in db.dimensions[db.authoritative].placement})
         for dim_name, dim in db.dimensions.items():
             for place in dim.placement:

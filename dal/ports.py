@@ -43,6 +43,7 @@ class ServerPort(Protocol):
     sessions: set[Any]
     limiter: Any
     authenticator: Any  # dal.login.Authenticator
+    created_databases: Any  # dal.created_databases.CreatedDatabases
     tls_context: Any  # ssl.SSLContext when clients may use TLS
     version: bytes
 

@@ -11,6 +11,7 @@ from collections.abc import Coroutine
 
 from config.model import Config
 from dal import tls
+from dal.created_databases import CreatedDatabases
 from dal.login import Authenticator
 from dal.login_backoff import LoginBackoff
 from dal.protection import Protection
@@ -81,12 +82,15 @@ class Server:
         self.protection = Protection(self)
         # Transaction mode xa (dal/xa.py): None in mode single, so sessions test one attribute.
         self.xa = Coordinator(self, config) if config.transactions.mode == "xa" else None
+        # Admin users' CREATE DATABASE (dal/created_databases.py): joined to config.databases.
+        self.created_databases = CreatedDatabases(self)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
         """Learn the backend's version and collations, then listen."""
         await self._probe_backend()
+        await self.created_databases.start()
         await asyncio.to_thread(self.leased_genes.start)
         self.leased_genes.run_renewals()
         for pool in self.pools.values():
@@ -145,6 +149,7 @@ class Server:
         if self._sweeper is not None:
             self._sweeper.cancel()
         await self.leased_genes.stop()
+        await self.created_databases.stop()
         await asyncio.sleep(0.05)
         for pool in self.pools.values():
             await pool.close()
