@@ -168,7 +168,7 @@ class CreatedDatabases:
             rows = (await self._run(f"SELECT name FROM {TABLE} WHERE name = '{name}'")).rows
             if rows or self.configured(name):
                 if if_not_exists:
-                    return frame(OK(status=session.status, warnings=1).encode(), seq)
+                    return frame(OK(status=session.status).encode(), seq)  # no note kept
                 return _err(errors.err(DB_EXISTS, f"Can't create database '{name}'; database "
                                        "exists"), seq)
             user = session.user.replace("\\", "\\\\").replace("'", "\\'")
@@ -193,7 +193,7 @@ class CreatedDatabases:
             rows = (await self._run(f"SELECT name FROM {TABLE} WHERE name = '{name}'")).rows
             if not rows:
                 if if_exists:
-                    return frame(OK(status=session.status, warnings=1).encode(), seq)
+                    return frame(OK(status=session.status).encode(), seq)  # no note kept
                 return _err(errors.err(DB_MISSING, f"Can't drop database '{name}'; database "
                                        "doesn't exist"), seq)
             result = await self._run(f"DROP DATABASE IF EXISTS `{name}`")
