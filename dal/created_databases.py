@@ -31,7 +31,6 @@ log = logging.getLogger("dal.databases")
 
 TABLE = "dal_meta.created_databases"
 SETUP = (
-    "CREATE DATABASE IF NOT EXISTS dal_meta",
     f"CREATE TABLE IF NOT EXISTS {TABLE} (name VARCHAR(64) NOT NULL PRIMARY KEY, "
     "created_by VARCHAR(128) NOT NULL, "
     "created_at DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6))",
@@ -120,9 +119,17 @@ class CreatedDatabases:
             server = self.server
             name = server.default_instance
             inst = server.config.instances[name]
-            conn = self._conn = await BackendConnection.open(
+            conn = await BackendConnection.open(
                 name, inst.host, inst.port, inst.user, inst.password, None,
                 timeout=server.config.pool.connect_timeout, tls=server.pools[name].tls)
+            try:  # in dal_meta, as the gene lease's: the backend's processlist tells DAL's
+                # control connections from its pools' (which stay within pool.max_size)
+                await conn.query("CREATE DATABASE IF NOT EXISTS dal_meta")
+                await conn.init_db("dal_meta")
+            except BackendError:
+                conn.close()
+                raise
+            self._conn = conn
         return conn
 
     async def _run(self, sql: str) -> Result:

@@ -191,6 +191,9 @@ def forget(session: SessionPort, conn: BackendConnection) -> None:
             session.pinned = next(iter(txn.branches.values()))
     else:  # no branch left: the next statement gets the error, not a pooled connection
         session.txn_pending = XA_LOST
+        # Nothing to keep pinned: the connection a refused statement took from the pool goes
+        # back to it (pinned as "xa", ROLLBACK would have dropped it unreleased).
+        session.pin_reason = None
 
 
 _LEADING_COMMENTS = re.compile(rb"(?:\s+|/\*.*?\*/|(?:--\s|#)[^\n]*\n?)*", re.S)

@@ -143,7 +143,9 @@ class _Branches:
         if not leg.ended:
             leg.drop_rest()
             await leg.over.wait()
-        if leg.lost or leg.conn.closed:
+        txn = self.session.xa
+        if (leg.lost or leg.conn.closed) and txn is not None and (
+                txn.branches.get(leg.conn.instance) is leg.conn):  # not dropped by a leg before
             xa.drop_branch(self.session, leg.conn)
 
 

@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Iterator
 
 import pymysql
+import pymysql.cursors
 import pytest
 from sqlalchemy import create_engine, inspect
 
@@ -204,4 +205,18 @@ def test_sqlalchemy_reflects_a_created_schema_as_mariadb_does(dal, connect, back
                                           "parents", ["id"])]
     assert through_dal == direct
     with admin.cursor() as cur:
+        cur.execute(f"DROP DATABASE {created}")
+
+
+def test_live_settings_and_reload_leave_created_databases_alone(dal, connect, created) -> None:
+    """SET DAL validates the running config without them; RELOAD DAL CONFIG does not count
+    them as a change of the file's databases; the database is still there after both."""
+    admin = connect("admin", "admin", cursorclass=pymysql.cursors.DictCursor)
+    with admin.cursor() as cur:
+        cur.execute(f"CREATE DATABASE {created}")
+        cur.execute("SET DAL rules.max_rows = 0")
+        cur.execute("RELOAD DAL CONFIG")
+        status = {row["section"]: row["status"] for row in cur.fetchall()}
+        assert status["databases"] == "unchanged", status
+        cur.execute(f"CREATE TABLE {created}.t (id INT)")
         cur.execute(f"DROP DATABASE {created}")

@@ -130,3 +130,38 @@ def read_in_bounded_memory(pid: int, conn: pymysql.Connection, expected: int) ->
     assert marked == expected
     assert growth < result_bytes / 3, (growth, result_bytes)
     assert growth < 16e6
+
+
+def test_a_branch_killed_mid_stream_ends_the_read_and_the_transaction(many_orders, direct,
+                                                                       tmp_path) -> None:
+    """The branch connection serving a streamed read is killed on the backend: the client's
+    read ends with an error, the transaction then answers that it lost a branch, ROLLBACK
+    ends it, and every connection is back in its pool."""
+    transactions = {"mode": "xa", "decision_log": str(tmp_path / "xa.log"),
+                    "xid_prefix": f"kill{uuid.uuid4().hex[:4]}"}
+    with own_dal(tmp_path, transactions=transactions) as xdal:
+        conn = xdal.connect(cursorclass=pymysql.cursors.SSCursor, read_timeout=60,
+                            autocommit=False)
+        cur = conn.cursor()
+        cur.execute("SELECT * FROM orders")
+        for _ in range(1000):
+            assert cur.fetchone() is not None
+        with direct("a", account="root").cursor() as root:  # the branch: the open transaction
+            root.execute("SELECT trx_mysql_thread_id FROM information_schema.INNODB_TRX")
+            threads = [row[0] for row in root.fetchall()]
+            assert len(threads) == 1, threads
+            for thread in threads:
+                root.execute(f"KILL CONNECTION {thread}")
+        with pytest.raises(pymysql.MySQLError):
+            while cur.fetchone() is not None:
+                pass
+        with pytest.raises(pymysql.MySQLError) as lost:
+            cur.execute("SELECT COUNT(*) FROM orders WHERE user_id = 5")
+        assert "lost its connection" in lost.value.args[1]
+        conn.rollback()
+        cur = conn.cursor()
+        cur.execute("SELECT COUNT(*) FROM orders WHERE note = %s", (MARK,))
+        assert cur.fetchone()[0] == many_orders
+        conn.rollback()
+        conn.close()
+        assert_pools_idle(xdal.port)
