@@ -305,6 +305,11 @@ class Server(Strict):
     tls: ServerTLS | None = None
     # Blocks/delays after repeated failed logins (LoginBackoff above).
     login_backoff: LoginBackoff = LoginBackoff()
+    # CREATE DATABASE / DROP DATABASE by admin users (dal/created_databases.py): the unsharded
+    # logical databases they may create are named with this prefix, and live on the default
+    # instance under the same name (DAL's backend account holds a grant on `<prefix>%`,
+    # docs/security.md). None: refused.
+    create_database_prefix: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_$]{1,32}$")
 
 
 class SyncConfig(Strict):
@@ -415,6 +420,7 @@ class Config(Strict):
                         f"databases.{db_name}.dimensions.{dim_name}.placement: shards "
                         f"{missing[:5] or extra[:5]} {'not placed' if missing else 'out of range'}"
                     )
+        self._created_names_apart()
         for user_name, user in self.users.items():
             if user.require_tls and self.server.tls is None:
                 raise ValueError(f"users.{user_name}.require_tls: DAL offers no TLS; "
@@ -423,6 +429,20 @@ class Config(Strict):
                 if db_name not in self.databases:
                     raise ValueError(f"users.{user_name}.databases: unknown database {db_name!r}")
         return self
+
+    def _created_names_apart(self) -> None:
+        """Databases admin users create never take the name of one DAL already uses."""
+        prefix = self.server.create_database_prefix
+        if prefix is None:
+            return
+        taken = ["dal_meta", *(db.default_database for db in self.databases.values()),
+                 *(dim.prefix for db in self.databases.values()
+                   for dim in db.dimensions.values())]
+        for name in taken:
+            if name.startswith(prefix):
+                raise ValueError(f"server.create_database_prefix: {prefix!r} would let admin "
+                                 f"users create databases named like {name!r}, which DAL "
+                                 "already uses; choose another prefix")
 
     @model_validator(mode="after")
     def _distinct_accounts(self) -> Config:

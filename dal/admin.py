@@ -47,6 +47,8 @@ def _shards(server: ServerPort) -> Rows:
     status = read_status(server.config.sync.status_file)
     rows: list[list[object]] = []
     for db_name, db in server.config.databases.items():
+        if not db.dimensions:  # a database an admin created: unsharded
+            continue
         sources = sorted({p.instance for p in db.dimensions[db.authoritative].placement})
         for dim_name, dim in db.dimensions.items():
             for place in dim.placement:
@@ -103,7 +105,7 @@ _EXPLAIN = re.compile(rb"(?is)\s*EXPLAIN\s+DAL\s+")
 
 
 def explain(server: ServerPort, sql: bytes, schema: str | None, admin: bool, *, seq: int,
-            status: int) -> bytes:
+            status: int, extended: bool = False) -> bytes:
     """``EXPLAIN DAL <statement>``: its plan's tree of primitives (router/explain.py), as a
     result set."""
     from router.explain import HEADER
@@ -115,16 +117,17 @@ def explain(server: ServerPort, sql: bytes, schema: str | None, admin: bool, *, 
         return err_packet(ERR(errors.NOT_SUPPORTED[0], "EXPLAIN DAL needs a statement",
                               errors.NOT_SUPPORTED[1]), seq)
     rows = explain_plan(server.router, server.config, statement, schema, admin)
-    return _result(HEADER, rows, seq=seq, status=status)
+    return _result(HEADER, rows, seq=seq, status=status, extended=extended)
 
 
-async def answer(server: ServerPort, sql: str, *, seq: int, status: int) -> bytes:
+async def answer(server: ServerPort, sql: str, *, seq: int, status: int,
+                 extended: bool = False) -> bytes:
     """Run one admin statement for the whole DAL and return the framed response: with several
     workers, SHOW DAL merges every worker's rows (dal/fleet_admin.py) and SET DAL / RELOAD DAL
     CONFIG, once applied here, are applied by every other worker too."""
     fleet = server.fleet
     if fleet is None:
-        return execute(server, sql, seq=seq, status=status)
+        return execute(server, sql, seq=seq, status=status, extended=extended)
     match = _SHOW.match(sql)
     name = match.group(1).upper() if match else ""
     merge = fleet_admin.MERGES.get(name)
@@ -132,8 +135,8 @@ async def answer(server: ServerPort, sql: str, *, seq: int, status: int) -> byte
         answers = {server.worker_index: COMMANDS[name](server),
                    **await fleet.ask({"op": "show", "name": name})}
         header, rows = merge([answers[i] for i in sorted(answers)])
-        return _result(header, rows, seq=seq, status=status)
-    response = execute(server, sql, seq=seq, status=status)
+        return _result(header, rows, seq=seq, status=status, extended=extended)
+    response = execute(server, sql, seq=seq, status=status, extended=extended)
     if protect_admin.changes_settings(sql) and response[4] != ERR_MARKER:
         applied = await fleet.ask({"op": "admin", "sql": sql})
         for index in fleet.peers:
@@ -146,15 +149,18 @@ async def answer(server: ServerPort, sql: str, *, seq: int, status: int) -> byte
 ERR_MARKER = 0xFF  # the first payload byte of an ERR packet
 
 
-def execute(server: ServerPort, sql: str, *, seq: int, status: int) -> bytes:
-    """Run one admin statement in this worker and return the framed response."""
+def execute(server: ServerPort, sql: str, *, seq: int, status: int,
+            extended: bool = False) -> bytes:
+    """Run one admin statement in this worker and return the framed response (``extended``:
+    the client's column definitions carry MariaDB's extended type info)."""
     try:
         changed = protect_admin.run(server, sql)  # SET DAL, RELOAD DAL CONFIG
     except protect_admin.AdminError as exc:
         server.count_refusal(exc.code)
         return err_packet(ERR(exc.code, str(exc), exc.sqlstate), seq)
     if changed is not None:
-        return _result(*changed, seq=seq, status=status) if changed[0] else ok_packet(seq, status)
+        return (_result(*changed, seq=seq, status=status, extended=extended) if changed[0]
+                else ok_packet(seq, status))
     match = _SHOW.match(sql)
     handler = COMMANDS.get(match.group(1).upper()) if match else None
     if handler is None:
@@ -164,15 +170,17 @@ def execute(server: ServerPort, sql: str, *, seq: int, status: int) -> bytes:
         return err_packet(ERR(errors.NOT_SUPPORTED[0], f"Unknown DAL admin statement; this "
                               f"build knows: {known}", errors.NOT_SUPPORTED[1]), seq)
     header, rows = handler(server)
-    return _result(header, rows, seq=seq, status=status)
+    return _result(header, rows, seq=seq, status=status, extended=extended)
 
 
-def result_set(header: list[str], rows: list[list[object]], *, seq: int, status: int) -> bytes:
+def result_set(header: list[str], rows: list[list[object]], *, seq: int, status: int,
+               extended: bool = False) -> bytes:
     """Rows DAL answers itself, framed from ``seq``."""
-    return _result(header, rows, seq=seq, status=status)
+    return _result(header, rows, seq=seq, status=status, extended=extended)
 
 
-def _result(header: list[str], rows: list[list[object]], *, seq: int, status: int) -> bytes:
+def _result(header: list[str], rows: list[list[object]], *, seq: int, status: int,
+            extended: bool) -> bytes:
     columns = []
     for i, name in enumerate(header):
         # Integers (NULL allowed): a column's type must not depend on which rows it has.
@@ -181,4 +189,5 @@ def _result(header: list[str], rows: list[list[object]], *, seq: int, status: in
         columns.append(text_column(name, type_=ColumnType.LONGLONG if numeric else 253,
                                    length=20 if numeric else 256, charset=63 if numeric else 45))
     encoded = [[None if v is None else str(v).encode() for v in row] for row in rows]
-    return encode_result_set(columns, encoded, deprecate_eof=False, status=status, seq=seq)
+    return encode_result_set(columns, encoded, deprecate_eof=False, status=status, seq=seq,
+                             extended=extended)

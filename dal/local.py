@@ -25,17 +25,18 @@ def like_matcher(pattern: str | None) -> re.Pattern[str] | None:
     return re.compile("".join(out) + r"\Z", re.S | re.I)
 
 
-def show_databases(names: list[str], like: str | None, *, seq: int, status: int) -> bytes:
+def show_databases(names: list[str], like: str | None, *, seq: int, status: int,
+                   extended: bool) -> bytes:
     """``SHOW DATABASES``: information_schema and the logical databases, never shard databases."""
     matcher = like_matcher(like)
     rows = [[n.encode()] for n in sorted(names) if matcher is None or matcher.match(n)]
     header = "Database" + (f" ({like})" if like is not None else "")
     return encode_result_set([text_column(header, length=256)], rows, deprecate_eof=False,
-                             status=status, seq=seq)
+                             status=status, seq=seq, extended=extended)
 
 
 def show_tables(db: str, tables: dict[str, str], full: bool, like: str | None, *, seq: int,
-                status: int) -> bytes:
+                status: int, extended: bool) -> bytes:
     """``SHOW [FULL] TABLES``: ``tables`` maps each logical table name to its type."""
     matcher = like_matcher(like)
     header = f"Tables_in_{db}" + (f" ({like})" if like is not None else "")
@@ -46,18 +47,21 @@ def show_tables(db: str, tables: dict[str, str], full: bool, like: str | None, *
     for name in sorted(tables):
         if matcher is None or matcher.match(name):
             rows.append([name.encode(), tables[name].encode()] if full else [name.encode()])
-    return encode_result_set(columns, rows, deprecate_eof=False, status=status, seq=seq)
+    return encode_result_set(columns, rows, deprecate_eof=False, status=status, seq=seq,
+                             extended=extended)
 
 
-def empty_warnings(*, seq: int, status: int) -> bytes:
+def empty_warnings(*, seq: int, status: int, extended: bool) -> bytes:
     """``SHOW WARNINGS`` when the session's last statement left none."""
     columns = [text_column("Level", length=28), text_column("Code", type_=ColumnType.LONG,
                                                             length=4, charset=63),
                text_column("Message", length=2048)]
-    return encode_result_set(columns, [], deprecate_eof=False, status=status, seq=seq)
+    return encode_result_set(columns, [], deprecate_eof=False, status=status, seq=seq,
+                             extended=extended)
 
 
-def session_values(values: list[tuple[str, int | str]], *, seq: int, status: int) -> bytes:
+def session_values(values: list[tuple[str, int | str]], *, seq: int, status: int,
+                   extended: bool) -> bytes:
     """One row of unsigned integers or strings, e.g. ``SELECT LAST_INSERT_ID(),
     CONNECTION_ID(), CURRENT_USER()``."""
     flags = int(ColumnFlag.UNSIGNED | ColumnFlag.NOT_NULL | ColumnFlag.BINARY | ColumnFlag.NUM)
@@ -66,4 +70,5 @@ def session_values(values: list[tuple[str, int | str]], *, seq: int, status: int
                            flags=flags if value >= 0 else flags & ~ColumnFlag.UNSIGNED)
                for name, value in values]
     row = [str(value).encode() for _, value in values]
-    return encode_result_set(columns, [row], deprecate_eof=False, status=status, seq=seq)
+    return encode_result_set(columns, [row], deprecate_eof=False, status=status, seq=seq,
+                             extended=extended)

@@ -16,13 +16,19 @@ from config.model import User
 from dal import errors
 from dal.login_backoff import LoginBackoff
 from dal.wire import auth
-from dal.wire.constants import MARIADB_CLIENT_STMT_BULK_OPERATIONS, Capability, Status
+from dal.wire.constants import (
+    MARIADB_CLIENT_EXTENDED_METADATA,
+    MARIADB_CLIENT_STMT_BULK_OPERATIONS,
+    Capability,
+    Status,
+)
 from dal.wire.framing import frame
 from dal.wire.messages import ERR, OK, Handshake, HandshakeResponse
 from router.rows.errors import ProtocolError
 
 # Without LONG_PASSWORD (CLIENT_MYSQL), as MariaDB: MariaDB clients then read the extended
-# capabilities, where DAL offers bulk execution (dal.bulk).
+# capabilities, where DAL offers bulk execution (dal.bulk) and extended type info in column
+# definitions (relayed from backend connections that negotiated it too: pool flavours).
 SERVER_CAPABILITIES = (
     Capability.FOUND_ROWS | Capability.LONG_FLAG
     | Capability.CONNECT_WITH_DB | Capability.NO_SCHEMA | Capability.IGNORE_SPACE
@@ -33,7 +39,7 @@ SERVER_CAPABILITIES = (
     | Capability.PLUGIN_AUTH_LENENC_CLIENT_DATA
 )
 
-SERVER_EXTENDED = MARIADB_CLIENT_STMT_BULK_OPERATIONS
+SERVER_EXTENDED = MARIADB_CLIENT_STMT_BULK_OPERATIONS | MARIADB_CLIENT_EXTENDED_METADATA
 
 
 class LoginFailed(Exception):
@@ -72,6 +78,9 @@ class Authenticator:
         self.users = users
         self.rsa = rsa
         self.backoff = backoff  # server.login_backoff; None: no backoff
+        # The extended capabilities offered; extended metadata is dropped at start when the
+        # default backend does not offer it (dal/server.py).
+        self.extended = SERVER_EXTENDED
 
     async def login(self, read: ReadPacket, write: Write, server_version: bytes,
                     connection_id: int, peer: str,
@@ -87,7 +96,7 @@ class Authenticator:
         offered = int(SERVER_CAPABILITIES) | (Capability.SSL if start_tls else 0)
         hello = Handshake(server_version, connection_id, scramble, offered,
                           status=Status.AUTOCOMMIT, auth_plugin=auth.NATIVE,
-                          extended=SERVER_EXTENDED)
+                          extended=self.extended)
         write(frame(hello.encode(), 0))
         seq, payload = await read()
         tls = False
@@ -124,7 +133,7 @@ class Authenticator:
                 "(ssl-mode=REQUIRED)")), seq + 1)
         database = response.database.decode("utf-8", "replace") if response.database else None
         return LoginResult(name, user, caps, response.collation, database,
-                           response.attributes, seq + 1, tls, response.extended & SERVER_EXTENDED,
+                           response.attributes, seq + 1, tls, response.extended & self.extended,
                            scramble)
 
     def blocked(self, peer: str) -> ERR | None:

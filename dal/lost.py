@@ -91,7 +91,7 @@ async def _again(session: SessionPort, dead: BackendConnection, plan: Plan, pack
                  shape: int, rename: HeaderRenamer | None) -> None:
     pool = session.server.pools[dead.instance]
     try:
-        fresh = await pool.acquire(dead.found_rows)
+        fresh = await pool.acquire(dead.flavour)
     except BackendError as exc:  # the breaker opened, or the backend refuses connections
         session.send_error(exc.to_err())
         session.busy = False

@@ -44,6 +44,7 @@ class ServerPort(Protocol):
     sessions: set[Any]
     limiter: Any
     authenticator: Any  # dal.login.Authenticator
+    created_databases: Any  # dal.created_databases.CreatedDatabases
     tls_context: Any  # ssl.SSLContext when clients may use TLS
     version: bytes
     worker_index: int  # this process's index among server.workers
@@ -79,7 +80,8 @@ class SessionPort(Protocol):
     state: dict[str, str]
     status: int
     busy: bool
-    found_rows: bool
+    flavour: int  # of its backend connections (dal.wire.constants.FLAVOUR_*)
+    extended_metadata: bool  # column definitions carry MariaDB's extended type info
     pinned: BackendConnection | None
     soft_pin: bool
     pin_reason: str | None

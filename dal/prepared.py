@@ -61,14 +61,15 @@ _STRING_TYPES = frozenset({ColumnType.VARCHAR, ColumnType.VAR_STRING, ColumnType
                            ColumnType.TINY_BLOB, ColumnType.MEDIUM_BLOB, ColumnType.LONG_BLOB,
                            ColumnType.BLOB, ColumnType.JSON, ColumnType.DECIMAL,
                            ColumnType.NEWDECIMAL, ColumnType.GEOMETRY})
-# Definitions of statements prepared before, by (schema, SQL): a client that prepares the same
-# statement on every connection costs one backend prepare.
-_metadata: OrderedDict[tuple[str | None, bytes], tuple[tuple[bytes, ...], tuple[bytes, ...]]] = (
-    OrderedDict())
+# Definitions of statements prepared before, by (schema, SQL, extended metadata): a client that
+# prepares the same statement on every connection costs one backend prepare.
+_metadata: OrderedDict[tuple[str | None, bytes, bool],
+                       tuple[tuple[bytes, ...], tuple[bytes, ...]]] = OrderedDict()
 MAX_METADATA = 4096
 MAX_RENDERED = 4096  # shard statements cached per session
-PARAM_DEFINITION = ColumnDefinition(name=b"?", type=ColumnType.VAR_STRING, charset=63,
-                                    catalog=b"def").encode()
+_PARAM = ColumnDefinition(name=b"?", type=ColumnType.VAR_STRING, charset=63, catalog=b"def")
+# A parameter definition DAL makes up, without and with extended type info (by the client's).
+PARAM_DEFINITIONS = (_PARAM.encode(False), _PARAM.encode(True))
 
 
 def registry(session: SessionPort) -> Registry:
@@ -183,7 +184,7 @@ async def _definitions(session: SessionPort, sql: bytes, shape: Shape, plan: Pla
                        text_mode: bool) -> tuple[tuple[bytes, ...] | None, tuple[bytes, ...]]:
     """Parameter and column definitions: from a backend prepare of the statement (for a
     sharded one, its form for the first shard), cached; made up for writes DAL splits."""
-    synthetic = (PARAM_DEFINITION,) * shape.params, ()
+    synthetic = (PARAM_DEFINITIONS[session.extended_metadata],) * shape.params, ()
     if text_mode:
         return synthetic
     if plan.kind == MIGRATED:  # a read as the shards describe it, else as legacy does
@@ -203,13 +204,13 @@ async def _definitions(session: SessionPort, sql: bytes, shape: Shape, plan: Pla
         backend_sql, instance, schema, logical = plan.sql or sql, plan.instance, plan.schema, None
         if plan.anywhere and session.pinned is not None:  # touches no table: follow the pin
             instance, schema = session.pinned.instance, None
-    key = (session.schema, backend_sql)
+    key = (session.schema, backend_sql, session.extended_metadata)
     found = _metadata.get(key)
     if found is not None:
         return found
     if plan.kind == SHARDED:  # any connection of shard 0's instance, whatever the session holds
         pool = session.server.pools[instance]  # type: ignore[index]
-        conn = await pool.acquire(session.found_rows)
+        conn = await pool.acquire(session.flavour)
         try:
             await apply_state(conn, None, session.state)
             backend = await statements.prepare(conn, backend_sql)

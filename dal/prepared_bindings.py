@@ -89,7 +89,7 @@ class PreparedBindings:
                   logical: bytes) -> None:
         """A merged result as binary rows."""
         payloads = binary_result(logical_columns(columns, logical), rows,
-                                 session.status & ~_MORE)
+                                 session.status & ~_MORE, session.extended_metadata)
         session.row_count, session.found_rows_count = -1, len(rows)
         reply(session, payloads, self.statement if self.cursor else None)
 

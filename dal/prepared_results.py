@@ -25,9 +25,10 @@ _LAST_ROW_SENT = int(Status.LAST_ROW_SENT)
 
 
 def binary_result(columns: list[ColumnDefinition], rows: list[list[bytes | None]],
-                  status: int) -> list[bytes]:
+                  status: int, extended: bool | None = None) -> list[bytes]:
     """A text result (column definitions, text values) as binary-protocol payloads. A column
-    whose values do not fit its declared type is sent as VAR_STRING."""
+    whose values do not fit its declared type is sent as VAR_STRING. ``extended``: the
+    client negotiated MariaDB's extended metadata (None: definitions as decoded)."""
     types = column_types(columns)
     converted: list[list] = [[None] * len(columns) for _ in rows]
     for j, (code, unsigned) in enumerate(types):
@@ -40,7 +41,8 @@ def binary_result(columns: list[ColumnDefinition], rows: list[list[bytes | None]
             types[j] = (ColumnType.VAR_STRING, False)
             for i, row in enumerate(rows):
                 converted[i][j] = row[j]
-    out = [lenenc_int(len(columns)), *(c.encode() for c in columns), EOF(0, status).encode()]
+    out = [lenenc_int(len(columns)), *(c.encode(extended) for c in columns),
+           EOF(0, status).encode()]
     out += [encode_binary_row(types, values) for values in converted]
     out.append(EOF(0, status).encode())
     return out

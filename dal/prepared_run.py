@@ -54,7 +54,7 @@ def run(session: SessionPort, plan: Plan, instance: str, schema: str | None, sql
             _send(session, conn, plan, schema, sql, params, tail, rename)
 
     try:
-        conn = session.server.pools[instance].request(session.found_rows, ready)
+        conn = session.server.pools[instance].request(session.flavour, ready)
     except BackendError as exc:
         session.send_error(exc.to_err())
         return

@@ -167,6 +167,8 @@ def set_setting(server: ServerPort, path: list[str], value: object) -> list[str]
                          "breaker.*, limits.*, rules.* and pool.max_waiters/acquire_timeout/"
                          "pipeline_depth; other settings need the config file and a restart")
     raw = server.config.model_dump(mode="json", by_alias=True, exclude_defaults=True)
+    for name in server.created_databases.names:  # not the file's: an admin created them
+        raw["databases"].pop(name, None)
     node = raw
     for segment in path[:-1]:
         child = node.setdefault(segment, {})
@@ -200,8 +202,12 @@ def reload_config(server: ServerPort) -> Rows:
     applied = server.protection.apply(config)
     rows: list[list[object]] = [[name, "applied" if name in applied else "unchanged"]
                                 for name in (*LIVE_SECTIONS, "pool")]
+    created = server.created_databases.names
     for name in RESTART_SECTIONS:
-        same = getattr(config, name) == getattr(old, name)
+        before = getattr(old, name)
+        if name == "databases":  # an admin's created databases are not the file's
+            before = {db: cfg for db, cfg in before.items() if db not in created}
+        same = getattr(config, name) == before
         rows.append([name, "unchanged" if same else "changed: restart DAL to apply"])
     fixed = {"listen", "workers", "worker_id"}
     same = config.server.model_dump(exclude=fixed) == old.server.model_dump(exclude=fixed)

@@ -11,6 +11,7 @@ from collections.abc import Coroutine
 
 from config.model import Config
 from dal import tls
+from dal.created_databases import CreatedDatabases
 from dal.fleet import Fleet
 from dal.login import Authenticator
 from dal.login_backoff import LoginBackoff
@@ -19,6 +20,7 @@ from dal.protection import Protection
 from dal.session import ClientSession
 from dal.stats import StatementStats
 from dal.wire import auth
+from dal.wire.constants import MARIADB_CLIENT_EXTENDED_METADATA
 from dal.wire.framing import frame
 from dal.worker_lease import LeasedGenes, WorkerLease
 from dal.xa import Coordinator
@@ -88,6 +90,8 @@ class Server:
                           else None)
         # With several workers, the channel to the others (dal/fleet.py); set before start().
         self.fleet: Fleet | None = None
+        # Admin users' CREATE DATABASE (dal/created_databases.py): joined to config.databases.
+        self.created_databases = CreatedDatabases(self)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -96,6 +100,7 @@ class Server:
         await self._probe_backend()
         if self.fleet is not None:
             await self.fleet.start()
+        await self.created_databases.start()
         await asyncio.to_thread(self.leased_genes.start)
         self.leased_genes.run_renewals()
         for pool in self.pools.values():
@@ -117,6 +122,9 @@ class Server:
         except BackendError as exc:
             log.warning("default backend unavailable at start (%s); serving anyway", exc.message)
             return
+        if conn.hello is not None and not conn.hello.extended & MARIADB_CLIENT_EXTENDED_METADATA:
+            # A backend without extended type info (MySQL, MariaDB < 10.5): not offered.
+            self.authenticator.extended &= ~MARIADB_CLIENT_EXTENDED_METADATA
         try:
             version = (await conn.query("SELECT @@version")).rows[0][0] or b""
             # Executable comments run by this version (router/sqltext.py), as the backend would.
@@ -157,6 +165,7 @@ class Server:
             await self.migration.stop()
         if self.fleet is not None:
             await self.fleet.stop()
+        await self.created_databases.stop()
         await asyncio.sleep(0.05)
         for pool in self.pools.values():
             await pool.close()

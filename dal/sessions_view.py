@@ -58,7 +58,8 @@ async def processlist(session: SessionPort, args: tuple) -> None:
         rows.sort(key=lambda row: int(row[0]))
     encoded = [[None if v is None else str(v).encode() for v in row] for row in rows]
     session.send(encode_result_set(columns, encoded, deprecate_eof=False,
-                                   status=session.status, seq=session.reply_seq))
+                                   status=session.status, seq=session.reply_seq,
+                                   extended=session.extended_metadata))
 
 
 def process_rows(server: ServerPort, user: str, admin: bool, full: bool,
@@ -162,7 +163,7 @@ async def grants(session: SessionPort, args: tuple) -> None:
              for db in sorted(databases)]
     column = text_column(f"Grants for {name}@%", length=1024)
     session.send(encode_result_set([column], rows, deprecate_eof=False, status=session.status,
-                                   seq=session.reply_seq))
+                                   seq=session.reply_seq, extended=session.extended_metadata))
 
 
 HANDLERS: dict[str, Callable[[SessionPort, tuple], Awaitable[None]]] = {

@@ -48,4 +48,4 @@ async def table_status(session: SessionPort, db: str, tail: str) -> bytes:
         rows += [row for row in first.rows if (row[0] or b"").decode() in sharded]
     rows.sort(key=lambda row: row[0] or b"")
     return encode_result_set(result.columns, rows, deprecate_eof=False, status=session.status,
-                             seq=session.reply_seq)
+                             seq=session.reply_seq, extended=session.extended_metadata)

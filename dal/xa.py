@@ -162,7 +162,7 @@ async def branch(session: SessionPort, instance: str) -> BackendConnection:
     if txn.lost:
         raise BackendError(BRANCH_LOST[0], _lost_message(txn), BRANCH_LOST[1])
     pool = session.server.pools[instance]
-    conn = await pool.acquire(session.found_rows)
+    conn = await pool.acquire(session.flavour)
     try:
         await apply_state(conn, None, session.state)
         await txn.open(session, conn)
@@ -191,6 +191,9 @@ def forget(session: SessionPort, conn: BackendConnection) -> None:
             session.pinned = next(iter(txn.branches.values()))
     else:  # no branch left: the next statement gets the error, not a pooled connection
         session.txn_pending = XA_LOST
+        # Nothing to keep pinned: the connection a refused statement took from the pool goes
+        # back to it (pinned as "xa", ROLLBACK would have dropped it unreleased).
+        session.pin_reason = None
 
 
 _LEADING_COMMENTS = re.compile(rb"(?:\s+|/\*.*?\*/|(?:--\s|#)[^\n]*\n?)*", re.S)
@@ -213,8 +216,7 @@ async def run_on_shards(session: SessionPort, jobs: list[tuple[str, bytes]]) -> 
     connection per instance, its statements pipelined (one after another under a statement
     timeout), instances concurrently.
     Returns a Result or an exception per job, in order."""
-    if session.xa is None:  # the transaction's first statement is this scatter
-        await _begin_on(session, jobs[0][0])
+    await ensure_begun(session, jobs[0][0])
     by_instance: dict[str, list[int]] = {}
     for index, (instance, _) in enumerate(jobs):
         by_instance.setdefault(instance, []).append(index)
@@ -222,17 +224,31 @@ async def run_on_shards(session: SessionPort, jobs: list[tuple[str, bytes]]) -> 
     await asyncio.gather(*(_on_instance(session, instance, [(i, jobs[i][1]) for i in indexes],
                                         outcomes)
                            for instance, indexes in by_instance.items()))
+    settle(session)
+    return outcomes
+
+
+def settle(session: SessionPort) -> None:
+    """After statements on the branches: the session stays pinned to one of them, and its
+    status flags are the transaction's."""
     txn = session.xa
     if txn is not None and txn.branches:
         last = next(iter(txn.branches.values()))
         session.pinned = session.pinned if session.pinned in txn.branches.values() else last
         session.status = last.status & _SESSION_STATUS
-    return outcomes
+
+
+async def ensure_begun(session: SessionPort, instance: str) -> None:
+    """Before a scatter on the branches: the transaction is open (its first branch on
+    ``instance`` when this scatter is its first statement)."""
+    if session.xa is None:
+        await _begin_on(session, instance)
+        settle(session)
 
 
 async def _begin_on(session: SessionPort, instance: str) -> None:
     """Open the transaction's first branch on a pooled connection of ``instance``."""
-    conn = await session.server.pools[instance].acquire(session.found_rows)
+    conn = await session.server.pools[instance].acquire(session.flavour)
     try:
         await apply_state(conn, None, session.state)
         session.txn_pending = None
@@ -260,27 +276,29 @@ async def _on_instance(session: SessionPort, instance: str, jobs: list[tuple[int
             for i, _ in jobs:
                 outcomes[i] = exc
             if conn.closed:
-                _drop(session, conn)
+                drop_branch(session, conn)
             return
         for (i, _), raw in zip(jobs, responses, strict=True):
             try:
-                outcomes[i] = decode_response(raw)
+                outcomes[i] = decode_response(raw, conn.extended_metadata)
             except BackendError as exc:
                 outcomes[i] = exc
         return
     for n, ((i, _), packet) in enumerate(zip(jobs, packets, strict=True)):
         try:  # one at a time, each under the statement timeout
-            outcomes[i] = decode_response(await timed_command(session.server, conn, packet))
+            outcomes[i] = decode_response(await timed_command(session.server, conn, packet),
+                                          conn.extended_metadata)
         except BackendError as exc:
             outcomes[i] = exc
             if conn.closed:
-                _drop(session, conn)
+                drop_branch(session, conn)
                 for j, _ in jobs[n + 1:]:
                     outcomes[j] = exc
                 return
 
 
-def _drop(session: SessionPort, conn: BackendConnection) -> None:
+def drop_branch(session: SessionPort, conn: BackendConnection) -> None:
+    """A branch connection broke: forgotten by the transaction, closed."""
     forget(session, conn)
     if session.pinned is conn:
         session.pinned = None

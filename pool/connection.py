@@ -44,11 +44,11 @@ class BackendConnection(ClientConnection, asyncio.Protocol):
     the sans-IO `ClientConnection` it extends, which names its state (GREETING, AUTH, READY,
     BUSY, LOST, CLOSED) and keeps ``busy`` and ``closed``."""
 
-    def __init__(self, instance: str, found_rows: bool = False) -> None:
+    def __init__(self, instance: str, flavour: int = 0) -> None:
         super().__init__()
         self.id = next(_ids)
         self.instance = instance
-        self.found_rows = found_rows
+        self.flavour = flavour  # dal.wire.constants.FLAVOUR_*: what the pool matches on
         self.transport: asyncio.Transport | None = None
         self.server_version = b""
         self.thread_id = 0
@@ -109,14 +109,14 @@ class BackendConnection(ClientConnection, asyncio.Protocol):
 
     @classmethod
     async def open(cls, instance: str, host: str, port: int, user: str, password: str,
-                   schema: str | None = None, *, found_rows: bool = False,
+                   schema: str | None = None, *, flavour: int = 0,
                    timeout: float = 5.0,
                    tls: ssl.SSLContext | None = None) -> BackendConnection:
         """Connect and authenticate (over TLS with ``tls``); raises `BackendError` on failure."""
         loop = asyncio.get_running_loop()
         try:
             _, conn = await asyncio.wait_for(
-                loop.create_connection(lambda: cls(instance, found_rows), host, port), timeout)
+                loop.create_connection(lambda: cls(instance, flavour), host, port), timeout)
             conn._tls, conn._host = tls, host
             await asyncio.wait_for(conn._login(user, password.encode(), schema), timeout)
         except (TimeoutError, OSError, ConnectionLost) as exc:  # ssl.SSLError is an OSError
@@ -127,7 +127,7 @@ class BackendConnection(ClientConnection, asyncio.Protocol):
 
     async def _login(self, user: str, password: bytes, schema: str | None) -> None:
         try:
-            hello = self.greeting(*await self.read_packet(), found_rows=self.found_rows,
+            hello = self.greeting(*await self.read_packet(), flavour=self.flavour,
                                   schema=schema, tls=self._tls is not None)
             self.server_version, self.thread_id = hello.server_version, hello.connection_id
             if self._tls is not None:
@@ -342,7 +342,7 @@ class BackendConnection(ClientConnection, asyncio.Protocol):
         """Run one statement and decode its result; raises `BackendError` on ERR."""
         raw = sql.encode() if isinstance(sql, str) else sql
         response = await self.command(frame(bytes((Command.QUERY,)) + raw, 0))
-        return decode_response(response)
+        return decode_response(response, self.extended_metadata)
 
     async def init_db(self, schema: str) -> None:
         """COM_INIT_DB; remembers the schema on success."""

@@ -44,7 +44,7 @@ class Waiter:
     """An acquirer in the FIFO queue."""
 
     deadline: float
-    found_rows: bool
+    flavour: int
     callback: Callback
     queued: float
     share: Share | None = None
@@ -98,24 +98,24 @@ class Pool:
     def size(self) -> int:
         return len(self.idle) + len(self.in_use) + self.connecting
 
-    def try_acquire(self, found_rows: bool = False) -> BackendConnection | None:
+    def try_acquire(self, flavour: int = 0) -> BackendConnection | None:
         """The hot path: an idle connection of the right flavour, or None."""
         idle = self.idle
         if idle and not self.waiters:
             conn = idle[-1]
-            if conn.found_rows == found_rows and not conn.closed:
+            if conn.flavour == flavour and not conn.closed:
                 idle.pop()
                 self.in_use.add(conn)
                 return conn
             for i in range(len(idle) - 2, -1, -1):
                 conn = idle[i]
-                if conn.found_rows == found_rows and not conn.closed:
+                if conn.flavour == flavour and not conn.closed:
                     del idle[i]
                     self.in_use.add(conn)
                     return conn
         return None
 
-    def request(self, found_rows: bool, callback: Callback,
+    def request(self, flavour: int, callback: Callback,
                 share: Share | None = None) -> BackendConnection | None:
         """An idle connection now, or None and ``callback(conn, error)`` later.
 
@@ -129,7 +129,7 @@ class Pool:
             raise ConnectionLost(f"pool {self.name} is shutting down")
         if self.breaker.rejecting:
             self.breaker.admit()  # raises BreakerOpen unless this is a half-open probe
-        conn = self.try_acquire(found_rows)
+        conn = self.try_acquire(flavour)
         if conn is not None:
             self.immediate += 1
             return conn
@@ -138,16 +138,16 @@ class Pool:
                 self.idle.remove(conn)
                 self._discard(conn)
         if self.size < self.config.max_size:
-            self._open_for(found_rows, callback)
+            self._open_for(flavour, callback)
             return None
         if share is not None and self.sharing and not self.waiters:
-            conn = self._join(found_rows, share)
+            conn = self._join(flavour, share)
             if conn is not None:
                 self.immediate += 1
                 return conn
-        if self.idle:  # only connections of the other flavour are idle: replace one
+        if self.idle:  # only connections of other flavours are idle: replace one
             self._discard(self.idle.pop(0))
-            self._open_for(found_rows, callback)
+            self._open_for(flavour, callback)
             return None
         if len(self.waiters) >= self.config.max_waiters:
             self.queue_full += 1
@@ -156,14 +156,14 @@ class Pool:
                 f"its wait queue is full ({self.config.max_waiters} waiting, "
                 "pool.max_waiters); retry later")
         now = time.monotonic()
-        self.waiters.append(Waiter(now + self.config.acquire_timeout, found_rows, callback, now,
+        self.waiters.append(Waiter(now + self.config.acquire_timeout, flavour, callback, now,
                                    share))
         if self._expiry is None:
             self._expiry = asyncio.get_running_loop().call_later(
                 self.config.acquire_timeout, self._expire)
         return None
 
-    async def acquire(self, found_rows: bool = False) -> BackendConnection:
+    async def acquire(self, flavour: int = 0) -> BackendConnection:
         """A connection for exclusive use until `release`; raises `BackendError` on failure."""
         future: asyncio.Future[BackendConnection] = asyncio.get_running_loop().create_future()
 
@@ -177,23 +177,23 @@ class Pool:
             else:
                 future.set_exception(error or ConnectionLost("no connection"))
 
-        conn = self.request(found_rows, deliver)
+        conn = self.request(flavour, deliver)
         if conn is not None:
             return conn
         return await future
 
-    def _open_for(self, found_rows: bool, callback: Callback, queued: float | None = None) -> None:
+    def _open_for(self, flavour: int, callback: Callback, queued: float | None = None) -> None:
         self.connecting += 1
-        task = asyncio.ensure_future(self._open(found_rows, callback,
+        task = asyncio.ensure_future(self._open(flavour, callback,
                                                 time.monotonic() if queued is None else queued))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _open(self, found_rows: bool, callback: Callback, queued: float) -> None:
+    async def _open(self, flavour: int, callback: Callback, queued: float) -> None:
         try:
             conn = await BackendConnection.open(
                 self.name, self.instance.host, self.instance.port, self.instance.user,
-                self.instance.password, self.schema, found_rows=found_rows,
+                self.instance.password, self.schema, flavour=flavour,
                 timeout=self.config.connect_timeout, tls=self.tls)
         except BackendError as exc:
             self.connecting -= 1
@@ -243,7 +243,7 @@ class Pool:
             conn.shared = True
             self.sharing.add(conn)
 
-    def _join(self, found_rows: bool, share: Share) -> BackendConnection | None:
+    def _join(self, flavour: int, share: Share) -> BackendConnection | None:
         """The shared connection with the fewest requests in flight, below the depth limit,
         of the flavour and with the state ``share`` needs; counted as one more holder."""
         best: BackendConnection | None = None
@@ -253,7 +253,7 @@ class Pool:
         for conn in self.sharing:
             if not conn.shared or conn.closed:
                 stale = [*(stale or ()), conn]
-            elif (conn.depth < lowest and conn.found_rows == found_rows
+            elif (conn.depth < lowest and conn.flavour == flavour
                   and (schema is None or conn.schema == schema) and conn.variables == variables):
                 best, lowest = conn, conn.depth
         if stale:
@@ -271,7 +271,7 @@ class Pool:
         while waiters and conn.shared and not conn.closed and conn.depth < limit:
             waiter = waiters[0]
             share = waiter.share
-            if (share is None or waiter.found_rows != conn.found_rows
+            if (share is None or waiter.flavour != conn.flavour
                     or (share[0] is not None and conn.schema != share[0])
                     or conn.variables != share[1]):
                 return
@@ -301,7 +301,7 @@ class Pool:
         conn.last_used = now
         if self.waiters:
             waiter = self.waiters.popleft()
-            if waiter.found_rows == conn.found_rows:
+            if waiter.flavour == conn.flavour:
                 self.in_use.add(conn)
                 self.wait.observe(now - waiter.queued)
                 waiter.callback(conn, None)
@@ -309,7 +309,7 @@ class Pool:
                     self._serve_joiners(conn, now)
             else:
                 self._discard(conn)
-                self._open_for(waiter.found_rows, waiter.callback, waiter.queued)
+                self._open_for(waiter.flavour, waiter.callback, waiter.queued)
             return
         self.idle.append(conn)
 
@@ -323,7 +323,7 @@ class Pool:
         """A connection was closed: open a new one for the first waiter, if any."""
         if self.waiters and self.size < self.config.max_size and not self.closing:
             waiter = self.waiters.popleft()
-            self._open_for(waiter.found_rows, waiter.callback, waiter.queued)
+            self._open_for(waiter.flavour, waiter.callback, waiter.queued)
 
     def _discard(self, conn: BackendConnection) -> None:
         self.closed_count += 1
@@ -336,7 +336,7 @@ class Pool:
         missing = min(self.config.min_idle - len(self.idle) - self.connecting,
                       self.config.max_size - self.size)
         for _ in range(max(missing, 0) if not self.closing else 0):
-            self._open_for(False, self._park)
+            self._open_for(0, self._park)
 
     def _park(self, conn: BackendConnection | None, error: BackendError | None) -> None:
         if conn is not None:

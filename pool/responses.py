@@ -22,8 +22,9 @@ class Result:
     status: int = 0
 
 
-def decode_response(response: bytes) -> Result:
-    """Decode a whole collected response (its first result set if there are several)."""
+def decode_response(response: bytes, extended: bool = False) -> Result:
+    """Decode a whole collected response (its first result set if there are several);
+    ``extended``: its connection negotiated MariaDB's extended metadata."""
     result = Result()
     packets = decode_packets(response)
     if not packets:
@@ -39,7 +40,7 @@ def decode_response(response: bytes) -> Result:
     ncols = Reader(first).lenenc_int() or 0
     i = 1
     for _ in range(ncols):
-        result.columns.append(ColumnDefinition.decode(packets[i]))
+        result.columns.append(ColumnDefinition.decode(packets[i], extended))
         i += 1
     if i < len(packets) and is_eof(packets[i]):
         i += 1

@@ -10,11 +10,12 @@ forwarded on the grounds that DAL did not recognise it.
   TABLES, prepared statements (a text PREPARE's body is checked as a statement of its own), and
   KILL of its own sessions (answered by DAL).
 - ``admin``: the same, plus DDL on tables, indexes, views, routines, triggers and sequences
-  (the planner keeps it off sharded and broadcast tables) and table maintenance.
+  (the planner keeps it off sharded and broadcast tables), table maintenance, and CREATE/DROP
+  DATABASE (unsharded logical databases DAL creates itself: dal/created_databases.py).
 - Nobody: server administration (SHUTDOWN, FLUSH, RESET, PURGE, replication, plugins), users,
   roles and grants, global or binlog settings, file access (LOAD_FILE, INTO OUTFILE/DUMPFILE,
   LOAD DATA/XML), the system schemas mysql/performance_schema/sys, physical shard databases,
-  CREATE/DROP DATABASE, events, and XA statements (DAL runs XA itself).
+  ALTER DATABASE, events, and XA statements (DAL runs XA itself).
 """
 
 from __future__ import annotations
@@ -330,8 +331,13 @@ def _ddl(verb: str, words: list[str], admin: bool, text: str) -> Denial | None:
                 and w not in ("NO_WRITE_TO_BINLOG",)), "")
     objects = verb in ("CREATE", "DROP", "ALTER") or (verb == "RENAME" and obj == "USER")
     if objects and obj in ("DATABASE", "SCHEMA"):
-        return _not_supported(f"{verb} {obj}: DAL's logical databases come from its config "
-                              "(databases:), and shard databases from `dal schema apply`")
+        if verb == "ALTER":
+            return _not_supported(f"ALTER {obj}: DAL's logical databases come from its config "
+                                  "(databases:) or an admin's CREATE DATABASE")
+        if not admin:  # whether DAL takes the name is decided when it runs (1235 too)
+            return _not_supported(f"{verb} {obj} is for DAL's admin users (an unsharded "
+                                  "logical database, server.create_database_prefix)")
+        return None
     if objects and obj in ("USER", "ROLE"):
         return _privilege("CREATE USER", f"{verb} {obj}: DAL's users are in its config "
                           "(users:), and backend accounts belong to the DBA")

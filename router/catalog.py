@@ -42,7 +42,7 @@ class Catalog:
             return db, TableKind.UNSHARDED
         if db not in self.config.databases:
             return refuse(*errors.BAD_DB, f"Unknown database '{db}'")
-        return db, self.kinds[db].get(name, TableKind.UNSHARDED)
+        return db, self.kinds.get(db, {}).get(name, TableKind.UNSHARDED)
 
     def default_route(self, schema: str | None, statement: str = "other") -> Plan:
         """A route to the backend that holds ``schema``'s default (unsharded) database."""

@@ -23,6 +23,7 @@ from config.model import Config, TableKind
 from router import errors, express, syntax
 from router.access import AccessPolicy, names_session_user, words_of
 from router.catalog import SHARDED_KINDS, Catalog
+from router.database_statements import database_statement
 from router.engine.build import rooted
 from router.express import Express
 from router.fingerprint import Fingerprint, fingerprint_in_modes
@@ -130,6 +131,11 @@ class Router:
     def set_rules(self, rules: object) -> None:
         """New statement rules (config.protection.RulesConfig); cached plans are dropped."""
         self.rules = rules  # type: ignore[assignment]
+        self.databases_changed()
+
+    def databases_changed(self) -> None:
+        """The config's logical databases changed (an admin's CREATE/DROP DATABASE): plans
+        that resolved names against the old set are dropped."""
         self.cache.clear()
         self.express.clear()
 
@@ -181,7 +187,7 @@ class Router:
         if isinstance(reading, Plan):
             return reading
         text, code, words, key = reading
-        local = local_statement(words, text)
+        local = local_statement(words, text) or database_statement(words, text)
         if local is not None:
             return local
         self.parses += 1

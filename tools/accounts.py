@@ -7,7 +7,10 @@ Three accounts, each with only what its user needs:
   database and every dimension's shard databases, ``user\\_%``), nothing global: no FILE,
   SUPER, SHUTDOWN, PROCESS, RELOAD, CREATE USER, GRANT OPTION, and no access to the system
   schemas; routines and triggers on the default databases only; its control database
-  ``dal_meta`` (worker leases). XA RECOVER/COMMIT/ROLLBACK of another connection's prepared
+  ``dal_meta`` (worker leases, the registry of created databases). With
+  ``server.create_database_prefix``, the same as on a default database on every database named
+  with that prefix (``<prefix>%``): admin users' CREATE/DROP DATABASE
+  (dal/created_databases.py). XA RECOVER/COMMIT/ROLLBACK of another connection's prepared
   branch and KILL QUERY of its own connections need no privilege on MariaDB 10.11.
 - `dal sync`'s (``sync.user``): reads the binlog (REPLICATION SLAVE, BINLOG MONITOR for SHOW
   MASTER STATUS / SHOW BINARY LOGS) and writes the copy dimensions' shards and its checkpoint
@@ -76,14 +79,22 @@ def database(name: str, prefix: bool = False) -> str:
 
 def dal_scopes(config: Config) -> list[str]:
     """Every database the config names: default databases, shard database prefixes and the
-    legacy databases of migrations."""
+    legacy databases of migrations (and the databases admin users may create)."""
     scopes: list[str] = []
     for logical in config.databases.values():
         scopes.append(database(logical.default_database))
         scopes += [database(dim.prefix, prefix=True) for dim in logical.dimensions.values()]
         if logical.migration is not None:  # the legacy database a live migration moves from
             scopes.append(database(logical.migration.source_database))
+    scopes += created_scopes(config)
     return list(dict.fromkeys(scopes))
+
+
+def created_scopes(config: Config) -> list[str]:
+    """The databases admin users may create through DAL (server.create_database_prefix):
+    unsharded, each a default database of its own."""
+    prefix = config.server.create_database_prefix
+    return [database(prefix, prefix=True)] if prefix else []
 
 
 def copy_scopes(config: Config) -> list[str]:
@@ -97,6 +108,7 @@ def accounts(config: Config, instance: str) -> list[Account]:
     """The accounts `dal localdb up` creates on one instance, with their grants."""
     inst = config.instances[instance]
     defaults = {database(logical.default_database) for logical in config.databases.values()}
+    defaults.update(created_scopes(config))
     dal = Account("dal", inst.user, inst.password, (
         *(Grant(DAL_PRIVILEGES + (ROUTINES if scope in defaults else ()), scope)
           for scope in dal_scopes(config)),

@@ -8,7 +8,7 @@ binary rows, a cursor keeps them for COM_STMT_FETCH). The tree is the same for b
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Protocol
 
 from dal.shard_route import route_plan, shard_renamer
@@ -16,7 +16,6 @@ from dal.wire.constants import Status
 from dal.wire.framing import frame
 from dal.wire.messages import OK
 from dal.wire.results import RESULT, ResponseScanner, encode_result_set
-from pool.rename import rename_column
 from router.rows.columns import ColumnDefinition
 from router.rows.errors import ProtocolError
 
@@ -53,8 +52,7 @@ class ExecutionBindings(Protocol):
 
 def logical_columns(columns: list[ColumnDefinition], logical: bytes) -> list[ColumnDefinition]:
     """Shard column definitions as the client sees them: schema = the logical database."""
-    return [ColumnDefinition.decode(rename_column(c.encode(), logical)) if c.schema else c
-            for c in columns]
+    return [replace(c, schema=logical) if c.schema else c for c in columns]
 
 
 def note_response(session: SessionPort, response: bytes) -> None:
@@ -106,7 +104,7 @@ class TextBindings:
         """A merged result as a text result set."""
         response = encode_result_set(logical_columns(columns, logical), rows,
                                      deprecate_eof=False, status=session.status & ~_MORE,
-                                     seq=session.reply_seq)
+                                     seq=session.reply_seq, extended=session.extended_metadata)
         note_response(session, response)
         session.send(response)
 

@@ -103,9 +103,11 @@ class ExecutionCursor:
         return session.pin_reason in _READ_SAFE_PINS
 
     def can_stream(self) -> bool:
+        """A merge-free scatter read may stream (also on the branches of an XA transaction):
+        not under a statement timeout or rules.max_rows, which need a KILL per leg or the
+        whole result."""
         server = self.session.server
-        return (not self.in_xa() and not server.statement_timeout
-                and not server.config.rules.max_rows)
+        return not server.statement_timeout and not server.config.rules.max_rows
 
     def spawn(self, coroutine: Coroutine[Any, Any, None], label: str) -> None:
         self.session.spawn(self._answered(coroutine, label))
@@ -146,13 +148,13 @@ class ExecutionCursor:
         """One statement on one shard through the pool, with the given session state."""
         session = self.session
         pool = session.server.pools[target.instance]
-        conn = await pool.acquire(session.found_rows)
+        conn = await pool.acquire(session.flavour)
         reusable = True
         try:
             await apply_state(conn, None, state)
             raw = await timed_command(session.server, conn,
                                       frame(bytes((3,)) + sql, 0))
-            return decode_response(raw)
+            return decode_response(raw, conn.extended_metadata)
         except BackendError:
             reusable = not conn.closed
             raise
@@ -162,7 +164,7 @@ class ExecutionCursor:
     async def stream_shards(self, targets: Sequence[Target], sqls: Sequence[bytes],
                             logical: bytes) -> None:
         await scatter_stream.stream(self.session, list(targets), list(sqls),
-                                    self._read_state(False), logical)
+                                    self._read_state(False), logical, self.in_xa())
 
     async def run_in_session(self, instance: str, sql: bytes) -> Result:
         return await leases.run_in_session(self.session, instance, sql)

@@ -94,7 +94,7 @@ async def connection_for(session: SessionPort, instance: str) -> BackendConnecti
                                f"{session.pinned.instance}; the statement needs backend "
                                f"{instance}", errors.NOT_SUPPORTED[1])
         return session.pinned
-    return await session.server.pools[instance].acquire(session.found_rows)
+    return await session.server.pools[instance].acquire(session.flavour)
 
 
 async def begin_if_pending(session: SessionPort, conn: BackendConnection) -> None:
@@ -141,7 +141,8 @@ async def run_in_session(session: SessionPort, instance: str, sql: bytes) -> Res
         await apply_state(conn, None, session.state)
         await begin_if_pending(session, conn)
         result = decode_response(await timeouts.timed_command(session.server, conn,
-                                                              frame(b"\x03" + sql, 0)))
+                                                              frame(b"\x03" + sql, 0)),
+                                 conn.extended_metadata)
     except BackendError:
         give_back(session, conn, conn.status, None)
         raise

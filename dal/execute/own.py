@@ -66,7 +66,7 @@ class OwnTransaction:
 async def begin(session: SessionPort, instance: str) -> OwnTransaction:
     """A transaction of DAL's own on ``instance``, BEGIN sent."""
     pool = session.server.pools[instance]
-    conn = await pool.acquire(session.found_rows)
+    conn = await pool.acquire(session.flavour)
     try:
         await apply_state(conn, None, _DEFAULTS)
         await _run(session, conn, b"BEGIN")
@@ -79,7 +79,7 @@ async def begin(session: SessionPort, instance: str) -> OwnTransaction:
 async def run_pooled(session: SessionPort, instance: str, sql: bytes) -> Result:
     """One autocommitted statement on a pooled connection of ``instance``."""
     pool = session.server.pools[instance]
-    conn = await pool.acquire(session.found_rows)
+    conn = await pool.acquire(session.flavour)
     reusable = True
     try:
         await apply_state(conn, None, _DEFAULTS)

@@ -24,9 +24,8 @@ from dal.wire.constants import Command
 from dal.wire.framing import frame, packet_count
 from dal.wire.results import RESULT, ResponseScanner
 from pool.connection import BackendConnection, BackendError
-from pool.rename import HeaderRenamer
+from pool.rename import HeaderRenamer, rename_column
 from pool.responses import decode_packets
-from router.rows.columns import ColumnDefinition
 
 if TYPE_CHECKING:
     from dal.ports import SessionPort
@@ -73,10 +72,12 @@ class Relay:
             # The previous statement left no warnings on any connection of this session; a
             # pooled connection's diagnostics belong to whoever used it before.
             if plan.args[0] == "list":
-                session.send(local.empty_warnings(seq=session.reply_seq, status=session.status))
+                session.send(local.empty_warnings(seq=session.reply_seq, status=session.status,
+                                                  extended=session.extended_metadata))
             else:
                 session.send(local.session_values([(plan.args[0], 0)], seq=session.reply_seq,
-                                                  status=session.status))
+                                                  status=session.status,
+                                                  extended=session.extended_metadata))
             return
         if conn is not None:
             self.shareable = False
@@ -92,7 +93,7 @@ class Relay:
             share = self._share(plan, payload) if pool.config.pipeline_depth else None
             self.shareable = share is not None
             try:
-                conn = pool.request(session.found_rows, self._connection_ready, share)
+                conn = pool.request(session.flavour, self._connection_ready, share)
             except BackendError as exc:
                 self.shareable = False
                 session.send_error(exc.to_err())
@@ -258,9 +259,7 @@ class Relay:
         out = []
         for body in decode_packets(raw):
             if rewrite is not None and body[:1] not in (b"\xfe", b"\xff"):
-                col = ColumnDefinition.decode(body)
-                col.schema = rewrite
-                body = col.encode()
+                body = rename_column(body, rewrite)
             out.append(frame(body, seq))
             seq += packet_count(len(body))
         session.send(b"".join(out))

@@ -7,6 +7,12 @@ arrive, then one EOF. At most `WINDOW` shards run at once; a shard ahead of the 
 relayed buffers at most `SHARD_BUFFER` bytes before DAL stops reading its backend socket, and
 relaying waits while the client has more than `CLIENT_BUFFER` bytes unsent. So memory stays
 bounded whatever the row count (a dump of a million orders holds a few megabytes).
+
+Outside a transaction each leg takes a pooled connection with the read's session state
+(`_Pooled`). Inside an XA transaction (mode xa) the legs run on the transaction's branch
+connections, one per instance, so that the read sees the transaction's own writes and one
+snapshot per instance (`_Branches`): an instance's legs run one after another on its branch,
+each sent when the one before it there has ended, instances concurrently.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import contextlib
 from collections import deque
 from typing import TYPE_CHECKING
 
+from dal import xa
 from dal.wire.constants import Status
 from dal.wire.framing import frame, packet_count
 from dal.wire.messages import EOF, ERR
@@ -23,7 +30,7 @@ from pool.connection import BackendConnection, BackendError, ConnectionLost
 from pool.rename import rename_column
 from pool.state import apply_state
 from router.rows.buffer import Reader
-from router.rows.columns import ColumnDefinition
+from router.rows.columns import column_schema
 
 if TYPE_CHECKING:
     from dal.ports import SessionPort
@@ -38,15 +45,19 @@ _COUNT, _COLUMNS, _EOF, _ROWS, _DONE = range(5)
 class _Leg:
     """One shard's response as it arrives: raw bytes, paused past `SHARD_BUFFER`."""
 
-    def __init__(self, conn: BackendConnection) -> None:
-        self.conn = conn
+    def __init__(self) -> None:
+        self.conn: BackendConnection = None  # type: ignore[assignment]  # set by the source
         self.data = bytearray()
         self.ended = False
         self.lost = False
         self.paused = False
+        self.dropping = False  # the relay stopped early: the rest is read and dropped
         self.wake = asyncio.Event()
+        self.over = asyncio.Event()  # its response ended, or it never started
 
     def sink(self, chunk: bytes) -> None:
+        if self.dropping:
+            return
         self.data += chunk
         self.wake.set()
         if len(self.data) > SHARD_BUFFER and not self.paused:
@@ -57,6 +68,13 @@ class _Leg:
         self.ended = True
         self.lost = scanner is None
         self.wake.set()
+        self.over.set()
+
+    def drop_rest(self) -> None:
+        """Read the rest of the response away (memory stays bounded)."""
+        self.dropping = True
+        self.data = bytearray()
+        self.resume()
 
     def take(self) -> bytearray:
         data, self.data = self.data, bytearray()
@@ -70,17 +88,78 @@ class _Leg:
                 self.conn.transport.resume_reading()
 
 
-async def _start(session: SessionPort, target: Target, sql: bytes,
-                 state: dict[str, str]) -> _Leg:
-    pool = session.server.pools[target.instance]
-    conn = await pool.acquire(session.found_rows)
+class _Pooled:
+    """Legs on pooled connections with the read's session state (outside a transaction)."""
+
+    cancellable = True  # a leg not started yet may be cancelled
+
+    def __init__(self, session: SessionPort, state: dict[str, str]) -> None:
+        self.session = session
+        self.state = state
+
+    async def open(self, leg: _Leg, target: Target) -> None:
+        pool = self.session.server.pools[target.instance]
+        conn = await pool.acquire(self.session.flavour)
+        try:
+            await apply_state(conn, None, self.state)
+        except BaseException:
+            pool.release(conn, reusable=not conn.closed)
+            raise
+        leg.conn = conn
+
+    async def close(self, leg: _Leg) -> None:
+        """A finished leg's connection goes back to its pool; one still answering is closed."""
+        leg.resume()
+        pool = self.session.server.pools[leg.conn.instance]
+        if not leg.ended:
+            leg.conn.abort()
+            pool.release(leg.conn, reusable=False)
+        else:
+            pool.release(leg.conn, reusable=not leg.conn.closed and not leg.lost)
+
+
+class _Branches:
+    """Legs on the XA transaction's branch connections (mode xa, inside a transaction)."""
+
+    cancellable = False  # opening a branch (XA START) must not be cut short
+
+    def __init__(self, session: SessionPort) -> None:
+        self.session = session
+        self.tails: dict[str, _Leg] = {}  # the last leg started on each instance
+
+    async def open(self, leg: _Leg, target: Target) -> None:
+        # Before the first await, so in the order the legs were started: the leg before this
+        # one on the same branch.
+        before = self.tails.get(target.instance)
+        self.tails[target.instance] = leg
+        if before is not None:
+            await before.over.wait()
+        leg.conn = await xa.branch(self.session, target.instance)
+        xa.settle(self.session)
+
+    async def close(self, leg: _Leg) -> None:
+        """The branch stays the transaction's: a leg the relay left early is read to its end
+        first; a branch whose connection broke is dropped from the transaction."""
+        if not leg.ended:
+            leg.drop_rest()
+            await leg.over.wait()
+        txn = self.session.xa
+        if (leg.lost or leg.conn.closed) and txn is not None and (
+                txn.branches.get(leg.conn.instance) is leg.conn):  # not dropped by a leg before
+            xa.drop_branch(self.session, leg.conn)
+
+
+_Source = _Pooled | _Branches
+
+
+async def _start(source: _Source, target: Target, sql: bytes) -> _Leg:
+    leg = _Leg()
     try:
-        await apply_state(conn, None, state)
+        await source.open(leg, target)
     except BaseException:
-        pool.release(conn, reusable=not conn.closed)
+        leg.over.set()  # the next leg on its branch may go
         raise
-    leg = _Leg(conn)
-    conn.relay(frame(b"\x03" + sql, 0), leg.sink, leg.finished)
+    leg.conn.relay(frame(b"\x03" + sql, 0), leg.sink, leg.finished)
     return leg
 
 
@@ -170,7 +249,7 @@ class _Relay:
             return _COLUMNS, Reader(payload, 0).lenenc_int() or 0
         if phase == _COLUMNS:
             if first:
-                schema = ColumnDefinition.decode(payload).schema
+                schema = column_schema(payload)
                 self.emit(rename_column(payload, self.logical) if schema else payload)
             return (_EOF if columns == 1 else _COLUMNS), columns - 1
         if first:  # the EOF after the column definitions
@@ -189,11 +268,19 @@ class _Relay:
 
 
 async def stream(session: SessionPort, shards: list[Target], sqls: list[bytes],
-                 state: dict[str, str], logical: bytes) -> None:
-    """Run a merge-free scatter read and write its result to the client as it arrives.
+                 state: dict[str, str], logical: bytes, in_xa: bool = False) -> None:
+    """Run a merge-free scatter read and write its result to the client as it arrives;
+    ``in_xa``: on the XA transaction's branches (opening the transaction if this is its
+    first statement), else on pooled connections with ``state``.
 
     Raises BackendError when a shard fails before anything was sent; after the header went
     out, a failure ends the result with the shard's ERR instead."""
+    source: _Source
+    if in_xa:
+        await xa.ensure_begun(session, shards[0].instance)
+        source = _Branches(session)
+    else:
+        source = _Pooled(session, state)
     relay = _Relay(session, logical)
     todo = deque(zip(shards, sqls, strict=True))
     started: deque[asyncio.Future[_Leg]] = deque()
@@ -201,13 +288,13 @@ async def stream(session: SessionPort, shards: list[Target], sqls: list[bytes],
         while todo or started:
             while todo and len(started) < WINDOW:
                 target, sql = todo.popleft()
-                started.append(asyncio.ensure_future(_start(session, target, sql, state)))
+                started.append(asyncio.ensure_future(_start(source, target, sql)))
             leg = await started[0]
             try:
                 await relay.relay(leg)
             finally:
                 started.popleft()
-                _give_back(session, leg)
+                await source.close(leg)
         relay.emit(EOF(0, session.status & ~Status.MORE_RESULTS_EXISTS).encode())
         relay.flush()
         session.row_count, session.found_rows_count = -1, relay.rows
@@ -217,19 +304,9 @@ async def stream(session: SessionPort, shards: list[Target], sqls: list[bytes],
         relay.emit(exc.to_err().encode())
         relay.flush()
     finally:
-        for future in started:
-            future.cancel()
+        if source.cancellable:
+            for future in started:
+                future.cancel()
         for future in started:
             with contextlib.suppress(BaseException):  # a leg that never started
-                _give_back(session, await future)
-
-
-def _give_back(session: SessionPort, leg: _Leg) -> None:
-    """A finished leg's connection goes back to its pool; one still answering is closed."""
-    leg.resume()
-    pool = session.server.pools[leg.conn.instance]
-    if not leg.ended:
-        leg.conn.abort()
-        pool.release(leg.conn, reusable=False)
-    else:
-        pool.release(leg.conn, reusable=not leg.conn.closed and not leg.lost)
+                await source.close(await future)

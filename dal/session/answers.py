@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from dal import errors, idle, local, sessions_view, set_values, table_status, xa
+from dal import created_databases, errors, idle, local, sessions_view, set_values, table_status, xa
 from dal.execute import leases
 from dal.login import ok_packet
 from dal.wire.constants import Status
@@ -28,24 +28,8 @@ async def answer_locally(session: SessionState, plan: Plan) -> None:
     """A statement DAL answers itself (plan kind local)."""
     server = session.server
     if plan.handler == "begin":
-        # A connection kept only for SHOW WARNINGS must not decide where the transaction
-        # lives: the transaction's first statement does.
-        leases.drop_soft_pin(session)
-        session.snapshot = "CONSISTENT SNAPSHOT" in plan.args[0].upper()
-        if session.xa is not None:  # BEGIN inside a transaction commits it first
-            error = await xa.end(session, commit=True, reply=False)
-            if error is not None:
-                session.send_error(error)
-                session.busy = False
-                return
-        if session.pinned is not None:  # BEGIN inside a transaction commits it first
-            session.busy = False
-            session.relay.route(Plan(ROUTE, instance=session.pinned.instance,
-                                  statement="transaction"), b"\x03" + plan.args[0].encode(), 0)
+        if await _begin(session, plan):
             return
-        session.txn_pending = plan.args[0]
-        session.status |= _IN_TRANS
-        session.send(ok_packet(session.reply_seq, session.status))
     elif plan.handler == "use":
         session.use_database(plan.args[0])
     elif plan.handler == "ok":
@@ -61,12 +45,14 @@ async def answer_locally(session: SessionState, plan: Plan) -> None:
                   "user": f"{session.user}@{session.peer}", "current_user": f"{session.user}@%"}
         session.send(local.session_values([(name, values[function])
                                           for name, function in plan.args],
-                                         seq=session.reply_seq, status=session.status))
+                                         seq=session.reply_seq, status=session.status,
+                                         extended=session.extended_metadata))
         session.row_count, session.found_rows_count = -1, 1  # as after any one-row SELECT
     elif plan.handler == "show_databases":
         names = ["information_schema", *session.visible_databases()]
         session.send(local.show_databases(names, plan.args[0], seq=session.reply_seq,
-                                         status=session.status))
+                                         status=session.status,
+                                         extended=session.extended_metadata))
     elif plan.handler == "show_tables":
         db, full, like = plan.args
         try:
@@ -75,10 +61,37 @@ async def answer_locally(session: SessionState, plan: Plan) -> None:
             session.send_error(exc.to_err())
         else:
             session.send(local.show_tables(db, tables, full, like, seq=session.reply_seq,
-                                          status=session.status))
+                                          status=session.status,
+                                          extended=session.extended_metadata))
     elif plan.handler in sessions_view.HANDLERS:
         await sessions_view.HANDLERS[plan.handler](session, plan.args)
+    elif plan.handler in created_databases.HANDLERS:
+        await created_databases.answer(session, plan.handler, plan.args)
     session.busy = False
+
+
+async def _begin(session: SessionState, plan: Plan) -> bool:
+    """BEGIN / START TRANSACTION; True when the command is answered elsewhere (a relay) or
+    ended already."""
+    # A connection kept only for SHOW WARNINGS must not decide where the transaction
+    # lives: the transaction's first statement does.
+    leases.drop_soft_pin(session)
+    session.snapshot = "CONSISTENT SNAPSHOT" in plan.args[0].upper()
+    if session.xa is not None:  # BEGIN inside a transaction commits it first
+        error = await xa.end(session, commit=True, reply=False)
+        if error is not None:
+            session.send_error(error)
+            session.busy = False
+            return True
+    if session.pinned is not None:  # BEGIN inside a transaction commits it first
+        session.busy = False
+        session.relay.route(Plan(ROUTE, instance=session.pinned.instance,
+                                 statement="transaction"), b"\x03" + plan.args[0].encode(), 0)
+        return True
+    session.txn_pending = plan.args[0]
+    session.status |= _IN_TRANS
+    session.send(ok_packet(session.reply_seq, session.status))
+    return False
 
 
 async def set_variables(session: SessionState, plan: Plan) -> None:

@@ -200,7 +200,7 @@ class QuerySession(SessionState):
 
         if sql.lstrip()[:7].upper() == b"EXPLAIN":  # for every user: it runs nothing
             self.send(admin.explain(self.server, sql, self.schema, self.admin, seq=self._seq,
-                                      status=self.status))
+                                    status=self.status, extended=self.extended_metadata))
         elif not self.admin:
             self.error(errors.SPECIFIC_ACCESS_DENIED, "Access denied; you need (at least one "
                         "of) the DAL admin privilege(s) for this operation")
@@ -209,6 +209,7 @@ class QuerySession(SessionState):
                                                     seq=self._seq, status=self.status))
         else:
             response = await admin.answer(self.server, sql.decode("utf-8", "replace"),
-                                          seq=self._seq, status=self.status)
+                                          seq=self._seq, status=self.status,
+                                          extended=self.extended_metadata)
             self.send(response)
         self.busy = False

@@ -21,7 +21,13 @@ from dal import (
 from dal.execute.relay import Relay
 from dal.frontend import Frontend
 from dal.login import LoginResult, ok_packet
-from dal.wire.constants import MARIADB_CLIENT_STMT_BULK_OPERATIONS, Capability, Status
+from dal.wire.constants import (
+    MARIADB_CLIENT_EXTENDED_METADATA,
+    MARIADB_CLIENT_STMT_BULK_OPERATIONS,
+    Capability,
+    Status,
+    flavour_of,
+)
 from dal.wire.messages import ERR
 from dal.wire.results import ResponseScanner
 from dal.wire.server import CLOSED, COMMAND
@@ -55,7 +61,8 @@ class SessionState(Frontend):
         self.wait_timeout = 0  # the client's SET wait_timeout (dal/idle.py); 0: not enforced
         self.idle_since: float | None = None
         self.idle_mark = 0
-        self.found_rows = False
+        self.flavour = 0  # of its backend connections (dal.wire.constants.FLAVOUR_*)
+        self.extended_metadata = False  # MARIADB_CLIENT_EXTENDED_METADATA negotiated
         self.schema: str | None = None
         self.state: dict[str, str] = {}
         self.login_names: str | None = None  # the handshake's character set, as SET NAMES
@@ -84,7 +91,8 @@ class SessionState(Frontend):
         self.user = result.user
         self.admin = result.user_config.role.value == "admin"
         self.capabilities = result.capabilities
-        self.found_rows = bool(result.capabilities & Capability.FOUND_ROWS)
+        self.flavour = flavour_of(result.capabilities, result.extended)
+        self.extended_metadata = bool(result.extended & MARIADB_CLIENT_EXTENDED_METADATA)
         self.multi_statements = bool(result.capabilities & Capability.MULTI_STATEMENTS)
         self.bulk = bool(result.extended & MARIADB_CLIENT_STMT_BULK_OPERATIONS)
         self.scramble = result.scramble

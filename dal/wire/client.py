@@ -19,7 +19,13 @@ from __future__ import annotations
 import struct
 
 from dal.wire import auth
-from dal.wire.constants import Capability
+from dal.wire.constants import (
+    CLIENT_MYSQL,
+    FLAVOUR_EXTENDED_METADATA,
+    FLAVOUR_FOUND_ROWS,
+    MARIADB_CLIENT_EXTENDED_METADATA,
+    Capability,
+)
 from dal.wire.framing import PacketBuffer, frame
 from dal.wire.messages import ERR, OK, Handshake, HandshakeResponse, is_err
 from router.rows.errors import ProtocolError
@@ -62,8 +68,9 @@ class LoginRefused(Exception):
 class ClientConnection:
     """One backend connection's protocol state, client role."""
 
-    __slots__ = ("_buffer", "_caps", "_over_tls", "_password", "_plugin", "_scramble", "_seq",
-                 "busy", "closed", "hello", "state", "status")
+    __slots__ = ("_buffer", "_caps", "_extended", "_over_tls", "_password", "_plugin",
+                 "_scramble", "_seq", "busy", "closed", "extended_metadata", "hello", "state",
+                 "status")
 
     def __init__(self) -> None:
         self.state = GREETING
@@ -73,6 +80,9 @@ class ClientConnection:
         self.hello: Handshake | None = None  # the server's greeting
         self.status = 0  # the server status flags of the last reply
         self._caps = 0
+        self._extended = 0  # MariaDB extended capabilities asked for
+        # Column definitions carry MariaDB's extended type info (negotiated at login).
+        self.extended_metadata = False
         self._seq = 0
         self._over_tls = False
         self._password = b""
@@ -100,16 +110,23 @@ class ClientConnection:
 
     # -- login -------------------------------------------------------------------------------
 
-    def greeting(self, seq: int, payload: bytes, *, found_rows: bool, schema: str | None,
+    def greeting(self, seq: int, payload: bytes, *, flavour: int, schema: str | None,
                  tls: bool) -> Handshake:
-        """Read the server's handshake; raises `LoginRefused` if it is an ERR. With ``tls``
-        the owner checks that the server offers it (``hello.capabilities``) before
-        `ssl_request`."""
+        """Read the server's handshake; raises `LoginRefused` if it is an ERR. ``flavour``
+        (`dal.wire.constants.FLAVOUR_*`): FOUND_ROWS, and extended metadata when the server
+        offers it. With ``tls`` the owner checks that the server offers it
+        (``hello.capabilities``) before `ssl_request`."""
         if is_err(payload):
             err = ERR.decode(payload)
             raise LoginRefused(err.code, err.message, err.sqlstate)
         hello = self.hello = Handshake.decode(payload)
-        caps = BACKEND_CAPABILITIES | (Capability.FOUND_ROWS if found_rows else 0)
+        caps = BACKEND_CAPABILITIES | (flavour & FLAVOUR_FOUND_ROWS)
+        if flavour & FLAVOUR_EXTENDED_METADATA and (
+                hello.extended & MARIADB_CLIENT_EXTENDED_METADATA):
+            # MariaDB reads the extended capabilities only from a client without CLIENT_MYSQL.
+            caps &= ~CLIENT_MYSQL
+            self._extended = MARIADB_CLIENT_EXTENDED_METADATA
+            self.extended_metadata = True
         if schema:
             caps |= Capability.CONNECT_WITH_DB
         if tls:
@@ -132,7 +149,7 @@ class ClientConnection:
             capabilities=self._caps, max_packet=1 << 30, collation=45, user=user.encode(),
             auth_response=auth_response(self._plugin, password, self._scramble),
             database=schema.encode() if schema else None, auth_plugin=self._plugin,
-            attributes={b"program_name": b"dal"},
+            attributes={b"program_name": b"dal"}, extended=self._extended,
         )
         self._move("login")
         return frame(login.encode(), self._seq + 1)

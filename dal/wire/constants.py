@@ -76,6 +76,19 @@ MARIADB_CLIENT_STMT_BULK_OPERATIONS = 1 << 2  # of the extended capabilities (1 
 MARIADB_CLIENT_EXTENDED_METADATA = 1 << 3
 EXTENDED_TYPE_NAME, EXTENDED_FORMAT = 0, 1  # the keys of its entries
 
+# A backend connection's flavour (pool/pool.py): the client choices it is opened with because
+# they change what the backend sends, as one int. FOUND_ROWS changes affected-rows; extended
+# metadata changes every column definition. An acquire takes a connection of its flavour.
+FLAVOUR_FOUND_ROWS = 1 << 1  # Capability.FOUND_ROWS
+FLAVOUR_EXTENDED_METADATA = MARIADB_CLIENT_EXTENDED_METADATA << 32
+
+
+def flavour_of(capabilities: int, extended: int) -> int:
+    """The backend flavour a client's negotiated capabilities and extended capabilities ask
+    for."""
+    return (capabilities & FLAVOUR_FOUND_ROWS) | (
+        FLAVOUR_EXTENDED_METADATA if extended & MARIADB_CLIENT_EXTENDED_METADATA else 0)
+
 
 class Status(IntFlag):
     IN_TRANS = 0x0001

@@ -331,12 +331,15 @@ def encode_result_set(
     status: int = Status.AUTOCOMMIT,
     warnings: int = 0,
     seq: int = 1,
+    extended: bool | None = None,
 ) -> bytes:
-    """A whole text result set, framed, starting at sequence id ``seq``."""
+    """A whole text result set, framed, starting at sequence id ``seq``. ``extended``: the
+    client negotiated MariaDB's extended metadata (every column definition then carries its
+    block); None: each definition as decoded."""
     out = [frame(lenenc_int(len(columns)), seq)]
     seq += 1
     for col in columns:
-        out.append(frame(col.encode(), seq))
+        out.append(frame(col.encode(extended), seq))
         seq += 1
     if not deprecate_eof:
         out.append(frame(EOF(warnings, status).encode(), seq))

@@ -32,12 +32,17 @@ class ColumnDefinition:
     # key int<1> + lenenc value; None when the connection did not negotiate it.
     extended: bytes | None = None
 
-    def encode(self) -> bytes:
+    def encode(self, extended: bool | None = None) -> bytes:
+        """The payload; ``extended``: with the extended type info block (empty when the
+        definition has none) or without it, for a client that did or did not negotiate it;
+        None: as decoded."""
         parts = [lenenc_bytes(self.catalog), lenenc_bytes(self.schema), lenenc_bytes(self.table),
                  lenenc_bytes(self.org_table), lenenc_bytes(self.name),
                  lenenc_bytes(self.org_name)]
-        if self.extended is not None:
-            parts.append(lenenc_bytes(self.extended))
+        if extended is None:
+            extended = self.extended is not None
+        if extended:
+            parts.append(lenenc_bytes(self.extended or b""))
         parts += [b"\x0c", u16(self.charset), u32(self.length), bytes((self.type,)),
                   u16(self.flags), bytes((self.decimals,)), b"\x00\x00"]
         if self.default is not None:
@@ -76,6 +81,13 @@ class ColumnDefinition:
         default = r.lenenc_bytes() if r.remaining() else None
         return cls(name, col_type, schema, table, org_table, org_name, charset, length, flags,
                    decimals, catalog, default, info)
+
+
+def column_schema(payload: bytes) -> bytes:
+    """The schema of a column definition payload (with or without extended type info)."""
+    r = Reader(payload)
+    r.lenenc_str()  # catalog
+    return r.lenenc_str()
 
 
 def strip_extended(payload: bytes) -> bytes:

@@ -81,10 +81,13 @@ def test_dal_account_holds_no_global_privilege(config: Config, dal_account) -> N
     assert grants[0].startswith(f"GRANT USAGE ON *.* TO `{user}`@")
     assert not any("ALL PRIVILEGES" in g or "WITH GRANT OPTION" in g for g in grants)
     scopes = sorted(g.split(" ON ")[1].split(" TO ")[0] for g in grants[1:])
+    # test.yaml's server.create_database_prefix (test_): the databases admins may create.
+    assert config.server.create_database_prefix == "test_"
     assert scopes == sorted(["`trade`.*", "`user\\_%`.*", "`merchant\\_%`.*",
-                             "`dal\\_meta`.*"])
+                             "`dal\\_meta`.*", "`test\\_%`.*"])
     routines = [g for g in grants if "CREATE ROUTINE" in g]
-    assert [g.split(" ON ")[1].split(" TO ")[0] for g in routines] == ["`trade`.*"]
+    assert sorted(g.split(" ON ")[1].split(" TO ")[0] for g in routines) == [
+        "`test\\_%`.*", "`trade`.*"]
 
 
 def test_dal_account_still_does_what_dal_needs(config: Config, dal_account) -> None:

@@ -19,13 +19,15 @@ import pymysql
 import pymysql.cursors
 import pytest
 
-from tests.dal_process import dba_login
+from tests.conftest import assert_pools_idle
+from tests.dal_process import ROOT, dba_login, start_own_dal
 
 DUMP = shutil.which("mariadb-dump") or "/usr/bin/mariadb-dump"
 CLIENT = shutil.which("mariadb") or "/usr/bin/mariadb"
 TABLES = ("merchants", "order_items", "orders", "regions")
 USERS = [7_000_003 + i * 131 for i in range(150)]  # spread over the shards of both instances
 REGIONS = range(880_000, 880_005)
+MAX_MERGE_ROWS = 100  # a DAL of the xa test's own: less than the 300 orders of `data`
 
 pytestmark = pytest.mark.skipif(not Path(DUMP).exists(), reason="mariadb-dump is not installed")
 
@@ -132,7 +134,50 @@ def test_dump_through_dal_restores_every_table(options, dal, connect, direct, ba
                                                scratch, tmp_path) -> None:
     path = dump(dal.port, tmp_path, *options, "trade")
     restore(backends["a"], scratch, path, tmp_path)
-    admin = connect("admin", "admin")
+    assert_restored(connect("admin", "admin"), direct, scratch)
+
+
+@pytest.mark.parametrize("options", [(), ("--single-transaction",)],
+                         ids=["defaults", "single-transaction"])
+def test_dump_in_transaction_mode_xa_streams_past_max_merge_rows(options, connect, direct,
+                                                                 backends, data, scratch,
+                                                                 tmp_path) -> None:
+    """Mode xa, the shipped default: both dumps restore every row of a table larger than
+    server.max_merge_rows. A scatter read inside an XA transaction streams on the
+    transaction's branches (first checked here: it sees the transaction's own write); that its
+    memory stays bounded is shown by test_scatter_stream.py. (--single-transaction's SET
+    SESSION TRANSACTION pins the session, so its START TRANSACTION runs on that connection and
+    its scatter reads beside it, as in mode single.)"""
+    transactions = {"mode": "xa", "decision_log": str(tmp_path / "xa.log"),
+                    "xid_prefix": f"dump{secrets.token_hex(3)}"}
+    proc, _, _ = start_own_dal(tmp_path, ROOT / "var" / "test" / "dal-own.log",
+                               {"transactions": transactions}, max_merge_rows=MAX_MERGE_ROWS)
+    try:
+        admin = pymysql.connect(host="127.0.0.1", port=proc.port, user="admin",
+                                password="admin", database="trade", autocommit=False)
+        with admin.cursor() as cur:  # a transaction's stream reads its own writes
+            cur.execute("SELECT COUNT(*) FROM orders")
+            count = cur.fetchone()[0]
+            assert count > MAX_MERGE_ROWS
+            cur.execute("INSERT INTO orders (user_id, merchant_id, status, total, note, "
+                        "created_at, updated_at) VALUES (%s, 1, 0, 1, %s, NOW(), NOW())",
+                        (USERS[-1], f"{data}-uncommitted"))
+            cur.execute("SELECT id, note FROM orders")
+            rows = cur.fetchall()
+            assert len(rows) == count + 1 and f"{data}-uncommitted" in {n for _, n in rows}
+            admin.rollback()
+        admin.close()
+        path = dump(proc.port, tmp_path, *options, "trade")
+        restore(backends["a"], scratch, path, tmp_path)
+        assert_restored(connect("admin", "admin"), direct, scratch)
+        assert_pools_idle(proc.port)
+    finally:
+        proc.stop()
+
+
+def assert_restored(admin, direct, scratch: str) -> None:
+    """The restored copy in ``scratch`` holds what DAL shows (``admin``: a DAL connection)
+    of every table: every row of every shard, and the unsharded tables bit for bit."""
     restored = direct("a", account="dba")
     for table in TABLES:
         through_dal = rows_of(admin, table)

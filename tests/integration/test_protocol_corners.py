@@ -239,8 +239,6 @@ def test_every_statement_series_has_its_result_label(dal_config, connect) -> Non
         assert set(labels) == {"plan", "kind"}, labels
 
 
-@pytest.mark.xfail(strict=True, reason="MARIADB_CLIENT_EXTENDED_METADATA is not advertised or "
-                   "relayed yet (docs/design-notes.md): MariaDB connectors see JSON as BLOB")
 def test_json_column_type_through_the_mariadb_connector(dal, backends, connect, direct) -> None:
     mariadb = pytest.importorskip("mariadb", reason="MariaDB Connector/Python not installed")
     with direct("a", "trade").cursor() as cur:
@@ -263,3 +261,63 @@ def test_json_column_type_through_the_mariadb_connector(dal, backends, connect, 
             cur.execute("DROP TABLE IF EXISTS dal_corners_json")
     assert types[0][1] == 245  # MYSQL_TYPE_JSON, from the extended type info
     assert types[1] == types[0]
+
+
+# Results DAL builds itself (a merge, its own answers, a prepared scatter) and results it
+# relays, through a client that negotiated extended type info and one that did not.
+EXTENDED_STATEMENTS = [
+    ("SELECT id, status, note FROM orders ORDER BY id DESC LIMIT 3", ()),  # a merge
+    ("SELECT status, COUNT(*) FROM orders GROUP BY status", ()),
+    ("SHOW DATABASES", ()),
+    ("SELECT LAST_INSERT_ID(), CONNECTION_ID()", ()),
+    ("SHOW WARNINGS", ()),
+    ("SHOW FULL TABLES", ()),
+    ("SHOW TABLE STATUS LIKE 'orders'", ()),
+    ("SELECT id, doc FROM dal_corners_json ORDER BY id", ()),  # relayed
+    ("SELECT id, status FROM orders WHERE user_id = ?", (17,)),  # one shard
+    ("SELECT COUNT(*) FROM orders WHERE id > ?", (0,)),  # a prepared scatter
+]
+
+
+def test_extended_type_info_only_to_clients_that_asked(dal, connect, direct) -> None:
+    """MariaDB Connector/Python asks for MARIADB_CLIENT_EXTENDED_METADATA; pymysql does not.
+    Each reads every kind of result through the same DAL (same pools) as MariaDB would send
+    it: a definition with or without the extended block, never the other framing."""
+    mariadb = pytest.importorskip("mariadb", reason="MariaDB Connector/Python not installed")
+    with direct("a", "trade").cursor() as cur:
+        cur.execute("CREATE TABLE IF NOT EXISTS dal_corners_json (id INT PRIMARY KEY, doc JSON)")
+        cur.execute("REPLACE INTO dal_corners_json VALUES (1, '{\"a\": 1}')")
+    plain = connect()
+    extended = mariadb.connect(host=HOST, port=dal.port, user="admin", password="admin",
+                               database="trade", autocommit=True)
+    try:
+        for _ in range(2):  # the second round on pooled connections of both flavours
+            for sql, params in EXTENDED_STATEMENTS:
+                with plain.cursor() as cur:
+                    cur.execute(sql.replace("?", "%s"), params or None)
+                    expected = [tuple(row) for row in cur.fetchall()]
+                    names = [d[0] for d in cur.description]
+                for prepared in (False, True):
+                    if params and not prepared:
+                        continue
+                    cur = extended.cursor(prepared=prepared)
+                    cur.execute(sql, params)
+                    got = [tuple(row) for row in cur.fetchall()]
+                    assert [d[0] for d in cur.description] == names, sql
+                    if "doc" in names:
+                        assert cur.description[1][1] == 245, sql  # JSON, from the block
+                        got = [(i, doc if isinstance(doc, str) else doc.decode())
+                               for i, doc in got]
+                        expected = [(i, doc if isinstance(doc, str) else doc.decode())
+                                    for i, doc in expected]
+                    if not sql.startswith(("SHOW TABLE STATUS", "SELECT LAST_INSERT_ID")):
+                        assert [tuple(str(v) for v in r) for r in got] == [
+                            tuple(str(v) for v in r) for r in expected], sql
+                    cur.close()
+            with extended.cursor() as cur:
+                cur.execute("SHOW DAL POOLS")  # DAL's admin answers too
+                assert cur.fetchall()
+    finally:
+        extended.close()
+        with direct("a", "trade").cursor() as cur:
+            cur.execute("DROP TABLE IF EXISTS dal_corners_json")

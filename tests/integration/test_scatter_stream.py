@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import pymysql
 import pymysql.cursors
 import pytest
+
+from tests.conftest import assert_pools_idle
+from tests.own_dal import own_dal
 
 ROWS_PER_SHARD = 1667  # x 120 shards = 200,040 rows
 BASE_USER = 10_000_000
@@ -63,8 +67,37 @@ def many_orders(direct, connect):
 
 
 def test_a_scatter_of_200000_rows_streams_in_bounded_memory(dal, connect, many_orders) -> None:
-    pid = dal.proc.pid
-    conn = connect(cursorclass=pymysql.cursors.SSCursor, read_timeout=300)
+    read_in_bounded_memory(dal.proc.pid, connect(cursorclass=pymysql.cursors.SSCursor,
+                                                 read_timeout=300), many_orders)
+
+
+def test_a_scatter_inside_an_xa_transaction_streams_in_bounded_memory(many_orders,
+                                                                       tmp_path) -> None:
+    """Mode xa: the read runs on the transaction's branches (mariadb-dump
+    --single-transaction reads every table so), streamed as outside a transaction."""
+    transactions = {"mode": "xa", "decision_log": str(tmp_path / "xa.log"),
+                    "xid_prefix": f"strm{uuid.uuid4().hex[:4]}"}
+    with own_dal(tmp_path, transactions=transactions) as xdal:
+        warm = xdal.connect()
+        with warm.cursor() as cur:  # the plan and the streaming code in place first
+            cur.execute("SELECT * FROM orders LIMIT 1")
+        warm.close()
+        conn = xdal.connect(cursorclass=pymysql.cursors.SSCursor, read_timeout=300,
+                            autocommit=False)
+        with conn.cursor() as cur:
+            cur.execute("SELECT @@in_transaction")  # opens the XA transaction
+        read_in_bounded_memory(xdal.proc.proc.pid, conn, many_orders)  # type: ignore[union-attr]
+        with conn.cursor() as cur:
+            cur.execute("SELECT COUNT(*) FROM orders WHERE note = %s", (MARK,))
+            assert cur.fetchone()[0] == many_orders  # the session's transaction goes on
+        conn.rollback()
+        conn.close()
+        assert_pools_idle(xdal.port)
+
+
+def read_in_bounded_memory(pid: int, conn: pymysql.Connection, expected: int) -> None:
+    """``SELECT * FROM orders`` read slowly through ``conn`` (an SSCursor) while the RSS of
+    DAL's process ``pid`` is sampled: every marked row arrives, memory grows far less."""
     baseline = peak = rss_kib(pid)
     stop = threading.Event()
 
@@ -94,6 +127,41 @@ def test_a_scatter_of_200000_rows_streams_in_bounded_memory(dal, connect, many_o
     print(f"\nstreamed {total} rows ({result_bytes / 1e6:.1f} MB of text) in {seconds:.1f} s; "
           f"DAL RSS {baseline / 1024:.1f} MiB -> peak {peak / 1024:.1f} MiB "
           f"(+{growth / 1e6:.1f} MB)")
-    assert marked == many_orders
+    assert marked == expected
     assert growth < result_bytes / 3, (growth, result_bytes)
     assert growth < 16e6
+
+
+def test_a_branch_killed_mid_stream_ends_the_read_and_the_transaction(many_orders, direct,
+                                                                       tmp_path) -> None:
+    """The branch connection serving a streamed read is killed on the backend: the client's
+    read ends with an error, the transaction then answers that it lost a branch, ROLLBACK
+    ends it, and every connection is back in its pool."""
+    transactions = {"mode": "xa", "decision_log": str(tmp_path / "xa.log"),
+                    "xid_prefix": f"kill{uuid.uuid4().hex[:4]}"}
+    with own_dal(tmp_path, transactions=transactions) as xdal:
+        conn = xdal.connect(cursorclass=pymysql.cursors.SSCursor, read_timeout=60,
+                            autocommit=False)
+        cur = conn.cursor()
+        cur.execute("SELECT * FROM orders")
+        for _ in range(1000):
+            assert cur.fetchone() is not None
+        with direct("a", account="root").cursor() as root:  # the branch: the open transaction
+            root.execute("SELECT trx_mysql_thread_id FROM information_schema.INNODB_TRX")
+            threads = [row[0] for row in root.fetchall()]
+            assert len(threads) == 1, threads
+            for thread in threads:
+                root.execute(f"KILL CONNECTION {thread}")
+        with pytest.raises(pymysql.MySQLError):
+            while cur.fetchone() is not None:
+                pass
+        with pytest.raises(pymysql.MySQLError) as lost:
+            cur.execute("SELECT COUNT(*) FROM orders WHERE user_id = 5")
+        assert "lost its connection" in lost.value.args[1]
+        conn.rollback()
+        cur = conn.cursor()
+        cur.execute("SELECT COUNT(*) FROM orders WHERE note = %s", (MARK,))
+        assert cur.fetchone()[0] == many_orders
+        conn.rollback()
+        conn.close()
+        assert_pools_idle(xdal.port)

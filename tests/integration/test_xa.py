@@ -186,6 +186,31 @@ def test_what_xa_cannot_do_is_refused_and_the_transaction_stays_usable(xa_dal, d
     assert_pools_idle(xa_dal.port)
 
 
+def test_a_streamed_scatter_in_a_transaction_reads_its_writes_and_survives_an_error(
+        xa_dal, direct, clean) -> None:
+    """A merge-free scatter read inside the transaction streams on its branches: it sees the
+    transaction's rows; a read every shard refuses leaves the transaction usable."""
+    conn = xa_dal.connect()
+    with conn.cursor() as cur:
+        cur.execute("BEGIN")
+        cur.execute(INSERT, (U_A, "1.00"))
+        cur.execute(INSERT, (U_DEFAULT, "2.00"))
+        cur.execute("SELECT user_id, total FROM orders WHERE total IN (1.00, 2.00) "
+                    "AND user_id IN %s", (USERS,))  # no ORDER BY: streamed, shard order
+        assert sorted((r[0], str(r[1])) for r in cur.fetchall()) == [
+            (U_DEFAULT, "2.00"), (U_A, "1.00")]
+        with pytest.raises(pymysql.MySQLError) as refused:
+            cur.execute("SELECT no_such_column FROM orders")
+        assert refused.value.args[0] == 1054
+        cur.execute(INSERT, (U_A2, "3.00"))
+        cur.execute("COMMIT")
+    assert shard_totals(direct, U_A) == ["1.00"] and shard_totals(direct, U_A2) == ["3.00"]
+    assert shard_totals(direct, U_DEFAULT) == ["2.00"]
+    assert prepared_xids(direct, "a") == [] and prepared_xids(direct, "b") == []
+    conn.close()
+    assert_pools_idle(xa_dal.port)
+
+
 def test_a_client_that_vanishes_mid_transaction_is_rolled_back(xa_dal, direct,
                                                                clean) -> None:
     conn = xa_dal.connect()

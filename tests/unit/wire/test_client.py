@@ -19,7 +19,13 @@ from dal.wire.client import (
     ClientConnection,
     LoginRefused,
 )
-from dal.wire.constants import Capability
+from dal.wire.constants import (
+    CLIENT_MYSQL,
+    FLAVOUR_EXTENDED_METADATA,
+    FLAVOUR_FOUND_ROWS,
+    MARIADB_CLIENT_EXTENDED_METADATA,
+    Capability,
+)
 from dal.wire.framing import PacketBuffer, frame
 from dal.wire.messages import ERR, OK, Handshake, HandshakeResponse
 from router.rows.errors import ProtocolError
@@ -35,7 +41,7 @@ def logged_in(wire: ClientConnection | None = None) -> ClientConnection:
     """``wire`` (a new one if None) through a whole native-password login, as a backend would
     answer it."""
     wire = wire if wire is not None else ClientConnection()
-    wire.greeting(0, greeting(), found_rows=False, schema=None, tls=False)
+    wire.greeting(0, greeting(), flavour=0, schema=None, tls=False)
     wire.login_response("dal", b"pw", None)
     assert wire.auth_reply(2, OK().encode()) == b""
     return wire
@@ -52,7 +58,7 @@ def payload_of(packet: bytes) -> tuple[int, bytes]:
 def test_native_login() -> None:
     wire = ClientConnection()
     assert wire.state is GREETING
-    hello = wire.greeting(0, greeting(), found_rows=True, schema="trade", tls=False)
+    hello = wire.greeting(0, greeting(), flavour=FLAVOUR_FOUND_ROWS, schema="trade", tls=False)
     assert hello.connection_id == 7
     seq, payload = payload_of(wire.login_response("dal", b"pw", "trade"))
     assert seq == 1 and wire.state is AUTH
@@ -67,9 +73,24 @@ def test_native_login() -> None:
     assert wire.state is READY and wire.status == 2
 
 
+@pytest.mark.parametrize("offered", [True, False], ids=["mariadb-offers", "not-offered"])
+def test_extended_metadata_flavour_asks_only_a_server_that_offers_it(offered: bool) -> None:
+    """MariaDB reads the extended capabilities of a client without CLIENT_MYSQL only."""
+    caps = 0xFFFFFFFF & ~CLIENT_MYSQL if offered else 0xFFFFFFFF
+    hello = Handshake(b"10.11.0-MariaDB", 7, SCRAMBLE, caps, auth_plugin=auth.NATIVE,
+                      extended=MARIADB_CLIENT_EXTENDED_METADATA).encode()
+    wire = ClientConnection()
+    wire.greeting(0, hello, flavour=FLAVOUR_EXTENDED_METADATA, schema=None, tls=False)
+    response = HandshakeResponse.decode(payload_of(wire.login_response("dal", b"pw", None))[1])
+    assert wire.extended_metadata is offered
+    assert bool(response.extended & MARIADB_CLIENT_EXTENDED_METADATA) is offered
+    assert bool(response.capabilities & CLIENT_MYSQL) is not offered
+    assert not response.capabilities & Capability.FOUND_ROWS
+
+
 def test_tls_login_sends_an_ssl_request_first() -> None:
     wire = ClientConnection()
-    wire.greeting(0, greeting(auth.CACHING_SHA2), found_rows=False, schema=None, tls=True)
+    wire.greeting(0, greeting(auth.CACHING_SHA2), flavour=0, schema=None, tls=True)
     seq, request = payload_of(wire.ssl_request())
     assert seq == 1 and len(request) == 32
     assert int.from_bytes(request[:4], "little") & Capability.SSL
@@ -80,7 +101,7 @@ def test_tls_login_sends_an_ssl_request_first() -> None:
 
 def test_auth_switch_and_sha2_exchanges() -> None:
     wire = ClientConnection()
-    wire.greeting(0, greeting(), found_rows=False, schema=None, tls=False)
+    wire.greeting(0, greeting(), flavour=0, schema=None, tls=False)
     wire.login_response("dal", b"pw", None)
     other = b"zyxwvutsrqponmlkjihg"
     seq, answer = payload_of(wire.auth_reply(2, b"\xfe" + auth.CACHING_SHA2 + b"\x00"
@@ -96,11 +117,11 @@ def test_auth_switch_and_sha2_exchanges() -> None:
 def test_login_refused() -> None:
     wire = ClientConnection()
     with pytest.raises(LoginRefused) as info:
-        wire.greeting(0, ERR(1129, "blocked", "HY000").encode(), found_rows=False,
+        wire.greeting(0, ERR(1129, "blocked", "HY000").encode(), flavour=0,
                       schema=None, tls=False)
     assert info.value.code == 1129
     wire = ClientConnection()
-    wire.greeting(0, greeting(), found_rows=False, schema=None, tls=False)
+    wire.greeting(0, greeting(), flavour=0, schema=None, tls=False)
     wire.login_response("dal", b"bad", None)
     with pytest.raises(LoginRefused) as info:
         wire.auth_reply(2, ERR(1045, "Access denied", "28000").encode())
