@@ -33,11 +33,10 @@ from collections.abc import Callable
 
 import pymysql
 
-from config.loader import load_config
 from dal.migration import control
 from dal.sync_lag import read_status
 from tools.migrate import SUBCOMMANDS, Subcommand
-from tools.migrate_layout import Layout, migrated_database, quote
+from tools.migrate_layout import Layout, layout_for, quote
 from tools.verify import Throttle
 
 ALLOWED = ("dual_legacy", "shadow")
@@ -325,11 +324,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
-    try:
-        layout = Layout(config, migrated_database(config, args.db))
-    except ValueError as exc:
-        print(f"dal migrate backfill: {exc}", file=sys.stderr)
+    layout = layout_for(args, "backfill")
+    if layout is None:
         return 2
     backfill = None
     try:

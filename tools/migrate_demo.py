@@ -27,10 +27,9 @@ from decimal import Decimal
 
 import pymysql
 
-from config.loader import load_config
 from dal.migration import control
 from tools.migrate import SUBCOMMANDS, Subcommand
-from tools.migrate_layout import Layout, Place, migrated_database, quote
+from tools.migrate_layout import Layout, Place, layout_for, quote
 from tools.schema import SCHEMA_DIR, split_statements
 
 LEGACY_SCHEMA = SCHEMA_DIR / "schema" / "legacy_trade.sql"
@@ -219,11 +218,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
-    try:
-        layout = Layout(config, migrated_database(config, args.db))
-    except ValueError as exc:
-        print(f"dal migrate demo: {exc}", file=sys.stderr)
+    layout = layout_for(args, "demo")
+    if layout is None:
         return 2
     try:
         return demo(layout, args)

@@ -9,11 +9,14 @@ chosen the way `dal sync` chooses it (tools/sync_route.py).
 
 from __future__ import annotations
 
+import argparse
+import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import pymysql
 
+from config.loader import load_config
 from config.migration import MigrationConfig
 from config.model import Config, Instance
 from dal.migration import control
@@ -176,6 +179,17 @@ class Layout:
 
     def close(self) -> None:
         self.conns.close()
+
+
+def layout_for(args: argparse.Namespace, command: str) -> Layout | None:
+    """The layout of ``args.config``'s migrated database (``args.db``); None after saying on
+    stderr why there is none (the caller exits 2)."""
+    config = load_config(args.config)
+    try:
+        return Layout(config, migrated_database(config, args.db))
+    except ValueError as exc:
+        print(f"dal migrate {command}: {exc}", file=sys.stderr)
+        return None
 
 
 def legacy_is_authoritative(phase: str) -> bool:

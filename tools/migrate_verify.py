@@ -40,14 +40,13 @@ from dataclasses import dataclass, field
 
 import pymysql
 
-from config.loader import load_config
 from dal.migration import control
 from tools.migrate import SUBCOMMANDS, Subcommand
 from tools.migrate_layout import (
     Layout,
     Place,
+    layout_for,
     legacy_is_authoritative,
-    migrated_database,
     quote,
     read_phase,
 )
@@ -384,11 +383,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
-    try:
-        layout = Layout(config, migrated_database(config, args.db))
-    except ValueError as exc:
-        print(f"dal migrate verify: {exc}", file=sys.stderr)
+    layout = layout_for(args, "verify")
+    if layout is None:
         return 2
     try:
         row = read_phase(layout)
