@@ -312,12 +312,7 @@ def _execute(session: SessionPort, statement: Statement, payload: bytes,
     if plan.kind == SHARDED:
         _sharded(session, statement, plan, ex, cursor, last_seq)
     elif plan.kind == MIGRATED:  # a live migration's table: its phase's tree, no shortcut
-        try:
-            slots = statement.shape.slots(_literals(ex))
-        except ValueError as exc:
-            _error(session, WRONG_ARGUMENTS, f"Incorrect arguments to mysqld_stmt_execute: {exc}")
-            return
-        run_tree(session, plan, PreparedBindings(slots, statement, ex, cursor, last_seq))
+        _run_bound(session, statement, plan, ex, cursor, last_seq)
     elif plan.kind in (ROUTE, REFUSE):
         run_tree(session, plan, PreparedBindings([], statement, ex, cursor, last_seq))
     else:
@@ -367,6 +362,12 @@ def _sharded(session: SessionPort, statement: Statement, plan: Plan, ex: Execute
             PreparedBindings(slots, statement, ex, cursor, last_seq).run_rendered(  # type: ignore[arg-type]
                 session, sharded, target, found[1], found[2], plan.statement)  # type: ignore[arg-type]
             return
+    _run_bound(session, statement, plan, ex, cursor, last_seq)
+
+
+def _run_bound(session: SessionPort, statement: Statement, plan: Plan, ex: Execute,
+               cursor: bool, last_seq: int) -> None:
+    """Run ``plan``'s tree with every parameter bound as a literal in its slot."""
     try:
         slots = statement.shape.slots(_literals(ex))
     except ValueError as exc:
