@@ -141,8 +141,10 @@ class MigrationEnv:
         found = []
         for instance in ("a", "b"):
             with contextlib.closing(self.connect(instance)) as conn, conn.cursor() as cur:
-                cur.execute("SELECT schema_name FROM information_schema.schemata WHERE "
-                            "schema_name LIKE 'user\\_%' OR schema_name LIKE 'merchant\\_%'")
+                # trade's shard databases only: other tests' migrations (`mt`) have their own
+                cur.execute("SELECT table_schema FROM information_schema.tables WHERE "
+                            "table_name = %s AND table_schema REGEXP "
+                            "'^(user|merchant)_[0-9]{3}$'", (table,))
                 names = [r[0] for r in cur.fetchall()]
                 union = " UNION ALL ".join(f"SELECT '{n}' FROM {n}.{table} WHERE id = {row_id}"
                                            for n in names)
