@@ -15,9 +15,8 @@ from dal.shard_route import route_plan, shard_renamer
 from dal.wire.constants import Status
 from dal.wire.framing import frame
 from dal.wire.messages import OK
-from dal.wire.results import RESULT, ResponseScanner, encode_result_set
+from dal.wire.results import RESULT, encode_result_set
 from router.rows.columns import ColumnDefinition
-from router.rows.errors import ProtocolError
 
 if TYPE_CHECKING:
     from dal.ports import SessionPort
@@ -53,16 +52,6 @@ class ExecutionBindings(Protocol):
 def logical_columns(columns: list[ColumnDefinition], logical: bytes) -> list[ColumnDefinition]:
     """Shard column definitions as the client sees them: schema = the logical database."""
     return [replace(c, schema=logical) if c.schema else c for c in columns]
-
-
-def note_response(session: SessionPort, response: bytes) -> None:
-    """ROW_COUNT() and FOUND_ROWS() after a response DAL built (a merge, a split insert)."""
-    scanner = ResponseScanner(False)
-    try:
-        scanner.feed(response)
-    except ProtocolError:
-        return
-    session.note_counts(scanner)
 
 
 @dataclass(slots=True)
@@ -105,7 +94,7 @@ class TextBindings:
         response = encode_result_set(logical_columns(columns, logical), rows,
                                      deprecate_eof=False, status=session.status & ~_MORE,
                                      seq=session.reply_seq, extended=session.extended_metadata)
-        note_response(session, response)
+        session.row_count, session.found_rows_count = -1, len(rows)  # as after any SELECT
         session.send(response)
 
     def send_ok(self, session: SessionPort, affected: int, last_insert_id: int) -> None:
@@ -114,5 +103,5 @@ class TextBindings:
             session.last_insert_id = last_insert_id
         response = frame(OK(affected_rows=affected, last_insert_id=last_insert_id,
                             status=session.status).encode(), session.reply_seq)
-        note_response(session, response)
+        session.row_count = affected
         session.send(response)
