@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("dal.sync")
 IDLE_PROGRESS = 600.0  # seconds between repeats of a source's unchanged progress line
+SHUTDOWN_LIMIT = 30.0  # seconds from a stop to the process's end, come what may
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -84,9 +86,13 @@ def run(args: argparse.Namespace) -> int:
     except sync_lock.AlreadyRunning as exc:
         print(f"dal sync: {exc}", file=sys.stderr)
         return 3
-    stop = threading.Event()
+    stop = threading.Event()  # set by an applier that cannot go on
+    signalled: list[int] = []
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+        # Only a lock-free append: Event.set() in a handler deadlocks when the signal lands
+        # while the main thread holds that event's lock (inside stop.wait), and the follower
+        # would then outlive its `dal serve` and double-apply beside the next one.
+        signal.signal(sig, lambda sig, _frame: signalled.append(sig))
     try:
         group = followers(config)
         starts = {f.name: f.start_position(args.reset, args.from_beginning) for f in group}
@@ -115,7 +121,8 @@ def run(args: argparse.Namespace) -> int:
                                         name=f"apply-{f.name}", daemon=True))
     for t in threads:
         t.start()
-    code = _supervise(group, status, stop, args.progress)
+    code = _supervise(group, status, stop, signalled, args.progress)
+    _exit_within(SHUTDOWN_LIMIT)
     for t in threads:
         if t.name.startswith("apply-"):
             t.join(10.0)  # the batch in progress commits; readers are left to exit with us
@@ -134,11 +141,19 @@ def _guard(follower: Follower, stop: threading.Event) -> None:
         stop.set()
 
 
+def _exit_within(seconds: float) -> None:
+    """Whatever happens while stopping (a target that stopped answering mid-batch), the
+    process is gone ``seconds`` from now: a follower left running would duplicate the next."""
+    timer = threading.Timer(seconds, os._exit, (1,))
+    timer.daemon = True
+    timer.start()
+
+
 def _supervise(group: list[Follower], status: SyncStatus, stop: threading.Event,
-               progress: float) -> int:
+               signalled: list[int], progress: float) -> int:
     last_line = time.monotonic()
     printed: dict[str, tuple[str, float]] = {}  # per source: its last line, and when
-    while not stop.wait(1.0):
+    while not signalled and not stop.wait(1.0):
         status.write()
         if progress and time.monotonic() - last_line >= progress:
             last_line = now = time.monotonic()
