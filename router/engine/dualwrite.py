@@ -8,13 +8,20 @@ otherwise `dal sync` copies it), then COMMIT. Shards authoritative (dual_sharded
 shard, in a shard transaction, mirrored to legacy. The authoritative row lock is held while the
 copy is written, so copies of one row never apply out of order. A failed mirror is recorded in
 the repair log (before the authoritative side commits), never dropped: a repairer re-copies
-the row's current state. The write commits on its own, whatever transaction the session has.
+the row's current state.
+
+Inside a client transaction (BEGIN, or autocommit=0) the authoritative write runs in the
+session's transaction instead (one shard when the shards are authoritative, as the sharded
+path), and its ids go to the outbox in that same transaction (`Cursor.defer_mirror`): after
+COMMIT the ids' current state is copied under the row lock as above; ROLLBACK leaves nothing.
+Outside one, the write commits on its own, in a transaction of DAL's.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
 
 from router.engine.base import Bindings, Cursor, OwnTransaction, Primitive, ShardResult, Slots
 from router.engine.insert import InsertSplit
@@ -24,6 +31,7 @@ from router.sharded import ShardedPlan
 from router.targets import NOT_SUPPORTED, Refusal, Target, target_of
 
 TO_SHARDS, TO_LEGACY = "to_shards", "to_legacy"
+Run = Callable[[bytes], Awaitable[ShardResult]]
 
 
 def sql_value(value: bytes | None) -> bytes:
@@ -100,37 +108,76 @@ class DualWrite(Primitive):
     async def run(self, cursor: Cursor, bindings: Bindings) -> None:
         """Write, mirror, answer; the latency is observed."""
         started = time.perf_counter()
+        in_txn = cursor.transaction_holder() is not None
         if self.legacy_first:
-            affected, first_id = await self._legacy_first(cursor, bindings.slots)
+            write = self._legacy_in_txn if in_txn else self._legacy_first
         else:
-            affected, first_id = await self._shards_first(cursor, bindings.slots)
+            write = self._shards_in_txn if in_txn else self._shards_first
+        done = await write(cursor, bindings.slots)
+        if done is None:  # refused by the transaction mode (the cursor answered)
+            return
+        affected, first_id = done
         cursor.count_migration(self.spec.db, "dual_write", time.perf_counter() - started)
         cursor.send_ok(affected, first_id)
 
     # -- legacy authoritative --------------------------------------------------------------
 
-    async def _legacy_first(self, cursor: Cursor, slots: Slots) -> tuple[int, int]:
+    async def _legacy_write(self, cursor: Cursor, run: Run, slots: Slots,
+                            ) -> tuple[int, int, list[int], dict[int, tuple[int, ...]]]:
+        """The write on legacy through ``run``, its touched rows locked first: (affected,
+        first id, the ids touched, each locked row's keys)."""
         spec = self.spec
         legacy = spec.legacy_db
+        if self.insert is not None:
+            ids, sql, first_id = self._insert_rows(cursor, slots, legacy)
+            keys: dict[int, tuple[int, ...]] = {}
+        else:
+            before = await run(spec.select.render(slots, legacy) + b" FOR UPDATE")  # type: ignore[union-attr]
+            keys = {int(r[0]): tuple(int(v) for v in r[1:]) for r in before.rows}  # type: ignore[arg-type]
+            ids, sql, first_id = sorted(keys), spec.legacy.render(slots, b""), 0
+        result = await run(sql)
+        return result.ok.affected_rows if result.ok else 0, first_id, ids, keys
+
+    async def _legacy_first(self, cursor: Cursor, slots: Slots) -> tuple[int, int]:
+        spec = self.spec
         txn = await cursor.own_transaction(spec.source_instance)
         try:
-            if self.insert is not None:
-                ids, sql, first_id = self._insert_rows(cursor, slots, legacy)
-                keys: dict[int, tuple[int, ...]] = {}
-            else:
-                before = await txn.run(spec.select.render(slots, legacy) + b" FOR UPDATE")  # type: ignore[union-attr]
-                keys = {int(r[0]): tuple(int(v) for v in r[1:]) for r in before.rows}  # type: ignore[arg-type]
-                ids, sql, first_id = sorted(keys), spec.legacy.render(slots, b""), 0
-            result = await txn.run(sql)
-            affected = result.ok.affected_rows if result.ok else 0
+            affected, first_id, ids, keys = await self._legacy_write(cursor, txn.run, slots)
             if ids:
-                current = await self._read(txn, legacy, ids)
+                current = await self._read(txn, spec.legacy_db, ids)
                 await self._mirror_to_shards(cursor, current, ids, keys)
             await self._commit(cursor, txn, ids, TO_SHARDS)
         except BaseException:
             await txn.rollback()
             raise
         return affected, first_id
+
+    async def _legacy_in_txn(self, cursor: Cursor, slots: Slots) -> tuple[int, int]:
+        """In the client's transaction on legacy; the mirror after its COMMIT."""
+        spec = self.spec
+        instance = spec.source_instance
+        affected, first_id, ids, keys = await self._legacy_write(
+            cursor, partial(cursor.run_in_session, instance), slots)
+        await cursor.defer_mirror(instance, spec.db, spec.table or "", ids, TO_SHARDS,
+                                  partial(self._mirror_committed, instance, spec.legacy_db,
+                                          ids, keys))
+        return affected, first_id
+
+    async def _mirror_committed(self, instance: str, database: bytes, ids: Sequence[int],
+                                keys: dict[int, tuple[int, ...]], cursor: Cursor) -> None:
+        """After the client's COMMIT: the ids' current state on the authoritative side, read
+        under its row lock in a transaction of DAL's, copied to the other side."""
+        txn = await cursor.own_transaction(instance)
+        try:
+            current = await self._read(txn, database, ids, b" FOR UPDATE")
+            if self.legacy_first:
+                await self._mirror_to_shards(cursor, current, ids, keys)
+            else:
+                await self._mirror_to_legacy(cursor, current, ids)
+            await txn.commit()
+        except BaseException:
+            await txn.rollback()
+            raise
 
     def _insert_rows(self, cursor: Cursor, slots: Slots,
                      database: bytes) -> tuple[list[int], bytes, int]:
@@ -149,10 +196,11 @@ class DualWrite(Primitive):
                + ins.insert.tail.render(slots, b""))  # type: ignore[arg-type]
         return made, sql, first_id
 
-    async def _read(self, txn: OwnTransaction, database: bytes, ids: Sequence[int]) -> Copy:
+    async def _read(self, txn: OwnTransaction, database: bytes, ids: Sequence[int],
+                    lock: bytes = b"") -> Copy:
         table = self.spec.table or ""
         result = await txn.run(b"SELECT * FROM " + _quote(database.decode()) + b"."
-                               + _quote(table) + b" WHERE id IN (" + _ids(ids) + b")")
+                               + _quote(table) + b" WHERE id IN (" + _ids(ids) + b")" + lock)
         return Copy(table, result, self.spec.columns[1:])
 
     async def _mirror_to_shards(self, cursor: Cursor, copy: Copy, ids: Sequence[int],
@@ -235,6 +283,30 @@ class DualWrite(Primitive):
                 raise
             first_id = first_id or (ids[0] if ids else 0)
         return affected, first_id
+
+    async def _shards_in_txn(self, cursor: Cursor, slots: Slots) -> tuple[int, int] | None:
+        """In the client's transaction on the one shard it reaches (as the sharded path);
+        the mirror to legacy after its COMMIT. None when the transaction mode refused it."""
+        parts = await self._shard_parts(cursor, slots)
+        if not parts:
+            return 0, 0
+        if len(parts) > 1:
+            raise Refusal(NOT_SUPPORTED, f"a write to {self.spec.table} reaching {len(parts)} "
+                          "shards is refused inside a transaction (transaction mode 'single'); "
+                          "keep a transaction on one user")
+        target, sql, ids = parts[0]
+        if not cursor.check_shard(target.database):
+            return None
+        keys: list[int] = list(ids)
+        if self.insert is None:
+            select = self.spec.select.render(slots, target.database, target.only)  # type: ignore[union-attr]
+            before = await cursor.run_in_session(target.instance, select + b" FOR UPDATE")
+            keys = sorted(int(r[0]) for r in before.rows)  # type: ignore[arg-type]
+        result = await cursor.run_in_session(target.instance, sql)
+        await cursor.defer_mirror(target.instance, self.spec.db, self.spec.table or "", keys,
+                                  TO_LEGACY, partial(self._mirror_committed, target.instance,
+                                                     target.database, keys, {}))
+        return result.ok.affected_rows if result.ok else 0, ids[0] if ids else 0
 
     async def _shard_parts(self, cursor: Cursor,
                            slots: Slots) -> list[tuple[Target, bytes, list[int]]]:

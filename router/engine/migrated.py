@@ -143,7 +143,7 @@ class Gated(Primitive):
 
     async def run(self, cursor: Cursor, bindings: Bindings) -> None:
         """Pass the gate, then run the write under the phase the gate names."""
-        async with cursor.migration_gate(self.spec.db) as phase:
+        async with cursor.migration_gate(self.spec.db, cursor.transaction_holder()) as phase:
             inner = self.inner
             if phase != self.spec.phase:  # a switch happened since this tree was planned
                 root = cursor.replanned()
