@@ -96,8 +96,10 @@ async def settle(session: SessionPort, writes: TxnWrites, committed: bool) -> No
                     log.warning("migration: mirror after COMMIT failed (%s); the repairer "
                                 "copies it from the outbox", exc)
     finally:
+        current = session.migration_txn  # a later transaction of the session (after `ended`)
         for db in writes.dbs:
-            migration.gate(db).release(session.id)
+            if current is None or db not in current.dbs:  # else that one releases it
+                migration.gate(db).release(session.id)
 
 
 def ended(session: SessionPort) -> None:

@@ -114,7 +114,7 @@ def _transaction(dal: MigratingDal, user: int, old: int, end: str,
 def test_transactions_in_each_dual_phase(env: MigrationEnv, tmp_path: Path,
                                          autocommit_off: bool) -> None:
     user = USERS[1] + autocommit_off
-    with migrating_dal(tmp_path, env) as dal:
+    with migrating_dal(tmp_path, env, shadow_rate=1.0) as dal:  # every shadow read compared
         old = _prepare(env, dal, user)
         before = _sides(env, "orders", old, user)
         old_items = env.legacy_rows("order_items", "order_id = %s", (old,))
@@ -140,6 +140,7 @@ def test_transactions_in_each_dual_phase(env: MigrationEnv, tmp_path: Path,
             _no_outbox(env)  # cleared by the mirror right after the COMMIT
             before = _sides(env, "orders", old, user)
             old_items = []
+        assert dal.metric("dal_migration_shadow_mismatches_total", db=DB) == 0
 
 
 def _no_outbox(env: MigrationEnv) -> None:
