@@ -10,7 +10,9 @@ import pytest
 
 from config.loader import load_config
 from dal.migration.switch import switch
+from router.rows.columns import ColumnDefinition
 from tests.migration.env import DB, MigratingDal, MigrationEnv, copy_legacy, make_env, migrating_dal
+from tests.rawclient import RawClient
 
 USERS = range(9_100_000, 9_100_100)
 MERCHANT = 4_077
@@ -153,3 +155,26 @@ def test_rollback_one_step_at_each_phase_loses_nothing(env: MigrationEnv,
             _model_check(env, dal, expected, forward)
         assert dal.metric("dal_migration_shadow_mismatches_total", db=DB) == 0
         assert env.repair_depth() == 0
+
+
+def test_legacy_reads_name_the_logical_database(env: MigrationEnv, tmp_path: Path) -> None:
+    """A read relayed from the legacy database (phases legacy and dual_legacy) shows `trade`
+    in its column definitions, as a shard's read does, never `legacy_trade`."""
+    user = USERS[5]
+    with migrating_dal(tmp_path, env) as dal:
+        row_id = _order(dal, user, "4.00")
+        for phase in ("legacy", "dual_legacy"):
+            if phase != "legacy":
+                _switch(dal, phase)
+            client = RawClient(dal.port)
+            try:
+                assert client.login()[0] == 0
+                for _ in range(2):  # the second answer reuses the renamed header
+                    packets = client.query(f"SELECT id, total FROM orders WHERE id = {row_id}"
+                                           .encode())
+                    columns = [ColumnDefinition.decode(p) for p in packets[1:3]]
+                    assert [c.name for c in columns] == [b"id", b"total"]
+                    assert {c.schema for c in columns} == {b"trade"}, phase
+                    assert {c.table for c in columns} == {b"orders"}
+            finally:
+                client.close()
