@@ -211,7 +211,7 @@ class ExecutionCursor:
         return None
 
     async def defer_mirror(self, instance: str, db: str, tbl: str, ids: Sequence[int],
-                           direction: str, mirror: Callable[[Any], Awaitable[None]]) -> None:
+                           direction: str, mirror: Callable[[Any, bytes], Awaitable[None]]) -> None:
         await self.session.server.migration.defer(self.session, instance, db, tbl, ids,
                                                   direction, mirror)
 

@@ -29,17 +29,27 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("dal.migration")
 
-Mirror = Callable[[Any], Awaitable[None]]  # the primitive's copy of committed ids (a Cursor)
+# The primitive's copy of committed ids: (cursor, the statement that deletes their outbox
+# entries, run in the copy's own transaction on the authoritative side before it commits)
+Mirror = Callable[[Any, bytes], Awaitable[None]]
 
 
 @dataclass(slots=True)
 class Deferred:
-    """One write's pending mirror: its outbox entries ``first..last`` on ``instance``."""
+    """One write's pending mirror: its outbox entries ``seqs`` (of ``ids``) on ``instance``."""
 
     instance: str
-    first: int
-    last: int
+    seqs: range
+    ids: tuple[int, ...]
     mirror: Mirror
+
+    def done(self) -> bytes:
+        """The delete of its entries: by primary key values, so that InnoDB locks those
+        records only (a range would lock the gap where other transactions add theirs)."""
+        seqs = ", ".join(str(s) for s in self.seqs)
+        ids = ", ".join(str(i) for i in self.ids)
+        return (f"DELETE FROM dal_meta.migration_repair WHERE seq IN ({seqs}) AND id IN "
+                f"({ids})").encode()
 
 
 @dataclass(slots=True)
@@ -73,25 +83,23 @@ async def defer(session: SessionPort, instance: str, db: str, tbl: str, ids: Seq
         return
     result = await leases.run_in_session(session, instance,
                                          outbox_insert(db, tbl, ids, direction))
-    first = result.ok.last_insert_id if result.ok else 0
+    first = result.ok.last_insert_id if result.ok else 0  # consecutive: one simple INSERT
     hold(session, db)
     session.migration_txn.deferred.append(  # type: ignore[union-attr]
-        Deferred(instance, first, first + len(ids) - 1, mirror))
+        Deferred(instance, range(first, first + len(ids)), tuple(int(i) for i in ids), mirror))
 
 
 async def settle(session: SessionPort, writes: TxnWrites, committed: bool) -> None:
-    """After the transaction ended: copy each deferred mirror (``committed``), delete its
-    outbox entries, release the gates. A failed copy leaves the entries to the repairer."""
+    """After the transaction ended: copy each deferred mirror (``committed``) and delete its
+    outbox entries in the same transaction, release the gates. A failed copy leaves the
+    entries to the repairer."""
     migration = session.server.migration
     try:
         if committed:
             cursor = ExecutionCursor(session, None)  # type: ignore[arg-type]
             for item in writes.deferred:
                 try:
-                    await item.mirror(cursor)
-                    await cursor.run_pooled(item.instance, (
-                        "DELETE FROM dal_meta.migration_repair WHERE seq BETWEEN "
-                        f"{item.first} AND {item.last}").encode())
+                    await item.mirror(cursor, item.done())
                 except Exception as exc:
                     log.warning("migration: mirror after COMMIT failed (%s); the repairer "
                                 "copies it from the outbox", exc)

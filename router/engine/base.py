@@ -201,9 +201,10 @@ class Cursor(Protocol):
 
     async def defer_mirror(self, instance: str, db: str, tbl: str, ids: Sequence[int],
                            direction: str,
-                           mirror: Callable[[Cursor], Awaitable[None]]) -> None:
+                           mirror: Callable[[Cursor, bytes], Awaitable[None]]) -> None:
         """Inside a client transaction: record ``ids`` in the outbox on ``instance`` as part
-        of the transaction, and run ``mirror(cursor)`` after its COMMIT."""
+        of the transaction, and run ``mirror(cursor, done)`` after its COMMIT (``done``: the
+        statement that deletes those entries, for the mirror's transaction there)."""
 
     def replanned(self) -> Primitive | None:
         """This statement's tree planned again (after a phase switch it waited for)."""

@@ -164,9 +164,11 @@ class DualWrite(Primitive):
         return affected, first_id
 
     async def _mirror_committed(self, instance: str, database: bytes, ids: Sequence[int],
-                                keys: dict[int, tuple[int, ...]], cursor: Cursor) -> None:
+                                keys: dict[int, tuple[int, ...]], cursor: Cursor,
+                                done: bytes) -> None:
         """After the client's COMMIT: the ids' current state on the authoritative side, read
-        under its row lock in a transaction of DAL's, copied to the other side."""
+        under its row lock in a transaction of DAL's, copied to the other side; ``done`` (the
+        delete of their outbox entries) runs in that transaction."""
         txn = await cursor.own_transaction(instance)
         try:
             current = await self._read(txn, database, ids, b" FOR UPDATE")
@@ -174,6 +176,7 @@ class DualWrite(Primitive):
                 await self._mirror_to_shards(cursor, current, ids, keys)
             else:
                 await self._mirror_to_legacy(cursor, current, ids)
+            await txn.run(done)
             await txn.commit()
         except BaseException:
             await txn.rollback()
