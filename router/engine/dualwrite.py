@@ -26,9 +26,10 @@ from functools import partial
 from router.engine.base import Bindings, Cursor, OwnTransaction, Primitive, ShardResult, Slots
 from router.engine.insert import InsertSplit
 from router.engine.migrated import resolve
+from router.genes import merchant_shard_of_gene, user_shard_of_gene
 from router.migration import LEGACY_AUTHORITATIVE, MigrationSpec
 from router.sharded import ShardedPlan
-from router.targets import NOT_SUPPORTED, Refusal, Target, target_of
+from router.targets import NOT_SUPPORTED, Refusal, Target, key_value, target_of
 
 TO_SHARDS, TO_LEGACY = "to_shards", "to_legacy"
 Run = Callable[[bytes], Awaitable[ShardResult]]
@@ -89,9 +90,11 @@ class DualWrite(Primitive):
         self.legacy_first = spec.phase in LEGACY_AUTHORITATIVE
         self.insert = (InsertSplit(sharded, statement)
                        if sharded is not None and sharded.insert is not None else None)
-        if spec.insert and (self.insert is None or not self.insert.insert.generated):
-            raise ValueError("an INSERT into a migrated table must leave out the id (DAL gives "
-                             "new rows gene ids from phase dual_legacy on)")
+        if spec.insert and (self.insert is None or (not self.insert.insert.generated
+                                                     and spec.id_index is None)):
+            raise ValueError("an INSERT into a migrated table must list its columns, and "
+                             "leave out the id or give gene ids (DAL gives new rows gene ids "
+                             "from phase dual_legacy on)")
         if not spec.insert and spec.select is None:
             raise ValueError("unsupported write")
         if not self.legacy_first and sharded is None:
@@ -193,11 +196,47 @@ class DualWrite(Primitive):
 
         ins = self.insert
         assert ins is not None
+        if not ins.insert.generated:
+            made = [i for _, i in self._given_ids(cursor, slots)]
         by_shard, first_id = ins.split(cursor.config, slots, next_id)
         rows = [row for shard in sorted(by_shard) for row in by_shard[shard]]
         sql = (ins.insert.head.render(slots, database) + b", ".join(rows)  # type: ignore[arg-type]
                + ins.insert.tail.render(slots, b""))  # type: ignore[arg-type]
         return made, sql, first_id
+
+    def _given_ids(self, cursor: Cursor, slots: Slots) -> list[tuple[int, int]]:
+        """(user shard, id) of each row of an INSERT that gives its own ids; refused unless
+        each is a gene id of its row's user and merchant above the highest legacy id (an old
+        id routes only through the lookup, a plain number not at all)."""
+        ins = self.insert.insert  # type: ignore[union-attr]
+        at = self.spec.id_index
+        assert at is not None
+        shards = cursor.config.databases[self.spec.db].dimensions[
+            self.sharded.routing.dimension].shards  # type: ignore[union-attr]
+        limit = cursor.max_legacy_id(self.spec.db)
+        out = []
+        for row in ins.rows:
+            cells = [cell.render(slots, b"") for cell in row]  # type: ignore[arg-type]
+            given, user = key_value(cells[at]), key_value(cells[ins.user_index])
+            merchant = (key_value(cells[ins.merchant_index])
+                        if ins.merchant_index is not None else None)
+            if given <= limit:
+                raise Refusal(NOT_SUPPORTED, f"id {given} is refused during the migration of "
+                              f"{self.spec.db}: it is at or below the highest legacy id "
+                              f"({limit}), which only the legacy rows use; omit the id and DAL "
+                              "generates one")
+            if user_shard_of_gene(given, shards) != user % shards or (
+                    merchant is not None
+                    and merchant_shard_of_gene(given, shards) != merchant % shards):
+                raise Refusal(NOT_SUPPORTED, f"id {given} is refused during the migration of "
+                              f"{self.spec.db}: it is not a gene id of its row's user_id "
+                              f"{user}" + ("" if merchant is None else
+                                           f" and merchant_id {merchant}")
+                              + f" (id % {shards} = user_id % {shards}, (id // {shards}) % "
+                              f"{shards} = merchant_id % {shards}); omit the id and DAL "
+                              "generates one")
+            out.append((user % shards, given))
+        return out
 
     async def _read(self, txn: OwnTransaction, database: bytes, ids: Sequence[int],
                     lock: bytes = b"") -> Copy:
@@ -284,7 +323,8 @@ class DualWrite(Primitive):
             except BaseException:
                 await txn.rollback()
                 raise
-            first_id = first_id or (ids[0] if ids else 0)
+            if self.insert is not None and self.insert.insert.generated:
+                first_id = first_id or (ids[0] if ids else 0)
         return affected, first_id
 
     async def _shards_in_txn(self, cursor: Cursor, slots: Slots) -> tuple[int, int] | None:
@@ -323,8 +363,14 @@ class DualWrite(Primitive):
                 made.append(cursor.next_id(user, merchant))
                 return made[-1]
 
-            by_shard, _ = self.insert.split(cursor.config, slots, next_id)
-            ids_by_shard = _ids_by_shard(by_shard, made)
+            if self.insert.insert.generated:
+                by_shard, _ = self.insert.split(cursor.config, slots, next_id)
+                ids_by_shard = _ids_by_shard(by_shard, made)
+            else:
+                ids_by_shard = {}
+                for shard, given in self._given_ids(cursor, slots):
+                    ids_by_shard.setdefault(shard, []).append(given)
+                by_shard, _ = self.insert.split(cursor.config, slots, next_id)
             return [(target, sql, ids_by_shard.get(target.shard, []))
                     for target, sql in self.insert.statements(cursor.config, slots, by_shard)]
         found = await resolve(cursor, self.spec, sharded, slots)
