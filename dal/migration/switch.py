@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pymysql
 
@@ -102,25 +102,18 @@ def _holders(cur: control.Cursor, db: str, version: int) -> str:
 
 def _begin(conn: pymysql.connections.Connection, db: str, target: str) -> control.PhaseRow:
     """Check the move and mark the drain, atomically."""
-    conn.begin()
-    try:
-        with conn.cursor() as cur:
-            row = control.read_phase(cur, db, for_update=True)
-            assert row is not None
-            if row.state != control.ACTIVE:
-                raise SwitchError(f"{db} is already switching ({row.phase} -> {row.next_phase}, "
-                                  f"version {row.version}); wait for it")
-            if row.phase == target:
-                raise SwitchError(f"{db} is in phase {target} already")
-            if not control.next_phase_ok(row.phase, target):
-                raise SwitchError(f"{db} cannot go from {row.phase} to {target}: one step "
-                                  f"at a time along {' <-> '.join(control.PHASES)}")
-            control.write_phase(cur, db, row.phase, control.DRAIN, target, row.version + 1)
-        conn.commit()
-    except BaseException:
-        with contextlib.suppress(Exception):
-            conn.rollback()
-        raise
+    with _transaction(conn) as cur:
+        row = control.read_phase(cur, db, for_update=True)
+        assert row is not None
+        if row.state != control.ACTIVE:
+            raise SwitchError(f"{db} is already switching ({row.phase} -> {row.next_phase}, "
+                              f"version {row.version}); wait for it")
+        if row.phase == target:
+            raise SwitchError(f"{db} is in phase {target} already")
+        if not control.next_phase_ok(row.phase, target):
+            raise SwitchError(f"{db} cannot go from {row.phase} to {target}: one step "
+                              f"at a time along {' <-> '.join(control.PHASES)}")
+        control.write_phase(cur, db, row.phase, control.DRAIN, target, row.version + 1)
     return row
 
 
@@ -157,12 +150,19 @@ def _restore_after(config: Config, conn: pymysql.connections.Connection, db: str
 
 
 def _restore(conn: pymysql.connections.Connection, db: str, old: control.PhaseRow) -> None:
+    with _transaction(conn) as cur:
+        row = control.read_phase(cur, db, for_update=True)
+        if row is not None and (row.state == control.DRAIN or row.phase != old.phase):
+            control.write_phase(cur, db, old.phase, control.ACTIVE, None, row.version + 1)
+
+
+@contextlib.contextmanager
+def _transaction(conn: pymysql.connections.Connection) -> Iterator[control.Cursor]:
+    """A cursor in a transaction on ``conn``: committed, or rolled back on any error."""
     conn.begin()
     try:
         with conn.cursor() as cur:
-            row = control.read_phase(cur, db, for_update=True)
-            if row is not None and (row.state == control.DRAIN or row.phase != old.phase):
-                control.write_phase(cur, db, old.phase, control.ACTIVE, None, row.version + 1)
+            yield cur
         conn.commit()
     except BaseException:
         with contextlib.suppress(Exception):

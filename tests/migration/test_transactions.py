@@ -30,7 +30,7 @@ from tests.migration.env import (
     MigratingDal,
     MigrationEnv,
     copy_legacy,
-    make_env,
+    env_fixture,
     migrating_dal,
 )
 
@@ -42,12 +42,7 @@ INSERT_ITEM = ("INSERT INTO order_items (order_id, user_id, merchant_id, sku, qt
                "VALUES (%s, %s, %s, %s, 1, 2.50)")
 
 
-@pytest.fixture
-def env() -> MigrationEnv:
-    env = make_env()
-    env.setup()
-    yield env
-    env.teardown(USERS)
+env = env_fixture(USERS)
 
 
 def _switch(dal: MigratingDal, phase: str, timeout: float = 20) -> None:
@@ -234,10 +229,7 @@ def test_switch_waits_for_an_open_transaction(env: MigrationEnv, tmp_path: Path)
     user = USERS[7]
     with migrating_dal(tmp_path, env) as dal:
         old = _prepare(env, dal, user)
-        client = dal.connect()
-        with client.cursor() as cur:
-            cur.execute("BEGIN")
-            cur.execute("UPDATE orders SET total = 8.00 WHERE id = %s", (old,))
+        client, _ = _open_transaction(dal, old, "8.00")
         outcome: list[object] = []
         thread = threading.Thread(target=lambda: outcome.append(_try_switch(dal, "shadow")))
         thread.start()
@@ -254,6 +246,17 @@ def test_switch_waits_for_an_open_transaction(env: MigrationEnv, tmp_path: Path)
         client.close()
 
 
+def _open_transaction(dal: MigratingDal, row_id: int, total: str):
+    """A client (and its DAL connection id) whose open transaction updated ``row_id``."""
+    client = dal.connect()
+    with client.cursor() as cur:
+        cur.execute("SELECT CONNECTION_ID()")
+        session = cur.fetchone()[0]
+        cur.execute("BEGIN")
+        cur.execute("UPDATE orders SET total = %s WHERE id = %s", (total, row_id))
+    return client, session
+
+
 def _try_switch(dal: MigratingDal, phase: str, timeout: float = 20) -> SwitchError | None:
     try:
         _switch(dal, phase, timeout)
@@ -266,12 +269,7 @@ def test_switch_timeout_names_the_open_transaction(env: MigrationEnv, tmp_path: 
     user = USERS[9]
     with migrating_dal(tmp_path, env) as dal:
         old = _prepare(env, dal, user)
-        client = dal.connect()
-        with client.cursor() as cur:
-            cur.execute("SELECT CONNECTION_ID()")
-            session = cur.fetchone()[0]
-            cur.execute("BEGIN")
-            cur.execute("UPDATE orders SET total = 6.00 WHERE id = %s", (old,))
+        client, session = _open_transaction(dal, old, "6.00")
         failed = _try_switch(dal, "shadow", timeout=3)
         assert failed is not None and f"DAL connection ids {session}" in str(failed), failed
         row = env.phase()
