@@ -88,6 +88,7 @@ class SessionPort(Protocol):
     txn_pending: str | None
     txn_shard: bytes | None
     xa: Any  # dal.xa.XaTransaction while one is open
+    migration_txn: Any  # dal.migration.txn.TxnWrites while a transaction wrote migrated tables
     snapshot: bool
     last_insert_id: int
     row_count: int

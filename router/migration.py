@@ -57,6 +57,7 @@ class MigrationSpec:
     lookups: tuple[tuple[int, str], ...]
     shadow_rate: float
     direct_merchant: bool
+    id_index: int | None = None    # an INSERT that gives its own id: the id's position in a row
 
     @property
     def legacy_db(self) -> bytes:
@@ -133,8 +134,12 @@ def _spec(cfg: LogicalDatabase, db: str, tree: exp.Expression, text: str, names:
     columns = ("id", *(cfg.dimensions[d].key for d in dimensions))
     if write and phase in ("dual_legacy", "shadow", "dual_sharded"):
         written = {t.name for t in tree.find_all(exp.Table) if t.name in names}
+        every = sorted({t.name for t in tree.find_all(exp.Table)})
         if len(written) != 1 or len(list(tree.find_all(exp.Table))) != 1:
-            raise ValueError("a write during a dual phase names exactly one table")
+            raise ValueError(f"this write names {', '.join(every)}; a write during a dual "
+                             "phase names exactly one table, a migrated one, since DAL "
+                             "mirrors its rows by id (write each table in a statement of its "
+                             "own, in one transaction if they belong together)")
         table = written.pop()
     if isinstance(tree, exp.Update | exp.Delete) and table is not None:
         select = _select_template(tree, columns)
@@ -142,7 +147,16 @@ def _spec(cfg: LogicalDatabase, db: str, tree: exp.Expression, text: str, names:
                          isinstance(tree, exp.Insert), legacy, qualified, select, columns,
                          dimensions,
                          _lookups(cfg, tree, names), mig.shadow_rate,
-                         mig.merchant_copy == "direct")
+                         mig.merchant_copy == "direct", _id_index(tree))
+
+
+def _id_index(tree: exp.Expression) -> int | None:
+    """The position of ``id`` among the columns an INSERT lists, if it lists it."""
+    schema = tree.this if isinstance(tree, exp.Insert) else None
+    if not isinstance(schema, exp.Schema):
+        return None
+    names = [c.name for c in schema.expressions]
+    return names.index("id") if "id" in names else None
 
 
 def _spans(tree: exp.Expression, db: str,

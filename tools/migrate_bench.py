@@ -9,6 +9,8 @@ time with `dal migrate phase`, and measures:
 - the latency a client sees for a write (an UPDATE of an old order by id, an INSERT of a new
   one, alternately) in each phase: --clients connections through DAL for --seconds each,
   p50/p99/max and writes per second, and p50/p99 against phase legacy;
+- with --transactions, the same again with each write inside a client transaction (BEGIN,
+  the write, COMMIT, timed together), against phase legacy's transactions;
 - the backfill's rows per second on the demo set into empty shards, once without other load
   and once while the same clients write through DAL.
 
@@ -37,6 +39,8 @@ from tools.migrate_backfill import Backfill
 from tools.migrate_demo import demo, empty_copies
 from tools.migrate_layout import Layout, migrated_database
 
+TXN = ", in transactions"  # the name suffix of a phase's figures with --transactions
+
 
 class Writers:
     """--clients threads writing through DAL until stopped; latencies in seconds."""
@@ -47,6 +51,7 @@ class Writers:
                             user=args.user, password=args.password, database=db,
                             autocommit=True)
         self.clients, self.max_id = args.clients, max_id
+        self.transactions = False  # each write as BEGIN; write; COMMIT
         self.stop = threading.Event()
         self.latencies: list[float] = []
         self.errors = 0
@@ -82,8 +87,14 @@ class Writers:
                 while not self.stop.is_set():
                     start = time.perf_counter()
                     try:
+                        if self.transactions:
+                            cur.execute("BEGIN")
                         self._write(cur, rng, len(mine))
+                        if self.transactions:
+                            cur.execute("COMMIT")
                     except pymysql.err.MySQLError:
+                        if self.transactions:
+                            conn.rollback()
                         self.errors += 1
                         continue
                     mine.append(time.perf_counter() - start)
@@ -133,14 +144,19 @@ def bench(config: Config, args: argparse.Namespace) -> dict:
         writers = Writers(config, args, db, args.rows)
 
         def measure(phase: str) -> None:
-            with writers:
-                time.sleep(args.seconds)
-            lat = writers.latencies
-            figures["phases"][phase] = {
-                "writes": len(lat), "errors": writers.errors,
-                "per_second": len(lat) / args.seconds, "p50_ms": _percentile(lat, 0.5) * 1000,
-                "p99_ms": _percentile(lat, 0.99) * 1000, "max_ms": max(lat, default=0) * 1000}
-            print(f"{phase}: {figures['phases'][phase]}", file=sys.stderr, flush=True)
+            for transactions in (False, True) if args.transactions else (False,):
+                writers.transactions = transactions
+                with writers:
+                    time.sleep(args.seconds)
+                writers.transactions = False
+                lat = writers.latencies
+                name = f"{phase}{TXN if transactions else ''}"
+                figures["phases"][name] = {
+                    "writes": len(lat), "errors": writers.errors,
+                    "per_second": len(lat) / args.seconds,
+                    "p50_ms": _percentile(lat, 0.5) * 1000,
+                    "p99_ms": _percentile(lat, 0.99) * 1000, "max_ms": max(lat, default=0) * 1000}
+                print(f"{name}: {figures['phases'][name]}", file=sys.stderr, flush=True)
 
         measure("legacy")
         switch(config, db, "dual_legacy", 60)
@@ -160,13 +176,14 @@ def bench(config: Config, args: argparse.Namespace) -> dict:
 
 
 def table(figures: dict) -> str:
-    """The figures as Markdown."""
-    base = figures["phases"]["legacy"]
+    """The figures as Markdown (a phase in transactions against legacy in transactions)."""
+    phases = figures["phases"]
     lines = [f"Demo set: {figures['rows']} orders; {figures['clients']} clients writing through "
              f"DAL for {figures['seconds']} s per phase.", "",
              "| phase | writes/s | p50 ms | p99 ms | max ms | p50 vs legacy | p99 vs legacy |",
              "|---|---|---|---|---|---|---|"]
-    for phase, f in figures["phases"].items():
+    for phase, f in phases.items():
+        base = phases["legacy" + (TXN if phase.endswith(TXN) else "")]
         lines.append(f"| {phase} | {f['per_second']:.0f} | {f['p50_ms']:.2f} | "
                      f"{f['p99_ms']:.2f} | {f['max_ms']:.1f} | "
                      f"{f['p50_ms'] / base['p50_ms']:.2f}x | {f['p99_ms'] / base['p99_ms']:.2f}x |")
@@ -186,6 +203,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "(default: %(default)s)")
     parser.add_argument("--seconds", type=float, default=10.0, help="of writes per phase "
                         "(default: %(default)s)")
+    parser.add_argument("--transactions", action="store_true", help="also measure each "
+                        "phase with every write inside BEGIN ... COMMIT")
     parser.add_argument("--host", help="DAL's address (default: server.listen)")
     parser.add_argument("--port", type=int, help="DAL's port (default: server.listen)")
     parser.add_argument("--user", default="app")

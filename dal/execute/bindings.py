@@ -73,8 +73,12 @@ class TextBindings:
                                           session.lexer_modes())
 
     def route(self, session: SessionPort, plan: Plan) -> None:
-        """The client's statement (or ``plan.sql``) on ``plan.instance``, relayed raw."""
-        session.relay.route(plan, self.payload, self.last_seq, RESULT, self.raw)
+        """The client's statement (or ``plan.sql``) on ``plan.instance``, relayed raw (a
+        migrated table's read from the legacy database with the logical database's name in
+        its column definitions, as a shard's)."""
+        sharded = self.plan.sharded if self.plan.phase is not None else None
+        rename = shard_renamer(sharded, b"") if sharded is not None else None  # type: ignore[arg-type]
+        session.relay.route(plan, self.payload, self.last_seq, RESULT, self.raw, rename)
 
     def route_shard(self, session: SessionPort, sharded: ShardedPlan, target: Target,
                     statement: str) -> None:

@@ -10,7 +10,7 @@ encoded (text or binary), so one tree serves text and prepared executions alike.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any
 
@@ -193,8 +193,27 @@ class ExecutionCursor:
 
     # -- live migration (dal/migration/service.py) -------------------------------------------
 
-    def migration_gate(self, db: str) -> AbstractAsyncContextManager[str]:
-        return self.session.server.migration.gate(db).enter()
+    def migration_gate(self, db: str,
+                       holder: int | None = None) -> AbstractAsyncContextManager[str]:
+        migration = self.session.server.migration
+        if holder is not None:
+            migration.hold(self.session, db)
+        return migration.gate(db).enter(holder)
+
+    def transaction_holder(self) -> int | None:
+        session = self.session
+        if session.xa is not None or session.server.xa is not None:
+            return None  # mode xa: DAL's own transaction per write, as in autocommit
+        if (session.status & leases.TXN_BITS != leases.AUTOCOMMIT
+                or session.txn_pending is not None
+                or session.state.get("autocommit") == AUTOCOMMIT_OFF):
+            return session.id
+        return None
+
+    async def defer_mirror(self, instance: str, db: str, tbl: str, ids: Sequence[int],
+                           direction: str, mirror: Callable[[Any, bytes], Awaitable[None]]) -> None:
+        await self.session.server.migration.defer(self.session, instance, db, tbl, ids,
+                                                  direction, mirror)
 
     def replanned(self) -> Any:
         return self.bindings.replan(self.session).root

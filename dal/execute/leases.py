@@ -39,6 +39,8 @@ def after_statement(session: SessionPort, conn: BackendConnection, status: int,
     other sessions' statements were pipelined behind it (``conn.busy``): they replaced them.
     """
     session.status = status & SESSION_STATUS
+    if session.migration_txn is not None and not status & IN_TRANS:
+        session.server.migration.transaction_ended(session)  # its mirror follows
     if plan is not None and plan.pin is not None and session.pin_reason is None:
         session.pin_reason = plan.pin
         session.server.count_pin(plan.pin)
@@ -60,6 +62,8 @@ def give_back(session: SessionPort, conn: BackendConnection, status: int,
     """The statement on ``conn`` is over: keep it pinned or release it (a dead one leaves the
     session and its pool)."""
     if conn.closed:
+        if session.migration_txn is not None:
+            session.server.migration.transaction_ended(session)
         session.pinned = None
         session.pin_reason = None
         xa.forget(session, conn)

@@ -46,7 +46,13 @@ DDL = (
     " db VARCHAR(64) NOT NULL, tbl VARCHAR(64) NOT NULL, last_id BIGINT UNSIGNED NOT NULL,"
     " rows_copied BIGINT UNSIGNED NOT NULL, done TINYINT NOT NULL,"
     " updated_at DATETIME(6) NOT NULL, PRIMARY KEY (db, tbl)) ENGINE=InnoDB",
+    # per process, the DAL sessions whose open transactions hold a drain up
+    "CREATE TABLE IF NOT EXISTS dal_meta.migration_holders ("
+    " process VARCHAR(96) PRIMARY KEY, holders VARCHAR(512) NOT NULL) ENGINE=InnoDB",
 )
+# Where a transaction's outbox lives (the authoritative side's instance, dal/migration/txn.py)
+OUTBOX_DDL = DDL[:1] + DDL[4:5]
+assert "migration_repair" in OUTBOX_DDL[1]
 
 Cursor = pymysql.cursors.Cursor
 
@@ -75,6 +81,7 @@ class Ack:
     phase: str
     heartbeat: datetime
     live: bool
+    holders: str = ""  # DAL connection ids of the open transactions holding a drain up
 
 
 @dataclass(frozen=True)
@@ -174,28 +181,37 @@ def set_max_legacy_id(cur: Cursor, db: str, value: int) -> None:
 
 # -- migration_acks ----------------------------------------------------------------------------
 
-def write_ack(cur: Cursor, process: str, db: str, version: int, state: str, phase: str) -> None:
-    """Record (or refresh, as a heartbeat) what ``process`` has applied for ``db``."""
+def write_ack(cur: Cursor, process: str, db: str, version: int, state: str, phase: str,
+              holders: str = "") -> None:
+    """Record (or refresh, as a heartbeat) what ``process`` has applied for ``db``;
+    ``holders``: its sessions whose open transactions hold a drain up."""
     cur.execute("INSERT INTO dal_meta.migration_acks (process, db, version, state, phase,"
                 " heartbeat) VALUES (%s, %s, %s, %s, %s, NOW(6)) ON DUPLICATE KEY UPDATE"
                 " db = VALUES(db), version = VALUES(version), state = VALUES(state),"
                 " phase = VALUES(phase), heartbeat = VALUES(heartbeat)",
                 (process, db, version, state, phase))
+    if holders:
+        cur.execute("REPLACE INTO dal_meta.migration_holders (process, holders) VALUES (%s, %s)",
+                    (process, holders[:512]))
+    else:
+        cur.execute("DELETE FROM dal_meta.migration_holders WHERE process = %s", (process,))
 
 
 def read_acks(cur: Cursor, db: str | None = None) -> list[Ack]:
     """The acks of ``db`` (every db when None), with whether each process is live."""
     where, args = ("WHERE db = %s", (db,)) if db is not None else ("", ())
-    cur.execute("SELECT process, db, version, state, phase, heartbeat,"
-                f" heartbeat > NOW(6) - INTERVAL {LIVE_SECONDS} SECOND"
-                f" FROM dal_meta.migration_acks {where} ORDER BY db, process", args)
-    return [Ack(p, d, int(v), s, ph, hb, bool(live))
-            for p, d, v, s, ph, hb, live in cur.fetchall()]
+    cur.execute("SELECT a.process, db, version, state, phase, heartbeat,"
+                f" heartbeat > NOW(6) - INTERVAL {LIVE_SECONDS} SECOND, h.holders"
+                " FROM dal_meta.migration_acks a LEFT JOIN dal_meta.migration_holders h"
+                f" ON h.process = a.process {where} ORDER BY db, a.process", args)
+    return [Ack(p, d, int(v), s, ph, hb, bool(live), h or "")
+            for p, d, v, s, ph, hb, live, h in cur.fetchall()]
 
 
 def delete_ack(cur: Cursor, process: str) -> None:
     """Forget ``process`` (it stopped cleanly)."""
     cur.execute("DELETE FROM dal_meta.migration_acks WHERE process = %s", (process,))
+    cur.execute("DELETE FROM dal_meta.migration_holders WHERE process = %s", (process,))
 
 
 def prune_acks(cur: Cursor, older_than_seconds: int = 3600) -> None:

@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from typing import Any
+import threading
+from collections.abc import Callable
+from functools import partial
+from typing import Any, TypeVar
 
 import pymysql
 
@@ -24,6 +27,7 @@ from router.genes import merchant_shard_of_gene, user_shard_of_gene
 log = logging.getLogger("dal.migration")
 
 BATCH = 100
+T = TypeVar("T")
 
 
 def _q(name: str) -> str:
@@ -37,6 +41,7 @@ class Repairer:
         self.config = config
         self.link = link
         self._conns: dict[str, pymysql.connections.Connection] = {}
+        self._lock = threading.Lock()  # one thread at a time on the connections
 
     def _conn(self, instance: str) -> pymysql.connections.Connection:
         conn = self._conns.get(instance)
@@ -51,21 +56,60 @@ class Repairer:
                 conn.close()
         self._conns.clear()
 
+    def outbox_instances(self, db: str) -> list[str]:
+        """The instances besides the control one whose ``dal_meta.migration_repair`` holds
+        entries of ``db``: the outboxes of client transactions on a shard (dal/migration/txn.py)."""
+        cfg = self.config.databases[db]
+        control_name = next(iter(self.config.databases.values())).default_instance
+        names = [cfg.migration.source_instance] if cfg.migration is not None else []
+        for dim in cfg.dimensions.values():
+            names += [place.instance for place in dim.placement]
+        return [n for n in dict.fromkeys(names) if n != control_name]
+
+    def ensure_outboxes(self, db: str) -> None:
+        """Create the outbox table on every instance a transaction's write may use."""
+        with self._lock:
+            self._each_outbox(db, lambda cur: [cur.execute(stmt) for stmt in control.OUTBOX_DDL])
+
+    def _each_outbox(self, db: str, work: Callable[[control.Cursor], Any]) -> list[Any]:
+        return [self._on(instance, work) for instance in self.outbox_instances(db)]
+
+    def outbox_depth(self, db: str) -> int:
+        """The entries of ``db`` in the outboxes besides the control instance's."""
+        with self._lock:
+            return sum(self._each_outbox(db, lambda cur: control.repair_depth(cur, db)))
+
+    def _on(self, instance: str, work: Callable[[control.Cursor], T]) -> T:
+        with self._conn(instance).cursor() as cur:
+            return work(cur)
+
     def repair_some(self, db: str, max_legacy_id: int) -> int:
-        """Repair up to `BATCH` entries of ``db``; how many were repaired."""
-        entries = self.link.run(lambda cur: control.pending_repairs(cur, db, BATCH))
+        """Repair up to `BATCH` entries of ``db`` per log (the control instance's and each
+        outbox); how many were repaired."""
+        with self._lock:
+            return self._repair_all(db, max_legacy_id)
+
+    def _repair_all(self, db: str, max_legacy_id: int) -> int:
+        done = self._repair_log(db, max_legacy_id, self.link.run)
+        for instance in self.outbox_instances(db):
+            done += self._repair_log(db, max_legacy_id, partial(self._on, instance))
+        if done:
+            log.info("migration: repaired %d rows of %s", done, db)
+        return done
+
+    def _repair_log(self, db: str, max_legacy_id: int,
+                    run: Callable[[Callable[[control.Cursor], Any]], Any]) -> int:
+        entries = run(lambda cur: control.pending_repairs(cur, db, BATCH))
         done = 0
         for entry in entries:
             try:
                 self.repair(db, entry.tbl, entry.id, entry.direction, max_legacy_id)
             except Exception as exc:
                 self.close()
-                self.link.run(lambda cur, e=entry, x=exc: control.fail_repair(cur, e.seq, str(x)))
+                run(lambda cur, e=entry, x=exc: control.fail_repair(cur, e.seq, str(x)))
                 continue
-            self.link.run(lambda cur, e=entry: control.finish_repair(cur, e.seq))
+            run(lambda cur, e=entry: control.finish_repair(cur, e.seq))
             done += 1
-        if done:
-            log.info("migration: repaired %d rows of %s", done, db)
         return done
 
     def repair(self, db: str, tbl: str, row_id: int, direction: str, max_legacy_id: int) -> None:

@@ -24,7 +24,7 @@ from collections import Counter, OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
-from dal.migration import control
+from dal.migration import control, txn
 from dal.migration.gate import Gate
 from dal.migration.link import ControlLink
 from dal.migration.repair import Repairer
@@ -73,6 +73,12 @@ class Migrations:
 
     async def start(self) -> None:
         """Read and apply the phases once, then watch and repair in the background."""
+        for db in self.dbs:
+            try:
+                await asyncio.to_thread(self.repairer.ensure_outboxes, db)
+            except Exception as exc:
+                log.warning("migration: the outbox tables of %s cannot be created (%s); "
+                            "writes to its migrated tables inside a transaction fail", db, exc)
         try:
             await self.poll()
         except Exception as exc:
@@ -151,10 +157,14 @@ class Migrations:
         gate = self.gates[db]
         router = self.server.router
         if row.state == control.DRAIN:
-            gate.close(f"the switch of '{db}' from {row.phase} to {row.next_phase}")
+            gate.close(f"the switch of '{db}' from {row.phase} to {row.next_phase}",
+                       holders_pass=True)
             router.set_phase(db, row.phase)
             gate.phase = row.phase
-            await gate.drained()
+            newer = await self._drain(gate, row)
+            if newer is not None:  # the switch gave up (or moved on) meanwhile
+                await self._apply(newer)
+                return
             self.applied[db] = (row.version, control.DRAINED, row.phase)
             log.info("migration: %s drained for %s -> %s (version %d)", db, row.phase,
                      row.next_phase, row.version)
@@ -165,9 +175,29 @@ class Migrations:
             log.info("migration: %s in phase %s (version %d)", db, row.phase, row.version)
         await self._heartbeat()
 
+    async def _drain(self, gate: Gate, row: control.PhaseRow) -> control.PhaseRow | None:
+        """Wait for the writes in flight and the open transactions that wrote under the old
+        phase, heartbeating (with the sessions that hold the drain up) meanwhile; the phase
+        row when it changed before that (None: drained)."""
+        while True:
+            try:
+                await asyncio.wait_for(gate.drained(), TICK)
+                return None
+            except TimeoutError:
+                pass
+            with contextlib.suppress(Exception):
+                await self._heartbeat()
+            try:
+                now = await self.link.call(lambda cur: control.read_phase(cur, row.db))
+            except Exception:
+                continue
+            if now is not None and now.version != row.version:
+                return now
+
     async def _heartbeat(self) -> None:
-        acks = [(self.process[db], db, *self.applied[db]) for db in self.dbs
-                if db in self.applied]
+        acks = [(self.process[db], db, *self.applied[db],
+                 ",".join(str(h) for h in sorted(self.gates[db].holders)))
+                for db in self.dbs if db in self.applied]
         if acks:
             await self.link.call(lambda cur: [control.write_ack(cur, *ack) for ack in acks])
             self._last_ok = time.monotonic()
@@ -181,6 +211,8 @@ class Migrations:
             return depth, points
 
         depth, points = await self.side.call(read)
+        for db in dbs:
+            depth[db] += await asyncio.to_thread(self.repairer.outbox_depth, db)
         self.repair_depth = depth
         now = time.monotonic()
         for db, checkpoints in points.items():
@@ -209,6 +241,19 @@ class Migrations:
     def gate(self, db: str) -> Gate:
         """The write gate of ``db``."""
         return self.gates[db]
+
+    def hold(self, session: Any, db: str) -> None:
+        """A write of the session's open transaction entered ``db``'s gate."""
+        txn.hold(session, db)
+
+    async def defer(self, session: Any, instance: str, db: str, tbl: str, ids: Sequence[int],
+                    direction: str, mirror: txn.Mirror) -> None:
+        """Outbox entries in the session's transaction; the mirror after its COMMIT."""
+        await txn.defer(session, instance, db, tbl, ids, direction, mirror)
+
+    def transaction_ended(self, session: Any) -> None:
+        """A session's transaction that wrote migrated tables ended (dal/migration/txn.py)."""
+        txn.ended(session)
 
     def max_legacy_id(self, db: str) -> int:
         """The highest legacy id of ``db`` (0 before dual_legacy)."""

@@ -24,6 +24,7 @@ from dal.execute.bindings import TextBindings
 from dal.execute.cursor import run_tree
 from dal.login import ok_packet
 from dal.migration import admin as migration_admin
+from dal.migration import txn as migration_txn
 from dal.session.state import SessionState
 from dal.shard_route import express_route
 from dal.wire.constants import Status
@@ -136,6 +137,9 @@ class QuerySession(SessionState):
             self.spawn(self._xa_end(xa.is_commit(sql)))
             return True
         self.snapshot = False
+        if self.migration_txn is not None:  # it wrote a live migration's tables
+            self.spawn(migration_txn.end(self, sql, xa.is_commit(sql)))
+            return True
         if self.pinned is not None:
             return False
         self.txn_pending = None  # a BEGIN not sent yet ends here

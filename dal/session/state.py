@@ -75,6 +75,8 @@ class SessionState(Frontend):
         self.txn_pending: str | None = None  # BEGIN asked for, not yet sent to a backend
         self.txn_shard: bytes | None = None  # the shard database the open transaction uses
         self.xa: XaTransaction | None = None  # the open transaction in mode xa (dal/xa.py)
+        # What the open transaction wrote to a live migration's tables (dal/migration/txn.py)
+        self.migration_txn: Any = None
         # Begun WITH CONSISTENT SNAPSHOT (a dump): scatter reads may run beside it
         # (dal/execute/cursor.py).
         self.snapshot = False
@@ -216,6 +218,8 @@ class SessionState(Frontend):
         if self.xa is not None:
             await xa.end(self, commit=False, reply=False)
         conn, reason = self.pinned, self.pin_reason
+        if self.migration_txn is not None:
+            self.server.migration.transaction_ended(self)
         self.pinned = None
         self.pin_reason = None
         self.soft_pin = False
@@ -242,6 +246,8 @@ class SessionState(Frontend):
     def release_backend(self) -> None:
         """Give back whatever this session holds (the client is gone or going); a pinned
         connection is reset first."""
+        if self.migration_txn is not None:
+            self.server.migration.transaction_ended(self)
         if self.xa is not None:
             xa.abandon(self)  # rolled back, and every branch connection given back
             return

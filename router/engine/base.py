@@ -13,7 +13,7 @@ SQLSTATE; other backend errors pass through as the cursor raised them (`BackendF
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Coroutine, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -188,10 +188,23 @@ class Cursor(Protocol):
 
     # -- live migration (router/engine/migrated.py, dualwrite.py) ----------------------------
 
-    def migration_gate(self, db: str) -> AbstractAsyncContextManager[str]:
+    def migration_gate(self, db: str,
+                       holder: int | None = None) -> AbstractAsyncContextManager[str]:
         """Enter a write to ``db``'s migrated tables: held while a phase switch drains (up to
         the migration's write_pause, then a `Refusal`), counted in flight until it exits. It
-        yields the phase the write must run under."""
+        yields the phase the write must run under. ``holder`` (`transaction_holder`): the
+        write is part of a client transaction, which then holds the gate until it ends."""
+
+    def transaction_holder(self) -> int | None:
+        """The session's id when this statement runs inside a client transaction (BEGIN or
+        autocommit=0, transaction mode single); None otherwise."""
+
+    async def defer_mirror(self, instance: str, db: str, tbl: str, ids: Sequence[int],
+                           direction: str,
+                           mirror: Callable[[Cursor, bytes], Awaitable[None]]) -> None:
+        """Inside a client transaction: record ``ids`` in the outbox on ``instance`` as part
+        of the transaction, and run ``mirror(cursor, done)`` after its COMMIT (``done``: the
+        statement that deletes those entries, for the mirror's transaction there)."""
 
     def replanned(self) -> Primitive | None:
         """This statement's tree planned again (after a phase switch it waited for)."""

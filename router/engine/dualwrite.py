@@ -8,22 +8,31 @@ otherwise `dal sync` copies it), then COMMIT. Shards authoritative (dual_sharded
 shard, in a shard transaction, mirrored to legacy. The authoritative row lock is held while the
 copy is written, so copies of one row never apply out of order. A failed mirror is recorded in
 the repair log (before the authoritative side commits), never dropped: a repairer re-copies
-the row's current state. The write commits on its own, whatever transaction the session has.
+the row's current state.
+
+Inside a client transaction (BEGIN, or autocommit=0) the authoritative write runs in the
+session's transaction instead (one shard when the shards are authoritative, as the sharded
+path), and its ids go to the outbox in that same transaction (`Cursor.defer_mirror`): after
+COMMIT the ids' current state is copied under the row lock as above; ROLLBACK leaves nothing.
+Outside one, the write commits on its own, in a transaction of DAL's.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
 
 from router.engine.base import Bindings, Cursor, OwnTransaction, Primitive, ShardResult, Slots
 from router.engine.insert import InsertSplit
 from router.engine.migrated import resolve
+from router.genes import merchant_shard_of_gene, user_shard_of_gene
 from router.migration import LEGACY_AUTHORITATIVE, MigrationSpec
 from router.sharded import ShardedPlan
-from router.targets import NOT_SUPPORTED, Refusal, Target, target_of
+from router.targets import NOT_SUPPORTED, Refusal, Target, key_value, target_of
 
 TO_SHARDS, TO_LEGACY = "to_shards", "to_legacy"
+Run = Callable[[bytes], Awaitable[ShardResult]]
 
 
 def sql_value(value: bytes | None) -> bytes:
@@ -81,9 +90,11 @@ class DualWrite(Primitive):
         self.legacy_first = spec.phase in LEGACY_AUTHORITATIVE
         self.insert = (InsertSplit(sharded, statement)
                        if sharded is not None and sharded.insert is not None else None)
-        if spec.insert and (self.insert is None or not self.insert.insert.generated):
-            raise ValueError("an INSERT into a migrated table must leave out the id (DAL gives "
-                             "new rows gene ids from phase dual_legacy on)")
+        if spec.insert and (self.insert is None or (not self.insert.insert.generated
+                                                     and spec.id_index is None)):
+            raise ValueError("an INSERT into a migrated table must list its columns, and "
+                             "leave out the id or give gene ids (DAL gives new rows gene ids "
+                             "from phase dual_legacy on)")
         if not spec.insert and spec.select is None:
             raise ValueError("unsupported write")
         if not self.legacy_first and sharded is None:
@@ -100,37 +111,79 @@ class DualWrite(Primitive):
     async def run(self, cursor: Cursor, bindings: Bindings) -> None:
         """Write, mirror, answer; the latency is observed."""
         started = time.perf_counter()
+        in_txn = cursor.transaction_holder() is not None
         if self.legacy_first:
-            affected, first_id = await self._legacy_first(cursor, bindings.slots)
+            write = self._legacy_in_txn if in_txn else self._legacy_first
         else:
-            affected, first_id = await self._shards_first(cursor, bindings.slots)
+            write = self._shards_in_txn if in_txn else self._shards_first
+        done = await write(cursor, bindings.slots)
+        if done is None:  # refused by the transaction mode (the cursor answered)
+            return
+        affected, first_id = done
         cursor.count_migration(self.spec.db, "dual_write", time.perf_counter() - started)
         cursor.send_ok(affected, first_id)
 
     # -- legacy authoritative --------------------------------------------------------------
 
-    async def _legacy_first(self, cursor: Cursor, slots: Slots) -> tuple[int, int]:
+    async def _legacy_write(self, cursor: Cursor, run: Run, slots: Slots,
+                            ) -> tuple[int, int, list[int], dict[int, tuple[int, ...]]]:
+        """The write on legacy through ``run``, its touched rows locked first: (affected,
+        first id, the ids touched, each locked row's keys)."""
         spec = self.spec
         legacy = spec.legacy_db
+        if self.insert is not None:
+            ids, sql, first_id = self._insert_rows(cursor, slots, legacy)
+            keys: dict[int, tuple[int, ...]] = {}
+        else:
+            before = await run(spec.select.render(slots, legacy) + b" FOR UPDATE")  # type: ignore[union-attr]
+            keys = {int(r[0]): tuple(int(v) for v in r[1:]) for r in before.rows}  # type: ignore[arg-type]
+            ids, sql, first_id = sorted(keys), spec.legacy.render(slots, b""), 0
+        result = await run(sql)
+        return result.ok.affected_rows if result.ok else 0, first_id, ids, keys
+
+    async def _legacy_first(self, cursor: Cursor, slots: Slots) -> tuple[int, int]:
+        spec = self.spec
         txn = await cursor.own_transaction(spec.source_instance)
         try:
-            if self.insert is not None:
-                ids, sql, first_id = self._insert_rows(cursor, slots, legacy)
-                keys: dict[int, tuple[int, ...]] = {}
-            else:
-                before = await txn.run(spec.select.render(slots, legacy) + b" FOR UPDATE")  # type: ignore[union-attr]
-                keys = {int(r[0]): tuple(int(v) for v in r[1:]) for r in before.rows}  # type: ignore[arg-type]
-                ids, sql, first_id = sorted(keys), spec.legacy.render(slots, b""), 0
-            result = await txn.run(sql)
-            affected = result.ok.affected_rows if result.ok else 0
+            affected, first_id, ids, keys = await self._legacy_write(cursor, txn.run, slots)
             if ids:
-                current = await self._read(txn, legacy, ids)
+                current = await self._read(txn, spec.legacy_db, ids)
                 await self._mirror_to_shards(cursor, current, ids, keys)
             await self._commit(cursor, txn, ids, TO_SHARDS)
         except BaseException:
             await txn.rollback()
             raise
         return affected, first_id
+
+    async def _legacy_in_txn(self, cursor: Cursor, slots: Slots) -> tuple[int, int]:
+        """In the client's transaction on legacy; the mirror after its COMMIT."""
+        spec = self.spec
+        instance = spec.source_instance
+        affected, first_id, ids, keys = await self._legacy_write(
+            cursor, partial(cursor.run_in_session, instance), slots)
+        await cursor.defer_mirror(instance, spec.db, spec.table or "", ids, TO_SHARDS,
+                                  partial(self._mirror_committed, instance, spec.legacy_db,
+                                          ids, keys))
+        return affected, first_id
+
+    async def _mirror_committed(self, instance: str, database: bytes, ids: Sequence[int],
+                                keys: dict[int, tuple[int, ...]], cursor: Cursor,
+                                done: bytes) -> None:
+        """After the client's COMMIT: the ids' current state on the authoritative side, read
+        under its row lock in a transaction of DAL's, copied to the other side; ``done`` (the
+        delete of their outbox entries) runs in that transaction."""
+        txn = await cursor.own_transaction(instance)
+        try:
+            current = await self._read(txn, database, ids, b" FOR UPDATE")
+            if self.legacy_first:
+                await self._mirror_to_shards(cursor, current, ids, keys)
+            else:
+                await self._mirror_to_legacy(cursor, current, ids)
+            await txn.run(done)
+            await txn.commit()
+        except BaseException:
+            await txn.rollback()
+            raise
 
     def _insert_rows(self, cursor: Cursor, slots: Slots,
                      database: bytes) -> tuple[list[int], bytes, int]:
@@ -143,16 +196,53 @@ class DualWrite(Primitive):
 
         ins = self.insert
         assert ins is not None
+        if not ins.insert.generated:
+            made = [i for _, i in self._given_ids(cursor, slots)]
         by_shard, first_id = ins.split(cursor.config, slots, next_id)
         rows = [row for shard in sorted(by_shard) for row in by_shard[shard]]
         sql = (ins.insert.head.render(slots, database) + b", ".join(rows)  # type: ignore[arg-type]
                + ins.insert.tail.render(slots, b""))  # type: ignore[arg-type]
         return made, sql, first_id
 
-    async def _read(self, txn: OwnTransaction, database: bytes, ids: Sequence[int]) -> Copy:
+    def _given_ids(self, cursor: Cursor, slots: Slots) -> list[tuple[int, int]]:
+        """(user shard, id) of each row of an INSERT that gives its own ids; refused unless
+        each is a gene id of its row's user and merchant above the highest legacy id (an old
+        id routes only through the lookup, a plain number not at all)."""
+        ins = self.insert.insert  # type: ignore[union-attr]
+        at = self.spec.id_index
+        assert at is not None
+        shards = cursor.config.databases[self.spec.db].dimensions[
+            self.sharded.routing.dimension].shards  # type: ignore[union-attr]
+        limit = cursor.max_legacy_id(self.spec.db)
+        out = []
+        for row in ins.rows:
+            cells = [cell.render(slots, b"") for cell in row]  # type: ignore[arg-type]
+            given, user = key_value(cells[at]), key_value(cells[ins.user_index])
+            merchant = (key_value(cells[ins.merchant_index])
+                        if ins.merchant_index is not None else None)
+            if given <= limit:
+                raise Refusal(NOT_SUPPORTED, f"id {given} is refused during the migration of "
+                              f"{self.spec.db}: it is at or below the highest legacy id "
+                              f"({limit}), which only the legacy rows use; omit the id and DAL "
+                              "generates one")
+            if user_shard_of_gene(given, shards) != user % shards or (
+                    merchant is not None
+                    and merchant_shard_of_gene(given, shards) != merchant % shards):
+                raise Refusal(NOT_SUPPORTED, f"id {given} is refused during the migration of "
+                              f"{self.spec.db}: it is not a gene id of its row's user_id "
+                              f"{user}" + ("" if merchant is None else
+                                           f" and merchant_id {merchant}")
+                              + f" (id % {shards} = user_id % {shards}, (id // {shards}) % "
+                              f"{shards} = merchant_id % {shards}); omit the id and DAL "
+                              "generates one")
+            out.append((user % shards, given))
+        return out
+
+    async def _read(self, txn: OwnTransaction, database: bytes, ids: Sequence[int],
+                    lock: bytes = b"") -> Copy:
         table = self.spec.table or ""
         result = await txn.run(b"SELECT * FROM " + _quote(database.decode()) + b"."
-                               + _quote(table) + b" WHERE id IN (" + _ids(ids) + b")")
+                               + _quote(table) + b" WHERE id IN (" + _ids(ids) + b")" + lock)
         return Copy(table, result, self.spec.columns[1:])
 
     async def _mirror_to_shards(self, cursor: Cursor, copy: Copy, ids: Sequence[int],
@@ -233,8 +323,33 @@ class DualWrite(Primitive):
             except BaseException:
                 await txn.rollback()
                 raise
-            first_id = first_id or (ids[0] if ids else 0)
+            if self.insert is not None and self.insert.insert.generated:
+                first_id = first_id or (ids[0] if ids else 0)
         return affected, first_id
+
+    async def _shards_in_txn(self, cursor: Cursor, slots: Slots) -> tuple[int, int] | None:
+        """In the client's transaction on the one shard it reaches (as the sharded path);
+        the mirror to legacy after its COMMIT. None when the transaction mode refused it."""
+        parts = await self._shard_parts(cursor, slots)
+        if not parts:
+            return 0, 0
+        if len(parts) > 1:
+            raise Refusal(NOT_SUPPORTED, f"a write to {self.spec.table} reaching {len(parts)} "
+                          "shards is refused inside a transaction (transaction mode 'single'); "
+                          "keep a transaction on one user")
+        target, sql, ids = parts[0]
+        if not cursor.check_shard(target.database):
+            return None
+        keys: list[int] = list(ids)
+        if self.insert is None:
+            select = self.spec.select.render(slots, target.database, target.only)  # type: ignore[union-attr]
+            before = await cursor.run_in_session(target.instance, select + b" FOR UPDATE")
+            keys = sorted(int(r[0]) for r in before.rows)  # type: ignore[arg-type]
+        result = await cursor.run_in_session(target.instance, sql)
+        await cursor.defer_mirror(target.instance, self.spec.db, self.spec.table or "", keys,
+                                  TO_LEGACY, partial(self._mirror_committed, target.instance,
+                                                     target.database, keys, {}))
+        return result.ok.affected_rows if result.ok else 0, ids[0] if ids else 0
 
     async def _shard_parts(self, cursor: Cursor,
                            slots: Slots) -> list[tuple[Target, bytes, list[int]]]:
@@ -248,8 +363,14 @@ class DualWrite(Primitive):
                 made.append(cursor.next_id(user, merchant))
                 return made[-1]
 
-            by_shard, _ = self.insert.split(cursor.config, slots, next_id)
-            ids_by_shard = _ids_by_shard(by_shard, made)
+            if self.insert.insert.generated:
+                by_shard, _ = self.insert.split(cursor.config, slots, next_id)
+                ids_by_shard = _ids_by_shard(by_shard, made)
+            else:
+                ids_by_shard = {}
+                for shard, given in self._given_ids(cursor, slots):
+                    ids_by_shard.setdefault(shard, []).append(given)
+                by_shard, _ = self.insert.split(cursor.config, slots, next_id)
             return [(target, sql, ids_by_shard.get(target.shard, []))
                     for target, sql in self.insert.statements(cursor.config, slots, by_shard)]
         found = await resolve(cursor, self.spec, sharded, slots)

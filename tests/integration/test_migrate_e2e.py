@@ -4,10 +4,13 @@ dual_legacy -> backfill (SIGKILLed once, resumed) -> shadow -> dual_sharded -> b
 dual_legacy (through shadow) -> dual_sharded -> sharded. Then: `dal migrate verify` (run at the
 end of the last dual phase) finds 0 differences, every write a client saw acknowledged is on
 the authoritative side, old ids are still found by id through DAL, and no shadow read
-mismatched."""
+mismatched. Beside them a transactional client runs multi-statement transactions (BEGIN, or
+autocommit=0 as PyMySQL and SQLAlchemy use) and rolls some back: what it rolled back is absent
+everywhere at the end, and what it committed is on the authoritative side."""
 
 from __future__ import annotations
 
+import contextlib
 import random
 import re
 import signal
@@ -146,6 +149,100 @@ class Client(threading.Thread):
         return oid
 
 
+class TxnClient(threading.Thread):
+    """Multi-statement transactions on users of its own (none of the other clients'): a new
+    order with an item, an update of one of its committed orders of the same user, then
+    COMMIT, or ROLLBACK about a third of the time. Its model holds what it committed; the ids
+    it rolled back must be nowhere at the end."""
+
+    USERS = [1_000_003 + 7 * k for k in range(6)]
+
+    def __init__(self, port: int, stop: threading.Event, pause: threading.Event) -> None:
+        super().__init__(daemon=True)
+        self.port, self.stop, self.pause = port, stop, pause
+        self.rng = random.Random(99)
+        self.orders: dict[int, tuple] = {}  # id -> (user_id, merchant_id, status, total, note)
+        self.items: dict[int, int] = {}  # committed item id -> its order id
+        self.rolled_back: set[tuple[str, int]] = set()
+        self.commits = self.rollbacks = 0
+        self.errors: list[str] = []
+        self.paused = threading.Event()
+        self.failure: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            for autocommit in (True, False):  # BEGIN ... ; then autocommit=0
+                conn = pymysql.connect(host="127.0.0.1", port=self.port, user="app",
+                                       password="app", database=DB, autocommit=autocommit,
+                                       read_timeout=30)
+                deadline = time.monotonic() + 6
+                while not self.stop.is_set() and (not autocommit or time.monotonic() < deadline):
+                    if self.pause.is_set():
+                        self.paused.set()
+                        time.sleep(0.01)
+                        continue
+                    self.paused.clear()
+                    self._transaction(conn, autocommit)
+                conn.close()
+        except BaseException as exc:
+            self.failure = exc
+
+    def _transaction(self, conn, autocommit: bool) -> None:
+        user = self.rng.choice(self.USERS)
+        merchant = 77
+        row = (user, merchant, 2, Decimal(self.rng.randrange(100, 99999)) / 100, "txn")
+        mine = [oid for oid, r in self.orders.items() if r[0] == user]
+        touched: dict[int, tuple] = {}
+        new: list[tuple[str, int]] = []
+        try:
+            with conn.cursor() as cur:
+                if autocommit:
+                    cur.execute("BEGIN")
+                cur.execute("INSERT INTO orders (user_id, merchant_id, status, total, note, "
+                            "created_at, updated_at) VALUES (%s, %s, %s, %s, %s, NOW(6), "
+                            "NOW(6))", row)
+                oid = int(cur.lastrowid)
+                new.append(("orders", oid))
+                cur.execute("INSERT INTO order_items (order_id, user_id, merchant_id, sku, qty, "
+                            "price) VALUES (%s, %s, %s, 'SKU-TXN', 1, 1.50)",
+                            (oid, user, merchant))
+                new.append(("order_items", int(cur.lastrowid)))
+                if mine:
+                    old = self.rng.choice(mine)
+                    total = Decimal(self.rng.randrange(100, 99999)) / 100
+                    cur.execute("UPDATE orders SET total = %s WHERE id = %s", (total, old))
+                    touched[old] = (*self.orders[old][:3], total, self.orders[old][4])
+                cur.execute("SELECT total FROM orders WHERE id = %s", (oid,))
+                assert cur.fetchall() == ((row[3],),), "a transaction misses its own write"
+                if self.rng.random() < 0.35:
+                    cur.execute("ROLLBACK")
+                    self.rolled_back.update(new)
+                    self.rollbacks += 1
+                    return
+                cur.execute("COMMIT")
+        except pymysql.err.MySQLError as exc:  # e.g. held past write_pause by a switch
+            self.errors.append(f"transaction: {exc}")
+            for oid in touched:  # uncertain now
+                self.orders.pop(oid, None)
+            with contextlib.suppress(pymysql.err.MySQLError):
+                conn.rollback()
+            return
+        self.commits += 1
+        self.orders[oid] = row
+        self.items[new[1][1]] = oid
+        self.orders.update(touched)
+
+    def check(self, raw: dict, shards: dict[str, dict[int, tuple]]) -> None:
+        """Rolled back: on no user shard and not in legacy; committed: on the shards."""
+        legacy = {t: legacy_rows(raw, t) for t in ("orders", "order_items")}
+        for table, id_ in self.rolled_back:
+            assert id_ not in shards[table] and id_ not in legacy[table], (table, id_)
+        for oid, row in self.orders.items():
+            assert tuple(shards["orders"][oid][1:6]) == row, ("orders", oid)
+        for iid, oid in self.items.items():
+            assert shards["order_items"][iid][1] == oid, ("order_items", iid)
+
+
 def _owned(raw: dict) -> list[dict[str, dict[int, tuple]]]:
     orders = legacy_rows(raw, "orders")
     items = legacy_rows(raw, "order_items")
@@ -215,7 +312,8 @@ def test_live_migration_through_dal_loses_nothing(mt_dal) -> None:
     path, raw, proc = mt_dal
     stop, pause = threading.Event(), threading.Event()
     clients = [Client(n, proc.port, owned, stop, pause) for n, owned in enumerate(_owned(raw))]
-    for client in clients:
+    txn = TxnClient(proc.port, stop, pause)
+    for client in [*clients, txn]:
         client.start()
     try:
         time.sleep(PHASE_SECONDS)  # legacy
@@ -227,7 +325,7 @@ def test_live_migration_through_dal_loses_nothing(mt_dal) -> None:
             _phase(path, name)
         time.sleep(PHASE_SECONDS)
         pause.set()  # the comparison of the last dual phase, every client between writes
-        for client in clients:
+        for client in [*clients, txn]:
             assert client.paused.wait(30), "a client did not pause"
         verified = migrate(path, "verify", "--recheck", "0")
         pause.clear()
@@ -237,7 +335,7 @@ def test_live_migration_through_dal_loses_nothing(mt_dal) -> None:
         time.sleep(PHASE_SECONDS)
     finally:
         stop.set()
-        for client in clients:
+        for client in [*clients, txn]:
             client.join(30)
     for client in clients:
         assert client.failure is None, repr(client.failure)
@@ -255,6 +353,10 @@ def test_live_migration_through_dal_loses_nothing(mt_dal) -> None:
             assert got is not None and (got[1], got[2], got[3], got[5]) == item, iid
         for table, id_ in client.deleted:
             assert id_ not in shards[table], (table, id_)
+    assert txn.failure is None, repr(txn.failure)
+    assert txn.commits > 5 and txn.rollbacks > 2, (txn.commits, txn.rollbacks, txn.errors)
+    assert len(txn.errors) <= 5, txn.errors
+    txn.check(raw, shards)
 
     legacy_ids = sorted(i for c in clients for i in c.orders if i <= ORDERS)[:20]
     conn = pymysql.connect(host="127.0.0.1", port=proc.port, user="app", password="app",

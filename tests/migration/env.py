@@ -216,6 +216,20 @@ def migrating_dal(directory: Path, env: MigrationEnv, name: str = "dal",
         proc.stop()
 
 
+def env_fixture(users: range):
+    """A pytest fixture: a fresh environment, whose teardown deletes ``users``' shard rows."""
+    import pytest
+
+    @pytest.fixture
+    def env() -> Iterator[MigrationEnv]:
+        made = make_env()
+        made.setup()
+        yield made
+        made.teardown(users)
+
+    return env
+
+
 def make_env() -> MigrationEnv:
     """The environment, or a skip when the test instances are not running."""
     return MigrationEnv(running_test_config())

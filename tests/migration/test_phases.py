@@ -6,11 +6,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pymysql
 import pytest
 
 from config.loader import load_config
 from dal.migration.switch import switch
+from router.rows.columns import ColumnDefinition
 from tests.migration.env import DB, MigratingDal, MigrationEnv, copy_legacy, make_env, migrating_dal
+from tests.rawclient import RawClient
 
 USERS = range(9_100_000, 9_100_100)
 MERCHANT = 4_077
@@ -153,3 +156,68 @@ def test_rollback_one_step_at_each_phase_loses_nothing(env: MigrationEnv,
             _model_check(env, dal, expected, forward)
         assert dal.metric("dal_migration_shadow_mismatches_total", db=DB) == 0
         assert env.repair_depth() == 0
+
+
+def test_legacy_reads_name_the_logical_database(env: MigrationEnv, tmp_path: Path) -> None:
+    """A read relayed from the legacy database (phases legacy and dual_legacy) shows `trade`
+    in its column definitions, as a shard's read does, never `legacy_trade`."""
+    user = USERS[5]
+    with migrating_dal(tmp_path, env) as dal:
+        row_id = _order(dal, user, "4.00")
+        for phase in ("legacy", "dual_legacy"):
+            if phase != "legacy":
+                _switch(dal, phase)
+            client = RawClient(dal.port)
+            try:
+                assert client.login()[0] == 0
+                for _ in range(2):  # the second answer reuses the renamed header
+                    packets = client.query(f"SELECT id, total FROM orders WHERE id = {row_id}"
+                                           .encode())
+                    columns = [ColumnDefinition.decode(p) for p in packets[1:3]]
+                    assert [c.name for c in columns] == [b"id", b"total"]
+                    assert {c.schema for c in columns} == {b"trade"}, phase
+                    assert {c.table for c in columns} == {b"orders"}
+            finally:
+                client.close()
+
+
+def _gene(user: int, merchant: int, serial: int) -> int:
+    """An order id whose gene names this user's and this merchant's shard."""
+    return ((10**9 + serial) * 120 + merchant % 120) * 120 + user % 120
+
+
+def test_inserts_that_give_their_own_id(env: MigrationEnv, tmp_path: Path) -> None:
+    """In the dual phases an INSERT may give a gene id of its row's user and merchant (written
+    on both sides); an id at or below the highest legacy id, or one whose gene names other
+    shards, is refused with 1235 naming why; a write naming another table too, likewise."""
+    user = USERS[7]
+    insert = ("INSERT INTO orders (id, user_id, merchant_id, status, total, created_at, "
+              "updated_at) VALUES (%s, %s, %s, 1, %s, NOW(6), NOW(6))")
+    with migrating_dal(tmp_path, env) as dal:
+        old = _order(dal, user, "1.00")
+        _switch(dal, "dual_legacy")
+        copy_legacy(env)
+        for serial, phase in enumerate(("dual_legacy", "shadow", "dual_sharded")):
+            if phase != "dual_legacy":
+                _switch(dal, phase)
+            given = _gene(user, MERCHANT, serial)
+            _, affected, _ = dal.run(insert, (given, user, MERCHANT, f"{serial}.25"))
+            assert affected == 1
+            assert _total(env.legacy_rows("orders", "id = %s", (given,)), given) == \
+                f"{serial}.25", phase
+            assert _total(env.shard_rows("orders", user, "id = %s", (given,)), given) == \
+                f"{serial}.25", phase
+            for bad, why in ((old, "highest legacy id"),
+                             (_gene(user + 1, MERCHANT, 50 + serial), "not a gene id")):
+                with pytest.raises(pymysql.err.MySQLError) as caught:
+                    dal.run(insert, (bad, user, MERCHANT, "9.99"))
+                code, message = caught.value.args
+                assert code == 1235 and why in message and str(bad) in message, message
+                assert env.everywhere("orders", bad) == ([] if bad != old else
+                                                         sorted([f"user_{user % 120:03d}",
+                                                                 f"merchant_{MERCHANT % 120:03d}"]))
+            with pytest.raises(pymysql.err.MySQLError) as caught:
+                dal.run("UPDATE orders, merchants SET orders.total = 1 WHERE orders.id = %s",
+                        (old,))
+            code, message = caught.value.args
+            assert code == 1235 and "merchants" in message, message

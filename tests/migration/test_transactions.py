@@ -1,0 +1,312 @@
+"""Writes to migrated tables inside client transactions, and phase switches around them,
+checked on every backend directly (issue 21: transactions; docs/migration.md).
+
+- In each dual phase a transaction's writes to orders and order_items are part of it: its own
+  reads see them, ROLLBACK leaves nothing on legacy nor on the shards, COMMIT leaves both sides
+  equal (BEGIN and autocommit=0, as PyMySQL and SQLAlchemy use).
+- A DAL SIGKILLed between the authoritative COMMIT and the mirror leaves the outbox entries,
+  which the repairer of the next DAL applies.
+- A phase switch waits for an open transaction that wrote under the old phase and completes
+  after its COMMIT; one left open past the timeout puts the old phase back and names the
+  session; a real failure inside the switch (a revoked grant) puts the old phase back too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from config.loader import load_config
+from dal.migration import control
+from dal.migration.switch import SwitchError, switch
+from tests.migration.env import (
+    DB,
+    LEGACY,
+    MigratingDal,
+    MigrationEnv,
+    copy_legacy,
+    env_fixture,
+    migrating_dal,
+)
+
+USERS = range(9_200_000, 9_200_100)
+MERCHANT = 4_091
+INSERT_ORDER = ("INSERT INTO orders (user_id, merchant_id, status, total, created_at, updated_at)"
+                " VALUES (%s, %s, 1, %s, NOW(6), NOW(6))")
+INSERT_ITEM = ("INSERT INTO order_items (order_id, user_id, merchant_id, sku, qty, price) "
+               "VALUES (%s, %s, %s, %s, 1, 2.50)")
+
+
+env = env_fixture(USERS)
+
+
+def _switch(dal: MigratingDal, phase: str, timeout: float = 20) -> None:
+    switch(load_config(dal.path), DB, phase, timeout=timeout)
+
+
+def _prepare(env: MigrationEnv, dal: MigratingDal, user: int) -> int:
+    """One legacy order of ``user`` with one item, copied to the shards; phase dual_legacy."""
+    _, _, old = dal.run(INSERT_ORDER, (user, MERCHANT, "5.00"))
+    dal.run(INSERT_ITEM, (old, user, MERCHANT, "old"))
+    _switch(dal, "dual_legacy")
+    copy_legacy(env)
+    return old
+
+
+def _sides(env: MigrationEnv, table: str, row_id: int, user: int) -> tuple[list, list, list]:
+    """The row on legacy, on its user shard and on its merchant shard."""
+    return (env.legacy_rows(table, "id = %s", (row_id,)),
+            env.shard_rows(table, user, "id = %s", (row_id,)),
+            env.shard_rows(table, user, "id = %s", (row_id,), dimension="merchant",
+                           key=MERCHANT))
+
+
+def _eventually(check, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            check()
+            return
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def _transaction(dal: MigratingDal, user: int, old: int, end: str,
+                 autocommit_off: bool) -> tuple[int, int]:
+    """One transaction: a new order with an item, an update of ``old`` and the delete of its
+    item; its own reads see each; then ``end`` (COMMIT or ROLLBACK). The new ids."""
+    conn = dal.connect(autocommit=not autocommit_off)
+    try:
+        with conn.cursor() as cur:
+            if not autocommit_off:
+                cur.execute("BEGIN")
+            cur.execute(INSERT_ORDER, (user, MERCHANT, "7.00"))
+            new = cur.lastrowid
+            cur.execute(INSERT_ITEM, (new, user, MERCHANT, "new"))
+            item = cur.lastrowid
+            cur.execute("UPDATE orders SET total = 99.00 WHERE id = %s", (old,))
+            cur.execute("DELETE FROM order_items WHERE order_id = %s", (old,))
+            cur.execute("SELECT id, total FROM orders WHERE user_id = %s ORDER BY id", (user,))
+            seen = {r[0]: f"{r[1]:.2f}" for r in cur.fetchall()}
+            assert seen[old] == "99.00" and seen[new] == "7.00"
+            cur.execute("SELECT id, sku FROM order_items WHERE user_id = %s", (user,))
+            skus = dict(cur.fetchall())
+            assert skus[item] == "new" and "old" not in skus.values()
+            cur.execute(end)
+        return new, item
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("autocommit_off", [False, True], ids=["begin", "autocommit0"])
+def test_transactions_in_each_dual_phase(env: MigrationEnv, tmp_path: Path,
+                                         autocommit_off: bool) -> None:
+    user = USERS[1] + autocommit_off
+    with migrating_dal(tmp_path, env, shadow_rate=1.0) as dal:  # every shadow read compared
+        old = _prepare(env, dal, user)
+        before = _sides(env, "orders", old, user)
+        old_items = env.legacy_rows("order_items", "order_id = %s", (old,))
+        for phase in ("dual_legacy", "shadow", "dual_sharded"):
+            if phase != "dual_legacy":
+                _switch(dal, phase)
+            new, item = _transaction(dal, user, old, "ROLLBACK", autocommit_off)
+            for table, row_id in (("orders", new), ("order_items", item)):  # nowhere
+                assert env.everywhere(table, row_id) == [], (phase, table)
+                assert env.legacy_rows(table, "id = %s", (row_id,)) == [], (phase, table)
+            assert _sides(env, "orders", old, user) == before, phase
+            assert env.legacy_rows("order_items", "order_id = %s", (old,)) == old_items
+            assert env.shard_rows("order_items", user, "order_id = %s", (old,)) == old_items
+            assert env.repair_depth() == 0
+            new, item = _transaction(dal, user, old, "COMMIT", autocommit_off)
+            for table, row_id in (("orders", new), ("orders", old), ("order_items", item)):
+                legacy, by_user, by_merchant = _sides(env, table, row_id, user)
+                assert legacy and legacy == by_user, (phase, table, row_id)
+                if phase != "dual_sharded":  # the shards first: `dal sync` copies to merchant
+                    assert legacy == by_merchant, (phase, table, row_id)
+            assert env.legacy_rows("order_items", "order_id = %s", (old,)) == []
+            assert env.shard_rows("order_items", user, "order_id = %s", (old,)) == []
+            _no_outbox(env)  # cleared by the mirror right after the COMMIT
+            before = _sides(env, "orders", old, user)
+            old_items = []
+        assert dal.metric("dal_migration_shadow_mismatches_total", db=DB) == 0
+
+
+def _no_outbox(env: MigrationEnv) -> None:
+    for instance in ("a", "b"):
+        with contextlib.closing(env.connect(instance)) as conn, conn.cursor() as cur:
+            cur.execute("SELECT COUNT(*) FROM dal_meta.migration_repair WHERE db = %s", (DB,))
+            assert cur.fetchone()[0] == 0, instance
+
+
+def test_two_transactions_on_one_row_converge(env: MigrationEnv, tmp_path: Path) -> None:
+    user = USERS[3]
+    with migrating_dal(tmp_path, env) as dal:
+        old = _prepare(env, dal, user)
+        for phase in ("dual_legacy", "dual_sharded"):
+            if phase == "dual_sharded":
+                _switch(dal, "shadow")
+                _switch(dal, "dual_sharded")
+            errors: list[BaseException] = []
+
+            def bump(times: int, errors: list[BaseException] = errors) -> None:
+                try:
+                    conn = dal.connect(autocommit=False)
+                    with conn.cursor() as cur:
+                        for _ in range(times):
+                            cur.execute("UPDATE orders SET total = total + 1 WHERE id = %s",
+                                        (old,))
+                            conn.commit()
+                    conn.close()
+                except BaseException as exc:
+                    errors.append(exc)
+
+            threads = [threading.Thread(target=bump, args=(20,)) for _ in range(3)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            assert not errors, errors
+            legacy, by_user, by_merchant = _sides(env, "orders", old, user)
+            assert legacy == by_user, phase
+            if phase == "dual_legacy":
+                assert legacy == by_merchant
+        assert f"{legacy[0][4]:.2f}" == "125.00"
+
+
+def test_kill9_between_commit_and_mirror(env: MigrationEnv, tmp_path: Path) -> None:
+    user = USERS[5]
+    with migrating_dal(tmp_path, env, name="first") as dal:
+        old = _prepare(env, dal, user)
+        client = dal.connect(read_timeout=60)
+        with client.cursor() as cur:
+            cur.execute("BEGIN")
+            cur.execute("UPDATE orders SET total = 42.00 WHERE id = %s", (old,))
+        # A direct reader queues for the row's lock on legacy: after the COMMIT it gets it
+        # first, so DAL's mirror (which reads the row under that lock) waits behind it.
+        blocker = env.connect("a", LEGACY)
+        blocker.begin()
+        queued = threading.Thread(target=lambda: blocker.cursor().execute(
+            "SELECT * FROM orders WHERE id = %s FOR UPDATE", (old,)))
+        queued.start()
+        time.sleep(1)
+        client._execute_command(3, "COMMIT")  # sent; its answer is never read
+        _eventually(lambda: _outbox_holds(env, old))  # committed on legacy with its outbox
+        queued.join(10)
+        assert f"{env.legacy_rows('orders', 'id = %s', (old,))[0][4]:.2f}" == "42.00"
+        dal.proc.proc.send_signal(signal.SIGKILL)
+        dal.proc.proc.wait()
+        blocker.rollback()
+        blocker.close()
+        with contextlib.suppress(Exception):
+            client.close()
+        time.sleep(1)
+        assert f"{env.shard_rows('orders', user, 'id = %s', (old,))[0][4]:.2f}" == "5.00"
+        _outbox_holds(env, old)
+    with migrating_dal(tmp_path, env, name="second"):
+        def repaired() -> None:
+            legacy, by_user, by_merchant = _sides(env, "orders", old, user)
+            assert legacy == by_user == by_merchant
+            _no_outbox(env)
+
+        _eventually(repaired, 20)
+
+
+def _outbox_holds(env: MigrationEnv, row_id: int) -> None:
+    with contextlib.closing(env.connect("a")) as conn, conn.cursor() as cur:
+        cur.execute("SELECT COUNT(*) FROM dal_meta.migration_repair WHERE db = %s AND id = %s",
+                    (DB, row_id))
+        assert cur.fetchone()[0] == 1
+
+
+def test_switch_waits_for_an_open_transaction(env: MigrationEnv, tmp_path: Path) -> None:
+    user = USERS[7]
+    with migrating_dal(tmp_path, env) as dal:
+        old = _prepare(env, dal, user)
+        client, _ = _open_transaction(dal, old, "8.00")
+        outcome: list[object] = []
+        thread = threading.Thread(target=lambda: outcome.append(_try_switch(dal, "shadow")))
+        thread.start()
+        time.sleep(3)
+        assert thread.is_alive() and env.phase().state == control.DRAIN
+        with client.cursor() as cur:  # the transaction's own writes still run meanwhile
+            cur.execute("UPDATE orders SET total = 9.00 WHERE id = %s", (old,))
+            cur.execute("COMMIT")
+        thread.join(30)
+        assert outcome == [None]
+        assert env.phase().phase == "shadow"
+        legacy, by_user, by_merchant = _sides(env, "orders", old, user)
+        assert f"{legacy[0][4]:.2f}" == "9.00" and legacy == by_user == by_merchant
+        client.close()
+
+
+def _open_transaction(dal: MigratingDal, row_id: int, total: str):
+    """A client (and its DAL connection id) whose open transaction updated ``row_id``."""
+    client = dal.connect()
+    with client.cursor() as cur:
+        cur.execute("SELECT CONNECTION_ID()")
+        session = cur.fetchone()[0]
+        cur.execute("BEGIN")
+        cur.execute("UPDATE orders SET total = %s WHERE id = %s", (total, row_id))
+    return client, session
+
+
+def _try_switch(dal: MigratingDal, phase: str, timeout: float = 20) -> SwitchError | None:
+    try:
+        _switch(dal, phase, timeout)
+    except SwitchError as exc:
+        return exc
+    return None
+
+
+def test_switch_timeout_names_the_open_transaction(env: MigrationEnv, tmp_path: Path) -> None:
+    user = USERS[9]
+    with migrating_dal(tmp_path, env) as dal:
+        old = _prepare(env, dal, user)
+        client, session = _open_transaction(dal, old, "6.00")
+        failed = _try_switch(dal, "shadow", timeout=3)
+        assert failed is not None and f"DAL connection ids {session}" in str(failed), failed
+        row = env.phase()
+        assert (row.phase, row.state) == ("dual_legacy", control.ACTIVE)
+        with client.cursor() as cur:  # the transaction goes on under the old phase
+            cur.execute("COMMIT")
+        legacy, by_user, by_merchant = _sides(env, "orders", old, user)
+        assert f"{legacy[0][4]:.2f}" == "6.00" and legacy == by_user == by_merchant
+        _, affected, _ = dal.run("UPDATE orders SET total = 7.00 WHERE id = %s", (old,))
+        assert affected == 1
+        _switch(dal, "shadow")  # nothing holds it now
+        client.close()
+
+
+def test_switch_failure_puts_the_old_phase_back(env: MigrationEnv, tmp_path: Path) -> None:
+    """A real failure between the drain and the new phase: DAL's account loses SELECT on the
+    legacy database, so reading the highest legacy id fails."""
+    user = USERS[11]
+    with migrating_dal(tmp_path, env) as dal:
+        dal.run(INSERT_ORDER, (user, MERCHANT, "1.00"))
+        root = env.root()
+        try:
+            with root.cursor() as cur:
+                for host in ("127.0.0.1", "localhost"):
+                    cur.execute(f"REVOKE SELECT ON `{LEGACY.replace('_', chr(92) + '_')}`.* "
+                                f"FROM %s@'{host}'", (env.config.instances["a"].user,))
+            with pytest.raises(SwitchError, match="back in phase legacy"):
+                _switch(dal, "dual_legacy")
+            row = env.phase()
+            assert (row.phase, row.state) == ("legacy", control.ACTIVE)
+        finally:
+            with root.cursor() as cur:
+                for host in ("127.0.0.1", "localhost"):
+                    cur.execute(f"GRANT SELECT ON `{LEGACY.replace('_', chr(92) + '_')}`.* "
+                                f"TO %s@'{host}'", (env.config.instances["a"].user,))
+            root.close()
+        _, affected, _ = dal.run(INSERT_ORDER, (user, MERCHANT, "2.00"))  # writes go on
+        assert affected == 1
+        _switch(dal, "dual_legacy")
+        assert env.phase().phase == "dual_legacy"
