@@ -11,8 +11,9 @@ to the handler its type maps to in ``handlers``.
 and the hooks below (`open_session`, `release_backend`). The front end never imports it.
 
 The hot path: a chunk that is exactly one command packet, arriving while the session waits for
-one, becomes an event (`ServerConnection.whole_command`) and runs at once, with no copy through
-the packet buffer and no coroutine.
+one (`ServerConnection.whole_packet`), runs at once, with no copy through the packet buffer and
+no coroutine; COM_QUERY and COM_STMT_EXECUTE go straight to the session's `query_command` and
+`execute_command`, with no event object, every other command as its event to its handler.
 """
 
 from __future__ import annotations
@@ -25,9 +26,10 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from dal import errors, tls
 from dal.execute.sink import BatchSink, ClientSink
 from dal.login import LoginFailed, LoginResult, err_packet, ok_packet
+from dal.wire.constants import Command
 from dal.wire.events import ProtocolViolation
 from dal.wire.messages import ERR
-from dal.wire.server import CLOSED, COMMAND, LOGIN, ServerConnection
+from dal.wire.server import CLOSED, COMMAND, LOGIN, ServerConnection, decode_command
 from router.rows.errors import ProtocolError
 
 if TYPE_CHECKING:
@@ -36,6 +38,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("dal.session")
 
 LINGER_SECONDS = 2.0
+_QUERY = int(Command.QUERY)  # plain ints: compared for every command
+_EXECUTE = int(Command.STMT_EXECUTE)
 
 
 class Frontend(asyncio.Protocol):
@@ -72,6 +76,14 @@ class Frontend(asyncio.Protocol):
         """Give back whatever backend connections the session holds."""
         raise NotImplementedError
 
+    def query_command(self, payload: bytes, last_seq: int, raw: bytes | None) -> None:
+        """Run COM_QUERY ``payload`` (its event's fields: `dal.wire.events.ComQuery`)."""
+        raise NotImplementedError
+
+    def execute_command(self, payload: bytes, last_seq: int) -> None:
+        """Run COM_STMT_EXECUTE ``payload`` (`dal.wire.events.ComStmtExecute`)."""
+        raise NotImplementedError
+
     # -- asyncio.Protocol --------------------------------------------------------------------
 
     @property
@@ -96,15 +108,21 @@ class Frontend(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         wire = self.wire
         if not self.busy:
-            event = wire.whole_command(data)  # the common case: exactly one command packet
-            if event is not None:
+            code = wire.whole_packet(data)  # the common case: exactly one command packet
+            if code >= 0:
                 if self._read_timer is not None:
                     self._read_timer.cancel()
                     self._read_timer = None
                 self._seq = 1
                 self.commands += 1
-                try:
-                    self.handlers[event.__class__](self, event)
+                try:  # the two hot commands run with no event object and no table lookup
+                    if code == _QUERY:
+                        self.query_command(data[4:], 0, data)
+                    elif code == _EXECUTE:
+                        self.execute_command(data[4:], 0)
+                    else:
+                        event = decode_command(data[4:], 0, data)
+                        self.handlers[event.__class__](self, event)
                 except Exception:  # a bug must cost one statement, never the process
                     self.internal_error("command failed")
                 return
@@ -208,7 +226,7 @@ class Frontend(asyncio.Protocol):
         wire = self.wire
         handlers = self.handlers
         while not self.busy and wire.state is COMMAND:
-            if not wire.pending():  # the common case: nothing came in meanwhile
+            if not wire.held:  # the common case: nothing came in meanwhile
                 if self._read_timer is not None:
                     self._read_timer.cancel()
                     self._read_timer = None
@@ -228,6 +246,14 @@ class Frontend(asyncio.Protocol):
             except Exception:  # a bug must cost one statement, never the process
                 self.internal_error("command failed")
 
+
+    def command_ended(self) -> None:
+        """The command in flight ended (the session is no longer busy): run what the client
+        sent meanwhile, or give back what the session holds if the client is gone."""
+        if self.wire.state is CLOSED:
+            self.release_backend()
+        else:
+            self.drain()
 
     def _watch_partial_packet(self) -> None:
         if self._read_timer is not None:

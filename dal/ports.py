@@ -98,6 +98,8 @@ class SessionPort(Protocol):
     relay: Any  # dal.execute.relay.Relay
     prepared: Any  # dal.prepared_statements.Registry, made at first use
     transport: asyncio.Transport | None
+    statement_started: float  # perf_counter() when the current (or last) statement arrived
+    statement_text: bytes | None  # its fingerprint, literals as ``?``
 
     @property
     def closed(self) -> bool: ...
@@ -112,6 +114,8 @@ class SessionPort(Protocol):
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None: ...
 
     def drain(self) -> None: ...
+
+    def command_ended(self) -> None: ...
 
     def abort(self) -> None: ...
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import replace
+from time import perf_counter
 from typing import TYPE_CHECKING
 
 from dal.execute import leases
@@ -255,6 +256,7 @@ def _long_data(session: SessionPort, payload: bytes) -> None:
 
 def execute(session: SessionPort, payload: bytes, last_seq: int) -> None:
     """COM_STMT_EXECUTE: the fast route when the statement has one, else the full path."""
+    session.statement_started = perf_counter()
     reg = session.prepared
     statement = (reg.statements.get(int.from_bytes(payload[1:5], "little"))
                  if reg is not None and len(payload) >= 5 else None)

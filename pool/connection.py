@@ -18,12 +18,12 @@ import contextlib
 import itertools
 import socket
 import ssl
-import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
+from time import monotonic
 from typing import TYPE_CHECKING
 
-from dal.wire.client import AUTH, BUSY, ClientConnection, LoginRefused
+from dal.wire.client import AUTH, BUSY, READY, ClientConnection, LoginRefused
 from dal.wire.constants import Capability, Command
 from dal.wire.framing import frame
 from dal.wire.results import RESULT, ResponseScanner
@@ -55,7 +55,7 @@ class BackendConnection(ClientConnection, asyncio.Protocol):
         self.schema: str | None = None
         self.charset: str | None = None
         self.variables: dict[str, str] = {}
-        self.created = time.monotonic()
+        self.created = monotonic()
         self.last_used = self.created
         self.breaker: Breaker | None = None  # set by the pool; told each call's outcome
         self.sent_at = 0.0
@@ -245,15 +245,20 @@ class BackendConnection(ClientConnection, asyncio.Protocol):
         ``rename`` puts the logical schema into the result's column definitions. On a
         connection with a relayed command in flight, the request is pipelined behind it.
         """
-        if self.state is BUSY and self._sink is not None:
+        state = self.state
+        if state is READY:  # `start_command`'s step, taken inline: this runs per statement
+            self.state = BUSY
+            self.busy = True
+        elif state is BUSY and self._sink is not None:
             self._follow(Flight(packets, sink, done, shape, rename))
             return
-        self.start_command()
+        else:
+            self.start_command()
         self._scanner.reset(shape)
         self._rename = rename
         self._sink = sink
         self._done = done
-        self.sent_at = time.monotonic()
+        self.sent_at = monotonic()
         self.request = packets
         self._shape = shape
         transport = self.transport
@@ -314,7 +319,7 @@ class BackendConnection(ClientConnection, asyncio.Protocol):
 
         self._scanner.reset(shape)
         self._done = done
-        self.sent_at = time.monotonic()
+        self.sent_at = monotonic()
         self.request = packets
         self.write(packets)
         self.request_end = self.written
@@ -417,7 +422,7 @@ class BackendConnection(ClientConnection, asyncio.Protocol):
         now the one in flight (its answer may follow in the same chunk)."""
         done = self._done
         self.status = scanner.status
-        self.last_used = now = time.monotonic()
+        self.last_used = now = monotonic()
         breaker = self.breaker
         if breaker is not None:
             breaker.success(now - self.sent_at, now)
@@ -434,7 +439,11 @@ class BackendConnection(ClientConnection, asyncio.Protocol):
         self._sink = None
         self._done = None
         self.shared = False
-        self.command_done()
+        if self.state is BUSY:  # `command_done`'s step, taken inline
+            self.state = READY
+            self.busy = False
+        else:
+            self.command_done()
         if done is not None:
             done(self, scanner)
         return False

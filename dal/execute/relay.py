@@ -7,7 +7,7 @@ without the session's state (or a statement that needs rewriting or preparing) t
 path, a coroutine that replays the state first. Text statements, prepared executions, the
 express lane and a sharded plan's one target all come through `Relay.route`.
 
-When the pool is full, an autocommit statement that holds no state (`shareable`) may be
+When the pool is full, an autocommit statement that holds no state (a `SHAREABLE` kind) may be
 pipelined behind other sessions' statements on a connection (pool/pool.py `offer`, `_join`):
 its answer comes back in order, to this session's sink and `done`.
 """
@@ -29,11 +29,12 @@ from pool.responses import decode_packets
 
 if TYPE_CHECKING:
     from dal.ports import SessionPort
-    from pool.pool import Share
+    from pool.pool import Pool
     from router.plan import Plan
 
 # Statement kinds that may be pipelined behind other sessions' (with no pin, no rewrite, in
 # autocommit): they change no session state on the backend connection.
+_QUERY = int(Command.QUERY)  # a plain int: an IntEnum member is slow to read
 SHAREABLE = frozenset({"select", "insert", "update", "delete", "shard:select", "shard:insert",
                        "shard:update", "shard:delete"})
 
@@ -42,7 +43,7 @@ class Relay:
     """The relaying state of one session: the statement in flight (its plan, the connection
     serving it, its statement-timeout timer) and a request queued for a pooled connection."""
 
-    __slots__ = ("pending", "plan", "serving", "session", "shareable", "timer")
+    __slots__ = ("offer_to", "pending", "plan", "serving", "session", "timer")
 
     def __init__(self, session: SessionPort) -> None:
         self.session = session
@@ -50,7 +51,9 @@ class Relay:
         self.serving: BackendConnection | None = None  # for KILL QUERY and the timeout
         self.timer: object | None = None  # statement timeout (dal/timeouts.py)
         self.pending: tuple | None = None
-        self.shareable = False  # the statement in flight may have others' behind it
+        # The pool whose other sessions may pipeline behind the statement about to start (set
+        # by `route` for that statement only), or None.
+        self.offer_to: Pool | None = None
 
     def route(self, plan: Plan, payload: bytes, last_seq: int, shape: int = RESULT,
               raw: bytes | None = None, rename: HeaderRenamer | None = None) -> None:
@@ -80,7 +83,7 @@ class Relay:
                                                   extended=session.extended_metadata))
             return
         if conn is not None:
-            self.shareable = False
+            self.offer_to = None
             if not self._fits_pin(conn, plan, payload):
                 return
             if conn.instance != plan.instance and plan.anywhere:
@@ -90,12 +93,22 @@ class Relay:
                 return
         else:
             pool = session.server.pools[plan.instance]  # type: ignore[index]
-            share = self._share(plan, payload) if pool.config.pipeline_depth else None
-            self.shareable = share is not None
+            # May it be pipelined behind other sessions' statements? A passthrough COM_QUERY of
+            # a `SHAREABLE` kind, no pin, autocommit with no transaction open, pending or XA,
+            # and no statement timeout to enforce (its KILL QUERY would reach whatever the
+            # connection runs). Inline: this runs per statement.
+            share = None
+            if (pool.config.pipeline_depth and plan.statement in SHAREABLE and plan.sql is None
+                    and plan.pin is None and payload[0] == _QUERY
+                    and session.txn_pending is None and session.xa is None
+                    and session.status & TXN_BITS == AUTOCOMMIT
+                    and not session.server.statement_timeout):
+                share = plan.schema, session.state
+                self.offer_to = pool
             try:
                 conn = pool.request(session.flavour, self._connection_ready, share)
             except BackendError as exc:
-                self.shareable = False
+                self.offer_to = None
                 session.send_error(exc.to_err())
                 return
             if conn is None:  # queued: `_connection_ready` continues
@@ -103,19 +116,6 @@ class Relay:
                 self.pending = (plan, payload, last_seq, shape, raw, rename)
                 return
         self._run_on(conn, plan, payload, last_seq, shape, raw, rename)
-
-    def _share(self, plan: Plan, payload: bytes) -> Share | None:
-        """What a pipelined statement needs of the connection it joins, if this one may be
-        pipelined: a passthrough COM_QUERY of a `SHAREABLE` kind, no pin, autocommit with no
-        transaction open, pending or XA, and no statement timeout to enforce (its KILL QUERY
-        would reach whatever the connection runs)."""
-        session = self.session
-        if (plan.statement in SHAREABLE and plan.sql is None and plan.pin is None
-                and payload[0] == Command.QUERY and session.txn_pending is None
-                and session.xa is None and session.status & TXN_BITS == AUTOCOMMIT
-                and not session.server.statement_timeout):
-            return plan.schema, session.state
-        return None
 
     def _fits_pin(self, conn: BackendConnection, plan: Plan, payload: bytes) -> bool:
         """May the statement run beside the session's pinned ``conn``? False after the
@@ -143,14 +143,14 @@ class Relay:
         self.pending = None
         if conn is None or pending is None:
             session.busy = False
-            self.shareable = False
+            self.offer_to = None
             if error is not None:
                 session.send_error(error.to_err())
             session.drain()
             return
         if session.closed:
             session.busy = False
-            self.shareable = False
+            self.offer_to = None
             session.server.pools[conn.instance].release(conn)
             return
         self._run_on(conn, *pending)
@@ -178,10 +178,11 @@ class Relay:
         session.busy = True
         self.plan = plan
         self.serving = conn
-        if self.shareable:  # set by `route` for this statement only
-            self.shareable = False
+        pool = self.offer_to
+        if pool is not None:  # set by `route` for this statement only
+            self.offer_to = None
             if not conn.shared and session.pinned is not conn:
-                session.server.pools[conn.instance].offer(conn)
+                pool.offer(conn)
         conn.relay(packets, session.sink.write, self.done, shape, rename)
         if session.server.statement_timeout:
             timeouts.arm(session, conn)
@@ -206,11 +207,9 @@ class Relay:
         # clears nothing, so they stay readable after it too.
         leases.after_statement(session, conn, scanner.status, scanner.warnings > 0
                                or scanner.error or (plan is not None and plan.diagnostics), plan)
-        session.finish_statement(plan.statement if plan else "other", scanner.error)
-        if session.closed:
-            session.release_backend()
-        else:
-            session.drain()
+        session.server.finish_statement(plan.statement if plan else "other", scanner.error,
+                                        session.statement_started, session.statement_text)
+        session.command_ended()
 
     def backend_lost(self, conn: BackendConnection) -> None:
         """``conn`` broke under the session's statement: 2013 (or a broken client link when

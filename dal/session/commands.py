@@ -49,12 +49,15 @@ from router.rows.buffer import u16
 class ClientSession(QuerySession):
     """The server-role session of one client connection."""
 
-    def _on_query(self, event: ComQuery) -> None:
-        self._query(event.payload, event.last_seq, event.raw)
+    # COM_STMT_EXECUTE, the front end's hook and the other hot path: `dal.prepared.execute`
+    # itself, with no wrapper call.
+    execute_command = prepared.execute
 
-    def _on_execute(self, event: ComStmtExecute) -> None:  # the other hot path
-        self._started = perf_counter()
-        prepared.execute(self, event.payload, event.last_seq)
+    def _on_query(self, event: ComQuery) -> None:
+        self.query_command(event.payload, event.last_seq, event.raw)
+
+    def _on_execute(self, event: ComStmtExecute) -> None:
+        self.execute_command(event.payload, event.last_seq)
 
     def _on_ping(self, event: ComPing) -> None:
         self.send(ok_packet(self._seq, self.status))
@@ -95,7 +98,7 @@ class ClientSession(QuerySession):
             return
         statement = prepared.named_statement(self, event.payload, "mysqld_stmt_bulk_execute")
         if statement is not None:
-            self._started = perf_counter()
+            self.statement_started = perf_counter()
             self.spawn(bulk.run(self, statement, event.payload))
 
     def _on_unknown(self, event: UnknownCommand) -> None:

@@ -66,8 +66,9 @@ _SLOTTED = (SHARDED, MIGRATED)  # plans whose trees read the statement's literal
 class QuerySession(SessionState):
     """A session that runs text statements."""
 
-    def _query(self, payload: bytes, last_seq: int, raw: bytes | None) -> None:
-        self._started = perf_counter()
+    def query_command(self, payload: bytes, last_seq: int, raw: bytes | None) -> None:
+        """Run one COM_QUERY (the front end's hook)."""
+        self.statement_started = perf_counter()
         sql = payload[1:]
         server = self.server
         head = sql.rstrip(_DIGITS)
@@ -78,7 +79,7 @@ class QuerySession(SessionState):
                     and self.status & _LANE_BITS == _AUTOCOMMIT and self.txn_pending is None
                     and not self.ansi_quotes
                     and self.xa is None and not (entry.multi and self.multi_statements)):
-                self._fp = entry.key
+                self.statement_text = entry.key
                 server.router.cache.hits += 1  # the express lane is a plan-cache hit
                 if server.limiter is not None and self.throttle(
                         server.limiter, entry.plan, entry.key, self._express, entry, sql,
@@ -105,7 +106,7 @@ class QuerySession(SessionState):
             if expanded is not None and packet_count(len(expanded) + 1) == last_seq + 1:
                 original, sql, payload, raw = sql, expanded, b"\x03" + expanded, None
         fp = fingerprint_in_modes(sql, modes) if modes else fingerprint(sql)
-        self._fp = fp.key
+        self.statement_text = fp.key
         plan = server.router.plan(sql, fp, self.schema, self.admin, modes, original)
         if server.limiter is not None and self.throttle(server.limiter, plan, fp.key,
                                                         self._run_plan, plan, fp, sql, payload,
@@ -185,19 +186,21 @@ class QuerySession(SessionState):
         if entry.lane == PASS:
             self.relay.route(entry.plan, payload, last_seq, RESULT, raw)
             return
-        route, head, rename = express_route(entry, entry.shard_of(int(sql[cut:])))
-        self.relay.route(route, head + sql[cut:], 0, RESULT, None, rename)
+        key = sql[cut:]
+        route, head, rename = express_route(entry, entry.shard_of(int(key)))
+        self.relay.route(route, head + key, 0, RESULT, None, rename)
 
     async def _xa_end(self, commit: bool) -> None:
         failed = await xa.end(self, commit) is not None
-        self.server.finish_statement("transaction", failed, self._started, self._fp)
+        self.server.finish_statement("transaction", failed, self.statement_started,
+                                    self.statement_text)
         self.busy = False
 
     def run_query(self, payload: bytes, seq: int) -> None:
         """Run one COM_QUERY ``payload`` of a multi-statement batch, its reply framed from
         ``seq`` (dal/multi.py)."""
         self._seq = seq
-        self._query(payload, 0, None)
+        self.query_command(payload, 0, None)
 
     async def _admin(self, sql: bytes) -> None:
         from dal import admin

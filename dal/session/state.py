@@ -83,8 +83,10 @@ class SessionState(Frontend):
         self.status = int(Status.AUTOCOMMIT)
         self.ansi_quotes = 0  # sqltext.ANSI_QUOTES when the session's sql_mode has it
         self.multi_statements = False
-        self._started = 0.0  # perf_counter() when the current statement arrived
-        self._fp: bytes | None = None  # its fingerprint, for SHOW DAL STATEMENTS
+        # perf_counter() when the current (or last) statement arrived; 0 before the first.
+        self.statement_started = 0.0
+        # Its fingerprint (literals as ``?``), for SHOW DAL STATEMENTS and the metrics.
+        self.statement_text: bytes | None = None
         self.prepared: Registry | None = None  # COM_STMT_* statements, made at first use
         self.relay = Relay(self)  # the statement in flight on one backend
 
@@ -145,27 +147,13 @@ class SessionState(Frontend):
             self.release_backend()
 
     @property
-    def statement_text(self) -> bytes | None:
-        """The current (or last) statement's fingerprint, literals as ``?``."""
-        return self._fp
-
-    @statement_text.setter
-    def statement_text(self, key: bytes | None) -> None:
-        self._fp = key
-
-    @property
-    def statement_started(self) -> float:
-        """perf_counter() when the current (or last) statement arrived; 0 before the first."""
-        return self._started
-
-    @property
     def closed(self) -> bool:
         """The client connection is gone (or going): nothing more is read or answered."""
         return self.wire.state is CLOSED
 
     def finish_statement(self, kind: str, failed: bool) -> None:
         """Count the current statement in the metrics and SHOW DAL STATEMENTS."""
-        self.server.finish_statement(kind, failed, self._started, self._fp)
+        self.server.finish_statement(kind, failed, self.statement_started, self.statement_text)
 
     def note_counts(self, scanner: ResponseScanner) -> None:
         """What ROW_COUNT() and FOUND_ROWS() answer after the response ``scanner`` read."""

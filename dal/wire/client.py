@@ -33,7 +33,8 @@ from router.rows.errors import ProtocolError
 GREETING, AUTH, READY, BUSY, LOST, CLOSED = "greeting", "auth", "ready", "busy", "lost", "closed"
 
 # (state, what happened) -> next state. `start_command` and `command_done` follow the same
-# rules without the lookup (they run for every statement; a unit test holds them to it).
+# rules without the lookup (they run for every statement; a unit test holds them to it), and
+# the relay of `pool.connection.BackendConnection` takes their READY <-> BUSY step inline.
 TRANSITIONS: dict[tuple[str, str], str] = {
     (GREETING, "login"): AUTH,
     (AUTH, "ok"): READY,

@@ -152,14 +152,15 @@ class ResponseScanner:
         return False
 
     def _whole(self, data: bytes) -> int:
-        """The common case in one pass: ``data`` starts with a whole result set, no packet of
-        it split. Returns the bytes it used, with the scan done; or 0, having changed nothing,
-        for `feed`'s packet-by-packet path (OK, ERR, partial or multiple results)."""
+        """The common case in one pass: ``data`` starts with a whole result set with EOF
+        terminators (a backend's, CLIENT_DEPRECATE_EOF not asked for), no packet of it split.
+        Returns the bytes it used, with the scan done; or 0, having changed nothing, for
+        `feed`'s packet-by-packet path (OK, ERR, partial or multiple results, OK terminators).
+        """
         end = len(data)
-        if end < 5 or data[4] in _NOT_A_COUNT:
+        if end < 5 or data[4] in _NOT_A_COUNT or self._deprecate_eof:
             return 0
-        deprecate_eof = self._deprecate_eof
-        skip = data[4] + (0 if deprecate_eof else 1)  # definitions, and their EOF
+        skip = data[4] + 1  # the definitions and their EOF (a count of at least 1)
         pos = 4 + (data[0] | data[1] << 8 | data[2] << 16)
         last = pos
         for _ in range(skip):
@@ -167,33 +168,32 @@ class ResponseScanner:
                 return 0
             last = pos
             pos += 4 + (data[pos] | data[pos + 1] << 8 | data[pos + 2] << 16)
-        if not deprecate_eof and data[last + 4] != 0xFE:
+        if data[last + 4] != 0xFE:
             return 0  # no EOF after the definitions: the general path reports it
-        packets = 1 + skip
+        rows = 0
         while pos + 4 < end:
             length = data[pos] | data[pos + 1] << 8 | data[pos + 2] << 16
-            body = pos + 4
-            after = body + length
-            if not length or length >= MAX_PAYLOAD or after > end:
+            after = pos + 4 + length
+            if after > end or not length or length >= 0xFFFFFF:  # partial, empty or split
                 return 0
-            first = data[body]
-            packets += 1
-            if first == 0xFE and (length < 9 or deprecate_eof):
-                if deprecate_eof or length < 5:
-                    return 0  # an OK terminator, or a short EOF: the general path
-                status = data[body + 3] | data[body + 4] << 8
+            first = data[pos + 4]
+            if first == 0xFE and length < 9:  # the EOF that ends the result set
+                if length < 5:
+                    return 0  # a short EOF: the general path
+                status = data[pos + 7] | data[pos + 8] << 8
                 if status & _MORE_RESULTS:
                     return 0
-                self.warnings = data[body + 1] | data[body + 2] << 8
+                self.warnings = data[pos + 5] | data[pos + 6] << 8
                 self.status = status
                 self.state = DONE
-                self.rows = packets - 2 - skip
+                self.rows = rows
                 self.affected = -1
                 self.last_seq = data[pos + 3]
-                self.packets += packets  # after earlier results of a multi-result response
+                self.packets += rows + skip + 2  # after earlier results of a multi-result one
                 return after
             if first == 0xFF:
                 return 0  # an error mid-result: the general path reports it
+            rows += 1
             pos = after
         return 0
 

@@ -10,8 +10,9 @@ States (named, and changed only by the methods below):
   COMMAND  logged in: each logical packet starting at sequence id 0 is a command
   CLOSED   closed, or failing: whatever still arrives is discarded
 
-`whole_command` is the hot path: a chunk that is exactly one command packet, with nothing
-buffered, becomes an event without passing through the packet buffer.
+`whole_packet` is the hot path: a chunk that is exactly one command packet, with nothing
+buffered, is recognised without passing through the packet buffer (`whole_command` makes it an
+event).
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ def _stmt(cls: type) -> Decoder:
     return lambda payload, last_seq, raw: cls(payload[0], payload, last_seq)
 
 
-# Command byte -> decoder(payload, last_seq, raw). COM_QUERY is decoded inline (the hot path).
+# Command byte -> decoder(payload, last_seq, raw).
 DECODERS: dict[int, Decoder] = {
     Command.QUERY: lambda payload, last_seq, raw: ComQuery(payload, last_seq, raw),
     Command.STMT_EXECUTE: lambda payload, last_seq, raw: ComStmtExecute(payload, last_seq),
@@ -101,12 +102,13 @@ def decode_command(payload: bytes, last_seq: int, raw: bytes | None = None) -> C
 class ServerConnection:
     """One client connection's protocol state, server role."""
 
-    __slots__ = ("_buffer", "_held", "_whole_limit", "reply_seq", "state")
+    __slots__ = ("_buffer", "_whole_limit", "held", "reply_seq", "state")
 
     def __init__(self, max_payload: int) -> None:
         self.state = LOGIN
         self._buffer = PacketBuffer(max_payload)
-        self._held = self._buffer.held  # empty exactly when nothing is buffered
+        # Empty exactly when nothing is buffered: the owner's test for more input, with no call.
+        self.held = self._buffer.held
         self._whole_limit = min(max_payload, MAX_PAYLOAD - 1)  # largest one-packet command
         self.reply_seq = 0  # the sequence id the reply to the last command starts at
 
@@ -124,7 +126,7 @@ class ServerConnection:
         """Closed, or closing: nothing more is read, and what arrives is dropped."""
         self._move("close")
         self._buffer = PacketBuffer(0)
-        self._held = self._buffer.held
+        self.held = self._buffer.held
 
     # -- bytes in ----------------------------------------------------------------------------
 
@@ -141,18 +143,24 @@ class ServerConnection:
         """Everything received and not read yet, removed (the start of a TLS handshake)."""
         return self._buffer.take_rest()
 
-    def whole_command(self, data: bytes) -> CommandEvent | None:
-        """The hot path: ``data`` as one command event when, in state COMMAND, it is exactly
-        one whole packet with sequence id 0 and nothing is buffered before it; else None
-        (then `receive_data` and `next_event`)."""
+    def whole_packet(self, data: bytes) -> int:
+        """The hot path: the command byte of ``data`` when, in state COMMAND, it is exactly
+        one whole packet with sequence id 0 and nothing is buffered before it (its payload is
+        ``data[4:]``, its reply starts at sequence id 1); else -1 (then `receive_data` and
+        `next_event`). The owner runs COM_QUERY and COM_STMT_EXECUTE from it directly and
+        decodes the rest with `decode_command`."""
         n = len(data) - 4
-        if (self.state is COMMAND and not self._held and n > 0 and data[3] == 0
+        if (self.state is COMMAND and not self.held and n > 0 and data[3] == 0
                 and data[0] | data[1] << 8 | data[2] << 16 == n and n <= self._whole_limit):
             self.reply_seq = 1
-            if data[4] == 3:  # COM_QUERY
-                return ComQuery(data[4:], 0, data)
-            return decode_command(data[4:], 0, data)
-        return None
+            return data[4]
+        return -1
+
+    def whole_command(self, data: bytes) -> CommandEvent | None:
+        """`whole_packet` as an event: ``data`` as one command event, or None."""
+        if self.whole_packet(data) < 0:
+            return None
+        return decode_command(data[4:], 0, data)
 
     def next_event(self) -> CommandEvent | None:
         """The next whole command, or None until more bytes arrive. Raises

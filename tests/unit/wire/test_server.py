@@ -138,6 +138,19 @@ def test_hot_path_declines_when_bytes_are_buffered() -> None:
     assert conn.next_event() == ComPing()
 
 
+def test_hot_path_names_the_command_byte_and_its_event_is_the_decoded_one() -> None:
+    for payload, _ in COMMANDS:
+        raw = frame(payload, 0)
+        conn = logged_in()
+        if not payload:  # an empty packet takes the buffered path (EmptyPacket)
+            assert conn.whole_packet(raw) == -1
+            continue
+        assert conn.whole_packet(raw) == payload[0]  # what the front end dispatches on
+        assert conn.reply_seq == 1
+        assert logged_in().whole_command(raw) == decode_command(payload, 0, raw)
+    assert logged_in().whole_packet(frame(b"\x0e", 0) * 2) == -1
+
+
 @pytest.mark.parametrize("chunk", [
     frame(b"\x0e", 0) + frame(b"\x0e", 0),  # two packets
     frame(b"\x0e", 3),  # not at sequence id 0
