@@ -371,7 +371,7 @@ def measure_servers(args: argparse.Namespace, config: Config, direct: Target, da
             sbtest = [Target(t.name, t.host, t.port, t.user, t.password, SHARDED_DB)
                       for t in (dal, *compared)]
             scatter = bench_scatter.measure([direct, *sbtest], args.rounds, args.duration,
-                                            args.warmup)
+                                            args.warmup, config)
             result["scatter"] = {"rows": args.scatter_rows, "shards": scatter_shards, **scatter}
 
 
