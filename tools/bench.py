@@ -411,6 +411,9 @@ def emit(args: argparse.Namespace, result: dict[str, Any], layout: str) -> int:
     if "ratio_auto_over_disable" in result:
         print(f"ratio in auto / ratio in disable: {result['ratio_auto_over_disable']:.2f} "
               "(1.00 or more: prepared statements cost DAL no more than they save the backend)")
+    if result.get("dal_cpu_execute_over_query") is not None:
+        print(f"DAL's own cpu per COM_STMT_EXECUTE / per COM_QUERY of the same statement: "
+              f"{result['dal_cpu_execute_over_query']:.2f} (issue 23: at most 1.00)")
     if result.get("hop", {}).get("measured") is False and args.hop:
         print(f"hop: not measured: {result['hop']['reason']}")
     if "scatter" in result:
@@ -868,9 +871,12 @@ def benchmark(args: argparse.Namespace, targets: list[Target],
         return figures[modes[0]]
     # What both modes share; targets, rounds and ratios are per mode only.
     shared = {key: figures["disable"][key] for key in SHARED_FIGURES}
+    own = {m: (figures[m].get("cpu_own_us") or {}).get("dal") for m in modes}
     return {**shared, "params": {**shared["params"], "ps_mode": "both"}, "by_ps_mode": figures,
             "ratio_auto_over_disable": _ratio(figures["auto"]["ratio"],
-                                              figures["disable"]["ratio"])}
+                                              figures["disable"]["ratio"]),
+            # DAL's own CPU per COM_STMT_EXECUTE over per COM_QUERY of the same statement
+            "dal_cpu_execute_over_query": _ratio(own["auto"], own["disable"])}
 
 
 PS_MODES = ("disable", "auto")

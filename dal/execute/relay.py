@@ -114,7 +114,7 @@ class Relay:
                 and payload[0] == Command.QUERY and session.txn_pending is None
                 and session.xa is None and session.status & TXN_BITS == AUTOCOMMIT
                 and not session.server.statement_timeout):
-            return plan.schema, session.state
+            return plan.schema, session.state, None
         return None
 
     def _fits_pin(self, conn: BackendConnection, plan: Plan, payload: bytes) -> bool:
