@@ -222,6 +222,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="idle-clients mode: log N clients in and leave them idle; report "
                         "DAL's memory per client (VmRSS) and the time they took to connect "
                         "(tools/bench_idle.py)")
+    parser.add_argument("--idle-hold", type=float, default=0.0, metavar="SECONDS",
+                        help="--idle-clients: keep them connected and idle this long, then "
+                        "read DAL's memory again and COM_PING each (failures are errors)")
     parser.add_argument("--tls", action="store_true",
                         help="--idle-clients over TLS (needs server.tls in the config)")
     parser.add_argument("--hop", action="store_true",
@@ -1301,7 +1304,8 @@ def run_idle(args: argparse.Namespace, config: Config, dal: Target) -> int:
             return 1
         try:
             figures = bench_idle.run_idle(pids.pop(), dal.host, dal.port, dal.user,
-                                          dal.password, args.idle_clients, args.tls)
+                                          dal.password, args.idle_clients, args.tls,
+                                          args.idle_hold)
         except (bench_idle.BackendError, OSError) as exc:
             print(f"dal bench: idle clients: {exc}", file=sys.stderr)
             return 1
@@ -1312,5 +1316,7 @@ def run_idle(args: argparse.Namespace, config: Config, dal: Target) -> int:
              "connect_seconds": round(figures.connect_seconds, 3),
              "rss_before_kib": figures.rss_before_kib, "rss_after_kib": figures.rss_after_kib,
              "kib_per_client": round(figures.kib_per_client, 2),
-             "dal_cpu_seconds": round(figures.dal_cpu_seconds, 3)}, indent=2) + "\n")
-    return 0
+             "dal_cpu_seconds": round(figures.dal_cpu_seconds, 3),
+             "held_seconds": figures.held_seconds, "rss_held_kib": figures.rss_held_kib,
+             "errors": figures.errors}, indent=2) + "\n")
+    return 1 if figures.errors else 0
