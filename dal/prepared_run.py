@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from dal.execute import leases
+from dal.execute.share import shared_execution
 from dal.prepared_results import reply
 from dal.wire.framing import frame, packet_count
 from dal.wire.messages import ERR
@@ -42,6 +43,8 @@ def run(session: SessionPort, plan: Plan, instance: str, schema: str | None, sql
         return
 
     def ready(conn: BackendConnection | None, error: BackendError | None) -> None:
+        if conn is None or session.closed:
+            session.relay.shareable = False
         if conn is None:
             session.busy = False
             if error is not None:
@@ -53,9 +56,13 @@ def run(session: SessionPort, plan: Plan, instance: str, schema: str | None, sql
         else:
             _send(session, conn, plan, schema, sql, params, tail, rename)
 
+    pool = session.server.pools[instance]
+    share = shared_execution(session, plan, schema, sql) if pool.config.pipeline_depth else None
+    session.relay.shareable = share is not None  # may be pipelined (dal/execute/relay.py)
     try:
-        conn = session.server.pools[instance].request(session.flavour, ready)
+        conn = pool.request(session.flavour, ready, share)
     except BackendError as exc:
+        session.relay.shareable = False
         session.send_error(exc.to_err())
         return
     if conn is None:  # queued: `ready` continues

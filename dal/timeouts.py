@@ -14,6 +14,7 @@ import asyncio
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from dal.wire.constants import Command
 from dal.wire.messages import ERR
 from dal.wire.results import ResponseScanner
 from pool.connection import BackendConnection, BackendError
@@ -96,12 +97,25 @@ async def kill_pipelined(server: ServerPort, conn: BackendConnection,
     while found is not None and found[0] > 0:  # still queued behind others' statements
         await asyncio.sleep(0.005)
         found = conn.relayed_for(done)
-    if found is None or found[1][4:5] != b"\x03" or len(found[1]) - 4 >= 0xFFFFFF:
-        return False  # ended, or not a one-packet COM_QUERY (never pipelined)
-    packets = found[1]
+    sql = None if found is None else _running_text(conn, found[1])
+    if sql is None:
+        return False  # ended, or not a one-packet COM_QUERY or COM_STMT_EXECUTE
     return await kill_query(conn.instance, server.pools[conn.instance].instance,
                             conn.thread_id, lambda: conn.relayed_for(done) is not None,
-                            sql=packets[5:])
+                            sql=sql)
+
+
+def _running_text(conn: BackendConnection, packets: bytes) -> bytes | None:
+    """What the backend's PROCESSLIST shows while ``packets`` run: a COM_QUERY's text, or
+    for a COM_STMT_EXECUTE the prepared statement's (with its ``?``)."""
+    if len(packets) - 4 >= 0xFFFFFF:
+        return None
+    if packets[4] == Command.QUERY:
+        return packets[5:]
+    if packets[4] == Command.STMT_EXECUTE:
+        head = packets[4:9]
+        return next((sql for sql, st in conn.prepared.items() if st.execute_head == head), None)
+    return None
 
 
 def _expired(session: SessionPort, conn: BackendConnection, sent_at: float) -> None:

@@ -30,6 +30,7 @@ from dal.wire.framing import frame
 from dal.wire.messages import ERR
 from dal.xa_log import DecisionLog
 from pool.connection import BackendConnection, BackendError, decode_response
+from pool.responses import decode_lazily
 from pool.state import apply_state
 from router.targets import AUTOCOMMIT_OFF
 
@@ -280,7 +281,7 @@ async def _on_instance(session: SessionPort, instance: str, jobs: list[tuple[int
             return
         for (i, _), raw in zip(jobs, responses, strict=True):
             try:
-                outcomes[i] = decode_response(raw, conn.extended_metadata)
+                outcomes[i] = decode_lazily(raw, conn.extended_metadata)
             except BackendError as exc:
                 outcomes[i] = exc
         return

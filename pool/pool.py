@@ -35,8 +35,16 @@ class PoolExhausted(BackendError):
 
 Callback = Callable[[BackendConnection | None, BackendError | None], None]
 # What a statement that may be pipelined needs of the connection it joins: the schema
-# (None: any) and the session variables replayed on it.
-Share = tuple[str | None, dict[str, str]]
+# (None: any), the session variables replayed on it, and for a prepared execution the SQL the
+# connection must have prepared (pool/statements.py; None for a text statement).
+Share = tuple[str | None, dict[str, str], bytes | None]
+
+
+def fits(conn: BackendConnection, share: Share) -> bool:
+    """Whether a statement that needs ``share`` may be pipelined on ``conn``."""
+    schema, variables, prepared = share
+    return ((schema is None or conn.schema == schema) and conn.variables == variables
+            and (prepared is None or prepared in conn.prepared))
 
 
 @dataclass(slots=True)
@@ -248,13 +256,11 @@ class Pool:
         of the flavour and with the state ``share`` needs; counted as one more holder."""
         best: BackendConnection | None = None
         lowest = self.config.pipeline_depth
-        schema, variables = share
         stale = None
         for conn in self.sharing:
             if not conn.shared or conn.closed:
                 stale = [*(stale or ()), conn]
-            elif (conn.depth < lowest and conn.flavour == flavour
-                  and (schema is None or conn.schema == schema) and conn.variables == variables):
+            elif conn.depth < lowest and conn.flavour == flavour and fits(conn, share):
                 best, lowest = conn, conn.depth
         if stale:
             self.sharing.difference_update(stale)
@@ -271,9 +277,7 @@ class Pool:
         while waiters and conn.shared and not conn.closed and conn.depth < limit:
             waiter = waiters[0]
             share = waiter.share
-            if (share is None or waiter.flavour != conn.flavour
-                    or (share[0] is not None and conn.schema != share[0])
-                    or conn.variables != share[1]):
+            if share is None or waiter.flavour != conn.flavour or not fits(conn, share):
                 return
             waiters.popleft()
             conn.joined += 1

@@ -222,6 +222,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="idle-clients mode: log N clients in and leave them idle; report "
                         "DAL's memory per client (VmRSS) and the time they took to connect "
                         "(tools/bench_idle.py)")
+    parser.add_argument("--idle-hold", type=float, default=0.0, metavar="SECONDS",
+                        help="--idle-clients: keep them connected and idle this long, then "
+                        "read DAL's memory again and COM_PING each (failures are errors)")
     parser.add_argument("--tls", action="store_true",
                         help="--idle-clients over TLS (needs server.tls in the config)")
     parser.add_argument("--hop", action="store_true",
@@ -371,7 +374,7 @@ def measure_servers(args: argparse.Namespace, config: Config, direct: Target, da
             sbtest = [Target(t.name, t.host, t.port, t.user, t.password, SHARDED_DB)
                       for t in (dal, *compared)]
             scatter = bench_scatter.measure([direct, *sbtest], args.rounds, args.duration,
-                                            args.warmup)
+                                            args.warmup, config)
             result["scatter"] = {"rows": args.scatter_rows, "shards": scatter_shards, **scatter}
 
 
@@ -411,6 +414,9 @@ def emit(args: argparse.Namespace, result: dict[str, Any], layout: str) -> int:
     if "ratio_auto_over_disable" in result:
         print(f"ratio in auto / ratio in disable: {result['ratio_auto_over_disable']:.2f} "
               "(1.00 or more: prepared statements cost DAL no more than they save the backend)")
+    if result.get("dal_cpu_execute_over_query") is not None:
+        print(f"DAL's own cpu per COM_STMT_EXECUTE / per COM_QUERY of the same statement: "
+              f"{result['dal_cpu_execute_over_query']:.2f} (issue 23: at most 1.00)")
     if result.get("hop", {}).get("measured") is False and args.hop:
         print(f"hop: not measured: {result['hop']['reason']}")
     if "scatter" in result:
@@ -868,9 +874,12 @@ def benchmark(args: argparse.Namespace, targets: list[Target],
         return figures[modes[0]]
     # What both modes share; targets, rounds and ratios are per mode only.
     shared = {key: figures["disable"][key] for key in SHARED_FIGURES}
+    own = {m: (figures[m].get("cpu_own_us") or {}).get("dal") for m in modes}
     return {**shared, "params": {**shared["params"], "ps_mode": "both"}, "by_ps_mode": figures,
             "ratio_auto_over_disable": _ratio(figures["auto"]["ratio"],
-                                              figures["disable"]["ratio"])}
+                                              figures["disable"]["ratio"]),
+            # DAL's own CPU per COM_STMT_EXECUTE over per COM_QUERY of the same statement
+            "dal_cpu_execute_over_query": _ratio(own["auto"], own["disable"])}
 
 
 PS_MODES = ("disable", "auto")
@@ -1295,7 +1304,8 @@ def run_idle(args: argparse.Namespace, config: Config, dal: Target) -> int:
             return 1
         try:
             figures = bench_idle.run_idle(pids.pop(), dal.host, dal.port, dal.user,
-                                          dal.password, args.idle_clients, args.tls)
+                                          dal.password, args.idle_clients, args.tls,
+                                          args.idle_hold)
         except (bench_idle.BackendError, OSError) as exc:
             print(f"dal bench: idle clients: {exc}", file=sys.stderr)
             return 1
@@ -1306,5 +1316,7 @@ def run_idle(args: argparse.Namespace, config: Config, dal: Target) -> int:
              "connect_seconds": round(figures.connect_seconds, 3),
              "rss_before_kib": figures.rss_before_kib, "rss_after_kib": figures.rss_after_kib,
              "kib_per_client": round(figures.kib_per_client, 2),
-             "dal_cpu_seconds": round(figures.dal_cpu_seconds, 3)}, indent=2) + "\n")
-    return 0
+             "dal_cpu_seconds": round(figures.dal_cpu_seconds, 3),
+             "held_seconds": figures.held_seconds, "rss_held_kib": figures.rss_held_kib,
+             "errors": figures.errors}, indent=2) + "\n")
+    return 1 if figures.errors else 0

@@ -17,6 +17,9 @@ uncounted warm-up round per target first):
   id          SELECT ... ORDER BY id DESC LIMIT 20: the primary key; each shard reads 20 rows
               and DAL's fan-out is most of the cost
 
+and the floors (tools/bench_floor.py): the same 120 shard statements straight to MariaDB,
+pipelined on 1 and on DAL's `fanout.CONNECTIONS` raw connections per instance, no DAL.
+
 p50/p99 per target and query; ratio = target / direct (above 1: slower). Before measuring,
 the bench checks once that DAL's 20 rows are the unsharded table's 20 rows.
 """
@@ -35,6 +38,7 @@ from typing import Any
 import pymysql
 
 from config.model import Config
+from dal.execute import fanout
 from router.genes import GENE_SPACE, SHARDS
 from tools.bench_common import (
     CONNECT_TIMEOUT,
@@ -46,6 +50,7 @@ from tools.bench_common import (
     percentile,
     ratio,
 )
+from tools.bench_floor import Floor
 from tools.bench_layout import ShardTable, apply_schema, sharded_layout
 from tools.bench_report import num, print_table
 
@@ -206,10 +211,19 @@ def _check_same(conns: dict[str, pymysql.connections.Connection],
 
 
 def measure(targets: list[Target], rounds: int, duration: float,
-            warmup: float) -> dict[str, Any]:
-    """Alternated rounds of each query on each target (the first is direct)."""
+            warmup: float, config: Config | None = None) -> dict[str, Any]:
+    """Alternated rounds of each query on each target (the first is direct), and with
+    ``config`` on the floors (tools/bench_floor.py: the shard statements straight to MariaDB,
+    on 1 and on DAL's `fanout.CONNECTIONS` connections per instance)."""
     conns: dict[str, pymysql.connections.Connection] = {}
+    floors: list[Floor] = []
     try:
+        if config is not None:
+            shards = [t for _, tables in sharded_layout(config, TABLE, "--scatter")
+                      for t in tables]
+            for count in sorted({1, fanout.CONNECTIONS}):
+                floors.append(Floor(config, shards, count))
+                floors[-1].open()
         for t in targets:
             try:
                 conns[t.name] = t.connect(read_timeout=QUERY_TIMEOUT)
@@ -217,12 +231,15 @@ def measure(targets: list[Target], rounds: int, duration: float,
                 raise BenchError(f"--scatter: cannot reach {t.name} at {t.address()}: "
                                  f"{describe_error(exc)}") from None
         _check_same(conns, targets)
-        times: dict[str, dict[str, list[float]]] = {q: {t.name: [] for t in targets}
-                                                    for q in QUERIES}
+        times: dict[str, dict[str, list[float]]] = {
+            q: {name: [] for name in [t.name for t in targets] + [f.name for f in floors]}
+            for q in QUERIES}
         errors: dict[str, list[str]] = {t.name: [] for t in targets}
         for name in QUERIES:
             for t in targets:
                 _timed(conns[t.name], _sql(name, t), min(warmup, 1.0), [], errors[t.name])
+            for f in floors:
+                f.timed(f.statements(QUERIES[name]), min(warmup, 1.0), [])
         for number in range(1, rounds + 1):
             for name in QUERIES:
                 for t in targets:
@@ -234,30 +251,41 @@ def measure(targets: list[Target], rounds: int, duration: float,
                           f"{len(got):>6} queries  p50 "
                           f"{num(statistics.median(got) * 1000 if got else None, '.2f')} ms",
                           file=sys.stderr, flush=True)
+                for f in floors:
+                    f.timed(f.statements(QUERIES[name]), duration / len(QUERIES),
+                            times[name][f.name])
     finally:
         for conn in conns.values():
             with contextlib.suppress(Exception):
                 conn.close()
-    return _figures(targets, times, errors)
+        for f in floors:
+            f.close()
+    return _figures(targets, floors, times, errors)
 
 
-def _figures(targets: list[Target], times: dict[str, dict[str, list[float]]],
+def _figures(targets: list[Target], floors: list[Floor],
+             times: dict[str, dict[str, list[float]]],
              errors: dict[str, list[str]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name, per_target in times.items():
+        where = {t.name: (_sql(name, t), t.address()) for t in targets}
+        where.update({f.name: (QUERIES[name].format(table="`sbtest_NNN`.orders") + " x "
+                               f"{len(f.shards)}, pipelined",
+                               f"{f.connections} raw connection(s) per instance")
+                      for f in floors})
         figures = {}
-        for t in targets:
-            ordered = sorted(per_target[t.name])
-            figures[t.name] = {
-                "sql": _sql(name, t), "address": t.address(), "queries": len(ordered),
+        for target, (sql, address) in where.items():
+            ordered = sorted(per_target[target])
+            figures[target] = {
+                "sql": sql, "address": address, "queries": len(ordered),
                 "avg_ms": ms(statistics.fmean(ordered) * 1000) if ordered else None,
                 "p50_ms": ms(percentile(ordered, 50)), "p99_ms": ms(percentile(ordered, 99)),
             }
         base = figures[targets[0].name]
         out[name] = {"targets": figures, "ratios": {
-            t.name: {"p50": ratio(figures[t.name]["p50_ms"], base["p50_ms"]),
-                     "p99": ratio(figures[t.name]["p99_ms"], base["p99_ms"])}
-            for t in targets[1:]}}
+            target: {"p50": ratio(figures[target]["p50_ms"], base["p50_ms"]),
+                     "p99": ratio(figures[target]["p99_ms"], base["p99_ms"])}
+            for target in list(where)[1:]}}
     return {"queries": out, "errors": {n: len(e) for n, e in errors.items()},
             "error_samples": {n: list(dict.fromkeys(e))[:MAX_ERROR_SAMPLES]
                               for n, e in errors.items() if e}}
@@ -276,5 +304,7 @@ def report(result: dict[str, Any]) -> None:
                           num(r["p50"], ".2f"), num(r["p99"], ".2f")])
     errors = [f"scatter {n}: {m}" for n, ms_ in result["error_samples"].items() for m in ms_]
     print_table(f"scatter over {result['shards']} shards, {result['rows']} orders "
-                f"(ORDER BY ... LIMIT 20; direct: one unsharded table)", columns, table,
+                f"(ORDER BY ... LIMIT 20; direct: one unsharded table; floorN: the shard "
+                f"statements straight to MariaDB, pipelined on N connections, no DAL)",
+                columns, table,
                 errors=errors)

@@ -9,19 +9,15 @@ encoded (text or binary), so one tree serves text and prepared executions alike.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any
 
 from dal import errors, xa
-from dal.execute import leases, own
+from dal.execute import fanout, leases, own
 from dal.execute import stream as scatter_stream
-from dal.timeouts import timed_command
 from dal.wire.constants import Status
-from dal.wire.framing import frame
-from pool.connection import BackendError, Result, decode_response
-from pool.state import apply_state
+from pool.connection import BackendError, Result
 from router.targets import AUTOCOMMIT_OFF, NOT_SUPPORTED, Refusal
 
 if TYPE_CHECKING:
@@ -139,27 +135,7 @@ class ExecutionCursor:
         if self.in_xa():  # on the transaction's branches: it reads its own writes
             return await xa.run_on_shards(
                 self.session, [(t.instance, sql) for t, sql in zip(targets, sqls, strict=True)])
-        state = self._read_state(write)
-        return await asyncio.gather(*(self._on_shard(t, sql, state)
-                                      for t, sql in zip(targets, sqls, strict=True)),
-                                    return_exceptions=True)
-
-    async def _on_shard(self, target: Target, sql: bytes, state: dict[str, str]) -> Result:
-        """One statement on one shard through the pool, with the given session state."""
-        session = self.session
-        pool = session.server.pools[target.instance]
-        conn = await pool.acquire(session.flavour)
-        reusable = True
-        try:
-            await apply_state(conn, None, state)
-            raw = await timed_command(session.server, conn,
-                                      frame(bytes((3,)) + sql, 0))
-            return decode_response(raw, conn.extended_metadata)
-        except BackendError:
-            reusable = not conn.closed
-            raise
-        finally:
-            pool.release(conn, reusable=reusable and not conn.closed)
+        return await fanout.run(self.session, targets, sqls, self._read_state(write), write)
 
     async def stream_shards(self, targets: Sequence[Target], sqls: Sequence[bytes],
                             logical: bytes) -> None:

@@ -103,7 +103,7 @@ class Relay:
                     and session.txn_pending is None and session.xa is None
                     and session.status & TXN_BITS == AUTOCOMMIT
                     and not session.server.statement_timeout):
-                share = plan.schema, session.state
+                share = plan.schema, session.state, None
                 self.offer_to = pool
             try:
                 conn = pool.request(session.flavour, self._connection_ready, share)

@@ -22,6 +22,7 @@ import yaml
 
 from config.loader import load_config
 from config.model import Config
+from dal.execute.fanout import CONNECTIONS
 from tests.dal_process import TEST_CONFIG, running_test_config
 from tools import bench_hop, localdb
 from tools.bench import dal_running
@@ -355,13 +356,16 @@ def test_scatter_and_ids(config: Config, sharded_config: Path, tmp_path: Path) -
     scatter = result["scatter"]
     assert (scatter["rows"], scatter["shards"]) == (1200, 120)
     assert set(scatter["queries"]) == {"created_at", "id"}
+    floors = [f"floor{n}" for n in sorted({1, CONNECTIONS})]  # the statements without DAL
     for query in scatter["queries"].values():
-        assert list(query["targets"]) == ["direct", "dal"]
+        assert list(query["targets"]) == ["direct", "dal", *floors]
         assert "scatter_orders" in query["targets"]["direct"]["sql"]
         for figures in query["targets"].values():
             assert figures["queries"] > 0 and 0 < figures["p50_ms"] <= figures["p99_ms"]
-        assert query["ratios"]["dal"]["p50"] == pytest.approx(
-            query["targets"]["dal"]["p50_ms"] / query["targets"]["direct"]["p50_ms"], abs=1e-3)
+        for name in ("dal", *floors):
+            assert query["ratios"][name]["p50"] == pytest.approx(
+                query["targets"][name]["p50_ms"] / query["targets"]["direct"]["p50_ms"],
+                abs=1e-3)
     assert scatter["errors"] == {"direct": 0, "dal": 0}
     assert "scatter over 120 shards, 1200 orders" in proc.stdout
     ids = result["ids"]

@@ -45,7 +45,7 @@ async def _run(cfg: dict, depth: int, requests: int) -> dict:
         return lambda conn, error: start(i, conn) if conn is not None else ended.append(-1)
 
     for i in range(requests):
-        conn = pool.request(False, ready(i), (None, {}))
+        conn = pool.request(False, ready(i), (None, {}, None))
         if conn is not None:
             start(i, conn)
         if i == 0:
