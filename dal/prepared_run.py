@@ -44,7 +44,7 @@ def run(session: SessionPort, plan: Plan, instance: str, schema: str | None, sql
 
     def ready(conn: BackendConnection | None, error: BackendError | None) -> None:
         if conn is None or session.closed:
-            session.relay.shareable = False
+            session.relay.offer_to = None
         if conn is None:
             session.busy = False
             if error is not None:
@@ -58,11 +58,12 @@ def run(session: SessionPort, plan: Plan, instance: str, schema: str | None, sql
 
     pool = session.server.pools[instance]
     share = shared_execution(session, plan, schema, sql) if pool.config.pipeline_depth else None
-    session.relay.shareable = share is not None  # may be pipelined (dal/execute/relay.py)
+    # May be pipelined: the relay offers the connection to the pool (dal/execute/relay.py).
+    session.relay.offer_to = pool if share is not None else None
     try:
         conn = pool.request(session.flavour, ready, share)
     except BackendError as exc:
-        session.relay.shareable = False
+        session.relay.offer_to = None
         session.send_error(exc.to_err())
         return
     if conn is None:  # queued: `ready` continues
