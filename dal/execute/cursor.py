@@ -178,9 +178,7 @@ class ExecutionCursor:
 
     def transaction_holder(self) -> int | None:
         session = self.session
-        if session.xa is not None or session.server.xa is not None:
-            return None  # mode xa: DAL's own transaction per write, as in autocommit
-        if (session.status & leases.TXN_BITS != leases.AUTOCOMMIT
+        if (self.in_xa() or session.status & leases.TXN_BITS != leases.AUTOCOMMIT
                 or session.txn_pending is not None
                 or session.state.get("autocommit") == AUTOCOMMIT_OFF):
             return session.id

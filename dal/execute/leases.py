@@ -39,8 +39,9 @@ def after_statement(session: SessionPort, conn: BackendConnection, status: int,
     other sessions' statements were pipelined behind it (``conn.busy``): they replaced them.
     """
     session.status = status & SESSION_STATUS
-    if session.migration_txn is not None and not status & IN_TRANS:
-        session.server.migration.transaction_ended(session)  # its mirror follows
+    if session.migration_txn is not None and not status & IN_TRANS and session.xa is None:
+        session.server.migration.transaction_ended(session)  # its mirror follows (mode xa:
+        # the transaction ends by `xa.end` only, whatever a branch's reply says)
     if plan is not None and plan.pin is not None and session.pin_reason is None:
         session.pin_reason = plan.pin
         session.server.count_pin(plan.pin)

@@ -4,7 +4,8 @@ In a dual phase the authoritative write runs on the session's own transaction co
 the ids it touched go, in that same transaction, to the outbox: ``dal_meta.migration_repair``
 on the authoritative side's instance (`defer`). COMMIT makes the write and its pending mirror
 durable together; ROLLBACK discards both. Right after the transaction ends (`end` for COMMIT
-and ROLLBACK, `ended` for any other end: an implicit commit, a lost connection) DAL copies
+and ROLLBACK, `end_xa` for those of an XA transaction in mode xa, once every branch ended;
+`ended` for any other end: an implicit commit, a lost connection) DAL copies
 those ids' current state to the mirror side under the row lock and deletes the entries; a crash
 in between leaves them to the repairer. Every write to a migrated table inside a transaction
 also holds its database's write gate (`Gate.holders`) until then, so a phase switch waits for
@@ -150,3 +151,28 @@ async def end(session: SessionPort, sql: bytes, commit: bool) -> None:
                                                             f"failed: {exc}"))
     session.finish_statement("transaction", failed)
     session.busy = False
+
+
+async def end_xa(session: SessionPort, commit: bool) -> bool:
+    """COMMIT or ROLLBACK of the session's XA transaction (mode xa) that wrote migrated
+    tables: every branch ended (`xa.end`), then the mirror of what it committed, then the
+    answer. True if it failed. The outbox entries of a commit left in doubt stay for the
+    repairer."""
+    writes = session.migration_txn
+    session.migration_txn = None
+    error = None
+    committed = False
+    try:
+        try:
+            error = await xa.end(session, commit, reply=False)
+            committed = commit and error is None
+        finally:  # the gates are released whatever happened
+            if writes is not None:
+                await settle(session, writes, committed)
+    except Exception as exc:  # never leave the client without an answer
+        error = errors.err(errors.NOT_SUPPORTED, f"DAL: ending the transaction failed: {exc}")
+    if error is None:
+        session.send(ok_packet(session.reply_seq, session.status))
+    else:
+        session.send_error(error)
+    return error is not None

@@ -191,7 +191,10 @@ class QuerySession(SessionState):
         self.relay.route(route, head + key, 0, RESULT, None, rename)
 
     async def _xa_end(self, commit: bool) -> None:
-        failed = await xa.end(self, commit) is not None
+        if self.migration_txn is not None:  # it wrote a live migration's tables
+            failed = await migration_txn.end_xa(self, commit)
+        else:
+            failed = await xa.end(self, commit) is not None
         self.server.finish_statement("transaction", failed, self.statement_started,
                                     self.statement_text)
         self.busy = False

@@ -130,6 +130,9 @@ class Cursor(Protocol):
         """Inside a transaction (mode single), may a statement reach shard ``database``?
         False after the cursor sent the refusal."""
 
+    def in_xa(self) -> bool:
+        """The statement runs on the branches of an XA transaction (transaction mode xa)."""
+
     def guard_scatter(self, write: bool, insert: bool = False) -> None:
         """Before a statement reaches several shards: drops a diagnostics-only pin and raises
         `Refusal` where the transaction mode forbids it. ``insert``: an INSERT whose rows
@@ -197,7 +200,7 @@ class Cursor(Protocol):
 
     def transaction_holder(self) -> int | None:
         """The session's id when this statement runs inside a client transaction (BEGIN or
-        autocommit=0, transaction mode single); None otherwise."""
+        autocommit=0; in mode xa on its branches); None otherwise."""
 
     async def defer_mirror(self, instance: str, db: str, tbl: str, ids: Sequence[int],
                            direction: str,

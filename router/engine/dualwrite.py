@@ -11,9 +11,11 @@ the repair log (before the authoritative side commits), never dropped: a repaire
 the row's current state.
 
 Inside a client transaction (BEGIN, or autocommit=0) the authoritative write runs in the
-session's transaction instead (one shard when the shards are authoritative, as the sharded
-path), and its ids go to the outbox in that same transaction (`Cursor.defer_mirror`): after
-COMMIT the ids' current state is copied under the row lock as above; ROLLBACK leaves nothing.
+session's transaction instead (mode single: one shard when the shards are authoritative, as
+the sharded path; mode xa: on the transaction's branch of each instance it reaches), and its
+ids go to the outbox in that same transaction (`Cursor.defer_mirror`): after COMMIT (of every
+branch in mode xa) the ids' current state is copied under the row lock as above; ROLLBACK
+leaves nothing.
 Outside one, the write commits on its own, in a transaction of DAL's.
 """
 
@@ -328,28 +330,31 @@ class DualWrite(Primitive):
         return affected, first_id
 
     async def _shards_in_txn(self, cursor: Cursor, slots: Slots) -> tuple[int, int] | None:
-        """In the client's transaction on the one shard it reaches (as the sharded path);
-        the mirror to legacy after its COMMIT. None when the transaction mode refused it."""
+        """In the client's transaction on the shards it reaches (one in mode single, as the
+        sharded path; each on its instance's branch in mode xa); the mirror to legacy after
+        its COMMIT. None when the transaction mode refused it."""
         parts = await self._shard_parts(cursor, slots)
-        if not parts:
-            return 0, 0
-        if len(parts) > 1:
+        if len(parts) > 1 and not cursor.in_xa():
             raise Refusal(NOT_SUPPORTED, f"a write to {self.spec.table} reaching {len(parts)} "
                           "shards is refused inside a transaction (transaction mode 'single'); "
                           "keep a transaction on one user")
-        target, sql, ids = parts[0]
-        if not cursor.check_shard(target.database):
-            return None
-        keys: list[int] = list(ids)
-        if self.insert is None:
-            select = self.spec.select.render(slots, target.database, target.only)  # type: ignore[union-attr]
-            before = await cursor.run_in_session(target.instance, select + b" FOR UPDATE")
-            keys = sorted(int(r[0]) for r in before.rows)  # type: ignore[arg-type]
-        result = await cursor.run_in_session(target.instance, sql)
-        await cursor.defer_mirror(target.instance, self.spec.db, self.spec.table or "", keys,
-                                  TO_LEGACY, partial(self._mirror_committed, target.instance,
-                                                     target.database, keys, {}))
-        return result.ok.affected_rows if result.ok else 0, ids[0] if ids else 0
+        affected, first_id = 0, 0
+        for target, sql, ids in parts:
+            if not cursor.check_shard(target.database):
+                return None
+            keys: list[int] = list(ids)
+            if self.insert is None:
+                select = self.spec.select.render(slots, target.database, target.only)  # type: ignore[union-attr]
+                before = await cursor.run_in_session(target.instance, select + b" FOR UPDATE")
+                keys = sorted(int(r[0]) for r in before.rows)  # type: ignore[arg-type]
+            result = await cursor.run_in_session(target.instance, sql)
+            await cursor.defer_mirror(target.instance, self.spec.db, self.spec.table or "",
+                                      keys, TO_LEGACY, partial(self._mirror_committed,
+                                                               target.instance,
+                                                               target.database, keys, {}))
+            affected += result.ok.affected_rows if result.ok else 0
+            first_id = first_id or (ids[0] if ids else 0)
+        return affected, first_id
 
     async def _shard_parts(self, cursor: Cursor,
                            slots: Slots) -> list[tuple[Target, bytes, list[int]]]:

@@ -202,14 +202,18 @@ class MigratingDal:
 
 
 @contextlib.contextmanager
-def migrating_dal(directory: Path, env: MigrationEnv, name: str = "dal",
+def migrating_dal(directory: Path, env: MigrationEnv, name: str = "dal", mode: str = "single",
                   **options: object) -> Iterator[MigratingDal]:
-    """A DAL on free ports with the test config plus the migration section."""
+    """A DAL on free ports with the test config plus the migration section, in transaction
+    mode ``mode`` (single or xa)."""
     directory = directory / name
     directory.mkdir(parents=True, exist_ok=True)
+    sections: dict = {"databases": migration_databases(env.raw, **options)}
+    if mode == "xa":
+        sections["transactions"] = {"mode": "xa", "lock_wait_timeout": 5,
+                                    "decision_log": str(directory / "xa-decisions.log")}
     proc, raw, path = start_own_dal(directory, ROOT / "var" / "test" / f"migration-{name}.log",
-                                    {"databases": migration_databases(env.raw, **options)},
-                                    read_timeout=5.0, login_timeout=3.0)
+                                    sections, read_timeout=5.0, login_timeout=3.0)
     try:
         yield MigratingDal(proc, raw, path)
     finally:

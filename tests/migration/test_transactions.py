@@ -105,11 +105,15 @@ def _transaction(dal: MigratingDal, user: int, old: int, end: str,
         conn.close()
 
 
+@pytest.mark.parametrize("mode", ["single", "xa"])
 @pytest.mark.parametrize("autocommit_off", [False, True], ids=["begin", "autocommit0"])
 def test_transactions_in_each_dual_phase(env: MigrationEnv, tmp_path: Path,
-                                         autocommit_off: bool) -> None:
+                                         autocommit_off: bool, mode: str) -> None:
+    """Mode xa: the write runs on the transaction's branch of legacy's instance (a), then of
+    the user shard's (b); the mirror follows the XA COMMIT."""
     user = USERS[1] + autocommit_off
-    with migrating_dal(tmp_path, env, shadow_rate=1.0) as dal:  # every shadow read compared
+    # every shadow read compared
+    with migrating_dal(tmp_path, env, mode=mode, shadow_rate=1.0) as dal:
         old = _prepare(env, dal, user)
         before = _sides(env, "orders", old, user)
         old_items = env.legacy_rows("order_items", "order_id = %s", (old,))
@@ -136,6 +140,65 @@ def test_transactions_in_each_dual_phase(env: MigrationEnv, tmp_path: Path,
             before = _sides(env, "orders", old, user)
             old_items = []
         assert dal.metric("dal_migration_shadow_mismatches_total", db=DB) == 0
+
+
+def _order_and_item(dal: MigratingDal, end: str, user: int,
+                    other: int | None) -> tuple[int, int, int | None]:
+    """One transaction: an order of ``user`` with an item (and an order of ``other``), then
+    ``end``. The ids: order, item, other's order."""
+    conn = dal.connect()
+    try:
+        with conn.cursor() as cur:
+            cur.execute("BEGIN")
+            cur.execute(INSERT_ORDER, (user, MERCHANT, "3.00"))
+            order = cur.lastrowid
+            cur.execute(INSERT_ITEM, (order, user, MERCHANT, "both"))
+            item = cur.lastrowid
+            second = None
+            if other is not None:
+                cur.execute(INSERT_ORDER, (other, MERCHANT, "4.00"))
+                second = cur.lastrowid
+            cur.execute("SELECT COUNT(*) FROM order_items WHERE order_id = %s", (order,))
+            assert cur.fetchone()[0] == 1
+            cur.execute(end)
+        return order, item, second
+    finally:
+        conn.close()
+
+
+def test_xa_migrated_and_sharded_tables_commit_together(env: MigrationEnv,
+                                                        tmp_path: Path) -> None:
+    """Mode xa, only orders migrated (order_items stays a sharded table). In dual_legacy an
+    order goes to legacy (instance a's branch), its item to the user's shard (instance b's);
+    in dual_sharded orders of a user on b and of one on a go to both branches. ROLLBACK leaves
+    nothing anywhere; COMMIT is one two-phase XA transaction over both instances, mirrored."""
+    user, other = USERS[13], USERS[41]
+    assert (env.instance_of(user % 120), env.instance_of(other % 120)) == ("b", "a")
+    with migrating_dal(tmp_path, env, mode="xa", tables=["orders"]) as dal:
+        for phase in ("dual_legacy", "shadow", "dual_sharded"):
+            _switch(dal, phase)
+            if phase == "shadow":
+                continue
+            second_user = other if phase == "dual_sharded" else None
+            committed = dal.metric("dal_xa_transactions_total", outcome="committed")
+            order, item, second = _order_and_item(dal, "ROLLBACK", user, second_user)
+            for row_id in (order, second):
+                if row_id is not None:
+                    assert env.everywhere("orders", row_id) == [], phase
+                    assert env.legacy_rows("orders", "id = %s", (row_id,)) == [], phase
+            assert env.everywhere("order_items", item) == [], phase
+            order, item, second = _order_and_item(dal, "COMMIT", user, second_user)
+            assert dal.metric("dal_xa_transactions_total",
+                              outcome="committed") == committed + 1, phase
+            for row_id, owner in ((order, user), (second, other)):
+                if row_id is not None:
+                    legacy, by_user, by_merchant = _sides(env, "orders", row_id, owner)
+                    assert legacy and legacy == by_user, (phase, row_id)
+                    if phase == "dual_legacy":
+                        assert legacy == by_merchant
+            assert len(env.shard_rows("order_items", user, "id = %s", (item,))) == 1, phase
+            assert env.legacy_rows("order_items", "id = %s", (item,)) == [], phase
+            _no_outbox(env)
 
 
 def _no_outbox(env: MigrationEnv) -> None:
@@ -225,9 +288,11 @@ def _outbox_holds(env: MigrationEnv, row_id: int) -> None:
         assert cur.fetchone()[0] == 1
 
 
-def test_switch_waits_for_an_open_transaction(env: MigrationEnv, tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", ["single", "xa"])
+def test_switch_waits_for_an_open_transaction(env: MigrationEnv, tmp_path: Path,
+                                              mode: str) -> None:
     user = USERS[7]
-    with migrating_dal(tmp_path, env) as dal:
+    with migrating_dal(tmp_path, env, mode=mode) as dal:
         old = _prepare(env, dal, user)
         client, _ = _open_transaction(dal, old, "8.00")
         outcome: list[object] = []
