@@ -12,19 +12,14 @@ import pymysql
 import pytest
 
 from router.rows.types import ColumnType
-from tests.migration.env import DB, ROOT, MigrationEnv, copy_legacy, make_env, migrating_dal
+from tests.migration.env import DB, ROOT, MigrationEnv, copy_legacy, env_fixture, migrating_dal
 from tests.psclient import PsClient
 
 USERS = range(9_100_200, 9_100_300)
 LONG = (int(ColumnType.LONGLONG), False)
 
 
-@pytest.fixture
-def env() -> MigrationEnv:
-    env = make_env()
-    env.setup()
-    yield env
-    env.teardown(USERS)
+env = env_fixture(USERS)
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:

@@ -10,23 +10,17 @@ import time
 from pathlib import Path
 
 import pymysql
-import pytest
 
 from config.loader import load_config
 from dal.migration import control
 from dal.migration.switch import switch
-from tests.migration.env import DB, MigrationEnv, copy_legacy, make_env, migrating_dal
+from tests.migration.env import DB, MigrationEnv, copy_legacy, env_fixture, migrating_dal
 
 USERS = range(9_100_100, 9_100_200)
 MERCHANT = 4_077  # shard 117: instance b
 
 
-@pytest.fixture
-def env() -> MigrationEnv:
-    env = make_env()
-    env.setup()
-    yield env
-    env.teardown(USERS)
+env = env_fixture(USERS)
 
 
 def _sample(env: MigrationEnv, stop: threading.Event, seen: list) -> None:

@@ -12,19 +12,21 @@ import pytest
 from config.loader import load_config
 from dal.migration.switch import switch
 from router.rows.columns import ColumnDefinition
-from tests.migration.env import DB, MigratingDal, MigrationEnv, copy_legacy, make_env, migrating_dal
+from tests.migration.env import (
+    DB,
+    MigratingDal,
+    MigrationEnv,
+    copy_legacy,
+    env_fixture,
+    migrating_dal,
+)
 from tests.rawclient import RawClient
 
 USERS = range(9_100_000, 9_100_100)
 MERCHANT = 4_077
 
 
-@pytest.fixture
-def env() -> MigrationEnv:
-    env = make_env()
-    env.setup()
-    yield env
-    env.teardown(USERS)
+env = env_fixture(USERS)
 
 
 def _order(dal: MigratingDal, user: int, total: str) -> int:
