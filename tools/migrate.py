@@ -22,7 +22,7 @@ from typing import NamedTuple
 from config.loader import load_config
 from dal.migration import control
 from dal.migration.link import ControlLink
-from dal.migration.status import DB_HEADER, PROCESS_HEADER, status_rows
+from dal.migration.status import DB_HEADER, PROCESS_HEADER, add_outboxes, status_rows
 from dal.migration.switch import SwitchError, control_instance, switch
 
 
@@ -77,6 +77,7 @@ def _run_status(args: argparse.Namespace) -> int:
     link = ControlLink(control_instance(config))
     try:
         dbs, procs = link.run(lambda cur: status_rows(config, cur))
+        add_outboxes(config, link, dbs)
     finally:
         link.close()
     if args.db is not None:

@@ -16,7 +16,7 @@ from dal.admin import result_set
 from dal.login import err_packet, ok_packet
 from dal.migration import control
 from dal.migration.link import ControlLink
-from dal.migration.status import DB_HEADER, status_rows
+from dal.migration.status import DB_HEADER, add_outboxes, status_rows
 from dal.migration.switch import SwitchError, control_instance, switch
 from dal.wire.messages import ERR
 
@@ -39,6 +39,7 @@ async def execute(server: Any, sql: str, *, seq: int, status: int) -> bytes:
         link = ControlLink(control_instance(config))
         try:
             dbs, procs = await link.call(lambda cur: status_rows(config, cur))
+            await asyncio.to_thread(add_outboxes, config, link, dbs)
         finally:
             link.close()
         header = [*DB_HEADER, "processes"]

@@ -34,6 +34,18 @@ def _q(name: str) -> str:
     return "`" + name.replace("`", "``") + "`"
 
 
+NO_SUCH_TABLE = 1146
+
+
+def _depth_if_created(cur: control.Cursor, db: str) -> int:
+    try:
+        return control.repair_depth(cur, db)
+    except pymysql.err.ProgrammingError as exc:
+        if exc.args[0] != NO_SUCH_TABLE:
+            raise
+        return 0
+
+
 class Repairer:
     """Works through one database's repair log (blocking; one thread at a time)."""
 
@@ -75,9 +87,10 @@ class Repairer:
         return [self._on(instance, work) for instance in self.outbox_instances(db)]
 
     def outbox_depth(self, db: str) -> int:
-        """The entries of ``db`` in the outboxes besides the control instance's."""
+        """The entries of ``db`` in the outboxes besides the control instance's (an instance
+        whose outbox no DAL has created yet holds none)."""
         with self._lock:
-            return sum(self._each_outbox(db, lambda cur: control.repair_depth(cur, db)))
+            return sum(self._each_outbox(db, lambda cur: _depth_if_created(cur, db)))
 
     def _on(self, instance: str, work: Callable[[control.Cursor], T]) -> T:
         with self._conn(instance).cursor() as cur:

@@ -1,13 +1,31 @@
-"""What `dal migrate status` and ``SHOW DAL MIGRATION`` show, read from the control tables."""
+"""What `dal migrate status` and ``SHOW DAL MIGRATION`` show, read from the control tables and
+the outboxes."""
 
 from __future__ import annotations
 
 from config.model import Config
 from dal.migration import control
+from dal.migration.link import ControlLink
+from dal.migration.repair import Repairer
 
 DB_HEADER = ["db", "phase", "state", "next_phase", "version", "max_legacy_id", "backfill",
              "repair_depth", "changed_at"]
 PROCESS_HEADER = ["db", "process", "version", "state", "phase", "heartbeat", "live"]
+
+
+REPAIR_DEPTH = DB_HEADER.index("repair_depth")
+
+
+def add_outboxes(config: Config, link: ControlLink, dbs: list[list[object]]) -> None:
+    """Add to each row's repair depth the entries of that database in the other instances'
+    outboxes (client transactions' pending mirrors, dal/migration/txn.py), as the
+    ``dal_migration_repair_depth`` metric counts them. Blocking."""
+    repairer = Repairer(config, link)
+    try:
+        for row in dbs:
+            row[REPAIR_DEPTH] += repairer.outbox_depth(row[0])  # type: ignore[operator]
+    finally:
+        repairer.close()
 
 
 def status_rows(config: Config, cur: control.Cursor) -> tuple[list[list[object]],

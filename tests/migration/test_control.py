@@ -4,6 +4,7 @@ phases: prepared statements and autocommit-off sessions (issue 21)."""
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,7 @@ from pathlib import Path
 import pymysql
 import pytest
 
+from dal.migration import control
 from router.rows.types import ColumnType
 from tests.migration.env import DB, ROOT, MigrationEnv, copy_legacy, env_fixture, migrating_dal
 from tests.psclient import PsClient
@@ -48,6 +50,29 @@ def test_admin_statements_and_cli(env: MigrationEnv, tmp_path: Path) -> None:
         assert status.returncode == 0
         assert " shadow " in status.stdout and ":0 " in status.stdout
         assert dal.metric("dal_migration_phase", db=DB, phase="shadow") == 1
+
+
+def test_status_counts_the_outboxes_of_every_instance(env: MigrationEnv,
+                                                     tmp_path: Path) -> None:
+    """A transaction's pending mirror waits in the outbox of the instance it wrote on; the
+    operator's repair depth counts those of every instance, not only the control one's."""
+    with migrating_dal(tmp_path, env) as dal:  # creates the outboxes
+        path = dal.path
+    # no DAL runs now: nothing repairs the entries below
+    with contextlib.closing(env.connect("b")) as conn, conn.cursor() as cur:
+        control.enqueue_repair(cur, DB, "orders", [USERS[9], USERS[9] + 1], control.TO_SHARDS,
+                               None)
+        conn.commit()
+        try:
+            status = _cli("status", "--config", str(path))
+            assert status.returncode == 0, status.stderr
+            lines = status.stdout.splitlines()
+            row = next(line for line in lines if line.startswith(DB + " "))
+            at = lines[0].index("repair_depth")  # the columns are aligned under the header
+            assert row[at:].split()[0] == "2", status.stdout
+        finally:
+            cur.execute("DELETE FROM dal_meta.migration_repair WHERE db = %s", (DB,))
+            conn.commit()
 
 
 def test_prepared_and_autocommit_off_clients(env: MigrationEnv, tmp_path: Path) -> None:
