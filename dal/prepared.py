@@ -264,7 +264,6 @@ def execute(session: SessionPort, payload: bytes, last_seq: int) -> None:
         statement = named_statement(session, payload, "mysqld_stmt_execute")
         if statement is None:
             return
-        reg = registry(session)
     session.statement_text = statement.shape.fp.key
     limiter = session.server.limiter
     if limiter is not None:
@@ -275,7 +274,7 @@ def execute(session: SessionPort, payload: bytes, last_seq: int) -> None:
             return
     fast = statement.fast
     if (fast is not None and last_seq == 0
-            and try_execute(session, statement, fast, reg, payload)):  # type: ignore[arg-type]
+            and try_execute(session, statement, fast, payload)):
         return
     _execute(session, statement, payload, last_seq)
 

@@ -5,8 +5,8 @@ one parameter gets a `FastRoute`: where that parameter's bytes are in the packet
 block to send. The next executions read only the key's bytes, pick the shard, and relay the
 client's own packet with two changes: the backend's statement id, and the types block (always
 sent, so that a backend statement first executed by another client knows them), through
-`dal.prepared_run`. Parameters are
-neither decoded nor re-encoded, and the plan cache is not consulted.
+`dal.prepared_run`. Parameters are neither decoded nor re-encoded, and the plan cache is not
+consulted; the statement for a shard the route has not reached yet is rendered on the spot.
 
 Anything this path does not handle (NULLs, long data, cursors, other types, an open
 transaction, rate limits, a config reload, a connection without the statement prepared) returns
@@ -22,11 +22,12 @@ from dal.prepared_statements import FastRoute
 from dal.shard_route import route_plan, shard_renamer
 from dal.wire.binary import INT_SIZES, UNSIGNED_PARAM, Execute
 from router.plan import Plan
-from router.targets import Refusal, target_for
+from router.targets import Refusal, Target, target_for
 
 if TYPE_CHECKING:
     from dal.ports import SessionPort
-    from dal.prepared_statements import Registry, Statement
+    from dal.prepared_statements import Statement
+    from router.sharded import ShardedPlan
 
 
 MAX_TAIL = 0xFFFFFF - 5  # the relayed execute must stay one packet
@@ -73,7 +74,7 @@ def fixed_route(session: SessionPort, plan: Plan, ex: Execute) -> FastRoute | No
                      10 + (params + 7) // 8, types, -1, 0, False)
 
 
-def try_execute(session: SessionPort, statement: Statement, fast: FastRoute, reg: Registry,
+def try_execute(session: SessionPort, statement: Statement, fast: FastRoute,
                 payload: bytes) -> bool:
     """Send this execution on the fast route; False (nothing done) when it needs the full
     path."""
@@ -117,10 +118,28 @@ def try_execute(session: SessionPort, statement: Statement, fast: FastRoute, reg
     database = target.database
     found = fast.shards.get(database)
     if found is None:
-        rendered = reg.rendered.get((statement.id, database))
-        if rendered is None or rendered[0] is not sharded:
+        found = _first_on_shard(fast, statement, sharded, target)  # type: ignore[arg-type]
+        if found is None:
             return False
-        found = fast.shards[database] = (rendered[1], route_plan(target.instance, plan.statement),
-                                         shard_renamer(sharded, database))
     run(session, found[1], target.instance, None, found[0], fast.params, tail, found[2], None, 0)
     return True
+
+
+def _first_on_shard(fast: FastRoute, statement: Statement, sharded: ShardedPlan,
+                    target: Target) -> tuple | None:
+    """The route's entry for a shard it has not sent to yet: the statement rendered for that
+    shard (parameters left as ``?``), its one-backend plan and its header renamer; None when
+    the shard's statement would take the parameters in another order.
+
+    Rendered here rather than taken from the full path, so that a session's first execution
+    on each shard stays on the fast route: at 1,000 clients a session executes a statement a
+    dozen times in ten seconds, mostly on shards it has not reached before, and py-spy found
+    the full path (decode, plan, render, encode) taking 28 % of DAL's time."""
+    database = target.database
+    sql, order = statement.shape.render(sharded.template, statement.shape.unbound,  # type: ignore[arg-type]
+                                        database)
+    if order != list(range(fast.params)):
+        return None
+    found = fast.shards[database] = (sql, route_plan(target.instance, fast.plan.statement),
+                                     shard_renamer(sharded, database))
+    return found

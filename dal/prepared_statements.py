@@ -35,8 +35,8 @@ class FastRoute:
     key_at: int  # the key's offset from the first value; -1: one fixed backend (`fixed_route`)
     key_size: int
     key_signed: bool
-    # shard database -> (the statement for it, its one-backend plan, its header renamer), filled
-    # from the session's rendered statements on first use; at most one entry per shard.
+    # shard database -> (the statement for it, its one-backend plan, its header renamer),
+    # rendered on the route's first execution there; at most one entry per shard.
     shards: dict[bytes, tuple] = field(default_factory=dict, compare=False)
 
 
