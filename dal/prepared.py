@@ -26,7 +26,7 @@ from dal.execute import leases
 from dal.execute.cursor import run_tree
 from dal.login import err_packet, ok_packet
 from dal.prepared_bindings import PreparedBindings
-from dal.prepared_fast import fast_route, try_execute
+from dal.prepared_fast import adopt, fast_route, remember, try_execute
 from dal.prepared_results import fetch
 from dal.prepared_run import WRONG_ARGUMENTS
 from dal.prepared_statements import Registry, Statement
@@ -273,6 +273,8 @@ def execute(session: SessionPort, payload: bytes, last_seq: int) -> None:
                             statement, payload, last_seq):
             return
     fast = statement.fast
+    if fast is None and last_seq == 0 and not statement.long_data:
+        fast = adopt(session, statement, payload)
     if (fast is not None and last_seq == 0
             and try_execute(session, statement, fast, payload)):
         return
@@ -360,6 +362,8 @@ def _sharded(session: SessionPort, statement: Statement, plan: Plan, ex: Execute
                     sharded.template, slots, target.database))  # type: ignore[union-attr]
             if not cursor:
                 statement.fast = fast_route(session, statement, plan, ex, found[2])  # type: ignore[arg-type]
+                if statement.fast is not None:
+                    remember(session, statement, statement.fast)
             PreparedBindings(slots, statement, ex, cursor, last_seq).run_rendered(  # type: ignore[arg-type]
                 session, sharded, target, found[1], found[2], plan.statement)  # type: ignore[arg-type]
             return

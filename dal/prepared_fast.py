@@ -31,6 +31,13 @@ if TYPE_CHECKING:
 
 
 MAX_TAIL = 0xFFFFFF - 5  # the relayed execute must stay one packet
+# Fast routes shared by the sessions of this process, by what the router plans a statement
+# from (default schema, admin role, lexer modes, statement text): a client that prepares the
+# same statement on every new connection (sysbench, pools that reconnect) takes the fast route
+# from its first execution on. Entries of an older config are replaced by the next full path;
+# the table is emptied when it is full.
+_shared: dict[tuple[str | None, bool, int, bytes], FastRoute] = {}
+MAX_SHARED = 4096
 
 
 
@@ -72,6 +79,35 @@ def fixed_route(session: SessionPort, plan: Plan, ex: Execute) -> FastRoute | No
     params = len(ex.types)
     return FastRoute(session.server.config, session.schema, plan, params,
                      10 + (params + 7) // 8, types, -1, 0, False)
+
+
+def remember(session: SessionPort, statement: Statement, fast: FastRoute) -> None:
+    """Offer ``statement``'s new fast route to the other sessions that prepare it."""
+    if len(_shared) >= MAX_SHARED:
+        _shared.clear()
+    _shared[_key(session, statement)] = fast
+
+
+def adopt(session: SessionPort, statement: Statement, payload: bytes) -> FastRoute | None:
+    """Another session's fast route for ``statement``, taken when this execution sends the
+    parameter types the route was built for (so the types it keeps are the client's own);
+    None otherwise."""
+    fast = _shared.get(_key(session, statement))
+    if fast is None or fast.config is not session.server.config:
+        return None
+    end = fast.bitmap_end
+    types = fast.types
+    if (fast.params != statement.shape.params or len(payload) <= end or payload[end] != 1
+            or payload[end + 1:end + 1 + len(types)] != types):
+        return None
+    statement.types = [(types[i], bool(types[i + 1] & UNSIGNED_PARAM))
+                       for i in range(0, len(types), 2)]
+    statement.fast = fast
+    return fast
+
+
+def _key(session: SessionPort, statement: Statement) -> tuple[str | None, bool, int, bytes]:
+    return session.schema, session.admin, session.lexer_modes(), statement.sql
 
 
 def try_execute(session: SessionPort, statement: Statement, fast: FastRoute,

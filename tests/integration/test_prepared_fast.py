@@ -94,6 +94,34 @@ def test_every_shard_with_types_sent_once_or_always(dal, orders) -> None:
         client.close()
 
 
+def test_new_sessions_take_the_route_another_session_built(dal, orders) -> None:
+    """A client that prepares the statement on each new connection: from the second
+    connection on, the first execution already takes the route the first one built; the
+    types it sent then stay bound for executions without them, on either path."""
+    first = PsClient(dal.port)
+    first.login()
+    try:
+        stmt = first.prepare(SELECT)
+        assert rows(first, stmt.id, (U64, USERS[0])) == orders[USERS[0]]
+    finally:
+        first.close()
+    for n in range(3):
+        client = PsClient(dal.port)
+        client.login()
+        try:
+            stmt = client.prepare(SELECT)
+            for i, user in enumerate(USERS[n::17]):
+                assert rows(client, stmt.id, (U64, user), bound=i == 0) == orders[user], user
+            with pytest.raises(ServerError) as info:  # the full path, with no types sent
+                rows(client, stmt.id, (U64, None), bound=False)
+            assert info.value.code == 1105 and "NULL" in info.value.message
+            # other types than the route's: this session's own way, then its own types
+            assert rows(client, stmt.id, (I32, USERS[n])) == orders[USERS[n]]
+            assert rows(client, stmt.id, (I32, USERS[n + 1]), bound=False) == orders[USERS[n + 1]]
+        finally:
+            client.close()
+
+
 def test_statement_on_two_columns_routes_by_its_key(dal, orders) -> None:
     """The key is the second parameter, after a fixed-size one; a string parameter after it."""
     client = PsClient(dal.port)
