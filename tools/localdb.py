@@ -260,6 +260,49 @@ def _port_bound(host: str, port: int) -> bool:
     return False
 
 
+# Linux keeps a closed connection's local port for 60 s (TIME_WAIT). Ports of the ephemeral
+# range (32768-60999, the test config's 33161/33162 among them) can be such a port after many
+# client connections, a bench's say: nothing else holds it, and it frees itself.
+TIME_WAIT_SECONDS = 65
+_TIME_WAIT = "06"  # the state column of /proc/net/tcp
+
+
+def _port_freed(m: Managed, say: Callable[[str], None]) -> bool:
+    """Whether the instance's port is free to bind, waiting at most `TIME_WAIT_SECONDS` when
+    only closed connections (TIME_WAIT) hold it."""
+    host, port = m.instance.host, m.instance.port
+    if not _port_bound(host, port):
+        return True
+    if not _only_time_wait(port):
+        return False
+    say(f"{m.name}: port {port} is held by closed connections (TIME_WAIT); waiting up to "
+        f"{TIME_WAIT_SECONDS} s for the kernel to release it")
+    deadline = time.monotonic() + TIME_WAIT_SECONDS
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        if not _port_bound(host, port):
+            return True
+        if not _only_time_wait(port):
+            return False
+    return False
+
+
+def _only_time_wait(port: int) -> bool:
+    """Whether every TCP socket with local port ``port`` is in TIME_WAIT (Linux; False where
+    /proc/net/tcp cannot be read). A socket that is only bound is not listed there."""
+    states = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if len(fields) > 3 and int(fields[1].rpartition(":")[2], 16) == port:
+                states.append(fields[3])
+    return bool(states) and all(state == _TIME_WAIT for state in states)
+
+
 def _port_in_use(m: Managed) -> str:
     """The refusal when the instance's port is taken by something else."""
     return (f"{m.name}: port {m.instance.port} ({m.address}) is already in use by a process "
@@ -426,8 +469,7 @@ def up_one(m: Managed, say: Say) -> None:
             _wait_ready(m, None, pid)
             _ensure_accounts(m, say)
             return
-    if _port_taken(m.instance.host, m.instance.port) or _port_bound(m.instance.host,
-                                                                    m.instance.port):
+    if _port_taken(m.instance.host, m.instance.port) or not _port_freed(m, say):
         raise LocalDbError(_port_in_use(m))
     if not _initialised(m.datadir):
         _initialise(m, say)
