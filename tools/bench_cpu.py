@@ -16,24 +16,16 @@ import resource
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tools.proc_net import LISTEN, tcp_sockets
+
 GROUPS = ("dal", "servers", "client")
 _TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-_LISTEN = "0A"  # TCP_LISTEN in /proc/net/tcp
 
 
 def listening_pids(ports: set[int]) -> set[int]:
     """The processes holding a listening TCP socket on one of ``ports`` (any address)."""
-    inodes = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            lines = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            cells = line.split()  # sl, local address:port (hex), remote, state, ..., inode
-            if (len(cells) > 9 and cells[3] == _LISTEN
-                    and int(cells[1].rsplit(":", 1)[1], 16) in ports):
-                inodes.add(f"socket:[{cells[9]}]")
+    inodes = {f"socket:[{inode}]" for local, state, inode in tcp_sockets()
+              if state == LISTEN and local in ports}
     pids = set()
     if not inodes:
         return pids

@@ -45,6 +45,7 @@ import pymysql
 from config.loader import ConfigError, load_config
 from config.model import Config, Instance
 from tools import accounts as acl
+from tools.proc_net import TIME_WAIT, tcp_sockets
 
 MARIADBD = "/usr/sbin/mariadbd"
 INSTALL_DB = "/usr/bin/mariadb-install-db"
@@ -264,7 +265,6 @@ def _port_bound(host: str, port: int) -> bool:
 # range (32768-60999, the test config's 33161/33162 among them) can be such a port after many
 # client connections, a bench's say: nothing else holds it, and it frees itself.
 TIME_WAIT_SECONDS = 65
-_TIME_WAIT = "06"  # the state column of /proc/net/tcp
 
 
 def _port_freed(m: Managed, say: Callable[[str], None]) -> bool:
@@ -290,17 +290,8 @@ def _port_freed(m: Managed, say: Callable[[str], None]) -> bool:
 def _only_time_wait(port: int) -> bool:
     """Whether every TCP socket with local port ``port`` is in TIME_WAIT (Linux; False where
     /proc/net/tcp cannot be read). A socket that is only bound is not listed there."""
-    states = []
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            lines = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            fields = line.split()
-            if len(fields) > 3 and int(fields[1].rpartition(":")[2], 16) == port:
-                states.append(fields[3])
-    return bool(states) and all(state == _TIME_WAIT for state in states)
+    states = [state for local, state, _ in tcp_sockets() if local == port]
+    return bool(states) and all(state == TIME_WAIT for state in states)
 
 
 def _port_in_use(m: Managed) -> str:
