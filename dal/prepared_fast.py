@@ -35,9 +35,11 @@ MAX_TAIL = 0xFFFFFF - 5  # the relayed execute must stay one packet
 # from (default schema, admin role, lexer modes, statement text): a client that prepares the
 # same statement on every new connection (sysbench, pools that reconnect) takes the fast route
 # from its first execution on. Entries of an older config are replaced by the next full path;
-# the table is emptied when it is full.
+# the table is emptied when it is full. Each route keeps up to one statement per shard it
+# reached (240 for this project's two dimensions), so the bound is on routes: 256 of them
+# hold at most 61,440 shard statements.
 _shared: dict[tuple[str | None, bool, int, bytes], FastRoute] = {}
-MAX_SHARED = 4096
+MAX_SHARED = 256
 
 
 
