@@ -24,6 +24,7 @@ import pytest
 from config.loader import load_config
 from dal.migration import control
 from dal.migration.switch import SwitchError, switch
+from router.rows.types import ColumnType
 from tests.migration.env import (
     DB,
     LEGACY,
@@ -33,8 +34,11 @@ from tests.migration.env import (
     env_fixture,
     migrating_dal,
 )
+from tests.psclient import PsClient
 
 USERS = range(9_200_000, 9_200_100)
+LONG = (int(ColumnType.LONGLONG), False)
+STR = (int(ColumnType.VAR_STRING), False)
 MERCHANT = 4_091
 INSERT_ORDER = ("INSERT INTO orders (user_id, merchant_id, status, total, created_at, updated_at)"
                 " VALUES (%s, %s, 1, %s, NOW(6), NOW(6))")
@@ -206,6 +210,34 @@ def _no_outbox(env: MigrationEnv) -> None:
         with contextlib.closing(env.connect(instance)) as conn, conn.cursor() as cur:
             cur.execute("SELECT COUNT(*) FROM dal_meta.migration_repair WHERE db = %s", (DB,))
             assert cur.fetchone()[0] == 0, instance
+
+
+@pytest.mark.parametrize("mode", ["single", "xa"])
+def test_transaction_ended_by_a_prepared_commit(env: MigrationEnv, tmp_path: Path,
+                                                mode: str) -> None:
+    """BEGIN, the write and COMMIT (or ROLLBACK) all sent as prepared statements, as a
+    binary-protocol client may: the end runs the same mirror as a text COMMIT."""
+    user = USERS[9]
+    with migrating_dal(tmp_path, env, mode=mode) as dal:
+        old = _prepare(env, dal, user)
+        client = PsClient(dal.port)
+        client.login(database=DB)
+        try:
+            update = client.prepare("UPDATE orders SET total = ? WHERE id = ?")
+            for end, total in (("ROLLBACK", "11.00"), ("COMMIT", "12.00")):
+                begin, finish = client.prepare("BEGIN"), client.prepare(end)
+                client.execute(begin.id)
+                client.read_result()
+                client.execute(update.id, [(STR, total.encode()), (LONG, old)])
+                assert client.read_result().affected_rows == 1
+                client.execute(finish.id)
+                client.read_result()
+                legacy, by_user, by_merchant = _sides(env, "orders", old, user)
+                assert legacy == by_user == by_merchant, end
+                assert f"{legacy[0][4]:.2f}" == ("5.00" if end == "ROLLBACK" else total)
+                _no_outbox(env)
+        finally:
+            client.close()
 
 
 def test_two_transactions_on_one_row_converge(env: MigrationEnv, tmp_path: Path) -> None:
