@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from dal.execute.leases import AUTOCOMMIT, TXN_BITS
 from dal.prepared_run import run
 from dal.prepared_statements import FastRoute
 from dal.shard_route import route_plan, shard_renamer
@@ -156,6 +157,8 @@ def try_execute(session: SessionPort, statement: Statement, fast: FastRoute,
     database = target.database
     found = fast.shards.get(database)
     if found is None:
+        if session.status & TXN_BITS != AUTOCOMMIT:  # a transaction's new shard: its checks
+            return False
         found = _first_on_shard(fast, statement, sharded, target)  # type: ignore[arg-type]
         if found is None:
             return False
