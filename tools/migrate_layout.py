@@ -71,8 +71,7 @@ class Layout:
         logical = config.databases[db]
         self.migration: MigrationConfig = logical.migration  # type: ignore[assignment]
         self.legacy = Place(self.migration.source_instance, self.migration.source_database)
-        # dal_meta's instance: the first logical database's default one (dal/migration/switch.py)
-        self.meta_instance = next(iter(config.databases.values())).default_instance
+        self.meta_instance = control.control_instance_name(config)  # dal_meta's instance
         user = logical.dimensions[logical.authoritative]
         self.user_shards = user.shards
         self.user_places = [Place(config.shard_instance(db, logical.authoritative, s),

@@ -15,7 +15,7 @@ from datetime import datetime
 import pymysql
 from pymysql.constants import CLIENT
 
-from config.model import Instance
+from config.model import Config, Instance
 
 PHASES = ("legacy", "dual_legacy", "shadow", "dual_sharded", "sharded")
 ACTIVE, DRAIN, DRAINED = "active", "drain", "drained"
@@ -55,6 +55,11 @@ OUTBOX_DDL = DDL[:1] + DDL[4:5]
 assert "migration_repair" in OUTBOX_DDL[1]
 
 Cursor = pymysql.cursors.Cursor
+
+
+def control_instance_name(config: Config) -> str:
+    """The instance holding dal_meta: the first logical database's default instance."""
+    return next(iter(config.databases.values())).default_instance
 
 
 @dataclass(frozen=True)

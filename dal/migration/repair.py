@@ -72,7 +72,7 @@ class Repairer:
         """The instances besides the control one whose ``dal_meta.migration_repair`` holds
         entries of ``db``: the outboxes of client transactions on a shard (dal/migration/txn.py)."""
         cfg = self.config.databases[db]
-        control_name = next(iter(self.config.databases.values())).default_instance
+        control_name = control.control_instance_name(self.config)
         names = [cfg.migration.source_instance] if cfg.migration is not None else []
         for dim in cfg.dimensions.values():
             names += [place.instance for place in dim.placement]

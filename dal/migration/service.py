@@ -45,8 +45,7 @@ class Migrations:
         config = server.config
         self.dbs = {name: cfg.migration for name, cfg in config.databases.items()
                     if cfg.migration is not None}
-        first = next(iter(config.databases.values()))
-        control_instance = config.instances[first.default_instance]
+        control_instance = config.instances[control.control_instance_name(config)]
         self.link = ControlLink(control_instance)      # the watcher's
         self.side = ControlLink(control_instance)      # lookups, repair log, metrics
         base = f"{socket.gethostname()}:{os.getpid()}:{getattr(server, 'worker_index', 0)}"

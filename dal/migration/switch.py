@@ -32,9 +32,8 @@ class SwitchError(Exception):
 
 
 def control_instance(config: Config):
-    """The instance holding dal_meta: the first logical database's default instance."""
-    first = next(iter(config.databases.values()))
-    return config.instances[first.default_instance]
+    """The instance holding dal_meta (`control.control_instance_name`)."""
+    return config.instances[control.control_instance_name(config)]
 
 
 def switch(config: Config, db: str, target: str, timeout: float = 30.0,
