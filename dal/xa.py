@@ -109,6 +109,13 @@ def next_pending(session: SessionPort) -> str | None:
     return XA_PENDING if session.state.get("autocommit") == AUTOCOMMIT_OFF else None
 
 
+def clear_pending(session: SessionPort) -> None:
+    """The transaction ended (or never reached a backend): a BEGIN not yet sent is dropped,
+    and `txn_pending` becomes what `next_pending` says."""
+    session.txn_pending = None
+    session.txn_pending = next_pending(session)
+
+
 async def begin(session: SessionPort, conn: BackendConnection) -> None:
     """The transaction's first statement goes to ``conn``: open the first branch there."""
     coordinator = session.server.xa
@@ -348,8 +355,7 @@ async def _finish(session: SessionPort, txn: XaTransaction, commit: bool,
                                                     and not conn.busy)
         _drop_lock_wait(session)
         session.status = 0 if session.state.get("autocommit") == AUTOCOMMIT_OFF else _AUTOCOMMIT
-        session.txn_pending = None
-        session.txn_pending = next_pending(session)
+        clear_pending(session)
     if reply:
         if error is None:
             session.send(ok_packet(session.reply_seq, session.status))

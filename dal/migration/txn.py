@@ -131,8 +131,7 @@ async def end(session: SessionPort, sql: bytes, commit: bool) -> None:
     failed = True
     try:
         if conn is None:  # nothing reached a backend: nothing to end there
-            session.txn_pending = None
-            session.txn_pending = xa.next_pending(session)
+            xa.clear_pending(session)
             session.status &= ~leases.IN_TRANS
             failed = False
         else:

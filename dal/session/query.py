@@ -143,8 +143,7 @@ class QuerySession(SessionState):
             return True
         if self.pinned is not None:
             return False
-        self.txn_pending = None  # a BEGIN not sent yet ends here
-        self.txn_pending = xa.next_pending(self)
+        xa.clear_pending(self)  # a BEGIN not sent yet ends here
         self.status &= ~_IN_TRANS
         self.send(ok_packet(self._seq, self.status))
         return True
