@@ -174,7 +174,7 @@ class ResponseScanner:
         while pos + 4 < end:
             length = data[pos] | data[pos + 1] << 8 | data[pos + 2] << 16
             after = pos + 4 + length
-            if after > end or not length or length >= 0xFFFFFF:  # partial, empty or split
+            if after > end or not length or length >= MAX_PAYLOAD:  # partial, empty or split
                 return 0
             first = data[pos + 4]
             if first == 0xFE and length < 9:  # the EOF that ends the result set

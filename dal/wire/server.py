@@ -11,8 +11,8 @@ States (named, and changed only by the methods below):
   CLOSED   closed, or failing: whatever still arrives is discarded
 
 `whole_packet` is the hot path: a chunk that is exactly one command packet, with nothing
-buffered, is recognised without passing through the packet buffer (`whole_command` makes it an
-event).
+buffered, is recognised without passing through the packet buffer; its owner decodes it
+(`decode_command`) unless it runs the command straight from the payload.
 """
 
 from __future__ import annotations
@@ -155,12 +155,6 @@ class ServerConnection:
             self.reply_seq = 1
             return data[4]
         return -1
-
-    def whole_command(self, data: bytes) -> CommandEvent | None:
-        """`whole_packet` as an event: ``data`` as one command event, or None."""
-        if self.whole_packet(data) < 0:
-            return None
-        return decode_command(data[4:], 0, data)
 
     def next_event(self) -> CommandEvent | None:
         """The next whole command, or None until more bytes arrive. Raises
