@@ -202,6 +202,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="sysbench --db-ps-mode (default: %(default)s); auto = server-side "
                         "prepared statements; both = each round runs both targets in disable, "
                         "then in auto, and the report compares the two ratios")
+    parser.add_argument("--rate", type=int, metavar="QPS",
+                        help="sysbench --rate: a fixed offered load of QPS statements per second "
+                        "for every target, instead of as many as each serves. The targets then "
+                        "do the same work, so CPU per query compares the cost of one statement "
+                        "rather than how well each batches at saturation (with --ps-mode both: "
+                        "COM_STMT_EXECUTE against COM_QUERY at equal load); the qps ratio is "
+                        "1.00 while every target keeps up, so read the latency and CPU figures")
     parser.add_argument("--workload", choices=sorted(SYSBENCH_WORKLOADS),
                         default="oltp_point_select",
                         help="sysbench test (default: %(default)s); oltp_read_write runs with "
@@ -449,6 +456,8 @@ def _check_args(args: argparse.Namespace) -> str | None:
             return f"--{name.replace('_', '-')} must be positive"
     if args.ps_mode == "both" and not args.sysbench:
         return "--ps-mode both goes with --sysbench (the built-in generator has no ps-mode)"
+    if args.rate is not None and (args.rate <= 0 or not args.sysbench or args.clients_set):
+        return "--rate needs a positive rate, --sysbench and no --clients-set"
     if args.warmup < 0:
         return "--warmup must not be negative (0: no warm-up round)"
     if args.procs > args.clients:
@@ -942,6 +951,7 @@ def _figures(args: argparse.Namespace, targets: list[Target], rounds: dict[str, 
             "duration": args.duration, "rounds": args.rounds, "warmup": args.warmup,
             "table_size": args.table_size,
             **({"threads": args.threads, "ps_mode": args.ps_mode,
+                "rate": getattr(args, "rate", None),
                 "workload": getattr(args, "workload", "oltp_point_select"),
                 "transactions": getattr(args, "transactions", False)} if args.sysbench
                else {"clients": args.clients, "procs": args.procs}),
@@ -1183,7 +1193,8 @@ def sysbench_command(args: argparse.Namespace, target: Target) -> list[str]:
         f"--mysql-user={target.user}", f"--mysql-password={target.password}",
         f"--mysql-db={target.database}", "--tables=1", f"--table-size={args.table_size}",
         f"--threads={args.threads}", f"--time={_whole(args.duration)}", "--report-interval=0",
-        "--percentile=99", f"--db-ps-mode={args.ps_mode}", "--mysql-ssl=off", "run",
+        "--percentile=99", f"--db-ps-mode={args.ps_mode}", "--mysql-ssl=off",
+        *([f"--rate={args.rate}"] if getattr(args, "rate", None) else []), "run",
     ]
 
 

@@ -93,6 +93,7 @@ def load_text(result: dict[str, Any]) -> str:
     if result["mode"] == "sysbench":
         return (f"sysbench {params.get('workload', 'oltp_point_select')}, {params['threads']} "
                 f"threads, ps-mode {params['ps_mode']}"
+                + (f", offered load fixed at {params['rate']}/s" if params.get("rate") else "")
                 + (", with BEGIN/COMMIT" if params.get("transactions") else ""))
     kind = "asyncio" if result["mode"] == "asyncio" else "built-in"
     return f"{kind}, {params['clients']} clients over {params['procs']} process(es)"

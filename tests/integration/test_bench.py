@@ -129,6 +129,18 @@ def test_sysbench_both_ps_modes_in_one_run(config: Config, tmp_path: Path) -> No
         modes["auto"]["ratio"] / modes["disable"]["ratio"], abs=1e-3)
 
 
+@pytest.mark.skipif(shutil.which("sysbench") is None, reason="sysbench is not installed")
+def test_fixed_offered_load(config: Config, tmp_path: Path) -> None:
+    # --rate: every target gets the same statements per second, so that CPU per query
+    # compares the work of one statement, not how each batches at saturation.
+    result = bench(tmp_path, "--sysbench", "--threads", "4", "--rate", "300")
+    check(result)
+    assert result["params"]["rate"] == 300
+    for figures in result["targets"].values():
+        assert 240 <= figures["qps"] <= 330, figures
+    assert 0.8 <= result["ratio"] <= 1.25
+
+
 def test_both_ps_modes_need_sysbench(config: Config) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "dal.cli", "bench", "--config", str(TEST_CONFIG), "--ps-mode",
@@ -391,6 +403,8 @@ def test_ids_need_no_database(tmp_path: Path) -> None:
     (["--no-point-selects"], "--no-point-selects leaves nothing to measure"),
     (["--compare-port", "3999:hop"], "--compare-port labels must be distinct"),
     (["--clients-set", "4,8", "--sysbench", "--ps-mode", "both"], "goes without --ps-mode both"),
+    (["--rate", "100"], "--rate needs a positive rate, --sysbench"),
+    (["--rate", "0", "--sysbench"], "--rate needs a positive rate, --sysbench"),
 ])
 def test_whole_picture_arguments_are_checked(tmp_path: Path, args: list[str],
                                              message: str) -> None:
