@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import socket
 import threading
 import time
 from pathlib import Path
@@ -238,6 +239,86 @@ def test_transaction_ended_by_a_prepared_commit(env: MigrationEnv, tmp_path: Pat
                 _no_outbox(env)
         finally:
             client.close()
+
+
+@pytest.mark.parametrize("mode", ["single", "xa"])
+def test_client_lost_mid_transaction_leaves_nothing(env: MigrationEnv, tmp_path: Path,
+                                                    mode: str) -> None:
+    """A client whose connection drops after it wrote to a migrated table, before COMMIT: on
+    every side nothing of its transaction stays, no outbox entry, no XA branch, no row lock and
+    no backend connection lent out. In mode xa only orders is migrated, so the transaction
+    also holds a branch on the user's shard (order_items, sharded) on the other instance."""
+    user = USERS[21]
+    assert env.instance_of(user % 120) == "b"
+    options = {"tables": ["orders"]} if mode == "xa" else {}
+    with migrating_dal(tmp_path, env, mode=mode, **options) as dal:
+        if mode == "xa":  # a legacy order without items: order_items is sharded here
+            _, _, old = dal.run(INSERT_ORDER, (user, MERCHANT, "5.00"))
+            _switch(dal, "dual_legacy")
+            copy_legacy(env)
+        else:
+            old = _prepare(env, dal, user)
+        for phase, total in (("dual_legacy", "8.00"), ("dual_sharded", "9.00")):
+            if phase == "dual_sharded":
+                _switch(dal, "shadow")
+                _switch(dal, "dual_sharded")
+            before = _sides(env, "orders", old, user)
+            conn = dal.connect()
+            with conn.cursor() as cur:
+                cur.execute("BEGIN")
+                cur.execute(INSERT_ORDER, (user, MERCHANT, "6.00"))
+                new = cur.lastrowid
+                cur.execute(INSERT_ITEM, (new, user, MERCHANT, "lost"))
+                item = cur.lastrowid
+                cur.execute("UPDATE orders SET total = 77.00 WHERE id = %s", (old,))
+            # Open where it wrote: the authoritative side (legacy on a, then the user's shard on
+            # b; the other side gets the mirror after COMMIT), and in mode xa the item's shard.
+            expected = ({"a": 1, "b": 1 if mode == "xa" else 0} if phase == "dual_legacy"
+                        else {"a": 0, "b": 1})
+            assert _open_transactions(env) == expected, phase
+            conn._sock.shutdown(socket.SHUT_RDWR)  # no COM_QUIT, no COMMIT: the client is gone
+            conn._sock.close()
+
+            def released() -> None:
+                assert dal.metric("dal_client_connections") == 0
+                for instance in ("a", "b"):
+                    assert dal.metric("dal_pool_in_use", instance=instance) == 0, instance
+
+            _eventually(released)
+            # information_schema.innodb_trx is a cache InnoDB refreshes every 0.1 s at most
+            _eventually(lambda: _no_open_transactions(env), timeout=2)
+            assert env.everywhere("orders", new) == [], phase
+            assert env.legacy_rows("orders", "id = %s", (new,)) == [], phase
+            assert env.everywhere("order_items", item) == [], phase
+            assert env.legacy_rows("order_items", "id = %s", (item,)) == [], phase
+            assert _sides(env, "orders", old, user) == before, phase
+            _no_outbox(env)
+            for instance in ("a", "b"):
+                with contextlib.closing(env.connect(instance)) as direct, \
+                        direct.cursor() as cur:
+                    cur.execute("XA RECOVER")
+                    assert cur.fetchall() == (), (phase, instance)
+            # Its row locks are gone: another client updates the row at once, on every side.
+            started = time.monotonic()
+            _, affected, _ = dal.run("UPDATE orders SET total = %s WHERE id = %s", (total, old))
+            assert affected == 1 and time.monotonic() - started < 3, phase
+            legacy, by_user, _ = _sides(env, "orders", old, user)
+            assert legacy == by_user and f"{legacy[0][4]:.2f}" == total, phase
+
+
+def _open_transactions(env: MigrationEnv) -> dict[str, int]:
+    """Transactions that hold locks, per instance."""
+    counts = {}
+    for instance in ("a", "b"):
+        with contextlib.closing(env.root(instance)) as conn, conn.cursor() as cur:
+            cur.execute("SELECT COUNT(*) FROM information_schema.innodb_trx "
+                        "WHERE trx_rows_locked > 0 OR trx_rows_modified > 0")
+            counts[instance] = cur.fetchone()[0]
+    return counts
+
+
+def _no_open_transactions(env: MigrationEnv) -> None:
+    assert _open_transactions(env) == {"a": 0, "b": 0}
 
 
 def test_two_transactions_on_one_row_converge(env: MigrationEnv, tmp_path: Path) -> None:
