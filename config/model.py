@@ -221,6 +221,10 @@ class User(Strict):
             raise ValueError("password_hash must be '*' + 40 hex digits or 'sha2:' + 64 hex digits")
         return self
 
+    def allowed_databases(self) -> frozenset[str] | None:
+        """The logical databases this user may name, or None when it has no list (all)."""
+        return None if self.databases is None else frozenset(self.databases)
+
     def native_hash(self) -> bytes | None:
         """SHA1(SHA1(password)), the stored form mysql_native_password checks against."""
         if self.password is not None:

@@ -110,6 +110,7 @@ async def run(session: SessionPort, payload: bytes) -> None:
     server.count_login(True)
     session.user = request.user
     session.admin = server.config.users[request.user].role.value == "admin"
+    session.databases = server.config.users[request.user].allowed_databases()
     session.schema = None
     if request.collation is not None:  # the packet's character set replaces the login's
         session.login_names = server.names_for_collation(request.collation)

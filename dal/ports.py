@@ -87,6 +87,7 @@ class SessionPort(Protocol):
     pin_reason: str | None
     txn_pending: str | None
     txn_shard: bytes | None
+    databases: frozenset[str] | None  # a user's `databases:` list (None: every database)
     xa: Any  # dal.xa.XaTransaction while one is open
     migration_txn: Any  # dal.migration.txn.TxnWrites while a transaction wrote migrated tables
     snapshot: bool

@@ -133,7 +133,7 @@ def prepare(session: SessionPort, sql: bytes) -> None:
         return
     shape = shape_of(sql)
     plan = session.server.router.plan(sql, shape.fp, session.schema, session.admin,
-                                       session.lexer_modes())
+                                       session.lexer_modes(), databases=session.databases)
     if plan.kind == REFUSE:
         code, state, message = plan.error  # type: ignore[misc]
         session.server.count_refusal(code)
@@ -268,7 +268,8 @@ def execute(session: SessionPort, payload: bytes, last_seq: int) -> None:
     limiter = session.server.limiter
     if limiter is not None:
         plan = session.server.router.plan(statement.sql, statement.shape.fp, session.schema,
-                                          session.admin, session.lexer_modes())
+                                          session.admin, session.lexer_modes(),
+                                          databases=session.databases)
         if session.throttle(limiter, plan, statement.shape.fp.key, _execute, session,
                             statement, payload, last_seq):
             return
@@ -311,7 +312,8 @@ def _execute(session: SessionPort, statement: Statement, payload: bytes,
         session.run_query(b"\x03" + statement.sql, session.reply_seq)
         return
     plan = session.server.router.plan(statement.sql, statement.shape.fp, session.schema,
-                                      session.admin, session.lexer_modes())
+                                      session.admin, session.lexer_modes(),
+                                      databases=session.databases)
     if plan.kind == SHARDED:
         _sharded(session, statement, plan, ex, cursor, last_seq)
     elif plan.kind == MIGRATED:  # a live migration's table: its phase's tree, no shortcut

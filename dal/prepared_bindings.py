@@ -49,7 +49,8 @@ class PreparedBindings:
         """This statement planned again (the plan cache answers for its shape)."""
         statement = self.statement
         return session.server.router.plan(statement.sql, statement.shape.fp, session.schema,
-                                          session.admin, session.lexer_modes())
+                                          session.admin, session.lexer_modes(),
+                                          databases=session.databases)
 
     def route(self, session: SessionPort, plan: Plan) -> None:
         """The statement on ``plan.instance``, prepared there (a statement that touches no

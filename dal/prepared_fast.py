@@ -33,13 +33,14 @@ if TYPE_CHECKING:
 
 MAX_TAIL = 0xFFFFFF - 5  # the relayed execute must stay one packet
 # Fast routes shared by the sessions of this process, by what the router plans a statement
-# from (default schema, admin role, lexer modes, statement text): a client that prepares the
-# same statement on every new connection (sysbench, pools that reconnect) takes the fast route
-# from its first execution on. Entries of an older config are replaced by the next full path;
-# the table is emptied when it is full. Each route keeps up to one statement per shard it
-# reached (240 for this project's two dimensions), so the bound is on routes: 256 of them
-# hold at most 61,440 shard statements.
-_shared: dict[tuple[str | None, bool, int, bytes], FastRoute] = {}
+# from (default schema, admin role, the user's `databases:` list, lexer modes, statement
+# text): a client that prepares the same statement on every new connection (sysbench, pools
+# that reconnect) takes the fast route from its first execution on, and a route planned for
+# a user who may name every database is never taken by one who may not. Entries of an older
+# config are replaced by the next full path; the table is emptied when it is full. Each route
+# keeps up to one statement per shard it reached (240 for this project's two dimensions), so
+# the bound is on routes: 256 of them hold at most 61,440 shard statements.
+_shared: dict[tuple[str | None, bool, frozenset[str] | None, int, bytes], FastRoute] = {}
 MAX_SHARED = 256
 
 
@@ -109,8 +110,10 @@ def adopt(session: SessionPort, statement: Statement, payload: bytes) -> FastRou
     return fast
 
 
-def _key(session: SessionPort, statement: Statement) -> tuple[str | None, bool, int, bytes]:
-    return session.schema, session.admin, session.lexer_modes(), statement.sql
+def _key(session: SessionPort,
+         statement: Statement) -> tuple[str | None, bool, frozenset[str] | None, int, bytes]:
+    return (session.schema, session.admin, session.databases, session.lexer_modes(),
+            statement.sql)
 
 
 def try_execute(session: SessionPort, statement: Statement, fast: FastRoute,

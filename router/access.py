@@ -21,6 +21,7 @@ forwarded on the grounds that DAL did not recognise it.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from router import errors, syntax
@@ -270,6 +271,36 @@ class AccessPolicy:
                                   "server-side prepared statements")
         inner = security_text(body, modes)
         return self.check_code(inner, body, modes, admin)
+
+
+# A name before a dot (db.table, db.table.column), and the database a SHOW or DESCRIBE
+# names on its own (SHOW TABLES FROM db, SHOW CREATE DATABASE db).
+_QUALIFIER = re.compile(r"([\w$]+)\s*\.(?!\d)")
+_NAMED_DATABASE = re.compile(r"\b(?:FROM|IN|DATABASE|SCHEMA)\s+([\w$]+)")
+_NAMING_VERBS = frozenset({"SHOW", "DESCRIBE", "DESC", "EXPLAIN"})
+
+
+def foreign_database(code: str, sql: str, modes: int,
+                     forbidden: Mapping[str, str]) -> Denial | None:
+    """The refusal of a statement (its `security_text` ``code``; ``sql`` as sent) that names
+    a logical database of ``forbidden`` (upper-cased name -> name): one its user's
+    `databases:` list leaves out. Conservative: a table alias spelled like such a database
+    is refused too. A text PREPARE's statement is read as if it were sent. (USE is the
+    session's check, with MariaDB's message.)"""
+    words = _WORD.findall(code)
+    if words[:1] == ["PREPARE"]:
+        body = prepare_body(sql, modes)
+        if body is not None:
+            return foreign_database(security_text(body, modes), body, modes, forbidden)
+    names = _QUALIFIER.findall(code)
+    if words[:1] and words[0] in _NAMING_VERBS:
+        names += _NAMED_DATABASE.findall(code)
+    for name in names:
+        if name in forbidden:
+            return Denial(*errors.DB_ACCESS_DENIED, f"Access denied to database "
+                          f"'{forbidden[name]}': this user's databases (users.<name>.databases in "
+                          "DAL's config) do not include it")
+    return None
 
 
 def words_of(code: str) -> list[str]:

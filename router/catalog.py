@@ -3,6 +3,7 @@ routes to their default backends (and the refusal when a statement names what it
 
 from __future__ import annotations
 
+import copy
 import re
 from dataclasses import replace
 
@@ -20,6 +21,9 @@ class Catalog:
 
     def __init__(self, config: Config) -> None:
         self.config = config
+        # The logical databases a user with a `databases:` list may name (`restricted`);
+        # None: all of them.
+        self.visible: frozenset[str] | None = None
         self.kinds = {
             db: {name: table.kind for name, table in cfg.tables.items()}
             for db, cfg in config.databases.items()
@@ -29,6 +33,13 @@ class Catalog:
                 re.escape(name) for cfg in config.databases.values()
                 for name, table in cfg.tables.items() if table.kind is not TableKind.UNSHARDED
             ) + r")\b") if any(self.kinds.values()) else None
+
+    def restricted(self, databases: frozenset[str]) -> Catalog:
+        """This catalog as a user limited to ``databases`` sees it: other logical databases
+        are refused (1044) and left out of information_schema's logical view."""
+        view = copy.copy(self)
+        view.visible = databases
+        return view
 
     def resolve(self, db: str | None, name: str,
                 schema: str | None) -> tuple[str, TableKind] | Plan:
@@ -42,6 +53,10 @@ class Catalog:
             return db, TableKind.UNSHARDED
         if db not in self.config.databases:
             return refuse(*errors.BAD_DB, f"Unknown database '{db}'")
+        if self.visible is not None and db not in self.visible:
+            return refuse(*errors.DB_ACCESS_DENIED, f"Access denied to database '{db}': this "
+                          "user's databases (users.<name>.databases in DAL's config) do not "
+                          "include it")
         return db, self.kinds.get(db, {}).get(name, TableKind.UNSHARDED)
 
     def default_route(self, schema: str | None, statement: str = "other") -> Plan:

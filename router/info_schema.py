@@ -104,10 +104,14 @@ class _Source:
     tables: tuple[str, ...] | None  # only these tables (a shard database); None: all
 
 
-def sources(config: Config, instance: str) -> list[_Source]:
-    """The physical databases on ``instance`` that make up the logical view."""
+def sources(config: Config, instance: str,
+            visible: frozenset[str] | None = None) -> list[_Source]:
+    """The physical databases on ``instance`` that make up the logical view (of the logical
+    databases in ``visible``; None: all)."""
     out = []
     for name, db in config.databases.items():
+        if visible is not None and name not in visible:
+            continue
         if db.default_instance == instance:
             out.append(_Source(db.default_database, name, None))
         # Broadcast tables are read from the default database's copy: not listed twice.
@@ -144,10 +148,10 @@ def derived_sql(table: str, found: list[_Source]) -> str:
     return (f"SELECT {', '.join(columns)} FROM {INFO}.{table} WHERE " + " OR ".join(keep))
 
 
-def rewrite(tree: exp.Expression, config: Config, instance: str,
-            schema: str | None) -> exp.Expression | None:
-    """``tree`` with every information_schema table it reads replaced by the logical view;
-    None when it reads none."""
+def rewrite(tree: exp.Expression, config: Config, instance: str, schema: str | None,
+            visible: frozenset[str] | None = None) -> exp.Expression | None:
+    """``tree`` with every information_schema table it reads replaced by the logical view
+    (of the logical databases in ``visible``; None: all); None when it reads none."""
     found: list[_Source] | None = None
     changed = False
 
@@ -160,7 +164,7 @@ def rewrite(tree: exp.Expression, config: Config, instance: str,
         if db != INFO or name not in TABLES:
             return node
         if found is None:
-            found = sources(config, instance)
+            found = sources(config, instance, visible)
         changed = True
         inner = parse_one(derived_sql(name, found), dialect="mysql")
         return exp.Subquery(this=inner, alias=exp.TableAlias(

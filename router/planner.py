@@ -21,7 +21,7 @@ from sqlglot.errors import ParseError, TokenError
 
 from config.model import Config, TableKind
 from router import errors, express, syntax
-from router.access import AccessPolicy, names_session_user, words_of
+from router.access import AccessPolicy, foreign_database, names_session_user, words_of
 from router.catalog import SHARDED_KINDS, Catalog
 from router.database_statements import database_statement
 from router.engine.build import rooted
@@ -95,22 +95,27 @@ class Router:
         self.phases: dict[str, str] = {}
 
     def plan(self, sql: bytes, fp: Fingerprint, schema: str | None, admin: bool,
-             modes: int = 0, original: bytes | None = None) -> Plan:
+             modes: int = 0, original: bytes | None = None,
+             databases: frozenset[str] | None = None) -> Plan:
         """The plan for a statement, from the cache when its shape was seen before.
 
         ``modes`` are the session's lexer modes (router/sqltext.py): a statement read under
         NO_BACKSLASH_ESCAPES or ANSI_QUOTES is planned and cached apart. ``original``: the
         client's text when ``sql`` is its `expand` (the access check reads the original, every
-        executable comment included, whatever its version)."""
+        executable comment included, whatever its version). ``databases``: the logical
+        databases of a user with a `databases:` list (a statement that names another is
+        refused, 1044; planned and cached apart), None for every other user."""
         if original is not None:
             text = original.decode("utf-8", "surrogateescape")
             denial = self.access.check(text, modes, admin)
             if denial is not None:
                 return rooted(tagged(refuse(*denial.error), denial.rule))
         key = (fp.key, schema, admin, modes) if modes else (fp.key, schema, admin)
+        if databases is not None:
+            key += (databases,)
         plan = self.cache.get(key)
         if plan is None:
-            plan = rooted(self.analyse(sql, schema, admin, fp.key, modes))  # its tree, once
+            plan = rooted(self.analyse(sql, schema, admin, fp.key, modes, databases))  # once
             # A rule's refusal depends on the shape alone: cached, so a hit skips the rules.
             # A statement with an executable comment is planned for its own text only: the
             # scanner's key cannot tell what the comment runs (or skips) from its literals.
@@ -177,21 +182,31 @@ class Router:
     # -- analysis (cache misses only) --------------------------------------------------------
 
     def analyse(self, sql: bytes, schema: str | None, admin: bool,
-                key: bytes | None = None, modes: int = 0) -> Plan:
+                key: bytes | None = None, modes: int = 0,
+                databases: frozenset[str] | None = None) -> Plan:
         """Plan one statement with sqlglot. Never raises: a failure is a refusal plan.
 
         Statements on sharded tables are planned from the fingerprint ``key`` (literals as
-        slots), so that the plan serves every statement of that shape."""
+        slots), so that the plan serves every statement of that shape. ``databases``: as for
+        `plan`."""
         reading = self._read(sql.decode("utf-8", "surrogateescape"), schema, admin, modes,
                              key if key is not None else sql)
         if isinstance(reading, Plan):
             return reading
         text, code, words, key = reading
+        catalog = self.catalog
+        if databases is not None:
+            forbidden = {name.upper(): name for name in self.config.databases
+                         if name not in databases}
+            denial = foreign_database(code, text, modes, forbidden)
+            if denial is not None:
+                return tagged(refuse(*denial.error), denial.rule)
+            catalog = catalog.restricted(databases)
         local = local_statement(words, text) or database_statement(words, text)
         if local is not None:
             return local
         self.parses += 1
-        lock = plan_lock_tables(self.catalog, text, schema)
+        lock = plan_lock_tables(catalog, text, schema)
         if lock is not None:
             return lock
         # REPLACE routes like INSERT; sqlglot's MySQL dialect only parses the latter.
@@ -199,14 +214,14 @@ class Router:
         tree = self._parse(parsed, text, schema)
         if isinstance(tree, Plan):
             return tree
-        count = diagnostics_count(self.catalog, text, schema)
+        count = diagnostics_count(catalog, text, schema)
         if count is not None:
             return count
         pin = _pin_reason(text)
         if isinstance(tree, exp.Command):
-            return plan_command(self.catalog, words, text, schema, pin)
+            return plan_command(catalog, words, text, schema, pin)
         plan = check_rules(self.rules, tree,
-                           plan_statement(self.catalog, tree, text, schema, admin, key), admin)
+                           plan_statement(catalog, tree, text, schema, admin, key), admin)
         if self.migrating:  # a live migration's tables (router/migration.py)
             plan = plan_migrated(self.config, tree, key, schema, plan, self.phases)
         if plan.handler != "session_functions" and names_session_user(code):

@@ -91,7 +91,8 @@ def _dml(catalog: Catalog, tree: exp.Expression, schema: str | None, key: bytes)
             return replace(plan_sharded(catalog.config, db, key, statement), tables=names)
         tables.append(name)
     plan = catalog.default_route(schema, statement=statement)
-    logical = info_schema.rewrite(tree, catalog.config, plan.instance, schema)  # type: ignore[arg-type]
+    logical = info_schema.rewrite(tree, catalog.config, plan.instance, schema,  # type: ignore[arg-type]
+                                  catalog.visible)
     if logical is not None:
         tree = logical
     rewritten = _rewrite_session_functions(tree, schema)

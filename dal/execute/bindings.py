@@ -70,7 +70,7 @@ class TextBindings:
         """This statement planned again (the plan cache answers for its shape)."""
         assert self.fp is not None
         return session.server.router.plan(self.sql, self.fp, session.schema, session.admin,
-                                          session.lexer_modes())
+                                          session.lexer_modes(), databases=session.databases)
 
     def route(self, session: SessionPort, plan: Plan) -> None:
         """The client's statement (or ``plan.sql``) on ``plan.instance``, relayed raw (a

@@ -75,7 +75,8 @@ class QuerySession(SessionState):
         if 0 < len(sql) - len(head) < MAX_TRAILING_DIGITS:  # the integers the lane learns
             entry = server.router.express.get(head)
             if (entry is not None and entry.lane and entry.schema == self.schema
-                    and entry.admin == self.admin and self.pinned is None
+                    and entry.admin == self.admin and self.databases is None
+                    and self.pinned is None
                     and self.status & _LANE_BITS == _AUTOCOMMIT and self.txn_pending is None
                     and not self.ansi_quotes
                     and self.xa is None and not (entry.multi and self.multi_statements)):
@@ -107,7 +108,8 @@ class QuerySession(SessionState):
                 original, sql, payload, raw = sql, expanded, b"\x03" + expanded, None
         fp = fingerprint_in_modes(sql, modes) if modes else fingerprint(sql)
         self.statement_text = fp.key
-        plan = server.router.plan(sql, fp, self.schema, self.admin, modes, original)
+        plan = server.router.plan(sql, fp, self.schema, self.admin, modes, original,
+                                  self.databases)
         if server.limiter is not None and self.throttle(server.limiter, plan, fp.key,
                                                         self._run_plan, plan, fp, sql, payload,
                                                         last_seq, raw):

@@ -55,6 +55,8 @@ class SessionState(Frontend):
         super().__init__(server)
         self.user = ""
         self.admin = False
+        # The logical databases a user with a `databases:` list may name; None: all.
+        self.databases: frozenset[str] | None = None
         self.capabilities = 0
         self.bulk = False  # COM_STMT_BULK_EXECUTE negotiated (MariaDB extended capability)
         self.scramble = b""  # the last one sent to the client (COM_CHANGE_USER answers over it)
@@ -94,6 +96,7 @@ class SessionState(Frontend):
         """Take the logged-in user's session (the front end's hook); an ERR refuses it."""
         self.user = result.user
         self.admin = result.user_config.role.value == "admin"
+        self.databases = result.user_config.allowed_databases()
         self.capabilities = result.capabilities
         self.flavour = flavour_of(result.capabilities, result.extended)
         self.extended_metadata = bool(result.extended & MARIADB_CLIENT_EXTENDED_METADATA)

@@ -1,0 +1,156 @@
+"""A user with a `databases:` list names no other logical database, in any statement form.
+
+`users.<name>.databases` used to close only USE and the login's database: a qualified name
+(`other.table`) read and wrote any logical database. Each statement below is refused with 1044
+and writes nothing (checked on the backend directly); information_schema's logical view leaves
+the other database out; the plan cache, the express lane and the shared prepared routes that
+another user warmed for the same statement do not let it through; and the same statements
+still work for a user without a list.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import pymysql
+import pytest
+
+from router.rows.types import ColumnType
+from tests.dal_process import ROOT, DalProcess, running_test_config, start_own_dal
+from tests.psclient import PsClient, ServerError
+
+OTHER = "test_user_dbs"  # a created logical database (server.create_database_prefix test_)
+USERS = {"limited": {"password": "limited", "role": "app", "databases": ["trade"]}}
+
+
+@pytest.fixture(scope="module")
+def dal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[DalProcess, dict]]:
+    running_test_config()
+    proc, raw, _ = start_own_dal(tmp_path_factory.mktemp("user-dbs"),
+                                 ROOT / "var" / "test" / "dal-user-dbs.log", {"users": USERS})
+    admin = _connect(proc, "admin")
+    with admin.cursor() as cur:
+        cur.execute(f"DROP DATABASE IF EXISTS {OTHER}")
+        cur.execute(f"CREATE DATABASE {OTHER}")
+        cur.execute(f"CREATE TABLE {OTHER}.secrets (id INT PRIMARY KEY, v VARCHAR(20))")
+        cur.execute(f"INSERT INTO {OTHER}.secrets VALUES (1, 'only-admins')")
+    try:
+        yield proc, raw
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS {OTHER}")
+        admin.close()
+        proc.stop()
+
+
+def _connect(proc: DalProcess, user: str, database: str = "trade") -> pymysql.Connection:
+    return pymysql.connect(host="127.0.0.1", port=proc.port, user=user, password=user,
+                           database=database, autocommit=True, connect_timeout=10,
+                           read_timeout=20)
+
+
+def _secrets(raw: dict) -> list[tuple]:
+    """The rows of the other database's table, read on its backend directly."""
+    inst = raw["instances"][raw["databases"]["trade"]["default_instance"]]
+    conn = pymysql.connect(host=inst["host"], port=inst["port"], user=inst["user"],
+                           password=inst["password"], connect_timeout=10)
+    with contextlib.closing(conn), conn.cursor() as cur:
+        cur.execute(f"SELECT id, v FROM {OTHER}.secrets ORDER BY id")
+        return list(cur.fetchall())
+
+
+REFUSED = [
+    f"SELECT v FROM {OTHER}.secrets WHERE id = 1",
+    f"SELECT v FROM `{OTHER}` . `secrets`",
+    f"SELECT o.id FROM orders o JOIN {OTHER}.secrets s ON s.id = o.id",
+    f"INSERT INTO {OTHER}.secrets VALUES (2, 'written')",
+    f"UPDATE {OTHER}.secrets SET v = 'changed' WHERE id = 1",
+    f"DELETE FROM {OTHER}.secrets",
+    f"SHOW TABLES FROM {OTHER}",
+    f"SHOW COLUMNS FROM secrets IN {OTHER}",
+    f"DESCRIBE {OTHER}.secrets",
+    f"LOCK TABLES {OTHER}.secrets READ",
+    f"SELECT /*!50000 v FROM {OTHER}.secrets */",
+    f"PREPARE s FROM 'SELECT v FROM {OTHER}.secrets'",
+]
+
+
+def test_every_form_is_refused_and_writes_nothing(dal: tuple[DalProcess, dict]) -> None:
+    proc, raw = dal
+    before = _secrets(raw)
+    conn = _connect(proc, "limited")
+    try:
+        with conn.cursor() as cur:
+            for sql in REFUSED:
+                with pytest.raises(pymysql.MySQLError) as info:
+                    cur.execute(sql)
+                assert info.value.args[0] == 1044, sql
+                assert f"'{OTHER}'" in info.value.args[1], sql
+            with pytest.raises(pymysql.MySQLError) as info:
+                cur.execute(f"USE {OTHER}")
+            assert info.value.args[0] == 1044
+            # Its own database works as before, aliases and strings that name the other
+            # database included.
+            cur.execute("SELECT COUNT(*), 'test_user_dbs.x' FROM trade.orders AS other")
+            assert cur.fetchone()[1] == f"{OTHER}.x"
+    finally:
+        conn.close()
+    assert _secrets(raw) == before
+
+
+def test_information_schema_leaves_the_other_database_out(dal: tuple[DalProcess, dict]) -> None:
+    proc, _ = dal
+    query = ("SELECT DISTINCT TABLE_SCHEMA FROM information_schema.TABLES "
+             f"WHERE TABLE_SCHEMA IN ('trade', '{OTHER}') ORDER BY 1")
+    seen = {}
+    for user in ("admin", "limited"):
+        conn = _connect(proc, user)
+        try:
+            with conn.cursor() as cur:
+                cur.execute(query)
+                seen[user] = [r[0] for r in cur.fetchall()]
+                cur.execute("SHOW DATABASES")
+                seen[user + " databases"] = {r[0] for r in cur.fetchall()}
+        finally:
+            conn.close()
+    assert seen["admin"] == [OTHER, "trade"] or seen["admin"] == ["trade", OTHER]
+    assert seen["limited"] == ["trade"]
+    assert OTHER in seen["admin databases"] and OTHER not in seen["limited databases"]
+
+
+def test_caches_warmed_by_another_user_do_not_let_it_through(
+        dal: tuple[DalProcess, dict]) -> None:
+    proc, _ = dal
+    text = f"SELECT v FROM {OTHER}.secrets WHERE id = 1"
+    prepared = f"SELECT v FROM {OTHER}.secrets WHERE id = ?"
+    app = _connect(proc, "app")
+    ps_app = PsClient(proc.port)
+    ps_app.login()
+    try:
+        with app.cursor() as cur:
+            for _ in range(5):  # plan cache and express lane learn it
+                cur.execute(text)
+                assert cur.fetchall() == (("only-admins",),)
+        statement = ps_app.prepare(prepared)
+        for _ in range(5):  # its fast route, shared by the sessions of the process
+            ps_app.execute(statement.id, [((ColumnType.LONG, False), 1)])
+            assert ps_app.read_result().rows == [[b"only-admins"]]
+        limited = _connect(proc, "limited")
+        try:
+            with limited.cursor() as cur, pytest.raises(pymysql.MySQLError) as info:
+                cur.execute(text)
+            assert info.value.args[0] == 1044
+        finally:
+            limited.close()
+        ps_limited = PsClient(proc.port)
+        ps_limited.login("limited", "limited")
+        try:
+            with pytest.raises(ServerError) as refused:
+                ps_limited.prepare(prepared)
+            assert refused.value.code == 1044
+        finally:
+            ps_limited.close()
+    finally:
+        app.close()
+        ps_app.close()
