@@ -105,7 +105,8 @@ _EXPLAIN = re.compile(rb"(?is)\s*EXPLAIN\s+DAL\s+")
 
 
 def explain(server: ServerPort, sql: bytes, schema: str | None, admin: bool, *, seq: int,
-            status: int, extended: bool = False) -> bytes:
+            status: int, extended: bool = False,
+            databases: frozenset[str] | None = None) -> bytes:
     """``EXPLAIN DAL <statement>``: its plan's tree of primitives (router/explain.py), as a
     result set."""
     from router.explain import HEADER
@@ -116,7 +117,7 @@ def explain(server: ServerPort, sql: bytes, schema: str | None, admin: bool, *, 
     if not statement:
         return err_packet(ERR(errors.NOT_SUPPORTED[0], "EXPLAIN DAL needs a statement",
                               errors.NOT_SUPPORTED[1]), seq)
-    rows = explain_plan(server.router, server.config, statement, schema, admin)
+    rows = explain_plan(server.router, server.config, statement, schema, admin, databases)
     return _result(HEADER, rows, seq=seq, status=status, extended=extended)
 
 

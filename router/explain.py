@@ -28,10 +28,11 @@ Row = list[str | None]
 
 
 def explain(router: Router, config: Config, sql: bytes, schema: str | None,
-            admin: bool) -> list[Row]:
-    """Plan ``sql`` (without running it) and describe its tree."""
+            admin: bool, databases: frozenset[str] | None = None) -> list[Row]:
+    """Plan ``sql`` (without running it) as a user with ``admin`` and ``databases``
+    (`Router.plan`) would run it, and describe its tree."""
     fp = fingerprint(sql)
-    plan = router.plan(sql, fp, schema, admin)
+    plan = router.plan(sql, fp, schema, admin, databases=databases)
     root = plan.root if isinstance(plan.root, Primitive) else build(plan)
     rows: list[Row] = []
     _walk(root, 0, config, fp.slots(sql), sql, rows)

@@ -211,7 +211,8 @@ class QuerySession(SessionState):
 
         if sql.lstrip()[:7].upper() == b"EXPLAIN":  # for every user: it runs nothing
             self.send(admin.explain(self.server, sql, self.schema, self.admin, seq=self._seq,
-                                    status=self.status, extended=self.extended_metadata))
+                                    status=self.status, extended=self.extended_metadata,
+                                    databases=self.databases))
         elif not self.admin:
             self.error(errors.SPECIFIC_ACCESS_DENIED, "Access denied; you need (at least one "
                         "of) the DAL admin privilege(s) for this operation")

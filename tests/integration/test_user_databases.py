@@ -90,6 +90,9 @@ def test_every_form_is_refused_and_writes_nothing(dal: tuple[DalProcess, dict]) 
             with pytest.raises(pymysql.MySQLError) as info:
                 cur.execute(f"USE {OTHER}")
             assert info.value.args[0] == 1044
+            # EXPLAIN DAL runs nothing, but shows the plan the user would get: the refusal.
+            cur.execute(f"EXPLAIN DAL SELECT v FROM {OTHER}.secrets")
+            assert "1044" in str(cur.fetchall()), "EXPLAIN DAL"
             # Its own database works as before, aliases and strings that name the other
             # database included.
             cur.execute("SELECT COUNT(*), 'test_user_dbs.x' FROM trade.orders AS other")
