@@ -259,14 +259,19 @@ def lookup_delete(cur: Cursor, db: str, tbl: str, ids: Iterable[int]) -> None:
 
 # -- migration_repair --------------------------------------------------------------------------
 
+# The head of an INSERT of repair-log entries: here through pymysql, and in a client's
+# transaction as the outbox (dal/migration/txn.py).
+REPAIR_INSERT = ("INSERT INTO dal_meta.migration_repair (db, tbl, id, direction, error, attempts,"
+                 " created_at) VALUES ")
+
+
 def enqueue_repair(cur: Cursor, db: str, tbl: str, ids: Iterable[int], direction: str,
                    error: str | None) -> None:
     """Record a failed mirror of each of ``ids`` (one row per id) durably."""
     note = None if error is None else error[:512]
     values = [(db, tbl, int(i), direction, note) for i in ids]
     if values:
-        cur.executemany("INSERT INTO dal_meta.migration_repair (db, tbl, id, direction, error,"
-                        " attempts, created_at) VALUES (%s, %s, %s, %s, %s, 0, NOW(6))", values)
+        cur.executemany(REPAIR_INSERT + "(%s, %s, %s, %s, %s, 0, NOW(6))", values)
 
 
 def pending_repairs(cur: Cursor, db: str, limit: int = 100) -> list[Repair]:

@@ -23,6 +23,7 @@ from dal import errors, xa
 from dal.execute import leases
 from dal.execute.cursor import ExecutionCursor
 from dal.login import ok_packet
+from dal.migration import control
 from pool.connection import BackendError
 
 if TYPE_CHECKING:
@@ -72,8 +73,7 @@ def outbox_insert(db: str, tbl: str, ids: Sequence[int], direction: str) -> byte
     """The outbox entries of ``ids``: rows of the repair log, written in the transaction."""
     values = ", ".join(f"('{db}', '{tbl}', {int(i)}, '{direction}', 'pending commit', 0, "
                        "NOW(6))" for i in ids)
-    return ("INSERT INTO dal_meta.migration_repair (db, tbl, id, direction, error, attempts,"
-            f" created_at) VALUES {values}").encode()
+    return (control.REPAIR_INSERT + values).encode()
 
 
 async def defer(session: SessionPort, instance: str, db: str, tbl: str, ids: Sequence[int],
