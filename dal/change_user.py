@@ -22,6 +22,7 @@ from dal.login import Authenticator, LoginFailed, ReadPacket, Write, ok_packet
 from dal.wire import auth
 from dal.wire.constants import Capability
 from dal.wire.messages import ERR
+from router.access import BAD_CHARSET, unsafe_charset_refusal
 from router.rows.buffer import Reader
 from router.rows.errors import ProtocolError
 
@@ -96,6 +97,10 @@ async def run(session: SessionPort, payload: bytes) -> None:
         seq, session.scramble = await authenticate(
             server.authenticator, request, session.read_packet, session.send,
             session.peer, session.tls, session.scramble)
+        names = (server.names_for_collation(request.collation)
+                 if request.collation is not None else None)
+        if names is not None and (unsafe := unsafe_charset_refusal(names.split()[1])):
+            raise LoginFailed(ERR(BAD_CHARSET[0], unsafe, BAD_CHARSET[1]), seq)  # as at login
     except (LoginFailed, ProtocolError) as exc:
         await session.reset_session()
         server.count_login(False)
@@ -113,7 +118,7 @@ async def run(session: SessionPort, payload: bytes) -> None:
     session.databases = server.config.users[request.user].allowed_databases()
     session.schema = None
     if request.collation is not None:  # the packet's character set replaces the login's
-        session.login_names = server.names_for_collation(request.collation)
+        session.login_names = names
         session.state.pop("names", None)
         if session.login_names is not None:
             session.state["names"] = session.login_names

@@ -8,8 +8,12 @@ session is not pinned and the value follows it onto every pooled connection.
 
 from __future__ import annotations
 
-from pool.connection import BackendConnection
+import re
+
+from pool.connection import BackendConnection, BackendError
 from router.rows.types import ColumnType
+
+_MODE_NAMES = re.compile(rb"[A-Za-z_, ]*")
 
 _NUMERIC = frozenset({ColumnType.DECIMAL, ColumnType.TINY, ColumnType.SHORT, ColumnType.LONG,
                       ColumnType.FLOAT, ColumnType.DOUBLE, ColumnType.LONGLONG,
@@ -31,8 +35,16 @@ def literal(value: bytes | None, column_type: int) -> str:
 
 async def evaluate(conn: BackendConnection, pairs: tuple[tuple[str, str], ...]) -> dict[str, str]:
     """SET fragments (``@@session.name=<literal>``) for (name, expression) pairs, evaluated
-    in one SELECT on ``conn``; raises `BackendError` when the backend refuses it."""
+    in one SELECT on ``conn``; raises `BackendError` when the backend refuses it, or when
+    sql_mode's value is not a list of mode names (a number sets modes by their bits, which
+    DAL would not read: `SET sql_mode = 2+2` is ANSI_QUOTES)."""
     result = await conn.query("SELECT " + ", ".join(expression for _, expression in pairs))
     row = result.rows[0]
+    for (name, _), cell, column in zip(pairs, row, result.columns, strict=True):
+        if name == "sql_mode" and (column.type in _NUMERIC or cell is None
+                                   or not _MODE_NAMES.fullmatch(cell)):
+            raise BackendError(1235, "DAL reads sql_mode from its names (SET sql_mode = "
+                               "'STRICT_TRANS_TABLES,...'): this expression gives a number or "
+                               "something else", "42000")
     return {name: f"@@session.{name}={literal(cell, column.type)}"
             for (name, _), cell, column in zip(pairs, row, result.columns, strict=True)}

@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from config.model import TableKind
+from dal.execute.leases import apply_state
 from dal.wire.results import encode_result_set
 from pool.connection import Result
 
@@ -27,6 +28,9 @@ async def _run(session: SessionPort, instance: str, sql: str) -> Result:
     pool = session.server.pools[instance]
     conn = await pool.acquire()
     try:
+        # The client's LIKE or WHERE is read under the session's sql_mode and character set,
+        # as DAL's checks read it, not under whatever the pooled connection last ran.
+        await apply_state(conn, None, session.state)
         return await conn.query(sql)
     finally:
         pool.release(conn, reusable=not conn.closed)

@@ -30,6 +30,7 @@ from router.sqltext import NO_BACKSLASH_ESCAPES, security_text, string_end
 
 _WORD = re.compile(r"@@[\w$.]+|@[\w$.]+|[A-Z_$0-9][\w$]*")
 _LOAD_FILE = re.compile(r"\bLOAD_FILE\s*\(")
+_STRING_DOT = re.compile(r"''[\s\udca0]*\.(?!\d)|(?<!\d)\.[\s\udca0]*''")
 _INTO_FILE = re.compile(r"\bINTO\s+(OUTFILE|DUMPFILE)\b")
 # The backend's system schemas, and DAL's own control tables (worker leases, ...).
 _SYSTEM_QUALIFIED = re.compile(r"\b(MYSQL|PERFORMANCE_SCHEMA|SYS|DAL_META)\s*\.\s*[\w$*]")
@@ -220,7 +221,14 @@ class AccessPolicy:
                           "for every client; run it on the backend as a DBA")
 
     def _everywhere(self, text: str, verb: str) -> Denial | None:
-        """Refusals whatever the statement class: files, system schemas, shard databases."""
+        """Refusals whatever the statement class: files, system schemas, shard databases, and
+        a string next to a dot, which MariaDB refuses as a syntax error but DAL's parser would
+        read as a name (information_schema."PROCESSLIST"; ANSI_QUOTES is off, else it is a
+        name here too)."""
+        if _STRING_DOT.search(text):
+            return Denial(*errors.PARSE_ERROR, "You have an error in your SQL syntax: a string "
+                          "next to a '.' (with ANSI_QUOTES off, \"...\" is a string, not a "
+                          "name; quote names with backticks)", None)
         if _LOAD_FILE.search(text) or _INTO_FILE.search(text):
             return _privilege("FILE", "reading or writing server files is refused for every "
                               "client")
@@ -273,11 +281,14 @@ class AccessPolicy:
         return self.check_code(inner, body, modes, admin)
 
 
-# A name before a dot (db.table, db.table.column), and the database a SHOW or DESCRIBE
-# names on its own (SHOW TABLES FROM db, SHOW CREATE DATABASE db).
-_QUALIFIER = re.compile(r"([\w$]+)\s*\.(?!\d)")
-_NAMED_DATABASE = re.compile(r"\b(?:FROM|IN|DATABASE|SCHEMA)\s+([\w$]+)")
+# A name before a dot (db.table, db.table.column); between them, whitespace as MariaDB reads
+# it (a latin1 client's byte 0xA0 too: decoded as \udca0 here).
+_QUALIFIER = re.compile(r"([\w$]+)[\s\udca0]*\.(?!\d)")
+# SHOW and DESCRIBE name databases on their own (SHOW TABLES FROM db, SHOW CREATE DATABASE
+# IF NOT EXISTS db): every word of theirs is taken for a name.
 _NAMING_VERBS = frozenset({"SHOW", "DESCRIBE", "DESC", "EXPLAIN"})
+# SET STATEMENT var = value [, ...] FOR <statement>: the statement after FOR is checked.
+_SET_STATEMENT_FOR = re.compile(r"(?is)^\s*SET\s+STATEMENT\b.*?\bFOR\b")
 
 
 def foreign_database(code: str, sql: str, modes: int,
@@ -288,13 +299,18 @@ def foreign_database(code: str, sql: str, modes: int,
     is refused too. A text PREPARE's statement is read as if it were sent. (USE is the
     session's check, with MariaDB's message.)"""
     words = _WORD.findall(code)
+    if words[:2] == ["SET", "STATEMENT"] and (inner := _SET_STATEMENT_FOR.match(sql)):
+        body = sql[inner.end():]
+        denial = foreign_database(security_text(body, modes), body, modes, forbidden)
+        if denial is not None:
+            return denial
     if words[:1] == ["PREPARE"]:
         body = prepare_body(sql, modes)
         if body is not None:
             return foreign_database(security_text(body, modes), body, modes, forbidden)
     names = _QUALIFIER.findall(code)
     if words[:1] and words[0] in _NAMING_VERBS:
-        names += _NAMED_DATABASE.findall(code)
+        names += words
     for name in names:
         if name in forbidden:
             return Denial(*errors.DB_ACCESS_DENIED, f"Access denied to database "
@@ -446,6 +462,9 @@ def unsafe_charset_refusal(charset: str) -> str | None:
 
 
 _CLIENT_CHARSET = re.compile(r"\bCHARACTER_SET_CLIENT\s*:?=\s*(?:([\w$]+)\s*(?:,|$)|'')")
+_CLIENT_CHARSET_WORDS = frozenset({"CHARACTER_SET_CLIENT", "@@CHARACTER_SET_CLIENT",
+                                   "@@SESSION.CHARACTER_SET_CLIENT",
+                                   "@@LOCAL.CHARACTER_SET_CLIENT"})
 
 
 def _client_charset(text: str, words: list[str]) -> Denial | None:
@@ -454,9 +473,13 @@ def _client_charset(text: str, words: list[str]) -> Denial | None:
     for word in words:
         if word.lower() in UNSAFE_CLIENT_CHARSETS:
             return Denial(*BAD_CHARSET, unsafe_charset_refusal(word) or "")
-    if "CHARACTER_SET_CLIENT" in words and not _CLIENT_CHARSET.search(text.strip().rstrip(";")):
+    if _CLIENT_CHARSET_WORDS.isdisjoint(words):
+        return None
+    found = _CLIENT_CHARSET.search(text.strip().rstrip(";"))
+    if found is None or (found.group(1) or "").isdigit():
         return Denial(*BAD_CHARSET, "DAL takes SET character_set_client = <character set name> "
-                      "only, not an expression (it must know how to read the next statement)")
+                      "only, not an expression or a number (it must know how to read the next "
+                      "statement)")
     return None
 
 

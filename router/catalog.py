@@ -41,6 +41,14 @@ class Catalog:
         view.visible = databases
         return view
 
+    def denied(self, db: str) -> Plan | None:
+        """The refusal (1044) of logical database ``db`` when this view may not name it."""
+        if self.visible is None or db in self.visible:
+            return None
+        return refuse(*errors.DB_ACCESS_DENIED, f"Access denied to database '{db}': this "
+                      "user's databases (users.<name>.databases in DAL's config) do not "
+                      "include it")
+
     def resolve(self, db: str | None, name: str,
                 schema: str | None) -> tuple[str, TableKind] | Plan:
         """Table ``name`` of ``db`` (else of the session's ``schema``) as (database, kind);
@@ -53,10 +61,9 @@ class Catalog:
             return db, TableKind.UNSHARDED
         if db not in self.config.databases:
             return refuse(*errors.BAD_DB, f"Unknown database '{db}'")
-        if self.visible is not None and db not in self.visible:
-            return refuse(*errors.DB_ACCESS_DENIED, f"Access denied to database '{db}': this "
-                          "user's databases (users.<name>.databases in DAL's config) do not "
-                          "include it")
+        denied = self.denied(db)
+        if denied is not None:
+            return denied
         return db, self.kinds.get(db, {}).get(name, TableKind.UNSHARDED)
 
     def default_route(self, schema: str | None, statement: str = "other") -> Plan:

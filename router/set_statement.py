@@ -80,8 +80,12 @@ def _assignment(item: exp.Expression, text: str, route: Plan) -> _Assignment | P
             isinstance(value, exp.Var) or (isinstance(value, exp.Literal) and value.is_string)):
         return refuse(*errors.NOT_SUPPORTED, "DAL reads sql_mode from its names (SET "
                       "sql_mode = 'STRICT_TRANS_TABLES,...'), not from a number or NULL")
-    if name == "character_set_client" and (
-            unsafe := unsafe_charset_refusal(value.name if literal else "")):
+    if name == "character_set_client" and not (
+            isinstance(value, exp.Var) or (isinstance(value, exp.Literal) and value.is_string)):
+        return refuse(*BAD_CHARSET, "DAL takes SET character_set_client = <character set "
+                      "name> only, not an expression or a number (it must know how to read the "
+                      "next statement)")
+    if name == "character_set_client" and (unsafe := unsafe_charset_refusal(value.name)):
         return refuse(*BAD_CHARSET, unsafe)
     if literal:
         return name, f"@@session.{name}={value.sql(dialect='mysql')}", None

@@ -90,7 +90,7 @@ def _shown_database(catalog: Catalog, tree: exp.Show, schema: str | None) -> str
         if db.lower() in SYSTEM_SCHEMAS:
             return catalog.default_route(schema, "show")
         return refuse(*errors.BAD_DB, f"Unknown database '{db}'")
-    return db
+    return catalog.denied(db) or db
 
 
 def _table_status(catalog: Catalog, tree: exp.Show, text: str, schema: str | None) -> Plan:

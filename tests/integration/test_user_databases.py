@@ -73,6 +73,10 @@ REFUSED = [
     f"LOCK TABLES {OTHER}.secrets READ",
     f"SELECT /*!50000 v FROM {OTHER}.secrets */",
     f"PREPARE s FROM 'SELECT v FROM {OTHER}.secrets'",
+    f'SHOW TABLES FROM "{OTHER}"',
+    f"SHOW CREATE DATABASE IF NOT EXISTS {OTHER}",
+    f"SET STATEMENT max_statement_time = 100 FOR SHOW TABLES FROM {OTHER}",
+    f"SET STATEMENT max_statement_time = 100 FOR PREPARE s FROM 'SELECT v FROM {OTHER}.t'",
 ]
 
 

@@ -1,0 +1,100 @@
+"""DAL reads each statement as MariaDB will: a session setting that changes how the backend
+reads text (sql_mode's ANSI_QUOTES and NO_BACKSLASH_ESCAPES, the client character set) is
+refused in every form DAL could not follow, and text DAL passes on runs under the session's
+own settings. Each case here was a way to make DAL's checks read a statement one way and
+MariaDB another (found by review after the users' `databases:` fix), so that a name DAL
+took for a string reached the backend as a table of a shard or of information_schema.
+"""
+
+from __future__ import annotations
+
+import pymysql
+import pytest
+
+HOST = "127.0.0.1"
+
+
+def _refused(connect, sql: str) -> tuple[int, str]:
+    conn = connect()
+    try:
+        with conn.cursor() as cur, pytest.raises(pymysql.MySQLError) as caught:
+            cur.execute(sql)
+        with conn.cursor() as cur:  # nothing changed: the session still reads as before
+            cur.execute("SELECT @@sql_mode, @@character_set_client")
+            mode, charset = cur.fetchone()
+        assert "ANSI_QUOTES" not in mode and charset == "utf8mb4", (sql, mode, charset)
+        return caught.value.args[0], caught.value.args[1]
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("sql", ["SET sql_mode = 2+2", "SET sql_mode = -(-4)",
+                                 "SET @@session.sql_mode = 4 | 0"])
+def test_sql_mode_from_a_number_is_refused(dal, connect, sql) -> None:
+    # 4 is ANSI_QUOTES by its bit: DAL would go on reading "..." as a string.
+    code, message = _refused(connect, sql)
+    assert code == 1235 and "sql_mode" in message
+
+
+def test_sql_mode_from_names_still_evaluates(dal, connect) -> None:
+    conn = connect()
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SET sql_mode = CONCAT(@@sql_mode, ',ANSI_QUOTES')")
+            cur.execute('SELECT "id" FROM merchants LIMIT 0')  # a name now, for both
+            cur.execute("SELECT @@sql_mode")
+            assert "ANSI_QUOTES" in cur.fetchone()[0]
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("sql", ["SET character_set_client = 28",
+                                 "SET @@character_set_client = CONCAT('gb', 'k')",
+                                 "SET @@session.character_set_client = 28",
+                                 "SET @@local.character_set_client = 'gbk'"])
+def test_client_charset_by_number_or_expression_is_refused(dal, connect, sql) -> None:
+    # 28 is gbk_chinese_ci: a multibyte character can end in a backslash byte.
+    code, _ = _refused(connect, sql)
+    assert code == 1115
+
+
+def test_change_user_to_an_unsafe_charset_is_refused(dal) -> None:
+    connector = pytest.importorskip("mysql.connector")
+    conn = connector.connect(host=HOST, port=dal.port, user="app", password="app",
+                             database="trade", use_pure=True)
+    try:
+        with pytest.raises(connector.Error) as caught:
+            conn.cmd_change_user(username="app", password="app", database="trade", charset=28)
+        assert caught.value.errno == 1115
+        cur = conn.cursor()
+        cur.execute("SELECT @@character_set_client")
+        assert cur.fetchall() == [("utf8mb4",)]
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("sql", [
+    'SELECT USER FROM information_schema."PROCESSLIST"',
+    'SELECT DATABASE(), USER FROM information_schema."PROCESSLIST"',
+    'SELECT * FROM "user_001".orders',
+])
+def test_a_string_next_to_a_dot_is_a_syntax_error(dal, connect, sql) -> None:
+    # MariaDB refuses it (1064); DAL's parser would have read the string as a name.
+    code, _ = _refused(connect, sql)
+    assert code == 1064
+
+
+def test_table_status_filter_runs_under_the_sessions_sql_mode(dal, connect) -> None:
+    # Under NO_BACKSLASH_ESCAPES '\' is a whole string. Were the LIKE/WHERE run on a pooled
+    # connection in another mode, the quote after the backslash would be escaped and the
+    # rest of the text would run as SQL: here, a subquery that fails with an XPATH error.
+    conn = connect()
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SET sql_mode = 'NO_BACKSLASH_ESCAPES'")
+            cur.execute("SELECT @pin := 1")  # pinned: the pool's other connections serve SHOW
+            cur.execute("SHOW TABLE STATUS WHERE Name = '\\'' OR EXTRACTVALUE(1, CONCAT(0x7e, "
+                        "(SELECT 0x6c65616b6564))) -- '")  # 'leaked', without quotes
+            assert cur.fetchall() == ()
+    finally:
+        conn.close()
