@@ -26,10 +26,11 @@ from dataclasses import dataclass
 
 from router import errors, syntax
 from router.fingerprint import unquote_string
-from router.sqltext import NO_BACKSLASH_ESCAPES, security_text, string_end
+from router.sqltext import AMBIGUOUS_DASH, NO_BACKSLASH_ESCAPES, security_text, string_end
 
 _WORD = re.compile(r"@@[\w$.]+|@[\w$.]+|[A-Z_$0-9][\w$]*")
 _LOAD_FILE = re.compile(r"\bLOAD_FILE\s*\(")
+_FOR_CONNECTION = re.compile(r"\bFOR\s+CONNECTION\b")
 _STRING_DOT = re.compile(r"''[\s\udca0]*\.(?!\d)|(?<!\d)\.[\s\udca0]*''")
 _INTO_FILE = re.compile(r"\bINTO\s+(OUTFILE|DUMPFILE)\b")
 # The backend's system schemas, and DAL's own control tables (worker leases, ...).
@@ -79,6 +80,9 @@ _SHOW_ALLOWED = frozenset({
     "TRIGGERS", "PROCEDURE", "FUNCTION", "AUTHORS", "CONTRIBUTORS", "CREATE",
 })
 _FOR = re.compile(r"\sFOR\s")
+# Session variables that change how the backend reads statement text.
+READING_VARIABLES = frozenset({"SQL_MODE", "NAMES", "CHARACTER", "CHARSET",
+                                "CHARACTER_SET_CLIENT"})
 _SHOW_CREATE_ALLOWED = frozenset({"TABLE", "VIEW", "PROCEDURE", "FUNCTION", "TRIGGER",
                                   "SEQUENCE", "DATABASE", "SCHEMA"})
 _SHOW_SKIP = frozenset({"FULL", "GLOBAL", "SESSION", "LOCAL", "EXTENDED"})
@@ -225,10 +229,18 @@ class AccessPolicy:
         a string next to a dot, which MariaDB refuses as a syntax error but DAL's parser would
         read as a name (information_schema."PROCESSLIST"; ANSI_QUOTES is off, else it is a
         name here too)."""
+        if AMBIGUOUS_DASH in text:
+            return Denial(*errors.PARSE_ERROR, "DAL cannot tell whether '--' followed by a "
+                          "character outside ASCII starts a comment (that depends on the "
+                          "client character set); write '-- ' with a space for a comment, or "
+                          "'- -' for two minus signs", None)
         if _STRING_DOT.search(text):
             return Denial(*errors.PARSE_ERROR, "You have an error in your SQL syntax: a string "
                           "next to a '.' (with ANSI_QUOTES off, \"...\" is a string, not a "
                           "name; quote names with backticks)", None)
+        if verb in _METADATA and _FOR_CONNECTION.search(text):
+            return _privilege("PROCESS", "EXPLAIN FOR CONNECTION shows another session's "
+                              "statement: every DAL backend connection is the same account")
         if _LOAD_FILE.search(text) or _INTO_FILE.search(text):
             return _privilege("FILE", "reading or writing server files is refused for every "
                               "client")
@@ -264,9 +276,18 @@ class AccessPolicy:
         if second == "STATEMENT":  # SET STATEMENT v=x FOR <statement>: both parts checked
             parts = _FOR.split(text, maxsplit=1)
             head, inner = parts[0], parts[1] if len(parts) > 1 else ""
+            if "(" in head or ")" in head:
+                # A FOR inside the values ((SELECT 0 FOR UPDATE), SUBSTRING(x FROM 1 FOR 2))
+                # would be taken for the one before the statement.
+                return _not_supported("SET STATEMENT with an expression in parentheses among "
+                                      "its values: DAL must tell where the values end; use "
+                                      "plain values")
             denial = _variables(head)
             if denial is not None or not inner.strip():
                 return denial
+            if _WORD.findall(inner)[:1] == ["PREPARE"]:  # its body is a string, blanked here
+                return _not_supported("SET STATEMENT ... FOR PREPARE: prepare the statement "
+                                      "on its own")
             return self.check_code(inner, inner, modes, admin)
         return _variables(text)
 
@@ -278,6 +299,12 @@ class AccessPolicy:
                                   "a variable holds; use PREPARE ... FROM '<statement>' or "
                                   "server-side prepared statements")
         inner = security_text(body, modes)
+        words = _WORD.findall(inner)
+        if words[:1] == ["SET"] and any(w.rpartition(".")[2].lstrip("@") in READING_VARIABLES
+                                        for w in words):
+            return _not_supported("PREPARE of a SET of sql_mode or the character set: its "
+                                  "EXECUTE would change how the backend reads statements "
+                                  "without DAL knowing; send the SET itself")
         return self.check_code(inner, body, modes, admin)
 
 
@@ -287,8 +314,6 @@ _QUALIFIER = re.compile(r"([\w$]+)[\s\udca0]*\.(?!\d)")
 # SHOW and DESCRIBE name databases on their own (SHOW TABLES FROM db, SHOW CREATE DATABASE
 # IF NOT EXISTS db): every word of theirs is taken for a name.
 _NAMING_VERBS = frozenset({"SHOW", "DESCRIBE", "DESC", "EXPLAIN"})
-# SET STATEMENT var = value [, ...] FOR <statement>: the statement after FOR is checked.
-_SET_STATEMENT_FOR = re.compile(r"(?is)^\s*SET\s+STATEMENT\b.*?\bFOR\b")
 
 
 def foreign_database(code: str, sql: str, modes: int,
@@ -299,9 +324,10 @@ def foreign_database(code: str, sql: str, modes: int,
     is refused too. A text PREPARE's statement is read as if it were sent. (USE is the
     session's check, with MariaDB's message.)"""
     words = _WORD.findall(code)
-    if words[:2] == ["SET", "STATEMENT"] and (inner := _SET_STATEMENT_FOR.match(sql)):
-        body = sql[inner.end():]
-        denial = foreign_database(security_text(body, modes), body, modes, forbidden)
+    if words[:2] == ["SET", "STATEMENT"] and len(parts := _FOR.split(code, maxsplit=1)) == 2:
+        # The statement after FOR (the policy refuses values in parentheses, so this FOR is
+        # the one, and a PREPARE there, whose body this code blanks).
+        denial = foreign_database(parts[1], parts[1], modes, forbidden)
         if denial is not None:
             return denial
     if words[:1] == ["PREPARE"]:

@@ -8,7 +8,7 @@ from dataclasses import replace
 from sqlglot import exp
 
 from router import errors
-from router.access import BAD_CHARSET, unsafe_charset_refusal
+from router.access import BAD_CHARSET, READING_VARIABLES, unsafe_charset_refusal
 from router.mariadb_sql import mariadb_sql
 from router.plan import SET, Plan, refuse
 
@@ -19,8 +19,6 @@ _DEFAULT_CHARSET = "utf8mb4"
 _UNTRACKED_SQL_MODE = ("DAL must know the session's sql_mode to read its statements: set it to "
                        "names (SET sql_mode = '...') or to an expression without user "
                        "variables or subqueries")
-_LEXER_VARIABLES = frozenset({"SQL_MODE", "NAMES", "CHARACTER", "CHARSET",
-                              "CHARACTER_SET_CLIENT"})
 
 # One assignment: (variable, its replayed `@@session.v=literal` or "" when evaluated, and the
 # expression the session evaluates once on a backend, if any).
@@ -51,7 +49,7 @@ def untracked_set(words: list[str], route: Plan) -> Plan:
     session (never back in the pool with state DAL does not know), unless it changes how the
     backend reads statements (sql_mode, the client character set), which DAL must know to
     check them: that is refused."""
-    if _LEXER_VARIABLES.intersection(words):
+    if READING_VARIABLES.intersection(words):
         return refuse(*errors.NOT_SUPPORTED, "DAL cannot read this SET of sql_mode or the "
                       "character set (inside an executable comment or in a form it does not "
                       "parse); write it as SET sql_mode = '...' or SET NAMES <charset>")

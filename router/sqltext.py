@@ -103,13 +103,27 @@ def security_text(sql: str, modes: int) -> str:
             end = sql.find("\n", i)
             i = n if end < 0 else end + 1
             out.append(" ")
+        elif c == "-" and sql.startswith("--", i) and sql[i + 2] >= "\x80":
+            # A comment or not by the client character set's idea of a space (latin1's 0xA0
+            # is one, utf8mb4's é is not): marked, and refused (router/access.py).
+            out.append(AMBIGUOUS_DASH)
+            i += 2
         else:
             j = i + 1
             while j < n and sql[j] not in "'\"`/*#-":
                 j += 1
             out.append(sql[i:j])
             i = j
-    return "".join(out).upper()
+    # A byte that is not UTF-8 (decoded as \udc80-\udcff) may be a space in the client's
+    # character set (latin1's 0xA0, cp866's 0xFF): read as one, so that `db<it>.t` is a
+    # qualified name to the checks, as to MariaDB.
+    return "".join(out).upper().translate(_UNDECODED_AS_SPACE)
+
+
+_UNDECODED_AS_SPACE = {0xDC80 + b: " " for b in range(0x80)}
+# Where ``--`` is followed by a character that only the client character set says is a space
+# or not (outside ASCII): DAL cannot tell a comment from code there.
+AMBIGUOUS_DASH = " \x00-- "
 
 
 # MariaDB's sql_lex.cc: a versioned comment in the MySQL 5.7+ range runs only in its M! form

@@ -98,3 +98,48 @@ def test_table_status_filter_runs_under_the_sessions_sql_mode(dal, connect) -> N
             assert cur.fetchall() == ()
     finally:
         conn.close()
+
+
+@pytest.mark.parametrize(("sql", "code"), [
+    # A FOR inside the values was taken for the one before the statement: EXECUTE IMMEDIATE
+    # of any text would have run with DAL's backend grants.
+    ("SET STATEMENT max_statement_time = (SELECT 0 FOR UPDATE) FOR EXECUTE IMMEDIATE "
+     "CONCAT('SELECT * FROM dal', '_meta.gene_workers')", 1235),
+    ("SET STATEMENT max_statement_time = 100 FOR PREPARE s FROM "
+     "'SELECT * FROM dal_meta.gene_workers'", 1235),
+    # Its EXECUTE would switch ANSI_QUOTES on without DAL knowing.
+    ("PREPARE s FROM 'SET sql_mode = ''ANSI_QUOTES'''", 1235),
+    ("PREPARE s FROM 'SET @@session.sql_mode = ?'", 1235),
+    ("EXPLAIN FOR CONNECTION 1", 1227),
+])
+def test_statements_that_hide_another_are_refused(dal, connect, sql, code) -> None:
+    assert _refused(connect, sql)[0] == code
+
+
+def test_set_statement_with_plain_values_still_runs(dal, connect) -> None:
+    conn = connect()
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SET STATEMENT max_statement_time = 100 FOR SELECT COUNT(*) FROM merchants")
+            assert cur.fetchone()[0] >= 0
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize(("sql", "code"), [
+    # latin1 reads 0xA0 as a space: after --, a comment to MariaDB, so the quote after it
+    # opened no string; DAL read one, and the rest of the text hid from its checks.
+    ("SELECT 1 --\xa0 '\n, x.* FROM dal_meta.gene_workers x -- '", 1064),
+    ("SELECT * FROM dal_meta\xa0.gene_workers LIMIT ROWS EXAMINED 10", 1142),
+    ("SELECT * FROM information_schema\xa0.PROCESSLIST", 1142),
+])
+def test_a_latin1_space_is_a_space(dal, sql, code) -> None:
+    conn = pymysql.connect(host=HOST, port=dal.port, user="app", password="app",
+                           database="trade", charset="latin1", autocommit=True,
+                           read_timeout=20)
+    try:
+        with conn.cursor() as cur, pytest.raises(pymysql.MySQLError) as caught:
+            cur.execute(sql)
+        assert caught.value.args[0] == code
+    finally:
+        conn.close()

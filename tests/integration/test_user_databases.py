@@ -76,7 +76,6 @@ REFUSED = [
     f'SHOW TABLES FROM "{OTHER}"',
     f"SHOW CREATE DATABASE IF NOT EXISTS {OTHER}",
     f"SET STATEMENT max_statement_time = 100 FOR SHOW TABLES FROM {OTHER}",
-    f"SET STATEMENT max_statement_time = 100 FOR PREPARE s FROM 'SELECT v FROM {OTHER}.t'",
 ]
 
 
