@@ -59,6 +59,8 @@ def parse_rows(payload: bytes, params: int, bound: list[ParamType] | None
         types = list(bound)
     else:
         raise ProtocolError("bulk execution without parameter types before any with them")
+    if not params:  # each row would take no bytes: nothing could end the rows
+        raise ProtocolError("bulk execution of a statement without parameters")
     rows = []
     while r.remaining():
         row = []

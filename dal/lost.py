@@ -114,7 +114,7 @@ async def _prepared_again(fresh: BackendConnection, dead: BackendConnection,
     """The COM_STMT_EXECUTE ``packets`` sent on ``dead``, for the same statement on ``fresh``
     (prepared there now if it is not yet)."""
     head = packets[4:9]
-    sql = next((sql for sql, st in dead.prepared.items() if st.execute_head == head), None)
+    sql = next((key[-1] for key, st in dead.prepared.items() if st.execute_head == head), None)
     if sql is None:
         raise lost_during_query(dead.instance, "; the statement may or may not have been "
                                 "applied")

@@ -9,8 +9,10 @@ sent, so that a backend statement first executed by another client knows them), 
 consulted; the statement for a shard the route has not reached yet is rendered on the spot.
 
 Anything this path does not handle (NULLs, long data, cursors, other types, an open
-transaction, rate limits, a config reload, a connection without the statement prepared) returns
-False and the full path runs, so the two cannot disagree.
+transaction, rate limits, a config reload, a changed sql_mode, a connection without the
+statement prepared) returns False and the full path runs, so the two cannot disagree. The full
+path plans the statement again under the session's sql_mode of the moment: a statement whose
+text reads differently after `SET sql_mode = 'ANSI_QUOTES'` is checked as MariaDB now reads it.
 """
 
 from __future__ import annotations
@@ -70,7 +72,8 @@ def fast_route(session: SessionPort, statement: Statement, plan: Plan, ex: Execu
         return None
     types = b"".join(bytes((c, UNSIGNED_PARAM if u else 0)) for c, u in ex.types)
     return FastRoute(session.server.config, session.schema, plan, ex_params,
-                     10 + (ex_params + 7) // 8, types, offset, INT_SIZES[code], not unsigned)
+                     10 + (ex_params + 7) // 8, types, offset, INT_SIZES[code], not unsigned,
+                     session.lexer_modes())
 
 
 def fixed_route(session: SessionPort, plan: Plan, ex: Execute) -> FastRoute | None:
@@ -82,7 +85,7 @@ def fixed_route(session: SessionPort, plan: Plan, ex: Execute) -> FastRoute | No
     types = b"".join(bytes((c, UNSIGNED_PARAM if u else 0)) for c, u in ex.types)
     params = len(ex.types)
     return FastRoute(session.server.config, session.schema, plan, params,
-                     10 + (params + 7) // 8, types, -1, 0, False)
+                     10 + (params + 7) // 8, types, -1, 0, False, session.lexer_modes())
 
 
 def remember(session: SessionPort, statement: Statement, fast: FastRoute) -> None:
@@ -123,6 +126,7 @@ def try_execute(session: SessionPort, statement: Statement, fast: FastRoute,
     server = session.server
     end = fast.bitmap_end
     if (server.config is not fast.config or session.schema != fast.schema
+            or session.lexer_modes() != fast.modes  # read differently now: planned again
             or payload[5]  # a cursor
             or session.pinned is not None or session.txn_pending is not None
             or statement.long_data or len(payload) <= end):

@@ -75,7 +75,7 @@ def run(session: SessionPort, plan: Plan, instance: str, schema: str | None, sql
 def _send(session: SessionPort, conn: BackendConnection, plan: Plan, schema: str | None,
           sql: bytes, params: int, tail: bytes, rename: HeaderRenamer | None) -> None:
     if (schema is None or conn.schema == schema) and conn.variables == session.state:
-        backend = conn.prepared.get(sql)  # prepared on this connection already?
+        backend = conn.prepared.get(conn.statement_key(sql))  # prepared here already?
         if backend is not None and len(backend.params) == params:
             session.relay.start(conn, frame(backend.execute_head + tail, 0), plan, RESULT,
                                 rename)

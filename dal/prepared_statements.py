@@ -35,6 +35,9 @@ class FastRoute:
     key_at: int  # the key's offset from the first value; -1: one fixed backend (`fixed_route`)
     key_size: int
     key_signed: bool
+    # The session's lexer modes when the route was planned: the statement text was checked as
+    # read under them, and is prepared on backends under the session's sql_mode of the moment.
+    modes: int = 0
     # shard database -> (the statement for it, its one-backend plan, its header renamer),
     # rendered on the route's first execution there; at most one entry per shard.
     shards: dict[bytes, tuple] = field(default_factory=dict, compare=False)

@@ -114,7 +114,8 @@ def _running_text(conn: BackendConnection, packets: bytes) -> bytes | None:
         return packets[5:]
     if packets[4] == Command.STMT_EXECUTE:
         head = packets[4:9]
-        return next((sql for sql, st in conn.prepared.items() if st.execute_head == head), None)
+        return next((key[-1] for key, st in conn.prepared.items() if st.execute_head == head),
+                    None)
     return None
 
 

@@ -93,7 +93,16 @@ class BackendConnection(ClientConnection, asyncio.Protocol):
         self._shape = RESULT  # of the relayed command in flight
         self._tls: ssl.SSLContext | None = None
         self._host = ""
-        self.prepared: OrderedDict = OrderedDict()  # SQL -> pool.statements.BackendStatement
+        # `statement_key` -> pool.statements.BackendStatement
+        self.prepared: OrderedDict = OrderedDict()
+
+    def statement_key(self, sql: bytes) -> tuple:
+        """The key of ``sql`` prepared on this connection now: MariaDB resolves a prepared
+        statement's tables in the database, and reads its text under the sql_mode and
+        character set, in force when it was prepared, so one prepared under others is not
+        this one."""
+        variables = self.variables
+        return self.schema, variables.get("sql_mode"), variables.get("names"), sql
 
     @property
     def depth(self) -> int:

@@ -44,7 +44,7 @@ def fits(conn: BackendConnection, share: Share) -> bool:
     """Whether a statement that needs ``share`` may be pipelined on ``conn``."""
     schema, variables, prepared = share
     return ((schema is None or conn.schema == schema) and conn.variables == variables
-            and (prepared is None or prepared in conn.prepared))
+            and (prepared is None or conn.statement_key(prepared) in conn.prepared))
 
 
 @dataclass(slots=True)

@@ -1,6 +1,7 @@
 """Server-side prepared statements on one backend connection, prepared lazily and cached.
 
-Each `BackendConnection` keeps its statements in ``conn.prepared`` (SQL text -> statement),
+Each `BackendConnection` keeps its statements in ``conn.prepared`` (by `statement_key`: the
+database, sql_mode and character set it was prepared under, and the SQL text),
 least recently used first. A new connection starts empty, so statements are prepared again
 after a reconnect; COM_RESET_CONNECTION deallocates them on the backend, so whoever sends it
 clears the cache. The cache is bounded (`MAX_PER_CONNECTION`): the backend's
@@ -37,10 +38,11 @@ async def prepare(conn: BackendConnection, sql: bytes) -> BackendStatement:
 
     Raises `BackendError` with the backend's error if it refuses the statement, and
     `ConnectionLost` if the connection fails."""
-    cache: OrderedDict[bytes, BackendStatement] = conn.prepared
-    found = cache.get(sql)
+    cache: OrderedDict[tuple, BackendStatement] = conn.prepared
+    key = conn.statement_key(sql)
+    found = cache.get(key)
     if found is not None:
-        cache.move_to_end(sql)
+        cache.move_to_end(key)
         return found
     conn.start_command()  # raises if one is in flight already
     err = None
@@ -62,7 +64,7 @@ async def prepare(conn: BackendConnection, sql: bytes) -> BackendStatement:
         raise BackendError(err.code, err.message, err.sqlstate)
     statement = BackendStatement(ok.statement_id, params, columns,
                                  bytes((Command.STMT_EXECUTE,)) + u32(ok.statement_id))
-    cache[sql] = statement
+    cache[key] = statement
     while len(cache) > MAX_PER_CONNECTION:
         _, old = cache.popitem(last=False)
         conn.write(frame(bytes((Command.STMT_CLOSE,)) + u32(old.id), 0))  # no reply

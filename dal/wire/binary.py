@@ -39,8 +39,12 @@ _STRINGS = frozenset({ColumnType.DECIMAL, ColumnType.NEWDECIMAL, ColumnType.VARC
                       ColumnType.TINY_BLOB, ColumnType.MEDIUM_BLOB, ColumnType.LONG_BLOB,
                       ColumnType.BLOB, ColumnType.VAR_STRING, ColumnType.STRING,
                       ColumnType.GEOMETRY})
+# Parameter types DAL takes. Not INT24 and YEAR: MariaDB binds a parameter of either as NULL
+# and reads none of its bytes (the next parameter reads them), so DAL, which would read 4 or
+# 2 bytes, would route by another key than the backend compares.
 KNOWN_TYPES = frozenset({*_INTS, ColumnType.FLOAT, ColumnType.DOUBLE, ColumnType.NULL,
-                         ColumnType.TIME, *_DATES, *_STRINGS})
+                         ColumnType.TIME, *_DATES, *_STRINGS}) - {ColumnType.INT24,
+                                                                   ColumnType.YEAR}
 
 ParamType = tuple[int, bool]  # (type code, unsigned)
 

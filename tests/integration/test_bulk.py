@@ -144,3 +144,14 @@ def test_mariadb_connector_executemany_uses_bulk(dal, direct, client) -> None:
         cur.close()
     finally:
         conn.close()
+
+
+def test_bulk_of_a_statement_without_parameters_is_refused(client) -> None:
+    # Each row would take no bytes: the row loop used to spin for ever on the event loop,
+    # stalling every client of the process.
+    stmt = client.prepare("SELECT 1")
+    client.send(frame(b"\xfa" + u32(stmt.id) + u16(128) + b"\x00", 0))
+    with pytest.raises(ServerError) as info:
+        client.read_result()
+    assert info.value.code == 1210 and "without parameters" in info.value.message
+    assert client.run("SELECT ? + 1", [((T.LONGLONG, True), 1)]).rows == [[2]]

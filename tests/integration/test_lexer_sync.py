@@ -143,3 +143,31 @@ def test_a_latin1_space_is_a_space(dal, sql, code) -> None:
         assert caught.value.args[0] == code
     finally:
         conn.close()
+
+
+def test_a_prepared_statement_is_read_again_after_sql_mode_changes(dal) -> None:
+    # Prepared and executed under the default sql_mode, this text is one shard's read of
+    # orders ("\", ..., "/*" are string aliases to DAL and MariaDB alike). Under ANSI_QUOTES
+    # both read "\" as a name and the rest as a subquery on dal_meta: once the session
+    # switches, executions must be checked under the new reading, not take the fast route
+    # built under the old one.
+    from router.rows.types import ColumnType
+    from tests.psclient import PsClient, ServerError
+
+    text = ('SELECT COUNT(*) AS "\\", (SELECT COUNT(*) FROM dal_meta.gene_workers) AS q, '
+            '2 AS "/*" /* */ FROM orders WHERE user_id = ?')
+    long = (ColumnType.LONGLONG, False)
+    client = PsClient(dal.port)
+    client.login()
+    try:
+        statement = client.prepare(text)
+        client.execute(statement.id, [(long, 1)])
+        assert len(client.read_result().rows) == 1
+        client.query(b"SET sql_mode = 'ANSI_QUOTES'")
+        for user in (5, 9, 1):  # new shards, and the one the route knows
+            client.execute(statement.id, [(long, user)])
+            with pytest.raises(ServerError) as refused:
+                client.read_result()
+            assert refused.value.code == 1142, user
+    finally:
+        client.close()
