@@ -248,7 +248,24 @@ def _long_data(session: SessionPort, payload: bytes) -> None:
     if statement is None or index >= statement.shape.params:
         return
     buffer = statement.long_data.setdefault(index, bytearray())
+    if len(buffer) + len(payload) - 7 > session.server.config.server.max_packet:
+        # Past the limit the execution refuses anyway: count the bytes, keep none of them.
+        buffer = statement.long_data[index] = _Overflow(len(buffer))
     buffer += payload[7:]
+
+
+class _Overflow:
+    """Long data past server.max_packet: only its length, for the execution's refusal."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __iadd__(self, chunk: bytes) -> _Overflow:
+        self.size += len(chunk)
+        return self
 
 
 # -- COM_STMT_EXECUTE ----------------------------------------------------------------------------

@@ -204,6 +204,30 @@ def test_long_data_and_reset(ps, direct, clean) -> None:
     assert direct_orders(direct, user)[0][4] == "first half, second half"
 
 
+def _rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+def test_long_data_past_max_packet_is_not_kept(dal, ps) -> None:
+    # 160 MiB of long data against server.max_packet's 64 MiB: DAL keeps at most the limit
+    # (it used to keep every byte until the execution refused them), then refuses at execute.
+    stmt = ps.prepare("SELECT LENGTH(?)")
+    before = _rss_mib(dal.proc.pid)
+    chunk = b"x" * (1 << 20)
+    for _ in range(160):
+        ps.long_data(stmt.id, 0, chunk)
+    ps.execute(stmt.id, [((T.BLOB, False), None)])
+    with pytest.raises(ServerError) as info:
+        ps.read_result()
+    assert info.value.code == 1210 and "server.max_packet" in info.value.message
+    assert _rss_mib(dal.proc.pid) - before < 120
+    ps.execute(stmt.id, [((T.VAR_STRING, False), b"abc")])  # the statement goes on
+    assert ps.read_result().rows == [[3]]
+
+
 def test_errors_keep_the_connection(ps) -> None:
     with pytest.raises(ServerError) as info:
         ps.prepare("SELEC nonsense")
