@@ -310,7 +310,7 @@ class AccessPolicy:
 
 # A name before a dot (db.table, db.table.column); between them, whitespace as MariaDB reads
 # it (a latin1 client's byte 0xA0 too: decoded as \udca0 here).
-_QUALIFIER = re.compile(r"([\w$]+)[\s\udca0]*\.(?!\d)")
+_QUALIFIER = re.compile(r"(?<![\w$])([\w$]+)[\s\udca0]*\.(?!\d)")  # at word starts: linear
 # SHOW and DESCRIBE name databases on their own (SHOW TABLES FROM db, SHOW CREATE DATABASE
 # IF NOT EXISTS db): every word of theirs is taken for a name.
 _NAMING_VERBS = frozenset({"SHOW", "DESCRIBE", "DESC", "EXPLAIN"})

@@ -224,6 +224,12 @@ class Router:
                            plan_statement(catalog, tree, text, schema, admin, key), admin)
         if self.migrating:  # a live migration's tables (router/migration.py)
             plan = plan_migrated(self.config, tree, key, schema, plan, self.phases)
+            if plan.kind == MIGRATED and modes:
+                # The legacy side runs the statement, with the client's literals, on DAL's
+                # own connections, which read text in the default sql_mode, as do the copies.
+                return refuse(*errors.NOT_SUPPORTED, "statements on the tables of a live "
+                              "migration run in the default sql_mode's reading: set sql_mode "
+                              "without ANSI_QUOTES and NO_BACKSLASH_ESCAPES for them")
         if plan.handler != "session_functions" and names_session_user(code):
             return refuse(*errors.NOT_SUPPORTED, "DAL answers CURRENT_USER(), USER() and "
                           "SESSION_USER() only on their own (SELECT CURRENT_USER()); inside "

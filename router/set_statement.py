@@ -8,9 +8,10 @@ from dataclasses import replace
 from sqlglot import exp
 
 from router import errors
-from router.access import BAD_CHARSET, READING_VARIABLES, unsafe_charset_refusal
+from router.access import BAD_CHARSET, READING_VARIABLES, unsafe_charset_refusal, words_of
 from router.mariadb_sql import mariadb_sql
 from router.plan import SET, Plan, refuse
+from router.sqltext import ANSI_QUOTES, security_text
 
 # MySQL 8 names of variables that MariaDB 10.11 knows by their older names.
 RENAMED_VARIABLES = {"transaction_isolation": "tx_isolation",
@@ -85,8 +86,8 @@ def _assignment(item: exp.Expression, text: str, route: Plan) -> _Assignment | P
                       "next statement)")
     if name == "character_set_client" and (unsafe := unsafe_charset_refusal(value.name)):
         return refuse(*BAD_CHARSET, unsafe)
-    if literal:
-        return name, f"@@session.{name}={value.sql(dialect='mysql')}", None
+    if literal:  # without the comments sqlglot keeps: `'ANSI_QUOTES' /*x*/` is ANSI_QUOTES
+        return name, f"@@session.{name}={value.sql(dialect='mysql', comments=False)}", None
     # evaluated once by the session on a backend, then replayed as a literal
     return name, "", mariadb_sql(value)
 
@@ -118,10 +119,18 @@ def _variable(var: exp.Expression, route: Plan) -> str | Plan:
 
 
 def _pinned(text: str, route: Plan, pin: str) -> Plan:
-    """A SET DAL does not replay: pinned to the session's connection, unless it sets sql_mode,
-    which DAL must know (refused)."""
-    if "SQL_MODE" in text.upper():
+    """A SET DAL does not replay: pinned to the session's connection and sent as written,
+    unless any of its items sets sql_mode or the character set, which DAL must know to read
+    the next statement (refused: `SET @a = 1, character_set_client = 'gbk'` would reach the
+    backend whole)."""
+    words = {word.rpartition(".")[2].lstrip("@") for modes in (0, ANSI_QUOTES)  # "x": a name?
+             for word in words_of(security_text(text, modes))}
+    if "SQL_MODE" in words:
         return refuse(*errors.NOT_SUPPORTED, _UNTRACKED_SQL_MODE)
+    if not words.isdisjoint(READING_VARIABLES):
+        return refuse(*BAD_CHARSET, "DAL takes SET NAMES or character_set_client only in a SET "
+                      "of its own, not beside a user variable or an expression it cannot "
+                      "replay (it must know how to read the next statement)")
     return replace(route, pin=pin)
 
 

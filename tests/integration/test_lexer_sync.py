@@ -171,3 +171,28 @@ def test_a_prepared_statement_is_read_again_after_sql_mode_changes(dal) -> None:
             assert refused.value.code == 1142, user
     finally:
         client.close()
+
+
+@pytest.mark.parametrize("sql", ["SET @a = 1, character_set_client = 'gbk'",
+                                 "SET @a = 1, NAMES 'gbk'",
+                                 "SET @a := 1, @@character_set_client = 'gbk'",
+                                 "SET @a = 1, CHARACTER SET 'gbk'"])
+def test_a_pinned_set_cannot_carry_the_character_set(dal, connect, sql) -> None:
+    # The user variable pins the SET, which then went to the backend whole.
+    assert _refused(connect, sql)[0] == 1115
+
+
+def test_a_comment_after_the_sql_mode_hides_nothing(dal, connect) -> None:
+    # sqlglot kept the comment in the recorded value, and DAL's reading of it found no mode:
+    # the backend read "..." as names while DAL read strings.
+    conn = connect()
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SET @@sql_mode = 'ANSI_QUOTES' /* x */")
+            cur.execute('SELECT "id" FROM merchants LIMIT 0')  # a name, for DAL too
+            with pytest.raises(pymysql.MySQLError) as caught:
+                cur.execute('SELECT 1 AS "\\", worker_id FROM dal_meta.gene_workers -- " '
+                            "FROM merchants")
+            assert caught.value.args[0] == 1142
+    finally:
+        conn.close()

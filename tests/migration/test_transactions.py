@@ -20,6 +20,7 @@ import threading
 import time
 from pathlib import Path
 
+import pymysql
 import pytest
 
 from config.loader import load_config
@@ -304,6 +305,31 @@ def test_client_lost_mid_transaction_leaves_nothing(env: MigrationEnv, tmp_path:
             assert affected == 1 and time.monotonic() - started < 3, phase
             legacy, by_user, _ = _sides(env, "orders", old, user)
             assert legacy == by_user and f"{legacy[0][4]:.2f}" == total, phase
+
+
+def test_migrated_statements_need_the_default_reading(env: MigrationEnv,
+                                                       tmp_path: Path) -> None:
+    """The legacy side runs the client's literals on DAL's own connections, which read text in
+    the default sql_mode (as the copies do): under NO_BACKSLASH_ESCAPES '\\' would end a string
+    there and not here, so a statement on a migrated table is refused, and nothing changes."""
+    user = USERS[27]
+    with migrating_dal(tmp_path, env) as dal:
+        old = _prepare(env, dal, user)
+        before = _sides(env, "orders", old, user)
+        conn = dal.connect()
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SET sql_mode = 'NO_BACKSLASH_ESCAPES'")
+                with pytest.raises(pymysql.MySQLError) as caught:
+                    cur.execute("UPDATE orders SET total = 6.00 WHERE id = %s", (old,))
+                assert caught.value.args[0] == 1235
+                cur.execute("SET sql_mode = DEFAULT")
+                cur.execute("UPDATE orders SET total = 7.00 WHERE id = %s", (old,))
+        finally:
+            conn.close()
+        assert _sides(env, "orders", old, user) != before
+        legacy, by_user, _ = _sides(env, "orders", old, user)
+        assert legacy == by_user
 
 
 def _open_transactions(env: MigrationEnv) -> dict[str, int]:
