@@ -311,7 +311,8 @@ def test_migrated_statements_need_the_default_reading(env: MigrationEnv,
                                                        tmp_path: Path) -> None:
     """The legacy side runs the client's literals on DAL's own connections, which read text in
     the default sql_mode (as the copies do): under NO_BACKSLASH_ESCAPES '\\' would end a string
-    there and not here, so a statement on a migrated table is refused, and nothing changes."""
+    there and not here, so a statement on a migrated table is refused and changes nothing; in
+    the default reading the same session's statement runs and is mirrored."""
     user = USERS[27]
     with migrating_dal(tmp_path, env) as dal:
         old = _prepare(env, dal, user)
