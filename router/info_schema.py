@@ -157,7 +157,9 @@ def rewrite(tree: exp.Expression, config: Config, instance: str, schema: str | N
 
     def visit(node: exp.Expression) -> exp.Expression:
         nonlocal found, changed
-        if not isinstance(node, exp.Table) or isinstance(node.parent, exp.Subquery):
+        # Every table the client names, parenthesized or not (`FROM (information_schema.tables)`
+        # is a Subquery around it to sqlglot); not the view's own inner table.
+        if not isinstance(node, exp.Table) or node.meta.get("logical_view"):
             return node
         db = (node.db or (schema or "")).lower()
         name = node.name.upper()
@@ -167,6 +169,8 @@ def rewrite(tree: exp.Expression, config: Config, instance: str, schema: str | N
             found = sources(config, instance, visible)
         changed = True
         inner = parse_one(derived_sql(name, found), dialect="mysql")
+        for table in inner.find_all(exp.Table):
+            table.meta["logical_view"] = True
         return exp.Subquery(this=inner, alias=exp.TableAlias(
             this=exp.to_identifier(node.alias or node.name)))
 

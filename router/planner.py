@@ -35,7 +35,7 @@ from router.plan_cache import PlanCache
 from router.rules import check_rules, tagged
 from router.set_statement import untracked_set
 from router.show import diagnostics_count
-from router.sqltext import expand_executable, security_text
+from router.sqltext import NO_BACKSLASH_ESCAPES, expand_executable, security_text
 from router.statement_kinds import plan_command, plan_statement
 
 # MYSQL_VERSION_ID assumed for executable comments until the server learns the backend's.
@@ -217,7 +217,7 @@ class Router:
         count = diagnostics_count(catalog, text, schema)
         if count is not None:
             return count
-        pin = _pin_reason(text)
+        pin = _pin_reason(text, code)
         if isinstance(tree, exp.Command):
             return plan_command(catalog, words, text, schema, pin)
         plan = check_rules(self.rules, tree,
@@ -236,6 +236,15 @@ class Router:
                           "another statement the backend would name DAL's own account")
         if parsed is not text and plan.sql is not None and plan.sql.startswith(b"INSERT"):
             plan = replace(plan, sql=b"REPLACE" + plan.sql[len(b"INSERT"):])
+        if (modes & NO_BACKSLASH_ESCAPES and "\\" in text
+                and (plan.sql is not None or plan.kind in _SHAPED)):
+            # sqlglot reads backslashes as escapes whatever the sql_mode: SQL built from its
+            # tree would not be the text the checks read (`'\' AS a ', <code>, '\'` is two
+            # strings around code to the backend, one string to sqlglot).
+            return refuse(*errors.NOT_SUPPORTED, "DAL rewrites this statement (a sharded "
+                          "table, information_schema, DATABASE()) and cannot under "
+                          "NO_BACKSLASH_ESCAPES with a backslash in it: its parser reads "
+                          "backslashes as escapes; send it without NO_BACKSLASH_ESCAPES")
         return _connection_needs(plan, text, pin)
 
     def _read(self, text: str, schema: str | None, admin: bool, modes: int,
@@ -276,7 +285,7 @@ class Router:
             return self.catalog.unparsed(text, schema, "it holds an executable comment (/*! "
                                          "... */) that holds literals, sent in a prepared "
                                          "statement or a multi-statement batch",
-                                         _pin_reason(text))
+                                         _pin_reason(read, code))
         return _Reading(read, code, words, key)
 
     def _parse(self, parsed: str, text: str, schema: str | None) -> exp.Expression | Plan:
@@ -329,6 +338,16 @@ def _has_executable(sql: bytes) -> bool:
     return b"/*!" in sql or b"/*M!" in sql or b"/*m!" in sql
 
 
-def _pin_reason(text: str) -> str | None:
-    """Why ``text`` pins its session to one backend connection (`_PIN_PATTERNS`), if it does."""
-    return next((reason for pattern, reason in _PIN_PATTERNS if pattern.search(text)), None)
+def _pin_reason(text: str, code: str) -> str | None:
+    """Why ``text`` pins its session to one backend connection (`_PIN_PATTERNS`), if it does.
+
+    Read in the text as sent and in its security ``code`` too, where comments are spaces and
+    quoted names bare (a quoted string stands for a name there): `@`v` :=`, `@'v' :=`,
+    `@v /**/ :=`, `INTO /**/ @v` and `GET_LOCK/**/(` leave state on the connection as much as
+    their plain spellings, and an unpinned connection goes back to the pool unreset."""
+    bare = _AT_NAME.sub("@V", code.replace("''", " V "))
+    return next((reason for pattern, reason in _PIN_PATTERNS
+                 if pattern.search(text) or pattern.search(bare)), None)
+
+
+_AT_NAME = re.compile(r"@\s+(?=[\w$])")  # `@ v` (a quoted name made bare) as `@v`

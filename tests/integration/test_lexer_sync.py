@@ -8,6 +8,8 @@ took for a string reached the backend as a table of a shard or of information_sc
 
 from __future__ import annotations
 
+import time
+
 import pymysql
 import pytest
 
@@ -196,3 +198,71 @@ def test_a_comment_after_the_sql_mode_hides_nothing(dal, connect) -> None:
             assert caught.value.args[0] == 1142
     finally:
         conn.close()
+
+
+def test_rewritten_statements_refuse_backslashes_under_no_backslash_escapes(dal, connect):
+    # sqlglot reads backslashes as escapes whatever the sql_mode: the SQL DAL builds from its
+    # tree (DATABASE(), information_schema) ran the middle of this as code, unchecked.
+    conn = connect()
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SET sql_mode = 'NO_BACKSLASH_ESCAPES'")
+            with pytest.raises(pymysql.MySQLError) as caught:
+                cur.execute("SELECT '\\' AS a ' , (SELECT COUNT(*) FROM information_schema."
+                            "processlist) , '\\' AS b ', DATABASE()")
+            assert caught.value.args[0] == 1235
+            cur.execute("SELECT 'a\\', DATABASE()")  # a backslash DAL passes on as sent
+            assert cur.fetchall() == (("a\\", "trade"),)
+    finally:
+        conn.close()
+
+
+def test_a_parenthesized_information_schema_table_gets_the_logical_view(dal, connect):
+    conn = connect()
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT DISTINCT TABLE_SCHEMA FROM (information_schema.TABLES)")
+            schemas = {row[0] for row in cur.fetchall()}
+    finally:
+        conn.close()
+    assert "trade" in schemas
+    assert not {s for s in schemas if s.startswith(("user_", "merchant_"))}, schemas
+    assert "dal_meta" not in schemas
+
+
+@pytest.mark.parametrize("sql", ["SELECT @`leak_v` := 'secret'", "SELECT @'leak_v' := 'secret'",
+                                 "SELECT @leak_v /**/ := 'secret'",
+                                 "SELECT 'secret' INTO /**/ @leak_v"])
+def test_user_variables_in_any_spelling_stay_in_their_session(dal, connect, sql) -> None:
+    # A spelling the pin patterns missed left the variable on a pooled connection, unreset,
+    # for the next session of any user.
+    for _ in range(4):
+        writer = connect()
+        with writer.cursor() as cur:
+            cur.execute(sql)
+        writer.close()
+        reader = connect()
+        with reader.cursor() as cur:
+            cur.execute("SELECT @leak_v")
+            assert cur.fetchone() == (None,), sql
+        reader.close()
+
+
+def test_a_named_lock_in_any_spelling_ends_with_its_session(dal, connect) -> None:
+    holder = connect()
+    with holder.cursor() as cur:
+        cur.execute("SELECT GET_LOCK/**/('dal_test_lock', 0)")
+        assert cur.fetchone() == (1,)
+    holder.close()
+    other = connect()
+    try:
+        with other.cursor() as cur:
+            for _ in range(50):  # the holder's connection is closed in the background
+                cur.execute("SELECT IS_FREE_LOCK('dal_test_lock')")
+                if cur.fetchone() == (1,):
+                    break
+                time.sleep(0.1)
+            else:
+                raise AssertionError("the named lock outlived its session")
+    finally:
+        other.close()
