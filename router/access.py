@@ -21,7 +21,6 @@ forwarded on the grounds that DAL did not recognise it.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 from router import errors, syntax
@@ -79,7 +78,7 @@ _SHOW_ALLOWED = frozenset({
     "CHARSET", "ENGINES", "STORAGE", "PLUGINS", "PRIVILEGES", "PROCESSLIST", "GRANTS",
     "TRIGGERS", "PROCEDURE", "FUNCTION", "AUTHORS", "CONTRIBUTORS", "CREATE",
 })
-_FOR = re.compile(r"\sFOR\s")
+FOR_CLAUSE = re.compile(r"\sFOR\s")  # SET STATEMENT ... FOR <statement>
 # Session variables that change how the backend reads statement text.
 READING_VARIABLES = frozenset({"SQL_MODE", "NAMES", "CHARACTER", "CHARSET",
                                 "CHARACTER_SET_CLIENT"})
@@ -274,7 +273,7 @@ class AccessPolicy:
         if denial := _client_charset(text, words):
             return denial
         if second == "STATEMENT":  # SET STATEMENT v=x FOR <statement>: both parts checked
-            parts = _FOR.split(text, maxsplit=1)
+            parts = FOR_CLAUSE.split(text, maxsplit=1)
             head, inner = parts[0], parts[1] if len(parts) > 1 else ""
             if "(" in head or ")" in head:
                 # A FOR inside the values ((SELECT 0 FOR UPDATE), SUBSTRING(x FROM 1 FOR 2))
@@ -306,43 +305,6 @@ class AccessPolicy:
                                   "EXECUTE would change how the backend reads statements "
                                   "without DAL knowing; send the SET itself")
         return self.check_code(inner, body, modes, admin)
-
-
-# A name before a dot (db.table, db.table.column); between them, whitespace as MariaDB reads
-# it (a latin1 client's byte 0xA0 too: decoded as \udca0 here).
-_QUALIFIER = re.compile(r"(?<![\w$])([\w$]+)[\s\udca0]*\.(?!\d)")  # at word starts: linear
-# SHOW and DESCRIBE name databases on their own (SHOW TABLES FROM db, SHOW CREATE DATABASE
-# IF NOT EXISTS db): every word of theirs is taken for a name.
-_NAMING_VERBS = frozenset({"SHOW", "DESCRIBE", "DESC", "EXPLAIN"})
-
-
-def foreign_database(code: str, sql: str, modes: int,
-                     forbidden: Mapping[str, str]) -> Denial | None:
-    """The refusal of a statement (its `security_text` ``code``; ``sql`` as sent) that names
-    a logical database of ``forbidden`` (upper-cased name -> name): one its user's
-    `databases:` list leaves out. Conservative: a table alias spelled like such a database
-    is refused too. A text PREPARE's statement is read as if it were sent. (USE is the
-    session's check, with MariaDB's message.)"""
-    words = _WORD.findall(code)
-    if words[:2] == ["SET", "STATEMENT"] and len(parts := _FOR.split(code, maxsplit=1)) == 2:
-        # The statement after FOR (the policy refuses values in parentheses, so this FOR is
-        # the one, and a PREPARE there, whose body this code blanks).
-        denial = foreign_database(parts[1], parts[1], modes, forbidden)
-        if denial is not None:
-            return denial
-    if words[:1] == ["PREPARE"]:
-        body = prepare_body(sql, modes)
-        if body is not None:
-            return foreign_database(security_text(body, modes), body, modes, forbidden)
-    names = _QUALIFIER.findall(code)
-    if words[:1] and words[0] in _NAMING_VERBS:
-        names += words
-    for name in names:
-        if name in forbidden:
-            return Denial(*errors.DB_ACCESS_DENIED, f"Access denied to database "
-                          f"'{forbidden[name]}': this user's databases (users.<name>.databases in "
-                          "DAL's config) do not include it")
-    return None
 
 
 def words_of(code: str) -> list[str]:

@@ -21,7 +21,7 @@ from sqlglot.errors import ParseError, TokenError
 
 from config.model import Config, TableKind
 from router import errors, express, syntax
-from router.access import AccessPolicy, foreign_database, names_session_user, words_of
+from router.access import AccessPolicy, names_session_user, words_of
 from router.catalog import SHARDED_KINDS, Catalog
 from router.database_statements import database_statement
 from router.engine.build import rooted
@@ -37,6 +37,7 @@ from router.set_statement import untracked_set
 from router.show import diagnostics_count
 from router.sqltext import NO_BACKSLASH_ESCAPES, expand_executable, security_text
 from router.statement_kinds import plan_command, plan_statement
+from router.user_databases import foreign_database
 
 # MYSQL_VERSION_ID assumed for executable comments until the server learns the backend's.
 DEFAULT_VERSION_ID = 101100

@@ -148,6 +148,15 @@ def test_transactions_in_each_dual_phase(env: MigrationEnv, tmp_path: Path,
         assert dal.metric("dal_migration_shadow_mismatches_total", db=DB) == 0
 
 
+def _begin_order_with_item(cur, user: int, total: str, sku: str) -> tuple[int, int]:
+    """BEGIN, then an order of ``user`` and one item of it: their ids."""
+    cur.execute("BEGIN")
+    cur.execute(INSERT_ORDER, (user, MERCHANT, total))
+    order = cur.lastrowid
+    cur.execute(INSERT_ITEM, (order, user, MERCHANT, sku))
+    return order, cur.lastrowid
+
+
 def _order_and_item(dal: MigratingDal, end: str, user: int,
                     other: int | None) -> tuple[int, int, int | None]:
     """One transaction: an order of ``user`` with an item (and an order of ``other``), then
@@ -155,11 +164,7 @@ def _order_and_item(dal: MigratingDal, end: str, user: int,
     conn = dal.connect()
     try:
         with conn.cursor() as cur:
-            cur.execute("BEGIN")
-            cur.execute(INSERT_ORDER, (user, MERCHANT, "3.00"))
-            order = cur.lastrowid
-            cur.execute(INSERT_ITEM, (order, user, MERCHANT, "both"))
-            item = cur.lastrowid
+            order, item = _begin_order_with_item(cur, user, "3.00", "both")
             second = None
             if other is not None:
                 cur.execute(INSERT_ORDER, (other, MERCHANT, "4.00"))
@@ -266,11 +271,7 @@ def test_client_lost_mid_transaction_leaves_nothing(env: MigrationEnv, tmp_path:
             before = _sides(env, "orders", old, user)
             conn = dal.connect()
             with conn.cursor() as cur:
-                cur.execute("BEGIN")
-                cur.execute(INSERT_ORDER, (user, MERCHANT, "6.00"))
-                new = cur.lastrowid
-                cur.execute(INSERT_ITEM, (new, user, MERCHANT, "lost"))
-                item = cur.lastrowid
+                new, item = _begin_order_with_item(cur, user, "6.00", "lost")
                 cur.execute("UPDATE orders SET total = 77.00 WHERE id = %s", (old,))
             # Open where it wrote: the authoritative side (legacy on a, then the user's shard on
             # b; the other side gets the mirror after COMMIT), and in mode xa the item's shard.

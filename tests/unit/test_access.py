@@ -181,7 +181,7 @@ def test_a_long_statement_is_read_in_linear_time() -> None:
     # characters took 3 s of the event loop, 1 MB would have taken hours.
     import time
 
-    from router.access import foreign_database
+    from router.user_databases import foreign_database
 
     code = "SELECT ID FROM MERCHANTS WHERE ID = " + "A" * 200_000
     started = time.process_time()
