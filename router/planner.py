@@ -51,11 +51,13 @@ _PIN_PATTERNS = [
     (re.compile(r"(?i)^\s*FLUSH\s+TABLES\s+WITH\s+READ\s+LOCK"), "lock_tables"),
     (re.compile(r"(?i)\bCREATE\s+TEMPORARY\s+TABLE\b"), "temporary_table"),
     (re.compile(r"(?i)\bSQL_CALC_FOUND_ROWS\b"), "found_rows"),
-    (re.compile(r"(?i)@\w+\s*:=|\bINTO\s+@"), "user_variable"),
+    # Any := assigns a user variable (@a.b, @x$ and quoted names included), as INTO @v does.
+    (re.compile(r"(?i):=|\bINTO\s*@"), "user_variable"),
     (re.compile(r"(?i)^\s*(PREPARE|EXECUTE|DEALLOCATE)\b"), "text_prepare"),
     (re.compile(r"(?i)^\s*CALL\b"), "call"),
 ]
-_OWN_CONNECTION = re.compile(r"(?i)\b(FOUND_ROWS|ROW_COUNT)\s*\(")
+_OWN_CONNECTION = re.compile(r"(?i)\b(FOUND_ROWS|ROW_COUNT)\s*\(|"
+                             r"(@@(?:SESSION\.|LOCAL\.)?(?:LAST_INSERT_ID|IDENTITY|INSERT_ID))\b")
 _REPLACE = re.compile(r"(?i)^\s*REPLACE(?=\s)")
 # MariaDB runs the inside of /*! ... */ and /*M! ... */ by its version; DAL's scanner and
 # sqlglot would skip it as a comment, so statements are planned from their expansion.
@@ -213,8 +215,8 @@ class Router:
         # REPLACE routes like INSERT; sqlglot's MySQL dialect only parses the latter.
         parsed = _REPLACE.sub("INSERT", text, count=1) if _REPLACE.match(text) else text
         tree = self._parse(parsed, text, schema)
-        if isinstance(tree, Plan):
-            return tree
+        if isinstance(tree, Plan):  # routed as written when sqlglot cannot read it: pinned too
+            return _connection_needs(tree, text, _pin_reason(text, code))
         count = diagnostics_count(catalog, text, schema)
         if count is not None:
             return count
@@ -331,7 +333,8 @@ def _connection_needs(plan: Plan, text: str, pin: str | None) -> Plan:
     if pin and plan.kind == ROUTE:
         plan = replace(plan, pin=pin)
     if plan.kind == ROUTE and (own := _OWN_CONNECTION.search(text)):
-        plan = replace(plan, own_connection=f"{own.group(1).upper()}()", anywhere=True)
+        name = f"{own.group(1).upper()}()" if own.group(1) else own.group(2).upper()
+        plan = replace(plan, own_connection=name, anywhere=True)
     return plan
 
 
@@ -342,13 +345,8 @@ def _has_executable(sql: bytes) -> bool:
 def _pin_reason(text: str, code: str) -> str | None:
     """Why ``text`` pins its session to one backend connection (`_PIN_PATTERNS`), if it does.
 
-    Read in the text as sent and in its security ``code`` too, where comments are spaces and
-    quoted names bare (a quoted string stands for a name there): `@`v` :=`, `@'v' :=`,
+    Read in the text as sent and in its security ``code`` too, where comments are spaces:
     `@v /**/ :=`, `INTO /**/ @v` and `GET_LOCK/**/(` leave state on the connection as much as
     their plain spellings, and an unpinned connection goes back to the pool unreset."""
-    bare = _AT_NAME.sub("@V", code.replace("''", " V "))
     return next((reason for pattern, reason in _PIN_PATTERNS
-                 if pattern.search(text) or pattern.search(bare)), None)
-
-
-_AT_NAME = re.compile(r"@\s+(?=[\w$])")  # `@ v` (a quoted name made bare) as `@v`
+                 if pattern.search(text) or pattern.search(code)), None)

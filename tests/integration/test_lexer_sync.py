@@ -230,10 +230,14 @@ def test_a_parenthesized_information_schema_table_gets_the_logical_view(dal, con
     assert "dal_meta" not in schemas
 
 
-@pytest.mark.parametrize("sql", ["SELECT @`leak_v` := 'secret'", "SELECT @'leak_v' := 'secret'",
-                                 "SELECT @leak_v /**/ := 'secret'",
-                                 "SELECT 'secret' INTO /**/ @leak_v"])
-def test_user_variables_in_any_spelling_stay_in_their_session(dal, connect, sql) -> None:
+@pytest.mark.parametrize(("sql", "name"), [
+    ("SELECT @`leak_v` := 'secret'", "@leak_v"), ("SELECT @'leak_v' := 'secret'", "@leak_v"),
+    ("SELECT @leak_v /**/ := 'secret'", "@leak_v"),
+    ("SELECT 'secret' INTO /**/ @leak_v", "@leak_v"), ("SELECT 'secret' INTO@leak_v", "@leak_v"),
+    ("SELECT @leak.v := 'secret'", "@`leak.v`"), ("DO @leak.w := 'secret'", "@`leak.w`"),
+    ("SELECT @leak$ := 'secret'", "@leak$"), ("SELECT @`leak x` := 'secret'", "@`leak x`"),
+])
+def test_user_variables_in_any_spelling_stay_in_their_session(dal, connect, sql, name) -> None:
     # A spelling the pin patterns missed left the variable on a pooled connection, unreset,
     # for the next session of any user.
     for _ in range(4):
@@ -243,9 +247,33 @@ def test_user_variables_in_any_spelling_stay_in_their_session(dal, connect, sql)
         writer.close()
         reader = connect()
         with reader.cursor() as cur:
-            cur.execute("SELECT @leak_v")
+            cur.execute(f"SELECT {name}")
             assert cur.fetchone() == (None,), sql
         reader.close()
+
+
+@pytest.mark.parametrize("sql", ["SELECT @@last_insert_id", "SELECT @@identity",
+                                 "SELECT @@last_insert_id + 0", "SELECT @@identity FROM DUAL",
+                                 "SELECT @@session.insert_id"])
+def test_another_sessions_insert_id_is_not_shown(dal, connect, sql) -> None:
+    # A pooled connection keeps the last insert id of whoever used it last: DAL answers the
+    # session's own (alone in a SELECT) or refuses the read outside a transaction.
+    for _ in range(3):
+        writer = connect()
+        with writer.cursor() as cur:
+            cur.execute("SELECT LAST_INSERT_ID(4242)")
+        writer.close()
+        reader = connect()
+        try:
+            with reader.cursor() as cur:
+                try:
+                    cur.execute(sql)
+                except pymysql.MySQLError as exc:
+                    assert exc.args[0] == 1235, sql
+                else:
+                    assert cur.fetchone()[0] != 4242, sql
+        finally:
+            reader.close()
 
 
 def test_a_named_lock_in_any_spelling_ends_with_its_session(dal, connect) -> None:
