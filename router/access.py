@@ -299,12 +299,18 @@ class AccessPolicy:
                                   "server-side prepared statements")
         inner = security_text(body, modes)
         words = _WORD.findall(inner)
-        if words[:1] == ["SET"] and any(w.rpartition(".")[2].lstrip("@") in READING_VARIABLES
-                                        for w in words):
+        if words[:1] == ["SET"] and not READING_VARIABLES.isdisjoint(variable_names(words)):
             return _not_supported("PREPARE of a SET of sql_mode or the character set: its "
                                   "EXECUTE would change how the backend reads statements "
                                   "without DAL knowing; send the SET itself")
         return self.check_code(inner, body, modes, admin)
+
+
+def variable_names(words: list[str]) -> set[str]:
+    """The statement's words (`words_of`) as bare variable names: `@@SESSION.SQL_MODE`,
+    `@@SQL_MODE` and `SQL_MODE` are all `SQL_MODE`, so that a check of READING_VARIABLES
+    holds in every spelling."""
+    return {word.rpartition(".")[2].lstrip("@") for word in words}
 
 
 def words_of(code: str) -> list[str]:

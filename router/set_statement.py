@@ -8,7 +8,13 @@ from dataclasses import replace
 from sqlglot import exp
 
 from router import errors
-from router.access import BAD_CHARSET, READING_VARIABLES, unsafe_charset_refusal, words_of
+from router.access import (
+    BAD_CHARSET,
+    READING_VARIABLES,
+    unsafe_charset_refusal,
+    variable_names,
+    words_of,
+)
 from router.mariadb_sql import mariadb_sql
 from router.plan import SET, Plan, refuse
 from router.sqltext import ANSI_QUOTES, security_text
@@ -50,7 +56,7 @@ def untracked_set(words: list[str], route: Plan) -> Plan:
     session (never back in the pool with state DAL does not know), unless it changes how the
     backend reads statements (sql_mode, the client character set), which DAL must know to
     check them: that is refused."""
-    if READING_VARIABLES.intersection(words):
+    if not READING_VARIABLES.isdisjoint(variable_names(words)):
         return refuse(*errors.NOT_SUPPORTED, "DAL cannot read this SET of sql_mode or the "
                       "character set (inside an executable comment or in a form it does not "
                       "parse); write it as SET sql_mode = '...' or SET NAMES <charset>")
@@ -123,8 +129,8 @@ def _pinned(text: str, route: Plan, pin: str) -> Plan:
     unless any of its items sets sql_mode or the character set, which DAL must know to read
     the next statement (refused: `SET @a = 1, character_set_client = 'gbk'` would reach the
     backend whole)."""
-    words = {word.rpartition(".")[2].lstrip("@") for modes in (0, ANSI_QUOTES)  # "x": a name?
-             for word in words_of(security_text(text, modes))}
+    words = variable_names([word for modes in (0, ANSI_QUOTES)  # "x": a name?
+                            for word in words_of(security_text(text, modes))])
     if "SQL_MODE" in words:
         return refuse(*errors.NOT_SUPPORTED, _UNTRACKED_SQL_MODE)
     if not words.isdisjoint(READING_VARIABLES):

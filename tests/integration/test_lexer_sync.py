@@ -294,3 +294,20 @@ def test_a_named_lock_in_any_spelling_ends_with_its_session(dal, connect) -> Non
                 raise AssertionError("the named lock outlived its session")
     finally:
         other.close()
+
+
+def test_an_untracked_set_of_sql_mode_is_refused_in_every_spelling(dal) -> None:
+    # Prepared, an executable comment is not expanded: the SET is planned as written, and
+    # its @@session spelling escaped the check that refuses `sql_mode` (ANSI_QUOTES unseen).
+    from tests.psclient import PsClient, ServerError
+
+    client = PsClient(dal.port)
+    client.login()
+    try:
+        for sql in ("SET /*!50000 @@session.sql_mode = 'ANSI_QUOTES' */",
+                    "SET /*!50000 sql_mode = 'ANSI_QUOTES' */"):
+            with pytest.raises(ServerError) as refused:
+                client.prepare(sql)
+            assert refused.value.code == 1235, sql
+    finally:
+        client.close()
