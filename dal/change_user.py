@@ -22,7 +22,7 @@ from dal.login import Authenticator, LoginFailed, ReadPacket, Write, ok_packet
 from dal.wire import auth
 from dal.wire.constants import Capability
 from dal.wire.messages import ERR
-from router.access import BAD_CHARSET, unsafe_charset_refusal
+from router.access import BAD_CHARSET, unsafe_names_refusal
 from router.rows.buffer import Reader
 from router.rows.errors import ProtocolError
 
@@ -99,7 +99,7 @@ async def run(session: SessionPort, payload: bytes) -> None:
             session.peer, session.tls, session.scramble)
         names = (server.names_for_collation(request.collation)
                  if request.collation is not None else None)
-        if names is not None and (unsafe := unsafe_charset_refusal(names.split()[1])):
+        if unsafe := unsafe_names_refusal(names):
             raise LoginFailed(ERR(BAD_CHARSET[0], unsafe, BAD_CHARSET[1]), seq)  # as at login
     except (LoginFailed, ProtocolError) as exc:
         await session.reset_session()

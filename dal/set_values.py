@@ -39,12 +39,12 @@ async def evaluate(conn: BackendConnection, pairs: tuple[tuple[str, str], ...]) 
     sql_mode's value is not a list of mode names (a number sets modes by their bits, which
     DAL would not read: `SET sql_mode = 2+2` is ANSI_QUOTES)."""
     result = await conn.query("SELECT " + ", ".join(expression for _, expression in pairs))
-    row = result.rows[0]
-    for (name, _), cell, column in zip(pairs, row, result.columns, strict=True):
+    fragments = {}
+    for (name, _), cell, column in zip(pairs, result.rows[0], result.columns, strict=True):
         if name == "sql_mode" and (column.type in _NUMERIC or cell is None
                                    or not _MODE_NAMES.fullmatch(cell)):
             raise BackendError(1235, "DAL reads sql_mode from its names (SET sql_mode = "
                                "'STRICT_TRANS_TABLES,...'): this expression gives a number or "
                                "something else", "42000")
-    return {name: f"@@session.{name}={literal(cell, column.type)}"
-            for (name, _), cell, column in zip(pairs, row, result.columns, strict=True)}
+        fragments[name] = f"@@session.{name}={literal(cell, column.type)}"
+    return fragments

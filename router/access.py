@@ -455,6 +455,12 @@ def unsafe_charset_refusal(charset: str) -> str | None:
             "would read string literals differently from MariaDB; use utf8mb4)")
 
 
+def unsafe_names_refusal(names: str | None) -> str | None:
+    """The refusal message for a handshake's (or COM_CHANGE_USER's) character set, given as
+    its SET NAMES fragment (``NAMES <charset> COLLATE <collation>``; None: the default)."""
+    return None if names is None else unsafe_charset_refusal(names.split()[1])
+
+
 _CLIENT_CHARSET = re.compile(r"\bCHARACTER_SET_CLIENT\s*:?=\s*(?:([\w$]+)\s*(?:,|$)|'')")
 _CLIENT_CHARSET_WORDS = frozenset({"CHARACTER_SET_CLIENT", "@@CHARACTER_SET_CLIENT",
                                    "@@SESSION.CHARACTER_SET_CLIENT",

@@ -34,7 +34,7 @@ from dal.wire.server import CLOSED, COMMAND
 from pool.connection import (
     BackendConnection,
 )
-from router.access import BAD_CHARSET, unsafe_charset_refusal
+from router.access import BAD_CHARSET, unsafe_names_refusal
 from router.session_functions import substitute_session_functions
 from router.sqltext import ANSI_QUOTES, modes_of
 
@@ -104,7 +104,7 @@ class SessionState(Frontend):
         self.bulk = bool(result.extended & MARIADB_CLIENT_STMT_BULK_OPERATIONS)
         self.scramble = result.scramble
         names = self.login_names = self.server.names_for_collation(result.collation)
-        if names is not None and (unsafe := unsafe_charset_refusal(names.split()[1])):
+        if unsafe := unsafe_names_refusal(names):
             return ERR(BAD_CHARSET[0], unsafe, BAD_CHARSET[1])
         if names is not None:
             self.state["names"] = names
