@@ -8,7 +8,7 @@ and a result DAL builds (a merge) goes out as binary rows, kept by a cursor if o
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from dal.execute.bindings import logical_columns
 from dal.prepared_fast import fixed_route
@@ -38,6 +38,8 @@ def execute_tail(types: list[ParamType], values: list[bytes | None]) -> bytes:
 class PreparedBindings:
     """A COM_STMT_EXECUTE of ``statement`` with parameters ``ex``; ``slots`` hold the
     parameters written as SQL literals. ``cursor``: the client asked for a read-only cursor."""
+
+    text_rows: ClassVar[bool] = False  # binary rows: a scatter read is merged, never streamed
 
     slots: list[list[bytes]]
     statement: Statement

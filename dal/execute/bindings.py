@@ -9,7 +9,7 @@ binary rows, a cursor keeps them for COM_STMT_FETCH). The tree is the same for b
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, ClassVar, Protocol
 
 from dal.shard_route import route_plan, shard_renamer
 from dal.wire.constants import Status
@@ -36,6 +36,10 @@ class ExecutionBindings(Protocol):
     @property
     def slots(self) -> list[list[bytes]]: ...
 
+    @property
+    def text_rows(self) -> bool:
+        """The client reads text rows: a shard's result may be relayed as it is."""
+
     def route(self, session: SessionPort, plan: Plan) -> None: ...
 
     def route_shard(self, session: SessionPort, sharded: ShardedPlan, target: Target,
@@ -58,6 +62,7 @@ def logical_columns(columns: list[ColumnDefinition], logical: bytes) -> list[Col
 class TextBindings:
     """A COM_QUERY execution: ``sql`` planned as ``plan`` with fingerprint ``fp``."""
 
+    text_rows: ClassVar[bool] = True
     slots: list[list[bytes]]
     plan: Plan
     sql: bytes

@@ -101,9 +101,11 @@ class ExecutionCursor:
     def can_stream(self) -> bool:
         """A merge-free scatter read may stream (also on the branches of an XA transaction):
         not under a statement timeout or rules.max_rows, which need a KILL per leg or the
-        whole result."""
+        whole result, nor for a prepared execution, whose client reads binary rows and the
+        shards' text rows would reach it as they are."""
         server = self.session.server
-        return not server.statement_timeout and not server.config.rules.max_rows
+        return (self.bindings.text_rows and not server.statement_timeout
+                and not server.config.rules.max_rows)
 
     def spawn(self, coroutine: Coroutine[Any, Any, None], label: str) -> None:
         self.session.spawn(self._answered(coroutine, label))

@@ -45,6 +45,9 @@ def write(cursor: Callable[[], Any], users: list[int], name: str) -> dict[str, A
     cur.execute(f"SELECT {ORDER_COLUMNS} FROM orders WHERE user_id IN ({marks}) ORDER BY id",
                 tuple(users))
     obs["scatter"] = [tuple(r) for r in cur.fetchall()]
+    # Without ORDER BY: a text COM_QUERY streams such a scatter; an execution must not.
+    cur.execute(f"SELECT {ORDER_COLUMNS} FROM orders WHERE user_id IN ({marks})", tuple(users))
+    obs["scatter_unordered"] = [tuple(r) for r in cur.fetchall()]
 
     cur.execute("INSERT INTO merchants (name, region_id, rating, created_at) VALUES (?, ?, ?, ?)",
                 (name, 7, Decimal("4.25"), CREATED))

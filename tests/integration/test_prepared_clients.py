@@ -102,6 +102,9 @@ def check_write(obs: dict, direct, name: str,
     assert norm_rows([obs["aggregate"]]) == [[str(len(USERS)), str(Decimal("12.50")
                                                                    * len(USERS))]]
     assert norm_rows(obs["scatter"]) == norm_rows(sorted(r for u in USERS for r in after[u]))
+    if "scatter_unordered" in obs:  # the drivers of tests/clients/prepared_scenarios.py
+        assert sorted(norm_rows(obs["scatter_unordered"]), key=lambda r: int(r[0])) == (
+            norm_rows(sorted(r for u in USERS for r in after[u])))
     merchant_id = int(obs["merchant_id"])
     row = direct_merchant(direct, merchant_id)
     assert row is not None and row[1] == name and row[2] is None and row[3] == Decimal("3.10")
