@@ -30,6 +30,7 @@ from dal.prepared_fast import adopt, fast_route, remember, try_execute
 from dal.prepared_results import fetch
 from dal.prepared_run import WRONG_ARGUMENTS
 from dal.prepared_statements import Registry, Statement
+from dal.session.planning import READ_AWAY_BYTES, in_planner_thread, with_plan
 from dal.wire.binary import (
     CURSOR_READ_ONLY,
     Execute,
@@ -131,9 +132,26 @@ def prepare(session: SessionPort, sql: bytes) -> None:
                "prepared statements (server.max_prepared_per_session); close the ones it no "
                "longer needs (COM_STMT_CLOSE)")
         return
-    shape = shape_of(sql)
-    plan = session.server.router.plan(sql, shape.fp, session.schema, session.admin,
-                                       session.lexer_modes(), databases=session.databases)
+    if len(sql) >= READ_AWAY_BYTES:
+        session.spawn(_prepare_long(session, sql))
+        return
+    _prepare_shaped(session, sql, shape_of(sql))
+
+
+async def _prepare_long(session: SessionPort, sql: bytes) -> None:
+    """A long statement's prepare: its shape read on the planner thread."""
+    shape = await in_planner_thread(shape_of, sql)
+    session.busy = False
+    if not session.closed:
+        _prepare_shaped(session, sql, shape)
+
+
+def _prepare_shaped(session: SessionPort, sql: bytes, shape: Shape) -> None:
+    with_plan(session, sql, shape.fp, session.lexer_modes(), None,
+              lambda plan: _prepare_planned(session, sql, shape, plan))
+
+
+def _prepare_planned(session: SessionPort, sql: bytes, shape: Shape, plan: Plan) -> None:
     if plan.kind == REFUSE:
         code, state, message = plan.error  # type: ignore[misc]
         session.server.count_refusal(code)
@@ -282,14 +300,23 @@ def execute(session: SessionPort, payload: bytes, last_seq: int) -> None:
         if statement is None:
             return
     session.statement_text = statement.shape.fp.key
-    limiter = session.server.limiter
-    if limiter is not None:
-        plan = session.server.router.plan(statement.sql, statement.shape.fp, session.schema,
-                                          session.admin, session.lexer_modes(),
-                                          databases=session.databases)
-        if session.throttle(limiter, plan, statement.shape.fp.key, _execute, session,
-                            statement, payload, last_seq):
-            return
+    if session.server.limiter is not None:
+        with_plan(session, statement.sql, statement.shape.fp, session.lexer_modes(), None,
+                  lambda plan: _limited(session, statement, plan, payload, last_seq))
+        return
+    _execute_now(session, statement, payload, last_seq)
+
+
+def _limited(session: SessionPort, statement: Statement, plan: Plan, payload: bytes,
+             last_seq: int) -> None:
+    """An execution through the rate limits (pool/limits.py)."""
+    if not session.throttle(session.server.limiter, plan, statement.shape.fp.key, _execute,
+                            session, statement, payload, last_seq):
+        _execute_now(session, statement, payload, last_seq)
+
+
+def _execute_now(session: SessionPort, statement: Statement, payload: bytes,
+                 last_seq: int) -> None:
     fast = statement.fast
     if fast is None and last_seq == 0 and not statement.long_data:
         fast = adopt(session, statement, payload)
@@ -328,9 +355,12 @@ def _execute(session: SessionPort, statement: Statement, payload: bytes,
     if statement.text_mode:
         session.run_query(b"\x03" + statement.sql, session.reply_seq)
         return
-    plan = session.server.router.plan(statement.sql, statement.shape.fp, session.schema,
-                                      session.admin, session.lexer_modes(),
-                                      databases=session.databases)
+    with_plan(session, statement.sql, statement.shape.fp, session.lexer_modes(), None,
+              lambda plan: _execute_planned(session, statement, plan, ex, cursor, last_seq))
+
+
+def _execute_planned(session: SessionPort, statement: Statement, plan: Plan, ex: Execute,
+                     cursor: bool, last_seq: int) -> None:
     if plan.kind == SHARDED:
         _sharded(session, statement, plan, ex, cursor, last_seq)
     elif plan.kind == MIGRATED:  # a live migration's table: its phase's tree, no shortcut

@@ -96,6 +96,7 @@ class Router:
         # each as DAL's phase watcher last applied it (`set_phase`).
         self.migrating = any(cfg.migration is not None for cfg in config.databases.values())
         self.phases: dict[str, str] = {}
+        self.generation = 0  # cache drops (`databases_changed`)
 
     def plan(self, sql: bytes, fp: Fingerprint, schema: str | None, admin: bool,
              modes: int = 0, original: bytes | None = None,
@@ -108,24 +109,49 @@ class Router:
         executable comment included, whatever its version). ``databases``: the logical
         databases of a user with a `databases:` list (a statement that names another is
         refused, 1044; planned and cached apart), None for every other user."""
+        plan = self.cached(fp, schema, admin, modes, original, databases)
+        if plan is None:
+            plan = self.keep(sql, fp, schema, admin, modes, databases,
+                             self.analysed(sql, fp, schema, admin, modes, databases))
+        return plan
+
+    def cached(self, fp: Fingerprint, schema: str | None, admin: bool, modes: int = 0,
+               original: bytes | None = None,
+               databases: frozenset[str] | None = None) -> Plan | None:
+        """`plan`'s answer when it needs no analysis (a cached shape, or ``original``'s
+        refusal), else None. Arguments as for `plan`."""
         if original is not None:
             text = original.decode("utf-8", "surrogateescape")
             denial = self.access.check(text, modes, admin)
             if denial is not None:
                 return rooted(tagged(refuse(*denial.error), denial.rule))
-        key = (fp.key, schema, admin, modes) if modes else (fp.key, schema, admin)
-        if databases is not None:
-            key += (databases,)
-        plan = self.cache.get(key)
-        if plan is None:
-            plan = rooted(self.analyse(sql, schema, admin, fp.key, modes, databases))  # once
-            # A rule's refusal depends on the shape alone: cached, so a hit skips the rules.
-            # A statement with an executable comment is planned for its own text only: the
-            # scanner's key cannot tell what the comment runs (or skips) from its literals.
-            if not plan.once and not _has_executable(sql) and (
-                    plan.passthrough or not fp.literals or plan.kind in _SHAPED
-                    or plan.rule is not None):
-                self.cache.put(key, plan)
+        return self.cache.get(_cache_key(fp, schema, admin, modes, databases))
+
+    def analysed(self, sql: bytes, fp: Fingerprint, schema: str | None, admin: bool,
+                 modes: int = 0, databases: frozenset[str] | None = None) -> Plan:
+        """A statement's plan made afresh, its tree built: it reads the router and changes
+        nothing, so the planner thread (dal/session/planning.py) may run it. A statement
+        nested deeper than Python's recursion limit is refused (1235), not failed."""
+        try:
+            return rooted(self.analyse(sql, schema, admin, fp.key, modes, databases))
+        except RecursionError:
+            return rooted(replace(refuse(*errors.NOT_SUPPORTED, "the statement nests deeper "
+                                         "than DAL's SQL parser can follow (a long OR chain "
+                                         "or deep parentheses): write a long OR chain of "
+                                         "one column as IN (...), or split the statement"),
+                                  once=True))
+
+    def keep(self, sql: bytes, fp: Fingerprint, schema: str | None, admin: bool, modes: int,
+             databases: frozenset[str] | None, plan: Plan) -> Plan:
+        """``plan``, from `analysed`, kept in the plan cache when its shape can serve the
+        statements that follow (on the event loop only: the cache is not thread-safe)."""
+        # A rule's refusal depends on the shape alone: cached, so a hit skips the rules.
+        # A statement with an executable comment is planned for its own text only: the
+        # scanner's key cannot tell what the comment runs (or skips) from its literals.
+        if not plan.once and not _has_executable(sql) and (
+                plan.passthrough or not fp.literals or plan.kind in _SHAPED
+                or plan.rule is not None):
+            self.cache.put(_cache_key(fp, schema, admin, modes, databases), plan)
         return plan
 
     def set_phase(self, db: str, phase: str) -> None:
@@ -133,8 +159,7 @@ class Router:
         so that no tree of the old phase serves a statement after the switch."""
         if self.phases.get(db) != phase:
             self.phases[db] = phase
-            self.cache.clear()
-            self.express.clear()
+            self.databases_changed()
 
     def set_rules(self, rules: object) -> None:
         """New statement rules (config.protection.RulesConfig); cached plans are dropped."""
@@ -142,8 +167,11 @@ class Router:
         self.databases_changed()
 
     def databases_changed(self) -> None:
-        """The config's logical databases changed (an admin's CREATE/DROP DATABASE): plans
-        that resolved names against the old set are dropped."""
+        """Drop every cached plan: the config's logical databases changed (an admin's
+        CREATE/DROP DATABASE), or its rules, or a live migration's phase. ``generation``
+        counts the drops: a plan made off the loop across one is made again
+        (dal/session/planning.py)."""
+        self.generation += 1
         self.cache.clear()
         self.express.clear()
 
@@ -304,6 +332,9 @@ class Router:
             if position is not None and parsed is not text:
                 position += len(text) - len(parsed)  # REPLACE is one longer than INSERT
             return self.catalog.syntax_error(text, schema, position)
+        except RecursionError:
+            return self.catalog.unparsed(text, schema, "it nests deeper than its SQL parser "
+                                         "follows (deep parentheses)")
         except Exception:  # sqlglot bugs must not crash a session
             log.warning("sqlglot failed on %r", text[:200], exc_info=True)
             return self.catalog.unparsed(text, schema, "its SQL parser failed (see the DAL log)")
@@ -314,6 +345,12 @@ class Router:
             head = re.match(r"\s*\w+\s*", text)
             return self.catalog.syntax_error(text, schema, head.end() if head else None)
         return tree
+
+
+def _cache_key(fp: Fingerprint, schema: str | None, admin: bool, modes: int,
+               databases: frozenset[str] | None) -> tuple:
+    key = (fp.key, schema, admin, modes) if modes else (fp.key, schema, admin)
+    return key if databases is None else (*key, databases)
 
 
 def _slots_key(text: str, expanded: str, modes: int) -> bytes | None:

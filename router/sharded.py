@@ -274,11 +274,19 @@ def _predicate(item: exp.Expression, cfg: LogicalDatabase,
         if kind and all(s is not None for s in slots):
             return kind[1], tuple(s for s in slots if s is not None)
         return None
-    if isinstance(item, exp.Or):
-        left = _predicate(_unparen(item.this), cfg, tables)
-        right = _predicate(_unparen(item.expression), cfg, tables)
-        if left and right and left[0] == right[0]:
-            return left[0], left[1] + right[1]
+    if isinstance(item, exp.Or):  # walked with a stack: a chain of 5,000 ORs nests as deep
+        kind, slots, stack = None, [], [item]
+        while stack:
+            node = _unparen(stack.pop())
+            if isinstance(node, exp.Or):
+                stack += (node.expression, node.this)  # the left side first, as written
+                continue
+            pred = _predicate(node, cfg, tables)
+            if pred is None or kind not in (None, pred[0]):
+                return None
+            kind = pred[0]
+            slots += pred[1]
+        return kind, tuple(slots)  # type: ignore[return-value]
     return None
 
 

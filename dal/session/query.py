@@ -13,7 +13,7 @@ import asyncio
 import re
 from collections.abc import Callable
 from time import perf_counter
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from dal import (
     errors,
@@ -25,6 +25,7 @@ from dal.execute.cursor import run_tree
 from dal.login import ok_packet
 from dal.migration import admin as migration_admin
 from dal.migration import txn as migration_txn
+from dal.session.planning import READ_AWAY_BYTES, in_planner_thread, with_plan
 from dal.session.state import SessionState
 from dal.shard_route import express_route
 from dal.wire.constants import Status
@@ -63,6 +64,19 @@ _SLOTTED = (SHARDED, MIGRATED)  # plans whose trees read the statement's literal
 
 
 
+class _Text(NamedTuple):
+    """A text statement as the backend reads it (`QuerySession._read`): ``sql`` with session
+    functions replaced and executable comments expanded (``original``: the client's text
+    then), the ``payload`` and ``raw`` packet to send, its fingerprint, the lexer modes."""
+
+    sql: bytes
+    payload: bytes
+    raw: bytes | None
+    original: bytes | None
+    fp: Fingerprint
+    modes: int
+
+
 class QuerySession(SessionState):
     """A session that runs text statements."""
 
@@ -88,14 +102,33 @@ class QuerySession(SessionState):
                     return
                 self._express(entry, sql, len(head), payload, last_seq, raw)
                 return
+        if len(sql) >= READ_AWAY_BYTES:
+            self.spawn(self._long_query(payload, last_seq, raw))
+            return
+        self._go(self._read(payload, last_seq, raw), last_seq)
+
+    def _go(self, text: _Text | list | bytes, last_seq: int) -> None:
+        """Run what `_read` made of a COM_QUERY."""
+        if text.__class__ is list:
+            self.spawn(multi.run_batch(self, text))  # type: ignore[arg-type]
+        elif text.__class__ is bytes:
+            self.spawn(self._admin(text))  # type: ignore[arg-type]
+        else:
+            self.statement_text = text.fp.key  # type: ignore[union-attr]
+            with_plan(self, text.sql, text.fp, text.modes, text.original,  # type: ignore[union-attr]
+                      lambda plan: self._planned(plan, text, last_seq))  # type: ignore[arg-type]
+
+    def _read(self, payload: bytes, last_seq: int, raw: bytes | None) -> _Text | list | bytes:
+        """A COM_QUERY read as the backend reads it, ready to plan; or the statements of a
+        multi-statement batch; or an admin statement's text. It only reads the session, so
+        the planner thread may run it (dal/session/planning.py)."""
+        sql = payload[1:]
         if self.multi_statements and b";" in sql:
             statements = split_statements(sql)
             if len(statements) > 1:
-                self.spawn(multi.run_batch(self, statements))
-                return
+                return statements
         if (sql[:3].upper() in _ADMIN_HEADS or (sql and sql[0] in _SPACE)) and _ADMIN.match(sql):
-            self.spawn(self._admin(sql))
-            return
+            return sql
         if rewrites_session_functions(sql):
             sql = self.session_values_in(sql)
             payload = payload[:1] + sql
@@ -103,18 +136,27 @@ class QuerySession(SessionState):
         modes = self.lexer_modes()
         original = None
         if b"/*" in sql:  # executable comments: planned and sent as the backend reads them
-            expanded = server.router.expand(sql, modes)
+            expanded = self.server.router.expand(sql, modes)
             if expanded is not None and packet_count(len(expanded) + 1) == last_seq + 1:
                 original, sql, payload, raw = sql, expanded, b"\x03" + expanded, None
         fp = fingerprint_in_modes(sql, modes) if modes else fingerprint(sql)
-        self.statement_text = fp.key
-        plan = server.router.plan(sql, fp, self.schema, self.admin, modes, original,
-                                  self.databases)
-        if server.limiter is not None and self.throttle(server.limiter, plan, fp.key,
-                                                        self._run_plan, plan, fp, sql, payload,
-                                                        last_seq, raw):
+        return _Text(sql, payload, raw, original, fp, modes)
+
+    async def _long_query(self, payload: bytes, last_seq: int, raw: bytes | None) -> None:
+        """A long COM_QUERY, read on the planner thread."""
+        text = await in_planner_thread(self._read, payload, last_seq, raw)
+        self.busy = False
+        if not self.closed:
+            self._go(text, last_seq)
+
+    def _planned(self, plan: Plan, text: _Text, last_seq: int) -> None:
+        """A planned text statement, through the rate limits, to its tree."""
+        limiter = self.server.limiter
+        if limiter is not None and self.throttle(limiter, plan, text.fp.key, self._run_plan,
+                                                 plan, text.fp, text.sql, text.payload,
+                                                 last_seq, text.raw):
             return
-        self._run_plan(plan, fp, sql, payload, last_seq, raw)
+        self._run_plan(plan, text.fp, text.sql, text.payload, last_seq, text.raw)
 
     def _run_plan(self, plan: Plan, fp: Fingerprint, sql: bytes, payload: bytes, last_seq: int,
                   raw: bytes | None) -> None:
