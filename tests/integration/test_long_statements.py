@@ -20,6 +20,7 @@ from tests.psclient import PsClient
 
 USERS = [810_017 + i * 7919 for i in range(12)]  # spread over the shards of both instances
 CHAIN = 6000  # shard keys ORed: about 100 KiB of statement, seconds of sqlglot
+NOBODY = 7_700_000_000  # user ids from here on hold no orders (other tests use small ones)
 
 
 IN_USERS = ",".join(map(str, USERS))
@@ -56,7 +57,7 @@ def orders(connect, direct) -> dict[int, int]:
 
 
 def test_long_statement_leaves_other_clients_served(connect, orders: dict[int, int]) -> None:
-    keys = USERS + list(range(1, CHAIN - len(USERS) + 1))
+    keys = USERS + list(range(NOBODY, NOBODY + CHAIN - len(USERS)))
     long_sql = _or_chain(keys)
     assert len(long_sql) > 64 * 1024
     done = threading.Event()
@@ -97,7 +98,7 @@ def test_long_statement_leaves_other_clients_served(connect, orders: dict[int, i
 def test_long_or_chain_in_a_batch_and_prepared(connect, dal, orders: dict[int, int]) -> None:
     """The same chain in a multi-statement batch (read on the planner thread as a whole), and
     a prepared IN of 1,500 parameters (its plan too long to cache: planned per execution)."""
-    keys = USERS + list(range(1, 2001))
+    keys = USERS + list(range(NOBODY, NOBODY + 2000))
     conn = connect(client_flag=1 << 16)  # CLIENT_MULTI_STATEMENTS
     with conn.cursor() as cur:
         cur.execute(f"{_or_chain(keys)}; SELECT COUNT(*) FROM orders WHERE user_id = {USERS[0]}")
@@ -107,7 +108,7 @@ def test_long_or_chain_in_a_batch_and_prepared(connect, dal, orders: dict[int, i
     ps = PsClient(dal.port)
     try:
         assert ps.login()[:1] == b"\x00"
-        params = USERS + list(range(1, 1501 - len(USERS)))
+        params = USERS + list(range(NOBODY, NOBODY + 1500 - len(USERS)))
         sql = f"SELECT id, user_id FROM orders WHERE user_id IN ({','.join('?' * len(params))})"
         for _ in range(2):  # the second execution plans again: its key is past the cache's
             got = ps.run(sql, [((T.LONGLONG, True), key) for key in params])
