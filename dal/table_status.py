@@ -1,4 +1,5 @@
-"""``SHOW TABLE STATUS`` of a logical database, answered by DAL.
+"""``SHOW TABLE STATUS`` of a logical database, and ``SHOW PROCEDURE|FUNCTION STATUS``,
+answered by DAL.
 
 The default database answers for its own (unsharded and broadcast) tables; sharded and bound
 tables answer from the first shard of the authoritative dimension, whose copy of the table has
@@ -7,6 +8,10 @@ and Rows, Avg_row_length, Data_length, Index_length, Data_free and Auto_incremen
 that one shard only (an estimate of 1/shards of the table): InnoDB's Rows is an estimate
 anyway, and summing it would cost a query per shard. The client's LIKE or WHERE goes to both
 backends as written, so it filters exactly as MariaDB does.
+
+The backend lists the routines of every database DAL's account sees: shard databases,
+dal_meta, sys. ``SHOW PROCEDURE|FUNCTION STATUS`` keeps the rows of the logical databases
+the session may use (a user's `databases:` list), named as the client names them.
 """
 
 from __future__ import annotations
@@ -52,4 +57,25 @@ async def table_status(session: SessionPort, db: str, tail: str) -> bytes:
         rows += [row for row in first.rows if (row[0] or b"").decode() in sharded]
     rows.sort(key=lambda row: row[0] or b"")
     return encode_result_set(result.columns, rows, deprecate_eof=False, status=session.status,
+                             seq=session.reply_seq, extended=session.extended_metadata)
+
+
+async def routine_status(session: SessionPort, kind: str, tail: str) -> bytes:
+    """The framed result set of ``SHOW {kind} STATUS<tail>`` (kind PROCEDURE or FUNCTION),
+    limited to the routines of the logical databases the session may use."""
+    config = session.server.config
+    logical: dict[str, dict[str, str]] = {}  # instance -> its default database -> logical
+    for db in session.visible_databases():
+        cfg = config.databases[db]
+        logical.setdefault(cfg.default_instance, {})[cfg.default_database] = db
+    columns, rows = None, []
+    for instance, names in (logical or {session.server.default_instance: {}}).items():
+        result = await _run(session, instance, f"SHOW {kind} STATUS{tail}")
+        columns = result.columns
+        for row in result.rows:
+            name = names.get((row[0] or b"").decode())
+            if name is not None:
+                rows.append([name.encode(), *row[1:]])
+    rows.sort(key=lambda row: (row[0], row[1] or b""))
+    return encode_result_set(columns, rows, deprecate_eof=False, status=session.status,
                              seq=session.reply_seq, extended=session.extended_metadata)

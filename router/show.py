@@ -15,6 +15,7 @@ from router.mariadb_sql import mariadb_sql
 from router.plan import LOCAL, ROUTE, Plan, refuse
 
 _COUNT_DIAGNOSTICS = re.compile(r"(?i)\s*SHOW\s+COUNT\s*\(\s*\*\s*\)\s+(WARNINGS|ERRORS)\s*;?\s*$")
+_ROUTINE_STATUS = re.compile(r"(?is)\s*SHOW\s+(PROCEDURE|FUNCTION)\s+STATUS(\s.*?)?\s*;?\s*$")
 _TABLE_STATUS = re.compile(r"(?is)\s*SHOW\s+TABLE\s+STATUS(?:\s+(?:FROM|IN)\s+"
                            r"(?:`(?:[^`]|``)+`|[\w$]+))?(\s.*?)?\s*;?\s*$")
 
@@ -50,6 +51,14 @@ def plan_show(catalog: Catalog, tree: exp.Show, text: str, schema: str | None) -
                     args=(db, bool(tree.args.get("full")), like_value), statement="show")
     if what == "TABLE STATUS":
         return _table_status(catalog, tree, text, schema)
+    if what in ("PROCEDURE STATUS", "FUNCTION STATUS"):
+        # The backend lists every database DAL's account sees (shards, dal_meta, sys):
+        # DAL keeps the logical databases' rows (dal/table_status.py).
+        match = _ROUTINE_STATUS.match(text)
+        if match is not None:
+            return Plan(LOCAL, handler="routine_status",
+                        args=(match.group(1).upper(), match.group(2) or ""), statement="show",
+                        once=True)
     target = tree.args.get("target")
     if what in ("CREATE TABLE", "COLUMNS", "FIELDS", "INDEX", "INDEXES", "KEYS") and target:
         table = exp.Table(this=exp.to_identifier(target.name),

@@ -1,6 +1,7 @@
 """What DAL answers itself, and the commands that replay state: BEGIN, USE, SHOW DATABASES /
-TABLES / TABLE STATUS, the session functions, PROCESSLIST/KILL/GRANTS (plan kind local); SET
-(recorded and replayed on the session's connections); COM_FIELD_LIST; COM_RESET_CONNECTION.
+TABLES / TABLE STATUS / PROCEDURE and FUNCTION STATUS, the session functions,
+PROCESSLIST/KILL/GRANTS (plan kind local); SET (recorded and replayed on the session's
+connections); COM_FIELD_LIST; COM_RESET_CONNECTION.
 
 Each runs as the command's coroutine and ends it (``session.busy`` false).
 """
@@ -34,9 +35,10 @@ async def answer_locally(session: SessionState, plan: Plan) -> None:
         session.use_database(plan.args[0])
     elif plan.handler == "ok":
         session.send(ok_packet(session.reply_seq, session.status))
-    elif plan.handler == "table_status":
+    elif plan.handler in ("table_status", "routine_status"):
+        answer = getattr(table_status, plan.handler)
         try:
-            session.send(await table_status.table_status(session, *plan.args))
+            session.send(await answer(session, *plan.args))
         except BackendError as exc:
             session.send_error(exc.to_err())
     elif plan.handler == "session_functions":

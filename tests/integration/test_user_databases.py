@@ -160,3 +160,44 @@ def test_caches_warmed_by_another_user_do_not_let_it_through(
     finally:
         app.close()
         ps_app.close()
+
+
+def _backend(raw: dict, instance: str) -> pymysql.Connection:
+    """The test instance's root (functions need SUPER with the binary log on)."""
+    inst = raw["instances"][instance]
+    return pymysql.connect(host=inst["host"], port=inst["port"], user="root", password="",
+                           connect_timeout=10, autocommit=True)
+
+
+def test_routine_status_lists_the_users_databases_only(dal: tuple[DalProcess, dict]) -> None:
+    """SHOW PROCEDURE|FUNCTION STATUS went to the backend, which lists the routines of every
+    database DAL's account sees: shard databases and other logical databases included."""
+    proc, raw = dal
+    default = raw["databases"]["trade"]["default_instance"]
+    places = {"trade": default, OTHER: default, "user_000": "a", "user_119": "b"}
+    made = []
+    try:
+        for db, instance in places.items():
+            with contextlib.closing(_backend(raw, instance)) as conn, conn.cursor() as cur:
+                cur.execute(f"CREATE PROCEDURE `{db}`.dal_rs_p() SELECT 1")
+                made.append((instance, f"PROCEDURE `{db}`.dal_rs_p"))
+                cur.execute(f"CREATE FUNCTION `{db}`.dal_rs_f() RETURNS INT DETERMINISTIC RETURN 1")
+                made.append((instance, f"FUNCTION `{db}`.dal_rs_f"))
+        seen = {}
+        for user in ("app", "limited"):
+            with contextlib.closing(_connect(proc, user)) as conn, conn.cursor() as cur:
+                for kind, name in (("PROCEDURE", "dal_rs_p"), ("FUNCTION", "dal_rs_f")):
+                    cur.execute(f"SHOW {kind} STATUS LIKE 'dal\\_rs\\_%'")
+                    rows = cur.fetchall()
+                    assert {row[1] for row in rows} == {name}, rows
+                    seen[user, kind] = [row[0] for row in rows]
+                cur.execute("SHOW PROCEDURE STATUS WHERE Db <> 'trade'")
+                seen[user, "where"] = {row[0] for row in cur.fetchall()}
+    finally:
+        for instance, routine in made:
+            with contextlib.closing(_backend(raw, instance)) as conn, conn.cursor() as cur:
+                cur.execute(f"DROP {routine}")
+    for kind in ("PROCEDURE", "FUNCTION"):
+        assert seen["app", kind] == sorted(["trade", OTHER]), kind
+        assert seen["limited", kind] == ["trade"], kind
+    assert seen["app", "where"] == {OTHER} and seen["limited", "where"] == set()
