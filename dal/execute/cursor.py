@@ -173,10 +173,19 @@ class ExecutionCursor:
 
     def migration_gate(self, db: str,
                        holder: int | None = None) -> AbstractAsyncContextManager[str]:
+        charset = self.foreign_charset()
+        if charset is not None:  # refused before anything runs
+            raise Refusal(NOT_SUPPORTED, "writes to the tables of a live migration run the "
+                          "client's literals on DAL's own connections too, which read text as "
+                          f"utf8mb4, and this session's character set is {charset}: SET NAMES "
+                          "utf8mb4 for them")
         migration = self.session.server.migration
         if holder is not None:
             migration.hold(self.session, db)
         return migration.gate(db).enter(holder)
+
+    def foreign_charset(self) -> str | None:
+        return own.foreign_charset(self.session.state)
 
     def transaction_holder(self) -> int | None:
         session = self.session

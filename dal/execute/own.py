@@ -2,7 +2,9 @@
 (a dual write's authoritative side) and single autocommitted statements (its mirror writes).
 
 Both take pooled connections with the pool's default session state (the session's variables
-are not replayed: what DAL writes here is copied by id, not computed by the session)."""
+are not replayed: what DAL writes here is copied by id, not computed by the session). They
+read text as utf8mb4, so a session whose character set is another may not send its literals
+there (`foreign_charset`)."""
 
 from __future__ import annotations
 
@@ -17,6 +19,26 @@ if TYPE_CHECKING:
     from dal.ports import SessionPort
 
 _DEFAULTS: dict[str, str] = {}  # the pool's own state: autocommit on
+# What DAL's own connections read the same as utf8mb4 (a client's ascii or utf8mb3 bytes are
+# utf8mb4 bytes); character_set_results may also be NULL (the columns' own, utf8mb4).
+_UTF8 = frozenset({"utf8mb4", "utf8mb3", "utf8", "ascii"})
+_CHARSET_KEYS = ("names", "character_set_client", "character_set_connection",
+                 "character_set_results", "collation_connection")
+
+
+def foreign_charset(state: dict[str, str]) -> str | None:
+    """The character set (or collation) of a session ``state`` that DAL's own connections
+    would read differently, else None."""
+    for key in _CHARSET_KEYS:
+        fragment = state.get(key)
+        if fragment is None:
+            continue
+        value = fragment.split()[1] if key == "names" else fragment.partition("=")[2]
+        name = value.strip("'\"` ").lower()
+        charset = name.partition("_")[0] if key == "collation_connection" else name
+        if charset not in _UTF8 and (key != "character_set_results" or charset != "null"):
+            return name
+    return None
 
 
 async def _run(session: SessionPort, conn: BackendConnection, sql: bytes) -> Result:

@@ -218,6 +218,10 @@ class Cursor(Protocol):
     async def legacy_users(self, db: str, tbl: str, ids: Sequence[int]) -> Mapping[int, int]:
         """``id -> user key`` of legacy ids of ``tbl`` (the lookup, cached)."""
 
+    def foreign_charset(self) -> str | None:
+        """The session's character set when DAL's own connections (`own_transaction`,
+        `run_pooled`: utf8mb4) would read its literals differently, else None."""
+
     async def own_transaction(self, instance: str) -> OwnTransaction:
         """A transaction of DAL's own on ``instance`` (BEGIN sent)."""
 

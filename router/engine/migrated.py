@@ -267,8 +267,10 @@ class ShadowRead(Primitive):
 
     def execute(self, cursor: Cursor, bindings: Bindings) -> None:
         # inside a client transaction legacy answers in it (its own writes are not on the
-        # shards before COMMIT): no comparison
-        if random.random() >= self.spec.shadow_rate or cursor.transaction_holder() is not None:
+        # shards before COMMIT): no comparison; nor when the session's character set is not
+        # the one DAL's own connections read the statement in
+        if (random.random() >= self.spec.shadow_rate or cursor.transaction_holder() is not None
+                or cursor.foreign_charset() is not None):
             self.legacy.execute(cursor, bindings)
             return
         cursor.spawn(self.run(cursor, bindings), "shadow:select")

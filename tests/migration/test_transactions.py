@@ -308,12 +308,18 @@ def test_client_lost_mid_transaction_leaves_nothing(env: MigrationEnv, tmp_path:
             assert legacy == by_user and f"{legacy[0][4]:.2f}" == total, phase
 
 
-def test_migrated_statements_need_the_default_reading(env: MigrationEnv,
-                                                       tmp_path: Path) -> None:
+@pytest.mark.parametrize(("reading", "default"), [
+    ("sql_mode = 'NO_BACKSLASH_ESCAPES'", "sql_mode = DEFAULT"),
+    ("NAMES latin1", "NAMES utf8mb4"),
+    ("character_set_client = cp1251", "character_set_client = utf8mb4"),
+    ("collation_connection = latin1_swedish_ci", "collation_connection = utf8mb4_general_ci")])
+def test_migrated_statements_need_the_default_reading(env: MigrationEnv, tmp_path: Path,
+                                                       reading: str, default: str) -> None:
     """The legacy side runs the client's literals on DAL's own connections, which read text in
-    the default sql_mode (as the copies do): under NO_BACKSLASH_ESCAPES '\\' would end a string
-    there and not here, so a statement on a migrated table is refused and changes nothing; in
-    the default reading the same session's statement runs and is mirrored."""
+    the default sql_mode (as the copies do) and as utf8mb4: under NO_BACKSLASH_ESCAPES '\\'
+    would end a string there and not here, and a latin1 'é' would be another character. So a
+    write to a migrated table is refused and changes nothing; in the default reading the same
+    session's statement runs and is mirrored."""
     user = USERS[27]
     with migrating_dal(tmp_path, env) as dal:
         old = _prepare(env, dal, user)
@@ -321,11 +327,12 @@ def test_migrated_statements_need_the_default_reading(env: MigrationEnv,
         conn = dal.connect()
         try:
             with conn.cursor() as cur:
-                cur.execute("SET sql_mode = 'NO_BACKSLASH_ESCAPES'")
+                cur.execute(f"SET {reading}")
                 with pytest.raises(pymysql.MySQLError) as caught:
                     cur.execute("UPDATE orders SET total = 6.00 WHERE id = %s", (old,))
                 assert caught.value.args[0] == 1235
-                cur.execute("SET sql_mode = DEFAULT")
+                assert _sides(env, "orders", old, user) == before
+                cur.execute(f"SET {default}")
                 cur.execute("UPDATE orders SET total = 7.00 WHERE id = %s", (old,))
         finally:
             conn.close()
