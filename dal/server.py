@@ -217,6 +217,9 @@ class Server:
             conn.variables = {}
             conn.status = 0
             conn.prepared.clear()  # the reset deallocated its prepared statements
+            # The reset keeps the current database, and a pinned session's statements may
+            # have changed it unseen: the next user's statement selects its own again.
+            conn.schema = None
         except (TimeoutError, BackendError):
             conn.abort()
         pool.release(conn)

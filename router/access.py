@@ -25,7 +25,13 @@ from dataclasses import dataclass
 
 from router import errors, syntax
 from router.fingerprint import unquote_string
-from router.sqltext import AMBIGUOUS_DASH, NO_BACKSLASH_ESCAPES, security_text, string_end
+from router.sqltext import (
+    AMBIGUOUS_DASH,
+    NO_BACKSLASH_ESCAPES,
+    security_text,
+    statement_after_for,
+    string_end,
+)
 
 _WORD = re.compile(r"@@[\w$.]+|@[\w$.]+|[A-Z_$0-9][\w$]*")
 _LOAD_FILE = re.compile(r"\bLOAD_FILE\s*\(")
@@ -273,8 +279,8 @@ class AccessPolicy:
         if denial := _client_charset(text, words):
             return denial
         if second == "STATEMENT":  # SET STATEMENT v=x FOR <statement>: both parts checked
-            parts = FOR_CLAUSE.split(text, maxsplit=1)
-            head, inner = parts[0], parts[1] if len(parts) > 1 else ""
+            found = statement_after_for(text, modes)
+            head, inner = (text[:found[0]], text[found[1]:]) if found else (text, "")
             if "(" in head or ")" in head:
                 # A FOR inside the values ((SELECT 0 FOR UPDATE), SUBSTRING(x FROM 1 FOR 2))
                 # would be taken for the one before the statement.

@@ -21,7 +21,7 @@ from sqlglot.errors import ParseError, TokenError
 
 from config.model import Config, TableKind
 from router import errors, express, syntax
-from router.access import AccessPolicy, names_session_user, words_of
+from router.access import AccessPolicy, names_session_user, prepare_body, words_of
 from router.catalog import SHARDED_KINDS, Catalog
 from router.database_statements import database_statement
 from router.engine.build import rooted
@@ -30,12 +30,17 @@ from router.fingerprint import Fingerprint, fingerprint_in_modes
 from router.local_statements import local_statement
 from router.lock_tables import plan_lock_tables
 from router.migration import plan_migrated
-from router.plan import LOCAL, MIGRATED, ROUTE, SHARDED, Plan, refuse
+from router.plan import LOCAL, MIGRATED, REFUSE, ROUTE, SHARDED, Plan, refuse
 from router.plan_cache import PlanCache
 from router.rules import check_rules, tagged
 from router.set_statement import untracked_set
 from router.show import diagnostics_count
-from router.sqltext import NO_BACKSLASH_ESCAPES, expand_executable, security_text
+from router.sqltext import (
+    NO_BACKSLASH_ESCAPES,
+    expand_executable,
+    security_text,
+    statement_after_for,
+)
 from router.statement_kinds import plan_command, plan_statement
 from router.user_databases import foreign_database
 
@@ -63,17 +68,19 @@ _REPLACE = re.compile(r"(?i)^\s*REPLACE(?=\s)")
 # sqlglot would skip it as a comment, so statements are planned from their expansion.
 _EXECUTABLE_COMMENT = re.compile(r"/\*M?!")
 _START_TRANSACTION = re.compile(r"(?is)\s*START\s+TRANSACTION\b")
+_INFORMATION_SCHEMA_TABLE = re.compile(r"\bINFORMATION_SCHEMA\s*\.")  # in security_text
 _SHAPED = (SHARDED, MIGRATED)  # plans made from the fingerprint key: cached with literals
 
 
 class _Reading(NamedTuple):
     """A statement as the planner reads it: its text (executable comments expanded), that
-    text's `security_text` and words, and the fingerprint key a plan for it is built from."""
+    text's `security_text` and words, and the fingerprint key a plan for it is built from
+    (None: literals inside a run executable comment, sent as written)."""
 
     text: str
     code: str
     words: list[str]
-    key: bytes
+    key: bytes | None
 
 
 class Router:
@@ -233,6 +240,56 @@ class Router:
             if denial is not None:
                 return tagged(refuse(*denial.error), denial.rule)
             catalog = catalog.restricted(databases)
+        carried = _carried_statement(text, words, modes)
+        if carried is not None:
+            refusal = self._carried_refusal(carried, schema, admin, modes, databases)
+            if refusal is not None:
+                return refusal
+        if key is None:  # literals inside a run executable comment: sent as written
+            return self._carried_refusal(
+                ("an executable comment (/*! ... */) that holds literals, in a prepared "
+                 "statement or a multi-statement batch,", text), schema, admin, modes,
+                databases) or catalog.unparsed(
+                    text, schema, "it holds an executable comment (/*! ... */) that holds "
+                    "literals, sent in a prepared statement or a multi-statement batch",
+                    _pin_reason(text, code))
+        plan = self._plan_read(catalog, text, code, words, key, schema, admin, modes)
+        if (plan.kind == ROUTE and plan.sql is None
+                and _INFORMATION_SCHEMA_TABLE.search(code) is not None):
+            # Sent as written, it would read the backend's whole information_schema (every
+            # shard database, dal_meta) instead of the logical view (a pinned SET's subquery,
+            # a SHOW ... WHERE).
+            return refuse(*errors.NOT_SUPPORTED, "DAL shows information_schema only through "
+                          "its logical view, in a SELECT of its own (SELECT ... FROM "
+                          "information_schema.<table>); this statement would send it as "
+                          "written")
+        return plan
+
+    def _carried_refusal(self, carried: tuple[str, str], schema: str | None, admin: bool,
+                         modes: int, databases: frozenset[str] | None) -> Plan | None:
+        """A statement that carries another (``carried``: what carries it, the carried text)
+        is sent to the backend as written, carried statement and all: refused unless the
+        carried one, planned on its own, would be sent as written too. USE, KILL, SHOW
+        PROCESSLIST, a SET DAL tracks, information_schema, a sharded or broadcast table or
+        a session function would otherwise reach the backend unseen by DAL."""
+        what, inner = carried
+        plan = self.analyse(inner.encode("utf-8", "surrogateescape"), schema, admin, None,
+                            modes, databases)
+        if plan.kind == REFUSE:
+            return plan
+        if plan.kind == ROUTE and plan.sql is None and plan.handler is None and not (
+                plan.diagnostics):
+            return None
+        return replace(refuse(*errors.NOT_SUPPORTED, f"{what} is sent to the backend as "
+                              "written, and DAL routes, rewrites, tracks or answers the "
+                              "statement it carries itself (USE, KILL, SHOW PROCESSLIST, a "
+                              "tracked SET, information_schema, a sharded or broadcast table, "
+                              "a session function): send that statement on its own"),
+                       once=True)
+
+    def _plan_read(self, catalog: Catalog, text: str, code: str, words: list[str], key: bytes,
+                   schema: str | None, admin: bool, modes: int) -> Plan:
+        """`analyse` of a statement read and checked: DAL's own answers, else sqlglot."""
         local = local_statement(words, text) or database_statement(words, text)
         if local is not None:
             return local
@@ -310,14 +367,9 @@ class Router:
         if denial is not None:
             return replace(tagged(refuse(*denial.error), denial.rule), once=True)
         key = _slots_key(text, read, modes)
-        if key is None:
-            if words[:1] == ["SET"]:
-                return untracked_set(words, self.catalog.default_route(schema, "set"))
-            return self.catalog.unparsed(text, schema, "it holds an executable comment (/*! "
-                                         "... */) that holds literals, sent in a prepared "
-                                         "statement or a multi-statement batch",
-                                         _pin_reason(read, code))
-        return _Reading(read, code, words, key)
+        if key is None and words[:1] == ["SET"]:
+            return untracked_set(words, self.catalog.default_route(schema, "set"))
+        return _Reading(read, code, words, key)  # key None: planned for this text only
 
     def _parse(self, parsed: str, text: str, schema: str | None) -> exp.Expression | Plan:
         """The one statement sqlglot reads in ``parsed`` (``text``, REPLACE read as INSERT);
@@ -345,6 +397,18 @@ class Router:
             head = re.match(r"\s*\w+\s*", text)
             return self.catalog.syntax_error(text, schema, head.end() if head else None)
         return tree
+
+
+def _carried_statement(text: str, words: list[str], modes: int) -> tuple[str, str] | None:
+    """(what carries it, the statement) for PREPARE name FROM '<statement>' and SET STATEMENT
+    ... FOR <statement>; None for any other statement."""
+    if words[:1] == ["PREPARE"]:
+        body = prepare_body(text, modes)
+        return None if body is None else ("PREPARE ... FROM '<statement>'", body)
+    if words[:2] == ["SET", "STATEMENT"]:
+        found = statement_after_for(text, modes)
+        return None if found is None else ("SET STATEMENT ... FOR", text[found[1]:])
+    return None
 
 
 def _cache_key(fp: Fingerprint, schema: str | None, admin: bool, modes: int,

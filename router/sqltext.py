@@ -52,6 +52,39 @@ def string_end(text: str, start: int, quote: str, modes: int) -> int:
     return n
 
 
+def statement_after_for(text: str, modes: int) -> tuple[int, int] | None:
+    """For ``SET STATEMENT v = x, ... FOR <statement>``: where the FOR that ends the values
+    starts and where the statement after it starts, read as MariaDB reads it (a FOR inside a
+    string, a quoted name, a comment or parentheses is not it); None without one."""
+    i, n, depth = 0, len(text), 0
+    ansi = modes & ANSI_QUOTES
+    while i < n:
+        c = text[i]
+        if c == "'" or (c == '"' and not ansi):
+            i = string_end(text, i, c, modes)
+        elif c == "`" or (c == '"' and ansi):
+            i = string_end(text, i, c, NO_BACKSLASH_ESCAPES)  # quoted names: no escapes
+        elif text.startswith("/*", i) and _executable_head(text, i) < 0:
+            end = _comment_end(text, i + 2, False)
+            i = n if end < 0 else end
+        elif c == "#" or (text.startswith("--", i) and (i + 2 >= n or _comment_dash(text[i + 2]))):
+            end = text.find("\n", i)
+            i = n if end < 0 else end + 1
+        elif c in "()":
+            depth += 1 if c == "(" else -1
+            i += 1
+        elif (depth == 0 and text[i:i + 3].upper() == "FOR" and (i == 0 or not _word(text[i - 1]))
+              and (i + 3 >= n or not _word(text[i + 3]))):
+            return i, i + 3
+        else:
+            i += 1
+    return None
+
+
+def _word(c: str) -> bool:
+    return c.isalnum() or c in "_$"
+
+
 def _executable_head(text: str, i: int) -> int:
     """For ``/*!`` or ``/*M!`` at ``i``: the index where the executable body starts (after an
     optional 5- or 6-digit version); -1 when this is a plain comment."""

@@ -1,0 +1,172 @@
+"""Statements that carry another are held to what the carried one may do on its own.
+
+`PREPARE s FROM '<statement>'`, `SET STATEMENT ... FOR <statement>` and an executable comment
+holding literals in a prepared statement go to the backend as written. DAL used to check the
+carried statement against the role's allowlist only, so a statement DAL answers, tracks or
+rewrites itself ran on the backend as DAL's own account instead: USE of another logical
+database (left in the pool for the next session), KILL of other sessions' queries, SHOW
+PROCESSLIST with their SQL, SHOW GRANTS with the account's password hash, information_schema
+past the logical view, another session's @@last_insert_id, and a write to one copy of a
+broadcast table. Each is refused now (checked on the backends where it could act), and the
+same forms still work for what DAL would send as written anyway.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Iterator
+
+import pymysql
+import pytest
+
+from tests.dal_process import ROOT, DalProcess, running_test_config, start_own_dal
+from tests.psclient import PsClient, ServerError
+
+OTHER = "test_carried"  # a created logical database the limited user may not use
+USERS = {"limited": {"password": "limited", "role": "app", "databases": ["trade"]}}
+FOR = "SET STATEMENT max_statement_time = 0 FOR "
+
+
+@pytest.fixture(scope="module")
+def dal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[DalProcess, dict]]:
+    running_test_config()
+    proc, raw, _ = start_own_dal(tmp_path_factory.mktemp("carried"),
+                                 ROOT / "var" / "test" / "dal-carried.log", {"users": USERS})
+    admin = _connect(proc, "admin")
+    with admin.cursor() as cur:
+        cur.execute(f"DROP DATABASE IF EXISTS {OTHER}")
+        cur.execute(f"CREATE DATABASE {OTHER}")
+        cur.execute(f"CREATE TABLE {OTHER}.carried_secret (id INT PRIMARY KEY, v VARCHAR(20))")
+        cur.execute(f"INSERT INTO {OTHER}.carried_secret VALUES (1, 'only-admins')")
+    try:
+        yield proc, raw
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS {OTHER}")
+        admin.close()
+        proc.stop()
+
+
+def _connect(proc: DalProcess, user: str) -> pymysql.Connection:
+    return pymysql.connect(host="127.0.0.1", port=proc.port, user=user, password=user,
+                           database="trade", autocommit=True, connect_timeout=10,
+                           read_timeout=30)
+
+
+def _root(raw: dict, instance: str) -> pymysql.Connection:
+    inst = raw["instances"][instance]
+    return pymysql.connect(host=inst["host"], port=inst["port"], user="root", password="",
+                           autocommit=True, connect_timeout=10)
+
+
+def _refused(cur, sql: str) -> int:
+    with pytest.raises(pymysql.MySQLError) as info:
+        cur.execute(sql)
+        cur.fetchall()
+        if sql.startswith("PREPARE"):
+            cur.execute("EXECUTE s")
+    return info.value.args[0]
+
+
+REFUSED = [
+    f"PREPARE s FROM 'USE {OTHER}'",
+    f"{FOR}USE {OTHER}",
+    f"{FOR}SHOW FULL PROCESSLIST",
+    "PREPARE s FROM 'SHOW PROCESSLIST'",
+    f"{FOR}SHOW GRANTS",
+    f"{FOR}SHOW DATABASES",
+    "PREPARE s FROM 'SELECT CURRENT_USER()'",
+    f"{FOR}SELECT @@last_insert_id",
+    "PREPARE s FROM 'SELECT @@last_insert_id, LAST_INSERT_ID()'",
+    f"{FOR}SELECT GROUP_CONCAT(DISTINCT table_schema) FROM information_schema.tables",
+    "SET @x = (SELECT GROUP_CONCAT(DISTINCT table_schema) FROM information_schema.tables)",
+    "SHOW VARIABLES WHERE (SELECT COUNT(*) FROM information_schema.tables "
+    "WHERE table_schema = 'dal_meta') > 0",
+    f"{FOR}INSERT INTO regions (id, name) VALUES (987654, 'carried')",
+    f"{FOR}SET autocommit = 0",
+    "PREPARE s FROM 'BEGIN'",
+    f"SET STATEMENT max_statement_time = 'x FOR y' FOR USE {OTHER}",
+]
+
+
+def test_carried_statements_dal_would_not_send_as_written_are_refused(
+        dal: tuple[DalProcess, dict]) -> None:
+    proc, raw = dal
+    for user in ("limited", "app"):
+        with contextlib.closing(_connect(proc, user)) as conn, conn.cursor() as cur:
+            for sql in REFUSED:
+                assert _refused(cur, sql) in (1235, 1044, 1227), (user, sql)
+            cur.execute("SELECT DATABASE(), @@autocommit")
+            assert cur.fetchone() == ("trade", 1), user
+            with pytest.raises(pymysql.MySQLError):  # still in trade: no such table here
+                cur.execute("SELECT v FROM carried_secret")
+    for instance in ("a", "b"):  # the broadcast write reached no copy
+        with contextlib.closing(_root(raw, instance)) as conn, conn.cursor() as cur:
+            cur.execute("SELECT schema_name FROM information_schema.schemata WHERE "
+                        "schema_name = 'trade' OR schema_name LIKE 'user\\_%'")
+            for (db,) in cur.fetchall():
+                cur.execute(f"SELECT COUNT(*) FROM `{db}`.regions WHERE id = 987654")
+                assert cur.fetchone() == (0,), (instance, db)
+
+
+def test_executable_comments_in_prepared_statements_follow_the_same_rule(
+        dal: tuple[DalProcess, dict]) -> None:
+    proc, _ = dal
+    ps = PsClient(proc.port)
+    try:
+        assert ps.login("limited", "limited")[:1] == b"\x00"
+        for sql in ("/*!KILL QUERY 1 */", "/*!SHOW DATABASES LIKE 'dal%' */",
+                    f"/*!SELECT v FROM {OTHER}.carried_secret WHERE id = 1 */"):
+            with pytest.raises(ServerError) as info:
+                ps.prepare(sql)
+            assert info.value.code in (1235, 1044), sql
+        got = ps.run("/*!SELECT COUNT(*) FROM merchants WHERE id > 0 */")
+        assert len(got.rows) == 1  # a carried statement DAL sends as written: still works
+    finally:
+        ps.close()
+
+
+def test_kill_in_a_carried_statement_does_not_reach_another_session(
+        dal: tuple[DalProcess, dict]) -> None:
+    proc, raw = dal
+    outcome: dict = {}
+
+    def sleep_as_admin() -> None:
+        with contextlib.closing(_connect(proc, "admin")) as conn, conn.cursor() as cur:
+            cur.execute("SELECT SLEEP(3) AS carried_victim")
+            outcome["slept"] = cur.fetchone()[0]
+
+    victim = threading.Thread(target=sleep_as_admin)
+    victim.start()
+    thread_id = None
+    deadline = time.monotonic() + 5
+    default = raw["databases"]["trade"]["default_instance"]
+    while thread_id is None and time.monotonic() < deadline:
+        with contextlib.closing(_root(raw, default)) as conn, conn.cursor() as cur:
+            cur.execute("SELECT id FROM information_schema.processlist "
+                        "WHERE info LIKE 'SELECT SLEEP(3) AS carried_victim%'")
+            row = cur.fetchone()
+            thread_id = row[0] if row else None
+        time.sleep(0.05)
+    assert thread_id is not None
+    with contextlib.closing(_connect(proc, "limited")) as conn, conn.cursor() as cur:
+        for sql in (f"PREPARE s FROM 'KILL QUERY {thread_id}'", f"{FOR}KILL QUERY {thread_id}",
+                    "PREPARE s FROM 'KILL USER nobody_carried'"):
+            assert _refused(cur, sql) in (1235, 1227), sql
+    victim.join(10)
+    assert outcome.get("slept") == 0  # ran its three seconds: not killed
+
+
+def test_carried_statements_dal_sends_as_written_still_work(
+        dal: tuple[DalProcess, dict]) -> None:
+    proc, _ = dal
+    with contextlib.closing(_connect(proc, "limited")) as conn, conn.cursor() as cur:
+        cur.execute(f"{FOR}SELECT COUNT(*) FROM merchants WHERE id > 0")
+        assert len(cur.fetchall()) == 1
+        cur.execute("PREPARE s FROM 'SELECT COUNT(*) FROM merchants WHERE id > ?'")
+        cur.execute("SET @n = 0")
+        cur.execute("EXECUTE s USING @n")
+        assert len(cur.fetchall()) == 1
+        cur.execute("DEALLOCATE PREPARE s")
