@@ -102,7 +102,9 @@ class BackendConnection(ClientConnection, asyncio.Protocol):
         character set, in force when it was prepared, so one prepared under others is not
         this one."""
         variables = self.variables
-        return self.schema, variables.get("sql_mode"), variables.get("names"), sql
+        return (self.schema, variables.get("sql_mode"), variables.get("names"),
+                variables.get("character_set_client"), variables.get("character_set_connection"),
+                variables.get("collation_connection"), sql)
 
     @property
     def depth(self) -> int:
