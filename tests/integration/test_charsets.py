@@ -89,3 +89,36 @@ def test_readers_get_text_in_their_charset(connect, backends, written, charset, 
             assert got == ((f"{marker} {expected}",),), through_dal
     finally:
         ref.close()
+
+
+def test_a_prepared_statement_is_read_in_each_sessions_client_character_set(
+        tmp_path, direct) -> None:
+    """MariaDB reads a prepared text's literals in the client character set in force when it
+    was prepared. Two sessions sharing DAL's one pooled connection prepare the same bytes, the
+    second with character_set_client latin1: each gets what a direct connection with its own
+    settings gets, not the first session's backend statement."""
+    from tests.own_dal import own_dal
+    from tests.psclient import PsClient
+
+    sql = "SELECT 'é' AS v, COUNT(*) AS n FROM merchants WHERE id < 0".encode()
+    truth = {}
+    for charset in ("utf8mb4", "latin1"):
+        conn = direct("a", "trade")
+        with conn.cursor() as cur:
+            cur.execute(f"SET character_set_client = {charset}")
+            cur.execute(sql)
+            truth[charset] = cur.fetchone()[0]
+    assert truth["utf8mb4"] != truth["latin1"]  # the test means something
+    with own_dal(tmp_path, pool={"max_size": 1, "pipeline_depth": 0}) as dal:
+        seen = {}
+        for charset in ("utf8mb4", "latin1"):  # one after the other, on the one connection
+            ps = PsClient(dal.port)
+            try:
+                assert ps.login()[:1] == b"\x00"
+                assert ps.query(f"SET character_set_client = {charset}".encode())[0][:1] == (
+                    b"\x00")
+                for _ in range(2):
+                    seen[charset] = ps.run(sql).rows[0][0].decode()
+            finally:
+                ps.close()
+    assert seen == truth
