@@ -29,13 +29,14 @@ if TYPE_CHECKING:
 _SHARDED = (TableKind.SHARDED, TableKind.BOUND)
 
 
-async def _run(session: SessionPort, instance: str, sql: str) -> Result:
+async def _run(session: SessionPort, instance: str, database: str | None, sql: str) -> Result:
     pool = session.server.pools[instance]
     conn = await pool.acquire()
     try:
         # The client's LIKE or WHERE is read under the session's sql_mode and character set,
-        # as DAL's checks read it, not under whatever the pooled connection last ran.
-        await apply_state(conn, None, session.state)
+        # as DAL's checks read it, and in the database shown, not in whatever database and
+        # state the pooled connection's last user left (router/show.py keeps it to literals).
+        await apply_state(conn, database, session.state)
         return await conn.query(sql)
     finally:
         pool.release(conn, reusable=not conn.closed)
@@ -47,12 +48,12 @@ async def table_status(session: SessionPort, db: str, tail: str) -> bytes:
     config = session.server.config
     cfg = config.databases[db]
     sharded = {name for name, table in cfg.tables.items() if table.kind in _SHARDED}
-    result = await _run(session, cfg.default_instance,
+    result = await _run(session, cfg.default_instance, cfg.default_database,
                         f"SHOW TABLE STATUS FROM `{cfg.default_database}`{tail}")
     rows = [row for row in result.rows if (row[0] or b"").decode() not in sharded]
     if sharded:
         shard_db = cfg.dimensions[cfg.authoritative].database(0)
-        first = await _run(session, config.shard_instance(db, cfg.authoritative, 0),
+        first = await _run(session, config.shard_instance(db, cfg.authoritative, 0), shard_db,
                            f"SHOW TABLE STATUS FROM `{shard_db}`{tail}")
         rows += [row for row in first.rows if (row[0] or b"").decode() in sharded]
     rows.sort(key=lambda row: row[0] or b"")
@@ -70,7 +71,8 @@ async def routine_status(session: SessionPort, kind: str, tail: str) -> bytes:
         logical.setdefault(cfg.default_instance, {})[cfg.default_database] = db
     columns, rows = None, []
     for instance, names in (logical or {session.server.default_instance: {}}).items():
-        result = await _run(session, instance, f"SHOW {kind} STATUS{tail}")
+        result = await _run(session, instance, next(iter(names), None),
+                            f"SHOW {kind} STATUS{tail}")
         columns = result.columns
         for row in result.rows:
             name = names.get((row[0] or b"").decode())

@@ -87,7 +87,8 @@ _SHOW_ALLOWED = frozenset({
 FOR_CLAUSE = re.compile(r"\sFOR\s")  # SET STATEMENT ... FOR <statement>
 # Session variables that change how the backend reads statement text.
 READING_VARIABLES = frozenset({"SQL_MODE", "NAMES", "CHARACTER", "CHARSET",
-                                "CHARACTER_SET_CLIENT"})
+                                "CHARACTER_SET_CLIENT", "CHARACTER_SET_CONNECTION",
+                                "COLLATION_CONNECTION"})
 _SHOW_CREATE_ALLOWED = frozenset({"TABLE", "VIEW", "PROCEDURE", "FUNCTION", "TRIGGER",
                                   "SEQUENCE", "DATABASE", "SCHEMA"})
 _SHOW_SKIP = frozenset({"FULL", "GLOBAL", "SESSION", "LOCAL", "EXTENDED"})

@@ -30,7 +30,7 @@ from router.fingerprint import Fingerprint, fingerprint_in_modes
 from router.local_statements import local_statement
 from router.lock_tables import plan_lock_tables
 from router.migration import plan_migrated
-from router.plan import LOCAL, MIGRATED, REFUSE, ROUTE, SHARDED, Plan, refuse
+from router.plan import LOCAL, MIGRATED, REFUSE, ROUTE, SET, SHARDED, Plan, refuse
 from router.plan_cache import PlanCache
 from router.rules import check_rules, tagged
 from router.set_statement import untracked_set
@@ -57,12 +57,14 @@ _PIN_PATTERNS = [
     (re.compile(r"(?i)\bCREATE\s+TEMPORARY\s+TABLE\b"), "temporary_table"),
     (re.compile(r"(?i)\bSQL_CALC_FOUND_ROWS\b"), "found_rows"),
     # Any := assigns a user variable (@a.b, @x$ and quoted names included), as INTO @v does.
-    (re.compile(r"(?i):=|\bINTO\s*@"), "user_variable"),
+    (re.compile(r"(?i):=|\bINTO\s*@|^\s*GET\s+(?:CURRENT\s+|STACKED\s+)?DIAGNOSTICS\b"),
+     "user_variable"),
     (re.compile(r"(?i)^\s*(PREPARE|EXECUTE|DEALLOCATE)\b"), "text_prepare"),
     (re.compile(r"(?i)^\s*CALL\b"), "call"),
 ]
 _OWN_CONNECTION = re.compile(r"(?i)\b(FOUND_ROWS|ROW_COUNT)\s*\(|"
-                             r"(@@(?:SESSION\.|LOCAL\.)?(?:LAST_INSERT_ID|IDENTITY|INSERT_ID))\b")
+                             r"(@@(?:SESSION\.|LOCAL\.)?(?:LAST_INSERT_ID|IDENTITY|INSERT_ID)|"
+                             r"\bGET\s+(?:CURRENT\s+|STACKED\s+)?DIAGNOSTICS)\b")
 _REPLACE = re.compile(r"(?i)^\s*REPLACE(?=\s)")
 # MariaDB runs the inside of /*! ... */ and /*M! ... */ by its version; DAL's scanner and
 # sqlglot would skip it as a comment, so statements are planned from their expansion.
@@ -237,8 +239,9 @@ class Router:
             forbidden = {name.upper(): name for name in self.config.databases
                          if name not in databases}
             denial = foreign_database(code, text, modes, forbidden)
-            if denial is not None:
-                return tagged(refuse(*denial.error), denial.rule)
+            if denial is not None:  # PREPARE's depends on its literal body: not cached
+                return replace(tagged(refuse(*denial.error), denial.rule),
+                               once=words[:1] == ["PREPARE"])
             catalog = catalog.restricted(databases)
         carried = _carried_statement(text, words, modes)
         if carried is not None:
@@ -275,8 +278,8 @@ class Router:
         what, inner = carried
         plan = self.analyse(inner.encode("utf-8", "surrogateescape"), schema, admin, None,
                             modes, databases)
-        if plan.kind == REFUSE:
-            return plan
+        if plan.kind == REFUSE:  # for this text only: the carrier's key hides the statement
+            return replace(plan, once=True)
         if plan.kind == ROUTE and plan.sql is None and plan.handler is None and not (
                 plan.diagnostics):
             return None
@@ -307,7 +310,7 @@ class Router:
             return count
         pin = _pin_reason(text, code)
         if isinstance(tree, exp.Command):
-            return plan_command(catalog, words, text, schema, pin)
+            return _connection_needs(plan_command(catalog, words, text, schema, pin), text, pin)
         plan = check_rules(self.rules, tree,
                            plan_statement(catalog, tree, text, schema, admin, key), admin)
         if self.migrating:  # a live migration's tables (router/migration.py)
@@ -430,7 +433,13 @@ def _slots_key(text: str, expanded: str, modes: int) -> bytes | None:
 
 def _connection_needs(plan: Plan, text: str, pin: str | None) -> Plan:
     """A route marked with what it needs of its backend connection: pinned to the session's
-    (``pin``), or the session's own for FOUND_ROWS()/ROW_COUNT()."""
+    (``pin``), or the session's own for FOUND_ROWS()/ROW_COUNT(). A SET whose values DAL
+    evaluates on a shared connection may not read or leave its state (a lock, an id)."""
+    if plan.kind == SET and plan.args and (pin or _OWN_CONNECTION.search(text)):
+        return refuse(*errors.NOT_SUPPORTED, "DAL evaluates this SET's values on a shared "
+                      "backend connection, where GET_LOCK() would stay held and "
+                      "@@last_insert_id, ROW_COUNT() or FOUND_ROWS() belong to another "
+                      "session: compute the value in a SELECT first")
     if pin and plan.kind == ROUTE:
         plan = replace(plan, pin=pin)
     if plan.kind == ROUTE and (own := _OWN_CONNECTION.search(text)):

@@ -134,9 +134,10 @@ def _pinned(text: str, route: Plan, pin: str) -> Plan:
     if "SQL_MODE" in words:
         return refuse(*errors.NOT_SUPPORTED, _UNTRACKED_SQL_MODE)
     if not words.isdisjoint(READING_VARIABLES):
-        return refuse(*BAD_CHARSET, "DAL takes SET NAMES or character_set_client only in a SET "
-                      "of its own, not beside a user variable or an expression it cannot "
-                      "replay (it must know how to read the next statement)")
+        return refuse(*BAD_CHARSET, "DAL takes SET NAMES, character_set_client, "
+                      "character_set_connection or collation_connection only in a SET of its "
+                      "own, not beside a user variable or an expression it cannot replay (it "
+                      "must know how the backend reads the next statement)")
     return replace(route, pin=pin)
 
 

@@ -13,11 +13,29 @@ from router import errors
 from router.catalog import SHARDED_KINDS, SYSTEM_SCHEMAS, Catalog
 from router.mariadb_sql import mariadb_sql
 from router.plan import LOCAL, ROUTE, Plan, refuse
+from router.sqltext import ANSI_QUOTES, security_text
 
 _COUNT_DIAGNOSTICS = re.compile(r"(?i)\s*SHOW\s+COUNT\s*\(\s*\*\s*\)\s+(WARNINGS|ERRORS)\s*;?\s*$")
 _ROUTINE_STATUS = re.compile(r"(?is)\s*SHOW\s+(PROCEDURE|FUNCTION)\s+STATUS(\s.*?)?\s*;?\s*$")
 _TABLE_STATUS = re.compile(r"(?is)\s*SHOW\s+TABLE\s+STATUS(?:\s+(?:FROM|IN)\s+"
                            r"(?:`(?:[^`]|``)+`|[\w$]+))?(\s.*?)?\s*;?\s*$")
+
+
+# In a SHOW ... STATUS tail DAL runs on a pooled connection: a call (but IN, NOT, ... before a
+# parenthesis), a subquery, a variable or an assignment would run there for the session.
+_TAIL_CODE = re.compile(r"\bSELECT\b|@|:=|"
+                        r"\b(?!(?:IN|NOT|AND|OR|XOR|WHERE|LIKE)\b)[A-Z_$][\w$]*\s*\(")
+
+
+def _tail_refusal(tail: str) -> Plan | None:
+    """The refusal of a SHOW ... STATUS's LIKE/WHERE tail that would do more than compare
+    the rows' columns with literals (read either way ANSI_QUOTES may be)."""
+    if any(_TAIL_CODE.search(security_text(tail, modes)) for modes in (0, ANSI_QUOTES)):
+        return refuse(*errors.NOT_SUPPORTED, "DAL runs SHOW ... STATUS's LIKE or WHERE on a "
+                      "shared backend connection: it may compare the columns with literals "
+                      "(=, <>, LIKE, IN, AND, OR, NOT), without functions, subqueries or "
+                      "variables")
+    return None
 
 
 def diagnostics_count(catalog: Catalog, text: str, schema: str | None) -> Plan | None:
@@ -56,9 +74,10 @@ def plan_show(catalog: Catalog, tree: exp.Show, text: str, schema: str | None) -
         # DAL keeps the logical databases' rows (dal/table_status.py).
         match = _ROUTINE_STATUS.match(text)
         if match is not None:
-            return Plan(LOCAL, handler="routine_status",
-                        args=(match.group(1).upper(), match.group(2) or ""), statement="show",
-                        once=True)
+            tail = match.group(2) or ""
+            return _tail_refusal(tail) or Plan(
+                LOCAL, handler="routine_status", args=(match.group(1).upper(), tail),
+                statement="show", once=True)
     target = tree.args.get("target")
     if what in ("CREATE TABLE", "COLUMNS", "FIELDS", "INDEX", "INDEXES", "KEYS") and target:
         table = exp.Table(this=exp.to_identifier(target.name),
@@ -111,4 +130,5 @@ def _table_status(catalog: Catalog, tree: exp.Show, text: str, schema: str | Non
         return db
     match = _TABLE_STATUS.match(text)
     tail = (match.group(1) or "") if match else ""
-    return Plan(LOCAL, handler="table_status", args=(db, tail), statement="show", once=True)
+    return _tail_refusal(tail) or Plan(LOCAL, handler="table_status", args=(db, tail),
+                                       statement="show", once=True)

@@ -170,3 +170,71 @@ def test_carried_statements_dal_sends_as_written_still_work(
         cur.execute("EXECUTE s USING @n")
         assert len(cur.fetchall()) == 1
         cur.execute("DEALLOCATE PREPARE s")
+
+
+# -- a shared connection's state (an eighth review) ----------------------------------------------
+
+
+def test_show_status_tails_compare_columns_only(dal: tuple[DalProcess, dict]) -> None:
+    """SHOW TABLE|PROCEDURE STATUS run their LIKE/WHERE on a pooled connection: a function,
+    subquery, variable or assignment there ran in whatever database and state the last user
+    left (it read another database's table through an XPATH error, and left a GET_LOCK)."""
+    proc, raw = dal
+    with contextlib.closing(_connect(proc, "limited")) as conn, conn.cursor() as cur:
+        for show in ("SHOW PROCEDURE STATUS", "SHOW TABLE STATUS", "SHOW FUNCTION STATUS"):
+            for tail in ("WHERE Name = EXTRACTVALUE(1, CONCAT('~', DATABASE()))",
+                         "WHERE Name = (SELECT v FROM carried_secret LIMIT 1)",
+                         "WHERE (@carried_leak := 'x') IS NULL",
+                         "WHERE GET_LOCK('carried_lock', 0) IS NULL"):
+                assert _refused(cur, f"{show} {tail}") == 1235, (show, tail)
+            cur.execute(f"{show} WHERE Name IN ('orders', 'merchants') AND NOT (Name LIKE 'x%')")
+            cur.fetchall()
+        cur.execute("SHOW TABLE STATUS LIKE 'merchants'")
+        assert [row[0] for row in cur.fetchall()] == ["merchants"]
+    default = raw["databases"]["trade"]["default_instance"]
+    with contextlib.closing(_root(raw, default)) as conn, conn.cursor() as cur:
+        cur.execute("SELECT IS_USED_LOCK('carried_lock')")
+        assert cur.fetchone() == (None,)
+
+
+def test_state_of_a_shared_connection_is_not_read_or_left(dal: tuple[DalProcess, dict]) -> None:
+    """GET DIAGNOSTICS read the last user's warnings on a pooled connection; a SET whose value
+    DAL evaluates on one read its @@last_insert_id or left a GET_LOCK held there; a pinned SET
+    changed the connection's character set unseen."""
+    proc, raw = dal
+    with contextlib.closing(_connect(proc, "app")) as conn, conn.cursor() as cur:
+        cur.execute("SELECT CAST('carried-secret-XYZ' AS SIGNED)")
+    with contextlib.closing(_connect(proc, "limited")) as conn, conn.cursor() as cur:
+        for sql in ("GET DIAGNOSTICS CONDITION 1 @m = MESSAGE_TEXT",
+                    "SET max_statement_time = @@last_insert_id",
+                    "SET sql_select_limit = GET_LOCK('carried_set_lock', 0)",
+                    "SET @a = 1, character_set_connection = 'latin1'",
+                    "SET @a = 1, collation_connection = 'latin1_swedish_ci'",
+                    "PREPARE s FROM 'SET @a = 1, collation_connection = ''latin1_swedish_ci'''"):
+            assert _refused(cur, sql) in (1235, 1115), sql
+        # On its own connection (pinned by a user variable) a session reads its own warnings.
+        cur.execute("SET @pinned := 1")
+        cur.execute("SELECT CAST('mine-ABC' AS SIGNED)")
+        cur.execute("GET DIAGNOSTICS CONDITION 1 @m = MESSAGE_TEXT")
+        cur.execute("SELECT @m, @@character_set_connection")
+        message, charset = cur.fetchone()
+        assert "mine-ABC" in message and charset == "utf8mb4"
+    default = raw["databases"]["trade"]["default_instance"]
+    with contextlib.closing(_root(raw, default)) as conn, conn.cursor() as cur:
+        cur.execute("SELECT IS_USED_LOCK('carried_set_lock')")
+        assert cur.fetchone() == (None,)
+
+
+def test_a_refused_prepare_is_not_cached_for_every_prepare(
+        dal: tuple[DalProcess, dict]) -> None:
+    """The refusal of one PREPARE depends on its body: cached under the shape `PREPARE s FROM
+    ?` it refused every later PREPARE of any session."""
+    proc, _ = dal
+    for user, refused in (("limited", f"PREPARE s FROM 'SHOW CREATE DATABASE {OTHER}'"),
+                          ("app", "PREPARE s FROM 'SHOW PROCESSLIST'")):
+        with contextlib.closing(_connect(proc, user)) as conn, conn.cursor() as cur:
+            assert _refused(cur, refused) in (1044, 1235)
+        with contextlib.closing(_connect(proc, user)) as conn, conn.cursor() as cur:
+            cur.execute("PREPARE s FROM 'SELECT COUNT(*) FROM merchants'")
+            cur.execute("EXECUTE s")
+            assert len(cur.fetchall()) == 1, user
