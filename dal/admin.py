@@ -104,20 +104,26 @@ _SHOW = re.compile(r"(?is)\s*SHOW\s+DAL\s+(\w+)\s*;?\s*$")
 _EXPLAIN = re.compile(rb"(?is)\s*EXPLAIN\s+DAL\s+")
 
 
-def explain(server: ServerPort, sql: bytes, schema: str | None, admin: bool, *, seq: int,
-            status: int, extended: bool = False,
-            databases: frozenset[str] | None = None) -> bytes:
+async def explain(server: ServerPort, sql: bytes, schema: str | None, admin: bool, *, seq: int,
+                  status: int, extended: bool = False,
+                  databases: frozenset[str] | None = None) -> bytes:
     """``EXPLAIN DAL <statement>``: its plan's tree of primitives (router/explain.py), as a
-    result set."""
+    result set; a long statement is planned on the planner thread (dal/session/planning.py)."""
+    from dal.session.planning import PLAN_AWAY_BYTES, plan_away
     from router.explain import HEADER
     from router.explain import explain as explain_plan
+    from router.fingerprint import fingerprint
 
     match = _EXPLAIN.match(sql)
     statement = sql[match.end():].rstrip(b"; \t\n") if match else b""
     if not statement:
         return err_packet(ERR(errors.NOT_SUPPORTED[0], "EXPLAIN DAL needs a statement",
                               errors.NOT_SUPPORTED[1]), seq)
-    rows = explain_plan(server.router, server.config, statement, schema, admin, databases)
+    plan = None
+    if len(statement) >= PLAN_AWAY_BYTES:
+        plan = await plan_away(server.router, statement, fingerprint(statement), schema, admin,
+                               0, None, databases)
+    rows = explain_plan(server.router, server.config, statement, schema, admin, databases, plan)
     return _result(HEADER, rows, seq=seq, status=status, extended=extended)
 
 

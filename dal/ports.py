@@ -101,6 +101,8 @@ class SessionPort(Protocol):
     transport: asyncio.Transport | None
     statement_started: float  # perf_counter() when the current (or last) statement arrived
     statement_text: bytes | None  # its fingerprint, literals as ``?``
+    planning: bool  # its statement is on the planner thread (dal/session/planning.py)
+    kill_requested: bool  # a KILL QUERY came while it was
 
     @property
     def closed(self) -> bool: ...

@@ -133,6 +133,9 @@ async def kill_in_worker(server: ServerPort, number: int, query_only: bool, user
 async def _stop_statement(target: SessionPort) -> None:
     """KILL QUERY on the backend connection serving ``target``'s running statement, if any
     (a pipelined one once it runs there, by its query id: `kill_pipelined`)."""
+    if target.planning:  # nothing on a backend yet: it ends when its plan is made
+        target.kill_requested = True
+        return
     conn = (target.relay.serving or target.pinned) if target.busy else None
     if conn is not None and conn.shared:
         await kill_pipelined(target.server, conn, target.relay.done)

@@ -19,6 +19,7 @@ from router.engine.local import SetVariables
 from router.engine.route import Route
 from router.engine.scatter import Scatter
 from router.fingerprint import fingerprint
+from router.plan import Plan
 from router.planner import Router
 from router.targets import Refusal, Target
 
@@ -28,11 +29,13 @@ Row = list[str | None]
 
 
 def explain(router: Router, config: Config, sql: bytes, schema: str | None,
-            admin: bool, databases: frozenset[str] | None = None) -> list[Row]:
+            admin: bool, databases: frozenset[str] | None = None,
+            plan: Plan | None = None) -> list[Row]:
     """Plan ``sql`` (without running it) as a user with ``admin`` and ``databases``
-    (`Router.plan`) would run it, and describe its tree."""
+    (`Router.plan`) would run it, and describe its tree (``plan``: made already)."""
     fp = fingerprint(sql)
-    plan = router.plan(sql, fp, schema, admin, databases=databases)
+    if plan is None:
+        plan = router.plan(sql, fp, schema, admin, databases=databases)
     root = plan.root if isinstance(plan.root, Primitive) else build(plan)
     rows: list[Row] = []
     _walk(root, 0, config, fp.slots(sql), sql, rows)

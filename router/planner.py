@@ -118,22 +118,25 @@ class Router:
         executable comment included, whatever its version). ``databases``: the logical
         databases of a user with a `databases:` list (a statement that names another is
         refused, 1044; planned and cached apart), None for every other user."""
-        plan = self.cached(fp, schema, admin, modes, original, databases)
+        plan = self.original_refusal(original, modes, admin) if original is not None else None
+        if plan is None:
+            plan = self.cached(fp, schema, admin, modes, databases)
         if plan is None:
             plan = self.keep(sql, fp, schema, admin, modes, databases,
                              self.analysed(sql, fp, schema, admin, modes, databases))
         return plan
 
+    def original_refusal(self, original: bytes, modes: int, admin: bool) -> Plan | None:
+        """The access check's refusal of the client's text ``original`` (every executable
+        comment in it included, whatever its version), else None. It only reads: the
+        planner thread may run it."""
+        denial = self.access.check(original.decode("utf-8", "surrogateescape"), modes, admin)
+        return None if denial is None else rooted(tagged(refuse(*denial.error), denial.rule))
+
     def cached(self, fp: Fingerprint, schema: str | None, admin: bool, modes: int = 0,
-               original: bytes | None = None,
                databases: frozenset[str] | None = None) -> Plan | None:
-        """`plan`'s answer when it needs no analysis (a cached shape, or ``original``'s
-        refusal), else None. Arguments as for `plan`."""
-        if original is not None:
-            text = original.decode("utf-8", "surrogateescape")
-            denial = self.access.check(text, modes, admin)
-            if denial is not None:
-                return rooted(tagged(refuse(*denial.error), denial.rule))
+        """The cached plan of the statement's shape, else None (on the event loop only: the
+        cache is not thread-safe). Arguments as for `plan`."""
         return self.cache.get(_cache_key(fp, schema, admin, modes, databases))
 
     def analysed(self, sql: bytes, fp: Fingerprint, schema: str | None, admin: bool,

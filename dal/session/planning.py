@@ -17,10 +17,13 @@ plans meanwhile (a live migration's phase switch, CREATE DATABASE, new rules: it
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import queue
+import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from dal import errors
 from router.fingerprint import Fingerprint
 from router.plan import Plan
 from router.planner import Router
@@ -32,24 +35,70 @@ if TYPE_CHECKING:
 PLAN_AWAY_BYTES = 1024
 # A statement this long is also fingerprinted and split there (about 3 ms and more).
 READ_AWAY_BYTES = 16 * 1024
+INTERRUPTED = (1317, "70100")  # ER_QUERY_INTERRUPTED: KILL QUERY while it was being planned
 
 T = TypeVar("T")
 
-# One thread: long statements queue behind each other instead of taking turns at the GIL
-# with the loop, which then gets at least every other 5 ms slice.
-_PLANNER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dal-planner")
+
+class _PlannerThread:
+    """One daemon thread running jobs in order: long statements queue behind each other
+    instead of taking turns at the GIL with the loop, a job whose caller went away (its
+    future cancelled: the client disconnected) is skipped, and a shutdown does not wait for
+    the queue (a ThreadPoolExecutor's threads are joined at exit)."""
+
+    def __init__(self) -> None:
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+
+    def submit(self, work: Callable[..., T], args: tuple) -> asyncio.Future[T]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="dal-planner", daemon=True)
+            self._thread.start()
+        self._jobs.put((loop, future, work, args))
+        return future
+
+    def _run(self) -> None:
+        while True:
+            loop, future, work, args = self._jobs.get()
+            if future.cancelled():
+                continue
+            try:
+                result, failure = work(*args), None
+            except BaseException as exc:  # handed to the caller, as an executor would
+                result, failure = None, exc
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                loop.call_soon_threadsafe(_settle, future, result, failure)
+
+
+def _settle(future: asyncio.Future, result: Any, failure: BaseException | None) -> None:
+    if future.cancelled():
+        return
+    if failure is not None:
+        future.set_exception(failure)
+    else:
+        future.set_result(result)
+
+
+_PLANNER = _PlannerThread()
 
 
 async def in_planner_thread(work: Callable[..., T], *args: object) -> T:
     """``work(*args)`` on the planner thread; it must only read shared state."""
-    return await asyncio.get_running_loop().run_in_executor(_PLANNER, work, *args)
+    return await _PLANNER.submit(work, args)
 
 
 async def plan_away(router: Router, sql: bytes, fp: Fingerprint, schema: str | None,
                     admin: bool, modes: int, original: bytes | None,
                     databases: frozenset[str] | None) -> Plan:
-    """`Router.plan` with its analysis on the planner thread; arguments as there."""
-    plan = router.cached(fp, schema, admin, modes, original, databases)
+    """`Router.plan` with its reading of ``original`` and its analysis on the planner
+    thread; arguments as there."""
+    if original is not None:
+        refusal = await in_planner_thread(router.original_refusal, original, modes, admin)
+        if refusal is not None:
+            return refusal
+    plan = router.cached(fp, schema, admin, modes, databases)
     while plan is None:
         generation = router.generation
         try:
@@ -67,24 +116,45 @@ async def plan_away(router: Router, sql: bytes, fp: Fingerprint, schema: str | N
 def with_plan(session: SessionPort, sql: bytes, fp: Fingerprint, modes: int,
               original: bytes | None, then: Callable[[Plan], None]) -> None:
     """``then(plan)`` with the session's plan for ``sql``: at once when it is cached or
-    short, else after the planner thread made it (the session is busy meanwhile, and
-    ``then`` is not called if the client went away)."""
+    short, else after the planner thread made it (the session is busy meanwhile; ``then`` is
+    not called if the client went away, and a KILL QUERY meanwhile ends it with 1317)."""
     router = session.server.router
-    plan = router.cached(fp, session.schema, session.admin, modes, original, session.databases)
-    if plan is None:
-        if len(sql) >= PLAN_AWAY_BYTES:
-            session.spawn(_plan_then(session, router, sql, fp, modes, original, then))
-            return
-        plan = router.keep(sql, fp, session.schema, session.admin, modes, session.databases,
-                           router.analysed(sql, fp, session.schema, session.admin, modes,
-                                           session.databases))
-    then(plan)
+    away = len(sql) >= PLAN_AWAY_BYTES
+    plan = None
+    if not (away and original is not None):  # else the access check reads it away too
+        if original is not None:
+            plan = router.original_refusal(original, modes, session.admin)
+        if plan is None:
+            plan = router.cached(fp, session.schema, session.admin, modes, session.databases)
+        if plan is None and not away:
+            plan = router.keep(sql, fp, session.schema, session.admin, modes,
+                               session.databases,
+                               router.analysed(sql, fp, session.schema, session.admin, modes,
+                                               session.databases))
+    if plan is not None:
+        then(plan)
+        return
+    session.spawn(_plan_then(session, router, sql, fp, modes, original, then))
 
 
 async def _plan_then(session: SessionPort, router: Router, sql: bytes, fp: Fingerprint,
                      modes: int, original: bytes | None, then: Callable[[Plan], None]) -> None:
-    plan = await plan_away(router, sql, fp, session.schema, session.admin, modes, original,
-                           session.databases)
+    session.planning = True
+    try:
+        plan = await plan_away(router, sql, fp, session.schema, session.admin, modes, original,
+                               session.databases)
+    finally:
+        session.planning = False
     session.busy = False
-    if not session.closed:
+    if not session.closed and not interrupted(session):
         then(plan)
+
+
+def interrupted(session: SessionPort) -> bool:
+    """True, with the 1317 sent, when a KILL QUERY came while the session's statement was
+    read or planned on the planner thread (no backend statement existed to kill)."""
+    if not session.kill_requested:
+        return False
+    session.kill_requested = False
+    session.send_error(errors.err(INTERRUPTED, "Query execution was interrupted"))
+    return True

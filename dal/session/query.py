@@ -25,7 +25,7 @@ from dal.execute.cursor import run_tree
 from dal.login import ok_packet
 from dal.migration import admin as migration_admin
 from dal.migration import txn as migration_txn
-from dal.session.planning import READ_AWAY_BYTES, in_planner_thread, with_plan
+from dal.session.planning import READ_AWAY_BYTES, in_planner_thread, interrupted, with_plan
 from dal.session.state import SessionState
 from dal.shard_route import express_route
 from dal.wire.constants import Status
@@ -144,9 +144,13 @@ class QuerySession(SessionState):
 
     async def _long_query(self, payload: bytes, last_seq: int, raw: bytes | None) -> None:
         """A long COM_QUERY, read on the planner thread."""
-        text = await in_planner_thread(self._read, payload, last_seq, raw)
+        self.planning = True
+        try:
+            text = await in_planner_thread(self._read, payload, last_seq, raw)
+        finally:
+            self.planning = False
         self.busy = False
-        if not self.closed:
+        if not self.closed and not interrupted(self):
             self._go(text, last_seq)
 
     def _planned(self, plan: Plan, text: _Text, last_seq: int) -> None:
@@ -252,9 +256,10 @@ class QuerySession(SessionState):
         from dal import admin
 
         if sql.lstrip()[:7].upper() == b"EXPLAIN":  # for every user: it runs nothing
-            self.send(admin.explain(self.server, sql, self.schema, self.admin, seq=self._seq,
-                                    status=self.status, extended=self.extended_metadata,
-                                    databases=self.databases))
+            self.send(await admin.explain(self.server, sql, self.schema, self.admin,
+                                          seq=self._seq, status=self.status,
+                                          extended=self.extended_metadata,
+                                          databases=self.databases))
         elif not self.admin:
             self.error(errors.SPECIFIC_ACCESS_DENIED, "Access denied; you need (at least one "
                         "of) the DAL admin privilege(s) for this operation")

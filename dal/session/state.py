@@ -89,6 +89,10 @@ class SessionState(Frontend):
         self.statement_started = 0.0
         # Its fingerprint (literals as ``?``), for SHOW DAL STATEMENTS and the metrics.
         self.statement_text: bytes | None = None
+        # The statement is read or planned on the planner thread (dal/session/planning.py),
+        # and a KILL QUERY came meanwhile: it ends with 1317 instead of running.
+        self.planning = False
+        self.kill_requested = False
         self.prepared: Registry | None = None  # COM_STMT_* statements, made at first use
         self.relay = Relay(self)  # the statement in flight on one backend
 

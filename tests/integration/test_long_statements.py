@@ -13,6 +13,7 @@ from __future__ import annotations
 import threading
 import time
 
+import pymysql
 import pytest
 
 from router.rows.types import ColumnType as T
@@ -115,3 +116,36 @@ def test_long_or_chain_in_a_batch_and_prepared(connect, dal, orders: dict[int, i
             assert {row[0]: row[1] for row in got.rows} == orders
     finally:
         ps.close()
+
+
+def test_kill_query_while_a_statement_is_planned_stops_it(connect, direct,
+                                                          orders: dict[int, int]) -> None:
+    """KILL QUERY of a statement still on the planner thread (nothing on a backend to kill)
+    ends it with 1317 once planned, and it writes nothing; the session goes on."""
+    keys = USERS[:1] + list(range(NOBODY, NOBODY + 15000))
+    update = ("UPDATE orders SET note = 'ran-after-kill' WHERE "
+              + " OR ".join(f"user_id = {k}" for k in keys))
+    victim = connect(read_timeout=120)
+    with victim.cursor() as cur:
+        cur.execute("SELECT CONNECTION_ID()")
+        (victim_id,) = cur.fetchone()
+    outcome: dict = {}
+
+    def run_update() -> None:
+        try:
+            with victim.cursor() as cur:
+                cur.execute(update)
+                outcome["affected"] = cur.rowcount
+        except pymysql.MySQLError as exc:
+            outcome["error"] = exc.args[0]
+
+    worker = threading.Thread(target=run_update)
+    worker.start()
+    time.sleep(0.3)
+    with connect().cursor() as cur:
+        cur.execute(f"KILL QUERY {victim_id}")
+    worker.join(120)
+    assert outcome == {"error": 1317}
+    with victim.cursor() as cur:  # the session is still usable
+        cur.execute("SELECT note FROM orders WHERE user_id = %s", (USERS[0],))
+        assert cur.fetchall() == (("long",),)
