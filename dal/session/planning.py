@@ -93,12 +93,13 @@ async def plan_away(router: Router, sql: bytes, fp: Fingerprint, schema: str | N
                     admin: bool, modes: int, original: bytes | None,
                     databases: frozenset[str] | None) -> Plan:
     """`Router.plan` with its reading of ``original`` and its analysis on the planner
-    thread; arguments as there."""
+    thread; arguments as there. Without ``original`` the plan cache is not asked (the
+    caller did: `plan_now`)."""
+    plan = None
     if original is not None:
-        refusal = await in_planner_thread(router.original_refusal, original, modes, admin)
-        if refusal is not None:
-            return refusal
-    plan = router.cached(fp, schema, admin, modes, databases)
+        plan = await in_planner_thread(router.original_refusal, original, modes, admin)
+        if plan is None:
+            plan = router.cached(fp, schema, admin, modes, databases)
     while plan is None:
         generation = router.generation
         try:
@@ -116,25 +117,38 @@ async def plan_away(router: Router, sql: bytes, fp: Fingerprint, schema: str | N
 def with_plan(session: SessionPort, sql: bytes, fp: Fingerprint, modes: int,
               original: bytes | None, then: Callable[[Plan], None]) -> None:
     """``then(plan)`` with the session's plan for ``sql``: at once when it is cached or
-    short, else after the planner thread made it (the session is busy meanwhile; ``then`` is
-    not called if the client went away, and a KILL QUERY meanwhile ends it with 1317)."""
-    router = session.server.router
-    away = len(sql) >= PLAN_AWAY_BYTES
-    plan = None
-    if not (away and original is not None):  # else the access check reads it away too
-        if original is not None:
-            plan = router.original_refusal(original, modes, session.admin)
-        if plan is None:
-            plan = router.cached(fp, session.schema, session.admin, modes, session.databases)
-        if plan is None and not away:
-            plan = router.keep(sql, fp, session.schema, session.admin, modes,
-                               session.databases,
-                               router.analysed(sql, fp, session.schema, session.admin, modes,
-                                               session.databases))
+    short (`plan_now`), else after the planner thread made it (`plan_later`)."""
+    plan = plan_now(session, sql, fp, modes, original)
     if plan is not None:
         then(plan)
-        return
-    session.spawn(_plan_then(session, router, sql, fp, modes, original, then))
+    else:
+        plan_later(session, sql, fp, modes, original, then)
+
+
+def plan_now(session: SessionPort, sql: bytes, fp: Fingerprint, modes: int,
+             original: bytes | None) -> Plan | None:
+    """The session's plan for ``sql`` when it is cached or short enough to make on the loop;
+    None when the planner thread must make it (`plan_later`)."""
+    router = session.server.router
+    away = len(sql) >= PLAN_AWAY_BYTES
+    if away and original is not None:  # the access check reads it away too
+        return None
+    plan = router.original_refusal(original, modes, session.admin) if original else None
+    if plan is None:
+        plan = router.cached(fp, session.schema, session.admin, modes, session.databases)
+    if plan is None and not away:
+        plan = router.keep(sql, fp, session.schema, session.admin, modes, session.databases,
+                           router.analysed(sql, fp, session.schema, session.admin, modes,
+                                           session.databases))
+    return plan
+
+
+def plan_later(session: SessionPort, sql: bytes, fp: Fingerprint, modes: int,
+               original: bytes | None, then: Callable[[Plan], None]) -> None:
+    """``then(plan)`` once the planner thread made the plan `plan_now` did not: the session
+    is busy meanwhile; ``then`` is not called if the client went away, and a KILL QUERY
+    meanwhile ends the statement with 1317."""
+    session.spawn(_plan_then(session, session.server.router, sql, fp, modes, original, then))
 
 
 async def _plan_then(session: SessionPort, router: Router, sql: bytes, fp: Fingerprint,

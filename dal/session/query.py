@@ -25,7 +25,13 @@ from dal.execute.cursor import run_tree
 from dal.login import ok_packet
 from dal.migration import admin as migration_admin
 from dal.migration import txn as migration_txn
-from dal.session.planning import READ_AWAY_BYTES, in_planner_thread, interrupted, with_plan
+from dal.session.planning import (
+    READ_AWAY_BYTES,
+    in_planner_thread,
+    interrupted,
+    plan_later,
+    plan_now,
+)
 from dal.session.state import SessionState
 from dal.shard_route import express_route
 from dal.wire.constants import Status
@@ -115,8 +121,12 @@ class QuerySession(SessionState):
             self.spawn(self._admin(text))  # type: ignore[arg-type]
         else:
             self.statement_text = text.fp.key  # type: ignore[union-attr]
-            with_plan(self, text.sql, text.fp, text.modes, text.original,  # type: ignore[union-attr]
-                      lambda plan: self._planned(plan, text, last_seq))  # type: ignore[arg-type]
+            plan = plan_now(self, text.sql, text.fp, text.modes, text.original)  # type: ignore[union-attr]
+            if plan is not None:  # the common case: no closure
+                self._planned(plan, text, last_seq)  # type: ignore[arg-type]
+            else:
+                plan_later(self, text.sql, text.fp, text.modes, text.original,  # type: ignore[union-attr]
+                           lambda plan: self._planned(plan, text, last_seq))  # type: ignore[arg-type]
 
     def _read(self, payload: bytes, last_seq: int, raw: bytes | None) -> _Text | list | bytes:
         """A COM_QUERY read as the backend reads it, ready to plan; or the statements of a
