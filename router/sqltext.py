@@ -52,18 +52,25 @@ def string_end(text: str, start: int, quote: str, modes: int) -> int:
     return n
 
 
+def _quoted_end(text: str, i: int, c: str, modes: int) -> int:
+    """Past the string or quoted name that ``c`` (``text[i]``) opens; 0 when it opens none."""
+    if c == "'" or (c == '"' and not modes & ANSI_QUOTES):
+        return string_end(text, i, c, modes)
+    if c == "`" or c == '"':
+        return string_end(text, i, c, NO_BACKSLASH_ESCAPES)  # quoted names: no escapes
+    return 0
+
+
 def statement_after_for(text: str, modes: int) -> tuple[int, int] | None:
     """For ``SET STATEMENT v = x, ... FOR <statement>``: where the FOR that ends the values
     starts and where the statement after it starts, read as MariaDB reads it (a FOR inside a
     string, a quoted name, a comment or parentheses is not it); None without one."""
     i, n, depth = 0, len(text), 0
-    ansi = modes & ANSI_QUOTES
     while i < n:
         c = text[i]
-        if c == "'" or (c == '"' and not ansi):
-            i = string_end(text, i, c, modes)
-        elif c == "`" or (c == '"' and ansi):
-            i = string_end(text, i, c, NO_BACKSLASH_ESCAPES)  # quoted names: no escapes
+        quoted = _quoted_end(text, i, c, modes)
+        if quoted:
+            i = quoted
         elif text.startswith("/*", i) and _executable_head(text, i) < 0:
             end = _comment_end(text, i + 2, False)
             i = n if end < 0 else end
@@ -210,13 +217,11 @@ def expand_executable(text: str, modes: int, server_version: int,
     i = last = 0
     n = len(text)
     open_body = False  # inside a run executable comment whose */ is still to come
-    ansi = modes & ANSI_QUOTES
     while i < n:
         c = text[i]
-        if c == "'" or (c == '"' and not ansi):
-            i = string_end(text, i, c, modes)
-        elif c == "`" or (c == '"' and ansi):
-            i = string_end(text, i, c, NO_BACKSLASH_ESCAPES)
+        quoted = _quoted_end(text, i, c, modes)
+        if quoted:
+            i = quoted
         elif c == "/" and text.startswith("/*", i):
             body = _executable_head(text, i) if mariadb or text[i + 2] == "!" else -1
             if body < 0:  # a plain comment, kept as it is

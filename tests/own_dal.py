@@ -55,3 +55,33 @@ def own_dal(tmp_path: Path, **sections: object) -> Iterator[OwnDal]:
         yield OwnDal(proc, path, raw)
     finally:
         proc.stop()
+
+
+LIMITED_USERS = {"limited": {"password": "limited", "role": "app", "databases": ["trade"]}}
+
+
+@contextlib.contextmanager
+def dal_with_a_foreign_database(directory: Path, name: str, other: str,
+                                table: str) -> Iterator[tuple[DalProcess, dict]]:
+    """A DAL of its own with the user ``limited`` (databases [trade]) and a created logical
+    database ``other`` that it may not use, holding ``table`` (id, v) with the row (1,
+    'only-admins'); both dropped and stopped at the end."""
+    from tests.dal_process import running_test_config
+
+    running_test_config()
+    proc, raw, _ = start_own_dal(directory, ROOT / "var" / "test" / f"dal-{name}.log",
+                                 {"users": LIMITED_USERS})
+    admin = pymysql.connect(host=HOST, port=proc.port, user="admin", password="admin",
+                            database="trade", autocommit=True, connect_timeout=10)
+    with admin.cursor() as cur:
+        cur.execute(f"DROP DATABASE IF EXISTS {other}")
+        cur.execute(f"CREATE DATABASE {other}")
+        cur.execute(f"CREATE TABLE {other}.{table} (id INT PRIMARY KEY, v VARCHAR(20))")
+        cur.execute(f"INSERT INTO {other}.{table} VALUES (1, 'only-admins')")
+    try:
+        yield proc, raw
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS {other}")
+        admin.close()
+        proc.stop()

@@ -21,32 +21,20 @@ from collections.abc import Iterator
 import pymysql
 import pytest
 
-from tests.dal_process import ROOT, DalProcess, running_test_config, start_own_dal
+from tests.dal_process import DalProcess
+from tests.own_dal import dal_with_a_foreign_database
 from tests.psclient import PsClient, ServerError
 
 OTHER = "test_carried"  # a created logical database the limited user may not use
-USERS = {"limited": {"password": "limited", "role": "app", "databases": ["trade"]}}
+
 FOR = "SET STATEMENT max_statement_time = 0 FOR "
 
 
 @pytest.fixture(scope="module")
 def dal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[DalProcess, dict]]:
-    running_test_config()
-    proc, raw, _ = start_own_dal(tmp_path_factory.mktemp("carried"),
-                                 ROOT / "var" / "test" / "dal-carried.log", {"users": USERS})
-    admin = _connect(proc, "admin")
-    with admin.cursor() as cur:
-        cur.execute(f"DROP DATABASE IF EXISTS {OTHER}")
-        cur.execute(f"CREATE DATABASE {OTHER}")
-        cur.execute(f"CREATE TABLE {OTHER}.carried_secret (id INT PRIMARY KEY, v VARCHAR(20))")
-        cur.execute(f"INSERT INTO {OTHER}.carried_secret VALUES (1, 'only-admins')")
-    try:
-        yield proc, raw
-    finally:
-        with admin.cursor() as cur:
-            cur.execute(f"DROP DATABASE IF EXISTS {OTHER}")
-        admin.close()
-        proc.stop()
+    with dal_with_a_foreign_database(tmp_path_factory.mktemp("carried"), "carried", OTHER,
+                                     "carried_secret") as started:
+        yield started
 
 
 def _connect(proc: DalProcess, user: str) -> pymysql.Connection:

@@ -17,31 +17,19 @@ import pymysql
 import pytest
 
 from router.rows.types import ColumnType
-from tests.dal_process import ROOT, DalProcess, running_test_config, start_own_dal
+from tests.dal_process import DalProcess
+from tests.own_dal import dal_with_a_foreign_database
 from tests.psclient import PsClient, ServerError
 
 OTHER = "test_user_dbs"  # a created logical database (server.create_database_prefix test_)
-USERS = {"limited": {"password": "limited", "role": "app", "databases": ["trade"]}}
+
 
 
 @pytest.fixture(scope="module")
 def dal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[DalProcess, dict]]:
-    running_test_config()
-    proc, raw, _ = start_own_dal(tmp_path_factory.mktemp("user-dbs"),
-                                 ROOT / "var" / "test" / "dal-user-dbs.log", {"users": USERS})
-    admin = _connect(proc, "admin")
-    with admin.cursor() as cur:
-        cur.execute(f"DROP DATABASE IF EXISTS {OTHER}")
-        cur.execute(f"CREATE DATABASE {OTHER}")
-        cur.execute(f"CREATE TABLE {OTHER}.secrets (id INT PRIMARY KEY, v VARCHAR(20))")
-        cur.execute(f"INSERT INTO {OTHER}.secrets VALUES (1, 'only-admins')")
-    try:
-        yield proc, raw
-    finally:
-        with admin.cursor() as cur:
-            cur.execute(f"DROP DATABASE IF EXISTS {OTHER}")
-        admin.close()
-        proc.stop()
+    with dal_with_a_foreign_database(tmp_path_factory.mktemp("user-dbs"), "user-dbs", OTHER,
+                                     "secrets") as started:
+        yield started
 
 
 def _connect(proc: DalProcess, user: str, database: str = "trade") -> pymysql.Connection:
