@@ -24,7 +24,6 @@ from tests.psclient import PsClient, ServerError
 OTHER = "test_user_dbs"  # a created logical database (server.create_database_prefix test_)
 
 
-
 @pytest.fixture(scope="module")
 def dal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[DalProcess, dict]]:
     with dal_with_a_foreign_database(tmp_path_factory.mktemp("user-dbs"), "user-dbs", OTHER,
