@@ -209,6 +209,8 @@ class Server:
         """Clean a connection a session held (rollback, variables, temporary tables) and give it
         back; close it instead if the reset fails or ``close`` is set."""
         pool = self.pools[conn.instance]
+        if conn.depth and not conn.closed:  # a statement still in flight: it cannot be reset
+            conn.abort()
         if close or conn.closed:
             pool.release(conn, reusable=False)
             return
