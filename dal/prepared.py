@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 from dal.execute import leases
 from dal.execute.cursor import run_tree
+from dal.execute.home import home_schema
 from dal.login import err_packet, ok_packet
 from dal.prepared_bindings import PreparedBindings
 from dal.prepared_fast import adopt, fast_route, remember, try_execute
@@ -231,7 +232,7 @@ async def _definitions(session: SessionPort, sql: bytes, shape: Shape, plan: Pla
         pool = session.server.pools[instance]  # type: ignore[index]
         conn = await pool.acquire(session.flavour)
         try:
-            await apply_state(conn, None, session.state)
+            await apply_state(conn, home_schema(session, instance), session.state)
             backend = await statements.prepare(conn, backend_sql)
         finally:
             pool.release(conn, reusable=not conn.closed)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
 from dal.execute.bindings import logical_columns
+from dal.execute.relay import refuse_own_connection
 from dal.prepared_fast import fixed_route
 from dal.prepared_results import binary_result, reply
 from dal.prepared_run import run
@@ -58,10 +59,13 @@ class PreparedBindings:
         """The statement on ``plan.instance``, prepared there (a statement that touches no
         table follows the session's pin); repeated executions take a fixed fast route."""
         ex = self.ex
+        if plan.own_connection is not None and session.pinned is None:
+            refuse_own_connection(session, plan.own_connection)
+            return
         instance, schema = plan.instance, plan.schema
         if plan.anywhere and session.pinned is not None:
             instance, schema = session.pinned.instance, None
-        if not self.cursor:
+        if not self.cursor and plan.own_connection is None:  # else checked each time
             self.statement.fast = fixed_route(session, plan, ex)
         run(session, plan, instance, schema, plan.sql or self.statement.sql,  # type: ignore[arg-type]
             len(ex.values), execute_tail(ex.types, ex.values), None,

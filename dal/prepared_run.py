@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from dal.execute import leases
+from dal.execute.home import home_schema
 from dal.execute.share import shared_execution
 from dal.prepared_results import reply
 from dal.wire.framing import frame, packet_count
@@ -36,6 +37,8 @@ def run(session: SessionPort, plan: Plan, instance: str, schema: str | None, sql
         last_seq: int) -> None:
     """Execute ``sql`` (``params`` parameters; ``tail``: the execute payload after the statement
     id) on ``instance``. ``cursor``: the statement that keeps the result for COM_STMT_FETCH."""
+    if schema is None and session.databases is not None:  # not where the last user left it
+        schema = home_schema(session, instance)
     if (session.pinned is not None or session.txn_pending is not None or cursor is not None
             or last_seq):
         session.spawn(_run_slow(session, plan, instance, schema, sql, params, tail, rename,

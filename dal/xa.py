@@ -23,6 +23,7 @@ import secrets
 import time
 from typing import TYPE_CHECKING
 
+from dal.execute.home import home_schema
 from dal.login import ok_packet
 from dal.timeouts import timed_command
 from dal.wire.constants import Command, Status
@@ -93,7 +94,8 @@ class XaTransaction:
         self.saved_pin: tuple[str, BackendConnection] | None = None
 
     async def open(self, session: SessionPort, conn: BackendConnection) -> None:
-        await apply_state(conn, None, session.state)  # a no-op unless begin() added the lock wait
+        # a no-op unless begin() added the lock wait (or the connection is in another database)
+        await apply_state(conn, home_schema(session, conn.instance), session.state)
         await conn.query(f"XA START {xid(self.gtrid, conn.instance)}")
         self.branches[conn.instance] = conn
         session.server.count_pin("transaction")
@@ -172,7 +174,7 @@ async def branch(session: SessionPort, instance: str) -> BackendConnection:
     pool = session.server.pools[instance]
     conn = await pool.acquire(session.flavour)
     try:
-        await apply_state(conn, None, session.state)
+        await apply_state(conn, home_schema(session, instance), session.state)
         await txn.open(session, conn)
     except BackendError:
         pool.release(conn, reusable=not conn.closed)

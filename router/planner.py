@@ -62,7 +62,10 @@ _PIN_PATTERNS = [
     (re.compile(r"(?i)^\s*(PREPARE|EXECUTE|DEALLOCATE)\b"), "text_prepare"),
     (re.compile(r"(?i)^\s*CALL\b"), "call"),
 ]
+# LAST_INSERT_ID() DAL did not write as the session's value (a prepared statement's, or
+# spelled with a comment inside): the connection's. LAST_INSERT_ID(expr) sets it: allowed.
 _OWN_CONNECTION = re.compile(r"(?i)\b(FOUND_ROWS|ROW_COUNT)\s*\(|"
+                             r"\b(LAST_INSERT_ID)\s*\(\s*\)|"
                              r"(@@(?:SESSION\.|LOCAL\.)?(?:LAST_INSERT_ID|IDENTITY|INSERT_ID)|"
                              r"\bGET\s+(?:CURRENT\s+|STACKED\s+)?DIAGNOSTICS)\b")
 _REPLACE = re.compile(r"(?i)^\s*REPLACE(?=\s)")
@@ -106,6 +109,7 @@ class Router:
         self.migrating = any(cfg.migration is not None for cfg in config.databases.values())
         self.phases: dict[str, str] = {}
         self.generation = 0  # cache drops (`databases_changed`)
+        self._homes: dict[tuple[frozenset[str], str], str | None] = {}
 
     def plan(self, sql: bytes, fp: Fingerprint, schema: str | None, admin: bool,
              modes: int = 0, original: bytes | None = None,
@@ -186,6 +190,27 @@ class Router:
         self.generation += 1
         self.cache.clear()
         self.express.clear()
+        self._homes.clear()
+
+    def home_database(self, databases: frozenset[str], instance: str) -> str | None:
+        """For a user limited to ``databases``: a database of theirs on ``instance`` (a
+        default database, else a shard database), for statements that select none. A
+        pooled connection is left in whatever database its last user's statement selected,
+        and what the statement does not qualify (a stored function, a sequence) is looked
+        up there."""
+        key = (databases, instance)
+        if key not in self._homes:
+            config = self.config
+            named = [db for db in config.databases if db in databases]
+            home = next((config.databases[db].default_database for db in named
+                         if config.databases[db].default_instance == instance), None)
+            if home is None:
+                home = next((dim.database(shard) for db in named
+                             for name, dim in config.databases[db].dimensions.items()
+                             for shard in range(dim.shards)
+                             if config.shard_instance(db, name, shard) == instance), None)
+            self._homes[key] = home
+        return self._homes[key]
 
     def expand(self, sql: bytes, modes: int = 0) -> bytes | None:
         """``sql`` with its executable comments resolved as the backend reads them (run or
@@ -307,13 +332,14 @@ class Router:
         parsed = _REPLACE.sub("INSERT", text, count=1) if _REPLACE.match(text) else text
         tree = self._parse(parsed, text, schema)
         if isinstance(tree, Plan):  # routed as written when sqlglot cannot read it: pinned too
-            return _connection_needs(tree, text, _pin_reason(text, code))
+            return _connection_needs(tree, text, code, _pin_reason(text, code))
         count = diagnostics_count(catalog, text, schema)
         if count is not None:
             return count
         pin = _pin_reason(text, code)
         if isinstance(tree, exp.Command):
-            return _connection_needs(plan_command(catalog, words, text, schema, pin), text, pin)
+            return _connection_needs(plan_command(catalog, words, text, schema, pin), text, code,
+                                     pin)
         plan = check_rules(self.rules, tree,
                            plan_statement(catalog, tree, text, schema, admin, key), admin)
         if self.migrating:  # a live migration's tables (router/migration.py)
@@ -339,7 +365,7 @@ class Router:
                           "table, information_schema, DATABASE()) and cannot under "
                           "NO_BACKSLASH_ESCAPES with a backslash in it: its parser reads "
                           "backslashes as escapes; send it without NO_BACKSLASH_ESCAPES")
-        return _connection_needs(plan, text, pin)
+        return _connection_needs(plan, text, code, pin)
 
     def _read(self, text: str, schema: str | None, admin: bool, modes: int,
               key: bytes) -> _Reading | Plan:
@@ -434,19 +460,27 @@ def _slots_key(text: str, expanded: str, modes: int) -> bytes | None:
     return after.key
 
 
-def _connection_needs(plan: Plan, text: str, pin: str | None) -> Plan:
+def _connection_needs(plan: Plan, text: str, code: str, pin: str | None) -> Plan:
     """A route marked with what it needs of its backend connection: pinned to the session's
-    (``pin``), or the session's own for FOUND_ROWS()/ROW_COUNT(). A SET whose values DAL
-    evaluates on a shared connection may not read or leave its state (a lock, an id)."""
-    if plan.kind == SET and plan.args and (pin or _OWN_CONNECTION.search(text)):
+    (``pin``), or the session's own for FOUND_ROWS()/ROW_COUNT() (read in the text and in
+    its security ``code``, where comments are spaces). A SET whose values DAL evaluates on a
+    shared connection may not read or leave its state (a lock, an id)."""
+    own = _OWN_CONNECTION.search(text) or _OWN_CONNECTION.search(code)
+    if plan.kind == SET and plan.args and (pin or own):
         return refuse(*errors.NOT_SUPPORTED, "DAL evaluates this SET's values on a shared "
                       "backend connection, where GET_LOCK() would stay held and "
                       "@@last_insert_id, ROW_COUNT() or FOUND_ROWS() belong to another "
                       "session: compute the value in a SELECT first")
     if pin and plan.kind == ROUTE:
         plan = replace(plan, pin=pin)
-    if plan.kind == ROUTE and (own := _OWN_CONNECTION.search(text)):
-        name = f"{own.group(1).upper()}()" if own.group(1) else own.group(2).upper()
+    if own and plan.kind in _SHAPED:  # each shard's connection would answer for itself
+        return refuse(*errors.NOT_SUPPORTED, "LAST_INSERT_ID(), ROW_COUNT(), FOUND_ROWS() and "
+                      "the like are written as the session's values into text statements; in "
+                      "a prepared statement on a sharded table the shards' connections would "
+                      "answer: pass the value as a parameter")
+    if plan.kind == ROUTE and own:
+        function = own.group(1) or own.group(2)
+        name = f"{function.upper()}()" if function else own.group(3).upper()
         plan = replace(plan, own_connection=name, anywhere=True)
     return plan
 

@@ -158,12 +158,41 @@ def _joined_with_unsharded(tree: exp.Expression, text: str, cfg: LogicalDatabase
 
 # -- tables ------------------------------------------------------------------------------------
 
+def cte_reference(table: exp.Table) -> bool:
+    """True when ``table`` names a CTE in scope: one of the WITH clauses of the statements
+    around it defines its name. A table named like a CTE elsewhere is a table (`UPDATE t ...
+    WHERE id IN (WITH t AS (...) SELECT ...)` writes the table t)."""
+    if table.db:
+        return False
+    node = table.parent
+    while node is not None:
+        with_ = node.args.get("with_") if isinstance(node, exp.Expression) else None
+        if with_ is not None and any(cte.alias_or_name == table.name
+                                     for cte in with_.expressions):
+            return True
+        node = node.parent
+    return False
+
+
+def shadowing_cte(tree: exp.Expression) -> str | None:
+    """The name of a CTE that the statement also uses as a table outside its scope (`UPDATE
+    regions ... WHERE id IN (WITH regions AS (...) SELECT id FROM regions)`): DAL would
+    qualify one and not the other, so such statements are refused; None when there is none."""
+    ctes = {cte.alias_or_name for cte in tree.find_all(exp.CTE)}
+    if not ctes:
+        return None
+    return next((table.name for table in tree.find_all(exp.Table)
+                 if table.name in ctes and not cte_reference(table)), None)
+
+
 def _named_tables(tree: exp.Expression, db: str) -> list[exp.Table]:
     """The tables a statement names (not its CTEs), all of logical database ``db``."""
-    ctes = {cte.alias_or_name for cte in tree.find_all(exp.CTE)}
+    if (shadow := shadowing_cte(tree)) is not None:
+        raise Unroutable(f"the statement names '{shadow}' both as a table and as a CTE; "
+                         "name the CTE otherwise")
     out = []
     for table in tree.find_all(exp.Table):
-        if table.name in ctes and not table.db:
+        if cte_reference(table):
             continue
         if table.db and table.db != db:
             raise Unroutable(f"DAL cannot join tables of database '{table.db}' with sharded "

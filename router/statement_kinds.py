@@ -16,7 +16,7 @@ from router.mariadb_sql import mariadb_sql
 from router.plan import LOCAL, Plan, refuse
 from router.rules import tagged
 from router.set_statement import RENAMED_VARIABLES, plan_set, untracked_set
-from router.sharded import plan_sharded
+from router.sharded import cte_reference, plan_sharded, shadowing_cte
 from router.show import metadata_route, plan_show
 
 DDL = (exp.Create, exp.Drop, exp.Alter, exp.TruncateTable)
@@ -74,13 +74,16 @@ def plan_command(catalog: Catalog, words: list[str], text: str, schema: str | No
 
 
 def _dml(catalog: Catalog, tree: exp.Expression, schema: str | None, key: bytes) -> Plan:
-    ctes = {cte.alias_or_name for cte in tree.find_all(exp.CTE)}
+    if (shadow := shadowing_cte(tree)) is not None:
+        return refuse(*errors.NOT_SUPPORTED, f"the statement names '{shadow}' both as a table "
+                      "and as a CTE (DAL would route the one and not the other); name the CTE "
+                      "otherwise")
     statement = tree.key if isinstance(tree, (*WRITES, exp.Select)) else "other"
     write = isinstance(tree, WRITES)
     tables = []
     for table in tree.find_all(exp.Table):
         name = table.name
-        if not name or (not table.db and (name in ctes or name.upper() == "DUAL")):
+        if not name or cte_reference(table) or (not table.db and name.upper() == "DUAL"):
             continue
         resolved = catalog.resolve(table.db or None, name, schema)
         if isinstance(resolved, Plan):

@@ -61,16 +61,16 @@ LIMITED_USERS = {"limited": {"password": "limited", "role": "app", "databases": 
 
 
 @contextlib.contextmanager
-def dal_with_a_foreign_database(directory: Path, name: str, other: str,
-                                table: str) -> Iterator[tuple[DalProcess, dict]]:
+def dal_with_a_foreign_database(directory: Path, name: str, other: str, table: str,
+                                **sections: object) -> Iterator[tuple[DalProcess, dict]]:
     """A DAL of its own with the user ``limited`` (databases [trade]) and a created logical
     database ``other`` that it may not use, holding ``table`` (id, v) with the row (1,
-    'only-admins'); both dropped and stopped at the end."""
+    'only-admins'); both dropped and stopped at the end. ``sections``: as for `own_dal`."""
     from tests.dal_process import running_test_config
 
     running_test_config()
     proc, raw, _ = start_own_dal(directory, ROOT / "var" / "test" / f"dal-{name}.log",
-                                 {"users": LIMITED_USERS})
+                                 {"users": LIMITED_USERS, **sections})
     admin = pymysql.connect(host=HOST, port=proc.port, user="admin", password="admin",
                             database="trade", autocommit=True, connect_timeout=10)
     with admin.cursor() as cur:

@@ -19,6 +19,7 @@ import asyncio
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from dal.execute.home import home_schema
 from dal.timeouts import timed_command
 from dal.wire.constants import Command
 from dal.wire.framing import frame
@@ -73,7 +74,7 @@ async def _pipelined(session: SessionPort, instance: str, indexes: list[int],
         return
     reusable = False
     try:
-        await apply_state(conn, None, state)
+        await apply_state(conn, home_schema(session, instance), state)
         responses = await conn.pipeline([frame(bytes((Command.QUERY,)) + sql, 0)
                                          for sql in sqls])
         reusable = True
@@ -98,7 +99,7 @@ async def one_each(session: SessionPort, target: Target, sql: bytes,
     conn = await pool.acquire(session.flavour)
     reusable = True
     try:
-        await apply_state(conn, None, state)
+        await apply_state(conn, home_schema(session, target.instance), state)
         raw = await timed_command(session.server, conn, frame(bytes((Command.QUERY,)) + sql, 0))
         return decode_response(raw, conn.extended_metadata)
     except BackendError:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from dal import errors, lost, timeouts, xa
+from dal.execute.home import home_schema
 from dal.wire.constants import Status
 from dal.wire.framing import frame
 from pool.connection import BackendConnection, BackendError, Result, decode_response
@@ -125,7 +126,8 @@ async def ready_connection(session: SessionPort, instance: str, schema: str | No
             conn = lost.drop_if_dead(session, conn)
         if conn is None:
             conn = await connection_for(session, instance)
-        await apply_state(conn, schema, state)
+        await apply_state(conn, schema if schema is not None else home_schema(session, instance),
+                          state)
         if begin:
             await begin_if_pending(session, conn)
     except BackendError as exc:
@@ -143,7 +145,7 @@ async def run_in_session(session: SessionPort, instance: str, sql: bytes) -> Res
     the connection pinned if the reply says a transaction is open."""
     conn = await connection_for(session, instance)
     try:
-        await apply_state(conn, None, session.state)
+        await apply_state(conn, home_schema(session, instance), session.state)
         await begin_if_pending(session, conn)
         result = decode_response(await timeouts.timed_command(session.server, conn,
                                                               frame(b"\x03" + sql, 0)),

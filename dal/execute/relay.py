@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from dal import errors, local, lost, timeouts, xa
 from dal.execute import leases
+from dal.execute.home import confined
 from dal.execute.leases import AUTOCOMMIT, TXN_BITS
 from dal.wire.constants import Command
 from dal.wire.framing import frame, packet_count
@@ -37,6 +38,16 @@ if TYPE_CHECKING:
 _QUERY = int(Command.QUERY)  # a plain int: an IntEnum member is slow to read
 SHAREABLE = frozenset({"select", "insert", "update", "delete", "shard:select", "shard:insert",
                        "shard:update", "shard:delete"})
+
+
+def refuse_own_connection(session: SessionPort, what: str) -> None:
+    """The refusal of ``what`` (FOUND_ROWS() and the like) outside the session's own
+    backend connection."""
+    session.send_error(errors.err(errors.NOT_SUPPORTED, f"{what} is answered only inside a "
+                                  "transaction or after SQL_CALC_FOUND_ROWS, on the session's "
+                                  "own backend connection: outside one, the pooled "
+                                  "connection's value belongs to whichever session used it "
+                                  "last"))
 
 
 class Relay:
@@ -60,16 +71,14 @@ class Relay:
         """Run ``payload`` (a command) on ``plan.instance`` and relay its answer; ``raw`` is
         the client's framed packet when it can go unchanged."""
         session = self.session
+        if plan.schema is None and session.databases is not None:
+            plan = confined(session, plan)  # not wherever the last user left it
         conn = session.pinned
         if conn is not None and (conn.closed or (conn.instance != plan.instance
                                  and not plan.anywhere)):  # a dead soft pin is replaced too
             conn = leases.drop_soft_pin(session)
         if plan.own_connection is not None and conn is None:
-            session.send_error(errors.err(errors.NOT_SUPPORTED, f"{plan.own_connection} is "
-                               "answered only inside a transaction or after "
-                               "SQL_CALC_FOUND_ROWS, on the session's own backend connection: "
-                               "outside one, the pooled connection's value belongs to "
-                               "whichever session used it last"))
+            refuse_own_connection(session, plan.own_connection)
             return
         if plan.diagnostics and conn is None:
             # The previous statement left no warnings on any connection of this session; a
@@ -87,7 +96,8 @@ class Relay:
             if not self._fits_pin(conn, plan, payload):
                 return
             if conn.instance != plan.instance and plan.anywhere:
-                plan = replace(plan, instance=conn.instance, schema=None)
+                plan = confined(session, replace(plan, instance=conn.instance,
+                                                        schema=None))
             elif conn.instance != plan.instance:  # mode xa: another branch
                 session.spawn(self.route_slow(plan, payload, last_seq, None, shape, rename))
                 return

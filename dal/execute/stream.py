@@ -23,6 +23,7 @@ from collections import deque
 from typing import TYPE_CHECKING
 
 from dal import xa
+from dal.execute.home import home_schema
 from dal.wire.constants import Status
 from dal.wire.framing import frame, packet_count
 from dal.wire.messages import EOF, ERR
@@ -101,7 +102,7 @@ class _Pooled:
         pool = self.session.server.pools[target.instance]
         conn = await pool.acquire(self.session.flavour)
         try:
-            await apply_state(conn, None, self.state)
+            await apply_state(conn, home_schema(self.session, target.instance), self.state)
         except BaseException:
             pool.release(conn, reusable=not conn.closed)
             raise

@@ -21,6 +21,7 @@ from collections.abc import Iterator
 import pymysql
 import pytest
 
+from router.rows.types import ColumnType as T
 from tests.dal_process import DalProcess
 from tests.own_dal import dal_with_a_foreign_database
 from tests.psclient import PsClient, ServerError
@@ -76,6 +77,10 @@ REFUSED = [
     f"{FOR}SET autocommit = 0",
     "PREPARE s FROM 'BEGIN'",
     f"SET STATEMENT max_statement_time = 'x FOR y' FOR USE {OTHER}",
+    # A CTE named like the table it shadowed: one copy of a broadcast table written.
+    "UPDATE regions SET name = 'one-copy' WHERE id IN "
+    "(WITH regions AS (SELECT 987654 AS id) SELECT id FROM regions)",
+    "SELECT LAST_INSERT_ID(/**/) + 0",
 ]
 
 
@@ -226,3 +231,53 @@ def test_a_refused_prepare_is_not_cached_for_every_prepare(
             cur.execute("PREPARE s FROM 'SELECT COUNT(*) FROM merchants'")
             cur.execute("EXECUTE s")
             assert len(cur.fetchall()) == 1, user
+
+
+def test_unqualified_names_never_resolve_in_another_users_database(tmp_path) -> None:
+    """A statement DAL sends without selecting a database (a shard statement, a SET value it
+    evaluates) ran in whatever database the pooled connection's last user left: a stored
+    function or sequence of another logical database answered a user limited to trade (a
+    ninth review). With one pooled connection per instance, admin leaves it in the other
+    database; the limited user's statements must not see it."""
+    other = "test_carried_home"
+    with dal_with_a_foreign_database(tmp_path, "carried-home", other, "home_secret",
+                                      pool={"max_size": 1, "pipeline_depth": 0}) as (proc, raw):
+        default = raw["databases"]["trade"]["default_instance"]
+        with contextlib.closing(_root(raw, default)) as conn, conn.cursor() as cur:
+            cur.execute(f"CREATE FUNCTION {other}.home_f() RETURNS VARCHAR(20) DETERMINISTIC "
+                        f"READS SQL DATA RETURN (SELECT v FROM {other}.home_secret LIMIT 1)")
+        user = next(u for u in range(1, 400) if u % 120 < 60) if default == "a" else 60
+        with contextlib.closing(_connect(proc, "admin")) as admin, admin.cursor() as cur:
+            cur.execute(f"USE {other}")
+            cur.execute("SELECT home_f()")  # the instance's one connection is now there
+            assert cur.fetchone() == ("only-admins",)
+        with contextlib.closing(_connect(proc, "limited")) as conn, conn.cursor() as cur:
+            for sql in (f"SELECT o.id, home_f() FROM orders o WHERE o.user_id = {user}",
+                        "SELECT id, home_f() FROM regions",
+                        "SET @@session.lc_time_names = CONCAT('x', DATABASE())"):
+                try:
+                    cur.execute(sql)
+                    seen = str(cur.fetchall())
+                except pymysql.MySQLError as exc:
+                    seen = str(exc.args)
+                assert "only-admins" not in seen and other not in seen, (sql, seen)
+
+
+def test_a_prepared_statement_does_not_read_a_pooled_connections_last_insert_id(
+        dal: tuple[DalProcess, dict]) -> None:
+    """Prepared statements are not rewritten with the session's values: LAST_INSERT_ID() in
+    one (beside other terms) read the pooled connection's, another session's insert id."""
+    proc, _ = dal
+    with contextlib.closing(_connect(proc, "admin")) as conn, conn.cursor() as cur:
+        cur.execute("INSERT INTO merchants (name, created_at) VALUES ('carried-id', NOW())")
+        cur.execute("DELETE FROM merchants WHERE name = 'carried-id'")
+    ps = PsClient(proc.port)
+    try:
+        assert ps.login("limited", "limited")[:1] == b"\x00"
+        for sql in ("SELECT LAST_INSERT_ID() + ?", "SELECT id FROM orders WHERE user_id = ? "
+                    "AND id = LAST_INSERT_ID()"):
+            with pytest.raises(ServerError) as info:
+                ps.run(sql, [((T.LONGLONG, False), 1)])
+            assert info.value.code == 1235, sql
+    finally:
+        ps.close()
