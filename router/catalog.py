@@ -24,6 +24,7 @@ class Catalog:
         # The logical databases a user with a `databases:` list may name (`restricted`);
         # None: all of them.
         self.visible: frozenset[str] | None = None
+        self.homes: dict[tuple[frozenset[str], str], str | None] = {}  # `home_database`
         self.kinds = {
             db: {name: table.kind for name, table in cfg.tables.items()}
             for db, cfg in config.databases.items()
@@ -33,6 +34,26 @@ class Catalog:
                 re.escape(name) for cfg in config.databases.values()
                 for name, table in cfg.tables.items() if table.kind is not TableKind.UNSHARDED
             ) + r")\b") if any(self.kinds.values()) else None
+
+    def home_database(self, databases: frozenset[str], instance: str) -> str | None:
+        """For a user limited to ``databases``: a database of theirs on ``instance`` (a
+        default database, else a shard database), for statements that select none. A
+        pooled connection is left in whatever database its last user's statement selected,
+        and what the statement does not qualify (a stored function, a sequence) is looked
+        up there."""
+        key = (databases, instance)
+        if key not in self.homes:
+            config = self.config
+            named = [db for db in config.databases if db in databases]
+            home = next((config.databases[db].default_database for db in named
+                         if config.databases[db].default_instance == instance), None)
+            if home is None:
+                home = next((dim.database(shard) for db in named
+                             for name, dim in config.databases[db].dimensions.items()
+                             for shard in range(dim.shards)
+                             if config.shard_instance(db, name, shard) == instance), None)
+            self.homes[key] = home
+        return self.homes[key]
 
     def restricted(self, databases: frozenset[str]) -> Catalog:
         """This catalog as a user limited to ``databases`` sees it: other logical databases

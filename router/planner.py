@@ -109,7 +109,6 @@ class Router:
         self.migrating = any(cfg.migration is not None for cfg in config.databases.values())
         self.phases: dict[str, str] = {}
         self.generation = 0  # cache drops (`databases_changed`)
-        self._homes: dict[tuple[frozenset[str], str], str | None] = {}
 
     def plan(self, sql: bytes, fp: Fingerprint, schema: str | None, admin: bool,
              modes: int = 0, original: bytes | None = None,
@@ -190,27 +189,7 @@ class Router:
         self.generation += 1
         self.cache.clear()
         self.express.clear()
-        self._homes.clear()
-
-    def home_database(self, databases: frozenset[str], instance: str) -> str | None:
-        """For a user limited to ``databases``: a database of theirs on ``instance`` (a
-        default database, else a shard database), for statements that select none. A
-        pooled connection is left in whatever database its last user's statement selected,
-        and what the statement does not qualify (a stored function, a sequence) is looked
-        up there."""
-        key = (databases, instance)
-        if key not in self._homes:
-            config = self.config
-            named = [db for db in config.databases if db in databases]
-            home = next((config.databases[db].default_database for db in named
-                         if config.databases[db].default_instance == instance), None)
-            if home is None:
-                home = next((dim.database(shard) for db in named
-                             for name, dim in config.databases[db].dimensions.items()
-                             for shard in range(dim.shards)
-                             if config.shard_instance(db, name, shard) == instance), None)
-            self._homes[key] = home
-        return self._homes[key]
+        self.catalog.homes.clear()
 
     def expand(self, sql: bytes, modes: int = 0) -> bytes | None:
         """``sql`` with its executable comments resolved as the backend reads them (run or

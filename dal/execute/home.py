@@ -3,7 +3,7 @@
 A pooled connection stays in whatever database its last user's statement selected, and what a
 statement does not qualify (a stored function, a sequence, a table sqlglot did not see) is
 looked up there: for such a user, one of its own databases on that instance instead
-(`Router.home_database`). Other users' statements run wherever the connection is, as before
+(`Catalog.home_database`). Other users' statements run wherever the connection is, as before
 (they may name every logical database anyway).
 """
 
@@ -19,11 +19,11 @@ if TYPE_CHECKING:
 
 def home_schema(session: SessionPort, instance: str | None) -> str | None:
     """The database a statement that selects none runs in: for a user with a `databases:`
-    list one of its own on ``instance`` (`Router.home_database`), else None (wherever the
+    list one of its own on ``instance`` (`Catalog.home_database`), else None (wherever the
     connection is)."""
     if session.databases is None or instance is None:
         return None
-    return session.server.router.home_database(session.databases, instance)
+    return session.server.router.catalog.home_database(session.databases, instance)
 
 
 def confined(session: SessionPort, plan: Plan) -> Plan:
