@@ -68,6 +68,7 @@ _OWN_CONNECTION = re.compile(r"(?i)\b(FOUND_ROWS|ROW_COUNT)\s*\(|"
                              r"\b(LAST_INSERT_ID)\s*\(\s*\)|"
                              r"(@@(?:SESSION\.|LOCAL\.)?(?:LAST_INSERT_ID|IDENTITY|INSERT_ID)|"
                              r"\bGET\s+(?:CURRENT\s+|STACKED\s+)?DIAGNOSTICS)\b")
+_AUTO_IS_NULL = re.compile(r"\bSQL_AUTO_IS_NULL\s*:?=\s*(?=\S)(?!(?:0|OFF|FALSE|DEFAULT)\b)")
 _REPLACE = re.compile(r"(?i)^\s*REPLACE(?=\s)")
 # MariaDB runs the inside of /*! ... */ and /*M! ... */ by its version; DAL's scanner and
 # sqlglot would skip it as a comment, so statements are planned from their expansion.
@@ -445,6 +446,10 @@ def _connection_needs(plan: Plan, text: str, code: str, pin: str | None) -> Plan
     its security ``code``, where comments are spaces). A SET whose values DAL evaluates on a
     shared connection may not read or leave its state (a lock, an id)."""
     own = _OWN_CONNECTION.search(text) or _OWN_CONNECTION.search(code)
+    if _AUTO_IS_NULL.search(code):
+        return refuse(*errors.NOT_SUPPORTED, "sql_auto_is_null makes `WHERE id IS NULL` read "
+                      "the backend connection's last insert, which on DAL's shared "
+                      "connections is another session's: only 0 (OFF) is taken")
     if plan.kind == SET and plan.args and (pin or own):
         return refuse(*errors.NOT_SUPPORTED, "DAL evaluates this SET's values on a shared "
                       "backend connection, where GET_LOCK() would stay held and "

@@ -159,18 +159,29 @@ def _joined_with_unsharded(tree: exp.Expression, text: str, cfg: LogicalDatabase
 # -- tables ------------------------------------------------------------------------------------
 
 def cte_reference(table: exp.Table) -> bool:
-    """True when ``table`` names a CTE in scope: one of the WITH clauses of the statements
-    around it defines its name. A table named like a CTE elsewhere is a table (`UPDATE t ...
-    WHERE id IN (WITH t AS (...) SELECT ...)` writes the table t)."""
+    """True when ``table`` names a CTE in scope, as MariaDB reads it: the main query of a WITH
+    sees all its CTEs, a CTE's body only those defined before it (and itself under
+    RECURSIVE); elsewhere the name is a table (`UPDATE t ... WHERE id IN (WITH t AS (...)
+    SELECT ...)` writes the table t, `WITH t AS (SELECT * FROM t)` reads it)."""
     if table.db:
         return False
+    name = table.name
+    child: exp.Expression = table
     node = table.parent
+    inside: exp.Expression | None = None  # the With whose CTE body we came up through
     while node is not None:
-        with_ = node.args.get("with_") if isinstance(node, exp.Expression) else None
-        if with_ is not None and any(cte.alias_or_name == table.name
-                                     for cte in with_.expressions):
-            return True
-        node = node.parent
+        if isinstance(node, exp.With) and isinstance(child, exp.CTE):
+            ctes = node.expressions
+            seen = ctes[:ctes.index(child) + (1 if node.args.get("recursive") else 0)]
+            if any(cte.alias_or_name == name for cte in seen):
+                return True
+            inside = node
+        else:
+            with_ = node.args.get("with_")
+            if (with_ is not None and with_ is not inside
+                    and any(cte.alias_or_name == name for cte in with_.expressions)):
+                return True
+        child, node = node, node.parent
     return False
 
 

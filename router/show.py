@@ -21,18 +21,18 @@ _TABLE_STATUS = re.compile(r"(?is)\s*SHOW\s+TABLE\s+STATUS(?:\s+(?:FROM|IN)\s+"
                            r"(?:`(?:[^`]|``)+`|[\w$]+))?(\s.*?)?\s*;?\s*$")
 
 
-# In a SHOW ... STATUS tail DAL runs on a pooled connection: a call (but IN, NOT, ... before a
+# In a SHOW's tail DAL runs on a pooled connection: a call (but IN, NOT, ... before a
 # parenthesis), a subquery, a variable or an assignment would run there for the session.
 _TAIL_CODE = re.compile(r"\bSELECT\b|@|:=|"
                         r"\b(?!(?:IN|NOT|AND|OR|XOR|WHERE|LIKE)\b)[A-Z_$][\w$]*\s*\(")
 
 
 def _tail_refusal(tail: str) -> Plan | None:
-    """The refusal of a SHOW ... STATUS's LIKE/WHERE tail that would do more than compare
-    the rows' columns with literals (read either way ANSI_QUOTES may be)."""
+    """The refusal of a SHOW's LIKE/WHERE tail that would do more than compare the rows'
+    columns with literals (read either way ANSI_QUOTES may be)."""
     if any(_TAIL_CODE.search(security_text(tail, modes)) for modes in (0, ANSI_QUOTES)):
-        return refuse(*errors.NOT_SUPPORTED, "DAL runs SHOW ... STATUS's LIKE or WHERE on a "
-                      "shared backend connection: it may compare the columns with literals "
+        return refuse(*errors.NOT_SUPPORTED, "DAL runs a SHOW's LIKE or WHERE on a shared "
+                      "backend connection: it may compare the columns with literals "
                       "(=, <>, LIKE, IN, AND, OR, NOT), without functions, subqueries or "
                       "variables")
     return None
@@ -51,6 +51,11 @@ def diagnostics_count(catalog: Catalog, text: str, schema: str | None) -> Plan |
 def plan_show(catalog: Catalog, tree: exp.Show, text: str, schema: str | None) -> Plan:
     """The plan of a parsed SHOW statement."""
     what = (tree.name or "").upper()
+    if tree.args.get("where") is not None:  # it runs on a shared connection: literals only
+        where = re.search(r"(?i)\bWHERE\b", text)
+        refusal = _tail_refusal(text[where.start():] if where else text)
+        if refusal is not None:
+            return refusal
     like = tree.args.get("like")
     like_value = like.name if isinstance(like, exp.Literal) else None
     if what in ("WARNINGS", "ERRORS"):
