@@ -219,9 +219,9 @@ class Server:
             conn.variables = {}
             conn.status = 0
             conn.prepared.clear()  # the reset deallocated its prepared statements
-            # The reset keeps the current database, and a pinned session's statements may
-            # have changed it unseen: the next user's statement selects its own again.
-            conn.schema = None
+            # The reset keeps the current database: DAL's record of it (conn.schema) stays
+            # true because no statement may change it unseen (USE is DAL's own, and carried
+            # statements may not carry it: router/planner.py `_carried_refusal`).
         except (TimeoutError, BackendError):
             conn.abort()
         pool.release(conn)
