@@ -20,7 +20,7 @@ from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
 
 from config.model import Config, TableKind
-from router import errors, express, syntax
+from router import errors, express, info_schema, syntax
 from router.access import AccessPolicy, names_session_user, prepare_body, words_of
 from router.catalog import SHARDED_KINDS, Catalog
 from router.database_statements import database_statement
@@ -34,7 +34,7 @@ from router.plan import LOCAL, MIGRATED, REFUSE, ROUTE, SET, SHARDED, Plan, refu
 from router.plan_cache import PlanCache
 from router.rules import check_rules, tagged
 from router.set_statement import untracked_set
-from router.show import diagnostics_count
+from router.show import diagnostics_count, where_refusal
 from router.sqltext import (
     NO_BACKSLASH_ESCAPES,
     expand_executable,
@@ -68,13 +68,17 @@ _OWN_CONNECTION = re.compile(r"(?i)\b(FOUND_ROWS|ROW_COUNT)\s*\(|"
                              r"\b(LAST_INSERT_ID)\s*\(\s*\)|"
                              r"(@@(?:SESSION\.|LOCAL\.)?(?:LAST_INSERT_ID|IDENTITY|INSERT_ID)|"
                              r"\bGET\s+(?:CURRENT\s+|STACKED\s+)?DIAGNOSTICS)\b")
-_AUTO_IS_NULL = re.compile(r"\bSQL_AUTO_IS_NULL\s*:?=\s*(?=\S)(?!(?:0|OFF|FALSE|DEFAULT)\b)")
+# sql_auto_is_null set to anything but a plain 0 (`0+1` is 1 too): the whole value is read.
+_AUTO_IS_NULL = re.compile(r"\bSQL_AUTO_IS_NULL\s*:?=\s*(?=\S)"
+                           r"(?!(?:0|OFF|FALSE|DEFAULT)\s*(?:[,;]|$|FOR\b))")
 _REPLACE = re.compile(r"(?i)^\s*REPLACE(?=\s)")
 # MariaDB runs the inside of /*! ... */ and /*M! ... */ by its version; DAL's scanner and
 # sqlglot would skip it as a comment, so statements are planned from their expansion.
 _EXECUTABLE_COMMENT = re.compile(r"/\*M?!")
 _START_TRANSACTION = re.compile(r"(?is)\s*START\s+TRANSACTION\b")
-_INFORMATION_SCHEMA_TABLE = re.compile(r"\bINFORMATION_SCHEMA\s*\.")  # in security_text
+# information_schema tables of the logical view (router/info_schema.py), in security_text
+_INFORMATION_SCHEMA_TABLE = re.compile(r"\bINFORMATION_SCHEMA\s*\.\s*(?:"
+                                       + "|".join(info_schema.TABLES) + r")\b")
 _SHAPED = (SHARDED, MIGRATED)  # plans made from the fingerprint key: cached with literals
 
 
@@ -301,6 +305,8 @@ class Router:
     def _plan_read(self, catalog: Catalog, text: str, code: str, words: list[str], key: bytes,
                    schema: str | None, admin: bool, modes: int) -> Plan:
         """`analyse` of a statement read and checked: DAL's own answers, else sqlglot."""
+        if words[:1] == ["SHOW"] and (refusal := where_refusal(text)) is not None:
+            return refusal  # parsed or not, its WHERE runs on a shared connection
         local = local_statement(words, text) or database_statement(words, text)
         if local is not None:
             return local
@@ -330,10 +336,6 @@ class Router:
                 return refuse(*errors.NOT_SUPPORTED, "statements on the tables of a live "
                               "migration run in the default sql_mode's reading: set sql_mode "
                               "without ANSI_QUOTES and NO_BACKSLASH_ESCAPES for them")
-        if plan.handler != "session_functions" and names_session_user(code):
-            return refuse(*errors.NOT_SUPPORTED, "DAL answers CURRENT_USER(), USER() and "
-                          "SESSION_USER() only on their own (SELECT CURRENT_USER()); inside "
-                          "another statement the backend would name DAL's own account")
         if parsed is not text and plan.sql is not None and plan.sql.startswith(b"INSERT"):
             plan = replace(plan, sql=b"REPLACE" + plan.sql[len(b"INSERT"):])
         if (modes & NO_BACKSLASH_ESCAPES and "\\" in text
@@ -446,6 +448,10 @@ def _connection_needs(plan: Plan, text: str, code: str, pin: str | None) -> Plan
     its security ``code``, where comments are spaces). A SET whose values DAL evaluates on a
     shared connection may not read or leave its state (a lock, an id)."""
     own = _OWN_CONNECTION.search(text) or _OWN_CONNECTION.search(code)
+    if plan.handler != "session_functions" and plan.kind != REFUSE and names_session_user(code):
+        return refuse(*errors.NOT_SUPPORTED, "DAL answers CURRENT_USER(), USER() and "
+                      "SESSION_USER() only on their own (SELECT CURRENT_USER()); inside "
+                      "another statement the backend would name DAL's own account")
     if _AUTO_IS_NULL.search(code):
         return refuse(*errors.NOT_SUPPORTED, "sql_auto_is_null makes `WHERE id IS NULL` read "
                       "the backend connection's last insert, which on DAL's shared "

@@ -165,7 +165,7 @@ def cte_reference(table: exp.Table) -> bool:
     SELECT ...)` writes the table t, `WITH t AS (SELECT * FROM t)` reads it)."""
     if table.db:
         return False
-    name = table.name
+    name = table.name.casefold()  # MariaDB compares CTE names without case
     child: exp.Expression = table
     node = table.parent
     inside: exp.Expression | None = None  # the With whose CTE body we came up through
@@ -173,13 +173,14 @@ def cte_reference(table: exp.Table) -> bool:
         if isinstance(node, exp.With) and isinstance(child, exp.CTE):
             ctes = node.expressions
             seen = ctes[:ctes.index(child) + (1 if node.args.get("recursive") else 0)]
-            if any(cte.alias_or_name == name for cte in seen):
+            if any(cte.alias_or_name.casefold() == name for cte in seen):
                 return True
             inside = node
         else:
             with_ = node.args.get("with_")
             if (with_ is not None and with_ is not inside
-                    and any(cte.alias_or_name == name for cte in with_.expressions)):
+                    and any(cte.alias_or_name.casefold() == name
+                            for cte in with_.expressions)):
                 return True
         child, node = node, node.parent
     return False
@@ -189,11 +190,11 @@ def shadowing_cte(tree: exp.Expression) -> str | None:
     """The name of a CTE that the statement also uses as a table outside its scope (`UPDATE
     regions ... WHERE id IN (WITH regions AS (...) SELECT id FROM regions)`): DAL would
     qualify one and not the other, so such statements are refused; None when there is none."""
-    ctes = {cte.alias_or_name for cte in tree.find_all(exp.CTE)}
+    ctes = {cte.alias_or_name.casefold() for cte in tree.find_all(exp.CTE)}
     if not ctes:
         return None
     return next((table.name for table in tree.find_all(exp.Table)
-                 if table.name in ctes and not cte_reference(table)), None)
+                 if table.name.casefold() in ctes and not cte_reference(table)), None)
 
 
 def _named_tables(tree: exp.Expression, db: str) -> list[exp.Table]:

@@ -13,7 +13,7 @@ from router import errors
 from router.catalog import SHARDED_KINDS, SYSTEM_SCHEMAS, Catalog
 from router.mariadb_sql import mariadb_sql
 from router.plan import LOCAL, ROUTE, Plan, refuse
-from router.sqltext import ANSI_QUOTES, security_text
+from router.sqltext import ANSI_QUOTES, NO_BACKSLASH_ESCAPES, security_text
 
 _COUNT_DIAGNOSTICS = re.compile(r"(?i)\s*SHOW\s+COUNT\s*\(\s*\*\s*\)\s+(WARNINGS|ERRORS)\s*;?\s*$")
 _ROUTINE_STATUS = re.compile(r"(?is)\s*SHOW\s+(PROCEDURE|FUNCTION)\s+STATUS(\s.*?)?\s*;?\s*$")
@@ -21,20 +21,27 @@ _TABLE_STATUS = re.compile(r"(?is)\s*SHOW\s+TABLE\s+STATUS(?:\s+(?:FROM|IN)\s+"
                            r"(?:`(?:[^`]|``)+`|[\w$]+))?(\s.*?)?\s*;?\s*$")
 
 
-# In a SHOW's tail DAL runs on a pooled connection: a call (but IN, NOT, ... before a
+# In a SHOW's WHERE, which runs on a pooled connection: a call (but IN, NOT, ... before a
 # parenthesis), a subquery, a variable or an assignment would run there for the session.
 _TAIL_CODE = re.compile(r"\bSELECT\b|@|:=|"
                         r"\b(?!(?:IN|NOT|AND|OR|XOR|WHERE|LIKE)\b)[A-Z_$][\w$]*\s*\(")
+_WHERE = re.compile(r"\bWHERE\b")
+_READINGS = (0, ANSI_QUOTES, NO_BACKSLASH_ESCAPES, ANSI_QUOTES | NO_BACKSLASH_ESCAPES)
 
 
-def _tail_refusal(tail: str) -> Plan | None:
-    """The refusal of a SHOW's LIKE/WHERE tail that would do more than compare the rows'
-    columns with literals (read either way ANSI_QUOTES may be)."""
-    if any(_TAIL_CODE.search(security_text(tail, modes)) for modes in (0, ANSI_QUOTES)):
-        return refuse(*errors.NOT_SUPPORTED, "DAL runs a SHOW's LIKE or WHERE on a shared "
-                      "backend connection: it may compare the columns with literals "
-                      "(=, <>, LIKE, IN, AND, OR, NOT), without functions, subqueries or "
-                      "variables")
+def where_refusal(text: str) -> Plan | None:
+    """The refusal of a SHOW whose WHERE would do more than compare the rows' columns with
+    literals, read every way the session's sql_mode may read it (its code: strings and
+    comments out, so a WHERE or a quote inside a comment is none); None otherwise. Parsed or
+    not, a SHOW's filter runs on a shared backend connection."""
+    for modes in _READINGS:
+        code = security_text(text, modes)
+        where = _WHERE.search(code)
+        if where is not None and _TAIL_CODE.search(code, where.end()):
+            return refuse(*errors.NOT_SUPPORTED, "DAL runs a SHOW's WHERE on a shared backend "
+                          "connection: it may compare the columns with literals (=, <>, "
+                          "LIKE, IN, AND, OR, NOT), without functions, subqueries or "
+                          "variables")
     return None
 
 
@@ -51,11 +58,6 @@ def diagnostics_count(catalog: Catalog, text: str, schema: str | None) -> Plan |
 def plan_show(catalog: Catalog, tree: exp.Show, text: str, schema: str | None) -> Plan:
     """The plan of a parsed SHOW statement."""
     what = (tree.name or "").upper()
-    if tree.args.get("where") is not None:  # it runs on a shared connection: literals only
-        where = re.search(r"(?i)\bWHERE\b", text)
-        refusal = _tail_refusal(text[where.start():] if where else text)
-        if refusal is not None:
-            return refusal
     like = tree.args.get("like")
     like_value = like.name if isinstance(like, exp.Literal) else None
     if what in ("WARNINGS", "ERRORS"):
@@ -80,9 +82,8 @@ def plan_show(catalog: Catalog, tree: exp.Show, text: str, schema: str | None) -
         match = _ROUTINE_STATUS.match(text)
         if match is not None:
             tail = match.group(2) or ""
-            return _tail_refusal(tail) or Plan(
-                LOCAL, handler="routine_status", args=(match.group(1).upper(), tail),
-                statement="show", once=True)
+            return Plan(LOCAL, handler="routine_status",
+                        args=(match.group(1).upper(), tail), statement="show", once=True)
     target = tree.args.get("target")
     if what in ("CREATE TABLE", "COLUMNS", "FIELDS", "INDEX", "INDEXES", "KEYS") and target:
         table = exp.Table(this=exp.to_identifier(target.name),
@@ -135,5 +136,4 @@ def _table_status(catalog: Catalog, tree: exp.Show, text: str, schema: str | Non
         return db
     match = _TABLE_STATUS.match(text)
     tail = (match.group(1) or "") if match else ""
-    return _tail_refusal(tail) or Plan(LOCAL, handler="table_status", args=(db, tail),
-                                       statement="show", once=True)
+    return Plan(LOCAL, handler="table_status", args=(db, tail), statement="show", once=True)

@@ -85,6 +85,11 @@ REFUSED = [
     "WITH x AS (SELECT * FROM orders), orders AS (SELECT 1 AS id) SELECT * FROM x",
     # `WHERE id IS NULL` would then read the pooled connection's last insert.
     "SET sql_auto_is_null = 1",
+    "SET sql_auto_is_null = 0+1",  # an eleventh review: the whole value is read
+    "SHOW /* WHERE ' */ COLUMNS FROM orders WHERE Field = 'id' AND (@carried := 7) -- '",
+    "SHOW LOCAL STATUS WHERE (SELECT 1) = 1",
+    "SHOW FIELDS FROM merchants WHERE (SELECT 1) = 1",
+    "SHOW LOCAL STATUS WHERE Variable_name = 'Uptime' AND EXTRACTVALUE(1, CURRENT_USER())",
 ]
 
 
@@ -161,6 +166,9 @@ def test_carried_statements_dal_sends_as_written_still_work(
     proc, _ = dal
     with contextlib.closing(_connect(proc, "limited")) as conn, conn.cursor() as cur:
         cur.execute("SET sql_auto_is_null = 0")
+        cur.execute("SELECT VARIABLE_VALUE FROM information_schema.SESSION_STATUS "
+                    "WHERE VARIABLE_NAME = 'Uptime'")  # no logical view: sent as written
+        assert len(cur.fetchall()) == 1
         cur.execute(f"{FOR}SELECT COUNT(*) FROM merchants WHERE id > 0")
         assert len(cur.fetchall()) == 1
         cur.execute("PREPARE s FROM 'SELECT COUNT(*) FROM merchants WHERE id > ?'")
