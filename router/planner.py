@@ -67,7 +67,8 @@ _PIN_PATTERNS = [
 _OWN_CONNECTION = re.compile(r"(?i)\b(FOUND_ROWS|ROW_COUNT)\s*\(|"
                              r"\b(LAST_INSERT_ID)\s*\(\s*\)|"
                              r"(@@(?:SESSION\.|LOCAL\.)?(?:LAST_INSERT_ID|IDENTITY|INSERT_ID)|"
-                             r"\bGET\s+(?:CURRENT\s+|STACKED\s+)?DIAGNOSTICS)\b")
+                             r"\bGET\s+(?:CURRENT\s+|STACKED\s+)?DIAGNOSTICS|"
+                             r"\bPREVIOUS\s+VALUE\s+FOR)\b|\b(LASTVAL|PREVIOUSVAL)\s*\(")
 # sql_auto_is_null set to anything but a plain 0 (`0+1` is 1 too): the whole value is read.
 _AUTO_IS_NULL = re.compile(r"\bSQL_AUTO_IS_NULL\s*:?=\s*(?=\S)"
                            r"(?!(?:0|OFF|FALSE|DEFAULT)\s*(?:[,;]|$|FOR\b))")
@@ -469,7 +470,7 @@ def _connection_needs(plan: Plan, text: str, code: str, pin: str | None) -> Plan
                       "a prepared statement on a sharded table the shards' connections would "
                       "answer: pass the value as a parameter")
     if plan.kind == ROUTE and own:
-        function = own.group(1) or own.group(2)
+        function = own.group(1) or own.group(2) or own.group(4)
         name = f"{function.upper()}()" if function else own.group(3).upper()
         plan = replace(plan, own_connection=name, anywhere=True)
     return plan

@@ -23,7 +23,7 @@ _TABLE_STATUS = re.compile(r"(?is)\s*SHOW\s+TABLE\s+STATUS(?:\s+(?:FROM|IN)\s+"
 
 # In a SHOW's WHERE, which runs on a pooled connection: a call (but IN, NOT, ... before a
 # parenthesis), a subquery, a variable or an assignment would run there for the session.
-_TAIL_CODE = re.compile(r"\bSELECT\b|@|:=|"
+_TAIL_CODE = re.compile(r"\bSELECT\b|@|:=|\bVALUE\s+FOR\b|"
                         r"\b(?!(?:IN|NOT|AND|OR|XOR|WHERE|LIKE)\b)[A-Z_$][\w$]*\s*\(")
 _WHERE = re.compile(r"\bWHERE\b")
 _READINGS = (0, ANSI_QUOTES, NO_BACKSLASH_ESCAPES, ANSI_QUOTES | NO_BACKSLASH_ESCAPES)

@@ -19,6 +19,7 @@ from pool.state import apply_state
 
 if TYPE_CHECKING:
     from dal.ports import SessionPort
+    from pool.pool import Pool
     from router.plan import Plan
 
 # Plain ints: IntFlag arithmetic is slow Python code, and this runs per statement.
@@ -37,7 +38,9 @@ def after_statement(session: SessionPort, conn: BackendConnection, status: int,
 
     ``diagnostics``: the statement left warnings or an error, which only this connection
     can show; it stays with the session for one more statement, for SHOW WARNINGS. Not when
-    other sessions' statements were pipelined behind it (``conn.busy``): they replaced them.
+    other sessions' statements were pipelined behind it (``conn.busy``): they replaced them;
+    nor when the pool has no other connection to give (sessions that leave warnings and go
+    idle would hold them all: SHOW WARNINGS then answers empty).
     """
     session.status = status & SESSION_STATUS
     if session.migration_txn is not None and not status & IN_TRANS and session.xa is None:
@@ -46,7 +49,8 @@ def after_statement(session: SessionPort, conn: BackendConnection, status: int,
     if plan is not None and plan.pin is not None and session.pin_reason is None:
         session.pin_reason = plan.pin
         session.server.count_pin(plan.pin)
-    if status & IN_TRANS or session.pin_reason is not None or (diagnostics and not conn.busy):
+    if status & IN_TRANS or session.pin_reason is not None or (
+            diagnostics and not conn.busy and _spare(session.server.pools[conn.instance])):
         conn.shared = False  # nobody joins a pinned connection
         if session.pinned is not conn and session.pin_reason is None:
             session.server.count_pin("transaction" if status & IN_TRANS else "diagnostics")
@@ -57,6 +61,11 @@ def after_statement(session: SessionPort, conn: BackendConnection, status: int,
         return
     session.pinned = None
     session.server.pools[conn.instance].release(conn)
+
+
+def _spare(pool: Pool) -> bool:
+    """The pool has another connection for the next session: an idle one, or room for one."""
+    return bool(pool.idle) or pool.size < pool.config.max_size
 
 
 def give_back(session: SessionPort, conn: BackendConnection, status: int,

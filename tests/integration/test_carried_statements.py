@@ -90,6 +90,10 @@ REFUSED = [
     "SHOW LOCAL STATUS WHERE (SELECT 1) = 1",
     "SHOW FIELDS FROM merchants WHERE (SELECT 1) = 1",
     "SHOW LOCAL STATUS WHERE Variable_name = 'Uptime' AND EXTRACTVALUE(1, CURRENT_USER())",
+    # A sequence's last value belongs to the connection (a twelfth review).
+    "SELECT LASTVAL(carried_seq)",
+    "SELECT PREVIOUS VALUE FOR carried_seq",
+    "SHOW VARIABLES WHERE Value = NEXT VALUE FOR carried_seq",
 ]
 
 
@@ -296,3 +300,30 @@ def test_a_prepared_statement_does_not_read_a_pooled_connections_last_insert_id(
             assert info.value.code == 1235, sql
     finally:
         ps.close()
+
+
+def test_warnings_left_by_idle_sessions_do_not_hold_every_connection(tmp_path) -> None:
+    """A statement that leaves a warning keeps its connection for SHOW WARNINGS; sessions
+    that did so and went idle held the whole pool, and nobody else could log in. The last
+    spare connection is never kept."""
+    from tests.own_dal import own_dal
+
+    with own_dal(tmp_path, pool={"max_size": 2, "acquire_timeout": 2.0,
+                                 "pipeline_depth": 0}) as dal:
+        idle = [dal.connect() for _ in range(3)]
+        try:
+            for conn in idle:
+                with conn.cursor() as cur:
+                    cur.execute("SELECT 'abc' + 0 FROM merchants LIMIT 1")
+                    cur.fetchall()
+            late = dal.connect()  # its login's SET NAMES needs a backend connection
+            with late.cursor() as cur:
+                cur.execute("SELECT COUNT(*) FROM merchants")
+                assert len(cur.fetchall()) == 1
+            late.close()
+            with idle[0].cursor() as cur:  # the first one still reads its own warning
+                cur.execute("SHOW WARNINGS")
+                assert "abc" in str(cur.fetchall())
+        finally:
+            for conn in idle:
+                conn.close()
