@@ -39,15 +39,11 @@ def test_sql_mode_from_a_number_is_refused(dal, connect, sql) -> None:
 
 
 def test_sql_mode_from_names_still_evaluates(dal, connect) -> None:
-    conn = connect()
-    try:
-        with conn.cursor() as cur:
-            cur.execute("SET sql_mode = CONCAT(@@sql_mode, ',ANSI_QUOTES')")
-            cur.execute('SELECT "id" FROM merchants LIMIT 0')  # a name now, for both
-            cur.execute("SELECT @@sql_mode")
-            assert "ANSI_QUOTES" in cur.fetchone()[0]
-    finally:
-        conn.close()
+    with connect().cursor() as cur:  # the fixture closes it
+        cur.execute("SET sql_mode = CONCAT(@@sql_mode, ',ANSI_QUOTES')")
+        cur.execute('SELECT "id" FROM merchants LIMIT 0')  # a name now, for both
+        cur.execute("SELECT @@sql_mode")
+        assert "ANSI_QUOTES" in cur.fetchone()[0]
 
 
 @pytest.mark.parametrize("sql", ["SET character_set_client = 28",
@@ -91,15 +87,11 @@ def test_table_status_filter_runs_under_the_sessions_sql_mode(dal, connect) -> N
     # merchants. Were the LIKE/WHERE run on a pooled connection in another mode, the quote
     # after the backslash would be escaped and the text would read otherwise (a syntax error
     # here; with a call in its place, code: such tails are refused, test_carried_statements).
-    conn = connect()
-    try:
-        with conn.cursor() as cur:
-            cur.execute("SET sql_mode = 'NO_BACKSLASH_ESCAPES'")
-            cur.execute("SELECT @pin := 1")  # pinned: the pool's other connections serve SHOW
-            cur.execute("SHOW TABLE STATUS WHERE Name = '\\' OR Name = 'merchants' -- '")
-            assert [row[0] for row in cur.fetchall()] == ["merchants"]
-    finally:
-        conn.close()
+    with connect().cursor() as cur:  # the fixture closes it
+        cur.execute("SET sql_mode = 'NO_BACKSLASH_ESCAPES'")
+        cur.execute("SELECT @pin := 1")  # pinned: the pool's other connections serve SHOW
+        cur.execute("SHOW TABLE STATUS WHERE Name = '\\' OR Name = 'merchants' -- '")
+        assert [row[0] for row in cur.fetchall()] == ["merchants"]
 
 
 @pytest.mark.parametrize(("sql", "code"), [
@@ -119,13 +111,9 @@ def test_statements_that_hide_another_are_refused(dal, connect, sql, code) -> No
 
 
 def test_set_statement_with_plain_values_still_runs(dal, connect) -> None:
-    conn = connect()
-    try:
-        with conn.cursor() as cur:
-            cur.execute("SET STATEMENT max_statement_time = 100 FOR SELECT COUNT(*) FROM merchants")
-            assert cur.fetchone()[0] >= 0
-    finally:
-        conn.close()
+    with connect().cursor() as cur:  # the fixture closes it
+        cur.execute("SET STATEMENT max_statement_time = 100 FOR SELECT COUNT(*) FROM merchants")
+        assert cur.fetchone()[0] >= 0
 
 
 @pytest.mark.parametrize(("sql", "code"), [
@@ -187,44 +175,32 @@ def test_a_pinned_set_cannot_carry_the_character_set(dal, connect, sql) -> None:
 def test_a_comment_after_the_sql_mode_hides_nothing(dal, connect) -> None:
     # sqlglot kept the comment in the recorded value, and DAL's reading of it found no mode:
     # the backend read "..." as names while DAL read strings.
-    conn = connect()
-    try:
-        with conn.cursor() as cur:
-            cur.execute("SET @@sql_mode = 'ANSI_QUOTES' /* x */")
-            cur.execute('SELECT "id" FROM merchants LIMIT 0')  # a name, for DAL too
-            with pytest.raises(pymysql.MySQLError) as caught:
-                cur.execute('SELECT 1 AS "\\", worker_id FROM dal_meta.gene_workers -- " '
-                            "FROM merchants")
-            assert caught.value.args[0] == 1142
-    finally:
-        conn.close()
+    with connect().cursor() as cur:  # the fixture closes it
+        cur.execute("SET @@sql_mode = 'ANSI_QUOTES' /* x */")
+        cur.execute('SELECT "id" FROM merchants LIMIT 0')  # a name, for DAL too
+        with pytest.raises(pymysql.MySQLError) as caught:
+            cur.execute('SELECT 1 AS "\\", worker_id FROM dal_meta.gene_workers -- " '
+                        "FROM merchants")
+        assert caught.value.args[0] == 1142
 
 
 def test_rewritten_statements_refuse_backslashes_under_no_backslash_escapes(dal, connect):
     # sqlglot reads backslashes as escapes whatever the sql_mode: the SQL DAL builds from its
     # tree (DATABASE(), information_schema) ran the middle of this as code, unchecked.
-    conn = connect()
-    try:
-        with conn.cursor() as cur:
-            cur.execute("SET sql_mode = 'NO_BACKSLASH_ESCAPES'")
-            with pytest.raises(pymysql.MySQLError) as caught:
-                cur.execute("SELECT '\\' AS a ' , (SELECT COUNT(*) FROM information_schema."
-                            "processlist) , '\\' AS b ', DATABASE()")
-            assert caught.value.args[0] == 1235
-            cur.execute("SELECT 'a\\', DATABASE()")  # a backslash DAL passes on as sent
-            assert cur.fetchall() == (("a\\", "trade"),)
-    finally:
-        conn.close()
+    with connect().cursor() as cur:  # the fixture closes it
+        cur.execute("SET sql_mode = 'NO_BACKSLASH_ESCAPES'")
+        with pytest.raises(pymysql.MySQLError) as caught:
+            cur.execute("SELECT '\\' AS a ' , (SELECT COUNT(*) FROM information_schema."
+                        "processlist) , '\\' AS b ', DATABASE()")
+        assert caught.value.args[0] == 1235
+        cur.execute("SELECT 'a\\', DATABASE()")  # a backslash DAL passes on as sent
+        assert cur.fetchall() == (("a\\", "trade"),)
 
 
 def test_a_parenthesized_information_schema_table_gets_the_logical_view(dal, connect):
-    conn = connect()
-    try:
-        with conn.cursor() as cur:
-            cur.execute("SELECT DISTINCT TABLE_SCHEMA FROM (information_schema.TABLES)")
-            schemas = {row[0] for row in cur.fetchall()}
-    finally:
-        conn.close()
+    with connect().cursor() as cur:  # the fixture closes it
+        cur.execute("SELECT DISTINCT TABLE_SCHEMA FROM (information_schema.TABLES)")
+        schemas = {row[0] for row in cur.fetchall()}
     assert "trade" in schemas
     assert not {s for s in schemas if s.startswith(("user_", "merchant_"))}, schemas
     assert "dal_meta" not in schemas
