@@ -1,12 +1,12 @@
 """Long statements are read and planned on a planner thread, not on the event loop.
 
 sqlglot takes about 5-7 ms per KiB of statement to plan, and DAL's own readers (fingerprint,
-batch split) about 0.2 ms per KiB. On the event loop that time is taken from every client of
-the process: one 100 KiB OR chain held them all for 2.4 s, and a mysqldump restore's 1 MiB
-INSERTs for seconds each. So a plan-cache miss of `PLAN_AWAY_BYTES` or more is planned on one
-planner thread, and a statement of `READ_AWAY_BYTES` or more is also read there, while the
-loop serves everybody else (the GIL is handed back every 5 ms). Shorter statements, and every
-cache hit, stay on the loop: the hop costs more than they do.
+batch split) about 0.2 ms per KiB; on the event loop that time is taken from every client of
+the process. So a plan-cache miss of `PLAN_AWAY_BYTES` or more is planned on one planner
+thread, and a statement of `READ_AWAY_BYTES` or more is also read there. Shorter statements,
+and every cache hit, stay on the loop: the hop costs more than they do. The installed sqlglot
+is compiled and keeps the GIL through a whole parse, so the loop gets the time between those
+calls, not every 5 ms (docs/design-notes.md, "Long statements", has the measured waits).
 
 The thread only reads: `Router.analysed` builds a plan from the router's config and changes
 nothing. The loop keeps the plan in the cache (`Router.keep`) and, when the router dropped its
@@ -130,17 +130,12 @@ def plan_now(session: SessionPort, sql: bytes, fp: Fingerprint, modes: int,
     """The session's plan for ``sql`` when it is cached or short enough to make on the loop;
     None when the planner thread must make it (`plan_later`)."""
     router = session.server.router
-    away = len(sql) >= PLAN_AWAY_BYTES
-    if away and original is not None:  # the access check reads it away too
+    if len(sql) < PLAN_AWAY_BYTES:
+        return router.plan(sql, fp, session.schema, session.admin, modes, original,
+                           session.databases)
+    if original is not None:  # the access check reads it away too
         return None
-    plan = router.original_refusal(original, modes, session.admin) if original else None
-    if plan is None:
-        plan = router.cached(fp, session.schema, session.admin, modes, session.databases)
-    if plan is None and not away:
-        plan = router.keep(sql, fp, session.schema, session.admin, modes, session.databases,
-                           router.analysed(sql, fp, session.schema, session.admin, modes,
-                                           session.databases))
-    return plan
+    return router.cached(fp, session.schema, session.admin, modes, session.databases)
 
 
 def plan_later(session: SessionPort, sql: bytes, fp: Fingerprint, modes: int,
