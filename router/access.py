@@ -84,7 +84,6 @@ _SHOW_ALLOWED = frozenset({
     "CHARSET", "ENGINES", "STORAGE", "PLUGINS", "PRIVILEGES", "PROCESSLIST", "GRANTS",
     "TRIGGERS", "PROCEDURE", "FUNCTION", "AUTHORS", "CONTRIBUTORS", "CREATE",
 })
-FOR_CLAUSE = re.compile(r"\sFOR\s")  # SET STATEMENT ... FOR <statement>
 # Session variables that change how the backend reads statement text.
 READING_VARIABLES = frozenset({"SQL_MODE", "NAMES", "CHARACTER", "CHARSET",
                                 "CHARACTER_SET_CLIENT", "CHARACTER_SET_CONNECTION",

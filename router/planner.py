@@ -251,10 +251,9 @@ class Router:
         if databases is not None:
             forbidden = {name.upper(): name for name in self.config.databases
                          if name not in databases}
-            denial = foreign_database(code, text, modes, forbidden)
-            if denial is not None:  # PREPARE's depends on its literal body: not cached
-                return replace(tagged(refuse(*denial.error), denial.rule),
-                               once=words[:1] == ["PREPARE"])
+            denial = foreign_database(code, forbidden)
+            if denial is not None:
+                return tagged(refuse(*denial.error), denial.rule)
             catalog = catalog.restricted(databases)
         carried = _carried_statement(text, words, modes)
         if carried is not None:

@@ -185,5 +185,5 @@ def test_a_long_statement_is_read_in_linear_time() -> None:
 
     code = "SELECT ID FROM MERCHANTS WHERE ID = " + "A" * 200_000
     started = time.process_time()
-    assert foreign_database(code, code, 0, {"SBTEST": "sbtest"}) is None
+    assert foreign_database(code, {"SBTEST": "sbtest"}) is None
     assert time.process_time() - started < 2
