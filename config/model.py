@@ -78,6 +78,11 @@ class PoolConfig(Strict):
     # Autocommit statements of different sessions in flight at once on one backend connection
     # when the pool is full (docs/design-notes.md "Pipelining"); 0 = one at a time.
     pipeline_depth: int = Field(default=8, ge=0, le=256)
+    # Pipeline such statements before the pool is full, once this many connections run them:
+    # fewer backend threads, each reading statements back to back, cost the backend and DAL
+    # less CPU per statement where the backend's cores are the limit ("Pipelining before the
+    # pool is full" in docs/design-notes.md); 0 = only when the pool is full.
+    pipeline_spread: int = Field(default=0, ge=0, le=10000)
 
     @model_validator(mode="after")
     def _min_within_max(self) -> PoolConfig:

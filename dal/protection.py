@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from dal.ports import ServerPort
 
 # Pool settings that change live; the others (max_size, ...) need a restart.
-LIVE_POOL_KEYS = ("max_waiters", "acquire_timeout", "pipeline_depth")
+LIVE_POOL_KEYS = ("max_waiters", "acquire_timeout", "pipeline_depth", "pipeline_spread")
 
 
 def statement_shape(text: str) -> bytes:

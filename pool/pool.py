@@ -6,6 +6,12 @@ statement that may share (an autocommit one on the hot path, `Share`) is pipelin
 statements in flight on a connection running such statements, up to ``pool.pipeline_depth``
 of them (pool/flights.py); other acquirers, and those that find every shared connection at
 that depth, wait in a FIFO queue with a timeout; a full queue is refused at once.
+
+With ``pool.pipeline_spread: N``, such a statement pipelines before the pool is full: once N
+connections run shareable statements, it joins the least busy of them rather than taking an
+idle connection, unless their statements have all run longer than `SLOW_HEAD` (a slow one is
+not queued behind). Fewer backend threads then serve more statements each, reading them
+back to back (docs/design-notes.md, "Pipelining before the pool is full").
 """
 
 from __future__ import annotations
@@ -23,6 +29,10 @@ from pool.connection import BackendConnection, BackendError, ConnectionLost
 from pool.histogram import Histogram
 from pool.tls import client_context
 
+# A connection whose statement in flight started longer ago than this is not joined while an
+# idle connection could serve instead (`pool.pipeline_spread`): a slow statement is not waited
+# behind by choice.
+SLOW_HEAD = 0.005
 POOL_TIMEOUT = 1105  # DAL refusal: no backend connection free in time (docs/errors.md)
 
 
@@ -137,6 +147,12 @@ class Pool:
             raise ConnectionLost(f"pool {self.name} is shutting down")
         if self.breaker.rejecting:
             self.breaker.admit()  # raises BreakerOpen unless this is a half-open probe
+        if (share is not None and len(self.sharing) >= self.config.pipeline_spread > 0
+                and not self.waiters):  # enough connections run such statements: join one
+            conn = self._join(flavour, share, time.monotonic() - SLOW_HEAD)
+            if conn is not None:
+                self.immediate += 1
+                return conn
         conn = self.try_acquire(flavour)
         if conn is not None:
             self.immediate += 1
@@ -251,16 +267,19 @@ class Pool:
             conn.shared = True
             self.sharing.add(conn)
 
-    def _join(self, flavour: int, share: Share) -> BackendConnection | None:
+    def _join(self, flavour: int, share: Share,
+              started_after: float = 0.0) -> BackendConnection | None:
         """The shared connection with the fewest requests in flight, below the depth limit,
-        of the flavour and with the state ``share`` needs; counted as one more holder."""
+        of the flavour and with the state ``share`` needs, whose request in flight was sent
+        after ``started_after`` (monotonic); counted as one more holder."""
         best: BackendConnection | None = None
         lowest = self.config.pipeline_depth
         stale = None
         for conn in self.sharing:
             if not conn.shared or conn.closed:
                 stale = [*(stale or ()), conn]
-            elif conn.depth < lowest and conn.flavour == flavour and fits(conn, share):
+            elif (conn.depth < lowest and conn.flavour == flavour
+                  and conn.sent_at >= started_after and fits(conn, share)):
                 best, lowest = conn, conn.depth
         if stale:
             self.sharing.difference_update(stale)

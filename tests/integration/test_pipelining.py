@@ -212,3 +212,53 @@ def test_kill_query_reaches_only_the_pipelined_statement_it_names(piped_dal) -> 
         client.close()
     killer.close()
     assert_pools_idle(dal.port)
+
+
+def test_spread_pipelines_busy_sessions_before_the_pool_is_full(tmp_path) -> None:
+    """``pool.pipeline_spread: 1``: sessions' statements join the connection already running
+    such statements, with 15 more connections still allowed. Six sessions, each reading and
+    updating an order of its own at once, get their own rows and counts, and the backend
+    holds exactly the updates each session made."""
+    with own_dal(tmp_path, pool={"max_size": 16, "pipeline_depth": 8,
+                                 "pipeline_spread": 1}) as dal:
+        setup = dal.connect()
+        orders = [new_order(setup, USER_ON_A) for _ in range(6)]
+        pipelined = dal.metric("dal_pool_pipelined_total", instance="a")
+        wrong: list[str] = []
+        updates = [0] * len(orders)
+
+        def work(n: int) -> None:
+            conn = dal.connect()
+            try:
+                with conn.cursor() as cur:
+                    for i in range(150):
+                        cur.execute(f"SELECT {n}, {i}, id FROM orders WHERE user_id = "
+                                    f"{USER_ON_A} AND id = {orders[n]}")
+                        if cur.fetchall() != ((n, i, orders[n]),):
+                            wrong.append(f"session {n} statement {i}")
+                        if i % 5 == 0:
+                            count = cur.execute(f"UPDATE orders SET total = total + 1 WHERE "
+                                                f"user_id = {USER_ON_A} AND id = {orders[n]}")
+                            updates[n] += 1
+                            if count != 1:
+                                wrong.append(f"session {n} update {i}: {count} rows")
+            finally:
+                conn.close()
+
+        threads = [threading.Thread(target=work, args=(n,)) for n in range(len(orders))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert not wrong
+        assert dal.metric("dal_pool_pipelined_total", instance="a") > pipelined
+        direct = backend(dal, "a")
+        try:
+            for n, order in enumerate(orders):
+                assert one(direct, f"SELECT total FROM user_{USER_ON_A:03d}.orders WHERE id = "
+                           "%s", (order,)) == (1 + updates[n],)
+        finally:
+            direct.close()
+        setup.close()
+        assert_pools_idle(dal.port)
+        assert INTERNAL not in dal.proc.log()[-20000:]

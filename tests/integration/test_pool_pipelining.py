@@ -67,3 +67,70 @@ def test_full_pool_pipelines_up_to_the_depth_in_fifo_order(backends, depth: int)
     assert max(got["depths"]) == (min(depth, requests) if depth > 1 else 1)
     assert got["pipelined"] == (requests - 1 if depth > 1 else 0)
     assert (got["in_use"], got["idle"], got["opened"]) == (0, 1, 1)
+
+
+async def _spread(cfg: dict, spread: int) -> dict:
+    """Two slow heads on connections of their own, four shareable requests at once while the
+    heads are fresh, and one more after the heads have run past `SLOW_HEAD`."""
+    instance = Instance(host=cfg["host"], port=cfg["port"], user=cfg["user"],
+                        password=cfg["password"])
+    pool = Pool("a", instance, PoolConfig(max_size=8, pipeline_depth=4,
+                                          pipeline_spread=spread), "trade")
+    loop = asyncio.get_running_loop()
+    answers: dict[int, bytearray] = {}
+    served_by: dict[int, int] = {}
+    started: dict[int, asyncio.Future] = {i: loop.create_future() for i in range(7)}
+    ended: dict[int, asyncio.Future] = {i: loop.create_future() for i in range(7)}
+
+    def start(i: int, conn: BackendConnection) -> None:
+        if not conn.busy:
+            pool.offer(conn)  # as the relay does for a statement that may be shared
+        answers[i] = bytearray()
+        served_by[i] = conn.id
+        sql = b"SELECT SLEEP(0.3), %d" % i if i < 2 else b"SELECT %d, 'row'" % i
+        conn.relay(frame(b"\x03" + sql, 0), answers[i].extend,
+                   lambda c, scanner: finished(i, c, scanner))
+        started[i].set_result(None)
+
+    def finished(i: int, conn: BackendConnection, scanner: object) -> None:
+        ended[i].set_result(scanner is not None)
+        pool.release(conn)
+
+    def ask(i: int) -> None:
+        conn = pool.request(False, lambda c, error: start(i, c) if c is not None
+                            else ended[i].set_result(False), (None, {}, None))
+        if conn is not None:
+            start(i, conn)
+
+    ask(0)
+    ask(1)
+    await asyncio.wait_for(asyncio.gather(started[0], started[1]), 10)
+    for i in range(2, 6):  # the heads were sent just now
+        ask(i)
+    await asyncio.sleep(0.05)  # now they have run past SLOW_HEAD
+    ask(6)
+    ok = await asyncio.wait_for(asyncio.gather(*ended.values()), 10)
+    stats = pool.stats()
+    await pool.close()
+    return {"ok": ok, "answers": answers, "served_by": served_by, "pipelined": pool.pipelined,
+            "opened": stats.opened, "in_use": stats.in_use}
+
+
+@pytest.mark.parametrize("spread", [0, 2])
+def test_spread_pipelines_before_the_pool_is_full_but_not_behind_a_slow_head(
+        backends, spread: int) -> None:
+    got = asyncio.run(_spread(backends["a"], spread))
+    assert all(got["ok"])
+    for i in range(2, 7):
+        assert decode_response(bytes(got["answers"][i])).rows == [[str(i).encode(), b"row"]]
+    heads = {got["served_by"][0], got["served_by"][1]}
+    behind = [got["served_by"][i] for i in range(2, 6)]
+    if spread:  # two connections run shareable statements: the next four join them, two each
+        assert sorted(behind) == sorted([*heads, *heads])
+        assert got["pipelined"] == 4
+        # the heads have run 50 ms by then: the last one is not queued behind them
+        assert got["served_by"][6] not in heads
+        assert got["opened"] == 3
+    else:  # only a full pool pipelines: each takes a connection of its own
+        assert len(set(behind) | heads) == 6 and got["pipelined"] == 0
+    assert got["in_use"] == 0
