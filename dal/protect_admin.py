@@ -3,7 +3,8 @@
 - ``SHOW DAL BREAKERS``, ``SHOW DAL LIMITS``, ``SHOW DAL RULES``;
 - ``SET DAL <path> = <value>``: ``<path>`` is a dotted key under ``breaker``, ``limits``,
   ``rules`` or ``pool.max_waiters``/``acquire_timeout``/``pipeline_depth``/``pipeline_spread``;
-  a segment with dots or spaces is quoted (``limits.fingerprints.'SELECT * FROM orders WHERE id = 1'``).
+  a segment with dots or spaces is quoted
+  (``limits.fingerprints.'SELECT * FROM orders WHERE id = 1'``).
   ``<value>`` is YAML: ``0.3``, ``true``, ``delay``, ``{rate: 50, burst: 100}``; ``DEFAULT``
   or ``NULL`` removes the key (a limit is dropped, a threshold goes back to its default). The
   whole config is validated again before anything changes;
@@ -165,7 +166,8 @@ def set_setting(server: ServerPort, path: list[str], value: object) -> list[str]
             or (path[0] == "pool" and len(path) == 2 and path[1] in LIVE_POOL_KEYS)):
         raise AdminError(UNKNOWN_SETTING, f"Unknown DAL setting '{dotted}': SET DAL changes "
                          "breaker.*, limits.*, rules.* and pool.max_waiters/acquire_timeout/"
-                         "pipeline_depth/pipeline_spread; other settings need the config file and a restart")
+                         "pipeline_depth/pipeline_spread; other settings need the config "
+                         "file and a restart")
     raw = server.config.model_dump(mode="json", by_alias=True, exclude_defaults=True)
     for name in server.created_databases.names:  # not the file's: an admin created them
         raw["databases"].pop(name, None)
