@@ -149,7 +149,8 @@ class Pool:
             self.breaker.admit()  # raises BreakerOpen unless this is a half-open probe
         if (share is not None and len(self.sharing) >= self.config.pipeline_spread > 0
                 and not self.waiters):  # enough connections run such statements: join one
-            conn = self._join(flavour, share, time.monotonic() - SLOW_HEAD)
+            conn = self._join(flavour, share, time.monotonic() - SLOW_HEAD,
+                              self.config.pipeline_spread)
             if conn is not None:
                 self.immediate += 1
                 return conn
@@ -267,22 +268,28 @@ class Pool:
             conn.shared = True
             self.sharing.add(conn)
 
-    def _join(self, flavour: int, share: Share,
-              started_after: float = 0.0) -> BackendConnection | None:
+    def _join(self, flavour: int, share: Share, started_after: float = 0.0,
+              spread: int = 0) -> BackendConnection | None:
         """The shared connection with the fewest requests in flight, below the depth limit,
         of the flavour and with the state ``share`` needs, whose request in flight was sent
-        after ``started_after`` (monotonic); counted as one more holder."""
+        after ``started_after`` (monotonic), if at least ``spread`` connections run shared
+        requests now; counted as one more holder."""
         best: BackendConnection | None = None
         lowest = self.config.pipeline_depth
         stale = None
+        running = 0
         for conn in self.sharing:
-            if not conn.shared or conn.closed:
+            if not conn.shared or conn.closed:  # its last shared request ended
                 stale = [*(stale or ()), conn]
-            elif (conn.depth < lowest and conn.flavour == flavour
-                  and conn.sent_at >= started_after and fits(conn, share)):
+                continue
+            running += 1
+            if (conn.depth < lowest and conn.flavour == flavour
+                    and conn.sent_at >= started_after and fits(conn, share)):
                 best, lowest = conn, conn.depth
         if stale:
             self.sharing.difference_update(stale)
+        if running < spread:
+            return None
         if best is not None:
             best.joined += 1
             self.pipelined += 1

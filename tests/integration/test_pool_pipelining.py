@@ -134,3 +134,51 @@ def test_spread_pipelines_before_the_pool_is_full_but_not_behind_a_slow_head(
     else:  # only a full pool pipelines: each takes a connection of its own
         assert len(set(behind) | heads) == 6 and got["pipelined"] == 0
     assert got["in_use"] == 0
+
+
+async def _after_an_idle_spell(cfg: dict) -> dict:
+    """Spread 2: a connection ran a shareable statement and went idle (its entry in the
+    pool's shared set goes stale), another ran an unshared one; then one shareable statement
+    runs again. Only one connection runs such statements now, so the next one takes an idle
+    connection instead of queueing behind it."""
+    instance = Instance(host=cfg["host"], port=cfg["port"], user=cfg["user"],
+                        password=cfg["password"])
+    pool = Pool("a", instance, PoolConfig(max_size=4, pipeline_depth=4, pipeline_spread=2),
+                "trade")
+    loop = asyncio.get_running_loop()
+    served_by: dict[str, int] = {}
+
+    async def run(name: str, sql: bytes, shared: bool = True,
+                  hold: asyncio.Future | None = None) -> None:
+        got = loop.create_future()
+        conn = pool.request(False, lambda c, error: got.set_result(c),
+                            (None, {}, None) if shared else None)
+        if conn is None:
+            conn = await asyncio.wait_for(got, 10)
+        if shared and not conn.busy:
+            pool.offer(conn)  # as the relay does for a statement that may be shared
+        served_by[name] = conn.id
+        ended = loop.create_future()
+        conn.relay(frame(b"\x03" + sql, 0), bytearray().extend,
+                   lambda c, scanner: ended.set_result(scanner is not None))
+        if hold is not None:
+            hold.set_result(None)
+        assert await asyncio.wait_for(ended, 10)
+        pool.release(conn)
+
+    await asyncio.gather(run("shared", b"SELECT SLEEP(0.05)"),
+                         run("unshared", b"SELECT SLEEP(0.15)", shared=False))
+    head = loop.create_future()
+    running = asyncio.ensure_future(run("head", b"SELECT SLEEP(0.2)", hold=head))
+    await head
+    await run("next", b"SELECT 1")
+    await running
+    stats = pool.stats()
+    await pool.close()
+    return {"served_by": served_by, "pipelined": pool.pipelined, "opened": stats.opened}
+
+
+def test_spread_counts_only_connections_running_shared_statements_now(backends) -> None:
+    got = asyncio.run(_after_an_idle_spell(backends["a"]))
+    assert got["served_by"]["next"] != got["served_by"]["head"]
+    assert got["pipelined"] == 0 and got["opened"] == 2
