@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from dal.wire.results import encode_result_set, text_column
+from router.rows.columns import ColumnDefinition
 from router.rows.types import ColumnFlag, ColumnType
 
 
@@ -51,24 +52,32 @@ def show_tables(db: str, tables: dict[str, str], full: bool, like: str | None, *
                              extended=extended)
 
 
+def warning_columns() -> list[ColumnDefinition]:
+    """The columns of ``SHOW WARNINGS`` and ``SHOW ERRORS``."""
+    return [text_column("Level", length=28), text_column("Code", type_=ColumnType.LONG,
+                                                         length=4, charset=63),
+            text_column("Message", length=2048)]
+
+
 def empty_warnings(*, seq: int, status: int, extended: bool) -> bytes:
     """``SHOW WARNINGS`` when the session's last statement left none."""
-    columns = [text_column("Level", length=28), text_column("Code", type_=ColumnType.LONG,
-                                                            length=4, charset=63),
-               text_column("Message", length=2048)]
-    return encode_result_set(columns, [], deprecate_eof=False, status=status, seq=seq,
-                             extended=extended)
+    return encode_result_set(warning_columns(), [], deprecate_eof=False, status=status,
+                             seq=seq, extended=extended)
+
+
+def value_columns(values: list[tuple[str, int | str]]) -> list[ColumnDefinition]:
+    """One column per value: an unsigned (or signed) integer, or a string."""
+    flags = int(ColumnFlag.UNSIGNED | ColumnFlag.NOT_NULL | ColumnFlag.BINARY | ColumnFlag.NUM)
+    return [text_column(name, length=384) if isinstance(value, str) else
+            text_column(name, type_=ColumnType.LONGLONG, length=21, charset=63,
+                        flags=flags if value >= 0 else flags & ~ColumnFlag.UNSIGNED)
+            for name, value in values]
 
 
 def session_values(values: list[tuple[str, int | str]], *, seq: int, status: int,
                    extended: bool) -> bytes:
     """One row of unsigned integers or strings, e.g. ``SELECT LAST_INSERT_ID(),
     CONNECTION_ID(), CURRENT_USER()``."""
-    flags = int(ColumnFlag.UNSIGNED | ColumnFlag.NOT_NULL | ColumnFlag.BINARY | ColumnFlag.NUM)
-    columns = [text_column(name, length=384) if isinstance(value, str) else
-               text_column(name, type_=ColumnType.LONGLONG, length=21, charset=63,
-                           flags=flags if value >= 0 else flags & ~ColumnFlag.UNSIGNED)
-               for name, value in values]
     row = [str(value).encode() for _, value in values]
-    return encode_result_set(columns, [row], deprecate_eof=False, status=status, seq=seq,
-                             extended=extended)
+    return encode_result_set(value_columns(values), [row], deprecate_eof=False, status=status,
+                             seq=seq, extended=extended)

@@ -25,10 +25,11 @@ from typing import TYPE_CHECKING
 from dal.execute import leases
 from dal.execute.cursor import run_tree
 from dal.execute.home import home_schema
+from dal.local import value_columns, warning_columns
 from dal.login import err_packet, ok_packet
 from dal.prepared_bindings import PreparedBindings
 from dal.prepared_fast import adopt, fast_route, remember, try_execute
-from dal.prepared_results import fetch
+from dal.prepared_results import binary_result, fetch, send
 from dal.prepared_run import WRONG_ARGUMENTS
 from dal.prepared_statements import Registry, Statement
 from dal.session.planning import READ_AWAY_BYTES, in_planner_thread, with_plan
@@ -366,11 +367,25 @@ def _execute_planned(session: SessionPort, statement: Statement, plan: Plan, ex:
         _sharded(session, statement, plan, ex, cursor, last_seq)
     elif plan.kind == MIGRATED:  # a live migration's table: its phase's tree, no shortcut
         _run_bound(session, statement, plan, ex, cursor, last_seq)
+    elif plan.diagnostics and session.pinned is None:
+        _no_diagnostics(session, plan)
     elif plan.kind in (ROUTE, REFUSE):
         run_tree(session, plan, PreparedBindings([], statement, ex, cursor, last_seq))
     else:
         _error(session, UNSUPPORTED_IN_PS, "This command is not supported in the prepared "
                "statement protocol yet; send it as a text query")
+
+
+def _no_diagnostics(session: SessionPort, plan: Plan) -> None:
+    """A prepared SHOW WARNINGS/ERRORS or warning count when the session holds no connection:
+    its last statement left none (else it would hold the connection that has them); a pooled
+    connection's belong to whoever used it last. As the text path answers (`Relay.route`)."""
+    if plan.args[0] == "list":
+        columns, rows = warning_columns(), []
+    else:
+        columns, rows = value_columns([(plan.args[0], 0)]), [[b"0"]]
+    send(session, binary_result(columns, rows, session.status,  # type: ignore[arg-type]
+                                session.extended_metadata))
 
 
 def _literals(ex: Execute) -> list[bytes]:

@@ -321,3 +321,33 @@ def test_extended_type_info_only_to_clients_that_asked(dal, connect, direct) -> 
         extended.close()
         with direct("a", "trade").cursor() as cur:
             cur.execute("DROP TABLE IF EXISTS dal_corners_json")
+
+
+def test_prepared_show_warnings_never_reads_another_sessions(dal) -> None:
+    """A prepared SHOW WARNINGS (or error count) of a session that holds no backend
+    connection answers empty, as the text one does: the pooled connection it would run on
+    holds the diagnostics of whoever used it last, here another session's failed prepare."""
+    mariadb = pytest.importorskip("mariadb", reason="MariaDB Connector/Python not installed")
+    victim, other = (mariadb.connect(host=HOST, port=dal.port, user="app", password="app",
+                                     database="trade", autocommit=True) for _ in range(2))
+    try:
+        clean = victim.cursor(binary=True)
+        clean.execute("SELECT id FROM merchants WHERE id = 1")
+        clean.fetchall()
+        for sql in ("SHOW WARNINGS", "SHOW ERRORS", "SHOW COUNT(*) ERRORS"):
+            with pytest.raises(mariadb.Error, match="other_sessions_column"):
+                other.cursor(binary=True).execute(
+                    "SELECT other_sessions_column FROM merchants WHERE id = 1")
+            cur = victim.cursor(binary=True)
+            cur.execute(sql)
+            rows = [tuple(row) for row in cur.fetchall()]
+            assert rows == ([(0,)] if "COUNT" in sql else []), (sql, rows)
+            cur.close()
+        own = victim.cursor(binary=True)  # its own warning it reads, on the connection kept
+        own.execute("SELECT 1 / 0")
+        own.fetchall()
+        own.execute("SHOW WARNINGS")
+        assert [row[1] for row in own.fetchall()] == [1365]
+    finally:
+        victim.close()
+        other.close()
