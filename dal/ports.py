@@ -49,6 +49,7 @@ class ServerPort(Protocol):
     version: bytes
     worker_index: int  # this process's index among server.workers
     fleet: Any  # dal.fleet.Fleet with several workers, else None
+    stats: Any  # dal.stats.StatementStats
 
     def next_connection_id(self) -> int: ...
 

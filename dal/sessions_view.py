@@ -132,13 +132,16 @@ async def kill_in_worker(server: ServerPort, number: int, query_only: bool, user
 
 async def _stop_statement(target: SessionPort) -> None:
     """KILL QUERY on the backend connection serving ``target``'s running statement, if any
-    (a pipelined one once it runs there, by its query id: `kill_pipelined`)."""
+    (a pipelined one once it runs there, by its query id: `kill_pipelined`, in the
+    background)."""
     if target.planning:  # nothing on a backend yet: it ends when its plan is made
         target.kill_requested = True
         return
     conn = (target.relay.serving or target.pinned) if target.busy else None
     if conn is not None and conn.shared:
-        await kill_pipelined(target.server, conn, target.relay.done)
+        # It may wait behind other sessions' statements for as long as they run: killed once
+        # it reaches the backend, and the KILL answered now, as MariaDB answers it.
+        target.server.background(kill_pipelined(target.server, conn, target.relay.done))
     elif conn is not None:
         await kill_statement(target.server, conn, conn.sent_at)
 

@@ -14,6 +14,10 @@ from pool.histogram import Histogram
 
 MAX_DIGESTS = 2000  # fingerprints tracked; then the cheaper half is folded into one row
 OTHER = b"(other statements)"
+# A fingerprint is quick once it has been answered this many times in this mean (seconds):
+# `pool.pipeline_spread` queues statements only behind quick ones (pool/pool.py).
+QUICK_AFTER = 20
+QUICK_MEAN = 0.005
 
 
 class Digest:
@@ -56,6 +60,13 @@ class StatementStats:
             digest.errors += 1
         if elapsed > digest.max:
             digest.max = elapsed
+
+    def quick(self, fingerprint: bytes | None) -> bool:
+        """Whether statements of ``fingerprint`` have been answered quickly so far (at least
+        `QUICK_AFTER` of them, `QUICK_MEAN` on average); False for one not seen enough."""
+        digest = self.digests.get(fingerprint) if fingerprint is not None else None
+        return (digest is not None and digest.count >= QUICK_AFTER
+                and digest.total < QUICK_MEAN * digest.count)
 
     def _prune(self) -> None:
         """Fold the half of the fingerprints with the least total time into one row, so that

@@ -77,6 +77,7 @@ class BackendConnection(ClientConnection, asyncio.Protocol):
         self._flights: deque[Flight] = deque()
         self._outbox: list[Flight] = []
         self.shared = False
+        self.quick = False  # every request in flight is of a quick shape (`pool.pipeline_spread`)
         self.joined = 0
         self._loop: asyncio.AbstractEventLoop | None = None  # asking for it costs a getpid()
         self.retried: bytes | None = None  # a request DAL already ran again (dal/lost.py)

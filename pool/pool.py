@@ -45,14 +45,16 @@ class PoolExhausted(BackendError):
 
 Callback = Callable[[BackendConnection | None, BackendError | None], None]
 # What a statement that may be pipelined needs of the connection it joins: the schema
-# (None: any), the session variables replayed on it, and for a prepared execution the SQL the
-# connection must have prepared (pool/statements.py; None for a text statement).
-Share = tuple[str | None, dict[str, str], bytes | None]
+# (None: any), the session variables replayed on it, for a prepared execution the SQL the
+# connection must have prepared (pool/statements.py; None for a text statement), and whether
+# statements of its shape are quick (dal/stats.py `quick`: others may queue behind it before
+# the pool is full, `pool.pipeline_spread`).
+Share = tuple[str | None, dict[str, str], bytes | None, bool]
 
 
 def fits(conn: BackendConnection, share: Share) -> bool:
     """Whether a statement that needs ``share`` may be pipelined on ``conn``."""
-    schema, variables, prepared = share
+    schema, variables, prepared, _ = share
     return ((schema is None or conn.schema == schema) and conn.variables == variables
             and (prepared is None or conn.statement_key(prepared) in conn.prepared))
 
@@ -260,20 +262,23 @@ class Pool:
             self._expiry = asyncio.get_running_loop().call_later(
                 max(waiters[0].deadline - now, 0.001), self._expire)
 
-    def offer(self, conn: BackendConnection) -> None:
+    def offer(self, conn: BackendConnection, quick: bool = False) -> None:
         """``conn`` (in use) runs a statement others may pipeline behind, until its last
-        request in flight ends (`BackendConnection.shared`). Not over TLS: what the backend
-        acknowledged is counted in plaintext bytes (pool/flights.py)."""
+        request in flight ends (`BackendConnection.shared`); before the pool is full, only
+        while every statement in flight on it is ``quick`` (`Share`). Not over TLS: what the
+        backend acknowledged is counted in plaintext bytes (pool/flights.py)."""
         if self.config.pipeline_depth > 1 and self.tls is None:
             conn.shared = True
+            conn.quick = quick
             self.sharing.add(conn)
 
     def _join(self, flavour: int, share: Share, started_after: float = 0.0,
               spread: int = 0) -> BackendConnection | None:
         """The shared connection with the fewest requests in flight, below the depth limit,
-        of the flavour and with the state ``share`` needs, whose request in flight was sent
-        after ``started_after`` (monotonic), if at least ``spread`` connections run shared
-        requests now; counted as one more holder."""
+        of the flavour and with the state ``share`` needs; counted as one more holder. With
+        ``spread`` (the pool is not full), only if at least that many connections run shared
+        requests now, and only one whose requests are all quick and whose request in flight
+        was sent after ``started_after`` (monotonic)."""
         best: BackendConnection | None = None
         lowest = self.config.pipeline_depth
         stale = None
@@ -284,13 +289,16 @@ class Pool:
                 continue
             running += 1
             if (conn.depth < lowest and conn.flavour == flavour
-                    and conn.sent_at >= started_after and fits(conn, share)):
+                    and (not spread or (conn.quick and conn.sent_at >= started_after))
+                    and fits(conn, share)):
                 best, lowest = conn, conn.depth
         if stale:
             self.sharing.difference_update(stale)
         if running < spread:
             return None
         if best is not None:
+            if not share[3]:
+                best.quick = False  # others do not queue behind it before the pool is full
             best.joined += 1
             self.pipelined += 1
         return best
@@ -306,6 +314,8 @@ class Pool:
             if share is None or waiter.flavour != conn.flavour or not fits(conn, share):
                 return
             waiters.popleft()
+            if not share[3]:
+                conn.quick = False
             conn.joined += 1
             self.pipelined += 1
             self.wait.observe(now - waiter.queued)

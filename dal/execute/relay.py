@@ -54,7 +54,7 @@ class Relay:
     """The relaying state of one session: the statement in flight (its plan, the connection
     serving it, its statement-timeout timer) and a request queued for a pooled connection."""
 
-    __slots__ = ("offer_to", "pending", "plan", "serving", "session", "timer")
+    __slots__ = ("offer_quick", "offer_to", "pending", "plan", "serving", "session", "timer")
 
     def __init__(self, session: SessionPort) -> None:
         self.session = session
@@ -65,6 +65,7 @@ class Relay:
         # The pool whose other sessions may pipeline behind the statement about to start (set
         # by `route` for that statement only), or None.
         self.offer_to: Pool | None = None
+        self.offer_quick = False  # its shape is quick: others may join before the pool is full
 
     def route(self, plan: Plan, payload: bytes, last_seq: int, shape: int = RESULT,
               raw: bytes | None = None, rename: HeaderRenamer | None = None) -> None:
@@ -113,7 +114,8 @@ class Relay:
                     and session.txn_pending is None and session.xa is None
                     and session.status & TXN_BITS == AUTOCOMMIT
                     and not session.server.statement_timeout):
-                share = plan.schema, session.state, None
+                quick = self.offer_quick = session.server.stats.quick(session.statement_text)
+                share = plan.schema, session.state, None, quick
                 self.offer_to = pool
             try:
                 conn = pool.request(session.flavour, self._connection_ready, share)
@@ -192,7 +194,7 @@ class Relay:
         if pool is not None:  # set by `route` for this statement only
             self.offer_to = None
             if not conn.shared and session.pinned is not conn:
-                pool.offer(conn)
+                pool.offer(conn, self.offer_quick)
         conn.relay(packets, session.sink.write, self.done, shape, rename)
         if session.server.statement_timeout:
             timeouts.arm(session, conn)

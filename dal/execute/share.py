@@ -28,5 +28,5 @@ def shared_execution(session: SessionPort, plan: Plan, schema: str | None,
             and session.txn_pending is None and session.xa is None
             and session.status & TXN_BITS == AUTOCOMMIT
             and not session.server.statement_timeout):
-        return schema, session.state, sql
+        return schema, session.state, sql, session.server.stats.quick(session.statement_text)
     return None

@@ -188,7 +188,8 @@ def test_a_session_in_a_transaction_is_never_pipelined(piped_dal) -> None:
 def test_kill_query_reaches_only_the_pipelined_statement_it_names(piped_dal) -> None:
     """KILL QUERY for a session whose statement waits behind another session's on the same
     backend thread: the statement ahead runs to its end untouched; the named one is
-    interrupted once it runs (MariaDB ends it with 1317, or an interrupted SLEEP with 1)."""
+    interrupted once it runs (MariaDB ends it with 1317, or an interrupted SLEEP with 1). The
+    KILL itself answers at once."""
     dal = piped_dal
     victim = raw_client(dal)
     victim_id = int(rows(victim.query(b"SELECT CONNECTION_ID()"))[0][0])
@@ -197,8 +198,11 @@ def test_kill_query_reaches_only_the_pipelined_statement_it_names(piped_dal) -> 
     started = time.monotonic()
     victim.send(_query(b"SELECT 'victim', SLEEP(20)"))
     time.sleep(0.2)
+    asked = time.monotonic()
     with killer.cursor() as cur:
         cur.execute(f"KILL QUERY {victim_id}")
+    # answered at once, as MariaDB's KILL is, not once the statement ahead has ended
+    assert time.monotonic() - asked < 0.8
     assert rows(first.read_response()) == [[b"ahead", b"0"]]  # not interrupted
     assert rows(bystander.read_response()) == [[b"next", b"1"]]
     answer = victim.read_response()
@@ -262,3 +266,52 @@ def test_spread_pipelines_busy_sessions_before_the_pool_is_full(tmp_path) -> Non
         setup.close()
         assert_pools_idle(dal.port)
         assert INTERNAL not in dal.proc.log()[-20000:]
+
+
+def test_spread_queues_no_fast_statement_behind_a_slow_one(tmp_path) -> None:
+    """``pool.pipeline_spread: 1``: while one session runs one-second statements, the point
+    selects of four others never wait behind one of them. A statement shape is queued
+    behind only once it has been answered quickly (dal/stats.py `quick`)."""
+    with own_dal(tmp_path, pool={"max_size": 16, "pipeline_depth": 8,
+                                 "pipeline_spread": 1}) as dal:
+        setup = dal.connect()
+        order = new_order(setup, USER_ON_A)
+        done = threading.Event()
+        worst: list[float] = []
+
+        def slow() -> None:
+            conn = dal.connect()
+            try:
+                with conn.cursor() as cur:
+                    for _ in range(3):
+                        cur.execute(f"SELECT id, SLEEP(1) FROM orders WHERE user_id = "
+                                    f"{USER_ON_A} AND id = {order}")
+                        cur.fetchall()
+            finally:
+                done.set()
+                conn.close()
+
+        def fast() -> None:
+            conn = dal.connect()
+            longest = 0.0
+            try:
+                with conn.cursor() as cur:
+                    while not done.is_set():
+                        started = time.monotonic()
+                        cur.execute(f"SELECT id FROM orders WHERE user_id = {USER_ON_A} AND "
+                                    f"id = {order}")
+                        assert cur.fetchall() == ((order,),)
+                        longest = max(longest, time.monotonic() - started)
+            finally:
+                worst.append(longest)
+                conn.close()
+
+        threads = [threading.Thread(target=slow), *(threading.Thread(target=fast)
+                                                    for _ in range(4))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        assert len(worst) == 4 and max(worst) < 0.5, worst
+        setup.close()
+        assert_pools_idle(dal.port)

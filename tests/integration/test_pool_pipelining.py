@@ -27,7 +27,7 @@ async def _run(cfg: dict, depth: int, requests: int) -> dict:
 
     def start(i: int, conn: BackendConnection) -> None:
         if not conn.busy:
-            pool.offer(conn)  # as the relay does for a statement that may be shared
+            pool.offer(conn, True)  # as the relay does for a statement that may be shared
         answers[i] = bytearray()
         sql = b"SELECT SLEEP(0.2), 0" if i == 0 else b"SELECT %d, 'row'" % i
         conn.relay(frame(b"\x03" + sql, 0), answers[i].extend,
@@ -45,7 +45,7 @@ async def _run(cfg: dict, depth: int, requests: int) -> dict:
         return lambda conn, error: start(i, conn) if conn is not None else ended.append(-1)
 
     for i in range(requests):
-        conn = pool.request(False, ready(i), (None, {}, None))
+        conn = pool.request(False, ready(i), (None, {}, None, True))
         if conn is not None:
             start(i, conn)
         if i == 0:
@@ -69,9 +69,10 @@ def test_full_pool_pipelines_up_to_the_depth_in_fifo_order(backends, depth: int)
     assert (got["in_use"], got["idle"], got["opened"]) == (0, 1, 1)
 
 
-async def _spread(cfg: dict, spread: int) -> dict:
-    """Two slow heads on connections of their own, four shareable requests at once while the
-    heads are fresh, and one more after the heads have run past `SLOW_HEAD`."""
+async def _spread(cfg: dict, spread: int, quick_heads: bool = True) -> dict:
+    """Two slow heads on connections of their own (of a shape known to be quick, or not),
+    four shareable requests at once while the heads are fresh, and one more after the heads
+    have run past `SLOW_HEAD`."""
     instance = Instance(host=cfg["host"], port=cfg["port"], user=cfg["user"],
                         password=cfg["password"])
     pool = Pool("a", instance, PoolConfig(max_size=8, pipeline_depth=4,
@@ -84,7 +85,7 @@ async def _spread(cfg: dict, spread: int) -> dict:
 
     def start(i: int, conn: BackendConnection) -> None:
         if not conn.busy:
-            pool.offer(conn)  # as the relay does for a statement that may be shared
+            pool.offer(conn, i >= 2 or quick_heads)  # as the relay does
         answers[i] = bytearray()
         served_by[i] = conn.id
         sql = b"SELECT SLEEP(0.3), %d" % i if i < 2 else b"SELECT %d, 'row'" % i
@@ -98,7 +99,7 @@ async def _spread(cfg: dict, spread: int) -> dict:
 
     def ask(i: int) -> None:
         conn = pool.request(False, lambda c, error: start(i, c) if c is not None
-                            else ended[i].set_result(False), (None, {}, None))
+                            else ended[i].set_result(False), (None, {}, None, True))
         if conn is not None:
             start(i, conn)
 
@@ -136,6 +137,16 @@ def test_spread_pipelines_before_the_pool_is_full_but_not_behind_a_slow_head(
     assert got["in_use"] == 0
 
 
+def test_spread_queues_nothing_behind_a_statement_not_known_to_be_quick(backends) -> None:
+    """The heads are of a shape not (yet) known to be quick (dal/stats.py `quick`): a
+    statement that may run for seconds is not queued behind by choice, fresh or not."""
+    got = asyncio.run(_spread(backends["a"], 2, quick_heads=False))
+    assert all(got["ok"])
+    heads = {got["served_by"][0], got["served_by"][1]}
+    assert not heads & {got["served_by"][i] for i in range(2, 7)}
+    assert got["pipelined"] == 0
+
+
 async def _after_an_idle_spell(cfg: dict) -> dict:
     """Spread 2: a connection ran a shareable statement and went idle (its entry in the
     pool's shared set goes stale), another ran an unshared one; then one shareable statement
@@ -152,11 +163,11 @@ async def _after_an_idle_spell(cfg: dict) -> dict:
                   hold: asyncio.Future | None = None) -> None:
         got = loop.create_future()
         conn = pool.request(False, lambda c, error: got.set_result(c),
-                            (None, {}, None) if shared else None)
+                            (None, {}, None, True) if shared else None)
         if conn is None:
             conn = await asyncio.wait_for(got, 10)
         if shared and not conn.busy:
-            pool.offer(conn)  # as the relay does for a statement that may be shared
+            pool.offer(conn, True)  # as the relay does for a statement that may be shared
         served_by[name] = conn.id
         ended = loop.create_future()
         conn.relay(frame(b"\x03" + sql, 0), bytearray().extend,
