@@ -14,20 +14,24 @@ from pool.histogram import Histogram
 
 MAX_DIGESTS = 2000  # fingerprints tracked; then the cheaper half is folded into one row
 OTHER = b"(other statements)"
-# A fingerprint is quick once it has been answered this many times in this mean (seconds):
-# `pool.pipeline_spread` queues statements only behind quick ones (pool/pool.py).
+# A fingerprint is quick once it has been answered this many times in this mean (seconds),
+# with warnings or an error in at most one answer of QUICK_DIAGNOSTICS: `pool.pipeline_spread`
+# queues statements only behind quick ones (pool/pool.py), so that neither a slow statement
+# nor one whose session may read its warnings next has others run behind it by choice.
 QUICK_AFTER = 20
 QUICK_MEAN = 0.005
+QUICK_DIAGNOSTICS = 100
 
 
 class Digest:
     """One statement fingerprint's totals."""
 
-    __slots__ = ("count", "errors", "max", "total")
+    __slots__ = ("count", "errors", "max", "total", "warned")
 
     def __init__(self) -> None:
         self.count = 0
         self.errors = 0
+        self.warned = 0  # answers with warnings (relayed ones: `StatementStats.note_warnings`)
         self.total = 0.0
         self.max = 0.0
 
@@ -63,10 +67,18 @@ class StatementStats:
 
     def quick(self, fingerprint: bytes | None) -> bool:
         """Whether statements of ``fingerprint`` have been answered quickly so far (at least
-        `QUICK_AFTER` of them, `QUICK_MEAN` on average); False for one not seen enough."""
+        `QUICK_AFTER` of them, `QUICK_MEAN` on average) and seldom with warnings or errors;
+        False for one not seen enough."""
         digest = self.digests.get(fingerprint) if fingerprint is not None else None
         return (digest is not None and digest.count >= QUICK_AFTER
-                and digest.total < QUICK_MEAN * digest.count)
+                and digest.total < QUICK_MEAN * digest.count
+                and (digest.errors + digest.warned) * QUICK_DIAGNOSTICS <= digest.count)
+
+    def note_warnings(self, fingerprint: bytes | None) -> None:
+        """The statement of ``fingerprint`` just answered (`finish`) had warnings."""
+        digest = self.digests.get(fingerprint) if fingerprint is not None else None
+        if digest is not None:
+            digest.warned += 1
 
     def _prune(self) -> None:
         """Fold the half of the fingerprints with the least total time into one row, so that
@@ -80,6 +92,7 @@ class StatementStats:
             del self.digests[key]
             other.count += d.count
             other.errors += d.errors
+            other.warned += d.warned
             other.total += d.total
             other.max = max(other.max, d.max)
         self.digests[OTHER] = other

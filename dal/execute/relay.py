@@ -221,6 +221,8 @@ class Relay:
                                or scanner.error or (plan is not None and plan.diagnostics), plan)
         session.server.finish_statement(plan.statement if plan else "other", scanner.error,
                                         session.statement_started, session.statement_text)
+        if scanner.warnings:
+            session.server.stats.note_warnings(session.statement_text)
         session.command_ended()
 
     def backend_lost(self, conn: BackendConnection) -> None:

@@ -315,3 +315,61 @@ def test_spread_queues_no_fast_statement_behind_a_slow_one(tmp_path) -> None:
         assert len(worst) == 4 and max(worst) < 0.5, worst
         setup.close()
         assert_pools_idle(dal.port)
+
+
+def test_spread_keeps_each_sessions_warnings_readable(tmp_path) -> None:
+    """``pool.pipeline_spread: 1``: sessions whose statements leave warnings read their own
+    with SHOW WARNINGS every time, while others' point selects pipeline around them: a shape
+    that leaves diagnostics is not queued behind, so the session keeps the connection that
+    holds them."""
+    with own_dal(tmp_path, pool={"max_size": 16, "pipeline_depth": 8,
+                                 "pipeline_spread": 1}) as dal:
+        setup = dal.connect()
+        order = new_order(setup, USER_ON_A)
+        done = threading.Event()
+        wrong: list[object] = []
+        pipelined = dal.metric("dal_pool_pipelined_total", instance="a")
+
+        def warned(n: int) -> None:
+            conn = dal.connect()
+            try:
+                with conn.cursor() as cur:
+                    for i in range(100):
+                        cur.execute(f"SELECT id FROM orders WHERE user_id = {USER_ON_A} AND "
+                                    f"id = {order}")  # no warnings: the connection goes back
+                        cur.fetchall()
+                        cur.execute(f"SELECT id, CAST('{n}x{i}' AS UNSIGNED) FROM orders WHERE "
+                                    f"user_id = {USER_ON_A} AND id = {order}")
+                        cur.fetchall()
+                        cur.execute("SHOW WARNINGS")
+                        got = cur.fetchall()
+                        if [(code, f"'{n}x{i}'" in message) for _, code, message in got] != [
+                                (1292, True)]:
+                            wrong.append((n, i, got))
+            finally:
+                conn.close()
+
+        def fast() -> None:
+            conn = dal.connect()
+            try:
+                with conn.cursor() as cur:
+                    while not done.is_set():
+                        cur.execute(f"SELECT id FROM orders WHERE user_id = {USER_ON_A} AND "
+                                    f"id = {order}")
+                        cur.fetchall()
+            finally:
+                conn.close()
+
+        readers = [threading.Thread(target=warned, args=(n,)) for n in range(2)]
+        others = [threading.Thread(target=fast) for _ in range(6)]
+        for thread in [*others, *readers]:
+            thread.start()
+        for thread in readers:
+            thread.join(60)
+        done.set()
+        for thread in others:
+            thread.join(30)
+        assert not wrong, wrong[:3]
+        assert dal.metric("dal_pool_pipelined_total", instance="a") > pipelined
+        setup.close()
+        assert_pools_idle(dal.port)
