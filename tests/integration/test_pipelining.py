@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 import pytest
+from pymysql.cursors import Cursor
 
 from dal.wire.framing import frame
 from dal.wire.messages import OK
@@ -218,158 +220,154 @@ def test_kill_query_reaches_only_the_pipelined_statement_it_names(piped_dal) -> 
     assert_pools_idle(dal.port)
 
 
-def test_spread_pipelines_busy_sessions_before_the_pool_is_full(tmp_path) -> None:
-    """``pool.pipeline_spread: 1``: sessions' statements join the connection already running
-    such statements, with 15 more connections still allowed. Six sessions, each reading and
-    updating an order of its own at once, get their own rows and counts, and the backend
-    holds exactly the updates each session made."""
+@pytest.fixture
+def spread_dal(tmp_path):
+    """A DAL of its own whose statements pipeline once one connection runs shareable ones
+    (``pool.pipeline_spread: 1``), with 16 connections allowed per instance."""
     with own_dal(tmp_path, pool={"max_size": 16, "pipeline_depth": 8,
                                  "pipeline_spread": 1}) as dal:
-        setup = dal.connect()
-        orders = [new_order(setup, USER_ON_A) for _ in range(6)]
-        pipelined = dal.metric("dal_pool_pipelined_total", instance="a")
-        wrong: list[str] = []
-        updates = [0] * len(orders)
-
-        def work(n: int) -> None:
-            conn = dal.connect()
-            try:
-                with conn.cursor() as cur:
-                    for i in range(150):
-                        cur.execute(f"SELECT {n}, {i}, id FROM orders WHERE user_id = "
-                                    f"{USER_ON_A} AND id = {orders[n]}")
-                        if cur.fetchall() != ((n, i, orders[n]),):
-                            wrong.append(f"session {n} statement {i}")
-                        if i % 5 == 0:
-                            count = cur.execute(f"UPDATE orders SET total = total + 1 WHERE "
-                                                f"user_id = {USER_ON_A} AND id = {orders[n]}")
-                            updates[n] += 1
-                            if count != 1:
-                                wrong.append(f"session {n} update {i}: {count} rows")
-            finally:
-                conn.close()
-
-        threads = [threading.Thread(target=work, args=(n,)) for n in range(len(orders))]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(60)
-        assert not wrong
-        assert dal.metric("dal_pool_pipelined_total", instance="a") > pipelined
-        direct = backend(dal, "a")
-        try:
-            for n, order in enumerate(orders):
-                assert one(direct, f"SELECT total FROM user_{USER_ON_A:03d}.orders WHERE id = "
-                           "%s", (order,)) == (1 + updates[n],)
-        finally:
-            direct.close()
-        setup.close()
-        assert_pools_idle(dal.port)
+        yield dal
         assert INTERNAL not in dal.proc.log()[-20000:]
 
 
-def test_spread_queues_no_fast_statement_behind_a_slow_one(tmp_path) -> None:
-    """``pool.pipeline_spread: 1``: while one session runs one-second statements, the point
-    selects of four others never wait behind one of them. A statement shape is queued
-    behind only once it has been answered quickly (dal/stats.py `quick`)."""
-    with own_dal(tmp_path, pool={"max_size": 16, "pipeline_depth": 8,
-                                 "pipeline_spread": 1}) as dal:
-        setup = dal.connect()
-        order = new_order(setup, USER_ON_A)
-        done = threading.Event()
-        worst: list[float] = []
+def in_sessions(dal, *jobs: Callable[[Cursor], None]) -> None:
+    """Run each job in a thread with a session (a pymysql cursor) of its own; wait for all."""
+    def run(job: Callable[[Cursor], None]) -> None:
+        conn = dal.connect()
+        try:
+            with conn.cursor() as cur:
+                job(cur)
+        finally:
+            conn.close()
 
-        def slow() -> None:
-            conn = dal.connect()
+    threads = [threading.Thread(target=run, args=(job,)) for job in jobs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+
+
+def point_select(order: int) -> str:
+    return f"SELECT id FROM orders WHERE user_id = {USER_ON_A} AND id = {order}"
+
+
+def test_spread_pipelines_busy_sessions_before_the_pool_is_full(spread_dal) -> None:
+    """Sessions' statements join the connection already running such statements, with 15
+    more connections still allowed. Six sessions, each reading and updating an order of its
+    own at once, get their own rows and counts, and the backend holds exactly the updates
+    each session made."""
+    dal = spread_dal
+    setup = dal.connect()
+    orders = [new_order(setup, USER_ON_A) for _ in range(6)]
+    pipelined = dal.metric("dal_pool_pipelined_total", instance="a")
+    wrong: list[str] = []
+    updates = [0] * len(orders)
+
+    def work(n: int) -> Callable[[Cursor], None]:
+        def job(cur: Cursor) -> None:
+            for i in range(150):
+                cur.execute(f"SELECT {n}, {i}, id FROM orders WHERE user_id = {USER_ON_A} "
+                            f"AND id = {orders[n]}")
+                if cur.fetchall() != ((n, i, orders[n]),):
+                    wrong.append(f"session {n} statement {i}")
+                if i % 5 == 0:
+                    count = cur.execute(f"UPDATE orders SET total = total + 1 WHERE user_id = "
+                                        f"{USER_ON_A} AND id = {orders[n]}")
+                    updates[n] += 1
+                    if count != 1:
+                        wrong.append(f"session {n} update {i}: {count} rows")
+        return job
+
+    in_sessions(dal, *(work(n) for n in range(len(orders))))
+    assert not wrong
+    assert dal.metric("dal_pool_pipelined_total", instance="a") > pipelined
+    direct = backend(dal, "a")
+    try:
+        for n, order in enumerate(orders):
+            assert one(direct, f"SELECT total FROM user_{USER_ON_A:03d}.orders WHERE id = %s",
+                       (order,)) == (1 + updates[n],)
+    finally:
+        direct.close()
+    setup.close()
+    assert_pools_idle(dal.port)
+
+
+def test_spread_queues_no_fast_statement_behind_a_slow_one(spread_dal) -> None:
+    """While one session runs one-second statements, the point selects of four others never
+    wait behind one of them. A statement shape is queued behind only once it has been
+    answered quickly (dal/stats.py `quick`)."""
+    dal = spread_dal
+    setup = dal.connect()
+    order = new_order(setup, USER_ON_A)
+    done = threading.Event()
+    worst: list[float] = []
+
+    def slow(cur: Cursor) -> None:
+        try:
+            for _ in range(3):
+                cur.execute(f"SELECT id, SLEEP(1) FROM orders WHERE user_id = {USER_ON_A} "
+                            f"AND id = {order}")
+                cur.fetchall()
+        finally:
+            done.set()
+
+    def fast(cur: Cursor) -> None:
+        longest = 0.0
+        try:
+            while not done.is_set():
+                started = time.monotonic()
+                cur.execute(point_select(order))
+                assert cur.fetchall() == ((order,),)
+                longest = max(longest, time.monotonic() - started)
+        finally:
+            worst.append(longest)
+
+    in_sessions(dal, slow, *(fast for _ in range(4)))
+    assert len(worst) == 4 and max(worst) < 0.5, worst
+    setup.close()
+    assert_pools_idle(dal.port)
+
+
+def test_spread_keeps_each_sessions_warnings_readable(spread_dal) -> None:
+    """Sessions whose statements leave warnings read their own with SHOW WARNINGS every
+    time, while others' point selects pipeline around them: a shape that leaves diagnostics
+    is not queued behind, so the session keeps the connection that holds them."""
+    dal = spread_dal
+    setup = dal.connect()
+    order = new_order(setup, USER_ON_A)
+    readers = 2
+    finished: list[int] = []
+    done = threading.Event()
+    wrong: list[object] = []
+    pipelined = dal.metric("dal_pool_pipelined_total", instance="a")
+
+    def warned(n: int) -> Callable[[Cursor], None]:
+        def job(cur: Cursor) -> None:
             try:
-                with conn.cursor() as cur:
-                    for _ in range(3):
-                        cur.execute(f"SELECT id, SLEEP(1) FROM orders WHERE user_id = "
-                                    f"{USER_ON_A} AND id = {order}")
-                        cur.fetchall()
+                for i in range(100):
+                    cur.execute(point_select(order))  # no warnings: the connection goes back
+                    cur.fetchall()
+                    cur.execute(f"SELECT id, CAST('{n}x{i}' AS UNSIGNED) FROM orders WHERE "
+                                f"user_id = {USER_ON_A} AND id = {order}")
+                    cur.fetchall()
+                    cur.execute("SHOW WARNINGS")
+                    got = cur.fetchall()
+                    if [(code, f"'{n}x{i}'" in message) for _, code, message in got] != [
+                            (1292, True)]:
+                        wrong.append((n, i, got))
             finally:
-                done.set()
-                conn.close()
+                finished.append(n)
+                if len(finished) == readers:
+                    done.set()
+        return job
 
-        def fast() -> None:
-            conn = dal.connect()
-            longest = 0.0
-            try:
-                with conn.cursor() as cur:
-                    while not done.is_set():
-                        started = time.monotonic()
-                        cur.execute(f"SELECT id FROM orders WHERE user_id = {USER_ON_A} AND "
-                                    f"id = {order}")
-                        assert cur.fetchall() == ((order,),)
-                        longest = max(longest, time.monotonic() - started)
-            finally:
-                worst.append(longest)
-                conn.close()
+    def fast(cur: Cursor) -> None:
+        while not done.is_set():
+            cur.execute(point_select(order))
+            cur.fetchall()
 
-        threads = [threading.Thread(target=slow), *(threading.Thread(target=fast)
-                                                    for _ in range(4))]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(30)
-        assert len(worst) == 4 and max(worst) < 0.5, worst
-        setup.close()
-        assert_pools_idle(dal.port)
-
-
-def test_spread_keeps_each_sessions_warnings_readable(tmp_path) -> None:
-    """``pool.pipeline_spread: 1``: sessions whose statements leave warnings read their own
-    with SHOW WARNINGS every time, while others' point selects pipeline around them: a shape
-    that leaves diagnostics is not queued behind, so the session keeps the connection that
-    holds them."""
-    with own_dal(tmp_path, pool={"max_size": 16, "pipeline_depth": 8,
-                                 "pipeline_spread": 1}) as dal:
-        setup = dal.connect()
-        order = new_order(setup, USER_ON_A)
-        done = threading.Event()
-        wrong: list[object] = []
-        pipelined = dal.metric("dal_pool_pipelined_total", instance="a")
-
-        def warned(n: int) -> None:
-            conn = dal.connect()
-            try:
-                with conn.cursor() as cur:
-                    for i in range(100):
-                        cur.execute(f"SELECT id FROM orders WHERE user_id = {USER_ON_A} AND "
-                                    f"id = {order}")  # no warnings: the connection goes back
-                        cur.fetchall()
-                        cur.execute(f"SELECT id, CAST('{n}x{i}' AS UNSIGNED) FROM orders WHERE "
-                                    f"user_id = {USER_ON_A} AND id = {order}")
-                        cur.fetchall()
-                        cur.execute("SHOW WARNINGS")
-                        got = cur.fetchall()
-                        if [(code, f"'{n}x{i}'" in message) for _, code, message in got] != [
-                                (1292, True)]:
-                            wrong.append((n, i, got))
-            finally:
-                conn.close()
-
-        def fast() -> None:
-            conn = dal.connect()
-            try:
-                with conn.cursor() as cur:
-                    while not done.is_set():
-                        cur.execute(f"SELECT id FROM orders WHERE user_id = {USER_ON_A} AND "
-                                    f"id = {order}")
-                        cur.fetchall()
-            finally:
-                conn.close()
-
-        readers = [threading.Thread(target=warned, args=(n,)) for n in range(2)]
-        others = [threading.Thread(target=fast) for _ in range(6)]
-        for thread in [*others, *readers]:
-            thread.start()
-        for thread in readers:
-            thread.join(60)
-        done.set()
-        for thread in others:
-            thread.join(30)
-        assert not wrong, wrong[:3]
-        assert dal.metric("dal_pool_pipelined_total", instance="a") > pipelined
-        setup.close()
-        assert_pools_idle(dal.port)
+    in_sessions(dal, *(warned(n) for n in range(readers)), *(fast for _ in range(6)))
+    assert not wrong, wrong[:3]
+    assert dal.metric("dal_pool_pipelined_total", instance="a") > pipelined
+    setup.close()
+    assert_pools_idle(dal.port)
