@@ -9,9 +9,11 @@ that depth, wait in a FIFO queue with a timeout; a full queue is refused at once
 
 With ``pool.pipeline_spread: N``, such a statement pipelines before the pool is full: once N
 connections run shareable statements, it joins the least busy of them rather than taking an
-idle connection, unless their statements have all run longer than `SLOW_HEAD` (a slow one is
-not queued behind). Fewer backend threads then serve more statements each, reading them
-back to back (docs/design-notes.md, "Pipelining before the pool is full").
+idle connection, if every statement in flight there is of a quick shape (`Share`) and the
+one running started less than `SLOW_HEAD` ago: nothing is queued behind a slow statement, or
+behind one whose session may read its warnings next, by choice. Fewer backend threads then
+serve more statements each, reading them back to back (docs/design-notes.md, "Pipelining
+before the pool is full").
 """
 
 from __future__ import annotations
