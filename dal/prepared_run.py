@@ -60,7 +60,8 @@ def run(session: SessionPort, plan: Plan, instance: str, schema: str | None, sql
             _send(session, conn, plan, schema, sql, params, tail, rename)
 
     pool = session.server.pools[instance]
-    share = shared_execution(session, plan, schema, sql) if pool.config.pipeline_depth else None
+    share = (shared_execution(session, plan, schema, sql, pool) if pool.config.pipeline_depth
+             else None)
     # May be pipelined: the relay offers the connection to the pool (dal/execute/relay.py).
     session.relay.offer_to = pool if share is not None else None
     session.relay.offer_quick = share is not None and share[3]

@@ -40,6 +40,14 @@ SHAREABLE = frozenset({"select", "insert", "update", "delete", "shard:select", "
                        "shard:update", "shard:delete"})
 
 
+def quick_shape(session: SessionPort, pool: Pool) -> bool:
+    """May others queue behind the session's statement before ``pool`` is full
+    (`pool.pipeline_spread`)? Only if its shape is quick (dal/stats.py `quick`); not looked up
+    while spreading is off."""
+    return (pool.config.pipeline_spread > 0
+            and session.server.stats.quick(session.statement_text))
+
+
 def refuse_own_connection(session: SessionPort, what: str) -> None:
     """The refusal of ``what`` (FOUND_ROWS() and the like) outside the session's own
     backend connection."""
@@ -114,7 +122,7 @@ class Relay:
                     and session.txn_pending is None and session.xa is None
                     and session.status & TXN_BITS == AUTOCOMMIT
                     and not session.server.statement_timeout):
-                quick = self.offer_quick = session.server.stats.quick(session.statement_text)
+                quick = self.offer_quick = quick_shape(session, pool)
                 share = plan.schema, session.state, None, quick
                 self.offer_to = pool
             try:
