@@ -52,17 +52,15 @@ def show_tables(db: str, tables: dict[str, str], full: bool, like: str | None, *
                              extended=extended)
 
 
-def warning_columns() -> list[ColumnDefinition]:
-    """The columns of ``SHOW WARNINGS`` and ``SHOW ERRORS``."""
-    return [text_column("Level", length=28), text_column("Code", type_=ColumnType.LONG,
-                                                         length=4, charset=63),
-            text_column("Message", length=2048)]
-
-
-def empty_warnings(*, seq: int, status: int, extended: bool) -> bytes:
-    """``SHOW WARNINGS`` when the session's last statement left none."""
-    return encode_result_set(warning_columns(), [], deprecate_eof=False, status=status,
-                             seq=seq, extended=extended)
+def no_diagnostics(what: str) -> tuple[list[ColumnDefinition], list[list[bytes | None]]]:
+    """The answer, as columns and text rows, of ``SHOW WARNINGS``/``SHOW ERRORS`` (``what``
+    "list") or of a warning or error count (``what`` its column name) when the session's last
+    statement left no diagnostics: no rows, or a count of 0."""
+    if what == "list":
+        return [text_column("Level", length=28),
+                text_column("Code", type_=ColumnType.LONG, length=4, charset=63),
+                text_column("Message", length=2048)], []
+    return value_columns([(what, 0)]), [[b"0"]]
 
 
 def value_columns(values: list[tuple[str, int | str]]) -> list[ColumnDefinition]:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 from dal.execute import leases
 from dal.execute.cursor import run_tree
 from dal.execute.home import home_schema
-from dal.local import value_columns, warning_columns
+from dal.local import no_diagnostics
 from dal.login import err_packet, ok_packet
 from dal.prepared_bindings import PreparedBindings
 from dal.prepared_fast import adopt, fast_route, remember, try_execute
@@ -380,12 +380,8 @@ def _no_diagnostics(session: SessionPort, plan: Plan) -> None:
     """A prepared SHOW WARNINGS/ERRORS or warning count when the session holds no connection:
     its last statement left none (else it would hold the connection that has them); a pooled
     connection's belong to whoever used it last. As the text path answers (`Relay.route`)."""
-    if plan.args[0] == "list":
-        columns, rows = warning_columns(), []
-    else:
-        columns, rows = value_columns([(plan.args[0], 0)]), [[b"0"]]
-    send(session, binary_result(columns, rows, session.status,  # type: ignore[arg-type]
-                                session.extended_metadata))
+    columns, rows = no_diagnostics(plan.args[0])
+    send(session, binary_result(columns, rows, session.status, session.extended_metadata))
 
 
 def _literals(ex: Execute) -> list[bytes]:

@@ -23,7 +23,7 @@ from dal.execute.home import confined
 from dal.execute.leases import AUTOCOMMIT, TXN_BITS
 from dal.wire.constants import Command
 from dal.wire.framing import frame, packet_count
-from dal.wire.results import RESULT, ResponseScanner
+from dal.wire.results import RESULT, ResponseScanner, encode_result_set
 from pool.connection import BackendConnection, BackendError
 from pool.rename import HeaderRenamer, rename_column
 from pool.responses import decode_packets
@@ -92,13 +92,10 @@ class Relay:
         if plan.diagnostics and conn is None:
             # The previous statement left no warnings on any connection of this session; a
             # pooled connection's diagnostics belong to whoever used it before.
-            if plan.args[0] == "list":
-                session.send(local.empty_warnings(seq=session.reply_seq, status=session.status,
-                                                  extended=session.extended_metadata))
-            else:
-                session.send(local.session_values([(plan.args[0], 0)], seq=session.reply_seq,
-                                                  status=session.status,
-                                                  extended=session.extended_metadata))
+            columns, rows = local.no_diagnostics(plan.args[0])
+            session.send(encode_result_set(columns, rows, deprecate_eof=False,
+                                           status=session.status, seq=session.reply_seq,
+                                           extended=session.extended_metadata))
             return
         if conn is not None:
             self.offer_to = None
