@@ -110,9 +110,12 @@ def test_carried_statements_dal_would_not_send_as_written_are_refused(
                 cur.execute("SELECT v FROM carried_secret")
     for instance in ("a", "b"):  # the broadcast write reached no copy
         with contextlib.closing(_root(raw, instance)) as conn, conn.cursor() as cur:
-            cur.execute("SELECT schema_name FROM information_schema.schemata WHERE "
-                        "schema_name = 'trade' OR schema_name LIKE 'user\\_%'")
-            for (db,) in cur.fetchall():
+            cur.execute("SELECT table_schema FROM information_schema.tables WHERE "
+                        "table_name = 'regions' AND (table_schema = 'trade' OR "
+                        "table_schema LIKE 'user\\_%')")  # every copy, and no other database
+            copies = cur.fetchall()
+            assert len(copies) > 1, instance
+            for (db,) in copies:
                 cur.execute(f"SELECT COUNT(*) FROM `{db}`.regions WHERE id = 987654")
                 assert cur.fetchone() == (0,), (instance, db)
 
