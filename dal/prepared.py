@@ -52,6 +52,7 @@ from router.rows.buffer import lenenc_bytes
 from router.rows.columns import ColumnDefinition
 from router.rows.errors import ProtocolError
 from router.rows.types import ColumnType
+from router.session_functions import connection_id_in
 from router.targets import Refusal, single_target, target_of
 
 if TYPE_CHECKING:
@@ -137,15 +138,21 @@ def prepare(session: SessionPort, sql: bytes) -> None:
     if len(sql) >= READ_AWAY_BYTES:
         session.spawn(_prepare_long(session, sql))
         return
-    _prepare_shaped(session, sql, shape_of(sql))
+    _prepare_shaped(session, *_read_text(sql, session.id))
 
 
 async def _prepare_long(session: SessionPort, sql: bytes) -> None:
-    """A long statement's prepare: its shape read on the planner thread."""
-    shape = await in_planner_thread(shape_of, sql)
+    """A long statement's prepare: read (its CONNECTION_ID() written, its shape) on the
+    planner thread."""
+    sql, shape = await in_planner_thread(_read_text, sql, session.id)
     session.busy = False
     if not session.closed:
         _prepare_shaped(session, sql, shape)
+
+
+def _read_text(sql: bytes, connection_id: int) -> tuple[bytes, Shape]:
+    sql = connection_id_in(sql, connection_id)
+    return sql, shape_of(sql)
 
 
 def _prepare_shaped(session: SessionPort, sql: bytes, shape: Shape) -> None:

@@ -1,6 +1,6 @@
-"""KILL, SHOW PROCESSLIST and SHOW GRANTS: answered by DAL for its own sessions and users (a
-backend would answer for its threads and DAL's backend account). Read from the statement's
-words, before any parse."""
+"""KILL, SHOW PROCESSLIST, SHOW GRANTS and SHOW [SESSION] VARIABLES: answered by DAL for its
+own sessions and users (a backend would answer for its threads, DAL's backend account and the
+pooled connection's session). Read from the statement's words, before any parse."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ _GRANTS_FOR = re.compile(r"""(?is)\bFOR\s+(?:`([^`]*)`|'([^']*)'|"([^"]*)"|([\w$
 
 
 def local_statement(words: list[str], text: str) -> Plan | None:
-    """The local plan of a KILL, SHOW PROCESSLIST or SHOW GRANTS; None for another statement.
+    """The local plan of a KILL, SHOW PROCESSLIST, SHOW GRANTS or SHOW [SESSION|LOCAL]
+    VARIABLES; None for another statement.
     ``words``: the statement's `router.access.words_of`."""
     if not words:
         return None
@@ -32,6 +33,9 @@ def local_statement(words: list[str], text: str) -> Plan | None:
         return None
     if rest[0] == "PROCESSLIST" and len(rest) == 1:
         return Plan(LOCAL, handler="processlist", args=("FULL" in words,), statement="show")
+    if rest[0] == "VARIABLES" or rest[:2] in (["SESSION", "VARIABLES"], ["LOCAL", "VARIABLES"]):
+        return Plan(LOCAL, handler="session_variables", args=(text,), statement="show",
+                    once=True)
     if rest[0] == "GRANTS":
         target = None
         if len(rest) > 1 and rest[1] == "FOR" and rest[2:3] != ["CURRENT_USER"]:

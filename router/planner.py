@@ -66,7 +66,7 @@ _PIN_PATTERNS = [
 # spelled with a comment inside): the connection's. LAST_INSERT_ID(expr) sets it: allowed.
 _OWN_CONNECTION = re.compile(r"(?i)\b(FOUND_ROWS|ROW_COUNT)\s*\(|"
                              r"\b(LAST_INSERT_ID)\s*\(\s*\)|"
-                             r"(@@(?:SESSION\.|LOCAL\.)?(?:LAST_INSERT_ID|IDENTITY|INSERT_ID)|"
+                             r"(@@(?:SESSION\.|LOCAL\.)?(?:LAST_INSERT_ID|IDENTITY|INSERT_ID|LAST_GTID)|"
                              r"\bGET\s+(?:CURRENT\s+|STACKED\s+)?DIAGNOSTICS|"
                              r"\bPREVIOUS\s+VALUE\s+FOR)\b|\b(LASTVAL|PREVIOUSVAL)\s*\(")
 # sql_auto_is_null set to anything but a plain 0 (`0+1` is 1 too): the whole value is read.

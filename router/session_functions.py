@@ -2,6 +2,8 @@
 
 LAST_INSERT_ID(), ROW_COUNT() and FOUND_ROWS(): a pooled backend connection answers them for
 whichever session used it last, and each shard of a scatter for its own last statement.
+CONNECTION_ID(): the backend's thread id is not the session's id (the one KILL and SHOW
+PROCESSLIST use); `KILL QUERY <CONNECTION_ID() + 0>` would name another session.
 USER(), CURRENT_USER() and the like: the backend would name DAL's own backend account. DAL
 writes the session's values into the statement before planning it (`WHERE id =
 LAST_INSERT_ID()` then routes by that id). A statement that is nothing but these functions
@@ -12,13 +14,14 @@ from __future__ import annotations
 
 import re
 
-_NAMES = rb"LAST_INSERT_ID|ROW_COUNT|FOUND_ROWS|CURRENT_USER|SESSION_USER|SYSTEM_USER|USER"
+_NAMES = (rb"LAST_INSERT_ID|ROW_COUNT|FOUND_ROWS|CONNECTION_ID|CURRENT_USER|SESSION_USER|"
+          rb"SYSTEM_USER|USER")
 SESSION_FUNCTION = re.compile(rb"(?i)\b(?:" + _NAMES + rb")\s*\(\s*\)|\bCURRENT_USER\b")
 _SKIPPED_OR_CALL = re.compile(
     rb"""('[^'\\]*(?:(?:\\.|'')[^'\\]*)*'|"[^"\\]*(?:(?:\\.|"")[^"\\]*)*"|`(?:[^`]|``)*`"""
     rb"""|/\*(?![!M]).*?\*/|--[ \t][^\n]*|\#[^\n]*)"""
     rb"""|\b(""" + _NAMES + rb""")\s*\(\s*\)|\b(CURRENT_USER)\b""", re.I | re.S)
-_ITEM = (rb"(?:" + _NAMES + rb"|CONNECTION_ID)\s*\(\s*\)"
+_ITEM = (rb"(?:" + _NAMES + rb")\s*\(\s*\)"
          rb"(?:\s+(?:AS\s+)?[\w`'\"]+)?")
 ONLY_SESSION_FUNCTIONS = re.compile(rb"(?is)\s*SELECT\s+" + _ITEM + rb"(?:\s*,\s*" + _ITEM
                                     + rb")*\s*;?\s*$")
@@ -47,3 +50,12 @@ def substitute_session_functions(sql: bytes, values: dict[bytes, bytes | None]) 
         return match.group(0) if value is None else value
 
     return _SKIPPED_OR_CALL.sub(replace, sql)
+
+
+def connection_id_in(sql: bytes, connection_id: int) -> bytes:
+    """A prepared statement's text with CONNECTION_ID() written as the session's id (constant
+    for the session, unlike the values `substitute_session_functions` writes per execution);
+    ``sql`` itself when it has none to write."""
+    if not rewrites(sql):
+        return sql
+    return substitute_session_functions(sql, {b"CONNECTION_ID": str(connection_id).encode()})

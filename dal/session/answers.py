@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from dal import created_databases, errors, idle, local, sessions_view, set_values, table_status, xa
 from dal.execute import leases
 from dal.login import ok_packet
+from dal.session_variables import show_variables
 from dal.wire.constants import Status
 from dal.wire.framing import frame
 from dal.wire.results import FIELD_LIST
@@ -35,8 +36,9 @@ async def answer_locally(session: SessionState, plan: Plan) -> None:
         session.use_database(plan.args[0])
     elif plan.handler == "ok":
         session.send(ok_packet(session.reply_seq, session.status))
-    elif plan.handler in ("table_status", "routine_status"):
-        answer = getattr(table_status, plan.handler)
+    elif plan.handler in ("table_status", "routine_status", "session_variables"):
+        answer = (show_variables if plan.handler == "session_variables"
+                  else getattr(table_status, plan.handler))
         try:
             session.send(await answer(session, *plan.args))
         except BackendError as exc:
@@ -44,7 +46,8 @@ async def answer_locally(session: SessionState, plan: Plan) -> None:
     elif plan.handler == "session_functions":
         values = {"last_insert_id": session.last_insert_id, "connection_id": session.id,
                   "row_count": session.row_count, "found_rows": session.found_rows_count,
-                  "user": f"{session.user}@{session.peer}", "current_user": f"{session.user}@%"}
+                  "user": f"{session.user}@{session.peer}", "current_user": f"{session.user}@%",
+                  "last_gtid": ""}
         session.send(local.session_values([(name, values[function])
                                           for name, function in plan.args],
                                          seq=session.reply_seq, status=session.status,

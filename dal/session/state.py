@@ -169,14 +169,15 @@ class SessionState(Frontend):
             self.found_rows_count = scanner.rows
 
     def session_values_in(self, sql: bytes) -> bytes:
-        """``sql`` with LAST_INSERT_ID(), ROW_COUNT(), FOUND_ROWS(), USER() and CURRENT_USER()
-        replaced by this session's values: a backend connection's would be whichever session
-        used it last, and its user DAL's backend account.
+        """``sql`` with LAST_INSERT_ID(), ROW_COUNT(), FOUND_ROWS(), CONNECTION_ID(), USER() and
+        CURRENT_USER() replaced by this session's values: a backend connection's would be
+        whichever session used it last, its thread id and its user DAL's backend account.
         FOUND_ROWS() after SQL_CALC_FOUND_ROWS stays: the pinned connection holds it."""
         name = self.user.replace("'", "''")
         user = f"'{name}@{self.peer}'".encode()
         values = {b"LAST_INSERT_ID": str(self.last_insert_id).encode(),
                   b"ROW_COUNT": str(self.row_count).encode(),
+                  b"CONNECTION_ID": str(self.id).encode(),
                   b"FOUND_ROWS": None if self.pin_reason == "found_rows" else
                   str(self.found_rows_count).encode(),
                   b"USER": user, b"SESSION_USER": user, b"SYSTEM_USER": user,

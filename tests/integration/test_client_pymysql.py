@@ -188,6 +188,32 @@ def test_last_insert_id_in_autocommit_is_the_sessions_own(connect, prefix):
         fetch(mine, "DELETE FROM merchants WHERE id IN (%s, %s)", (my_id, their_id))
 
 
+def test_variables_that_describe_a_connection_are_the_sessions_own(connect, prefix):
+    """SHOW VARIABLES, @@pseudo_thread_id and CONNECTION_ID() inside an expression run on a
+    pooled connection: DAL answers them with the session's values, not with whichever
+    session's (the last insert id) or backend thread's (the id) that connection holds."""
+    mine, theirs = connect(), connect()
+    with mine.cursor() as cur:
+        cur.execute("INSERT INTO merchants (name) VALUES (%s)", (prefix + "vars",))
+        my_id = cur.lastrowid
+    try:
+        for conn, last in ((mine, my_id), (theirs, 0)):
+            own = {"last_insert_id": str(last), "identity": str(last),
+                   "pseudo_thread_id": str(conn.thread_id()), "last_gtid": ""}
+            assert dict(fetch(conn, "SHOW VARIABLES WHERE Variable_name IN ('last_insert_id', "
+                                    "'identity', 'pseudo_thread_id', 'last_gtid')")) == own
+            assert fetch(conn, "SHOW SESSION VARIABLES LIKE 'identity'") == (
+                ("identity", str(last)),)
+            assert fetch(conn, "SELECT @@pseudo_thread_id, @@last_gtid") == (
+                (conn.thread_id(), ""),)
+            assert fetch(conn, "SELECT CONNECTION_ID() + 0, 'x'") == ((conn.thread_id(), "x"),)
+        # The server's own values stay the server's.
+        assert fetch(theirs, "SHOW VARIABLES LIKE 'version'")[0][1] == (
+            fetch(theirs, "SELECT VERSION()")[0][0])
+    finally:
+        fetch(mine, "DELETE FROM merchants WHERE id = %s", (my_id,))
+
+
 # -- values ---------------------------------------------------------------------------------
 
 

@@ -351,3 +351,23 @@ def test_prepared_show_warnings_never_reads_another_sessions(dal) -> None:
     finally:
         victim.close()
         other.close()
+
+
+def test_prepared_connection_id_is_the_sessions(dal) -> None:
+    """CONNECTION_ID() inside a prepared statement is the session's id (the one KILL takes),
+    not the thread id of the backend connection that happens to execute it."""
+    mariadb = pytest.importorskip("mariadb", reason="MariaDB Connector/Python not installed")
+    conns = [mariadb.connect(host=HOST, port=dal.port, user="app", password="app",
+                             database="trade", autocommit=True) for _ in range(2)]
+    try:
+        for conn in conns:
+            text = conn.cursor()
+            text.execute("SELECT CONNECTION_ID()")
+            (own,) = text.fetchone()
+            cur = conn.cursor(binary=True)
+            for _ in range(2):  # prepared once, then executed again
+                cur.execute("SELECT CONNECTION_ID() + 0, ?", (7,))
+                assert cur.fetchall() == [(own, 7)]
+    finally:
+        for conn in conns:
+            conn.close()
