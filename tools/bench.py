@@ -56,6 +56,9 @@ The whole picture in one run (docs/performance.md has the figures and how to rep
   --hop                  one more target: HAProxy (mode tcp) in front of direct, started on a
                          free port and stopped after (tools/bench_hop.py; skipped, with the
                          reason, when haproxy is not installed): the floor any proxy reaches
+  --spread               one more target: sysbench straight to MariaDB with the rows spread over
+                         as many tables as DAL has shards (what the layout alone costs the
+                         server), and with --hop the hop in front of that (tools/bench_spread.py)
   --compare-port P[:L]   one more target per option: another DAL already listening on P (an
                          older build, say), with its own CPU per query: an A/B in one run
   --clients-set 32,1000  the alternated rounds once per client count: sysbench threads, or the
@@ -104,7 +107,15 @@ import pymysql
 
 from config.loader import load_config
 from config.model import Config
-from tools import bench_cpu, bench_hop, bench_idle, bench_ids, bench_report, bench_scatter
+from tools import (
+    bench_cpu,
+    bench_hop,
+    bench_idle,
+    bench_ids,
+    bench_report,
+    bench_scatter,
+    bench_spread,
+)
 from tools.bench_common import (
     CONNECT_TIMEOUT,
     MAX_ERROR_SAMPLES,
@@ -240,6 +251,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also measure a plain TCP hop: HAProxy (mode tcp) started on a free "
                         "port in front of the direct target (tools/bench_hop.py); without "
                         "haproxy installed the bench says so and goes on without it")
+    parser.add_argument("--spread", action="store_true",
+                        help="with --sysbench --sharded: one more target, `spread`: sysbench "
+                        "straight to the direct instance with the rows spread over as many "
+                        "tables as DAL has shards (database sbtest_spread): what the layout "
+                        "alone costs MariaDB, the ratio a proxy that cost nothing would reach; "
+                        "with --hop also `sp-hop`, the hop in front of it (tools/bench_spread.py)")
     parser.add_argument("--compare-port", action="append", default=[], metavar="PORT[:LABEL]",
                         type=_compare_port,
                         help="also measure another DAL already listening on PORT (e.g. an older "
@@ -369,8 +386,16 @@ def measure_servers(args: argparse.Namespace, config: Config, direct: Target, da
             if hop_port is not None:
                 targets.append(Target("hop", direct.host, hop_port, direct.user,
                                       direct.password, direct.database))
+            if args.spread:
+                tables = len(shards[0][1])
+                bench_spread.setup(direct, tables, args.table_size)
+                targets.append(bench_spread.target(direct, tables, args.table_size))
+                if hop_port is not None:
+                    targets.append(bench_spread.target(direct, tables, args.table_size,
+                                                       hop_port, bench_spread.HOP_NAME))
             targets += compared
-            ports = {t.name: {t.port} for t in targets[1:]}
+            # Each proxy's CPU group; `spread` is the servers themselves.
+            ports = {t.name: {t.port} for t in targets[1:] if t.name != bench_spread.NAME}
             ports["servers"] = {instance.port for instance in config.instances.values()}
             meter = bench_cpu.CpuMeter.find(ports)
             if args.clients_set:
@@ -470,13 +495,18 @@ def _check_args(args: argparse.Namespace) -> str | None:
                 "--many and --sharded")
     if args.tls and not args.idle_clients:
         return "--tls goes with --idle-clients"
+    if getattr(args, "spread", False) and not (args.sysbench and args.sharded
+                                               and getattr(args, "workload", "")
+                                               == "oltp_point_select"):
+        return "--spread goes with --sysbench --sharded (oltp_point_select)"
     if getattr(args, "transactions", False) and not (
             args.sysbench and getattr(args, "workload", "") == "oltp_read_write"):
         return "--transactions goes with --sysbench --workload oltp_read_write"
     return _check_picture_args(args)
 
 
-RESERVED_NAMES = {"direct", "dal", "hop", "servers", "client"}  # targets and CPU groups
+RESERVED_NAMES = {"direct", "dal", "hop", "servers", "client", bench_spread.NAME,
+                  bench_spread.HOP_NAME}  # targets and CPU groups
 
 
 def _check_picture_args(args: argparse.Namespace) -> str | None:
@@ -1191,7 +1221,8 @@ def sysbench_command(args: argparse.Namespace, target: Target) -> list[str]:
         "sysbench", workload, *options, "--db-driver=mysql",
         f"--mysql-host={target.host}", f"--mysql-port={target.port}",
         f"--mysql-user={target.user}", f"--mysql-password={target.password}",
-        f"--mysql-db={target.database}", "--tables=1", f"--table-size={args.table_size}",
+        f"--mysql-db={target.database}", f"--tables={target.tables}",
+        f"--table-size={target.table_size or args.table_size}",
         f"--threads={args.threads}", f"--time={_whole(args.duration)}", "--report-interval=0",
         "--percentile=99", f"--db-ps-mode={args.ps_mode}", "--mysql-ssl=off",
         *([f"--rate={args.rate}"] if getattr(args, "rate", None) else []), "run",

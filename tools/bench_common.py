@@ -32,6 +32,8 @@ class Target:
     user: str
     password: str
     database: str
+    tables: int = 1  # sysbench --tables (sbtest1..sbtestN)
+    table_size: int = 0  # sysbench --table-size; 0: the run's --table-size
 
     def address(self) -> str:
         return f"{self.host}:{self.port}"

@@ -68,8 +68,16 @@ def ratio_lines(result: dict[str, Any]) -> list[str]:
     def r(value: float | None) -> str:
         return "-" if value is None else f"{value:.2f}"
 
-    return [f"ratio {name}/direct: qps {r(f['qps'])} (median of rounds {r(f['qps_median'])}), "
-            f"p99 {r(f['p99'])}" for name, f in result.get("ratios", {}).items()]
+    ratios = result.get("ratios", {})
+    lines = [f"ratio {name}/direct: qps {r(f['qps'])} (median of rounds {r(f['qps_median'])}), "
+             f"p99 {r(f['p99'])}" for name, f in ratios.items()]
+    spread = ratios.get("spread", {}).get("qps")
+    if spread:  # --spread: each proxy against the floor of the sharded layout itself
+        to_spread = ", ".join(f"{name} {r(f['qps'] / spread if f['qps'] else None)}"
+                              for name, f in ratios.items() if name != "spread")
+        lines.append(f"ratio to spread (the rows in as many tables as shards, no proxy): "
+                     f"{to_spread}")
+    return lines
 
 
 def cpu_lines(result: dict[str, Any]) -> list[str]:

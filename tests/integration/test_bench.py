@@ -159,7 +159,7 @@ SBTEST = {
 
 
 def _sbtest_databases(cfg: Config) -> dict[str, set[str]]:
-    """Per instance, the databases named sbtest or sbtest_NNN."""
+    """Per instance, the databases named sbtest, sbtest_NNN or sbtest_spread."""
     found = {}
     for name, inst in cfg.instances.items():
         conn = pymysql.connect(host=inst.host, port=inst.port, user=inst.user,
@@ -167,7 +167,7 @@ def _sbtest_databases(cfg: Config) -> dict[str, set[str]]:
         try:
             with conn.cursor() as cur:
                 cur.execute("SELECT schema_name FROM information_schema.schemata "
-                            "WHERE schema_name REGEXP '^sbtest(_[0-9]{3})?$'")
+                            "WHERE schema_name REGEXP '^sbtest(_[0-9]{3}|_spread)?$'")
                 found[name] = {row[0] for row in cur.fetchall()}
         finally:
             conn.close()
@@ -223,6 +223,41 @@ def test_sharded_builtin_generator(config: Config, sharded_config: Path, tmp_pat
     found = _sbtest_databases(config)
     assert {f"sbtest_{n:03d}" for n in range(60)} <= found["a"]
     assert {f"sbtest_{n:03d}" for n in range(60, 120)} <= found["b"]
+
+
+@pytest.mark.skipif(shutil.which("sysbench") is None, reason="sysbench is not installed")
+def test_spread_measures_the_layout_without_a_proxy(config: Config, sharded_config: Path,
+                                                    tmp_path: Path) -> None:
+    """--spread: sysbench straight to MariaDB over as many tables as DAL has shards (and
+    through the hop), in the same alternated rounds, each table holding its share of ids."""
+    hop = bench_hop.program() is not None
+    expected = ["direct", "dal", *(["hop"] if hop else []), "spread",
+                *(["sp-hop"] if hop else [])]
+    result = bench(tmp_path, "--sharded", "--sysbench", "--threads", "4", "--spread", "--hop",
+                   "--table-size", "600", config_path=sharded_config,
+                   last_round=f"round {len(expected)}/{len(expected)}: ")
+    assert list(result["targets"]) == expected
+    for name in expected:
+        figures = result["targets"][name]
+        assert figures["queries"] > 0 and figures["errors"] == 0, figures
+    # `spread` is the servers themselves: no CPU group of its own; the hop in front is one.
+    assert "spread" not in result["cpu_own_us"]
+    assert ("sp-hop" in result["cpu_own_us"]) == hop
+    conn = _connect(config)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT COUNT(*) FROM information_schema.tables "
+                        "WHERE table_schema = 'sbtest_spread'")
+            assert cur.fetchone() == (120,)
+            for number in (1, 77, 120):
+                cur.execute(f"SELECT COUNT(*), MIN(id), MAX(id), SUM(k) FROM "
+                            f"sbtest_spread.sbtest{number}")
+                spread = cur.fetchone()
+                cur.execute("SELECT COUNT(*), MIN(id), MAX(id), SUM(k) FROM sbtest1 "
+                            "WHERE id <= 5")
+                assert spread == cur.fetchone()  # ceil(600 / 120) = 5 ids, trade's values
+    finally:
+        conn.close()
 
 
 def test_sharded_without_sbtest_is_refused(config: Config) -> None:
@@ -404,6 +439,7 @@ def test_ids_need_no_database(tmp_path: Path) -> None:
     (["--compare-port", "3999:hop"], "--compare-port labels must be distinct"),
     (["--clients-set", "4,8", "--sysbench", "--ps-mode", "both"], "goes without --ps-mode both"),
     (["--rate", "100"], "--rate needs a positive rate, --sysbench"),
+    (["--spread", "--sysbench"], "--spread goes with --sysbench --sharded"),
     (["--rate", "0", "--sysbench"], "--rate needs a positive rate, --sysbench"),
 ])
 def test_whole_picture_arguments_are_checked(tmp_path: Path, args: list[str],
