@@ -386,8 +386,15 @@ def measure_servers(args: argparse.Namespace, config: Config, direct: Target, da
             if hop_port is not None:
                 targets.append(Target("hop", direct.host, hop_port, direct.user,
                                       direct.password, direct.database))
-            if args.spread:
-                tables = len(shards[0][1])
+            tables = len(shards[0][1]) if shards else 0
+            unfit = (bench_spread.prepared_limit(direct, max(args.clients_set or [args.threads]),
+                                                 tables)
+                     if args.spread and args.ps_mode != "disable" else None)
+            if unfit is not None:
+                print(f"dal bench: --spread: not measured: {unfit} (DAL prepares each shard's "
+                      "statement once per pooled connection)", file=sys.stderr)
+                result["spread"] = {"measured": False, "reason": unfit}
+            elif args.spread:
                 bench_spread.setup(direct, tables, args.table_size)
                 targets.append(bench_spread.target(direct, tables, args.table_size))
                 if hop_port is not None:
@@ -453,6 +460,8 @@ def emit(args: argparse.Namespace, result: dict[str, Any], layout: str) -> int:
               f"{result['dal_cpu_execute_over_query']:.2f} (issue 23: at most 1.00)")
     if result.get("hop", {}).get("measured") is False and args.hop:
         print(f"hop: not measured: {result['hop']['reason']}")
+    if result.get("spread", {}).get("measured") is False:
+        print(f"spread: not measured: {result['spread']['reason']}")
     if "scatter" in result:
         bench_scatter.report(result["scatter"])
     if "ids" in result:

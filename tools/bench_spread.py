@@ -38,6 +38,25 @@ def target(direct: Target, tables: int, size: int, port: int | None = None,
                   DATABASE, tables=tables, table_size=per_table(size, tables))
 
 
+def prepared_limit(direct: Target, threads: int, tables: int) -> str | None:
+    """Why `spread` cannot run with prepared statements at ``threads`` sysbench threads (each
+    prepares its statement on every table, and the server holds at most
+    max_prepared_stmt_count of them in all); None when it can."""
+    conn = pymysql.connect(host=direct.host, port=direct.port, user=direct.user,
+                           password=direct.password, connect_timeout=10)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT @@max_prepared_stmt_count")
+            (limit,) = cur.fetchone()
+    finally:
+        conn.close()
+    wanted = threads * tables
+    if wanted <= int(limit) * 0.9:  # leave room for other clients' statements
+        return None
+    return (f"{threads} threads would prepare {wanted} statements on {tables} tables, more than "
+            f"the server's max_prepared_stmt_count ({limit}) allows")
+
+
 def setup(direct: Target, tables: int, size: int) -> None:
     """Create `sbtest_spread` and its ``tables`` tables where missing, and refill a table whose
     rows are not trade.sbtest1's ids 1..per_table (copied from it: run after its setup)."""

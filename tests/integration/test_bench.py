@@ -24,7 +24,7 @@ from config.loader import load_config
 from config.model import Config
 from dal.execute.fanout import CONNECTIONS
 from tests.dal_process import TEST_CONFIG, running_test_config
-from tools import bench_hop, localdb
+from tools import bench_hop, bench_spread, localdb
 from tools.bench import dal_running
 from tools.bench_common import Target
 
@@ -258,6 +258,20 @@ def test_spread_measures_the_layout_without_a_proxy(config: Config, sharded_conf
                 assert spread == cur.fetchone()  # ceil(600 / 120) = 5 ids, trade's values
     finally:
         conn.close()
+
+
+def test_spread_is_left_out_where_its_prepared_statements_would_not_fit(config: Config) -> None:
+    """With prepared statements every sysbench thread prepares its statement on each of the
+    spread's tables: past the server's max_prepared_stmt_count the bench says so instead of
+    failing the run."""
+    db = next(iter(config.databases.values()))
+    inst = config.instances[db.default_instance]
+    direct = Target("direct", inst.host, inst.port, inst.user, inst.password,
+                    db.default_database)
+    assert bench_spread.prepared_limit(direct, 4, 120) is None
+    reason = bench_spread.prepared_limit(direct, 1000, 120)
+    assert reason is not None and "120000 statements" in reason
+    assert "max_prepared_stmt_count" in reason
 
 
 def test_sharded_without_sbtest_is_refused(config: Config) -> None:
