@@ -33,6 +33,7 @@ from dal.prepared_results import binary_result, fetch, send
 from dal.prepared_run import WRONG_ARGUMENTS
 from dal.prepared_statements import Registry, Statement
 from dal.session.planning import READ_AWAY_BYTES, in_planner_thread, with_plan
+from dal.session_variables import session_variables
 from dal.wire.binary import (
     CURSOR_READ_ONLY,
     Execute,
@@ -168,6 +169,9 @@ def _prepare_planned(session: SessionPort, sql: bytes, shape: Shape, plan: Plan)
         return
     text_mode = (plan.kind == SET or (plan.kind == LOCAL and plan.handler in ("begin", "use"))
                  or (plan.kind == ROUTE and plan.handler == "end"))
+    if plan.handler == "session_variables" and not shape.params:
+        # Prepared as the backend describes it; executed by DAL (`_show_variables`).
+        plan = replace(plan, kind=ROUTE, instance=session.server.default_instance, sql=sql)
     if plan.kind == LOCAL and not text_mode:
         _error(session, UNSUPPORTED_IN_PS, "This command is not supported in the prepared "
                "statement protocol yet: DAL answers it itself; send it as a text query")
@@ -376,6 +380,8 @@ def _execute_planned(session: SessionPort, statement: Statement, plan: Plan, ex:
         _run_bound(session, statement, plan, ex, cursor, last_seq)
     elif plan.diagnostics and session.pinned is None:
         _no_diagnostics(session, plan)
+    elif plan.handler == "session_variables" and not ex.types:
+        session.spawn(_show_variables(session, plan.args[0]))
     elif plan.kind in (ROUTE, REFUSE):
         run_tree(session, plan, PreparedBindings([], statement, ex, cursor, last_seq))
     else:
@@ -389,6 +395,17 @@ def _no_diagnostics(session: SessionPort, plan: Plan) -> None:
     connection's belong to whoever used it last. As the text path answers (`Relay.route`)."""
     columns, rows = no_diagnostics(plan.args[0])
     send(session, binary_result(columns, rows, session.status, session.extended_metadata))
+
+
+async def _show_variables(session: SessionPort, sql: str) -> None:
+    """A prepared SHOW [SESSION] VARIABLES, answered for the session as the text one is."""
+    try:
+        columns, rows = await session_variables(session, sql)
+    except BackendError as exc:
+        session.send_error(exc.to_err())
+    else:
+        send(session, binary_result(columns, rows, session.status, session.extended_metadata))
+    session.busy = False
 
 
 def _literals(ex: Execute) -> list[bytes]:

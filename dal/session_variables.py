@@ -18,6 +18,7 @@ from dal.wire.results import encode_result_set
 
 if TYPE_CHECKING:
     from dal.ports import SessionPort
+    from router.rows.columns import ColumnDefinition
 
 
 def own_values(session: SessionPort) -> dict[bytes, bytes]:
@@ -27,12 +28,19 @@ def own_values(session: SessionPort) -> dict[bytes, bytes]:
             b"pseudo_thread_id": str(session.id).encode(), b"last_gtid": b""}
 
 
-async def show_variables(session: SessionPort, sql: str) -> bytes:
-    """The framed result of the session-scope SHOW VARIABLES ``sql`` (raises
+async def session_variables(session: SessionPort, sql: str
+                            ) -> tuple[list[ColumnDefinition], list[list[bytes | None]]]:
+    """The columns and rows of the session-scope SHOW VARIABLES ``sql`` (raises
     pool.connection.BackendError as the backend answered)."""
     result = await run_show(session, session.server.default_instance, None, sql)
     own = own_values(session)
-    rows = [[row[0], own.get((row[0] or b"").lower(), row[1])] if len(row) == 2 else row
+    rows = [[row[0], own.get((row[0] or b"").lower(), row[1])] if len(row) == 2 else list(row)
             for row in result.rows]
-    return encode_result_set(result.columns, rows, deprecate_eof=False, status=session.status,
+    return result.columns, rows
+
+
+async def show_variables(session: SessionPort, sql: str) -> bytes:
+    """The framed text result of the session-scope SHOW VARIABLES ``sql``."""
+    columns, rows = await session_variables(session, sql)
+    return encode_result_set(columns, rows, deprecate_eof=False, status=session.status,
                              seq=session.reply_seq, extended=session.extended_metadata)

@@ -355,7 +355,8 @@ def test_prepared_show_warnings_never_reads_another_sessions(dal) -> None:
 
 def test_prepared_connection_id_is_the_sessions(dal) -> None:
     """CONNECTION_ID() inside a prepared statement is the session's id (the one KILL takes),
-    not the thread id of the backend connection that happens to execute it."""
+    not the thread id of the backend connection that happens to execute it; a prepared SHOW
+    VARIABLES answers for the session too, as the text one does."""
     mariadb = pytest.importorskip("mariadb", reason="MariaDB Connector/Python not installed")
     conns = [mariadb.connect(host=HOST, port=dal.port, user="app", password="app",
                              database="trade", autocommit=True) for _ in range(2)]
@@ -368,6 +369,10 @@ def test_prepared_connection_id_is_the_sessions(dal) -> None:
             for _ in range(2):  # prepared once, then executed again
                 cur.execute("SELECT CONNECTION_ID() + 0, ?", (7,))
                 assert cur.fetchall() == [(own, 7)]
+                cur.execute("SHOW VARIABLES WHERE Variable_name IN ('pseudo_thread_id', "
+                            "'identity')")
+                assert sorted(cur.fetchall()) == [("identity", "0"),
+                                                  ("pseudo_thread_id", str(own))]
     finally:
         for conn in conns:
             conn.close()
