@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
+
+from config.sections import Section
 
 
-class MigrationConfig(BaseModel):
+class MigrationConfig(Section):
     """Where the migrated tables live before the move, and how the move behaves.
 
     ``source_instance``/``source_database``: the legacy (unsharded) database; ``tables``: the
@@ -19,8 +21,6 @@ class MigrationConfig(BaseModel):
     merchant shards' copy of mirrored rows: ``sync`` (a `dal sync` follows the user shards,
     as under `make run`) or ``direct`` (the mirror and the backfill write it themselves).
     """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     source_instance: str
     source_database: str

@@ -12,19 +12,18 @@ import re
 from enum import StrEnum
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from config.migration import MigrationConfig
 from config.protection import BreakerConfig, LimitsConfig, RulesConfig
+from config.sections import Section
 
 NATIVE_HASH = re.compile(r"^\*[0-9A-Fa-f]{40}$")
 SHA2_HASH = re.compile(r"^sha2:[0-9A-Fa-f]{64}$")
 
 
-class Strict(BaseModel):
+class Strict(Section):
     """Base for every config section: unknown keys are errors, values are not coerced loosely."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class Endpoint(Strict):

@@ -408,6 +408,7 @@ def test_set_dal_refuses_bad_keys_and_values(pdal) -> None:
         assert refused(admin, "SET DAL instances.a.port = 1")[0] == 1193
         assert refused(admin, "SET DAL limits.users.app = {rate: -1}")[0] == 1231
         assert refused(admin, "SET DAL pool.pipeline_spread = -1")[0] == 1231
+        assert refused(admin, "SET DAL pool.pipeline_spread = true")[0] == 1231
         assert refused(admin, "SET DAL pool.max_size = 4")[0] == 1193  # needs a restart
     finally:
         admin.close()

@@ -50,6 +50,15 @@ def test_unknown_key(tmp_path: Path) -> None:
     assert "instances.b.colour: Extra inputs are not permitted" in message
 
 
+@pytest.mark.parametrize("section, key", [("pool", "max_waiters"), ("pool", "acquire_timeout"),
+                                          ("server", "max_merge_rows")])
+def test_a_boolean_is_not_a_number(tmp_path: Path, section: str, key: str) -> None:
+    """YAML's `true` where a number belongs is refused, not read as 1."""
+    file = write(tmp_path, lambda raw: raw.setdefault(section, {}).update({key: True}))
+    message = refusal(file)
+    assert f"{section}: Value error, {key}: true is a boolean; write a number" in message
+
+
 def test_shard_placed_twice(tmp_path: Path) -> None:
     def overlap(raw: dict[str, Any]) -> None:
         raw["databases"]["trade"]["dimensions"]["user"]["placement"][1]["shards"] = "59-119"
