@@ -29,7 +29,7 @@ from dal.local import no_diagnostics
 from dal.login import err_packet, ok_packet
 from dal.prepared_bindings import PreparedBindings
 from dal.prepared_fast import adopt, fast_route, remember, try_execute
-from dal.prepared_results import binary_result, fetch, send
+from dal.prepared_results import binary_result, fetch, reply, send
 from dal.prepared_run import WRONG_ARGUMENTS
 from dal.prepared_statements import Registry, Statement
 from dal.session.planning import READ_AWAY_BYTES, in_planner_thread, with_plan
@@ -54,6 +54,7 @@ from router.rows.columns import ColumnDefinition
 from router.rows.errors import ProtocolError
 from router.rows.types import ColumnType
 from router.session_functions import connection_id_in
+from router.sqltext import NO_BACKSLASH_ESCAPES
 from router.targets import Refusal, single_target, target_of
 
 if TYPE_CHECKING:
@@ -139,20 +140,20 @@ def prepare(session: SessionPort, sql: bytes) -> None:
     if len(sql) >= READ_AWAY_BYTES:
         session.spawn(_prepare_long(session, sql))
         return
-    _prepare_shaped(session, *_read_text(sql, session.id))
+    _prepare_shaped(session, *_read_text(sql, session.id, session.lexer_modes()))
 
 
 async def _prepare_long(session: SessionPort, sql: bytes) -> None:
     """A long statement's prepare: read (its CONNECTION_ID() written, its shape) on the
     planner thread."""
-    sql, shape = await in_planner_thread(_read_text, sql, session.id)
+    sql, shape = await in_planner_thread(_read_text, sql, session.id, session.lexer_modes())
     session.busy = False
     if not session.closed:
         _prepare_shaped(session, sql, shape)
 
 
-def _read_text(sql: bytes, connection_id: int) -> tuple[bytes, Shape]:
-    sql = connection_id_in(sql, connection_id)
+def _read_text(sql: bytes, connection_id: int, modes: int) -> tuple[bytes, Shape]:
+    sql = connection_id_in(sql, connection_id, not modes & NO_BACKSLASH_ESCAPES)
     return sql, shape_of(sql)
 
 
@@ -381,7 +382,7 @@ def _execute_planned(session: SessionPort, statement: Statement, plan: Plan, ex:
     elif plan.diagnostics and session.pinned is None:
         _no_diagnostics(session, plan)
     elif plan.handler == "session_variables" and not ex.types:
-        session.spawn(_show_variables(session, plan.args[0]))
+        session.spawn(_show_variables(session, plan.args[0], statement if cursor else None))
     elif plan.kind in (ROUTE, REFUSE):
         run_tree(session, plan, PreparedBindings([], statement, ex, cursor, last_seq))
     else:
@@ -397,14 +398,16 @@ def _no_diagnostics(session: SessionPort, plan: Plan) -> None:
     send(session, binary_result(columns, rows, session.status, session.extended_metadata))
 
 
-async def _show_variables(session: SessionPort, sql: str) -> None:
-    """A prepared SHOW [SESSION] VARIABLES, answered for the session as the text one is."""
+async def _show_variables(session: SessionPort, sql: str, cursor: Statement | None) -> None:
+    """A prepared SHOW [SESSION] VARIABLES, answered for the session as the text one is
+    (``cursor``: the statement that keeps the rows for COM_STMT_FETCH)."""
     try:
         columns, rows = await session_variables(session, sql)
     except BackendError as exc:
         session.send_error(exc.to_err())
     else:
-        send(session, binary_result(columns, rows, session.status, session.extended_metadata))
+        reply(session, binary_result(columns, rows, session.status, session.extended_metadata),
+              cursor)
     session.busy = False
 
 

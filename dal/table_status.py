@@ -29,9 +29,7 @@ if TYPE_CHECKING:
 _SHARDED = (TableKind.SHARDED, TableKind.BOUND)
 
 
-async def run_show(session: SessionPort, instance: str, database: str | None,
-                   sql: str) -> Result:
-    """``sql`` on a pooled connection of ``instance`` given the session's state, in ``database``."""
+async def _run(session: SessionPort, instance: str, database: str | None, sql: str) -> Result:
     pool = session.server.pools[instance]
     conn = await pool.acquire()
     try:
@@ -50,12 +48,12 @@ async def table_status(session: SessionPort, db: str, tail: str) -> bytes:
     config = session.server.config
     cfg = config.databases[db]
     sharded = {name for name, table in cfg.tables.items() if table.kind in _SHARDED}
-    result = await run_show(session, cfg.default_instance, cfg.default_database,
+    result = await _run(session, cfg.default_instance, cfg.default_database,
                         f"SHOW TABLE STATUS FROM `{cfg.default_database}`{tail}")
     rows = [row for row in result.rows if (row[0] or b"").decode() not in sharded]
     if sharded:
         shard_db = cfg.dimensions[cfg.authoritative].database(0)
-        first = await run_show(session, config.shard_instance(db, cfg.authoritative, 0), shard_db,
+        first = await _run(session, config.shard_instance(db, cfg.authoritative, 0), shard_db,
                            f"SHOW TABLE STATUS FROM `{shard_db}`{tail}")
         rows += [row for row in first.rows if (row[0] or b"").decode() in sharded]
     rows.sort(key=lambda row: row[0] or b"")
@@ -73,7 +71,7 @@ async def routine_status(session: SessionPort, kind: str, tail: str) -> bytes:
         logical.setdefault(cfg.default_instance, {})[cfg.default_database] = db
     columns, rows = None, []
     for instance, names in (logical or {session.server.default_instance: {}}).items():
-        result = await run_show(session, instance, next(iter(names), None),
+        result = await _run(session, instance, next(iter(names), None),
                             f"SHOW {kind} STATUS{tail}")
         columns = result.columns
         for row in result.rows:

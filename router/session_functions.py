@@ -17,18 +17,24 @@ import re
 _NAMES = (rb"LAST_INSERT_ID|ROW_COUNT|FOUND_ROWS|CONNECTION_ID|CURRENT_USER|SESSION_USER|"
           rb"SYSTEM_USER|USER")
 SESSION_FUNCTION = re.compile(rb"(?i)\b(?:" + _NAMES + rb")\s*\(\s*\)|\bCURRENT_USER\b")
-_SKIPPED_OR_CALL = re.compile(
-    rb"""('[^'\\]*(?:(?:\\.|'')[^'\\]*)*'|"[^"\\]*(?:(?:\\.|"")[^"\\]*)*"|`(?:[^`]|``)*`"""
-    rb"""|/\*(?![!M]).*?\*/|--[ \t][^\n]*|\#[^\n]*)"""
+_STRINGS = (  # with backslash escapes, and under sql_mode NO_BACKSLASH_ESCAPES
+    rb"'[^'\\]*(?:(?:\\.|'')[^'\\]*)*'|" rb'"[^"\\]*(?:(?:\\.|"")[^"\\]*)*"',
+    rb"'[^']*(?:''[^']*)*'|" rb'"[^"]*(?:""[^"]*)*"')
+_SKIPPED_OR_CALL = tuple(re.compile(
+    rb"(" + strings + rb"""|`(?:[^`]|``)*`|/\*(?![!M]).*?\*/|--[ \t][^\n]*|\#[^\n]*)"""
     rb"""|\b(""" + _NAMES + rb""")\s*\(\s*\)|\b(CURRENT_USER)\b""", re.I | re.S)
-_ITEM = (rb"(?:" + _NAMES + rb")\s*\(\s*\)"
+    for strings in _STRINGS)
+# Whitespace and plain comments before a statement's first word (`/* tag */ SELECT ...`).
+_LEADING = rb"(?:\s+|/\*(?![!M]).*?\*/|--[ \t][^\n]*|\#[^\n]*)*"
+_ITEM = (rb"(?:(?:" + _NAMES + rb")\s*\(\s*\)|@@(?:SESSION\.|LOCAL\.)?(?:IDENTITY|LAST_INSERT_ID|"
+         rb"PSEUDO_THREAD_ID|LAST_GTID)\b)"
          rb"(?:\s+(?:AS\s+)?[\w`'\"]+)?")
-ONLY_SESSION_FUNCTIONS = re.compile(rb"(?is)\s*SELECT\s+" + _ITEM + rb"(?:\s*,\s*" + _ITEM
-                                    + rb")*\s*;?\s*$")
+ONLY_SESSION_FUNCTIONS = re.compile(rb"(?is)" + _LEADING + rb"SELECT\s+" + _ITEM
+                                    + rb"(?:\s*,\s*" + _ITEM + rb")*\s*;?\s*$")
 # Statements whose session functions are rewritten: reads and writes. SHOW GRANTS FOR
 # CURRENT_USER() and DEFINER = CURRENT_USER keep theirs.
-_DATA_STATEMENT = re.compile(rb"(?is)\s*(?:\(\s*)*(SELECT|INSERT|UPDATE|DELETE|REPLACE|DO|SET|"
-                             rb"CALL|WITH|VALUES)\b")
+_DATA_STATEMENT = re.compile(rb"(?is)" + _LEADING + rb"(?:\(\s*)*(SELECT|INSERT|UPDATE|DELETE|"
+                             rb"REPLACE|DO|SET|CALL|WITH|VALUES)\b")
 
 
 def rewrites(sql: bytes) -> bool:
@@ -37,10 +43,12 @@ def rewrites(sql: bytes) -> bool:
             and ONLY_SESSION_FUNCTIONS.match(sql) is None)
 
 
-def substitute_session_functions(sql: bytes, values: dict[bytes, bytes | None]) -> bytes:
+def substitute_session_functions(sql: bytes, values: dict[bytes, bytes | None],
+                                 backslashes: bool = True) -> bytes:
     """``sql`` with each call outside strings, identifiers and plain comments replaced by
     ``values[NAME]`` (upper-case name, already a SQL literal); a None value leaves that
-    function alone."""
+    function alone. ``backslashes``: a backslash escapes in strings (False under sql_mode
+    NO_BACKSLASH_ESCAPES, where `'C:\'` ends at its second quote)."""
 
     def replace(match: re.Match[bytes]) -> bytes:
         name = match.group(2) or match.group(3)
@@ -49,13 +57,14 @@ def substitute_session_functions(sql: bytes, values: dict[bytes, bytes | None]) 
         value = values.get(name.upper())
         return match.group(0) if value is None else value
 
-    return _SKIPPED_OR_CALL.sub(replace, sql)
+    return _SKIPPED_OR_CALL[0 if backslashes else 1].sub(replace, sql)
 
 
-def connection_id_in(sql: bytes, connection_id: int) -> bytes:
+def connection_id_in(sql: bytes, connection_id: int, backslashes: bool = True) -> bytes:
     """A prepared statement's text with CONNECTION_ID() written as the session's id (constant
     for the session, unlike the values `substitute_session_functions` writes per execution);
     ``sql`` itself when it has none to write."""
     if not rewrites(sql):
         return sql
-    return substitute_session_functions(sql, {b"CONNECTION_ID": str(connection_id).encode()})
+    return substitute_session_functions(sql, {b"CONNECTION_ID": str(connection_id).encode()},
+                                        backslashes)

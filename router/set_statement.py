@@ -27,6 +27,11 @@ _UNTRACKED_SQL_MODE = ("DAL must know the session's sql_mode to read its stateme
                        "names (SET sql_mode = '...') or to an expression without user "
                        "variables or subqueries")
 
+# Session variables MariaDB cannot set back to DEFAULT, so that a pooled connection cannot be
+# handed on without them: LAST_INSERT_ID()'s are DAL's own (refused), the others pin.
+_OWN_IDS = frozenset({"last_insert_id", "identity"})
+_NO_DEFAULT = frozenset({"rand_seed1", "rand_seed2"})
+
 # One assignment: (variable, its replayed `@@session.v=literal` or "" when evaluated, and the
 # expression the session evaluates once on a backend, if any).
 _Assignment = tuple[str, str, str | None]
@@ -81,6 +86,12 @@ def _assignment(item: exp.Expression, text: str, route: Plan) -> _Assignment | P
     if isinstance(name, Plan):
         return name
     name = RENAMED_VARIABLES.get(name.lower(), name.lower())
+    if name in _OWN_IDS:
+        return refuse(*errors.NOT_SUPPORTED, f"DAL keeps LAST_INSERT_ID() itself, from the ids "
+                      f"of the session's own inserts: SET {name} would set a backend "
+                      "connection's instead; use the id your INSERT returned")
+    if name in _NO_DEFAULT:  # no `=DEFAULT` puts it back: kept on the session's connection
+        return _pinned(text, route, "set_other")
     if name == "sql_mode" and literal and not (
             isinstance(value, exp.Var) or (isinstance(value, exp.Literal) and value.is_string)):
         return refuse(*errors.NOT_SUPPORTED, "DAL reads sql_mode from its names (SET "

@@ -135,7 +135,8 @@ def _session_functions(tree: exp.Select) -> Plan | None:
             function = "current_user"
         elif isinstance(node, exp.Anonymous) and not node.expressions:
             function = _SESSION_FUNCTIONS.get(node.name.upper())
-        elif isinstance(node, exp.SessionParameter):
+        elif isinstance(node, exp.SessionParameter) and (
+                node.text("kind") or "session").lower() in ("session", "local"):
             function = _SESSION_VARIABLES.get(node.name.lower())
         if function is None:
             return None

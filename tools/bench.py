@@ -392,7 +392,9 @@ def measure_servers(args: argparse.Namespace, config: Config, direct: Target, da
                      if args.spread and args.ps_mode != "disable" else None)
             if unfit is not None:
                 print(f"dal bench: --spread: not measured: {unfit} (DAL prepares each shard's "
-                      "statement once per pooled connection)", file=sys.stderr)
+                      "statement once per pooled connection)"
+                      + ("; left out of the ps-mode disable rounds too, which share the "
+                         "targets" if args.ps_mode == "both" else ""), file=sys.stderr)
                 result["spread"] = {"measured": False, "reason": unfit}
             elif args.spread:
                 bench_spread.setup(direct, tables, args.table_size)
@@ -508,6 +510,12 @@ def _check_args(args: argparse.Namespace) -> str | None:
                                                and getattr(args, "workload", "")
                                                == "oltp_point_select"):
         return "--spread goes with --sysbench --sharded (oltp_point_select)"
+    if getattr(args, "spread", False) and (
+            not args.point_selects or getattr(args, "txn_modes", False)
+            or max(args.clients_set or [0]) > args.sysbench_max_threads):
+        return ("--spread measures the point-select rounds with sysbench: it goes without "
+                "--no-point-selects and --txn-modes, and with --clients-set counts up to "
+                "--sysbench-max-threads")
     if getattr(args, "transactions", False) and not (
             args.sysbench and getattr(args, "workload", "") == "oltp_read_write"):
         return "--transactions goes with --sysbench --workload oltp_read_write"

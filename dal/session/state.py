@@ -36,7 +36,7 @@ from pool.connection import (
 )
 from router.access import BAD_CHARSET, unsafe_names_refusal
 from router.session_functions import substitute_session_functions
-from router.sqltext import ANSI_QUOTES, modes_of
+from router.sqltext import ANSI_QUOTES, NO_BACKSLASH_ESCAPES, modes_of
 
 if TYPE_CHECKING:
     from dal.ports import ServerPort
@@ -182,7 +182,8 @@ class SessionState(Frontend):
                   str(self.found_rows_count).encode(),
                   b"USER": user, b"SESSION_USER": user, b"SYSTEM_USER": user,
                   b"CURRENT_USER": f"'{name}@%'".encode()}
-        return substitute_session_functions(sql, values)
+        return substitute_session_functions(sql, values,
+                                            not self.lexer_modes() & NO_BACKSLASH_ESCAPES)
 
     def lexer_modes(self) -> int:
         """The session's lexer modes (router/sqltext.py) from its sql_mode."""

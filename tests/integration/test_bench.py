@@ -454,6 +454,10 @@ def test_ids_need_no_database(tmp_path: Path) -> None:
     (["--clients-set", "4,8", "--sysbench", "--ps-mode", "both"], "goes without --ps-mode both"),
     (["--rate", "100"], "--rate needs a positive rate, --sysbench"),
     (["--spread", "--sysbench"], "--spread goes with --sysbench --sharded"),
+    (["--spread", "--sysbench", "--sharded", "--clients-set", "4,40", "--sysbench-max-threads",
+      "8"], "--spread measures the point-select rounds with sysbench"),
+    (["--spread", "--sysbench", "--sharded", "--no-point-selects", "--scatter"],
+     "--spread measures the point-select rounds with sysbench"),
     (["--rate", "0", "--sysbench"], "--rate needs a positive rate, --sysbench"),
 ])
 def test_whole_picture_arguments_are_checked(tmp_path: Path, args: list[str],

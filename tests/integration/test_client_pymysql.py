@@ -214,6 +214,71 @@ def test_variables_that_describe_a_connection_are_the_sessions_own(connect, pref
         fetch(mine, "DELETE FROM merchants WHERE id = %s", (my_id,))
 
 
+def test_show_variables_of_a_session_that_holds_its_connection(tx) -> None:
+    """In a transaction, or after a SET that keeps the session on its connection, SHOW
+    VARIABLES describes that connection (the one its statements run on), not a pooled one."""
+    assert fetch(tx, "SELECT COUNT(*) >= 0 FROM merchants") == ((1,),)  # BEGIN is implicit
+    assert fetch(tx, "SHOW VARIABLES LIKE 'in_transaction'") == (("in_transaction", "1"),)
+    tx.rollback()
+    fetch(tx, "SET SESSION TRANSACTION ISOLATION LEVEL SERIALIZABLE")
+    assert fetch(tx, "SHOW VARIABLES LIKE 'tx_isolation'") == (("tx_isolation", "SERIALIZABLE"),)
+    assert fetch(tx, "SELECT @@tx_isolation") == (("SERIALIZABLE",),)
+    tx.rollback()
+
+
+def test_show_variables_where_tests_the_sessions_values(connect) -> None:
+    """A WHERE on Value is applied to the session's values, not to the pooled connection's
+    that DAL replaces afterwards."""
+    conn = connect()
+    me = str(conn.thread_id())
+    assert fetch(conn, "SHOW VARIABLES WHERE Variable_name = 'pseudo_thread_id' AND "
+                       f"Value = '{me}'") == (("pseudo_thread_id", me),)
+    assert fetch(conn, "SHOW VARIABLES WHERE Variable_name IN ('last_gtid', 'autocommit') "
+                       "AND Value <> ''") == (("autocommit", "ON"),)
+
+
+def test_connection_id_spellings_never_give_the_backend_thread(connect) -> None:
+    """CONNECTION_ID() after a leading comment is the session's id; a spelling DAL does not
+    rewrite (a comment inside it, @@pseudo_thread_id in an expression) is refused rather
+    than answered with the backend connection's thread id. Under NO_BACKSLASH_ESCAPES a
+    string that ends in a backslash ends there: what follows in the next string is data."""
+    conn = connect()
+    me = conn.thread_id()
+    for sql in ("/* tag */ SELECT CONNECTION_ID() + 0", "-- tag\nSELECT CONNECTION_ID() + 0",
+                "# tag\nSELECT CONNECTION_ID() + 0"):
+        assert fetch(conn, sql) == ((me,),), sql
+    assert fetch(conn, "/* tag */ SELECT CONNECTION_ID(), @@pseudo_thread_id") == ((me, me),)
+    for sql in ("SELECT CONNECTION_ID(/**/) AS c, 1", "SELECT @@pseudo_thread_id + 0",
+                "SET @t = @@session.pseudo_thread_id"):
+        with pytest.raises(pymysql.err.MySQLError) as excinfo:
+            fetch(conn, sql)
+        assert excinfo.value.args[0] == 1235, sql
+    with pytest.raises(pymysql.err.MySQLError) as excinfo:
+        fetch(conn, "SELECT @@global.pseudo_thread_id")
+    assert excinfo.value.args[0] == 1238  # a SESSION variable, as MariaDB says
+    fetch(conn, "SET sql_mode = 'NO_BACKSLASH_ESCAPES'")
+    assert fetch(conn, "SELECT CONCAT('C:\\', ' CONNECTION_ID() ') AS x, CONNECTION_ID() + 0") == (
+        ("C:\\ CONNECTION_ID() ", me),)
+
+
+def test_sets_without_a_default_never_reach_another_session(connect) -> None:
+    """MariaDB cannot set rand_seed1/2 back to DEFAULT: a session that sets them keeps its
+    connection, so the next session on the pool never fails resetting them (1230). SET
+    last_insert_id is refused: DAL answers LAST_INSERT_ID() from the session's inserts."""
+    seeded = connect()
+    fetch(seeded, "SET SESSION rand_seed1 = 5, rand_seed2 = 7")
+    assert fetch(seeded, "SELECT COUNT(*) >= 0 FROM merchants") == ((1,),)
+    seeded.close()
+    for _ in range(5):
+        assert fetch(connect(), "SELECT COUNT(*) >= 0 FROM merchants") == ((1,),)
+    conn = connect()
+    for sql in ("SET last_insert_id = 77", "SET @@session.identity = 5"):
+        with pytest.raises(pymysql.err.MySQLError) as excinfo:
+            fetch(conn, sql)
+        assert excinfo.value.args[0] == 1235, sql
+    assert fetch(conn, "SELECT LAST_INSERT_ID()") == ((0,),)
+
+
 # -- values ---------------------------------------------------------------------------------
 
 

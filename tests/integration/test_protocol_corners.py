@@ -373,6 +373,13 @@ def test_prepared_connection_id_is_the_sessions(dal) -> None:
                             "'identity')")
                 assert sorted(cur.fetchall()) == [("identity", "0"),
                                                   ("pseudo_thread_id", str(own))]
+            # With a read-only cursor the rows are fetched (COM_STMT_FETCH), one at a time.
+            fetched = conn.cursor(binary=True, cursor_type=mariadb.constants.CURSOR.READ_ONLY,
+                                  prefetch_size=1)
+            fetched.execute("SHOW VARIABLES LIKE 'pseudo%'")
+            assert ("pseudo_thread_id", str(own)) in fetched.fetchall()
+            text.execute("SELECT 1")  # the connection is still in step
+            assert text.fetchall() == [(1,)]
     finally:
         for conn in conns:
             conn.close()
