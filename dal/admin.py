@@ -15,6 +15,7 @@ from dal.login import err_packet, ok_packet
 from dal.wire.messages import ERR
 from dal.wire.results import encode_result_set, text_column
 from router.rows.types import ColumnType
+from router.session_functions import rewrites
 
 if TYPE_CHECKING:
     from dal.ports import ServerPort
@@ -106,9 +107,12 @@ _EXPLAIN = re.compile(rb"(?is)\s*EXPLAIN\s+DAL\s+")
 
 async def explain(server: ServerPort, sql: bytes, schema: str | None, admin: bool, *, seq: int,
                   status: int, extended: bool = False,
-                  databases: frozenset[str] | None = None) -> bytes:
+                  databases: frozenset[str] | None = None,
+                  session_values: Callable[[bytes], bytes] | None = None) -> bytes:
     """``EXPLAIN DAL <statement>``: its plan's tree of primitives (router/explain.py), as a
-    result set; a long statement is planned on the planner thread (dal/session/planning.py)."""
+    result set; a long statement is planned on the planner thread (dal/session/planning.py).
+    ``session_values``: writes the session's LAST_INSERT_ID(), CONNECTION_ID(), ... into the
+    statement, as its run would (`WHERE user_id = CONNECTION_ID()` then routes to one shard)."""
     from dal.session.planning import PLAN_AWAY_BYTES, plan_away
     from router.explain import HEADER
     from router.explain import explain as explain_plan
@@ -119,6 +123,8 @@ async def explain(server: ServerPort, sql: bytes, schema: str | None, admin: boo
     if not statement:
         return err_packet(ERR(errors.NOT_SUPPORTED[0], "EXPLAIN DAL needs a statement",
                               errors.NOT_SUPPORTED[1]), seq)
+    if session_values is not None and rewrites(statement):
+        statement = session_values(statement)
     plan = None
     if len(statement) >= PLAN_AWAY_BYTES:
         plan = await plan_away(server.router, statement, fingerprint(statement), schema, admin,

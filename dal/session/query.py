@@ -269,7 +269,8 @@ class QuerySession(SessionState):
             self.send(await admin.explain(self.server, sql, self.schema, self.admin,
                                           seq=self._seq, status=self.status,
                                           extended=self.extended_metadata,
-                                          databases=self.databases))
+                                          databases=self.databases,
+                                          session_values=self.session_values_in))
         elif not self.admin:
             self.error(errors.SPECIFIC_ACCESS_DENIED, "Access denied; you need (at least one "
                         "of) the DAL admin privilege(s) for this operation")

@@ -180,6 +180,20 @@ def test_explain_dal_shows_each_shard_and_its_values(connect) -> None:
     )
 
 
+def test_explain_dal_routes_by_the_sessions_connection_id(connect) -> None:
+    """EXPLAIN DAL plans the statement as its run would: with the session's CONNECTION_ID()
+    written in, `WHERE user_id = CONNECTION_ID()` reaches one shard, not all 120."""
+    conn = connect()
+    me = conn.thread_id()
+    with conn.cursor() as cur:
+        cur.execute("EXPLAIN DAL SELECT id FROM orders WHERE user_id = CONNECTION_ID()")
+        rows = cur.fetchall()
+    shard = f"user_{me % 120:03d}"
+    assert rows[0][1].startswith("1 database"), rows
+    assert rows[1][1:] == (f"{shard} on a" if me % 120 < 60 else f"{shard} on b",
+                           f"SELECT id FROM {shard}.orders WHERE user_id = {me}")
+
+
 def test_explain_dal_prints_the_tree_of_a_sorted_scatter(connect) -> None:
     with connect().cursor() as cur:
         cur.execute("EXPLAIN DAL SELECT id, created_at FROM orders ORDER BY created_at "
