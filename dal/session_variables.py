@@ -2,13 +2,13 @@
 
 The backend lists the variables of the connection that runs the SHOW: the session's own when
 it holds one (a transaction, a pin), else a pooled one with the session's tracked settings
-replayed first, so most values are the session's own. A few
-describe the connection itself, whoever used it last: its last insert id, its GTID and its
-thread id. DAL writes the session's values into those rows (`last_insert_id` and `identity`
-as LAST_INSERT_ID() answers, `pseudo_thread_id` as CONNECTION_ID(), `last_gtid` empty: DAL
-does not know the GTID of a session's last write). A LIKE filters the names on the backend; a
-WHERE, which may test the values, is applied to those four rows by a second query over their
-session values.
+replayed first, so most values are the session's own. Three describe what the connection
+did last, for whoever used it: DAL writes the session's values into them (`last_insert_id`
+and `identity` as LAST_INSERT_ID() answers, `last_gtid` empty: DAL does not know the GTID of
+a session's last write). `pseudo_thread_id` stays the backend connection's thread id, as
+@@pseudo_thread_id does: which connection served the statement. A LIKE filters the names on
+the backend; a WHERE, which may test the values, is applied to those three rows by a second
+query over their session values.
 """
 
 from __future__ import annotations
@@ -31,8 +31,7 @@ if TYPE_CHECKING:
 def own_values(session: SessionPort) -> dict[bytes, bytes]:
     """The session's values of the variables that describe a backend connection."""
     last_insert_id = str(session.last_insert_id).encode()
-    return {b"last_insert_id": last_insert_id, b"identity": last_insert_id,
-            b"pseudo_thread_id": str(session.id).encode(), b"last_gtid": b""}
+    return {b"last_insert_id": last_insert_id, b"identity": last_insert_id, b"last_gtid": b""}
 
 
 async def session_variables(session: SessionPort, sql: str

@@ -69,9 +69,9 @@ _OWN_CONNECTION = re.compile(r"(?i)\b(FOUND_ROWS|ROW_COUNT)\s*\(|"
                              r"(@@(?:SESSION\.|LOCAL\.)?(?:LAST_INSERT_ID|IDENTITY|INSERT_ID|LAST_GTID)|"
                              r"\bGET\s+(?:CURRENT\s+|STACKED\s+)?DIAGNOSTICS|"
                              r"\bPREVIOUS\s+VALUE\s+FOR)\b|\b(LASTVAL|PREVIOUSVAL)\s*\(")
-# The backend connection's thread id, where DAL did not write the session's (a spelling it
-# does not rewrite, `CONNECTION_ID(/**/)`; @@pseudo_thread_id inside an expression).
-_THREAD_ID = re.compile(r"(?i)\bCONNECTION_ID\s*\(|@@(?:SESSION\.|LOCAL\.)?PSEUDO_THREAD_ID\b")
+# CONNECTION_ID() where DAL did not write the session's id (a spelling it does not rewrite,
+# `CONNECTION_ID(/**/)`): the backend connection's thread id would answer.
+_THREAD_ID = re.compile(r"(?i)\bCONNECTION_ID\s*\(")
 # sql_auto_is_null set to anything but a plain 0 (`0+1` is 1 too): the whole value is read.
 _AUTO_IS_NULL = re.compile(r"\bSQL_AUTO_IS_NULL\s*:?=\s*(?=\S)"
                            r"(?!(?:0|OFF|FALSE|DEFAULT)\s*(?:[,;]|$|FOR\b))")
@@ -456,11 +456,11 @@ def _connection_needs(plan: Plan, text: str, code: str, pin: str | None) -> Plan
                       "SESSION_USER() only on their own (SELECT CURRENT_USER()); inside "
                       "another statement the backend would name DAL's own account")
     if plan.handler != "session_functions" and plan.kind != REFUSE and _THREAD_ID.search(code):
-        return refuse(*errors.NOT_SUPPORTED, "CONNECTION_ID() and @@pseudo_thread_id would "
-                      "give the backend connection's thread id here: DAL writes the session's "
-                      "id into statements that start with SELECT, INSERT, UPDATE, DELETE, "
-                      "REPLACE, DO, SET, CALL, WITH or VALUES, with nothing inside the "
-                      "parentheses; or ask SELECT CONNECTION_ID() on its own")
+        return refuse(*errors.NOT_SUPPORTED, "CONNECTION_ID() would give the backend "
+                      "connection's thread id here: DAL writes the session's id into "
+                      "statements that start with SELECT, INSERT, UPDATE, DELETE, REPLACE, DO, "
+                      "SET, CALL, WITH or VALUES, with nothing inside the parentheses; or ask "
+                      "SELECT CONNECTION_ID() on its own")
     if _AUTO_IS_NULL.search(code):
         return refuse(*errors.NOT_SUPPORTED, "sql_auto_is_null makes `WHERE id IS NULL` read "
                       "the backend connection's last insert, which on DAL's shared "

@@ -27,7 +27,7 @@ _SKIPPED_OR_CALL = tuple(re.compile(
 # Whitespace and plain comments before a statement's first word (`/* tag */ SELECT ...`).
 _LEADING = rb"(?:\s+|/\*(?![!M]).*?\*/|--[ \t][^\n]*|\#[^\n]*)*"
 _ITEM = (rb"(?:(?:" + _NAMES + rb")\s*\(\s*\)|@@(?:SESSION\.|LOCAL\.)?(?:IDENTITY|LAST_INSERT_ID|"
-         rb"PSEUDO_THREAD_ID|LAST_GTID)\b)"
+         rb"LAST_GTID)\b)"
          rb"(?:\s+(?:AS\s+)?[\w`'\"]+)?")
 ONLY_SESSION_FUNCTIONS = re.compile(rb"(?is)" + _LEADING + rb"SELECT\s+" + _ITEM
                                     + rb"(?:\s*,\s*" + _ITEM + rb")*\s*;?\s*$")

@@ -29,8 +29,10 @@ _SESSION_FUNCTIONS = {"LAST_INSERT_ID": "last_insert_id", "CONNECTION_ID": "conn
                       "ROW_COUNT": "row_count", "FOUND_ROWS": "found_rows",
                       "USER": "user", "SESSION_USER": "user", "SYSTEM_USER": "user",
                       "CURRENT_USER": "current_user"}
+# (@@pseudo_thread_id stays the backend connection's thread id: which connection served the
+# statement, to match with the backend's processlist.)
 _SESSION_VARIABLES = {"identity": "last_insert_id", "last_insert_id": "last_insert_id",
-                      "pseudo_thread_id": "connection_id", "last_gtid": "last_gtid"}
+                      "last_gtid": "last_gtid"}
 
 
 def plan_statement(catalog: Catalog, tree: exp.Expression, text: str, schema: str | None,

@@ -189,23 +189,21 @@ def test_last_insert_id_in_autocommit_is_the_sessions_own(connect, prefix):
 
 
 def test_variables_that_describe_a_connection_are_the_sessions_own(connect, prefix):
-    """SHOW VARIABLES, @@pseudo_thread_id and CONNECTION_ID() inside an expression run on a
-    pooled connection: DAL answers them with the session's values, not with whichever
-    session's (the last insert id) or backend thread's (the id) that connection holds."""
+    """SHOW VARIABLES and CONNECTION_ID() inside an expression run on a pooled connection:
+    DAL answers them with the session's values, not with whichever session's (the last
+    insert id) or backend thread's (the id) that connection holds."""
     mine, theirs = connect(), connect()
     with mine.cursor() as cur:
         cur.execute("INSERT INTO merchants (name) VALUES (%s)", (prefix + "vars",))
         my_id = cur.lastrowid
     try:
         for conn, last in ((mine, my_id), (theirs, 0)):
-            own = {"last_insert_id": str(last), "identity": str(last),
-                   "pseudo_thread_id": str(conn.thread_id()), "last_gtid": ""}
+            own = {"last_insert_id": str(last), "identity": str(last), "last_gtid": ""}
             assert dict(fetch(conn, "SHOW VARIABLES WHERE Variable_name IN ('last_insert_id', "
-                                    "'identity', 'pseudo_thread_id', 'last_gtid')")) == own
+                                    "'identity', 'last_gtid')")) == own
             assert fetch(conn, "SHOW SESSION VARIABLES LIKE 'identity'") == (
                 ("identity", str(last)),)
-            assert fetch(conn, "SELECT @@pseudo_thread_id, @@last_gtid") == (
-                (conn.thread_id(), ""),)
+            assert fetch(conn, "SELECT @@identity, @@last_gtid") == ((last, ""),)
             assert fetch(conn, "SELECT CONNECTION_ID() + 0, 'x'") == ((conn.thread_id(), "x"),)
         # The server's own values stay the server's.
         assert fetch(theirs, "SHOW VARIABLES LIKE 'version'")[0][1] == (
@@ -229,32 +227,38 @@ def test_show_variables_of_a_session_that_holds_its_connection(tx) -> None:
 def test_show_variables_where_tests_the_sessions_values(connect) -> None:
     """A WHERE on Value is applied to the session's values, not to the pooled connection's
     that DAL replaces afterwards."""
-    conn = connect()
-    me = str(conn.thread_id())
-    assert fetch(conn, "SHOW VARIABLES WHERE Variable_name = 'pseudo_thread_id' AND "
-                       f"Value = '{me}'") == (("pseudo_thread_id", me),)
-    assert fetch(conn, "SHOW VARIABLES WHERE Variable_name IN ('last_gtid', 'autocommit') "
-                       "AND Value <> ''") == (("autocommit", "ON"),)
+    conn, other = connect(), connect()
+    with other.cursor() as cur:  # the pooled connection's last insert id is not 0 now
+        cur.execute("INSERT INTO merchants (name) VALUES ('dal-vars-where')")
+        other_id = cur.lastrowid
+    try:
+        assert fetch(conn, "SHOW VARIABLES WHERE Variable_name = 'identity' AND "
+                           "Value = '0'") == (("identity", "0"),)
+        assert fetch(conn, "SHOW VARIABLES WHERE Variable_name = 'identity' AND "
+                           f"Value = '{other_id}'") == ()
+        assert fetch(conn, "SHOW VARIABLES WHERE Variable_name IN ('last_gtid', "
+                           "'autocommit') AND Value <> ''") == (("autocommit", "ON"),)
+    finally:
+        fetch(other, "DELETE FROM merchants WHERE id = %s", (other_id,))
 
 
 def test_connection_id_spellings_never_give_the_backend_thread(connect) -> None:
     """CONNECTION_ID() after a leading comment is the session's id; a spelling DAL does not
-    rewrite (a comment inside it, @@pseudo_thread_id in an expression) is refused rather
-    than answered with the backend connection's thread id. Under NO_BACKSLASH_ESCAPES a
-    string that ends in a backslash ends there: what follows in the next string is data."""
+    rewrite (a comment inside it) is refused rather than answered with the backend
+    connection's thread id. Under NO_BACKSLASH_ESCAPES a string that ends in a backslash
+    ends there: what follows in the next string is data."""
     conn = connect()
     me = conn.thread_id()
     for sql in ("/* tag */ SELECT CONNECTION_ID() + 0", "-- tag\nSELECT CONNECTION_ID() + 0",
                 "# tag\nSELECT CONNECTION_ID() + 0"):
         assert fetch(conn, sql) == ((me,),), sql
-    assert fetch(conn, "/* tag */ SELECT CONNECTION_ID(), @@pseudo_thread_id") == ((me, me),)
-    for sql in ("SELECT CONNECTION_ID(/**/) AS c, 1", "SELECT @@pseudo_thread_id + 0",
-                "SET @t = @@session.pseudo_thread_id"):
+    assert fetch(conn, "/* tag */ SELECT CONNECTION_ID(), @@identity") == ((me, 0),)
+    for sql in ("SELECT CONNECTION_ID(/**/) AS c, 1", "SELECT CONNECTION_ID/**/() + 0"):
         with pytest.raises(pymysql.err.MySQLError) as excinfo:
             fetch(conn, sql)
         assert excinfo.value.args[0] == 1235, sql
     with pytest.raises(pymysql.err.MySQLError) as excinfo:
-        fetch(conn, "SELECT @@global.pseudo_thread_id")
+        fetch(conn, "SELECT @@global.last_insert_id")
     assert excinfo.value.args[0] == 1238  # a SESSION variable, as MariaDB says
     fetch(conn, "SET sql_mode = 'NO_BACKSLASH_ESCAPES'")
     assert fetch(conn, "SELECT CONCAT('C:\\', ' CONNECTION_ID() ') AS x, CONNECTION_ID() + 0") == (

@@ -369,15 +369,13 @@ def test_prepared_connection_id_is_the_sessions(dal) -> None:
             for _ in range(2):  # prepared once, then executed again
                 cur.execute("SELECT CONNECTION_ID() + 0, ?", (7,))
                 assert cur.fetchall() == [(own, 7)]
-                cur.execute("SHOW VARIABLES WHERE Variable_name IN ('pseudo_thread_id', "
-                            "'identity')")
-                assert sorted(cur.fetchall()) == [("identity", "0"),
-                                                  ("pseudo_thread_id", str(own))]
+                cur.execute("SHOW VARIABLES WHERE Variable_name IN ('last_gtid', 'identity')")
+                assert sorted(cur.fetchall()) == [("identity", "0"), ("last_gtid", "")]
             # With a read-only cursor the rows are fetched (COM_STMT_FETCH), one at a time.
             fetched = conn.cursor(binary=True, cursor_type=mariadb.constants.CURSOR.READ_ONLY,
                                   prefetch_size=1)
-            fetched.execute("SHOW VARIABLES LIKE 'pseudo%'")
-            assert ("pseudo_thread_id", str(own)) in fetched.fetchall()
+            fetched.execute("SHOW VARIABLES LIKE '%identity'")
+            assert fetched.fetchall() == [("identity", "0")]
             text.execute("SELECT 1")  # the connection is still in step
             assert text.fetchall() == [(1,)]
     finally:
