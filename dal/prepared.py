@@ -33,7 +33,7 @@ from dal.prepared_results import binary_result, fetch, reply, send
 from dal.prepared_run import WRONG_ARGUMENTS
 from dal.prepared_statements import Registry, Statement
 from dal.session.planning import READ_AWAY_BYTES, in_planner_thread, with_plan
-from dal.session_variables import session_variables
+from dal.session_variables import session_variables, with_parameters
 from dal.wire.binary import (
     CURSOR_READ_ONLY,
     Execute,
@@ -170,7 +170,7 @@ def _prepare_planned(session: SessionPort, sql: bytes, shape: Shape, plan: Plan)
         return
     text_mode = (plan.kind == SET or (plan.kind == LOCAL and plan.handler in ("begin", "use"))
                  or (plan.kind == ROUTE and plan.handler == "end"))
-    if plan.handler == "session_variables" and not shape.params:
+    if plan.handler == "session_variables":
         # Prepared as the backend describes it; executed by DAL (`_show_variables`).
         plan = replace(plan, kind=ROUTE, instance=session.server.default_instance, sql=sql)
     if plan.kind == LOCAL and not text_mode:
@@ -381,8 +381,11 @@ def _execute_planned(session: SessionPort, statement: Statement, plan: Plan, ex:
         _run_bound(session, statement, plan, ex, cursor, last_seq)
     elif plan.diagnostics and session.pinned is None:
         _no_diagnostics(session, plan)
-    elif plan.handler == "session_variables" and not ex.types:
-        session.spawn(_show_variables(session, plan.args[0], statement if cursor else None))
+    elif plan.handler == "session_variables":
+        sql = with_parameters(plan.args[0], [v.decode("utf-8", "surrogateescape")
+                                             for v in _literals(ex)],
+                              not session.lexer_modes() & NO_BACKSLASH_ESCAPES)
+        session.spawn(_show_variables(session, sql, statement if cursor else None))
     elif plan.kind in (ROUTE, REFUSE):
         run_tree(session, plan, PreparedBindings([], statement, ex, cursor, last_seq))
     else:

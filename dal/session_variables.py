@@ -18,14 +18,42 @@ from typing import TYPE_CHECKING
 
 from dal.execute.leases import run_in_session
 from dal.wire.results import encode_result_set
+from router.sqltext import NO_BACKSLASH_ESCAPES
 
-# SHOW [SESSION|LOCAL] VARIABLES WHERE <tail>: router/show.py keeps the tail to comparisons
-# of the columns with literals.
-_WHERE = re.compile(r"(?is)\s*SHOW\s+(?:(?:SESSION|LOCAL)\s+)?VARIABLES\s+WHERE\s+(.*?)\s*;?\s*$")
+# The WHERE of a SHOW, outside strings, quoted names and comments (however the statement is
+# spelled: `/* tag */ SHOW /* c */ VARIABLES WHERE(...)`); router/show.py keeps what follows
+# it to comparisons of the columns with literals. One pattern per string reading: with
+# backslash escapes, and under NO_BACKSLASH_ESCAPES.
+_SKIPPED = (r"'(?:[^'\\]|\\.|'')*'|\"(?:[^\"\\]|\\.|\"\")*\"",
+            r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"")
+_SKIP_OR_WHERE = tuple(re.compile(
+    r"(" + strings + r"|`(?:[^`]|``)*`|/\*.*?\*/|--[\x00-\x20][^\n]*|\#[^\n]*)|\b(WHERE)\b|(\?)",
+    re.I | re.S) for strings in _SKIPPED)
 
 if TYPE_CHECKING:
     from dal.ports import SessionPort
     from router.rows.columns import ColumnDefinition
+
+
+def where_tail(sql: str, backslashes: bool = True) -> str | None:
+    """What follows the WHERE of a SHOW statement (its trailing ``;`` dropped); None
+    without one."""
+    for match in _SKIP_OR_WHERE[0 if backslashes else 1].finditer(sql):
+        if match.group(2):
+            return sql[match.end():].rstrip().rstrip(";")
+    return None
+
+
+def with_parameters(sql: str, literals: list[str], backslashes: bool = True) -> str:
+    """A prepared SHOW's text with its ``?`` placeholders (outside strings, names and
+    comments) replaced, in order, by the execution's SQL literals."""
+    values = iter(literals)
+    return _SKIP_OR_WHERE[0 if backslashes else 1].sub(
+        lambda m: next(values) if m.group(3) else m.group(0), sql)
+
+
+def _text(sql: str) -> bytes:
+    return sql.encode("utf-8", "surrogateescape")  # as the client sent it
 
 
 def own_values(session: SessionPort) -> dict[bytes, bytes]:
@@ -40,19 +68,21 @@ async def session_variables(session: SessionPort, sql: str
     pool.connection.BackendError as the backend answered)."""
     pinned = session.pinned  # in a transaction or pinned: that connection's own values
     instance = pinned.instance if pinned is not None else session.server.default_instance
-    result = await run_in_session(session, instance, sql.encode())
+    result = await run_in_session(session, instance, _text(sql))
     own = own_values(session)
-    where = _WHERE.match(sql)
+    where = where_tail(sql, not session.lexer_modes() & NO_BACKSLASH_ESCAPES)
     if where is None:  # all rows, or LIKE on the names: the names are the backend's
         rows = [[row[0], own.get((row[0] or b"").lower(), row[1])] if len(row) == 2
                 else list(row) for row in result.rows]
         return result.columns, rows
     # A WHERE may test the values: the session's rows are filtered by it on their own.
     rows = [list(row) for row in result.rows if (row[0] or b"").lower() not in own]
-    mine = " UNION ALL ".join(f"SELECT '{name.decode()}' AS Variable_name, "
-                              f"'{value.decode()}' AS Value" for name, value in own.items())
-    kept = await run_in_session(session, instance, f"SELECT Variable_name, Value FROM "
-                                f"({mine}) AS v WHERE {where.group(1)}".encode())
+    mine = " UNION ALL ".join(  # typed as SHOW VARIABLES' own columns, for the comparisons
+        f"SELECT _utf8mb3'{name.decode()}' COLLATE utf8mb3_general_ci AS Variable_name, "
+        f"_utf8mb3'{value.decode()}' COLLATE utf8mb3_general_ci AS Value"
+        for name, value in own.items())
+    kept = await run_in_session(session, instance, _text(f"SELECT Variable_name, Value FROM "
+                                                         f"({mine}) AS v WHERE {where}"))
     rows += [list(row) for row in kept.rows]
     rows.sort(key=lambda row: (row[0] or b"").lower())
     return result.columns, rows

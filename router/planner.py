@@ -33,6 +33,7 @@ from router.migration import plan_migrated
 from router.plan import LOCAL, MIGRATED, REFUSE, ROUTE, SET, SHARDED, Plan, refuse
 from router.plan_cache import PlanCache
 from router.rules import check_rules, tagged
+from router.session_functions import calls_connection_id
 from router.set_statement import untracked_set
 from router.show import diagnostics_count, where_refusal
 from router.sqltext import (
@@ -69,9 +70,6 @@ _OWN_CONNECTION = re.compile(r"(?i)\b(FOUND_ROWS|ROW_COUNT)\s*\(|"
                              r"(@@(?:SESSION\.|LOCAL\.)?(?:LAST_INSERT_ID|IDENTITY|INSERT_ID|LAST_GTID)|"
                              r"\bGET\s+(?:CURRENT\s+|STACKED\s+)?DIAGNOSTICS|"
                              r"\bPREVIOUS\s+VALUE\s+FOR)\b|\b(LASTVAL|PREVIOUSVAL)\s*\(")
-# CONNECTION_ID() where DAL did not write the session's id (a spelling it does not rewrite,
-# `CONNECTION_ID(/**/)`): the backend connection's thread id would answer.
-_THREAD_ID = re.compile(r"(?i)\bCONNECTION_ID\s*\(")
 # sql_auto_is_null set to anything but a plain 0 (`0+1` is 1 too): the whole value is read.
 _AUTO_IS_NULL = re.compile(r"\bSQL_AUTO_IS_NULL\s*:?=\s*(?=\S)"
                            r"(?!(?:0|OFF|FALSE|DEFAULT)\s*(?:[,;]|$|FOR\b))")
@@ -455,7 +453,10 @@ def _connection_needs(plan: Plan, text: str, code: str, pin: str | None) -> Plan
         return refuse(*errors.NOT_SUPPORTED, "DAL answers CURRENT_USER(), USER() and "
                       "SESSION_USER() only on their own (SELECT CURRENT_USER()); inside "
                       "another statement the backend would name DAL's own account")
-    if plan.handler != "session_functions" and plan.kind != REFUSE and _THREAD_ID.search(code):
+    # CONNECTION_ID() where DAL did not write the session's id (a spelling it does not
+    # rewrite, `CONNECTION_ID(/**/)`): the backend connection's thread id would answer.
+    if (plan.handler != "session_functions" and plan.kind != REFUSE
+            and "CONNECTION_ID" in code and calls_connection_id(text)):
         return refuse(*errors.NOT_SUPPORTED, "CONNECTION_ID() would give the backend "
                       "connection's thread id here: DAL writes the session's id into "
                       "statements that start with SELECT, INSERT, UPDATE, DELETE, REPLACE, DO, "

@@ -21,11 +21,11 @@ _STRINGS = (  # with backslash escapes, and under sql_mode NO_BACKSLASH_ESCAPES
     rb"'[^'\\]*(?:(?:\\.|'')[^'\\]*)*'|" rb'"[^"\\]*(?:(?:\\.|"")[^"\\]*)*"',
     rb"'[^']*(?:''[^']*)*'|" rb'"[^"]*(?:""[^"]*)*"')
 _SKIPPED_OR_CALL = tuple(re.compile(
-    rb"(" + strings + rb"""|`(?:[^`]|``)*`|/\*(?![!M]).*?\*/|--[ \t][^\n]*|\#[^\n]*)"""
+    rb"(" + strings + rb"""|`(?:[^`]|``)*`|/\*(?![!M]).*?\*/|--[\x00-\x20][^\n]*|\#[^\n]*)"""
     rb"""|\b(""" + _NAMES + rb""")\s*\(\s*\)|\b(CURRENT_USER)\b""", re.I | re.S)
     for strings in _STRINGS)
 # Whitespace and plain comments before a statement's first word (`/* tag */ SELECT ...`).
-_LEADING = rb"(?:\s+|/\*(?![!M]).*?\*/|--[ \t][^\n]*|\#[^\n]*)*"
+_LEADING = rb"(?:\s+|/\*(?![!M]).*?\*/|--[\x00-\x20][^\n]*|\#[^\n]*)*"
 _ITEM = (rb"(?:(?:" + _NAMES + rb")\s*\(\s*\)|@@(?:SESSION\.|LOCAL\.)?(?:IDENTITY|LAST_INSERT_ID|"
          rb"LAST_GTID)\b)"
          rb"(?:\s+(?:AS\s+)?[\w`'\"]+)?")
@@ -68,3 +68,16 @@ def connection_id_in(sql: bytes, connection_id: int, backslashes: bool = True) -
         return sql
     return substitute_session_functions(sql, {b"CONNECTION_ID": str(connection_id).encode()},
                                         backslashes)
+
+
+# A call of CONNECTION_ID() in code (not in a string, a quoted name or a plain comment), with
+# spaces or comments inside and around its parentheses: `CONNECTION_ID(/**/)`.
+_CONNECTION_ID_CALL = re.compile(
+    r"""('(?:[^'\\]|\\.|'')*'|"(?:[^"\\]|\\.|"")*"|`(?:[^`]|``)*`|/\*(?![!M]).*?\*/"""
+    r"""|--[\x00-\x20][^\n]*|\#[^\n]*)"""
+    r"""|\bCONNECTION_ID(?:\s|/\*.*?\*/)*\((?:\s|/\*.*?\*/)*\)""", re.I | re.S)
+
+
+def calls_connection_id(text: str) -> bool:
+    """True when ``text`` still calls CONNECTION_ID() (a spelling DAL did not rewrite)."""
+    return any(match.group(1) is None for match in _CONNECTION_ID_CALL.finditer(text))

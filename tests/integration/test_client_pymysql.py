@@ -238,6 +238,14 @@ def test_show_variables_where_tests_the_sessions_values(connect) -> None:
                            f"Value = '{other_id}'") == ()
         assert fetch(conn, "SHOW VARIABLES WHERE Variable_name IN ('last_gtid', "
                            "'autocommit') AND Value <> ''") == (("autocommit", "ON"),)
+        # However the WHERE is spelled: comments around it, no space after it.
+        for sql in ("/* tag */ SHOW VARIABLES WHERE Variable_name = 'identity' AND Value <> 0",
+                    "SHOW /* c */ VARIABLES WHERE(Variable_name = 'identity' AND Value > 0)",
+                    "SHOW VARIABLES WHERE'identity' = Variable_name AND Value > 0"):
+            assert fetch(conn, sql) == (), sql
+        # Compared as MariaDB compares SHOW VARIABLES' columns (case-insensitively).
+        assert fetch(conn, "SHOW VARIABLES WHERE Variable_name = 'IDENTITY'") == (
+            ("identity", "0"),)
     finally:
         fetch(other, "DELETE FROM merchants WHERE id = %s", (other_id,))
 
@@ -253,6 +261,10 @@ def test_connection_id_spellings_never_give_the_backend_thread(connect) -> None:
                 "# tag\nSELECT CONNECTION_ID() + 0"):
         assert fetch(conn, sql) == ((me,),), sql
     assert fetch(conn, "/* tag */ SELECT CONNECTION_ID(), @@identity") == ((me, 0),)
+    # A name is not a call; a `--` comment ends at the line's end after any control character.
+    assert fetch(conn, "SELECT 1 AS `CONNECTION_ID()`") == ((1,),)
+    assert fetch(conn, "SELECT 'x' --\r'\n, ' CONNECTION_ID() ', CONNECTION_ID() > 0") == (
+        ("x", " CONNECTION_ID() ", 1),)
     for sql in ("SELECT CONNECTION_ID(/**/) AS c, 1", "SELECT CONNECTION_ID/**/() + 0"):
         with pytest.raises(pymysql.err.MySQLError) as excinfo:
             fetch(conn, sql)
@@ -276,11 +288,22 @@ def test_sets_without_a_default_never_reach_another_session(connect) -> None:
     for _ in range(5):
         assert fetch(connect(), "SELECT COUNT(*) >= 0 FROM merchants") == ((1,),)
     conn = connect()
-    for sql in ("SET last_insert_id = 77", "SET @@session.identity = 5"):
+    for sql in ("SET last_insert_id = 77", "SET @@session.identity = 5",
+                "SET @u = 1, last_insert_id = 78", "SET rand_seed1 = 1, identity = 79"):
         with pytest.raises(pymysql.err.MySQLError) as excinfo:
             fetch(conn, sql)
         assert excinfo.value.args[0] == 1235, sql
     assert fetch(conn, "SELECT LAST_INSERT_ID()") == ((0,),)
+
+
+def test_show_variables_in_a_one_byte_character_set(connect) -> None:
+    """SHOW VARIABLES from a latin1 client: its text goes to the backend as the client sent
+    it (before, DAL failed with 1105 encoding it)."""
+    conn = connect(charset="latin1")
+    assert fetch(conn, "SHOW VARIABLES LIKE 'café%'") == ()
+    assert fetch(conn, "SHOW SESSION VARIABLES WHERE Value = 'café'") == ()
+    assert fetch(conn, "SHOW VARIABLES LIKE 'character_set_client'") == (
+        ("character_set_client", "latin1"),)
 
 
 # -- values ---------------------------------------------------------------------------------

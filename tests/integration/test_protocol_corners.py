@@ -376,6 +376,8 @@ def test_prepared_connection_id_is_the_sessions(dal) -> None:
                                   prefetch_size=1)
             fetched.execute("SHOW VARIABLES LIKE '%identity'")
             assert fetched.fetchall() == [("identity", "0")]
+            cur.execute("SHOW VARIABLES WHERE Variable_name IN (?, ?)", ("identity", "version"))
+            assert [name for name, _ in cur.fetchall()] == ["identity", "version"]
             text.execute("SELECT 1")  # the connection is still in step
             assert text.fetchall() == [(1,)]
     finally:
