@@ -48,7 +48,10 @@ def plan_set(tree: exp.Set, text: str, route: Plan) -> Plan:
     for item in tree.expressions:  # whatever an earlier item would do (pin, refuse)
         var = item.this.this if isinstance(item.this, exp.EQ) else None
         if isinstance(var, exp.SessionParameter | exp.Column) and var.name.lower() in _OWN_IDS:
-            return _own_ids_refusal(var.name.lower())
+            return refuse(*errors.NOT_SUPPORTED, "DAL keeps LAST_INSERT_ID() itself, from the "
+                          "ids of the session's own inserts: SET "
+                          f"{var.name.lower()} would set a backend connection's instead; use "
+                          "the id your INSERT returned")
     for item in tree.expressions:
         planned = _assignment(item, text, route)
         if isinstance(planned, Plan):
@@ -90,8 +93,6 @@ def _assignment(item: exp.Expression, text: str, route: Plan) -> _Assignment | P
     if isinstance(name, Plan):
         return name
     name = RENAMED_VARIABLES.get(name.lower(), name.lower())
-    if name in _OWN_IDS:
-        return _own_ids_refusal(name)
     if name in _NO_DEFAULT:  # no `=DEFAULT` puts it back: kept on the session's connection
         return _pinned(text, route, "set_other")
     if name == "sql_mode" and literal and not (
@@ -109,12 +110,6 @@ def _assignment(item: exp.Expression, text: str, route: Plan) -> _Assignment | P
         return name, f"@@session.{name}={value.sql(dialect='mysql', comments=False)}", None
     # evaluated once by the session on a backend, then replayed as a literal
     return name, "", mariadb_sql(value)
-
-
-def _own_ids_refusal(name: str) -> Plan:
-    return refuse(*errors.NOT_SUPPORTED, f"DAL keeps LAST_INSERT_ID() itself, from the ids of "
-                  f"the session's own inserts: SET {name} would set a backend connection's "
-                  "instead; use the id your INSERT returned")
 
 
 def _names(item: exp.Expression) -> _Assignment | Plan:
