@@ -26,7 +26,7 @@ from dal.login import err_packet
 from dal.wire.binary import KNOWN_TYPES, UNSIGNED_PARAM, ParamType, decode_value, sql_literal
 from dal.wire.framing import frame
 from dal.wire.messages import ERR, OK
-from router.params import param_positions
+from router.params import fill_markers, param_positions
 from router.rows.buffer import Reader
 from router.rows.errors import ProtocolError
 
@@ -89,17 +89,8 @@ def statements_for(sql: bytes, rows: list[list[bytes]]) -> list[bytes]:
         start, end = tuple_span
         head, body, tail = sql[:start], sql[start:end], sql[end:]
         inner = [m - start for m in markers]
-        return [head + b", ".join(_fill(body, inner, row) for row in rows) + tail]
-    return [_fill(sql, markers, row) for row in rows]
-
-
-def _fill(sql: bytes, markers: list[int], values: list[bytes]) -> bytes:
-    out, last = [], 0
-    for at, value in zip(markers, values, strict=True):
-        out += [sql[last:at], value]
-        last = at + 1
-    out.append(sql[last:])
-    return b"".join(out)
+        return [head + b", ".join(fill_markers(body, inner, row) for row in rows) + tail]
+    return [fill_markers(sql, markers, row) for row in rows]
 
 
 def _values_tuple(sql: bytes, markers: list[int]) -> tuple[int, int] | None:

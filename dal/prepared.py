@@ -33,7 +33,7 @@ from dal.prepared_results import binary_result, fetch, reply, send
 from dal.prepared_run import WRONG_ARGUMENTS
 from dal.prepared_statements import Registry, Statement
 from dal.session.planning import READ_AWAY_BYTES, in_planner_thread, with_plan
-from dal.session_variables import session_variables, with_parameters
+from dal.session_variables import session_variables
 from dal.wire.binary import (
     CURSOR_READ_ONLY,
     Execute,
@@ -47,7 +47,7 @@ from pool import statements
 from pool.connection import BackendError
 from pool.rename import rename_column
 from pool.state import apply_state
-from router.params import Shape, shape_of
+from router.params import Shape, fill_markers, param_positions, shape_of
 from router.plan import LOCAL, MIGRATED, REFUSE, ROUTE, SET, SHARDED, Plan
 from router.rows.buffer import lenenc_bytes
 from router.rows.columns import ColumnDefinition
@@ -382,10 +382,9 @@ def _execute_planned(session: SessionPort, statement: Statement, plan: Plan, ex:
     elif plan.diagnostics and session.pinned is None:
         _no_diagnostics(session, plan)
     elif plan.handler == "session_variables":
-        sql = with_parameters(plan.args[0], [v.decode("utf-8", "surrogateescape")
-                                             for v in _literals(ex)],
-                              not session.lexer_modes() & NO_BACKSLASH_ESCAPES)
-        session.spawn(_show_variables(session, sql, statement if cursor else None))
+        text = fill_markers(statement.sql, param_positions(statement.sql), _literals(ex))
+        session.spawn(_show_variables(session, text.decode("utf-8", "surrogateescape"),
+                                      statement if cursor else None))
     elif plan.kind in (ROUTE, REFUSE):
         run_tree(session, plan, PreparedBindings([], statement, ex, cursor, last_seq))
     else:

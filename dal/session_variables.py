@@ -18,17 +18,15 @@ from typing import TYPE_CHECKING
 
 from dal.execute.leases import run_in_session
 from dal.wire.results import encode_result_set
-from router.sqltext import NO_BACKSLASH_ESCAPES
+from router.sqltext import LINE_COMMENT, NO_BACKSLASH_ESCAPES, QUOTED_NAME, STRING_LITERALS
 
 # The WHERE of a SHOW, outside strings, quoted names and comments (however the statement is
 # spelled: `/* tag */ SHOW /* c */ VARIABLES WHERE(...)`); router/show.py keeps what follows
 # it to comparisons of the columns with literals. One pattern per string reading: with
-# backslash escapes, and under NO_BACKSLASH_ESCAPES.
-_SKIPPED = (r"'(?:[^'\\]|\\.|'')*'|\"(?:[^\"\\]|\\.|\"\")*\"",
-            r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"")
+# backslash escapes, and under NO_BACKSLASH_ESCAPES. Every /* */ comment is skipped.
 _SKIP_OR_WHERE = tuple(re.compile(
-    r"(" + strings + r"|`(?:[^`]|``)*`|/\*.*?\*/|--[\x00-\x20][^\n]*|\#[^\n]*)|\b(WHERE)\b|(\?)",
-    re.I | re.S) for strings in _SKIPPED)
+    "(" + "|".join((strings, QUOTED_NAME, r"/\*.*?\*/", LINE_COMMENT)) + r")|\b(WHERE)\b",
+    re.I | re.S) for strings in STRING_LITERALS)
 
 if TYPE_CHECKING:
     from dal.ports import SessionPort
@@ -42,14 +40,6 @@ def where_tail(sql: str, backslashes: bool = True) -> str | None:
         if match.group(2):
             return sql[match.end():].rstrip().rstrip(";")
     return None
-
-
-def with_parameters(sql: str, literals: list[str], backslashes: bool = True) -> str:
-    """A prepared SHOW's text with its ``?`` placeholders (outside strings, names and
-    comments) replaced, in order, by the execution's SQL literals."""
-    values = iter(literals)
-    return _SKIP_OR_WHERE[0 if backslashes else 1].sub(
-        lambda m: next(values) if m.group(3) else m.group(0), sql)
 
 
 def _text(sql: str) -> bytes:

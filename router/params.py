@@ -93,3 +93,14 @@ _SKIP = re.compile(rb"""'[^'\\]*(?:(?:\\.|'')[^'\\]*)*'|"[^"\\]*(?:(?:\\.|"")[^"
 def param_positions(sql: bytes) -> list[int]:
     """Offsets of the ``?`` parameter markers of a statement."""
     return [m.start() for m in _SKIP.finditer(sql) if m.group() == b"?"]
+
+
+def fill_markers(sql: bytes, markers: list[int], values: list[bytes]) -> bytes:
+    """``sql`` with the ``?`` at each of ``markers`` (`param_positions`) replaced, in order, by
+    ``values`` (SQL literals)."""
+    out, last = [], 0
+    for at, value in zip(markers, values, strict=True):
+        out += [sql[last:at], value]
+        last = at + 1
+    out.append(sql[last:])
+    return b"".join(out)

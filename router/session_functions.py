@@ -14,18 +14,20 @@ from __future__ import annotations
 
 import re
 
+from router.sqltext import LINE_COMMENT, PLAIN_COMMENT, QUOTED_NAME, STRING_LITERALS
+
 _NAMES = (rb"LAST_INSERT_ID|ROW_COUNT|FOUND_ROWS|CONNECTION_ID|CURRENT_USER|SESSION_USER|"
           rb"SYSTEM_USER|USER")
 SESSION_FUNCTION = re.compile(rb"(?i)\b(?:" + _NAMES + rb")\s*\(\s*\)|\bCURRENT_USER\b")
-_STRINGS = (  # with backslash escapes, and under sql_mode NO_BACKSLASH_ESCAPES
-    rb"'[^'\\]*(?:(?:\\.|'')[^'\\]*)*'|" rb'"[^"\\]*(?:(?:\\.|"")[^"\\]*)*"',
-    rb"'[^']*(?:''[^']*)*'|" rb'"[^"]*(?:""[^"]*)*"')
+# Strings, quoted names and plain comments, skipped (one pattern per string reading: with
+# backslash escapes, and under NO_BACKSLASH_ESCAPES); executable comments are code.
+_SKIPPED = tuple("|".join((strings, QUOTED_NAME, PLAIN_COMMENT, LINE_COMMENT)).encode()
+                 for strings in STRING_LITERALS)
 _SKIPPED_OR_CALL = tuple(re.compile(
-    rb"(" + strings + rb"""|`(?:[^`]|``)*`|/\*(?![!M]).*?\*/|--[\x00-\x20][^\n]*|\#[^\n]*)"""
-    rb"""|\b(""" + _NAMES + rb""")\s*\(\s*\)|\b(CURRENT_USER)\b""", re.I | re.S)
-    for strings in _STRINGS)
+    rb"(" + skipped + rb")|\b(" + _NAMES + rb")\s*\(\s*\)|\b(CURRENT_USER)\b", re.I | re.S)
+    for skipped in _SKIPPED)
 # Whitespace and plain comments before a statement's first word (`/* tag */ SELECT ...`).
-_LEADING = rb"(?:\s+|/\*(?![!M]).*?\*/|--[\x00-\x20][^\n]*|\#[^\n]*)*"
+_LEADING = rb"(?:\s+|" + f"{PLAIN_COMMENT}|{LINE_COMMENT}".encode() + rb")*"
 _ITEM = (rb"(?:(?:" + _NAMES + rb")\s*\(\s*\)|@@(?:SESSION\.|LOCAL\.)?(?:IDENTITY|LAST_INSERT_ID|"
          rb"LAST_GTID)\b)"
          rb"(?:\s+(?:AS\s+)?[\w`'\"]+)?")
@@ -73,9 +75,8 @@ def connection_id_in(sql: bytes, connection_id: int, backslashes: bool = True) -
 # A call of CONNECTION_ID() in code (not in a string, a quoted name or a plain comment), with
 # spaces or comments inside and around its parentheses: `CONNECTION_ID(/**/)`.
 _CONNECTION_ID_CALL = re.compile(
-    r"""('(?:[^'\\]|\\.|'')*'|"(?:[^"\\]|\\.|"")*"|`(?:[^`]|``)*`|/\*(?![!M]).*?\*/"""
-    r"""|--[\x00-\x20][^\n]*|\#[^\n]*)"""
-    r"""|\bCONNECTION_ID(?:\s|/\*.*?\*/)*\((?:\s|/\*.*?\*/)*\)""", re.I | re.S)
+    "(" + "|".join((STRING_LITERALS[0], QUOTED_NAME, PLAIN_COMMENT, LINE_COMMENT))
+    + r")|\bCONNECTION_ID(?:\s|/\*.*?\*/)*\((?:\s|/\*.*?\*/)*\)", re.I | re.S)
 
 
 def calls_connection_id(text: str) -> bool:

@@ -16,6 +16,17 @@ from __future__ import annotations
 NO_BACKSLASH_ESCAPES = 1
 ANSI_QUOTES = 2
 
+# Pieces of regular expressions (str; ``.encode()`` them for bytes) for scanners that skip what
+# is not code: a string literal with backslash escapes, and one under NO_BACKSLASH_ESCAPES
+# (either quote: under ANSI_QUOTES a "..." is a name, skipped alike); a quoted name; a `--` or
+# `#` comment (MariaDB's `--` needs a space or control character after it); a plain /* */
+# comment (an executable one is code).
+STRING_LITERALS = (r"'[^'\\]*(?:(?:\\.|'')[^'\\]*)*'|" r'"[^"\\]*(?:(?:\\.|"")[^"\\]*)*"',
+                   r"'[^']*(?:''[^']*)*'|" r'"[^"]*(?:""[^"]*)*"')
+QUOTED_NAME = r"`(?:[^`]|``)*`"
+LINE_COMMENT = r"--[\x00-\x20][^\n]*|\#[^\n]*"
+PLAIN_COMMENT = r"/\*(?![!M]).*?\*/"
+
 # sql_mode names that switch ANSI_QUOTES on (MariaDB's combination modes include it).
 _ANSI_QUOTE_MODES = frozenset({"ANSI_QUOTES", "ANSI", "DB2", "MAXDB", "MSSQL", "ORACLE",
                                "POSTGRESQL"})

@@ -386,22 +386,9 @@ def measure_servers(args: argparse.Namespace, config: Config, direct: Target, da
             if hop_port is not None:
                 targets.append(Target("hop", direct.host, hop_port, direct.user,
                                       direct.password, direct.database))
-            tables = len(shards[0][1]) if shards else 0
-            unfit = (bench_spread.prepared_limit(direct, max(args.clients_set or [args.threads]),
-                                                 tables)
-                     if args.spread and args.ps_mode != "disable" else None)
-            if unfit is not None:
-                print(f"dal bench: --spread: not measured: {unfit} (DAL prepares each shard's "
-                      "statement once per pooled connection)"
-                      + ("; left out of the ps-mode disable rounds too, which share the "
-                         "targets" if args.ps_mode == "both" else ""), file=sys.stderr)
-                result["spread"] = {"measured": False, "reason": unfit}
-            elif args.spread:
-                bench_spread.setup(direct, tables, args.table_size)
-                targets.append(bench_spread.target(direct, tables, args.table_size))
-                if hop_port is not None:
-                    targets.append(bench_spread.target(direct, tables, args.table_size,
-                                                       hop_port, bench_spread.HOP_NAME))
+            if args.spread:
+                targets += bench_spread.targets(args, direct, len(shards[0][1]), hop_port,
+                                                result)
             targets += compared
             # Each proxy's CPU group; `spread` is the servers themselves.
             ports = {t.name: {t.port} for t in targets[1:] if t.name != bench_spread.NAME}

@@ -14,8 +14,10 @@ and sp-hop what one that only copies bytes would.
 
 from __future__ import annotations
 
+import argparse
 import math
 import sys
+from typing import Any
 
 import pymysql
 
@@ -55,6 +57,27 @@ def prepared_limit(direct: Target, threads: int, tables: int) -> str | None:
         return None
     return (f"{threads} threads would prepare {wanted} statements on {tables} tables, more than "
             f"the server's max_prepared_stmt_count ({limit}) allows")
+
+
+def targets(args: argparse.Namespace, direct: Target, tables: int, hop_port: int | None,
+            result: dict[str, Any]) -> list[Target]:
+    """The run's spread targets (`spread`, and `sp-hop` with the hop on ``hop_port``), their
+    tables set up; none, with the reason in ``result`` and on stderr, where the run's prepared
+    statements would not fit the server (`prepared_limit`)."""
+    unfit = (prepared_limit(direct, max(args.clients_set or [args.threads]), tables)
+             if args.ps_mode != "disable" else None)
+    if unfit is not None:
+        print(f"dal bench: --spread: not measured: {unfit} (DAL prepares each shard's "
+              "statement once per pooled connection)"
+              + ("; left out of the ps-mode disable rounds too, which share the targets"
+                 if args.ps_mode == "both" else ""), file=sys.stderr)
+        result["spread"] = {"measured": False, "reason": unfit}
+        return []
+    setup(direct, tables, args.table_size)
+    found = [target(direct, tables, args.table_size)]
+    if hop_port is not None:
+        found.append(target(direct, tables, args.table_size, hop_port, HOP_NAME))
+    return found
 
 
 def setup(direct: Target, tables: int, size: int) -> None:
